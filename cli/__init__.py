@@ -1,0 +1,1 @@
+"""colonynode.cli: the `colonynode` command."""

@@ -1,0 +1,3 @@
+from colonynode.cli.main import main
+
+main()

@@ -1,0 +1,12 @@
+"""The command groups of `colonynode`. Each later issue adds its module here."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach every command module to the root app."""
+    return None

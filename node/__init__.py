@@ -1,0 +1,1 @@
+"""colonynode.node: the daemon. This module imports nothing heavy (DESIGN.md §1)."""
