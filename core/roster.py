@@ -1,0 +1,194 @@
+"""The colony roster: an owner-signed, versioned member list (DESIGN.md §3).
+
+Highest version wins. Every change is made by the owner's node, which signs version v+1;
+every member keeps the highest valid version it has seen and refuses anything not signed
+by the owner or not newer than what it holds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from colonynode.core.envelope import Envelope, seal
+from colonynode.core.errors import ValidationError
+from colonynode.core.identity import Identity
+from colonynode.core.ids import NodeId, peer_id_str, short_id
+
+__all__ = [
+    "ROLES",
+    "ROSTER_DOMAIN",
+    "VOTER_COUNTS",
+    "Member",
+    "Roster",
+    "accept_roster",
+    "genesis_roster",
+    "sign_roster",
+]
+
+ROSTER_DOMAIN = "roster"
+ROLES = ("executor", "reader", "submitter")  # sorted
+VOTER_COUNTS = (1, 3, 5)
+MEMBERS_MAX = 4096
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValidationError(
+            f"{kind} name {name!r} must be 1-63 letters, digits, '.', '_' or '-' "
+            "and start with a letter or digit"
+        )
+    return name
+
+
+def check_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ValidationError(f"unknown role {unknown[0]!r}: roles are {', '.join(ROLES)}")
+    return tuple(sorted(set(roles)))
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node_id: NodeId
+    name: str
+    roles: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        check_name("member", self.name)
+        if self.roles != check_roles(self.roles):
+            raise ValidationError(f"roles of {self.name} must be sorted and unique")
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    colony: str
+    owner: NodeId
+    version: int
+    members: tuple[Member, ...]
+    voters: tuple[NodeId, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name("colony", self.colony)
+        if self.version < 1:
+            raise ValidationError("roster versions start at 1")
+        if len(self.members) > MEMBERS_MAX:
+            raise ValidationError(f"more than {MEMBERS_MAX} members")
+        ids = [m.node_id for m in self.members]
+        names = [m.name for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ValidationError("a node is listed twice")
+        if len(set(names)) != len(names):
+            raise ValidationError("two members share a name")
+        if self.owner not in ids:
+            raise ValidationError("the owner must be a member")
+        if len(self.voters) not in VOTER_COUNTS:
+            raise ValidationError(f"a colony has 1, 3 or 5 voters, not {len(self.voters)}")
+        if len(set(self.voters)) != len(self.voters):
+            raise ValidationError("a voter is listed twice")
+        for v in self.voters:
+            if v not in ids:
+                raise ValidationError(f"voter {short_id(v)} is not a member")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def member(self, nid: NodeId) -> Member | None:
+        for m in self.members:
+            if m.node_id == nid:
+                return m
+        return None
+
+    def is_member(self, nid: NodeId) -> bool:
+        return self.member(nid) is not None
+
+    def has_role(self, nid: NodeId, role: str) -> bool:
+        if role == "voter":
+            return nid in self.voters
+        m = self.member(nid)
+        return m is not None and role in m.roles
+
+    def find(self, name_or_id: str) -> Member:
+        """A member by name, peer id, or a unique tail of its peer id."""
+        by_name = [m for m in self.members if m.name == name_or_id]
+        if by_name:
+            return by_name[0]
+        tail = [m for m in self.members if peer_id_str(m.node_id).endswith(name_or_id)]
+        if len(tail) == 1:
+            return tail[0]
+        if len(tail) > 1:
+            raise ValidationError(f"{name_or_id!r} names more than one member")
+        raise ValidationError(f"no member named {name_or_id!r} in colony {self.colony}")
+
+    def majority(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    # -- changes (the owner's node signs the result) -----------------------------------
+
+    def with_member(self, member: Member) -> Roster:
+        if self.is_member(member.node_id):
+            raise ValidationError(f"{short_id(member.node_id)} is already a member")
+        if any(m.name == member.name for m in self.members):
+            raise ValidationError(f"a member is already named {member.name!r}")
+        return replace(self, version=self.version + 1, members=(*self.members, member))
+
+    def without_member(self, nid: NodeId) -> Roster:
+        m = self.member(nid)
+        if m is None:
+            raise ValidationError(f"{short_id(nid)} is not a member")
+        if nid == self.owner:
+            raise ValidationError("the owner cannot be removed from its colony")
+        if nid in self.voters:
+            raise ValidationError(
+                f"{m.name} is a voter: choose other voters first (colonynode voters set ...)"
+            )
+        members = tuple(x for x in self.members if x.node_id != nid)
+        return replace(self, version=self.version + 1, members=members)
+
+    def with_voters(self, voters: tuple[NodeId, ...]) -> Roster:
+        return replace(self, version=self.version + 1, voters=voters)
+
+    def free_name(self, wanted: str) -> str:
+        """`wanted`, or `wanted-2`, `wanted-3`, ... if a member already has it."""
+        taken = {m.name for m in self.members}
+        name, n = wanted, 1
+        while name in taken:
+            n += 1
+            name = f"{wanted[:56]}-{n}"
+        return name
+
+
+def genesis_roster(owner: Identity, colony: str, name: str) -> Roster:
+    """Version 1: the owner alone, with every role, as the only voter."""
+    return Roster(
+        colony=colony,
+        owner=owner.node_id,
+        version=1,
+        members=(Member(owner.node_id, name, ROLES),),
+        voters=(owner.node_id,),
+    )
+
+
+def sign_roster(owner: Identity, roster: Roster) -> Envelope:
+    if owner.node_id != roster.owner:
+        raise ValidationError("only the colony owner signs its roster")
+    return seal(owner, ROSTER_DOMAIN, roster)
+
+
+def accept_roster(held: Roster | None, envelope: Envelope) -> Roster | None:
+    """The roster in `envelope` if it should replace `held`, else None.
+
+    Refused (SignatureError, DecodeError, ValidationError): not signed by the owner it
+    names, or for another colony/owner than `held`. Ignored (None): not newer.
+    """
+    roster = envelope.open(ROSTER_DOMAIN, Roster)
+    if envelope.author != roster.owner:
+        raise ValidationError("roster not signed by its colony's owner")
+    if held is not None:
+        if (roster.colony, roster.owner) != (held.colony, held.owner):
+            raise ValidationError(f"roster of another colony ({roster.colony})")
+        if roster.version <= held.version:
+            return None
+    return roster
