@@ -158,34 +158,48 @@ class MemoryStore:
 
     @property
     def unsynced_batches(self) -> int:
-        """Batches a crash() now would lose."""
+        """Batches applied with sync=False since the last durable point."""
         return len(self._unsynced)
 
-    def crash(self, rng: random.Random | None = None, *, tear: bool = False) -> None:
-        """The process dies and a new one opens the store.
+    def durable_get(self, table: str, key: bytes) -> Any | None:
+        """What a crash now (without an rng) would leave under `key`: for checkers."""
+        for undo in self._unsynced:
+            for t, k, old, _ in undo:
+                if t == table and k == key:
+                    return None if old is None else decode_value(old)
+        return self.get(table, key)
 
-        Every batch applied with sync=False since the last durable point is lost. With
-        `tear=True` (which needs `rng`) the newest of them is torn instead of lost: a
-        random proper prefix of its writes (possibly none) survives, on top of the
-        durable state, as on a disk without atomic batches. To model a crash *during* a
-        batch, apply it with sync=False and crash with tear=True.
+    def crash(self, rng: random.Random | None = None, *, tear: bool = False) -> int:
+        """The process dies and a new one opens the store; returns the batches lost.
+
+        Without `rng`, every batch applied with sync=False since the last durable point
+        is lost. With `rng`, a random prefix of them survives (0 to all: they reached the
+        disk before the power went), whole and in order, as LMDB commits do. With
+        `tear=True` as well, the first batch that does not survive is torn instead of
+        lost: a random proper prefix of its writes (possibly none) survives, as on a disk
+        without atomic batches, to test recovery code. A torn batch counts as lost.
+        To model a crash *during* a batch, apply it with sync=False, then crash.
         The store is open again afterwards (a clean close() before it is forgotten).
         """
         if tear and rng is None:
-            raise ValueError("crash(tear=True) needs an rng to choose the torn prefix")
-        torn = self._unsynced[-1] if tear and self._unsynced else []
-        for undo in reversed(self._unsynced):
+            raise ValueError("crash(tear=True) needs an rng to choose what survives")
+        unsynced = self._unsynced
+        keep = rng.randint(0, len(unsynced)) if rng is not None and unsynced else 0
+        torn = unsynced[keep] if tear and keep < len(unsynced) else []
+        for undo in reversed(unsynced[keep:]):
             for table, key, old, _ in reversed(undo):
                 self._tables[table].put(key, old)
-        self.stats.crashes += 1
-        self.stats.batches_lost += len(self._unsynced)  # a torn batch counts as lost
-        self._unsynced = []
-        self._unsynced_writes = 0
         if torn:
             assert rng is not None
             for table, key, _, packed in torn[: rng.randrange(len(torn))]:
                 self._tables[table].put(key, packed)
+        lost = len(unsynced) - keep
+        self._unsynced = []
+        self._unsynced_writes = 0
         self._closed = False
+        self.stats.crashes += 1
+        self.stats.batches_lost += lost
+        return lost
 
     def close(self) -> None:
         """A clean shutdown: everything applied is durable; further use raises."""
