@@ -37,18 +37,82 @@ SCAN_CHUNK_MAX: Final = 256
 # Unsynced writes kept undoable. Past this the oldest unsynced batches become durable,
 # as a kernel eventually flushes dirty pages; it bounds the undo log's memory.
 UNSYNCED_WRITES_MAX: Final = 1_000_000
+# Keys per sorted run of a table's key index (a run splits at twice this).
+SORTED_RUN_LOAD: Final = 256
 
 # One undone-able write: (table, key, encoded value before it or None, value written).
 _Undo = tuple[str, bytes, bytes | None, bytes | None]
 
 
+class _SortedKeys:
+    """Keys in order, as sorted runs of at most 2 * load keys (sortedcontainers' idea).
+
+    An insert or a delete moves at most 2 * load pointers, however big the table: one
+    sorted list would move them all, which made random keys cost O(n) each.
+    """
+
+    __slots__ = ("_load", "_maxes", "_runs")
+
+    def __init__(self, load: int = SORTED_RUN_LOAD) -> None:
+        self._load = load
+        self._runs: list[list[bytes]] = []
+        self._maxes: list[bytes] = []  # _maxes[i] == _runs[i][-1]
+
+    def add(self, key: bytes) -> None:
+        """Insert a key that is not present."""
+        runs, maxes = self._runs, self._maxes
+        if not runs:
+            runs.append([key])
+            maxes.append(key)
+            return
+        i = bisect_left(maxes, key)
+        if i == len(maxes):
+            i -= 1
+            runs[i].append(key)
+            maxes[i] = key
+        else:
+            insort(runs[i], key)
+        run = runs[i]
+        if len(run) > 2 * self._load:
+            half = run[self._load :]
+            del run[self._load :]
+            runs.insert(i + 1, half)
+            maxes.insert(i + 1, half[-1])
+            maxes[i] = run[-1]
+
+    def remove(self, key: bytes) -> None:
+        """Delete a key that is present."""
+        i = bisect_left(self._maxes, key)
+        run = self._runs[i]
+        del run[bisect_left(run, key)]
+        if not run:
+            del self._runs[i]
+            del self._maxes[i]
+        else:
+            self._maxes[i] = run[-1]
+
+    def take(self, start: bytes, *, after: bool, n: int) -> list[bytes]:
+        """Up to `n` keys from `start` on (`after`: strictly greater than `start`)."""
+        runs = self._runs
+        find = bisect_right if after else bisect_left
+        i = find(self._maxes, start)
+        out: list[bytes] = []
+        if i < len(runs):
+            out.extend(runs[i][find(runs[i], start) :][:n])
+            i += 1
+        while len(out) < n and i < len(runs):
+            out.extend(runs[i][: n - len(out)])
+            i += 1
+        return out
+
+
 class _Table:
-    """A dict for lookups and a sorted key list for prefix scans."""
+    """A dict for lookups and the keys in order for prefix scans."""
 
     __slots__ = ("keys", "values")
 
     def __init__(self) -> None:
-        self.keys: list[bytes] = []
+        self.keys = _SortedKeys()
         self.values: dict[bytes, bytes] = {}
 
     def put(self, key: bytes, packed: bytes | None) -> bytes | None:
@@ -57,10 +121,10 @@ class _Table:
         if packed is None:
             if old is not None:
                 del self.values[key]
-                del self.keys[bisect_left(self.keys, key)]
+                self.keys.remove(key)
         else:
             if old is None:
-                insort(self.keys, key)
+                self.keys.add(key)
             self.values[key] = packed
         return old
 
@@ -110,9 +174,12 @@ class MemoryStore:
             if t is None:
                 return
             n = SCAN_CHUNK_MAX if remaining is None else min(SCAN_CHUNK_MAX, remaining)
-            i = bisect_left(t.keys, prefix) if last is None else bisect_right(t.keys, last)
+            if last is None:
+                keys = t.keys.take(prefix, after=False, n=n)
+            else:
+                keys = t.keys.take(last, after=True, n=n)
             chunk: list[tuple[bytes, bytes]] = []
-            for key in t.keys[i : i + n]:
+            for key in keys:
                 if not key.startswith(prefix):
                     break
                 chunk.append((key, t.values[key]))

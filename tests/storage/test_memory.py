@@ -179,3 +179,27 @@ def test_memory_store_matches_a_dict_reference(
                 assert list(store.scan(table, prefix, limit=limit)) == ref.scan(
                     table, prefix, limit
                 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.booleans(), st.binary(min_size=1, max_size=2)), max_size=200),
+    starts=st.lists(st.binary(max_size=2), min_size=1, max_size=4),
+    n=st.integers(0, 12),
+)
+def test_sorted_key_runs_match_a_sorted_list(
+    ops: list[tuple[bool, bytes]], starts: list[bytes], n: int
+) -> None:
+    keys, reference = memory_module._SortedKeys(load=2), set()  # tiny runs: many splits
+    for add, key in ops:
+        if add and key not in reference:
+            keys.add(key)
+            reference.add(key)
+        elif not add and key in reference:
+            keys.remove(key)
+            reference.discard(key)
+    ordered = sorted(reference)
+    assert keys.take(b"", after=False, n=len(ordered) + 1) == ordered
+    for start in starts:
+        assert keys.take(start, after=False, n=n) == [k for k in ordered if k >= start][:n]
+        assert keys.take(start, after=True, n=n) == [k for k in ordered if k > start][:n]
