@@ -9,4 +9,6 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Attach every command module to the root app."""
-    return None
+    from colonynode.cli import simulate as _simulate
+
+    app.command("simulate")(_simulate.simulate)
