@@ -1,0 +1,124 @@
+"""The local HTTP/JSON API (DESIGN.md §10): 127.0.0.1 only, bearer token from the data dir.
+
+Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx status; the CLI
+prints the message as one line. Documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from colonynode.core.errors import ColonyError, ValidationError
+
+__all__ = ["API_BODY_BYTES_MAX", "NodeApi", "PermissionDenied", "build_app"]
+
+API_BODY_BYTES_MAX = 1 << 20
+
+
+class PermissionDenied(ColonyError):
+    """The caller may not do that (not the owner, not a member)."""
+
+
+class NodeApi(Protocol):
+    """What the daemon offers its API (node.daemon.Node implements it)."""
+
+    def status(self) -> dict[str, Any]: ...
+    def members(self) -> list[dict[str, Any]]: ...
+    async def create_invite(self, roles: list[str], ttl_s: float) -> str: ...
+    async def remove_member(self, name_or_id: str) -> dict[str, Any]: ...
+    async def set_voters(self, names: list[str]) -> dict[str, Any]: ...
+    def metrics_text(self) -> str: ...
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > API_BODY_BYTES_MAX:
+        raise ValidationError(f"request body over {API_BODY_BYTES_MAX} bytes")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationError("request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("request body must be a JSON object")
+    return data
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def build_app(node: NodeApi, token: str) -> Starlette:
+    expected = f"Bearer {token}".encode()
+
+    def guarded(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            got = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(got, expected):
+                return _error(401, "unauthorized", "missing or wrong API token")
+            try:
+                result = await fn(request)
+            except PermissionDenied as exc:
+                return _error(403, "forbidden", str(exc))
+            except ColonyError as exc:
+                return _error(400, type(exc).__name__, str(exc))
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(result)
+
+        return endpoint
+
+    async def status(_: Request) -> Any:
+        return node.status()
+
+    async def members(_: Request) -> Any:
+        return node.members()
+
+    async def invite(request: Request) -> Any:
+        body = await _body(request)
+        roles = body.get("roles", ["executor", "submitter"])
+        ttl_s = body.get("ttl_s", 3600)
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ValidationError("roles must be a list of strings")
+        if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool):
+            raise ValidationError("ttl_s must be a number of seconds")
+        return {"token": await node.create_invite(roles, float(ttl_s))}
+
+    async def remove_member(request: Request) -> Any:
+        body = await _body(request)
+        who = body.get("member")
+        if not isinstance(who, str) or not who:
+            raise ValidationError("member must name a member (name or peer id)")
+        return await node.remove_member(who)
+
+    async def voters(request: Request) -> Any:
+        body = await _body(request)
+        names = body.get("voters")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValidationError("voters must be a list of member names or peer ids")
+        return await node.set_voters(names)
+
+    async def metrics(_: Request) -> Any:
+        return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
+
+    routes = [
+        Route("/v1/status", guarded(status), methods=["GET"]),
+        Route("/v1/members", guarded(members), methods=["GET"]),
+        Route("/v1/invites", guarded(invite), methods=["POST"]),
+        Route("/v1/members/remove", guarded(remove_member), methods=["POST"]),
+        Route("/v1/voters", guarded(voters), methods=["POST"]),
+        Route("/metrics", guarded(metrics), methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

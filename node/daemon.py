@@ -1,0 +1,468 @@
+"""The daemon: one Trio nursery running the libp2p host, the protocols and the local API.
+
+`colonynode start` and `colonynode join` end up in `run_daemon`. Shutdown on SIGINT or
+SIGTERM is clean: the API handle is removed, connections are closed, the store is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+
+from colonynode.core.errors import ColonyError
+from colonynode.core.identity import Identity
+from colonynode.core.ids import NodeId, peer_id_str, short_id
+from colonynode.core.invite import InviteError, issue_invite, parse_invite
+from colonynode.core.limits import FRAME_BYTES_MAX
+from colonynode.node.api import PermissionDenied, build_app
+from colonynode.node.datadir import DataDir, NodeSettings
+from colonynode.node.host import build_host
+from colonynode.node.logs import set_node_id
+from colonynode.node.membership import Membership, NotOwner
+from colonynode.node.messages import (
+    JOIN_CODEC,
+    ROSTER_CODEC,
+    Hello,
+    JoinAccepted,
+    JoinRequest,
+    PeerAddrs,
+    RosterUpdate,
+)
+from colonynode.node.p2p import Channel, DialError, P2PTransport, node_id_of
+from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
+from colonynode.storage.api import Store, Write
+
+__all__ = ["JoinFailed", "Node", "run_daemon"]
+
+log = logging.getLogger("colonynode.node")
+
+JOIN_PROTOCOL = "/colony/join/1"
+JOIN_S = 20.0
+REDIAL_S = 5.0
+
+
+class JoinFailed(ColonyError):
+    pass
+
+
+class _Events(INotifee):
+    """Connection events, handed to the node without blocking libp2p's connect path."""
+
+    def __init__(self, on_connect: Callable[[NodeId], None]) -> None:
+        self._on_connect = on_connect
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        try:
+            self._on_connect(node_id_of(conn.muxed_conn.peer_id))
+        except ColonyError:
+            pass
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        return None
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: Any) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
+        return None
+
+
+class Node:
+    def __init__(
+        self, datadir: DataDir, identity: Identity, settings: NodeSettings, store: Store
+    ) -> None:
+        self.datadir = datadir
+        self.identity = identity
+        self.settings = settings
+        self.store = store
+        self.membership = Membership.load(identity, store)
+        self.started_s = trio.current_time() if _in_trio() else 0.0
+        self.api_url = ""
+        self._transport: P2PTransport | None = None
+        self._nursery: trio.Nursery | None = None
+        self._wake_dialer = trio.Event()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> P2PTransport:
+        assert self._transport is not None, "the node is not running"
+        return self._transport
+
+    def _persist(self, writes: list[Write]) -> None:
+        if writes:
+            self.store.apply(writes, sync=True)
+
+    def _gate(self, peer: NodeId, channel: str) -> bool:
+        return self.membership.is_member(peer)
+
+    def _hello(self) -> Hello | None:
+        env = self.membership.envelope
+        if env is None:
+            return None
+        return Hello(env, tuple(self.transport.addrs()), self.membership.known_peers())
+
+    def _on_connect(self, peer: NodeId) -> None:
+        hello = self._hello()
+        if hello is not None:
+            self.transport.send(peer, "roster", [hello])
+
+    def _broadcast_roster(self, skip: NodeId | None = None) -> None:
+        env = self.membership.envelope
+        assert env is not None and self._nursery is not None
+        for peer in self.transport.peers():
+            if peer == skip:
+                continue
+            if self.membership.is_member(peer):
+                self.transport.send(peer, "roster", [RosterUpdate(env)])
+            else:  # removed from the colony: its connections are closed
+                self._nursery.start_soon(self.transport.disconnect, peer)
+        self._wake_dialer.set()
+
+    # -- the roster protocol ------------------------------------------------------------
+
+    def _on_roster(self, sender: NodeId, channel: str, msgs: Any) -> None:
+        writes: list[Write] = []
+        changed = False
+        for msg in msgs:
+            offered = self.membership.offer(msg.roster)
+            if offered:
+                writes += offered
+                changed = True
+            if isinstance(msg, Hello) and self.membership.is_member(sender):
+                writes += self.membership.learn_addrs(sender, msg.addrs)
+                for p in msg.peers:
+                    if self.membership.is_member(p.node_id):
+                        writes += self.membership.learn_addrs(p.node_id, p.addrs)
+        self._persist(writes)  # persist before send
+        if not self.membership.is_member(sender):
+            self.transport.counters["refused_streams"] += 1
+            log.info("refused roster stream from non-member %s", short_id(sender))
+            assert self._nursery is not None
+            self._nursery.start_soon(self.transport.disconnect, sender)
+            return
+        if changed:
+            self._broadcast_roster(skip=sender)
+        elif writes:
+            self._wake_dialer.set()
+
+    # -- the join protocol --------------------------------------------------------------
+
+    async def _serve_join(self, stream: INetStream) -> None:
+        frames = FrameStream(stream, JOIN_CODEC, FRAME_BYTES_MAX)
+        try:
+            joiner = node_id_of(stream.muxed_conn.peer_id)
+            with trio.fail_after(JOIN_S):
+                msgs = await frames.read_batch()
+                if len(msgs) != 1 or not isinstance(msgs[0], JoinRequest):
+                    await frames.write_error("bad_request", "expected one JoinRequest")
+                    return
+                req = msgs[0]
+                try:
+                    member, writes = self.membership.admit(
+                        joiner, req.invite, req.name, time.time()
+                    )
+                except NotOwner:
+                    await frames.write_error(
+                        "not_owner",
+                        "this node is not the colony owner's: join through the owner's node",
+                    )
+                    return
+                except ColonyError as exc:
+                    self.transport.counters["joins_refused"] += 1
+                    log.info("refused join by %s: %s", short_id(joiner), exc)
+                    await frames.write_error("invite", str(exc))
+                    return
+                writes += self.membership.learn_addrs(joiner, tuple(req.addrs))
+                self._persist(writes)  # durable before anyone hears of it
+                env = self.membership.envelope
+                assert env is not None
+                own = (self.identity.node_id, tuple(self.transport.addrs()))
+                peers = (*self.membership.known_peers(),)
+                await frames.write_batch([JoinAccepted(env, (PeerAddrs(*own), *peers))])
+                log.info(
+                    "admitted %s as %s (roles %s)", short_id(joiner), member.name, member.roles
+                )
+                self._broadcast_roster(skip=joiner)
+        except (StreamClosed, RemoteError, trio.TooSlowError):
+            pass
+        except ColonyError as exc:
+            self.transport.counters["bad_frames"] += 1
+            log.info("bad join frame: %s", exc)
+            await frames.reset()
+        except Exception:
+            log.exception("join handler failed")
+            await frames.reset()
+        finally:
+            await frames.close()
+
+    async def join(self, addr: str, token: str) -> None:
+        """Present `token` to the node at `addr`; on success we are a member (persisted)."""
+        parse_invite(token)  # fail fast, locally, on a damaged or forged token
+        owner = await self.transport.connect(addr)
+        try:
+            with trio.fail_after(JOIN_S):
+                frames = await self.transport.open(owner, "join")
+                req = JoinRequest(token, self.settings.name, tuple(self.transport.addrs()))
+                await frames.write_batch([req])
+                reply = await frames.read_batch()
+                await frames.close()
+        except RemoteError as exc:
+            raise JoinFailed(f"join refused: {exc}") from None
+        except (StreamClosed, trio.TooSlowError) as exc:
+            raise JoinFailed(f"the node at {addr} did not answer the join ({exc})") from None
+        if len(reply) != 1 or not isinstance(reply[0], JoinAccepted):
+            raise JoinFailed("the node answered the join with something else")
+        accepted = reply[0]
+        writes = self.membership.offer(accepted.roster)
+        if not writes or not self.membership.is_member(self.identity.node_id):
+            raise JoinFailed("the roster we were sent does not name this node")
+        for p in accepted.peers:
+            writes += self.membership.learn_addrs(p.node_id, p.addrs)
+        self._persist(writes)
+        roster = self.membership.roster
+        assert roster is not None
+        self.settings.colony = roster.colony
+        self.settings.owner_peer_id = peer_id_str(roster.owner)
+        self.settings.bootstrap = [addr]
+        self.datadir.save_settings(self.settings)
+        self._on_connect(owner)
+
+    # -- dialing ------------------------------------------------------------------------
+
+    async def _dialer(self) -> None:
+        """Stay connected to every member whose address we know (small colonies: full mesh)."""
+        while True:
+            connected = set(self.transport.peers())
+            targets: list[str] = []
+            for nid, addrs in list(self.membership.addrs.items()):
+                if nid in connected or not self.membership.is_member(nid):
+                    continue
+                targets += [a for a in addrs if "/p2p/" in a][:1]
+            if not connected:
+                targets += self.settings.bootstrap
+            for addr in targets:
+                try:
+                    await self.transport.connect(addr)
+                except DialError as exc:
+                    log.debug("dial %s: %s", addr, exc)
+            self._wake_dialer = trio.Event()
+            with trio.move_on_after(REDIAL_S):
+                await self._wake_dialer.wait()
+
+    # -- API ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        roster = self.membership.roster
+        me = roster.member(self.identity.node_id) if roster else None
+        connected = list(self.transport.peers()) if self._transport else []
+        counters = dict(self._transport.counters) if self._transport else {}
+        return {
+            "peer_id": self.identity.peer_id,
+            "name": me.name if me else self.settings.name,
+            "colony": roster.colony if roster else self.settings.colony,
+            "owner": bool(roster and roster.owner == self.identity.node_id),
+            "addrs": self.transport.addrs() if self._transport else [],
+            "api": self.api_url,
+            "roster_version": roster.version if roster else 0,
+            "members": len(roster.members) if roster else 0,
+            "connected_peers": len(connected),
+            "voter": bool(roster and self.identity.node_id in roster.voters),
+            "roles": list(me.roles) if me else [],
+            "uptime_s": round(trio.current_time() - self.started_s, 3),
+            "counters": {
+                "refused_streams": counters.get("refused_streams", 0),
+                "bad_frames": counters.get("bad_frames", 0),
+                "joins_refused": counters.get("joins_refused", 0),
+                "send_dropped": counters.get("send_dropped", 0),
+                **{k: v for k, v in counters.items() if k.startswith("frames_")},
+            },
+        }
+
+    def members(self) -> list[dict[str, Any]]:
+        out = self.membership.describe()
+        connected = set(self.transport.peers()) if self._transport else set()
+        for m in out:
+            nid = _nid(m["peer_id"])
+            m["connected"] = nid in connected
+            m["self"] = nid == self.identity.node_id
+        return out
+
+    async def create_invite(self, roles: list[str], ttl_s: float) -> str:
+        roster = self.membership.roster
+        if roster is None or not self.membership.is_owner:
+            raise PermissionDenied("only the colony owner's node issues invites")
+        return issue_invite(
+            self.identity,
+            roster.colony,
+            tuple(roles),
+            token_id=secrets.token_bytes(16),
+            now_unix_s=time.time(),
+            ttl_s=ttl_s,
+        )
+
+    async def remove_member(self, name_or_id: str) -> dict[str, Any]:
+        try:
+            member, writes = self.membership.remove(name_or_id)
+        except NotOwner as exc:
+            raise PermissionDenied(str(exc)) from None
+        self._persist(writes)
+        self._broadcast_roster()
+        assert self.membership.roster is not None
+        return {"removed": member.name, "roster_version": self.membership.roster.version}
+
+    async def set_voters(self, names: list[str]) -> dict[str, Any]:
+        try:
+            writes = self.membership.set_voters(names)
+        except NotOwner as exc:
+            raise PermissionDenied(str(exc)) from None
+        self._persist(writes)
+        self._broadcast_roster()
+        assert self.membership.roster is not None
+        return {"voters": names, "roster_version": self.membership.roster.version}
+
+    def metrics_text(self) -> str:
+        st = self.status()
+        lines = [
+            "# TYPE colonynode_roster_version gauge",
+            f"colonynode_roster_version {st['roster_version']}",
+            "# TYPE colonynode_members gauge",
+            f"colonynode_members {st['members']}",
+            "# TYPE colonynode_connected_peers gauge",
+            f"colonynode_connected_peers {st['connected_peers']}",
+        ]
+        for key, value in sorted(st["counters"].items()):
+            lines += [f"# TYPE colonynode_{key}_total counter", f"colonynode_{key}_total {value}"]
+        return "\n".join(lines) + "\n"
+
+    # -- run ----------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        join: tuple[str, str] | None = None,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        set_node_id(self.identity.short_id)
+        self.started_s = trio.current_time()
+        host = build_host(self.identity)
+        listen = [multiaddr.Multiaddr(a) for a in self.settings.listen]
+        if join is not None:
+            self.settings.colony = parse_invite(join[1])[0].colony
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with host.run(listen_addrs=listen):
+                self._transport = P2PTransport(host, nursery, self._gate)
+                roster_protocol = f"/colony/{self.settings.colony}/roster/1"
+                self.transport.add_channel(
+                    Channel("roster", roster_protocol, ROSTER_CODEC, open_to_non_members=True)
+                )
+                self.transport.add_channel(
+                    Channel("join", JOIN_PROTOCOL, JOIN_CODEC, open_to_non_members=True)
+                )
+                self.transport.set_receiver("roster", self._on_roster)
+                host.set_stream_handler(JOIN_PROTOCOL, self._serve_join)  # type: ignore[arg-type]
+                host.get_network().register_notifee(_Events(self._on_connect))
+                try:
+                    if join is not None:
+                        await self.join(*join)
+                    for addr in self.transport.addrs():
+                        log.info("listening on %s", addr)
+                    stop = trio.Event()
+                    await nursery.start(self._serve_api, stop)
+                    nursery.start_soon(self._dialer)
+                    roster = self.membership.roster
+                    log.info(
+                        "ready: colony %s, roster v%d, %d members",
+                        roster.colony if roster else "-",
+                        roster.version if roster else 0,
+                        len(roster.members) if roster else 0,
+                    )
+                    task_status.started()
+                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            log.info("received %s: shutting down", signal.Signals(signum).name)
+                            break
+                    stop.set()
+                finally:
+                    self.datadir.remove_api_handle()
+                    with trio.move_on_after(3) as cleanup:
+                        cleanup.shield = True
+                        await host.close()
+                nursery.cancel_scope.cancel()
+
+    async def _serve_api(
+        self, stop: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        token = secrets.token_urlsafe(32)
+        config = Config()
+        config.bind = [self.settings.api]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.graceful_timeout = 1.0
+        app = build_app(self, token)
+        assert self._nursery is not None
+        binds = await self._nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        )
+        self.api_url = str(binds[0])
+        self.datadir.write_api_handle(self.api_url, token)
+        log.info("local API on %s", self.api_url)
+        task_status.started()
+
+
+def _nid(peer_id: str) -> NodeId:
+    from colonynode.core.ids import node_id_from_peer_id
+
+    return node_id_from_peer_id(peer_id)
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+def run_daemon(data_dir: Path, settings: NodeSettings, join: tuple[str, str] | None) -> None:
+    """Open the store and run the node until SIGINT/SIGTERM (blocking)."""
+    from colonynode.storage.lmdb_store import LmdbStore
+
+    dd = DataDir(data_dir)
+    identity = dd.load_identity()
+    store = LmdbStore(dd.path)
+    try:
+        node = Node(dd, identity, settings, store)
+        if join is None and node.membership.roster is None:
+            raise ColonyError(
+                f"{dd.path} has an identity but belongs to no colony: "
+                "run `colonynode join ADDR --invite TOKEN` or `colonynode init --colony NAME`"
+            )
+        if join is not None and node.membership.roster is not None:
+            raise InviteError(
+                f"this node is already a member of colony {node.membership.roster.colony}: "
+                f"use `colonynode start --data-dir {dd.path}`"
+            )
+        trio.run(partial(node.run, join=join))
+    finally:
+        store.close()

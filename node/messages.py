@@ -1,0 +1,81 @@
+"""Messages of the membership protocols (roster and join). Tags are append-only: wire format."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from colonynode.core.codec import MessageCodec
+from colonynode.core.envelope import Envelope
+from colonynode.core.ids import NodeId
+
+__all__ = [
+    "JOIN_CODEC",
+    "ROSTER_CODEC",
+    "Hello",
+    "JoinAccepted",
+    "JoinRequest",
+    "PeerAddrs",
+    "RosterUpdate",
+]
+
+ADDRS_MAX = 16
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddrs:
+    node_id: NodeId
+    addrs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.addrs) > ADDRS_MAX or any(len(a) > 256 for a in self.addrs):
+            raise ValueError("too many or too long addresses")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message on a roster stream: my roster, my addresses, members I can reach."""
+
+    roster: Envelope
+    addrs: tuple[str, ...]
+    peers: tuple[PeerAddrs, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterUpdate:
+    roster: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    invite: str
+    name: str
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAccepted:
+    roster: Envelope
+    peers: tuple[PeerAddrs, ...]
+
+
+class RosterTag(enum.IntEnum):
+    """append-only: values are wire format"""
+
+    HELLO = 1
+    ROSTER_UPDATE = 2
+
+
+class JoinTag(enum.IntEnum):
+    """append-only: values are wire format"""
+
+    JOIN_REQUEST = 1
+    JOIN_ACCEPTED = 2
+
+
+ROSTER_CODEC = MessageCodec(
+    "roster", {RosterTag.HELLO: Hello, RosterTag.ROSTER_UPDATE: RosterUpdate}
+)
+JOIN_CODEC = MessageCodec(
+    "join", {JoinTag.JOIN_REQUEST: JoinRequest, JoinTag.JOIN_ACCEPTED: JoinAccepted}
+)
