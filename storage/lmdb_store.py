@@ -111,6 +111,9 @@ class LmdbStore:
             self._env = self._open_env()
             try:
                 self._open_schema(migrations)
+            except lmdb.Error as e:
+                self._env.close()
+                raise StoreError(f"cannot open the store in {self.path}: {e}") from e
             except BaseException:
                 self._env.close()
                 raise

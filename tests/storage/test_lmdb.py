@@ -189,6 +189,25 @@ def test_an_older_schema_is_migrated_once(tmp_path: Path) -> None:
     assert len(calls) == 1
 
 
+def test_a_migration_that_fills_the_map_grows_it_and_reruns(tmp_path: Path) -> None:
+    write_v0_store(tmp_path, {b"k%04d" % i: "v" * 400 for i in range(500)})
+    calls = 0
+
+    def v0_to_v1(m: MigrationTxn) -> None:
+        nonlocal calls
+        calls += 1
+        for key, record in m.records("things"):
+            m.put("things", key, bytes([1]) + record)
+            m.put("copy", key, bytes([1]) + record)  # a new table, in the same step
+
+    with LmdbStore(tmp_path, map_bytes_initial=64 << 10, migrations={0: v0_to_v1}) as store:
+        assert store.stats.map_resizes >= 1
+        assert calls == store.stats.map_resizes + 1  # every retry reran the whole step
+        assert dict(store.scan("copy")) == dict(store.scan("things"))
+        assert len(dict(store.scan("copy"))) == 500
+    assert raw_meta_version(tmp_path) == 1
+
+
 def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
     write_v0_store(tmp_path, V0_RECORDS)
 
