@@ -9,6 +9,9 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Attach every command module to the root app."""
+    from colonynode.cli import node_cmds
+
+    node_cmds.register(app)
     from colonynode.cli import simulate as _simulate
 
     app.command("simulate")(_simulate.simulate)
