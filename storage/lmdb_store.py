@@ -101,6 +101,7 @@ class LmdbStore:
         self._map_lock = threading.Lock()
         self._dbs: dict[str, lmdb._Database] = {}
         self._closed = False
+        self._sync_failed: str | None = None
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
@@ -180,16 +181,28 @@ class LmdbStore:
         encoded = encode_batch(batch, on_disk=True)
         with self._write_lock:
             self._check_open()
+            if self._sync_failed is not None:
+                raise StoreError(self._sync_failed)
             try:
                 new_tables = sorted({t for t, _, _ in encoded if t not in self._dbs})
                 if new_tables:
                     self._create_tables(new_tables)
                 if encoded:
                     self._write(lambda txn: self._put_all(txn, encoded))
-                if sync:
-                    self._env.sync(True)
             except lmdb.Error as e:
                 raise self._error(e) from e
+            if sync:
+                try:
+                    self._env.sync(True)
+                except lmdb.Error as e:
+                    # After a failed fsync the kernel may have dropped the dirty pages:
+                    # what is visible is no longer known to be on disk. Refuse writes
+                    # until a restart reads back what is (PostgreSQL's "fsyncgate").
+                    self._sync_failed = (
+                        f"store {self.path}: the disk failed a sync ({e}); restart the "
+                        "daemon to continue from what is on disk"
+                    )
+                    raise StoreError(self._sync_failed) from e
             self.stats.batches += 1
             self.stats.records += len(encoded)
             self.stats.syncs += sync

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from colonynode.storage import (
     SchemaError,
     SchemaTooNew,
     StoreCorrupt,
+    StoreError,
     StoreFull,
     StoreLocked,
 )
@@ -79,6 +81,37 @@ def test_records_carry_the_schema_version_byte(tmp_path: Path) -> None:
     assert record is not None
     assert record[0] == SCHEMA_VERSION
     assert msgpack.unpackb(record[1:]) == {"v": 1}
+
+
+class FailingSync:
+    """An environment whose fsync reports an I/O error, as a failing disk does."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self.env = env
+
+    def sync(self, force: bool = False) -> None:
+        raise lmdb.Error("mdb_env_sync", errno.EIO)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+
+def test_after_a_failed_sync_writes_are_refused_until_a_restart(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path)
+    store.apply([("t", b"a", 1)])
+    real_env = store._env
+    store._env = FailingSync(real_env)  # type: ignore[assignment]
+    with pytest.raises(StoreError, match="failed a sync"):
+        store.apply([("t", b"b", 2)])
+    with pytest.raises(StoreError, match="restart the daemon"):
+        store.apply([("t", b"c", 3)], sync=False)
+    assert store.get("t", b"a") == 1  # reads still work
+    assert store.get("t", b"c") is None
+    store._env = real_env
+    store.close()
+    with LmdbStore(tmp_path) as again:
+        again.apply([("t", b"d", 4)])  # a restart clears it
+        assert again.get("t", b"d") == 4
 
 
 # -- map growth --------------------------------------------------------------------------
