@@ -16,7 +16,6 @@ Importing this package imports no I/O library and never reads the wall clock for
 simulation decision (the runner times the run with `time.perf_counter`, for `wall_s`).
 """
 
-from colonynode.simulations._store import SimStore
 from colonynode.simulations.checkers import BaseChecker, Checker, NetworkSanity, Violation
 from colonynode.simulations.engine import EventQueue, NodeClock
 from colonynode.simulations.faults import PROFILES, FaultProfile, resolve_profile
@@ -52,7 +51,6 @@ __all__ = [
     "SimExecutor",
     "SimNetwork",
     "SimNode",
-    "SimStore",
     "SimTransport",
     "Violation",
     "Workload",

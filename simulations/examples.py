@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
-from colonynode.simulations._store import SimStore
 from colonynode.simulations.checkers import BaseChecker
 from colonynode.simulations.ping import (
     CounterCore,
@@ -36,6 +35,7 @@ from colonynode.simulations.ping import (
 from colonynode.simulations.scenario import Metric, ParamValue, Scenario, register_scenario
 from colonynode.simulations.workload import Job, SimExecutor, Workload, WorkloadConfig
 from colonynode.storage.api import Store
+from colonynode.storage.memory import MemoryStore
 
 if TYPE_CHECKING:
     import random
@@ -226,7 +226,7 @@ class DurableCounters(BaseChecker):
             return []
         node = world.nodes[i]
         store = node.store
-        assert isinstance(store, SimStore)
+        assert isinstance(store, MemoryStore)
         found: list[str] = []
         last = self.last[i]
         core = node.core

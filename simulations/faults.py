@@ -9,7 +9,7 @@ A `FaultProfile` says how hostile the world is:
   events and a mean duration (both exponential): partitions (one at a time: isolate one
   node, split in two, or scatter into 3 groups), clogs (a link, or all links of a node),
   crashes (per node; the node restarts after a downtime, losing unsynced writes, and
-  with `torn_writes` a random prefix of them survives), pauses (per node);
+  with `partial_flush` a random prefix of them survives), pauses (per node);
 - `down_fraction_max`: never more than this fraction of nodes crashed or paused at once.
 
 Named profiles: none, lossy, partitions, crashes, chaos. The profile `seed` is drawn from
@@ -55,7 +55,7 @@ class FaultProfile:
     pause_every_s: float | None = None  # per node
     pause_s: float = 2.0
     down_fraction_max: float = 0.4
-    torn_writes: bool = False
+    partial_flush: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -93,7 +93,7 @@ PROFILES: dict[str, FaultProfile] = {
         downtime_s=3.0,
         pause_every_s=20.0,
         pause_s=2.0,
-        torn_writes=True,
+        partial_flush=True,
     ),
     "chaos": FaultProfile(
         "chaos",
@@ -107,7 +107,7 @@ PROFILES: dict[str, FaultProfile] = {
         downtime_s=3.0,
         pause_every_s=30.0,
         pause_s=2.0,
-        torn_writes=True,
+        partial_flush=True,
     ),
 }
 PROFILE_NAMES = (*PROFILES, "seed")
@@ -144,7 +144,7 @@ def seeded_profile(seed: int) -> FaultProfile:
         pause_every_s=rng.uniform(10.0, 120.0) if on() else None,
         pause_s=rng.uniform(0.1, 5.0),
         down_fraction_max=rng.choice((0.1, 0.25, 0.49)),
-        torn_writes=on(),
+        partial_flush=on(),
     )
 
 

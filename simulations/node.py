@@ -42,6 +42,9 @@ SyncPolicy = Callable[[Effects], bool]
 
 PAUSE_BUFFER_MAX = 1024  # frames and calls a paused node holds; more are dropped
 TIMER_MIN_S = 1e-6  # a timer asked for "now" fires this much later: no zero-time loops
+# A core that asks for a timer already due this many times in a row is busy-looping:
+# the world records a violation (checker "timers") instead of spinning.
+OVERDUE_TIMERS_MAX = 10_000
 
 
 def always_sync(effects: Effects) -> bool:
@@ -122,6 +125,7 @@ class SimNode(Generic[C]):
         self.incarnation = 0  # +1 per crash: work scheduled before a crash is dropped
         self.timer_local_s: float | None = None
         self.timer_gen = 0
+        self.overdue_timers = 0
         self.tick_overdue = False
         self.unsynced = False
         self.buffer: list[tuple[int, Any]] = []  # (CALL/TICK kind tag, frame or fn)
@@ -259,7 +263,18 @@ class SimNode(Generic[C]):
         queue = self.world.queue
         at_s = self.clock.global_at(wake_local_s)
         floor_s = queue.now_s + TIMER_MIN_S
-        queue.push(at_s if at_s > floor_s else floor_s, TICK, self.index, self.timer_gen)
+        if at_s > floor_s:
+            self.overdue_timers = 0
+        else:
+            at_s = floor_s
+            self.overdue_timers += 1
+            if self.overdue_timers == OVERDUE_TIMERS_MAX:
+                self.world.violation(
+                    "timers",
+                    f"node {self.index} asked for a timer already due {OVERDUE_TIMERS_MAX} "
+                    f"times in a row (a busy loop)",
+                )
+        queue.push(at_s, TICK, self.index, self.timer_gen)
 
     # -- host faults --------------------------------------------------------------------
 
@@ -280,7 +295,7 @@ class SimNode(Generic[C]):
         self.world.network.up[self.index] = 0
         crash = getattr(self.store, "crash", None)
         if crash is not None:
-            lost = crash(self.world.store_rng if self.world.torn_writes else None)
+            lost = crash(self.world.store_rng if self.world.partial_flush else None)
             self.stats.lost_batches += int(lost or 0)
         self.stats.crashes += 1
 

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 from colonynode.core.effects import ProtocolCore
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
-from colonynode.simulations._store import SimStore
 from colonynode.simulations.checkers import Checker, NetworkSanity, Violation
 from colonynode.simulations.engine import CALL, DELIVER, INTERNAL, TICK, EventQueue, make_clocks
 from colonynode.simulations.faults import FaultInjector, FaultProfile
@@ -39,6 +38,7 @@ from colonynode.simulations.network import SimNetwork
 from colonynode.simulations.node import CoreFactory, SimNode, SyncPolicy, always_sync
 from colonynode.simulations.scenario import Metric, Scenario
 from colonynode.storage.api import Store
+from colonynode.storage.memory import MemoryStore
 
 __all__ = ["BOOT_SPREAD_S", "NODES_MAX", "PROBE_S", "SAMPLE_S", "World"]
 
@@ -84,7 +84,7 @@ class World:
         )
         self.clocks = make_clocks(self.rng_for("clocks"), nodes, profile.clock_drift_ppm)
         self.store_rng = self.rng_for("store")
-        self.torn_writes = profile.torn_writes
+        self.partial_flush = profile.partial_flush
         self.nodes: list[SimNode[Any]] = []
         self.checkers: list[Checker] = [NetworkSanity()]
         self.violations: list[Violation] = []
@@ -100,6 +100,7 @@ class World:
         self.faults = FaultInjector(self, profile, self.rng_for("faults"))
         self.halted_by_violation = False
         self._halt = False
+        self._started = False
         self._probes = 0
         self._end_s = self.safety_s + self.liveness_s
 
@@ -133,7 +134,7 @@ class World:
         channel: str,
         *,
         count: int | None = None,
-        store_factory: Callable[[], Store] = SimStore,
+        store_factory: Callable[[], Store] = MemoryStore,
         channel_of: Callable[[Any], str] | None = None,
         sync_policy: SyncPolicy = always_sync,
     ) -> list[SimNode[C]]:
@@ -183,6 +184,16 @@ class World:
     # -- running ------------------------------------------------------------------------
 
     def run(self) -> None:
+        """The whole run: start, both phases, the end checks."""
+        self.start()
+        self.run_until(self._end_s)
+        self.finish()
+
+    def start(self) -> None:
+        """Build the scenario and schedule the boots, the faults and the phases."""
+        if self._started:
+            raise RuntimeError("a world starts once")
+        self._started = True
         self.scenario.build(self)
         if len(self.nodes) != self.n:
             raise ColonyError(f"scenario built {len(self.nodes)} of {self.n} nodes")
@@ -193,9 +204,23 @@ class World:
         self.queue.push(0.0, INTERNAL, _sample)
         if self.liveness_s > 0:
             self.queue.push(self.safety_s, CALL, _begin_liveness)
-        self._loop(self._end_s)
-        if not self._halt:
-            self.queue.now_s = max(self.queue.now_s, self._end_s)
+
+    def run_until(self, end_s: float) -> bool:
+        """Run steps up to simulated time `end_s`; False once the run has halted
+        (a violation with stop_on_violation, or convergence in the liveness phase)."""
+        if not self._started:
+            self.start()
+        self._loop(min(end_s, self._end_s))
+        if not self._halt and self.queue.now_s < end_s:
+            self.queue.now_s = min(end_s, self._end_s)
+        return not self._halt
+
+    @property
+    def halted(self) -> bool:
+        return self._halt
+
+    def finish(self) -> None:
+        """The last sample, the liveness verdict and every checker's `at_end`."""
         self._take_sample()
         if self.halted_by_violation:
             return
@@ -248,6 +273,10 @@ class World:
                 found = checker.after_step(self)
                 if found:
                     self._record(checker.name, found)
+
+    def violation(self, checker: str, message: str) -> None:
+        """Record a broken rule found outside a checker (the engine's own guards)."""
+        self._record(checker, [message])
 
     def _record(self, checker: str, messages: list[str]) -> None:
         for message in messages:
