@@ -97,6 +97,7 @@ class Node:
         self._transport: P2PTransport | None = None
         self._nursery: trio.Nursery | None = None
         self._wake_dialer = trio.Event()
+        self._was_member = self.membership.is_member(identity.node_id)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -112,16 +113,30 @@ class Node:
     def _gate(self, peer: NodeId, channel: str) -> bool:
         return self.membership.is_member(peer)
 
-    def _hello(self) -> Hello | None:
-        env = self.membership.envelope
-        if env is None:
-            return None
-        return Hello(env, tuple(self.transport.addrs()), self.membership.known_peers())
+    def _drop_all_peers(self) -> None:
+        assert self._nursery is not None
+        for peer in self.transport.peers():
+            self._nursery.start_soon(self.transport.disconnect, peer)
 
     def _on_connect(self, peer: NodeId) -> None:
-        hello = self._hello()
-        if hello is not None:
-            self.transport.send(peer, "roster", [hello])
+        if self.transport.silenced:  # a dial that was under way when we were removed
+            self._drop_all_peers()
+            return
+        # Everyone who connects hears our roster (a removed member learns it was removed);
+        # only members hear where the other members are.
+        env = self.membership.envelope
+        if env is None:
+            return
+        peers = self.membership.known_peers() if self.membership.is_member(peer) else ()
+        self.transport.send(peer, "roster", [Hello(env, tuple(self.transport.addrs()), peers)])
+
+    @property
+    def removed(self) -> bool:
+        """True once a roster we hold no longer names this node."""
+        if self.membership.is_member(self.identity.node_id):
+            self._was_member = True
+            return False
+        return self._was_member
 
     def _broadcast_roster(self, skip: NodeId | None = None) -> None:
         env = self.membership.envelope
@@ -151,6 +166,12 @@ class Node:
                     if self.membership.is_member(p.node_id):
                         writes += self.membership.learn_addrs(p.node_id, p.addrs)
         self._persist(writes)  # persist before send
+        if self.removed:
+            if not self.transport.silenced:
+                log.warning("this node was removed from colony %s", self.settings.colony)
+                self.transport.silenced = True
+            self._drop_all_peers()
+            return
         if not self.membership.is_member(sender):
             self.transport.counters["refused_streams"] += 1
             log.info("refused roster stream from non-member %s", short_id(sender))
@@ -230,12 +251,14 @@ class Node:
         if len(reply) != 1 or not isinstance(reply[0], JoinAccepted):
             raise JoinFailed("the node answered the join with something else")
         accepted = reply[0]
-        writes = self.membership.offer(accepted.roster)
-        if not writes or not self.membership.is_member(self.identity.node_id):
+        # A RosterUpdate naming us may have arrived first: then this offer is not newer.
+        writes = self.membership.offer(accepted.roster) or []
+        if not self.membership.is_member(self.identity.node_id):
             raise JoinFailed("the roster we were sent does not name this node")
         for p in accepted.peers:
             writes += self.membership.learn_addrs(p.node_id, p.addrs)
         self._persist(writes)
+        self._was_member = True
         roster = self.membership.roster
         assert roster is not None
         self.settings.colony = roster.colony
@@ -249,6 +272,8 @@ class Node:
     async def _dialer(self) -> None:
         """Stay connected to every member whose address we know (small colonies: full mesh)."""
         while True:
+            if self.removed:
+                await trio.sleep_forever()
             connected = set(self.transport.peers())
             targets: list[str] = []
             for nid, addrs in list(self.membership.addrs.items()):
@@ -283,6 +308,7 @@ class Node:
             "roster_version": roster.version if roster else 0,
             "members": len(roster.members) if roster else 0,
             "connected_peers": len(connected),
+            "member": me is not None,
             "voter": bool(roster and self.identity.node_id in roster.voters),
             "roles": list(me.roles) if me else [],
             "uptime_s": round(trio.current_time() - self.started_s, 3),
@@ -430,6 +456,18 @@ class Node:
         task_status.started()
 
 
+def _first_colony_error(group: BaseExceptionGroup[Any]) -> ColonyError | None:
+    """The expected failure inside the nurseries' exception groups, if there is one."""
+    for exc in group.exceptions:
+        if isinstance(exc, ColonyError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_colony_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
 def _nid(peer_id: str) -> NodeId:
     from colonynode.core.ids import node_id_from_peer_id
 
@@ -463,6 +501,9 @@ def run_daemon(data_dir: Path, settings: NodeSettings, join: tuple[str, str] | N
                 f"this node is already a member of colony {node.membership.roster.colony}: "
                 f"use `colonynode start --data-dir {dd.path}`"
             )
-        trio.run(partial(node.run, join=join))
+        try:
+            trio.run(partial(node.run, join=join))
+        except BaseExceptionGroup as group:
+            raise _first_colony_error(group) or group from None
     finally:
         store.close()

@@ -74,6 +74,7 @@ class P2PTransport:
         self._receivers: dict[str, Receiver] = {}
         self._outboxes: dict[tuple[NodeId, str], trio.MemorySendChannel[Sequence[Any]]] = {}
         self.counters: Counter[str] = Counter()
+        self.silenced = False  # set when this node must not talk to anyone (removed)
 
     # -- Transport protocol -------------------------------------------------------------
 
@@ -85,6 +86,8 @@ class P2PTransport:
         self._receivers[channel] = receiver
 
     def send(self, dest: NodeId, channel: str, msgs: Sequence[Any]) -> bool:
+        if self.silenced:
+            return False
         key = (dest, channel)
         outbox = self._outboxes.get(key)
         if outbox is None:
@@ -122,6 +125,8 @@ class P2PTransport:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         except Exception as exc:
             raise DialError(f"not a peer address (…/p2p/<peer id>): {addr} ({exc})") from None
+        if self.silenced:
+            raise DialError("this node no longer talks to the colony")
         forget_failed_dial(self.host, info.peer_id)
         try:
             with trio.fail_after(DIAL_S):
@@ -143,6 +148,11 @@ class P2PTransport:
     async def open(self, dest: NodeId, channel: str) -> FrameStream:
         """A new stream of `channel` to a connected (or dialable) peer."""
         ch = self._channels[channel]
+        if self.silenced:
+            raise StreamClosed("this node no longer talks to the colony")
+        # Never dial implicitly (py-libp2p's new_stream would): whom to dial is the node's call.
+        if not self.host.is_peer_connected(peer_of(dest)):  # type: ignore[attr-defined]
+            raise StreamClosed(f"not connected to {short_id(dest)}")
         with trio.fail_after(STREAM_OPEN_S):
             stream = await self.host.new_stream(peer_of(dest), [TProtocol(ch.protocol)])
         return FrameStream(stream, ch.codec)

@@ -1,0 +1,160 @@
+"""Real daemons as OS processes on 127.0.0.1, driven through the `colonynode` CLI.
+
+Waiting is polling a condition with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+CLI = str(Path(sys.executable).parent / "colonynode")
+LISTEN = "/ip4/127.0.0.1/tcp/0"
+POLL_S = 0.05
+T = TypeVar("T")
+
+
+def wait_until(what: str, condition: Callable[[], T], timeout_s: float = 20.0) -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(POLL_S)
+
+
+def cli(
+    *args: str, check: bool = True, timeout_s: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLONYNODE_LOG": "INFO"}
+    env.pop("COLONYNODE_HOME", None)
+    result = subprocess.run(
+        [CLI, *args], capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"colonynode {' '.join(args)} failed: {result.stderr}{result.stdout}")
+    return result
+
+
+def cli_json(*args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+class Daemon:
+    """One `colonynode start` (or `join`) process and its data dir."""
+
+    def __init__(self, data_dir: Path, name: str) -> None:
+        self.dir = data_dir
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{name}.log"
+        self.started_at = 0.0
+
+    def init(self, colony: str = "lab") -> None:
+        cli("init", "--colony", colony, "--data-dir", str(self.dir), "--name", self.name)
+
+    def _spawn(self, *args: str) -> None:
+        log = self.log_path.open("ab")
+        env = {**os.environ, "COLONYNODE_LOG": "INFO"}
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [CLI, *args, "--data-dir", str(self.dir), "--name", self.name, "--listen", LISTEN],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        log.close()
+
+    def start(self, wait: bool = True) -> Daemon:
+        self._spawn("start")
+        if wait:
+            self.wait_ready()
+        return self
+
+    def join(self, addr: str, token: str, wait: bool = True) -> Daemon:
+        self._spawn("join", addr, "--invite", token)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+        if not (self.dir / "api.json").exists():
+            return False
+        return cli("status", "--data-dir", str(self.dir), "--json", check=False).returncode == 0
+
+    def wait_ready(self, timeout_s: float = 30.0) -> float:
+        wait_until(f"{self.name} to be ready", self._ready, timeout_s)
+        return time.monotonic() - self.started_at
+
+    def status(self) -> Any:
+        return cli_json("status", "--data-dir", str(self.dir))
+
+    def members(self) -> Any:
+        return cli_json("members", "--data-dir", str(self.dir))
+
+    def member_names(self) -> set[str]:
+        return {m["name"] for m in self.members()}
+
+    def addr(self) -> str:
+        return str(self.status()["addrs"][0])
+
+    def invite(self, roles: str = "executor,submitter", ttl: str = "1h") -> str:
+        out = cli("invite", "--data-dir", str(self.dir), "--roles", roles, "--ttl", ttl)
+        return out.stdout.strip().splitlines()[-1]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=timeout_s)
+
+    def wait_exit(self, timeout_s: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout_s)
+
+
+class Colony:
+    """Daemons created in one temporary directory; all stopped at the end of the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.daemons: dict[str, Daemon] = {}
+
+    def daemon(self, name: str) -> Daemon:
+        d = Daemon(self.root / name, name)
+        self.daemons[name] = d
+        return d
+
+    def founder(self, name: str = "a", colony: str = "lab") -> Daemon:
+        d = self.daemon(name)
+        d.init(colony)
+        return d.start()
+
+    def joined(self, name: str, via: Daemon, roles: str = "executor,submitter") -> Daemon:
+        d = self.daemon(name)
+        d.join(via.addr(), via.invite(roles))
+        return d
+
+    def stop_all(self) -> None:
+        for d in self.daemons.values():
+            d.stop()

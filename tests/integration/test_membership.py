@@ -1,0 +1,88 @@
+"""Colonies of real daemons (OS processes, libp2p on 127.0.0.1, LMDB, HTTP) through the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.harness import Colony, cli, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_init_start_invite_join_lists_the_new_member_on_both_sides(colony: Colony) -> None:
+    a = colony.founder("a")
+    st = a.status()
+    assert st["colony"] == "lab" and st["owner"] and st["voter"] and st["members"] == 1
+    assert all(addr.endswith("/p2p/" + st["peer_id"]) for addr in st["addrs"])
+
+    b = colony.joined("b", via=a)
+    wait_until("a to list b", lambda: a.member_names() == {"a", "b"})
+    assert b.member_names() == {"a", "b"}
+    sb = b.status()
+    assert sb["colony"] == "lab" and sb["roster_version"] == 2 and not sb["voter"]
+    assert sb["roles"] == ["executor", "submitter"] and sb["connected_peers"] == 1
+    by_name = {m["name"]: m for m in a.members()}
+    assert by_name["b"]["peer_id"] == sb["peer_id"] and by_name["b"]["voter"] is False
+
+    # A later `start` rejoins without an invite.
+    assert b.stop() == 0
+    assert not (b.dir / "api.json").exists()
+    b.start()
+    wait_until("b to reconnect", lambda: b.status()["connected_peers"] == 1)
+    assert b.status()["roster_version"] == 2
+
+
+def test_three_nodes_mesh_voters_and_removal(colony: Colony) -> None:
+    a = colony.founder("a")
+    b = colony.joined("b", via=a)
+    c = colony.joined("c", via=a)
+    # b learns of c through the roster and addresses the owner relays: full mesh.
+    for d in (a, b, c):
+        wait_until(f"{d.name} to see 3 members", lambda d=d: d.status()["members"] == 3)
+        wait_until(f"{d.name} to connect to both", lambda d=d: d.status()["connected_peers"] == 2)
+
+    cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
+    for d in (a, b, c):
+        wait_until(
+            f"{d.name} to see 3 voters",
+            lambda d=d: sum(m["voter"] for m in d.members()) == 3,
+        )
+    assert c.status()["voter"]
+
+    # Only the owner changes the roster.
+    refused = cli("voters", "set", "a", "--data-dir", str(b.dir), check=False)
+    assert refused.returncode == 1 and "owner" in refused.stderr
+    # A voter cannot be removed before the voters change.
+    busy = cli("remove-member", "c", "--data-dir", str(a.dir), check=False)
+    assert busy.returncode == 1 and "is a voter" in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1
+
+    cli("voters", "set", "a", "--data-dir", str(a.dir))
+    cli("remove-member", "c", "--data-dir", str(a.dir))
+    for d in (a, b):
+        wait_until(f"{d.name} to drop c", lambda d=d: d.member_names() == {"a", "b"})
+    # The removed member's connections are closed and it is refused from then on.
+    wait_until("a and b to close c", lambda: a.status()["connected_peers"] == 1)
+    wait_until("b to close c", lambda: b.status()["connected_peers"] == 1)
+    # c hears the roster that drops it (whoever it reaches first tells it), then stops.
+    wait_until("c to learn it was removed", lambda: c.status()["member"] is False)
+    wait_until("c to disconnect", lambda: c.status()["connected_peers"] == 0)
+    assert c.member_names() == {"a", "b"}
+
+
+def test_start_without_identity_points_to_init_or_join(colony: Colony) -> None:
+    empty = colony.root / "empty"
+    result = cli("start", "--data-dir", str(empty), check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "colonynode init" in lines[0] and "colonynode join" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_commands_without_a_daemon_say_so_in_one_line(colony: Colony) -> None:
+    a = colony.daemon("a")
+    a.init()
+    result = cli("status", "--data-dir", str(a.dir), check=False)
+    assert result.returncode == 1
+    assert "no colonynode daemon is running" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
