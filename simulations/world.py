@@ -1,6 +1,7 @@
 """The world: nodes, network, faults and checkers on one event queue, run in two phases.
 
-A run (`World.run`):
+A run (`World.run` = `start()`, `run_until(end)`, `finish()`; tests step a world with
+`run_until` themselves):
 
 1. `scenario.build(world)` makes the nodes and checkers; nodes boot at random instants of
    the first `BOOT_SPREAD_S`;
@@ -14,7 +15,10 @@ A run (`World.run`):
    ``liveness``;
 4. `at_end` of every checker.
 
-A violation stops the run at the step that found it unless `stop_on_violation` is False.
+A step is one event of the queue: a frame delivered, a timer, a call into a node (boot,
+restart, workload, executor), a fault. Book-keeping events (samples, probes, the release
+of a clog) are not steps. A violation stops the run at the step that found it unless
+`stop_on_violation` is False.
 
 Randomness: one integer seed. Every stream is its own `random.Random(f"{seed}:{name}")`
 (string seeds hash with SHA-512, independent of PYTHONHASHSEED), so adding draws to one
