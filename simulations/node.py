@@ -302,8 +302,9 @@ class SimNode(Generic[C]):
     def restart(self) -> None:
         if self.alive:
             return
-        self.stats.restarts += 1
-        self.world.stopped -= 1
+        if self.booted:
+            self.stats.restarts += 1
+            self.world.stopped -= 1
         self.world.step_node = self.index
         self.boot()
 

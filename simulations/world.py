@@ -28,7 +28,9 @@ stream (say, the workload) leaves the others (network, faults) unchanged.
 from __future__ import annotations
 
 import heapq
+import os
 import random
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -243,6 +245,16 @@ class World:
                 self._record(checker.name, found)
 
     def _loop(self, end_s: float) -> None:
+        try:
+            self._steps(end_s)
+        except Exception as exc:
+            # A core's assertion (or any exception) in a step is a finding like a broken
+            # checker: recorded with its step, so the seed replays it. It always halts.
+            self._record("exception", [_describe(exc, self.step_node)])
+            self._halt = True
+            self.halted_by_violation = True
+
+    def _steps(self, end_s: float) -> None:
         queue = self.queue
         heap = queue.heap
         network = self.network
@@ -366,6 +378,17 @@ class _Restart(_Boot):
 class _Resume(_Boot):
     def __call__(self, world: World) -> None:
         self.node.resume()
+
+
+def _describe(exc: Exception, node: int) -> str:
+    """One line: the exception, where it was raised, and the node that was stepping."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" at {os.path.basename(last.filename)}:{last.lineno} in {last.name}"
+    who = f" (node {node})" if node >= 0 else ""
+    return f"{type(exc).__name__}: {exc}{where}{who}"
 
 
 def _sample(world: World) -> None:

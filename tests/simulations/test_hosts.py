@@ -130,3 +130,23 @@ def test_a_busy_timer_loop_is_a_violation_not_a_hang() -> None:
     world.run_until(world.now_s + 1.0)
     assert [v.checker for v in world.violations] == ["timers"]
     assert world.halted
+
+
+def test_an_exception_in_a_core_is_a_violation_at_its_step() -> None:
+    world = booted_world(2)
+    dest = world.ids[1]
+
+    class Failing(RuntimeError):
+        pass
+
+    def explode(c: object, now_s: float) -> None:
+        raise Failing("invariant broken")
+
+    world.nodes[1].core.on_message = lambda now_s, sender, msg: explode(None, now_s)  # type: ignore[union-attr]
+    do(world, 0, lambda c, now_s: c.send(dest, "boom"))
+    assert world.run_until(world.now_s + 1.0) is False
+    (violation,) = world.violations
+    assert violation.checker == "exception"
+    assert violation.step == world.step
+    assert violation.message.startswith("Failing: invariant broken at test_hosts.py:")
+    assert violation.message.endswith("in explode (node 1)")
