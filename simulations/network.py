@@ -31,10 +31,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonynode.core.ids import NodeId
-from colonynode.core.transport import Receiver
+from colonynode.core.transport import Receiver, Transport
 from colonynode.simulations.engine import DELIVER, INTERNAL, EventQueue
 
 __all__ = [
@@ -376,3 +376,9 @@ class SimTransport:
         return [
             nid for j, nid in enumerate(net.ids) if j != me and net.up[j] and net.labels[j] == label
         ]
+
+
+if TYPE_CHECKING:
+
+    def _is_a_transport(view: SimTransport) -> Transport:
+        return view  # mypy checks that SimTransport implements the Transport protocol

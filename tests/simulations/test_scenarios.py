@@ -93,3 +93,19 @@ def test_one_node_and_two_nodes_run() -> None:
         for scenario in SCENARIOS:
             result = run_seed(RunSpec(scenario, seed=5, nodes=nodes, faults="chaos"))
             assert result.ok, [str(v) for v in result.violations]
+
+
+def test_keep_going_records_every_violation_up_to_the_cap() -> None:
+    spec = RunSpec(
+        "ping",
+        seed=2,
+        nodes=30,
+        faults="none",
+        params={"planted_bug": "wrong_nonce"},
+        stop_on_violation=False,
+    )
+    result = run_seed(spec)
+    assert len(result.violations) == 100  # VIOLATIONS_MAX
+    steps = [v.step for v in result.violations]
+    assert steps == sorted(steps) and steps[0] < steps[-1]
+    assert result.simulated_s > 20.0  # it ran on into the liveness phase
