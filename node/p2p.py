@@ -23,7 +23,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from colonynode.core.codec import MessageCodec
-from colonynode.core.errors import ColonyError, DecodeError
+from colonynode.core.errors import ColonyError, DecodeError, LimitExceeded
 from colonynode.core.ids import NodeId, node_id_from_peer_id, peer_id_str, short_id
 from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.core.transport import Receiver
@@ -35,7 +35,7 @@ __all__ = ["Channel", "DialError", "P2PTransport", "node_id_of"]
 log = logging.getLogger(__name__)
 
 OUTBOX_BATCHES_MAX = 1024  # batches queued per (peer, channel) before sends are dropped
-FRAME_TARGET_BYTES = 64 * 1024  # coalesce queued batches into frames of about this size
+COALESCE_MSGS_MAX = 512  # messages coalesced into one frame (split again if over the cap)
 STREAM_OPEN_S = 10.0
 DIAL_S = 10.0
 
@@ -167,17 +167,14 @@ class P2PTransport:
             async with queue:
                 async for first in queue:
                     batch = list(first)
-                    size_hint = len(batch)
-                    while size_hint < 512:
+                    while len(batch) < COALESCE_MSGS_MAX:
                         try:
                             batch.extend(queue.receive_nowait())
                         except trio.WouldBlock:
                             break
-                        size_hint = len(batch)
                     if frames is None:
                         frames = await self.open(dest, channel.name)
-                    await frames.write_batch(batch)
-                    self.counters[f"frames_out_{channel.name}"] += 1
+                    await self._write_split(frames, batch, channel.name)
         except (StreamClosed, trio.TooSlowError, ColonyError, OSError) as exc:
             self.counters["stream_failures"] += 1
             log.debug("stream %s to %s ended: %s", channel.name, short_id(dest), exc)
@@ -189,6 +186,20 @@ class P2PTransport:
                 self._outboxes.pop((dest, channel.name)).close()
             if frames is not None:
                 await frames.close()
+
+    async def _write_split(self, frames: FrameStream, batch: list[Any], channel: str) -> None:
+        """Write `batch` as one frame, or halves of it while a frame would be too big."""
+        try:
+            await frames.write_batch(batch)
+            self.counters[f"frames_out_{channel}"] += 1
+        except LimitExceeded:
+            if len(batch) == 1:
+                self.counters["oversized_dropped"] += 1
+                log.warning("dropped a %s message over the frame cap", channel)
+                return
+            half = len(batch) // 2
+            await self._write_split(frames, batch[:half], channel)
+            await self._write_split(frames, batch[half:], channel)
 
     def _inbound(self, channel: Channel) -> Callable[[INetStream], Any]:
         async def handler(stream: INetStream) -> None:
