@@ -203,6 +203,31 @@ def members(data_dir: str | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     Console().print(table)
 
 
+def peers(data_dir: str | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Known and connected peers."""
+    rows = _client(data_dir).get("/v1/peers")
+    if as_json:
+        _print_json(rows)
+        return
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "peer id", "connected", "last seen", "address")
+    for p in rows:
+        last = p["last_seen"]
+        ago = "never" if last is None else f"{max(0.0, time.time() - last):.0f} s ago"
+        table.add_row(
+            p["name"] or "(not a member)",
+            p["peer_id"],
+            "yes" if p["connected"] else "no",
+            ago,
+            p["addrs"][0] if p["addrs"] else "",
+        )
+    Console().print(table)
+
+
 def remove_member(
     member: str = typer.Argument(..., help="The member's name or peer id."),
     data_dir: str | None = DataDirOpt,
@@ -232,5 +257,6 @@ def register(app: typer.Typer) -> None:
     app.command("invite")(invite)
     app.command("status")(status)
     app.command("members")(members)
+    app.command("peers")(peers)
     app.command("remove-member")(remove_member)
     app.add_typer(voters_app, name="voters")

@@ -32,6 +32,7 @@ class NodeApi(Protocol):
 
     def status(self) -> dict[str, Any]: ...
     def members(self) -> list[dict[str, Any]]: ...
+    def peers(self) -> list[dict[str, Any]]: ...
     async def create_invite(self, roles: list[str], ttl_s: float) -> str: ...
     async def remove_member(self, name_or_id: str) -> dict[str, Any]: ...
     async def set_voters(self, names: list[str]) -> dict[str, Any]: ...
@@ -86,6 +87,9 @@ def build_app(node: NodeApi, token: str) -> Starlette:
     async def members(_: Request) -> Any:
         return node.members()
 
+    async def peers(_: Request) -> Any:
+        return node.peers()
+
     async def invite(request: Request) -> Any:
         body = await _body(request)
         roles = body.get("roles", ["executor", "submitter"])
@@ -116,6 +120,7 @@ def build_app(node: NodeApi, token: str) -> Starlette:
     routes = [
         Route("/v1/status", guarded(status), methods=["GET"]),
         Route("/v1/members", guarded(members), methods=["GET"]),
+        Route("/v1/peers", guarded(peers), methods=["GET"]),
         Route("/v1/invites", guarded(invite), methods=["POST"]),
         Route("/v1/members/remove", guarded(remove_member), methods=["POST"]),
         Route("/v1/voters", guarded(voters), methods=["POST"]),

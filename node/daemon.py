@@ -321,6 +321,28 @@ class Node:
             },
         }
 
+    def peers(self) -> list[dict[str, Any]]:
+        """Every peer this node knows an address for or is connected to."""
+        roster = self.membership.roster
+        connected = set(self.transport.peers()) if self._transport else set()
+        seen = self._transport.last_seen_unix_s if self._transport else {}
+        known = set(self.membership.addrs) | connected
+        rows = []
+        for nid in sorted(known):
+            member = roster.member(nid) if roster else None
+            last = seen.get(nid)
+            rows.append(
+                {
+                    "peer_id": peer_id_str(nid),
+                    "name": member.name if member else None,
+                    "member": member is not None,
+                    "addrs": list(self.membership.addrs.get(nid, ())),
+                    "connected": nid in connected,
+                    "last_seen": None if last is None else round(last, 3),
+                }
+            )
+        return rows
+
     def members(self) -> list[dict[str, Any]]:
         out = self.membership.describe()
         connected = set(self.transport.peers()) if self._transport else set()

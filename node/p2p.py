@@ -10,6 +10,7 @@ membership). A bad frame closes that stream, never the node.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class P2PTransport:
         self._outboxes: dict[tuple[NodeId, str], trio.MemorySendChannel[Sequence[Any]]] = {}
         self.counters: Counter[str] = Counter()
         self.silenced = False  # set when this node must not talk to anyone (removed)
+        # wall-clock time of the last frame from each peer, for people (`colonynode peers`)
+        self.last_seen_unix_s: dict[NodeId, float] = {}
 
     # -- Transport protocol -------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class P2PTransport:
                 while True:
                     msgs = await frames.read_batch()
                     self.counters[f"frames_in_{channel.name}"] += 1
+                    self.last_seen_unix_s[sender] = time.time()
                     if receiver is not None and msgs:
                         receiver(sender, channel.name, msgs)
             except (StreamClosed, RemoteError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.harness import Colony, cli, wait_until
+from tests.integration.harness import Colony, cli, cli_json, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +23,9 @@ def test_init_start_invite_join_lists_the_new_member_on_both_sides(colony: Colon
     assert sb["roles"] == ["executor", "submitter"] and sb["connected_peers"] == 1
     by_name = {m["name"]: m for m in a.members()}
     assert by_name["b"]["peer_id"] == sb["peer_id"] and by_name["b"]["voter"] is False
+    peers = cli_json("peers", "--data-dir", str(b.dir))
+    assert [(p["name"], p["connected"], p["member"]) for p in peers] == [("a", True, True)]
+    assert peers[0]["addrs"] == st["addrs"] and peers[0]["last_seen"] is not None
 
     # A later `start` rejoins without an invite.
     assert b.stop() == 0
