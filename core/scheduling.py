@@ -1,0 +1,96 @@
+"""Which executor may run which process, and in what order (DESIGN.md §5, COLONYOS.md).
+
+Pure functions over the local, eventually consistent view an executor has of the waiting
+processes. The lease quorum (consensus/) decides who actually runs a process; these only
+choose what to claim:
+
+- matching: executortype equal; executornames empty, ``*`` or naming the executor;
+  location equal or unset; cpu and mem requested within the executor's free capacity;
+- order: ColonyOS's priority time, lowest first (each priority point is a day of age);
+- spreading: among the first candidates, each executor prefers its own by a rendezvous
+  hash of (pid, executor), so executors that see the same queue claim different
+  processes instead of dueling for the head of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from colonynode.core.process import FunctionSpec, priority_time_ns
+
+__all__ = [
+    "ExecutorAdvert",
+    "Waiting",
+    "choose_claims",
+    "matches",
+    "rendezvous_score",
+]
+
+WINDOW_MAX = 256  # candidates considered per claim round
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorAdvert:
+    """What an executor offers (gossiped by its node)."""
+
+    name: str
+    executortype: str
+    locationname: str = ""
+    cpu_millis: int = 0  # free capacity; 0 = not declared (matches requests of 0 only)
+    mem_bytes: int = 0
+    functions: tuple[str, ...] = ()  # empty: any function name
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A WAITING process as the scheduler sees it."""
+
+    pid: bytes
+    spec: FunctionSpec
+    submission_ns: int
+
+    @property
+    def priority_time_ns(self) -> int:
+        return priority_time_ns(self.submission_ns, self.spec.priority)
+
+
+def matches(spec: FunctionSpec, advert: ExecutorAdvert) -> bool:
+    c = spec.conditions
+    if c.executortype != advert.executortype:
+        return False
+    names = c.executornames
+    if names and "*" not in names and advert.name not in names:
+        return False
+    if c.locationname and c.locationname != advert.locationname:
+        return False
+    if advert.functions and spec.funcname not in advert.functions:
+        return False
+    return spec.cpu_millis <= advert.cpu_millis and spec.mem_bytes <= advert.mem_bytes
+
+
+def rendezvous_score(pid: bytes, executor: str) -> int:
+    """Highest-random-weight score of (pid, executor): stable, and spread evenly."""
+    digest = hashlib.blake2b(pid + b"\0" + executor.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def choose_claims(
+    waiting: Iterable[Waiting], advert: ExecutorAdvert, want: int, *, spread: int = 4
+) -> list[bytes]:
+    """Up to `want` pids to claim: from the first `want * spread` matching processes in
+    priority order, the ones this executor ranks highest by rendezvous hash, returned in
+    priority order.
+    """
+    if want <= 0:
+        return []
+    window = min(WINDOW_MAX, want * max(1, spread))
+    head = heapq.nsmallest(
+        window,
+        (w for w in waiting if matches(w.spec, advert)),
+        key=lambda w: (w.priority_time_ns, w.pid),
+    )
+    mine = heapq.nlargest(want, head, key=lambda w: rendezvous_score(w.pid, advert.name))
+    return [w.pid for w in sorted(mine, key=lambda w: (w.priority_time_ns, w.pid))]
