@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PKGS   := core storage gossip dht consensus node cli simulations
+PKGS   := core storage gossip dht consensus node cli simulations sdk
 PYTEST_ARGS ?=
 
 .PHONY: test demo lint typecheck pytest bench clean setup

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(sys.executable).parent
-PACKAGES = ("core", "storage", "gossip", "dht", "consensus", "node", "cli", "simulations")
+PACKAGES = ("core", "storage", "gossip", "dht", "consensus", "node", "cli", "simulations", "sdk")
 
 
 def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
