@@ -1,0 +1,152 @@
+"""`ConsensusCore`: both roles of one node, the core a driver runs (DESIGN.md §2, §6).
+
+Every node has the claimer role (it may submit, claim, close, read); a node named in
+`voters()` also serves as a voter. Requests a node sends to itself (a voter that also
+claims, a colony of one) are answered inside the same step, never through the network,
+and the voter's writes come out in the same effects batch: persisted before anything
+of the step is sent.
+
+What the driver provides: `store` (the voter's registers), `rng`, `voters()` (the
+roster's voter set), `has_role(node, role)` (the roster's membership check), and
+`now_s` on every call from one monotonic clock. What it does with `take_effects()`:
+persist `writes`, then send `sends`, hand `events` to the application, and call
+`on_tick` at `wake_at_s`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
+from colonynode.consensus.messages import Outcome, ProcessTerms
+from colonynode.consensus.register import Timing
+from colonynode.consensus.voter import HasRole, VoterCore
+from colonynode.core.effects import Effects
+from colonynode.core.ids import NodeId
+from colonynode.storage.api import Store
+
+__all__ = ["ConsensusCore"]
+
+LOOPBACK_MAX = 10_000  # self-addressed messages handled in one step
+
+
+def _anyone(node: NodeId, role: str) -> bool:
+    return True
+
+
+class ConsensusCore:
+    """The lease-register protocol of one node: claimer always, voter when listed."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        store: Store,
+        rng: random.Random,
+        *,
+        voters: Callable[[], tuple[NodeId, ...]],
+        has_role: HasRole = _anyone,
+        config: ClaimerConfig | None = None,
+        timing: Timing | None = None,
+        planted_bug: str = "",
+    ) -> None:
+        self.node_id = node_id
+        self.voters = voters
+        timing = timing or Timing()
+        self.voter = VoterCore(
+            node_id,
+            store,
+            timing=timing,
+            has_role=has_role,
+            voters=voters,
+            planted_bug=planted_bug,
+        )
+        self.claimer = ClaimerCore(node_id, voters, rng, config=config, timing=timing)
+        self.now_s = 0.0  # the latest time a call brought (for self-addressed messages)
+
+    @property
+    def is_voter(self) -> bool:
+        return self.node_id in self.voters()
+
+    # -- application calls --------------------------------------------------------------
+
+    def submit(self, now_s: float, terms: ProcessTerms) -> bool:
+        self.now_s = now_s
+        return self.claimer.submit(now_s, terms)
+
+    def claim(self, now_s: float, pids: list[bytes], lease_s: float | None = None) -> int:
+        self.now_s = now_s
+        return self.claimer.claim(now_s, pids, lease_s)
+
+    def close(
+        self,
+        now_s: float,
+        pid: bytes,
+        outcome: Outcome,
+        output: Any = None,
+        errors: tuple[str, ...] = (),
+    ) -> bool:
+        self.now_s = now_s
+        return self.claimer.close(now_s, pid, outcome, output, errors)
+
+    def fail(self, now_s: float, pid: bytes, errors: tuple[str, ...] = ()) -> bool:
+        self.now_s = now_s
+        return self.claimer.fail(now_s, pid, errors)
+
+    def release(self, now_s: float, pid: bytes) -> bool:
+        self.now_s = now_s
+        return self.claimer.release(now_s, pid)
+
+    def release_all(self, now_s: float) -> int:
+        self.now_s = now_s
+        return self.claimer.release_all(now_s)
+
+    def drop(self, now_s: float, pid: bytes) -> bool:
+        self.now_s = now_s
+        return self.claimer.drop(now_s, pid)
+
+    def expire(self, now_s: float, pid: bytes, epoch: int = 0) -> bool:
+        self.now_s = now_s
+        return self.claimer.expire(now_s, pid, epoch)
+
+    def read(self, now_s: float, pid: bytes) -> int:
+        self.now_s = now_s
+        return self.claimer.read(now_s, pid)
+
+    # -- ProtocolCore -------------------------------------------------------------------
+
+    def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
+        self.now_s = now_s
+        if self.voter.handles(msg):
+            if self.is_voter:
+                self.voter.on_message(now_s, sender, msg)
+        elif self.claimer.handles(msg):
+            self.claimer.on_message(now_s, sender, msg)
+
+    def on_tick(self, now_s: float) -> None:
+        self.now_s = now_s
+        self.voter.on_tick(now_s)
+        self.claimer.on_tick(now_s)
+
+    def take_effects(self) -> Effects:
+        """Both roles' effects, with self-addressed messages handled here."""
+        out = Effects()
+        me = self.node_id
+        for _ in range(LOOPBACK_MAX):
+            step = self.voter.take_effects()
+            step.merge(self.claimer.take_effects())
+            out.writes.extend(step.writes)
+            out.events.extend(step.events)
+            if step.wake_at_s is not None and (
+                out.wake_at_s is None or step.wake_at_s < out.wake_at_s
+            ):
+                out.wake_at_s = step.wake_at_s
+            local = [msg for to, msg in step.sends if to == me]
+            out.sends.extend((to, msg) for to, msg in step.sends if to != me)
+            if not local:
+                break
+            now_s = self.now_s
+            for msg in local:
+                self.on_message(now_s, me, msg)
+        return out

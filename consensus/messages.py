@@ -1,0 +1,288 @@
+"""The lease protocol's messages (DESIGN.md §6): requests to voters and their replies.
+
+Every message is a frozen, slotted dataclass registered in `CODEC` under a `Tag`. A
+request goes from a claimer (any node) to every voter; a voter answers with one `Reply`
+per request, holding one `Verdict` per process the request named, each with the voter's
+register state after the request (`RegisterView`), so a refused claimer learns the epoch
+to beat and the state it lost to.
+
+Tags and field order are wire format: append only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from colonynode.core.codec import MessageCodec
+from colonynode.core.ids import NodeId
+
+__all__ = [
+    "CODEC",
+    "Candidate",
+    "Candidates",
+    "Claim",
+    "ClaimItem",
+    "Close",
+    "Expire",
+    "Merge",
+    "Outcome",
+    "ProcessTerms",
+    "Push",
+    "Read",
+    "Reason",
+    "RegisterCopy",
+    "RegisterView",
+    "Release",
+    "Renew",
+    "Reply",
+    "Scan",
+    "State",
+    "Submit",
+    "Tag",
+    "Verdict",
+]
+
+
+class Tag(IntEnum):
+    """Message type tags. Append-only: values are wire format."""
+
+    SUBMIT = 1
+    CLAIM = 2
+    RENEW = 3
+    CLOSE = 4
+    RELEASE = 5
+    EXPIRE = 6
+    READ = 7
+    SCAN = 8
+    REPLY = 9
+    CANDIDATES = 10
+    PUSH = 11
+    MERGE = 12
+
+
+class State(IntEnum):
+    """A process's state (ColonyOS). Append-only: values are wire format."""
+
+    WAITING = 0
+    RUNNING = 1
+    SUCCESS = 2
+    FAILED = 3
+
+
+class Outcome(IntEnum):
+    """How a holder closes a process. Append-only: values are wire format."""
+
+    SUCCESS = 0
+    FAILED = 1  # an explicit fail: closed, never retried
+
+
+class Reason(IntEnum):
+    """Why a voter accepted or refused one item. Append-only: values are wire format."""
+
+    OK = 0
+    UNKNOWN_PID = 1  # the voter holds no register for the process
+    STALE_EPOCH = 2  # the epoch is not the one the request needs
+    LEASE_HELD = 3  # another holder's lease has not expired at this voter
+    CLOSED = 4  # the process is closed (SUCCESS or FAILED)
+    NOT_HOLDER = 5  # the sender does not hold the current lease
+    NOT_RUNNING = 6
+    RETRIES_SPENT = 7  # a re-claim after an expiry would pass maxretries
+    EXEC_TIME_SPENT = 8  # a renew past maxexectime
+    WAIT_TIME_SPENT = 9  # a claim of a process that waited past maxwaittime
+    NOT_EXPIRABLE = 10  # an Expire of a process that has neither run out nor spent retries
+    NOT_ALLOWED = 11  # the sender lacks the role the request needs
+    CONFLICT = 12  # a Submit of a known pid with different terms
+    NO_MATCH = 13  # the executor type does not match the process
+    FULL = 14  # the voter's register table is at registers_max
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTerms:
+    """The part of a process (DESIGN.md §5) the register needs.
+
+    `pid` is the process id; `submitter` the member that submitted it. Order: highest
+    `priority` first, then lowest `seq` (the submitter's submission time in ns, or any
+    increasing number), then pid. `maxexectime_s` and `maxwaittime_s` of 0 or less mean
+    unlimited; `maxretries` of -1 means unlimited. `executortype` must equal the
+    claimer's (empty: any). The full FunctionSpec travels by gossip (issue 9).
+    """
+
+    pid: bytes
+    submitter: NodeId
+    executortype: str = ""
+    priority: int = 0
+    seq: int = 0
+    maxexectime_s: float = 0.0
+    maxwaittime_s: float = 0.0
+    maxretries: int = 0
+
+
+# -- requests (claimer -> voter) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    terms: ProcessTerms
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimItem:
+    pid: bytes
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One request that claims several processes, all for `lease_s`."""
+
+    items: tuple[ClaimItem, ...]
+    lease_s: float
+    executortype: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    items: tuple[ClaimItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pid: bytes
+    epoch: int
+    outcome: Outcome
+    output: Any = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    pid: bytes
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    pid: bytes
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    pid: bytes
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Ask a voter for claimable processes (WAITING, or RUNNING with an expired lease),
+    and for processes any node may Expire."""
+
+    limit: int
+    executortype: str = ""
+
+
+# -- replies (voter -> claimer) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterView:
+    """A voter's register for one process, as it answers."""
+
+    pid: bytes
+    state: State
+    epoch: int
+    holder: NodeId | None
+    retries: int
+    output: Any = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    pid: bytes
+    epoch: int  # the epoch the request named
+    reason: Reason
+    view: RegisterView | None  # None: the voter has no register for pid
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A voter's answer to one request; `request` is the request's tag, `nonce` a
+    Read's nonce (0 otherwise)."""
+
+    request: Tag
+    verdicts: tuple[Verdict, ...]
+    nonce: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    pid: bytes
+    epoch: int
+    priority: int
+    seq: int
+    expirable: bool  # an Expire of it would be accepted at this voter now
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    items: tuple[Candidate, ...]
+
+
+# -- repair (claimer -> voter -> voters) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Ask a voter to send its register for `pid` to the voters `to` (a claimer that
+    saw the voters disagree: one lacks the process, or one has it closed)."""
+
+    pid: bytes
+    to: tuple[NodeId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterCopy:
+    """A whole register, as one voter hands it to another (no local times)."""
+
+    terms: ProcessTerms
+    state: State
+    epoch: int
+    holder: NodeId | None
+    lease_s: float
+    retries: int
+    output: Any = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """A voter's register for another voter to merge: a missing process is adopted, a
+    closed register replaces an open one; nothing else changes."""
+
+    copy: RegisterCopy
+
+
+CODEC = MessageCodec(
+    "lease",
+    {
+        Tag.SUBMIT: Submit,
+        Tag.CLAIM: Claim,
+        Tag.RENEW: Renew,
+        Tag.CLOSE: Close,
+        Tag.RELEASE: Release,
+        Tag.EXPIRE: Expire,
+        Tag.READ: Read,
+        Tag.SCAN: Scan,
+        Tag.REPLY: Reply,
+        Tag.CANDIDATES: Candidates,
+        Tag.PUSH: Push,
+        Tag.MERGE: Merge,
+    },
+)
