@@ -55,7 +55,10 @@ ParamValue = bool | int | float | str
 Metric = int | float | str | None
 
 # Modules whose import registers the built-in scenarios, in order.
-SCENARIO_MODULES: list[str] = ["colonynode.simulations.examples"]
+SCENARIO_MODULES: list[str] = [
+    "colonynode.simulations.examples",
+    "colonynode.simulations.claims_scenario",
+]
 
 _REGISTRY: dict[str, type[Scenario]] = {}
 
