@@ -1,0 +1,545 @@
+"""GossipCore: the sans-IO gossip state machine (DESIGN.md §7).
+
+One topic per colony, GossipSub-style:
+
+- **mesh**: each node keeps D (4..12) peers it pushes every new record to at once
+  (eager push); GRAFT asks a peer into the mesh, PRUNE takes it out (with a backoff);
+  the heartbeat (1 s) repairs the degree;
+- **lazy gossip**: each heartbeat, IHAVE of the records of the last `history_gossip_hb`
+  heartbeats goes to `d_lazy` random non-mesh peers, which ask with IWANT for what they
+  lack;
+- **anti-entropy**: every `anti_entropy_every_hb` heartbeats a node sends a random peer a
+  SUMMARY (a hash of its high-water marks); if the peer's differs it answers with its
+  DIGEST (author -> highest contiguous seq), and the node pushes what the peer lacks and
+  sends IWANT for exactly the ranges it lacks itself. Compacted records are answered with
+  GONE so a node that was away longer than the retention can move past them;
+- **validation**: a record is dropped and counted, never relayed, when its sender is not a
+  member (every message from a non-member is dropped), its author is not a member, its
+  payload is malformed, it is a duplicate or a replay of a compacted record, or its
+  signature is bad. Signatures are checked once per record (duplicates are recognised by
+  signature bytes or by (author, seq) before any check). A peer that sends more than
+  `invalid_per_hb_max` invalid records in a heartbeat is ignored for `graylist_s`.
+
+Application calls: `publish`, `publish_envelope`, `set_peers`, `stats`; events:
+`Accepted` for every newly held record (own records included, `local=True`).
+All state changes happen in this module; `_ledger.Ledger` holds the records.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from typing import Any
+
+from colonynode.core.effects import Effects
+from colonynode.core.envelope import Envelope
+from colonynode.core.errors import ColonyError, DecodeError
+from colonynode.core.identity import Identity
+from colonynode.core.ids import NodeId
+from colonynode.gossip._ledger import Ledger
+from colonynode.gossip.config import GossipConfig
+from colonynode.gossip.events import Accepted
+from colonynode.gossip.messages import (
+    Digest,
+    Gone,
+    Graft,
+    IHave,
+    IWant,
+    Prune,
+    Push,
+    Summary,
+)
+from colonynode.gossip.records import (
+    RECORD_DOMAIN,
+    RecordId,
+    SeqRange,
+    open_body,
+    ranges_of,
+    seal_record,
+)
+from colonynode.storage.api import Store
+
+__all__ = ["COUNTERS", "GossipCore", "Verify", "verify_record"]
+
+Verify = Callable[[Envelope], bool]
+
+# Counters of stats(); every drop has one.
+COUNTERS = (
+    "published",
+    "accepted",  # records newly held (own ones included)
+    "received",  # record copies that arrived (duplicates included)
+    "relayed",  # record copies sent (eager push, IWANT answers, anti-entropy)
+    "duplicates",
+    "replays",  # a record whose body was already compacted here
+    "invalid_signature",
+    "non_member_author",
+    "non_member_peer",  # messages from a sender that is not a member
+    "malformed",
+    "too_far_ahead",
+    "too_many_authors",
+    "graylisted",  # messages ignored from a graylisted peer
+    "graylistings",
+    "outbox_dropped",
+    "ihave_sent",
+    "ihave_ignored",
+    "iwant_sent",
+    "iwant_served",
+    "grafts_sent",
+    "prunes_sent",
+    "ae_rounds",  # summaries sent
+    "ae_digests",  # digests sent (summaries that differed)
+    "ae_pushed",  # records pushed by anti-entropy
+    "gone_sent",
+    "gone_skipped",
+)
+
+
+def verify_record(env: Envelope) -> bool:
+    """The default check: an Ed25519 signature by the author for the record domain."""
+    try:
+        env.verify(RECORD_DOMAIN)
+    except ColonyError:
+        return False
+    return True
+
+
+class GossipCore:
+    """The gossip protocol of one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        rng: random.Random,
+        config: GossipConfig | None = None,
+        *,
+        is_member: Callable[[NodeId], bool],
+        verify: Verify | None = None,
+    ) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.rng = rng
+        self.config = config = config or GossipConfig.lan()
+        self.is_member = is_member
+        self.verify = verify or verify_record
+        self.ledger = Ledger(store, config)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.peers: list[NodeId] = []
+        self._peer_set: set[NodeId] = set()
+        self.mesh: dict[NodeId, None] = {}  # an ordered set
+        self.backoff: dict[NodeId, float] = {}  # peer -> no GRAFT to it before this
+        self.graylist: dict[NodeId, float] = {}  # peer -> ignored until
+        self._invalid_hb: dict[NodeId, int] = {}
+        self._ihave_hb: dict[NodeId, int] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()  # signatures of held records
+        self._windows: list[list[RecordId]] = [[]]  # newest first: ids per heartbeat
+        self._pending: dict[RecordId, float] = {}  # asked with IWANT, until
+        self._outbox: dict[NodeId, list[Envelope]] = {}
+        self._effects = Effects()
+        self.next_heartbeat_s: float | None = None
+        self.heartbeats = 0
+        self._ae_countdown = 0  # heartbeats to the next anti-entropy round
+
+    # -- application calls --------------------------------------------------------------
+
+    def publish(self, now_s: float, kind: str, body: Any) -> Envelope:
+        """Sign `body` as this node's next record, hold it and push it to the peers."""
+        seq = self.ledger.take_seq()
+        env = seal_record(self.identity, seq, kind, body)
+        self.counters["published"] += 1
+        self._accept(now_s, env, seq, kind, body, sender=self.node_id, local=True)
+        return env
+
+    def publish_envelope(self, now_s: float, env: Envelope) -> str:
+        """(Re)inject a record already signed by its author (e.g. an owner's roster
+        record a joiner brought). Returns "accepted" or the counter it was dropped under."""
+        return self._receive(now_s, self.node_id, env)
+
+    def set_peers(self, now_s: float, peers: Collection[NodeId]) -> None:
+        """The members this node is connected to now (the driver calls it on changes)."""
+        keep = [p for p in peers if p != self.node_id and self.is_member(p)]
+        keep = sorted(set(keep))[: self.config.peers_max]
+        self.peers = keep
+        self._peer_set = set(keep)
+        for p in [p for p in self.mesh if p not in self._peer_set]:
+            del self.mesh[p]
+        if len(self.mesh) < self.config.d_low:
+            self._fill_mesh(now_s)
+
+    def stats(self) -> dict[str, int]:
+        """Counters (for `colonynode status --json` under `gossip`)."""
+        out = dict(self.counters)
+        out.update(self.ledger.stats())
+        out["peers"] = len(self.peers)
+        out["mesh"] = len(self.mesh)
+        out["pending_iwant"] = len(self._pending)
+        return out
+
+    def has(self, author: NodeId, seq: int) -> bool:
+        return self.ledger.has(author, seq)
+
+    def digest(self) -> dict[NodeId, int]:
+        """author -> highest contiguous sequence held (or compacted)."""
+        return self.ledger.digest()
+
+    def record(self, author: NodeId, seq: int) -> Envelope | None:
+        return self.ledger.get(author, seq)
+
+    # -- ProtocolCore -------------------------------------------------------------------
+
+    def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
+        until = self.graylist.get(sender)
+        if until is not None and until > now_s:
+            self.counters["graylisted"] += 1
+            return
+        if not self.is_member(sender):
+            self.counters["non_member_peer"] += 1
+            return
+        handler = _HANDLERS.get(type(msg))
+        if handler is None:
+            self.counters["malformed"] += 1
+            return
+        handler(self, now_s, sender, msg)
+
+    def on_tick(self, now_s: float) -> None:
+        if self.next_heartbeat_s is None:
+            self.ledger.start(now_s)
+            self.next_heartbeat_s = now_s + self.rng.uniform(0.0, self.config.heartbeat_s)
+        if now_s >= self.next_heartbeat_s:
+            self._heartbeat(now_s)
+            hb = self.config.heartbeat_s
+            self.next_heartbeat_s += hb
+            if self.next_heartbeat_s <= now_s:  # a pause: skip what we missed
+                self.next_heartbeat_s = now_s + hb
+
+    def take_effects(self) -> Effects:
+        self._flush_outbox()
+        effects, self._effects = self._effects, Effects()
+        if self.ledger.writes:
+            effects.writes, self.ledger.writes = self.ledger.writes, []
+        effects.wake_at_s = 0.0 if self.next_heartbeat_s is None else self.next_heartbeat_s
+        return effects
+
+    # -- records in -----------------------------------------------------------------------
+
+    def _on_push(self, now_s: float, sender: NodeId, msg: Push) -> None:
+        for env in msg.records:
+            self._receive(now_s, sender, env)
+            if sender in self.graylist:
+                return  # graylisted by this record: the rest is ignored unread
+
+    def _receive(self, now_s: float, sender: NodeId, env: Envelope) -> str:
+        """Validate one record copy; accept it if new. Returns the outcome."""
+        counters = self.counters
+        counters["received"] += 1
+        if env.signature in self._seen:
+            counters["duplicates"] += 1
+            return "duplicates"
+        if env.domain != RECORD_DOMAIN:
+            return self._invalid(now_s, sender, "malformed")
+        author = env.author
+        if not self.is_member(author):
+            return self._invalid(now_s, sender, "non_member_author")
+        try:
+            body = open_body(env)
+        except DecodeError:
+            return self._invalid(now_s, sender, "malformed")
+        ledger = self.ledger
+        seq = body.seq
+        if ledger.has(author, seq):
+            outcome = "duplicates"
+            if seq <= ledger.hwm.get(author, 0) and ledger.get(author, seq) is None:
+                outcome = "replays"
+            counters[outcome] += 1
+            return outcome
+        refused = ledger.room_for(author, seq)
+        if refused:
+            counters[refused] += 1
+            return refused
+        if not self.verify(env):
+            return self._invalid(now_s, sender, "invalid_signature")
+        self._accept(now_s, env, seq, body.kind, body.body, sender=sender, local=False)
+        return "accepted"
+
+    def _invalid(self, now_s: float, sender: NodeId, reason: str) -> str:
+        self.counters[reason] += 1
+        if sender == self.node_id:
+            return reason
+        n = self._invalid_hb.get(sender, 0) + 1
+        self._invalid_hb[sender] = n
+        if n > self.config.invalid_per_hb_max and sender not in self.graylist:
+            self.graylist[sender] = now_s + self.config.graylist_s
+            self.counters["graylistings"] += 1
+            if sender in self.mesh:
+                del self.mesh[sender]
+                self._send(sender, Prune(self.config.graylist_s))
+        return reason
+
+    def _accept(
+        self,
+        now_s: float,
+        env: Envelope,
+        seq: int,
+        kind: str,
+        body: Any,
+        *,
+        sender: NodeId,
+        local: bool,
+    ) -> None:
+        author = env.author
+        self.ledger.add(now_s, env, seq, kind)
+        self.counters["accepted"] += 1
+        seen = self._seen
+        seen[env.signature] = None
+        if len(seen) > self.config.seen_max:
+            seen.popitem(last=False)
+        self._pending.pop((author, seq), None)
+        window = self._windows[0]
+        if len(window) < self.config.gossip_ids_max:
+            window.append((author, seq))
+        if author == self.node_id:
+            self.ledger.bump_next_seq(seq + 1)
+        self._effects.events.append(Accepted(author, seq, kind, body, env, local))
+        targets = self.peers if local and self.config.flood_publish else self.mesh
+        for p in targets:
+            if p != sender and p != author:
+                self._queue(p, env)
+
+    # -- lazy gossip ----------------------------------------------------------------------
+
+    def _on_ihave(self, now_s: float, sender: NodeId, msg: IHave) -> None:
+        n = self._ihave_hb.get(sender, 0) + 1
+        self._ihave_hb[sender] = n
+        if n > self.config.ihave_per_peer_hb_max:
+            self.counters["ihave_ignored"] += 1
+            return
+        self._want(now_s, sender, msg.ranges)
+
+    def _want(self, now_s: float, peer: NodeId, ranges: Collection[SeqRange]) -> None:
+        """Ask `peer` for the records of `ranges` this node lacks and did not just ask."""
+        config = self.config
+        budget = config.iwant_records_max
+        pending = self._pending
+        ledger = self.ledger
+        wanted: list[RecordId] = []
+        until = now_s + config.iwant_followup_s
+        pending_max = config.iwant_pending_max
+        examined = 4 * budget  # bounds the work one message can cause
+        for r in ranges:
+            author = r.author
+            if r.last <= ledger.hwm.get(author, 0) or not self.is_member(author):
+                continue
+            for seq in ledger.missing(author, r.first, r.last):
+                examined -= 1
+                if budget <= 0 or examined < 0 or len(pending) >= pending_max:
+                    break
+                key = (author, seq)
+                asked = pending.get(key)
+                if asked is not None and asked > now_s:
+                    continue
+                pending[key] = until
+                wanted.append(key)
+                budget -= 1
+        if wanted:
+            self.counters["iwant_sent"] += len(wanted)
+            self._send(peer, IWant(tuple(ranges_of(wanted, config.ihave_ranges_max))))
+
+    def _on_iwant(self, now_s: float, sender: NodeId, msg: IWant) -> None:
+        budget = self.config.iwant_records_max
+        ledger = self.ledger
+        gone: list[RecordId] = []
+        for r in msg.ranges:
+            hwm = ledger.hwm.get(r.author, 0)
+            seq = r.first
+            while seq <= r.last and budget > 0:
+                budget -= 1
+                env = ledger.get(r.author, seq)
+                if env is not None:
+                    self._queue(sender, env)
+                    self.counters["iwant_served"] += 1
+                elif seq <= hwm:
+                    gone.append((r.author, seq))
+                seq += 1
+        if gone:
+            self.counters["gone_sent"] += len(gone)
+            self._send(sender, Gone(tuple(ranges_of(gone, self.config.ihave_ranges_max))))
+
+    def _on_gone(self, now_s: float, sender: NodeId, msg: Gone) -> None:
+        # Trusted from members: a member could make us skip records (documented).
+        for r in msg.ranges:
+            if self.is_member(r.author) and self.ledger.skip(r.author, r.first, r.last):
+                self.counters["gone_skipped"] += r.count
+
+    # -- mesh -----------------------------------------------------------------------------
+
+    def _on_graft(self, now_s: float, sender: NodeId, msg: Graft) -> None:
+        if sender not in self._peer_set:
+            return
+        if sender in self.mesh:
+            return
+        if len(self.mesh) >= self.config.d_high:
+            self.counters["prunes_sent"] += 1
+            self._send(sender, Prune(self.config.prune_backoff_s))
+            return
+        self.mesh[sender] = None
+
+    def _on_prune(self, now_s: float, sender: NodeId, msg: Prune) -> None:
+        self.mesh.pop(sender, None)
+        backoff_s = min(max(msg.backoff_s, 0.0), self.config.prune_backoff_s)
+        self.backoff[sender] = now_s + backoff_s
+
+    def _fill_mesh(self, now_s: float) -> None:
+        config = self.config
+        candidates = [
+            p
+            for p in self.peers
+            if p not in self.mesh
+            and self.backoff.get(p, 0.0) <= now_s
+            and self.graylist.get(p, 0.0) <= now_s
+        ]
+        need = min(config.d - len(self.mesh), len(candidates))
+        if need <= 0:
+            return
+        for p in self.rng.sample(candidates, need):
+            self.mesh[p] = None
+            self.counters["grafts_sent"] += 1
+            self._send(p, Graft())
+
+    def _maintain_mesh(self, now_s: float) -> None:
+        config = self.config
+        for p in [p for p in self.mesh if p not in self._peer_set or not self.is_member(p)]:
+            del self.mesh[p]
+        if len(self.mesh) < config.d_low:
+            self._fill_mesh(now_s)
+        elif len(self.mesh) > config.d_high:
+            members = list(self.mesh)
+            for p in self.rng.sample(members, len(members) - config.d):
+                del self.mesh[p]
+                self.counters["prunes_sent"] += 1
+                self._send(p, Prune(config.prune_backoff_s))
+
+    # -- anti-entropy ---------------------------------------------------------------------
+
+    def _on_summary(self, now_s: float, sender: NodeId, msg: Summary) -> None:
+        ledger = self.ledger
+        if msg.digest_hash == ledger.digest_hash() and msg.authors == len(ledger.hwm):
+            return
+        self.counters["ae_digests"] += 1
+        self._send(sender, Digest(ledger.digest()))
+
+    def _on_digest(self, now_s: float, sender: NodeId, msg: Digest) -> None:
+        n = self._ihave_hb.get(sender, 0) + 1  # digests share the IHAVE budget
+        self._ihave_hb[sender] = n
+        if n > self.config.ihave_per_peer_hb_max:
+            self.counters["ihave_ignored"] += 1
+            return
+        ledger = self.ledger
+        theirs = msg.hwms
+        # What they lack: push it (bounded), or say it is gone.
+        budget = self.config.ae_records_max
+        gone: list[RecordId] = []
+        for author, hwm in ledger.hwm.items():
+            seq = theirs.get(author, 0) + 1
+            while seq <= hwm and budget > 0:
+                budget -= 1
+                env = ledger.get(author, seq)
+                if env is None:
+                    gone.append((author, seq))
+                else:
+                    self._queue(sender, env)
+                    self.counters["ae_pushed"] += 1
+                seq += 1
+            if budget <= 0:
+                break
+        if gone:
+            self.counters["gone_sent"] += len(gone)
+            self._send(sender, Gone(tuple(ranges_of(gone, self.config.ihave_ranges_max))))
+        # What we lack: ask for exactly those ranges.
+        lacking = []
+        for author, hwm in theirs.items():
+            if author == self.node_id:
+                ledger.bump_next_seq(hwm + 1)
+            if hwm > ledger.hwm.get(author, 0):
+                lacking.append(SeqRange(author, ledger.hwm.get(author, 0) + 1, hwm))
+        if lacking:
+            self._want(now_s, sender, lacking)
+
+    # -- the heartbeat --------------------------------------------------------------------
+
+    def _heartbeat(self, now_s: float) -> None:
+        config = self.config
+        self.heartbeats += 1
+        self._invalid_hb.clear()
+        self._ihave_hb.clear()
+        for table in (self.graylist, self.backoff):
+            for p in [p for p, until in table.items() if until <= now_s]:
+                del table[p]
+        pending = self._pending
+        for key in [k for k, until in pending.items() if until <= now_s]:
+            del pending[key]
+        self._maintain_mesh(now_s)
+        self._gossip()
+        if self.peers:
+            self._ae_countdown -= 1
+            if self._ae_countdown <= 0:
+                self._ae_countdown = config.anti_entropy_every_hb
+                peer = self.peers[self.rng.randrange(len(self.peers))]
+                self.counters["ae_rounds"] += 1
+                ledger = self.ledger
+                self._send(peer, Summary(len(ledger.hwm), ledger.digest_hash()))
+        self.ledger.compact(now_s)
+
+    def _gossip(self) -> None:
+        """IHAVE of the recent windows to d_lazy random non-mesh peers; rotate windows."""
+        config = self.config
+        ids = [i for window in self._windows for i in window]
+        if ids:
+            others = [p for p in self.peers if p not in self.mesh]
+            if others:
+                ranges = tuple(ranges_of(ids, config.ihave_ranges_max))
+                msg = IHave(ranges)
+                for p in self.rng.sample(others, min(config.d_lazy, len(others))):
+                    self.counters["ihave_sent"] += 1
+                    self._send(p, msg)
+        self._windows.insert(0, [])
+        del self._windows[config.history_gossip_hb :]
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _send(self, peer: NodeId, msg: Any) -> None:
+        self._effects.sends.append((peer, msg))
+
+    def _queue(self, peer: NodeId, env: Envelope) -> None:
+        box = self._outbox.get(peer)
+        if box is None:
+            self._outbox[peer] = [env]
+        elif len(box) < self.config.outbox_records_max:
+            box.append(env)
+        else:
+            self.counters["outbox_dropped"] += 1
+
+    def _flush_outbox(self) -> None:
+        if not self._outbox:
+            return
+        per = self.config.records_per_message_max
+        sends = self._effects.sends
+        relayed = 0
+        for peer, box in self._outbox.items():
+            relayed += len(box)
+            for i in range(0, len(box), per):
+                sends.append((peer, Push(tuple(box[i : i + per]))))
+        self.counters["relayed"] += relayed
+        self._outbox = {}
+
+
+_HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
+    Push: GossipCore._on_push,
+    IHave: GossipCore._on_ihave,
+    IWant: GossipCore._on_iwant,
+    Graft: GossipCore._on_graft,
+    Prune: GossipCore._on_prune,
+    Summary: GossipCore._on_summary,
+    Digest: GossipCore._on_digest,
+    Gone: GossipCore._on_gone,
+}

@@ -1,0 +1,113 @@
+"""What survives a restart: held records, high-water marks, gaps, the own sequence;
+retention compacts bodies; GONE lets a node move past what everyone compacted."""
+
+from __future__ import annotations
+
+from colonynode.gossip import Gone, GossipConfig, IWant, Push, SeqRange, seal_record
+from colonynode.gossip._ledger import TABLE_AHEAD, TABLE_RECORDS
+from tests.gossip.harness import Colony
+
+
+def test_a_restarted_node_does_not_deliver_old_records_again() -> None:
+    colony = Colony(6)
+    colony.tick_all(1.0, step_s=0.25)
+    for k in range(5):
+        colony.publish(k % 3, k)
+    colony.crash(4)
+    colony.events[4].clear()
+    colony.restart(4)
+    colony.tick_all(colony.now_s + 5.0, step_s=0.25)  # digests, IHAVEs: nothing new
+    assert colony.accepted(4) == []
+    assert colony.cores[4].digest() == colony.cores[0].digest()
+    assert colony.cores[4].stats()["bodies"] == 5
+
+
+def test_the_own_sequence_survives_a_restart() -> None:
+    colony = Colony(3)
+    colony.publish(0, "one")
+    colony.publish(0, "two")
+    colony.crash(0)
+    colony.restart(0)
+    env = colony.publish(0, "three")
+    assert [e.seq for e in colony.accepted(1)] == [1, 2, 3]
+    assert env.author == colony.node_id(0)
+
+
+def test_a_node_with_a_lost_store_learns_its_sequence_back_from_a_digest() -> None:
+    colony = Colony(3)
+    for k in range(3):
+        colony.publish(0, k)
+    colony.crash(0)
+    colony.stores[0] = type(colony.stores[0])()  # a fresh data dir, the same key
+    colony.restart(0)
+    colony.tick_all(colony.now_s + 4.0, step_s=0.25)
+    env = colony.publish(0, "after")
+    assert colony.cores[1].has(env.author, 4)
+    assert [e.seq for e in colony.accepted(1)][-1] == 4
+
+
+def test_gaps_survive_a_restart_and_fill_later() -> None:
+    colony = Colony(3)
+    author = colony.ids[2]
+    recs = [seal_record(author, s, "note", s) for s in (1, 2, 3, 4)]
+    core = colony.cores[0]
+    core.on_message(0.0, colony.node_id(1), Push((recs[0], recs[2], recs[3])))
+    colony.stores[0].apply(core.take_effects().writes)
+    assert len(list(colony.stores[0].scan(TABLE_AHEAD))) == 2
+    colony.crash(0)
+    colony.restart(0)
+    core = colony.cores[0]
+    assert core.digest()[author.node_id] == 1 and core.has(author.node_id, 4)
+    core.on_message(1.0, colony.node_id(1), Push((recs[1],)))
+    colony.stores[0].apply(core.take_effects().writes)
+    assert core.digest()[author.node_id] == 4
+    assert list(colony.stores[0].scan(TABLE_AHEAD)) == []
+
+
+def test_retention_compacts_bodies_per_kind_and_keeps_the_high_water_mark() -> None:
+    cfg = GossipConfig(retention_s=100.0, retention_by_kind=(("closed", 5.0),))
+    colony = Colony(3, cfg)
+    colony.tick_all(1.0, step_s=0.5)
+    colony.publish(0, "short", kind="closed")
+    colony.publish(0, "long", kind="note")
+    colony.tick_all(colony.now_s + 7.0, step_s=0.5)
+    for i in range(3):
+        core = colony.cores[i]
+        assert core.record(colony.node_id(0), 1) is None
+        assert core.record(colony.node_id(0), 2) is not None
+        assert core.digest()[colony.node_id(0)] == 2
+        assert len(list(colony.stores[i].scan(TABLE_RECORDS))) == 1
+
+
+def test_records_max_compacts_the_oldest_bodies_early() -> None:
+    colony = Colony(2, GossipConfig(records_max=3))
+    for k in range(5):
+        colony.publish(0, k)
+    core = colony.cores[1]
+    assert core.stats()["bodies"] == 3
+    assert [core.record(colony.node_id(0), s) is None for s in range(1, 6)] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_an_iwant_for_compacted_records_is_answered_with_gone_and_skipped() -> None:
+    colony = Colony(3, GossipConfig(retention_s=2.0))
+    colony.crash(2)
+    colony.set_all_peers()
+    for k in range(4):
+        colony.publish(0, k)
+    colony.tick_all(colony.now_s + 4.0, step_s=0.5)  # everyone up compacted them
+    author = colony.node_id(0)
+    holder = colony.cores[1]
+    holder.on_message(colony.now_s, colony.node_id(2), IWant((SeqRange(author, 1, 4),)))
+    sends = holder.take_effects().sends
+    assert sends == [(colony.node_id(2), Gone((SeqRange(author, 1, 4),)))]
+    colony.restart(2)
+    colony.tick_all(colony.now_s + 4.0, step_s=0.5)
+    late = colony.cores[2]
+    assert late.digest()[author] == 4 and late.stats()["gone_skipped"] == 4
+    assert colony.accepted(2) == []  # compacted records are skipped, not delivered
