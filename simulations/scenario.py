@@ -58,6 +58,7 @@ Metric = int | float | str | None
 SCENARIO_MODULES: list[str] = [
     "colonynode.simulations.examples",
     "colonynode.simulations.claims_scenario",
+    "colonynode.simulations.gossip_scenario",
 ]
 
 _REGISTRY: dict[str, type[Scenario]] = {}
