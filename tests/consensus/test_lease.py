@@ -1,0 +1,307 @@
+"""ConsensusCore (voter and claimer roles) stepped by hand, rule by rule (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from colonynode.consensus import (
+    ClaimerConfig,
+    ClaimFailed,
+    Closed,
+    Granted,
+    LeaseEnded,
+    Outcome,
+    ProcessTerms,
+    ReadResult,
+    Reason,
+    Renewed,
+    State,
+    Submitted,
+)
+from colonynode.consensus.messages import Claim, Renew
+from tests.consensus.harness import TIMING, Colony, nid
+
+PID = b"pid-1"
+C1, C2 = 3, 4  # the claimer nodes of a 3-voter colony
+
+
+def submitted(colony: Colony, pid: bytes = PID, node: int = C1, **kw: Any) -> None:
+    colony.call(node, lambda c, t: c.submit(t, ProcessTerms(pid, nid(node), **kw)))
+    colony.deliver()
+    assert Submitted(pid, True) in colony.nodes[node].events
+
+
+def granted(colony: Colony, node: int, pid: bytes = PID) -> Granted:
+    found: list[Granted] = [e for e in colony.events(node, Granted) if e.pid == pid]
+    assert found, colony.nodes[node].events
+    return found[-1]
+
+
+def voter_state(colony: Colony, voter: int, pid: bytes = PID) -> tuple[State, int] | None:
+    reg = colony.core(voter).voter.register(pid)
+    return None if reg is None else (reg.state, reg.epoch)
+
+
+def test_submit_is_acknowledged_only_when_a_majority_holds_it_durably() -> None:
+    colony = Colony()
+    colony.call(C1, lambda c, t: c.submit(t, ProcessTerms(PID, nid(C1))))
+    colony.deliver(drop=lambda s, d, m: d in (1, 2))  # only voter 0 hears it
+    assert not colony.events(C1, Submitted)
+    assert colony.nodes[0].store.durable_get("lease_registers", PID) is not None
+    colony.advance(0.3)  # the retransmission reaches voter 1 too: a majority
+    colony.deliver(drop=lambda s, d, m: d == 2)
+    assert colony.events(C1, Submitted) == [Submitted(PID, True)]
+
+
+def test_submit_without_a_majority_is_not_acknowledged_at_its_timeout() -> None:
+    colony = Colony(config=ClaimerConfig(lease_s=2.0, op_timeout_s=2.0))
+    colony.call(C1, lambda c, t: c.submit(t, ProcessTerms(PID, nid(C1))))
+    for _ in range(10):
+        colony.deliver(drop=lambda s, d, m: d in (1, 2))
+        colony.advance(0.25)
+    assert colony.events(C1, Submitted) == [Submitted(PID, False, None)]
+
+
+def test_batch_claim_one_request_claims_several_processes() -> None:
+    colony = Colony()
+    pids = [b"a", b"b", b"c"]
+    for pid in pids:
+        submitted(colony, pid)
+    colony.call(C2, lambda c, t: c.claim(t, pids))
+    claims = [m for _, dst, m in colony.inflight if isinstance(m, Claim)]
+    assert len(claims) == 3 and all(len(m.items) == 3 for m in claims)  # one per voter
+    colony.deliver()
+    assert sorted(e.pid for e in colony.events(C2, Granted)) == pids
+
+
+def test_grant_deadline_counts_from_the_send_shortened_by_drift_and_margin() -> None:
+    colony = Colony()
+    submitted(colony)
+    sent_s = colony.local(C1)
+    colony.call(C1, lambda c, t: c.claim(t, [PID], 2.0))
+    colony.advance(0.2, tick=False)  # the grants arrive later: the deadline does not move
+    colony.deliver()
+    assert granted(colony, C1).deadline_s == TIMING.claimer_deadline_s(sent_s, 2.0)
+
+
+def test_minority_grant_is_released() -> None:
+    colony = Colony()
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    # C1's claim reaches voter 0 first; C2's reaches voters 1 and 2 first.
+    first = {0: C1, 1: C2, 2: C2}
+    pending = colony.inflight
+    colony.inflight = sorted(pending, key=lambda x: 0 if first.get(x[1]) == x[0] else 1)
+    colony.deliver()
+    assert granted(colony, C2)
+    # both asked for epoch 1: voters 1 and 2 had granted it to C2 already
+    assert [e.reason for e in colony.events(C1, ClaimFailed)] == [Reason.STALE_EPOCH]
+    assert voter_state(colony, 0) == (State.WAITING, 1)  # C1's minority grant was released
+    assert voter_state(colony, 1) == (State.RUNNING, 1)
+
+
+def test_a_late_grant_for_a_claim_given_up_is_released() -> None:
+    colony = Colony(config=ClaimerConfig(lease_s=2.0, claim_timeout_s=0.5))
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    held = colony.inflight
+    colony.inflight = []
+    colony.advance(0.6)  # the claim times out before any voter hears it
+    assert colony.events(C1, ClaimFailed) == [ClaimFailed(PID, 1, None)]
+    colony.inflight = [x for x in held if x[1] == 0]
+    colony.deliver()
+    assert voter_state(colony, 0) == (State.WAITING, 1)
+
+
+def test_renew_moves_the_deadline_from_the_renew_send() -> None:
+    colony = Colony()
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    first = granted(colony, C1)
+    colony.advance(1.0)  # half the lease: the renew goes out
+    renew_sent_s = colony.local(C1)
+    assert any(isinstance(m, Renew) for _, _, m in colony.inflight)
+    colony.deliver()
+    renewed = colony.events(C1, Renewed)
+    assert renewed == [Renewed(PID, first.epoch, TIMING.claimer_deadline_s(renew_sent_s, 2.0))]
+
+
+def test_lease_is_lost_at_the_deadline_without_a_majority_renew() -> None:
+    colony = Colony()
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    deadline_s = granted(colony, C1).deadline_s
+    while colony.local(C1) < deadline_s:
+        colony.advance(0.1)
+        colony.deliver(drop=lambda s, d, m: isinstance(m, Renew) and d != 0)
+    assert colony.events(C1, LeaseEnded) == [LeaseEnded(PID, 1, "lost")]
+    assert not colony.core(C1).claimer.holds(PID, colony.local(C1))
+
+
+def test_renew_is_refused_past_maxexectime_and_the_lease_runs_out() -> None:
+    colony = Colony()
+    submitted(colony, maxexectime_s=1.5)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    for _ in range(40):
+        colony.advance(0.1)
+        colony.deliver()
+    assert colony.events(C1, LeaseEnded) == [LeaseEnded(PID, 1, "lost")]
+
+
+def _take_over(colony: Colony, epoch: int = 2) -> None:
+    """C1 holds the lease and freezes; C2 claims after it ran out and closes."""
+    submitted(colony, maxretries=1)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert granted(colony, C1).epoch == 1
+    colony.nodes[C1].up = False  # frozen: no ticks, no messages
+    colony.advance(3.0)
+    colony.deliver()
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))  # epoch 1: refused, learns the epoch
+    colony.deliver()
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert granted(colony, C2).epoch == epoch
+
+
+def test_paused_ex_holder_wakes_after_another_closed_and_its_close_is_refused() -> None:
+    colony = Colony()
+    _take_over(colony)
+    colony.call(C2, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "from C2"))
+    colony.deliver()
+    assert colony.events(C2, Closed) == [Closed(PID, 2, Outcome.SUCCESS, True)]
+    colony.nodes[C1].up = True  # wakes: first the overdue tick, then the late close
+    colony.tick(C1)
+    assert colony.events(C1, LeaseEnded) == [LeaseEnded(PID, 1, "lost")]
+    assert colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "from C1"))
+    colony.deliver()
+    assert colony.events(C1, Closed) == [Closed(PID, 1, Outcome.SUCCESS, False, Reason.CLOSED)]
+    for v in range(3):
+        reg = colony.core(v).voter.register(PID)
+        assert reg is not None and reg.output == "from C2"
+
+
+def test_epoch_fencing_a_stale_close_before_the_new_holder_closes_is_refused() -> None:
+    colony = Colony()
+    _take_over(colony)
+    colony.nodes[C1].up = True
+    colony.tick(C1)
+    colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "stale"))
+    colony.deliver()
+    assert colony.events(C1, Closed) == [Closed(PID, 1, Outcome.SUCCESS, False, Reason.STALE_EPOCH)]
+    assert voter_state(colony, 0) == (State.RUNNING, 2)
+
+
+def test_restarted_voters_never_grant_a_lease_that_conflicts_with_one_granted_before() -> None:
+    colony = Colony()
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    deadline_s = granted(colony, C1).deadline_s
+    for v in range(3):
+        colony.crash(v)
+    colony.advance(1.0)
+    for v in range(3):
+        colony.restart(v)
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))  # epoch 1: stale
+    colony.deliver()
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))  # epoch 2: the lease is held
+    colony.deliver()
+    assert [e.reason for e in colony.events(C2, ClaimFailed)] == [
+        Reason.STALE_EPOCH,
+        Reason.LEASE_HELD,
+    ]
+    # A full lease from the restart protects the old holder past its own deadline.
+    colony.nodes[C1].up = False
+    colony.advance(deadline_s - colony.local(C2) + 0.5)
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert not colony.events(C2, Granted)
+
+
+def test_majority_read_reports_a_committed_close_with_one_voter_down() -> None:
+    colony = Colony()
+    submitted(colony)
+    nonce = colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.deliver()
+    (before,) = colony.events(C2, ReadResult)
+    assert before.nonce == nonce and not before.committed
+    assert before.view is not None and before.view.state is State.WAITING
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, [1, 2]))
+    colony.deliver()
+    colony.crash(2)
+    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.deliver()
+    after = colony.events(C2, ReadResult)[-1]
+    assert after.committed and after.answered == 2
+    assert after.view is not None and after.view.output == [1, 2]
+
+
+def test_explicit_fail_closes_failed_and_is_never_claimed_again() -> None:
+    colony = Colony()
+    submitted(colony, maxretries=-1)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    colony.call(C1, lambda c, t: c.fail(t, PID, ("boom",)))
+    colony.deliver()
+    assert colony.events(C1, Closed) == [Closed(PID, 1, Outcome.FAILED, True)]
+    colony.advance(10.0)
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert [e.reason for e in colony.events(C2, ClaimFailed)] == [Reason.CLOSED]
+
+
+def test_release_frees_the_process_at_once_for_another_claimer() -> None:
+    colony = Colony()
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    colony.call(C1, lambda c, t: c.release_all(t))
+    colony.deliver()
+    assert colony.events(C1, LeaseEnded) == [LeaseEnded(PID, 1, "released")]
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert granted(colony, C2).epoch == 2
+
+
+def test_scheduling_claimer_expires_a_process_whose_retries_are_spent() -> None:
+    colony = Colony(voters=3, claimers=1, config=ClaimerConfig(lease_s=1.0, slots=2))
+    submitted(colony, node=C1, maxretries=0)
+    for _ in range(20):  # claimed, then the executor dies silently
+        colony.advance(0.1)
+        colony.deliver()
+        if colony.events(C1, Granted) and colony.core(C1).claimer.leases:
+            colony.call(C1, lambda c, t: c.drop(t, PID))
+    for _ in range(40):
+        colony.advance(0.1)
+        colony.deliver()
+    assert [voter_state(colony, v) for v in range(3)] == [(State.FAILED, 1)] * 3
+
+
+def test_a_colony_of_one_voter_claims_and_closes_through_itself() -> None:
+    colony = Colony(voters=1, claimers=0)
+    colony.call(0, lambda c, t: c.submit(t, ProcessTerms(PID, nid(0))))
+    colony.call(0, lambda c, t: c.claim(t, [PID]))
+    colony.call(0, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "solo"))
+    assert not colony.inflight  # nothing went to the network
+    assert colony.events(0, Submitted) == [Submitted(PID, True)]
+    assert colony.events(0, Closed) == [Closed(PID, 1, Outcome.SUCCESS, True)]
+    record = colony.nodes[0].store.durable_get("lease_registers", PID)
+    assert record is not None and record["state"] == State.SUCCESS
+
+
+def test_planted_ignore_epochs_voter_accepts_a_stale_close() -> None:
+    colony = Colony(planted_bug="ignore_epochs")
+    _take_over(colony, epoch=1)  # the buggy voters granted the stale epoch 1 again
+    colony.nodes[C1].up = True
+    colony.tick(C1)
+    colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "stale"))
+    colony.deliver()
+    assert colony.events(C1, Closed)[-1].committed  # what the checkers must catch
