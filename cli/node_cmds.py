@@ -237,6 +237,49 @@ def remove_member(
     typer.echo(f"removed {reply['removed']} (roster v{reply['roster_version']})")
 
 
+gossip_app = typer.Typer(help="Gossip records: publish one, list what this node holds.",
+                         no_args_is_help=True)  # fmt: skip
+
+
+@gossip_app.command("publish")
+def gossip_publish(
+    kind: str = typer.Argument(..., help="The record's kind (e.g. note)."),
+    body: str = typer.Argument("null", help="The record's body, as JSON."),
+    data_dir: str | None = DataDirOpt,
+) -> None:
+    """Publish a signed record to every member."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise typer.BadParameter(f"body is not JSON: {body!r}") from None
+    reply = _client(data_dir).post("/v1/records", {"kind": kind, "body": value})
+    typer.echo(f"published {reply['kind']} #{reply['seq']} by {reply['author']}")
+
+
+@gossip_app.command("ls")
+def gossip_ls(
+    kind: str | None = typer.Option(None, "--kind", help="Only records of this kind."),
+    limit: int = typer.Option(100, "--limit", help="At most this many records."),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Records this node holds, newest first per author."""
+    params: dict[str, Any] = {"limit": limit}
+    if kind:
+        params["kind"] = kind
+    rows = _client(data_dir).get("/v1/records", **params)
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("author", "seq", "kind", "body")
+    for r in rows:
+        table.add_row(r["author"][-6:], str(r["seq"]), r["kind"], json.dumps(r["body"])[:60])
+    Console().print(table)
+
+
 voters_app = typer.Typer(help="The colony's voters (1, 3 or 5).", no_args_is_help=True)
 
 
@@ -260,3 +303,4 @@ def register(app: typer.Typer) -> None:
     app.command("peers")(peers)
     app.command("remove-member")(remove_member)
     app.add_typer(voters_app, name="voters")
+    app.add_typer(gossip_app, name="gossip")

@@ -21,6 +21,7 @@ from colonynode.core.errors import ColonyError, ValidationError
 __all__ = ["API_BODY_BYTES_MAX", "NodeApi", "PermissionDenied", "build_app"]
 
 API_BODY_BYTES_MAX = 1 << 20
+RECORDS_LIST_MAX = 10_000
 
 
 class PermissionDenied(ColonyError):
@@ -37,6 +38,8 @@ class NodeApi(Protocol):
     async def remove_member(self, name_or_id: str) -> dict[str, Any]: ...
     async def set_voters(self, names: list[str]) -> dict[str, Any]: ...
     def metrics_text(self) -> str: ...
+    async def publish_record(self, kind: str, body: Any) -> dict[str, Any]: ...
+    def records(self, kind: str | None, limit: int) -> list[dict[str, Any]]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -114,6 +117,21 @@ def build_app(node: NodeApi, token: str) -> Starlette:
             raise ValidationError("voters must be a list of member names or peer ids")
         return await node.set_voters(names)
 
+    async def publish(request: Request) -> Any:
+        body = await _body(request)
+        kind = body.get("kind")
+        if not isinstance(kind, str) or not 0 < len(kind) <= 64:
+            raise ValidationError("kind must be a string of 1..64 characters")
+        return await node.publish_record(kind, body.get("body"))
+
+    async def records(request: Request) -> Any:
+        kind = request.query_params.get("kind") or None
+        try:
+            limit = int(request.query_params.get("limit", "1000"))
+        except ValueError:
+            raise ValidationError("limit must be an integer") from None
+        return node.records(kind, max(0, min(limit, RECORDS_LIST_MAX)))
+
     async def metrics(_: Request) -> Any:
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
@@ -124,6 +142,8 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/invites", guarded(invite), methods=["POST"]),
         Route("/v1/members/remove", guarded(remove_member), methods=["POST"]),
         Route("/v1/voters", guarded(voters), methods=["POST"]),
+        Route("/v1/records", guarded(publish), methods=["POST"]),
+        Route("/v1/records", guarded(records), methods=["GET"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)

@@ -7,6 +7,7 @@ SIGTERM is clean: the API handle is removed, connections are closed, the store i
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import signal
 import time
@@ -19,13 +20,21 @@ import multiaddr
 import trio
 from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 
-from colonynode.core.errors import ColonyError
+from colonynode.core.codec import from_wire, to_wire
+from colonynode.core.envelope import Envelope
+from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId, peer_id_str, short_id
 from colonynode.core.invite import InviteError, issue_invite, parse_invite
 from colonynode.core.limits import FRAME_BYTES_MAX
+from colonynode.gossip.config import GossipConfig
+from colonynode.gossip.core import GossipCore
+from colonynode.gossip.events import Accepted
+from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
+from colonynode.gossip.records import open_body
 from colonynode.node.api import PermissionDenied, build_app
 from colonynode.node.datadir import DataDir, NodeSettings
+from colonynode.node.driver import CoreDriver
 from colonynode.node.host import build_host
 from colonynode.node.logs import set_node_id
 from colonynode.node.membership import Membership, NotOwner
@@ -40,6 +49,7 @@ from colonynode.node.messages import (
 )
 from colonynode.node.p2p import Channel, DialError, P2PTransport, node_id_of
 from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
+from colonynode.storage._trio import StoreWriter
 from colonynode.storage.api import Store, Write
 
 __all__ = ["JoinFailed", "Node", "run_daemon"]
@@ -58,8 +68,11 @@ class JoinFailed(ColonyError):
 class _Events(INotifee):
     """Connection events, handed to the node without blocking libp2p's connect path."""
 
-    def __init__(self, on_connect: Callable[[NodeId], None]) -> None:
+    def __init__(
+        self, on_connect: Callable[[NodeId], None], on_disconnect: Callable[[NodeId], None]
+    ) -> None:
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         try:
@@ -68,7 +81,10 @@ class _Events(INotifee):
             pass
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        return None
+        try:
+            self._on_disconnect(node_id_of(conn.muxed_conn.peer_id))
+        except ColonyError:
+            pass
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         return None
@@ -98,6 +114,9 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._wake_dialer = trio.Event()
         self._was_member = self.membership.is_member(identity.node_id)
+        self.gossip: GossipCore | None = None
+        self._gossip_driver: CoreDriver | None = None
+        self._gossip_peers: frozenset[NodeId] = frozenset()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -122,6 +141,7 @@ class Node:
         if self.transport.silenced:  # a dial that was under way when we were removed
             self._drop_all_peers()
             return
+        self._refresh_gossip_peers()
         # Everyone who connects hears our roster (a removed member learns it was removed);
         # only members hear where the other members are.
         env = self.membership.envelope
@@ -129,6 +149,57 @@ class Node:
             return
         peers = self.membership.known_peers() if self.membership.is_member(peer) else ()
         self.transport.send(peer, "roster", [Hello(env, tuple(self.transport.addrs()), peers)])
+
+    def _on_disconnect(self, peer: NodeId) -> None:
+        self._refresh_gossip_peers()
+
+    def _refresh_gossip_peers(self) -> None:
+        """Tell the gossip core which members we are connected to, when that changes."""
+        if self.gossip is None or self._gossip_driver is None or self._transport is None:
+            return
+        peers = frozenset(p for p in self.transport.peers() if self.membership.is_member(p))
+        if peers != self._gossip_peers:
+            self._gossip_peers = peers
+            self.gossip.set_peers(trio.current_time(), peers)
+            self._gossip_driver.kick()
+
+    async def _watch_peers(self) -> None:
+        # Connection events can race libp2p's own bookkeeping: re-check every second.
+        while True:
+            self._refresh_gossip_peers()
+            await trio.sleep(1.0)
+
+    def _on_gossip_events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, Accepted) and ev.kind == "roster" and not ev.local:
+                try:
+                    env = from_wire(Envelope, ev.body)
+                except ColonyError:
+                    continue
+                self._take_roster(env, via=None)
+
+    def _take_roster(self, env: Envelope, via: NodeId | None) -> bool:
+        """Offer a roster from any path; on a change, act on it. True if it changed."""
+        writes = self.membership.offer(env)
+        if not writes:
+            return False
+        self._persist(writes)
+        if self.removed:
+            if not self.transport.silenced:
+                log.warning("this node was removed from colony %s", self.settings.colony)
+                self.transport.silenced = True
+            self._drop_all_peers()
+            return True
+        self._broadcast_roster(skip=via)
+        return True
+
+    def _gossip_roster(self) -> None:
+        """The owner's node also publishes each roster as a gossip record."""
+        env = self.membership.envelope
+        if self.gossip is None or self._gossip_driver is None or env is None:
+            return
+        self.gossip.publish(trio.current_time(), "roster", to_wire(env))
+        self._gossip_driver.kick()
 
     @property
     def removed(self) -> bool:
@@ -149,6 +220,7 @@ class Node:
             else:  # removed from the colony: its connections are closed
                 self._nursery.start_soon(self.transport.disconnect, peer)
         self._wake_dialer.set()
+        self._refresh_gossip_peers()
 
     # -- the roster protocol ------------------------------------------------------------
 
@@ -212,6 +284,7 @@ class Node:
                     return
                 writes += self.membership.learn_addrs(joiner, tuple(req.addrs))
                 self._persist(writes)  # durable before anyone hears of it
+                self._gossip_roster()
                 env = self.membership.envelope
                 assert env is not None
                 own = (self.identity.node_id, tuple(self.transport.addrs()))
@@ -312,6 +385,7 @@ class Node:
             "voter": bool(roster and self.identity.node_id in roster.voters),
             "roles": list(me.roles) if me else [],
             "uptime_s": round(trio.current_time() - self.started_s, 3),
+            "gossip": self.gossip.stats() if self.gossip else {},
             "counters": {
                 "refused_streams": counters.get("refused_streams", 0),
                 "bad_frames": counters.get("bad_frames", 0),
@@ -372,6 +446,7 @@ class Node:
             raise PermissionDenied(str(exc)) from None
         self._persist(writes)
         self._broadcast_roster()
+        self._gossip_roster()
         assert self.membership.roster is not None
         return {"removed": member.name, "roster_version": self.membership.roster.version}
 
@@ -382,8 +457,39 @@ class Node:
             raise PermissionDenied(str(exc)) from None
         self._persist(writes)
         self._broadcast_roster()
+        self._gossip_roster()
         assert self.membership.roster is not None
         return {"voters": names, "roster_version": self.membership.roster.version}
+
+    async def publish_record(self, kind: str, body: Any) -> dict[str, Any]:
+        if self.gossip is None or self._gossip_driver is None:
+            raise ColonyError("gossip is not running yet")
+        if kind == "roster":
+            raise ValidationError("kind 'roster' is reserved for the owner's roster")
+        env = self.gossip.publish(trio.current_time(), kind, body)
+        self._gossip_driver.kick()
+        return {"author": peer_id_str(env.author), "seq": open_body(env).seq, "kind": kind}
+
+    def records(self, kind: str | None, limit: int) -> list[dict[str, Any]]:
+        """Held gossip records (newest sequence first per author), bodies included."""
+        if self.gossip is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for author, hwm in sorted(self.gossip.digest().items()):
+            for seq in range(hwm, 0, -1):
+                if len(out) >= limit:
+                    return out
+                env = self.gossip.record(author, seq)
+                if env is None:
+                    continue
+                body = open_body(env)
+                if kind is not None and body.kind != kind:
+                    continue
+                out.append(
+                    {"author": peer_id_str(author), "seq": seq, "kind": body.kind,
+                     "body": body.body if body.kind != "roster" else None}
+                )  # fmt: skip
+        return out
 
     def metrics_text(self) -> str:
         st = self.status()
@@ -425,14 +531,33 @@ class Node:
                     Channel("join", JOIN_PROTOCOL, JOIN_CODEC, open_to_non_members=True)
                 )
                 self.transport.set_receiver("roster", self._on_roster)
+                self.transport.add_channel(
+                    Channel("gossip", f"/colony/{self.settings.colony}/gossip/1", GOSSIP_CODEC)
+                )
+                self.gossip = GossipCore(
+                    self.identity,
+                    self.store,
+                    random.Random(secrets.randbits(64)),
+                    GossipConfig.lan(),
+                    is_member=self.membership.is_member,
+                )
+                self._gossip_driver = CoreDriver(
+                    self.gossip,
+                    "gossip",
+                    self.transport,
+                    StoreWriter(self.store),
+                    on_events=self._on_gossip_events,
+                )
                 host.set_stream_handler(JOIN_PROTOCOL, self._serve_join)  # type: ignore[arg-type]
-                host.get_network().register_notifee(_Events(self._on_connect))
+                host.get_network().register_notifee(_Events(self._on_connect, self._on_disconnect))
                 try:
                     if join is not None:
                         await self.join(*join)
                     for addr in self.transport.addrs():
                         log.info("listening on %s", addr)
                     stop = trio.Event()
+                    await nursery.start(self._gossip_driver.run)
+                    nursery.start_soon(self._watch_peers)
                     await nursery.start(self._serve_api, stop)
                     nursery.start_soon(self._dialer)
                     roster = self.membership.roster
