@@ -278,8 +278,12 @@ class ClaimsScenario(Scenario):
         rng = self.rng
         assert rng is not None
         maxretries = self.param_int("maxretries")
+        exec_s = self.param_float("maxexectime_s")
         if job.fate is Fate.OK and rng.random() < self.param_float("unlimited_p"):
-            maxretries = -1
+            # unlimited retries only for runs that fit in maxexectime: another would
+            # run out and be retried forever (as in ColonyOS)
+            if job.duration_s < exec_s / 2:
+                maxretries = -1
         if job.fate is Fate.OK and rng.random() < self.param_float("fail_p"):
             self.fails.add(job.job_id)
         wait_s = 0.0
@@ -290,7 +294,7 @@ class ClaimsScenario(Scenario):
             submitter=submitter,
             priority=rng.randrange(-2, 3),
             seq=job.job_id,
-            maxexectime_s=self.param_float("maxexectime_s"),
+            maxexectime_s=exec_s,
             maxwaittime_s=wait_s,
             maxretries=maxretries,
         )
