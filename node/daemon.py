@@ -43,6 +43,7 @@ from colonynode.node.messages import (
     ROSTER_CODEC,
     Hello,
     JoinAccepted,
+    JoinForward,
     JoinRequest,
     PeerAddrs,
     RosterUpdate,
@@ -260,40 +261,31 @@ class Node:
     async def _serve_join(self, stream: INetStream) -> None:
         frames = FrameStream(stream, JOIN_CODEC, FRAME_BYTES_MAX)
         try:
-            joiner = node_id_of(stream.muxed_conn.peer_id)
+            sender = node_id_of(stream.muxed_conn.peer_id)
             with trio.fail_after(JOIN_S):
                 msgs = await frames.read_batch()
-                if len(msgs) != 1 or not isinstance(msgs[0], JoinRequest):
+                if len(msgs) != 1 or not isinstance(msgs[0], JoinRequest | JoinForward):
                     await frames.write_error("bad_request", "expected one JoinRequest")
                     return
-                req = msgs[0]
-                try:
-                    member, writes = self.membership.admit(
-                        joiner, req.invite, req.name, time.time()
-                    )
-                except NotOwner:
-                    await frames.write_error(
-                        "not_owner",
-                        "this node is not the colony owner's: join through the owner's node",
-                    )
+                msg = msgs[0]
+                if isinstance(msg, JoinForward):
+                    if not self.membership.is_member(sender):
+                        self.transport.counters["refused_streams"] += 1
+                        await frames.write_error("not_member", "only members forward joins")
+                        return
+                    joiner, req = msg.joiner, msg.request
+                else:
+                    joiner, req = sender, msg
+                if not self.membership.is_owner:
+                    reply = await self._forward_join(joiner, req)
+                else:
+                    reply = self._admit(joiner, req)
+                if isinstance(reply, RemoteError):
+                    await frames.write_error(reply.code, str(reply))
                     return
-                except ColonyError as exc:
-                    self.transport.counters["joins_refused"] += 1
-                    log.info("refused join by %s: %s", short_id(joiner), exc)
-                    await frames.write_error("invite", str(exc))
-                    return
-                writes += self.membership.learn_addrs(joiner, tuple(req.addrs))
-                self._persist(writes)  # durable before anyone hears of it
-                self._gossip_roster()
-                env = self.membership.envelope
-                assert env is not None
-                own = (self.identity.node_id, tuple(self.transport.addrs()))
-                peers = (*self.membership.known_peers(),)
-                await frames.write_batch([JoinAccepted(env, (PeerAddrs(*own), *peers))])
-                log.info(
-                    "admitted %s as %s (roles %s)", short_id(joiner), member.name, member.roles
-                )
-                self._broadcast_roster(skip=joiner)
+                await frames.write_batch([reply])
+                if self.membership.is_owner:
+                    self._broadcast_roster(skip=joiner)
         except (StreamClosed, RemoteError, trio.TooSlowError):
             pass
         except ColonyError as exc:
@@ -305,6 +297,51 @@ class Node:
             await frames.reset()
         finally:
             await frames.close()
+
+    def _admit(self, joiner: NodeId, req: JoinRequest) -> JoinAccepted | RemoteError:
+        """The owner's node: check the invite, add the joiner, persist, then answer."""
+        try:
+            member, writes = self.membership.admit(joiner, req.invite, req.name, time.time())
+        except ColonyError as exc:
+            self.transport.counters["joins_refused"] += 1
+            log.info("refused join by %s: %s", short_id(joiner), exc)
+            return RemoteError("invite", str(exc))
+        writes += self.membership.learn_addrs(joiner, tuple(req.addrs))
+        self._persist(writes)  # durable before anyone hears of it
+        self._gossip_roster()
+        env = self.membership.envelope
+        assert env is not None
+        own = PeerAddrs(self.identity.node_id, tuple(self.transport.addrs()))
+        log.info("admitted %s as %s (roles %s)", short_id(joiner), member.name, member.roles)
+        return JoinAccepted(env, (own, *self.membership.known_peers()))
+
+    async def _forward_join(self, joiner: NodeId, req: JoinRequest) -> JoinAccepted | RemoteError:
+        """A member that is not the owner relays the request to the owner's node."""
+        roster = self.membership.roster
+        if roster is None or not self.membership.is_member(self.identity.node_id):
+            return RemoteError("not_member", "this node is not a member of any colony")
+        owner = roster.owner
+        if owner not in self.transport.peers():
+            addrs = [a for a in self.membership.addrs.get(owner, ()) if "/p2p/" in a]
+            for addr in addrs[:1]:
+                try:
+                    await self.transport.connect(addr)
+                except DialError:
+                    pass
+        try:
+            frames = await self.transport.open(owner, "join")
+            await frames.write_batch([JoinForward(joiner, req)])
+            reply = await frames.read_batch()
+            await frames.close()
+        except RemoteError as exc:
+            return exc
+        except (StreamClosed, trio.TooSlowError) as exc:
+            return RemoteError("owner_unreachable", f"the owner's node cannot be reached: {exc}")
+        if len(reply) != 1 or not isinstance(reply[0], JoinAccepted):
+            return RemoteError("bad_reply", "the owner's node answered with something else")
+        log.info("forwarded the join of %s to the owner", short_id(joiner))
+        self.transport.counters["joins_forwarded"] += 1
+        return reply[0]
 
     async def join(self, addr: str, token: str) -> None:
         """Present `token` to the node at `addr`; on success we are a member (persisted)."""
@@ -391,6 +428,7 @@ class Node:
                 "bad_frames": counters.get("bad_frames", 0),
                 "joins_refused": counters.get("joins_refused", 0),
                 "send_dropped": counters.get("send_dropped", 0),
+                "joins_forwarded": counters.get("joins_forwarded", 0),
                 **{k: v for k, v in counters.items() if k.startswith("frames_")},
             },
         }

@@ -14,6 +14,7 @@ __all__ = [
     "ROSTER_CODEC",
     "Hello",
     "JoinAccepted",
+    "JoinForward",
     "JoinRequest",
     "PeerAddrs",
     "RosterUpdate",
@@ -54,6 +55,14 @@ class JoinRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinForward:
+    """A member relays a joiner's request to the owner's node (join through any member)."""
+
+    joiner: NodeId
+    request: JoinRequest
+
+
+@dataclass(frozen=True, slots=True)
 class JoinAccepted:
     roster: Envelope
     peers: tuple[PeerAddrs, ...]
@@ -71,11 +80,17 @@ class JoinTag(enum.IntEnum):
 
     JOIN_REQUEST = 1
     JOIN_ACCEPTED = 2
+    JOIN_FORWARD = 3
 
 
 ROSTER_CODEC = MessageCodec(
     "roster", {RosterTag.HELLO: Hello, RosterTag.ROSTER_UPDATE: RosterUpdate}
 )
 JOIN_CODEC = MessageCodec(
-    "join", {JoinTag.JOIN_REQUEST: JoinRequest, JoinTag.JOIN_ACCEPTED: JoinAccepted}
+    "join",
+    {
+        JoinTag.JOIN_REQUEST: JoinRequest,
+        JoinTag.JOIN_ACCEPTED: JoinAccepted,
+        JoinTag.JOIN_FORWARD: JoinForward,
+    },
 )

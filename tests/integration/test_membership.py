@@ -89,3 +89,14 @@ def test_commands_without_a_daemon_say_so_in_one_line(colony: Colony) -> None:
     assert result.returncode == 1
     assert "no colonynode daemon is running" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_join_through_any_member_is_forwarded_to_the_owner(colony: Colony) -> None:
+    a = colony.founder("a")
+    b = colony.joined("b", via=a)
+    c = colony.daemon("c")
+    c.join(b.addr(), a.invite())  # the token is the owner's; the address is b's
+    for d in (a, b, c):
+        wait_until(f"{d.name} to list c", lambda d=d: d.member_names() == {"a", "b", "c"})
+    assert c.status()["roster_version"] == 3
+    assert b.status()["counters"]["joins_forwarded"] == 1
