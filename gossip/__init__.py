@@ -24,10 +24,13 @@ from colonynode.gossip.messages import (
     Summary,
 )
 from colonynode.gossip.records import (
+    ENVELOPE_KIND,
     RECORD_DOMAIN,
     RecordBody,
     RecordId,
     SeqRange,
+    envelope_from_body,
+    envelope_to_body,
     open_body,
     ranges_of,
     seal_record,
@@ -36,6 +39,7 @@ from colonynode.gossip.records import (
 __all__ = [
     "CODEC",
     "COUNTERS",
+    "ENVELOPE_KIND",
     "RECORD_DOMAIN",
     "Accepted",
     "Digest",
@@ -53,6 +57,8 @@ __all__ = [
     "SeqRange",
     "Summary",
     "Verify",
+    "envelope_from_body",
+    "envelope_to_body",
     "open_body",
     "ranges_of",
     "seal_record",

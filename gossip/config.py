@@ -61,6 +61,7 @@ class GossipConfig:
     ihave_ranges_max: int = RANGES_PER_MESSAGE_MAX
     ihave_per_peer_hb_max: int = 10  # IHAVEs from one peer acted on per heartbeat
     iwant_records_max: int = 512  # records asked for or served per IWANT
+    iwant_per_peer_hb_max: int = 20  # IWANTs from one peer served per heartbeat
     iwant_pending_max: int = 16_384  # ids asked for and not yet received
     ae_records_max: int = 512  # records pushed to a peer per anti-entropy exchange
     outbox_records_max: int = 4_096  # records queued for one peer in one step

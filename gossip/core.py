@@ -85,6 +85,7 @@ COUNTERS = (
     "ihave_ignored",
     "iwant_sent",
     "iwant_served",
+    "iwant_ignored",
     "grafts_sent",
     "prunes_sent",
     "ae_rounds",  # summaries sent
@@ -132,6 +133,7 @@ class GossipCore:
         self.graylist: dict[NodeId, float] = {}  # peer -> ignored until
         self._invalid_hb: dict[NodeId, int] = {}
         self._ihave_hb: dict[NodeId, int] = {}
+        self._iwant_hb: dict[NodeId, int] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # signatures of held records
         self._windows: list[list[RecordId]] = [[]]  # newest first: ids per heartbeat
         self._pending: dict[RecordId, float] = {}  # asked with IWANT, until
@@ -346,6 +348,11 @@ class GossipCore:
             self._send(peer, IWant(tuple(ranges_of(wanted, config.ihave_ranges_max))))
 
     def _on_iwant(self, now_s: float, sender: NodeId, msg: IWant) -> None:
+        n = self._iwant_hb.get(sender, 0) + 1
+        self._iwant_hb[sender] = n
+        if n > self.config.iwant_per_peer_hb_max:
+            self.counters["iwant_ignored"] += 1
+            return
         budget = self.config.iwant_records_max
         ledger = self.ledger
         gone: list[RecordId] = []
@@ -472,6 +479,7 @@ class GossipCore:
         self.heartbeats += 1
         self._invalid_hb.clear()
         self._ihave_hb.clear()
+        self._iwant_hb.clear()
         for table in (self.graylist, self.backoff):
             for p in [p for p, until in table.items() if until <= now_s]:
                 del table[p]

@@ -27,12 +27,15 @@ from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
 
 __all__ = [
+    "ENVELOPE_KIND",
     "KIND_BYTES_MAX",
     "RECORD_DOMAIN",
     "SEQ_MAX",
     "RecordBody",
     "RecordId",
     "SeqRange",
+    "envelope_from_body",
+    "envelope_to_body",
     "open_body",
     "ranges_of",
     "seal_record",
@@ -43,6 +46,11 @@ KIND_BYTES_MAX = 64  # a record's kind: "process", "roster", "advert", ...
 SEQ_MAX = (1 << 63) - 1
 
 RecordId = tuple[NodeId, int]  # (author, seq)
+
+# Kind of a record whose body carries another signed envelope (e.g. the owner's roster,
+# domain "roster"): the owner's node publishes it as its own record; every node checks
+# the inner signature itself (core.roster.accept_roster) when it is accepted.
+ENVELOPE_KIND = "envelope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +117,26 @@ def ranges_of(ids: Iterable[RecordId], ranges_max: int) -> list[SeqRange]:
     if author is not None and len(out) < ranges_max:
         out.append(SeqRange(author, first, last))
     return out
+
+
+def envelope_to_body(env: Envelope) -> list[Any]:
+    """A signed envelope as a record body (its exact signed bytes travel unchanged)."""
+    return [bytes(env.author), env.domain, env.payload, env.signature]
+
+
+def envelope_from_body(body: Any) -> Envelope:
+    """The envelope inside a record body made by `envelope_to_body` (not verified)."""
+    if (
+        type(body) is not list
+        or len(body) != 4
+        or not all(type(body[i]) is bytes for i in (0, 2, 3))
+        or type(body[1]) is not str
+        or len(body[0]) != 32
+    ):
+        raise DecodeError(
+            "a record body that carries an envelope is [author, domain, payload, signature]"
+        )
+    try:
+        return Envelope(NodeId(body[0]), body[1], body[2], body[3])
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from colonynode.gossip import GossipConfig, IHave, Push, SeqRange, seal_record
+from colonynode.gossip import GossipConfig, IHave, IWant, Push, SeqRange, seal_record
 from tests.gossip.harness import Colony, identity
 
 
@@ -92,3 +92,14 @@ def test_gossip_windows_hold_at_most_gossip_ids_max_ids() -> None:
         core.publish(colony.now_s, "n", k)
     core.take_effects()
     assert sum(len(w) for w in core._windows) == 3
+
+
+def test_iwants_from_one_peer_are_bounded_per_heartbeat() -> None:
+    colony = Colony(3, GossipConfig(iwant_per_peer_hb_max=2))
+    env = colony.publish(0, "x")
+    core = colony.cores[0]
+    for _ in range(4):
+        core.on_message(colony.now_s, colony.node_id(1), IWant((SeqRange(env.author, 1, 1),)))
+    pushes = [m for _, m in core.take_effects().sends if isinstance(m, Push)]
+    assert len(pushes) == 1 and len(pushes[0].records) == 2  # two IWANTs served, batched
+    assert core.stats()["iwant_ignored"] == 2
