@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from colonynode.consensus import events as ev
@@ -116,9 +116,11 @@ class ClaimerCore:
         *,
         config: ClaimerConfig | None = None,
         timing: Timing | None = None,
+        version: Callable[[], int] = lambda: 1,
     ) -> None:
         self.node_id = node_id
         self.voters = voters
+        self.version = version
         self.rng = rng
         self.config = config or ClaimerConfig()
         self.timing = timing or Timing()
@@ -136,7 +138,7 @@ class ClaimerCore:
 
     def submit(self, now_s: float, terms: ProcessTerms) -> bool:
         """Submit a process; `Submitted` tells when a majority has it durably."""
-        return self._start(Tag.SUBMIT, terms.pid, 0, Submit(terms), now_s)
+        return self._start(Tag.SUBMIT, terms.pid, 0, Submit(terms, self.version()), now_s)
 
     def claim(self, now_s: float, pids: list[bytes], lease_s: float | None = None) -> int:
         """Claim processes in one batched request; returns how many were asked for.
@@ -155,7 +157,7 @@ class ClaimerCore:
             items.append(ClaimItem(pid, epoch))
         if not items:
             return 0
-        msg = Claim(tuple(items), lease_s, self.config.executortype)
+        msg = Claim(tuple(items), lease_s, self.config.executortype, self.version())
         timeout_s = self.config.claim_timeout_s
         for item in items:
             op = _Op(Tag.CLAIM, item.pid, item.epoch, msg, now_s, now_s + timeout_s, now_s)
@@ -184,7 +186,7 @@ class ClaimerCore:
             epoch = self.lost.pop(pid)
         else:
             return False
-        msg = Close(pid, epoch, outcome, output, errors)
+        msg = Close(pid, epoch, outcome, output, errors, self.version())
         started = self._start(Tag.CLOSE, pid, epoch, msg, now_s)
         if started:
             self.ops[(Tag.CLOSE, pid)].outcome = outcome
@@ -200,7 +202,8 @@ class ClaimerCore:
         if lease is None:
             return False
         self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "released"))
-        self._start(Tag.RELEASE, pid, lease.epoch, Release(pid, lease.epoch), now_s)
+        release = Release(pid, lease.epoch, self.version())
+        self._start(Tag.RELEASE, pid, lease.epoch, release, now_s)
         return True
 
     def release_all(self, now_s: float) -> int:
@@ -219,7 +222,7 @@ class ClaimerCore:
         return True
 
     def expire(self, now_s: float, pid: bytes, epoch: int = 0) -> bool:
-        return self._start(Tag.EXPIRE, pid, epoch, Expire(pid, epoch), now_s)
+        return self._start(Tag.EXPIRE, pid, epoch, Expire(pid, epoch, self.version()), now_s)
 
     def read(self, now_s: float, pid: bytes) -> int:
         """A majority read (`colonynode get --consistent`); returns the nonce of the
@@ -230,6 +233,20 @@ class ClaimerCore:
         if not self._start(Tag.READ, key_pid, 0, Read(pid, nonce), now_s):
             return 0
         return nonce
+
+    def on_voters_changed(self, now_s: float) -> None:
+        """A new voter set: what was in flight starts again with the new voters, under
+        the new version (verdicts of the old set count for nothing)."""
+        version = self.version()
+        for op in self.ops.values():
+            op.verdicts.clear()
+            if hasattr(op.msg, "version"):
+                op.msg = replace(op.msg, version=version)
+            op.next_s = now_s
+        for lease in self.leases.values():
+            lease.renew = None
+            lease.renew_refused = False
+        self.scan_sent_s = None
 
     def holds(self, pid: bytes, now_s: float) -> bool:
         lease = self.leases.get(pid)
@@ -248,6 +265,8 @@ class ClaimerCore:
             return
         if not isinstance(msg, Reply):
             return
+        if msg.request is not Tag.READ and msg.version != self.version():
+            return  # decided under another voter set: it does not count toward this one
         for verdict in msg.verdicts:
             if verdict.view is not None:
                 self._learn_epoch(verdict.pid, verdict.view.epoch)
@@ -335,7 +354,7 @@ class ClaimerCore:
     def _retransmit(self, op: _Op) -> None:
         msg = op.msg
         if op.tag is Tag.CLAIM:  # only this pid: the others of the batch decide alone
-            msg = Claim((ClaimItem(op.pid, op.epoch),), msg.lease_s, msg.executortype)
+            msg = Claim((ClaimItem(op.pid, op.epoch),), msg.lease_s, msg.executortype, msg.version)
         for voter in self.voters():
             if voter not in op.verdicts:
                 self._send(voter, msg)
@@ -372,7 +391,7 @@ class ClaimerCore:
             else:
                 for voter, verdict in op.verdicts.items():
                     if verdict.ok:
-                        self._send(voter, Release(pid, op.epoch))
+                        self._send(voter, Release(pid, op.epoch, self.version()))
                 self._repair(op)
                 events.append(ev.ClaimFailed(pid, op.epoch, None if ok else reason))
         elif op.tag is Tag.CLOSE:
@@ -415,7 +434,7 @@ class ClaimerCore:
         lease = self.leases.get(verdict.pid)
         if lease is not None and lease.epoch == verdict.epoch:
             return  # a late duplicate of a grant that is part of the lease held
-        self._send(voter, Release(verdict.pid, verdict.epoch))
+        self._send(voter, Release(verdict.pid, verdict.epoch, self.version()))
 
     # -- leases -------------------------------------------------------------------------
 
@@ -434,7 +453,7 @@ class ClaimerCore:
             renew = lease.renew
             if renew is not None:
                 if now_s >= renew.next_s:
-                    msg = Renew((ClaimItem(pid, lease.epoch),))
+                    msg = Renew((ClaimItem(pid, lease.epoch),), self.version())
                     for voter in self.voters():
                         if voter not in renew.verdicts:
                             self._send(voter, msg)
@@ -444,7 +463,7 @@ class ClaimerCore:
         if due:
             for i in range(0, len(due), CLAIM_BATCH_MAX):
                 batch = due[i : i + CLAIM_BATCH_MAX]
-                msg = Renew(tuple(ClaimItem(x.pid, x.epoch) for x in batch))
+                msg = Renew(tuple(ClaimItem(x.pid, x.epoch) for x in batch), self.version())
                 for lease in batch:
                     lease.renew = _Op(
                         Tag.RENEW,

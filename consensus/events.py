@@ -101,7 +101,9 @@ class ReadResult:
 
 @dataclass(frozen=True, slots=True)
 class VoterCommitted:
-    """A voter made a terminal transition durable (for checkers and metrics)."""
+    """A voter made a terminal transition durable (for checkers and metrics), while
+    serving voter-set `version` (or taking it over)."""
 
     pid: bytes
     view: RegisterView
+    version: int = 0

@@ -16,10 +16,10 @@ persist `writes`, then send `sends`, hand `events` to the application, and call
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
+from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.messages import Outcome, ProcessTerms
 from colonynode.consensus.register import Timing
 from colonynode.consensus.voter import HasRole, VoterCore
@@ -45,29 +45,55 @@ class ConsensusCore:
         store: Store,
         rng: random.Random,
         *,
-        voters: Callable[[], tuple[NodeId, ...]],
+        voters: tuple[NodeId, ...] | VoterSet,
         has_role: HasRole = _anyone,
         config: ClaimerConfig | None = None,
         timing: Timing | None = None,
         planted_bug: str = "",
     ) -> None:
         self.node_id = node_id
-        self.voters = voters
         timing = timing or Timing()
+        initial = voters if isinstance(voters, VoterSet) else VoterSet(1, tuple(voters))
         self.voter = VoterCore(
             node_id,
             store,
             timing=timing,
             has_role=has_role,
-            voters=voters,
+            voter_set=initial,
+            retry_s=(config or ClaimerConfig()).retry_s,
             planted_bug=planted_bug,
         )
-        self.claimer = ClaimerCore(node_id, voters, rng, config=config, timing=timing)
+        self.claimer = ClaimerCore(
+            node_id, self.voters, rng, config=config, timing=timing, version=self.version
+        )
         self.now_s = 0.0  # the latest time a call brought (for self-addressed messages)
+
+    def voters(self) -> tuple[NodeId, ...]:
+        """The voter set this node addresses (the newest it knows)."""
+        return self.voter.vset.voters
+
+    def version(self) -> int:
+        return self.voter.vset.version
 
     @property
     def is_voter(self) -> bool:
-        return self.node_id in self.voters()
+        return self.node_id in self.voter.vset.voters or self.voter.serving > 0
+
+    def set_voters(
+        self,
+        now_s: float,
+        version: int,
+        voters: tuple[NodeId, ...],
+        previous: tuple[NodeId, ...] | None = None,
+    ) -> None:
+        """The roster's voter set changed to `voters` at `version` (the set of version - 1
+        is `previous`, by default the set this node knew): seal-then-serve."""
+        self.now_s = now_s
+        if version <= self.voter.vset.version:
+            return
+        prev = self.voter.vset.voters if previous is None else previous
+        self.voter.set_voters(now_s, VoterSet(version, tuple(voters), tuple(prev)))
+        self.claimer.on_voters_changed(now_s)
 
     # -- application calls --------------------------------------------------------------
 

@@ -26,6 +26,8 @@ __all__ = [
     "ClaimItem",
     "Close",
     "Expire",
+    "Handover",
+    "HandoverRequest",
     "Merge",
     "Outcome",
     "ProcessTerms",
@@ -60,6 +62,8 @@ class Tag(IntEnum):
     CANDIDATES = 10
     PUSH = 11
     MERGE = 12
+    HANDOVER_REQUEST = 13
+    HANDOVER = 14
 
 
 class State(IntEnum):
@@ -96,6 +100,7 @@ class Reason(IntEnum):
     CONFLICT = 12  # a Submit of a known pid with different terms
     NO_MATCH = 13  # the executor type does not match the process
     FULL = 14  # the voter's register table is at registers_max
+    WRONG_VERSION = 15  # the voter does not serve the voter-set version the request names
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class ProcessTerms:
 @dataclass(frozen=True, slots=True)
 class Submit:
     terms: ProcessTerms
+    version: int = 0  # the voter-set version the sender addresses (roster order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +146,13 @@ class Claim:
     items: tuple[ClaimItem, ...]
     lease_s: float
     executortype: str = ""
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Renew:
     items: tuple[ClaimItem, ...]
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,18 +162,21 @@ class Close:
     outcome: Outcome
     output: Any = None
     errors: tuple[str, ...] = ()
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Release:
     pid: bytes
     epoch: int
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Expire:
     pid: bytes
     epoch: int
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +230,7 @@ class Reply:
     request: Tag
     verdicts: tuple[Verdict, ...]
     nonce: int = 0
+    version: int = 0  # the voter-set version the voter decided under
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +281,29 @@ class Merge:
     copy: RegisterCopy
 
 
+# -- voter-set change (new voter -> old voter -> new voter) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverRequest:
+    """A voter of set `version` asks a voter of the previous set for its registers
+    after pid `after` (b"" first). The old voter seals itself first: it stops accepting
+    any change under the older version, so what it hands over is final."""
+
+    version: int
+    after: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """Registers of a sealed voter, in pid order; `done` when there are no more."""
+
+    version: int
+    after: bytes
+    copies: tuple[RegisterCopy, ...]
+    done: bool
+
+
 CODEC = MessageCodec(
     "lease",
     {
@@ -284,5 +319,7 @@ CODEC = MessageCodec(
         Tag.CANDIDATES: Candidates,
         Tag.PUSH: Push,
         Tag.MERGE: Merge,
+        Tag.HANDOVER_REQUEST: HandoverRequest,
+        Tag.HANDOVER: Handover,
     },
 )

@@ -19,12 +19,20 @@ from typing import Any
 
 from colonynode.consensus import register as rg
 from colonynode.consensus.events import VoterCommitted
+from colonynode.consensus.handover import (
+    HANDOVER_CHUNK_MAX,
+    HandoverProgress,
+    VoterSet,
+    merge_handover,
+)
 from colonynode.consensus.messages import (
     Candidate,
     Candidates,
     Claim,
     Close,
     Expire,
+    Handover,
+    HandoverRequest,
     Merge,
     Push,
     Read,
@@ -43,9 +51,11 @@ from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
 from colonynode.storage.api import Store
 
-__all__ = ["REGISTERS_TABLE", "VoterCore"]
+__all__ = ["META_TABLE", "REGISTERS_TABLE", "VoterCore"]
 
 REGISTERS_TABLE = "lease_registers"
+META_TABLE = "lease_meta"
+META_KEY = b"voters"  # the voter set known, the version served, the version sealed
 REGISTERS_MAX = 100_000  # registers a voter holds; a Submit beyond is refused (FULL)
 SCAN_MAX = 64  # candidates per Scan reply
 CLAIM_ITEMS_MAX = 64  # processes per Claim or Renew request; the rest are ignored
@@ -69,21 +79,36 @@ class VoterCore:
         *,
         timing: Timing | None = None,
         has_role: HasRole = _anyone,
-        voters: Callable[[], tuple[NodeId, ...]] | None = None,
+        voter_set: VoterSet | None = None,
         registers_max: int = REGISTERS_MAX,
+        retry_s: float = 0.25,
         planted_bug: str = "",
     ) -> None:
         self.node_id = node_id
         self.store = store
         self.timing = timing or Timing()
         self.has_role = has_role
-        self.voters = voters
+        self.retry_s = retry_s
+        initial = voter_set or VoterSet(1, (node_id,))
+        meta = store.get(META_TABLE, META_KEY)
+        if meta is None:
+            self.vset = initial
+            first = not initial.previous and node_id in initial.voters
+            self.serving = initial.version if first else 0  # the version it serves
+            self.sealed = 0  # it refuses every change under a version below this
+        else:
+            self.vset = VoterSet.from_record(meta["vset"])
+            self.serving = int(meta["serving"])
+            self.sealed = int(meta["sealed"])
+        # a newer set given at construction (it changed while this node was down)
+        self._newer = initial if initial.version > self.vset.version else None
+        self.handover: HandoverProgress | None = None
         self.registers_max = registers_max
         self.planted_bug = planted_bug
         self.registers: dict[bytes, Register] = {}
         for key, record in store.scan(REGISTERS_TABLE, limit=registers_max):
             self.registers[bytes(key)] = rg.from_record(record)
-        self._stamped = False  # the restart rule is applied at the first step
+        self._stamped = False  # the restart rule (and a handover) start at the first step
         self.effects = Effects()
         self.requests = 0
         self.refused = 0
@@ -98,14 +123,113 @@ class VoterCore:
             self.registers = {
                 pid: rg.restarted(reg, now_s, timing) for pid, reg in self.registers.items()
             }
+            if self._newer is not None:
+                self.set_voters(now_s, self._newer)
+            self._start_handover(now_s)
 
     def on_tick(self, now_s: float) -> None:
         self._stamp(now_s)
+        h = self.handover
+        if h is not None:
+            for voter in h.pending():
+                if now_s >= h.next_s.get(voter, now_s):
+                    self._ask(now_s, voter)
+
+    def next_wake_s(self) -> float | None:
+        h = self.handover
+        if h is None:
+            return None
+        times = [h.next_s[v] for v in h.pending() if v in h.next_s]
+        return min(times) if times else None
+
+    # -- voter-set changes (handover.py) ------------------------------------------------
+
+    @property
+    def serves(self) -> bool:
+        return self.serving > 0 and self.serving >= self.sealed
+
+    def set_voters(self, now_s: float, vset: VoterSet) -> None:
+        """The roster names a newer voter set: seal, and hand over or take over."""
+        self._stamp(now_s)
+        if vset.version <= self.vset.version:
+            return
+        self.vset = vset
+        self.sealed = max(self.sealed, vset.version)
+        self._save_meta()
+        self._start_handover(now_s)
+
+    def _start_handover(self, now_s: float) -> None:
+        vset = self.vset
+        if self.serving >= vset.version or self.node_id not in vset.voters:
+            return
+        if self.handover is not None and self.handover.vset == vset:
+            return
+        if not vset.previous:
+            self.serving = vset.version
+            self._save_meta()
+            return
+        self.handover = HandoverProgress(vset, next_s={v: now_s for v in vset.previous})
+
+    def _save_meta(self) -> None:
+        record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed}
+        self.effects.writes.append((META_TABLE, META_KEY, record))
+
+    def _ask(self, now_s: float, voter: NodeId) -> None:
+        h = self.handover
+        assert h is not None
+        h.next_s[voter] = now_s + self.retry_s
+        request = HandoverRequest(h.vset.version, h.cursor.get(voter, b""))
+        self.effects.sends.append((voter, request))
+
+    def _on_handover_request(self, sender: NodeId, msg: HandoverRequest) -> None:
+        if msg.version > self.sealed:
+            self.sealed = msg.version  # durable before the registers go out
+            self._save_meta()
+        pids = sorted(p for p in self.registers if p > msg.after)
+        page = pids[:HANDOVER_CHUNK_MAX]
+        copies = tuple(rg.to_copy(self.registers[p]) for p in page)
+        done = len(pids) <= HANDOVER_CHUNK_MAX
+        self.effects.sends.append((sender, Handover(msg.version, msg.after, copies, done)))
+
+    def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
+        h = self.handover
+        if (
+            h is None
+            or msg.version != h.vset.version
+            or sender not in h.vset.previous
+            or sender in h.done
+            or msg.after != h.cursor.get(sender, b"")
+        ):
+            return  # a duplicate, a stale page, or not ours
+        for copy in msg.copies:
+            incoming = rg.from_copy(copy)
+            local = self.registers.get(incoming.pid)
+            if incoming.closed:
+                h.note_closed(sender, incoming, local)
+            if local is None and len(self.registers) >= self.registers_max:
+                continue
+            merged = merge_handover(local, incoming, now_s, self.timing)
+            if merged != local:
+                self._put(merged)
+        if msg.copies:
+            h.cursor[sender] = msg.copies[-1].terms.pid
+        if msg.done:
+            h.done.add(sender)
+        else:
+            self._ask(now_s, sender)
+        complete, installs = h.settle()
+        if complete:
+            for reg in installs:
+                self._put(reg)
+            self.serving = h.vset.version
+            self.handover = None
+            self._save_meta()
+            for reg in self.registers.values():  # the results it serves from now on
+                if reg.closed:
+                    self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
 
     def handles(self, msg: Any) -> bool:
-        return isinstance(
-            msg, Submit | Claim | Renew | Close | Release | Expire | Read | Scan | Push | Merge
-        )
+        return isinstance(msg, _REQUESTS)
 
     def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
         self._stamp(now_s)
@@ -115,6 +239,15 @@ class VoterCore:
             return
         if isinstance(msg, Push | Merge):
             self._repair(now_s, sender, msg)
+            return
+        if isinstance(msg, HandoverRequest):
+            self._on_handover_request(sender, msg)
+            return
+        if isinstance(msg, Handover):
+            self._on_handover(now_s, sender, msg)
+            return
+        if not isinstance(msg, Read) and (not self.serves or msg.version != self.serving):
+            self._refuse_version(sender, msg)
             return
         nonce = 0
         if isinstance(msg, Submit):
@@ -136,7 +269,22 @@ class VoterCore:
             verdicts = [self._verdict(msg.pid, 0, Reason.OK, self.registers.get(msg.pid))]
         else:
             return
-        self._reply(sender, Reply(tag, tuple(verdicts), nonce))
+        self._reply(sender, Reply(tag, tuple(verdicts), nonce, self.serving))
+
+    def _refuse_version(self, sender: NodeId, msg: Any) -> None:
+        if isinstance(msg, Submit):
+            tag, items = Tag.SUBMIT, [(msg.terms.pid, 0)]
+        elif isinstance(msg, Claim | Renew):
+            tag = Tag.CLAIM if isinstance(msg, Claim) else Tag.RENEW
+            items = [(i.pid, i.epoch) for i in msg.items[:CLAIM_ITEMS_MAX]]
+        elif isinstance(msg, Close | Release | Expire):
+            tag, items = _TAGS[type(msg)], [(msg.pid, msg.epoch)]
+        else:
+            return
+        verdicts = tuple(
+            self._verdict(pid, epoch, Reason.WRONG_VERSION, None) for pid, epoch in items
+        )
+        self._reply(sender, Reply(tag, verdicts, 0, msg.version))
 
     def _transition(
         self, reg: Register, now_s: float, sender: NodeId, msg: Any, epoch: int
@@ -169,6 +317,7 @@ class VoterCore:
 
     def take_effects(self) -> Effects:
         effects, self.effects = self.effects, Effects()
+        effects.wake_at_s = self.next_wake_s()
         return effects
 
     # -- requests -----------------------------------------------------------------------
@@ -185,8 +334,8 @@ class VoterCore:
         """Keep a changed register and make it durable with this step's reply."""
         old = self.registers.get(reg.pid)
         self.registers[reg.pid] = reg
-        if reg.closed and (old is None or not old.closed):
-            self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg)))
+        if self.handover is None and reg.closed and (old is None or not old.closed):
+            self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
         if self.planted_bug != "skip_persist":
             self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
 
@@ -215,7 +364,7 @@ class VoterCore:
         return self._verdict(pid, 0, reason, new)
 
     def _repair(self, now_s: float, sender: NodeId, msg: Push | Merge) -> None:
-        voters = self.voters() if self.voters is not None else ()
+        voters = self.vset.voters
         if isinstance(msg, Push):
             reg = self.registers.get(msg.pid)
             if reg is None:
@@ -261,6 +410,20 @@ class VoterCore:
         return self.registers.get(pid)
 
 
+_REQUESTS = (
+    Submit,
+    Claim,
+    Renew,
+    Close,
+    Release,
+    Expire,
+    Read,
+    Scan,
+    Push,
+    Merge,
+    HandoverRequest,
+    Handover,
+)
 _TAGS: dict[type, Tag] = {Close: Tag.CLOSE, Release: Tag.RELEASE, Expire: Tag.EXPIRE}
 
 

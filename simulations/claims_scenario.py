@@ -40,6 +40,7 @@ from colonynode.consensus.events import (
     Submitted,
     VoterCommitted,
 )
+from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import Outcome, ProcessTerms, Reason
 from colonynode.consensus.register import Timing, commit_key
@@ -115,18 +116,22 @@ class LeaseChecker(BaseChecker):
 
 
 class CommitChecker(BaseChecker):
-    """At most one committed result per process: at the voters (a majority holding the
-    same closed register) and at the claimers (Closed/Expired that committed)."""
+    """At most one committed result per process: at the voters (a majority of some voter
+    set holding the same closed register) and at the claimers (Closed/Expired that
+    committed). Every voter set the run used counts (`add_config`)."""
 
     name = "double-commits"
 
     def __init__(self, voters: list[int]) -> None:
-        self.voters = voters
-        self.majority = len(voters) // 2 + 1
-        self.closed_at: dict[bytes, list[tuple[Any, set[int]]]] = {}  # pid -> [(key, voters)]
-        self.committed: dict[bytes, Any] = {}  # pid -> key committed at a majority
+        self.configs: dict[int, list[int]] = {1: voters}  # version -> voter indexes
+        # pid -> voter -> [(version, result)]: what it held closed from that version on
+        self.closed_at: dict[bytes, dict[int, list[tuple[int, Any]]]] = {}
+        self.committed: dict[bytes, Any] = {}  # pid -> result committed by a majority
         self.told: dict[bytes, tuple[Any, int]] = {}  # pid -> (claimer-side key, node)
         self.doubles: set[bytes] = set()
+
+    def add_config(self, version: int, voters: list[int]) -> None:
+        self.configs[version] = voters
 
     def after_step(self, world: World) -> list[str]:
         found: list[str] = []
@@ -148,15 +153,24 @@ class CommitChecker(BaseChecker):
         return found
 
     def _voter(self, node: int, event: VoterCommitted) -> list[str]:
-        key = commit_key(event.view)
-        entries = self.closed_at.setdefault(event.pid, [])
-        for entry_key, holders in entries:
-            if entry_key == key:
-                holders.add(node)
-                break
-        else:
-            entries.append((key, {node}))
-        majorities = [k for k, holders in entries if len(holders) >= self.majority]
+        by_voter = self.closed_at.setdefault(event.pid, {})
+        by_voter.setdefault(node, []).append((event.version, commit_key(event.view)))
+        majorities: list[Any] = []
+        for version, config in self.configs.items():
+            counts: list[tuple[Any, int]] = []
+            for voter in config:
+                held = [k for v, k in by_voter.get(voter, ()) if v <= version]
+                if not held:
+                    continue
+                for i, (k, n) in enumerate(counts):
+                    if k == held[-1]:
+                        counts[i] = (k, n + 1)
+                        break
+                else:
+                    counts.append((held[-1], 1))
+            for k, n in counts:
+                if n >= len(config) // 2 + 1 and k not in majorities:
+                    majorities.append(k)
         if majorities:
             self.committed.setdefault(event.pid, majorities[0])
         if len(majorities) > 1 and event.pid not in self.doubles:
@@ -189,6 +203,8 @@ class ClaimsScenario(Scenario):
         "maxwaittime_s": 15.0,
         "drift": 0.001,
         "margin_s": 0.05,
+        "voter_change": "",  # grow (3 -> 5), shrink (5 -> 3), replace (a dead voter)
+        "change_at_s": 8.0,
         "planted_bug": "",
     }
     main_series = "closes_per_s"
@@ -225,24 +241,30 @@ class ClaimsScenario(Scenario):
         self.rng: random.Random | None = None
         self.timing = Timing()
         self.config = ClaimerConfig()
+        self.vset = VoterSet(1, ())
+        self.dead: set[int] = set()  # nodes that never come back (a replaced voter)
 
     # -- build --------------------------------------------------------------------------
 
     def build(self, world: World) -> None:
         v = self.param_int("voters")
+        change = self.param_str("voter_change")
+        if change == "shrink":
+            v = 5
         if v not in (1, 3, 5) or v >= world.n:
             raise ValueError("claims needs 1, 3 or 5 voters and at least one executor")
+        if change and change not in ("grow", "shrink", "replace"):
+            raise ValueError("voter_change is grow, shrink or replace")
+        if change and world.n < 6:
+            raise ValueError("a voter-set change needs at least 6 nodes")
         self.voter_ids = tuple(world.ids[:v])
         self.voter_indexes = list(range(v))
+        self.vset = VoterSet(1, self.voter_ids)
         self.timing = Timing(self.param_float("drift"), self.param_float("margin_s"))
         lease_s = self.param_float("lease_s")
         self.config = ClaimerConfig(lease_s=lease_s, slots=self.param_int("slots"))
-        voters = self.voter_ids
         bug = self.param_str("planted_bug")
         timing = self.timing
-
-        def voters_of() -> tuple[NodeId, ...]:
-            return voters
 
         def make(config: ClaimerConfig) -> Any:
             def factory(node_id: NodeId, store: Store, rng: random.Random) -> ConsensusCore:
@@ -250,7 +272,7 @@ class ClaimsScenario(Scenario):
                     node_id,
                     store,
                     rng,
-                    voters=voters_of,
+                    voters=self.vset,  # the roster as it is now (a restart learns it)
                     config=config,
                     timing=timing,
                     planted_bug=bug,
@@ -260,6 +282,8 @@ class ClaimsScenario(Scenario):
 
         world.add_nodes(make(ClaimerConfig(lease_s=lease_s)), "lease", count=v)
         world.add_nodes(make(self.config), "lease")
+        if change:
+            world.schedule(self.param_float("change_at_s"), self._change_voters)
         self.commits = CommitChecker(self.voter_indexes)
         world.add_checker(self.commits)
         world.add_checker(self.leases)
@@ -279,11 +303,11 @@ class ClaimsScenario(Scenario):
         assert rng is not None
         maxretries = self.param_int("maxretries")
         exec_s = self.param_float("maxexectime_s")
-        if job.fate is Fate.OK and rng.random() < self.param_float("unlimited_p"):
-            # unlimited retries only for runs that fit in maxexectime: another would
-            # run out and be retried forever (as in ColonyOS)
-            if job.duration_s < exec_s / 2:
-                maxretries = -1
+        unlimited = job.fate is Fate.OK and rng.random() < self.param_float("unlimited_p")
+        # unlimited retries only for runs that fit in maxexectime: another would run out
+        # and be retried forever (as in ColonyOS)
+        if unlimited and job.duration_s < exec_s / 2:
+            maxretries = -1
         if job.fate is Fate.OK and rng.random() < self.param_float("fail_p"):
             self.fails.add(job.job_id)
         wait_s = 0.0
@@ -305,6 +329,33 @@ class ClaimsScenario(Scenario):
         terms = self._terms(job, node.node_id)
         self.submitted += 1
         node.call(lambda core, now_s: core.submit(now_s, terms))
+
+    def _change_voters(self, world: World) -> None:
+        """Roster v -> v+1 with a new voter set; it reaches every node within a second."""
+        change = self.param_str("voter_change")
+        if change == "grow":
+            new = [0, 1, 2, 3, 4]
+        elif change == "shrink":
+            new = [0, 1, 2]
+        else:  # replace: voter 0 dies for good, node 3 takes its place
+            world.nodes[0].crash()
+            self.dead.add(0)
+            new = [1, 2, 3]
+        ids = tuple(world.ids[i] for i in new)
+        old = self.vset
+        self.vset = VoterSet(old.version + 1, ids, old.voters)
+        self.voter_ids = ids
+        self.voter_indexes = new
+        self.commits.add_config(self.vset.version, new)
+        rng = world.rng_for("roster")
+        vset = self.vset
+        for node in world.nodes:
+            delay_s = rng.uniform(0.0, 1.0)
+
+            def deliver(w: World, n: SimNode[Any] = node) -> None:
+                n.call(lambda core, now_s: core.set_voters(now_s, vset.version, vset.voters))
+
+            world.schedule(world.now_s + delay_s, deliver)
 
     # -- the simulated executors --------------------------------------------------------
 
@@ -370,6 +421,8 @@ class ClaimsScenario(Scenario):
         are clean."""
         for i in self.voter_indexes:
             node = world.nodes[i]
+            if i in self.dead:
+                continue
             if (node.booted and not node.alive) or node.paused:
                 world.schedule(world.now_s, _Heal(node))
         world.network.set_clean(sorted({*world.core_nodes, *self.voter_indexes}))

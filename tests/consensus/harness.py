@@ -59,7 +59,7 @@ class Colony:
             node.node_id,
             node.store,
             random.Random(i),
-            voters=lambda: voters,
+            voters=voters,
             config=self.config if i >= len(self.voter_ids) else ClaimerConfig(lease_s=2.0),
             timing=TIMING,
             planted_bug=self.planted_bug,

@@ -14,6 +14,8 @@ from colonynode.consensus.messages import (
     ClaimItem,
     Close,
     Expire,
+    Handover,
+    HandoverRequest,
     Merge,
     Outcome,
     ProcessTerms,
@@ -54,6 +56,10 @@ MESSAGES: list[Any] = [
     Candidates((Candidate(b"pid", 3, 1, 2, True), Candidate(b"q", 0, 0, 0, False))),
     Push(b"pid", (A, NodeId(b"b" * 32))),
     Merge(RegisterCopy(TERMS, State.RUNNING, 4, A, 2.0, 1, None, ())),
+    HandoverRequest(2, b"after"),
+    Handover(2, b"", (RegisterCopy(TERMS, State.SUCCESS, 4, A, 2.0, 0, "o", ("e",)),), True),
+    Reply(Tag.SUBMIT, (Verdict(b"pid", 0, Reason.WRONG_VERSION, None),), 0, 3),
+    Claim((ClaimItem(b"a", 1),), 2.5, "", 7),
 ]
 
 

@@ -1,0 +1,149 @@
+"""Voter-set changes: seal-then-serve (DESIGN.md §6, docs/consensus.md).
+
+The roster's voter set has a version. When version v+1 names a new set:
+
+- every voter of set v **seals**: it refuses every change under v (and persists that it
+  is sealed before it answers anything else), so what it hands over is final;
+- every voter of set v+1 asks each voter of set v for its registers (`HandoverRequest`,
+  paged by pid) and merges them (`merge_handover`); it serves v+1 only once a majority
+  of set v has handed over completely, and every process on which those voters hold two
+  different closed results is settled: the result a majority of set v holds wins (it is
+  the one that may have committed); among holders' closes only, the highest epoch wins
+  (a lower one cannot have committed: the higher epoch's grant needed a majority); if
+  every voter of set v answered and none has a majority, nothing committed and the first
+  result is kept. An expiry against a close with no majority among the voters that
+  answered waits for more of set v (a liveness gap if they are dead: see the docs).
+
+Why it is safe: a lease, a commit or an acknowledged submission under v is held by a
+majority of set v, which intersects the majority every new voter merged from. Merging
+keeps the highest epoch and, if any copy was RUNNING, a full lease from now (it can only
+outlast the leases it stands for); a closed result replaces an open register. Requests
+name the version they address and a voter answers only for the version it serves, so a
+majority never mixes the two sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from colonynode.consensus import register as rg
+from colonynode.consensus.messages import State
+from colonynode.consensus.register import Register, Timing
+from colonynode.core.ids import NodeId
+
+__all__ = ["HANDOVER_CHUNK_MAX", "HandoverProgress", "VoterSet", "merge_handover"]
+
+HANDOVER_CHUNK_MAX = 256  # registers per Handover message
+
+
+@dataclass(frozen=True, slots=True)
+class VoterSet:
+    version: int
+    voters: tuple[NodeId, ...]
+    previous: tuple[NodeId, ...] = ()  # the set of version - 1 (empty for the first)
+
+    def majority(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    def to_record(self) -> list[Any]:
+        return [self.version, [bytes(v) for v in self.voters], [bytes(v) for v in self.previous]]
+
+    @staticmethod
+    def from_record(record: list[Any]) -> VoterSet:
+        version, voters, previous = record
+        return VoterSet(
+            int(version),
+            tuple(NodeId(bytes(v)) for v in voters),
+            tuple(NodeId(bytes(v)) for v in previous),
+        )
+
+
+def merge_handover(
+    local: Register | None, incoming: Register, now_s: float, timing: Timing
+) -> Register:
+    """One old voter's register merged into what a new voter holds (closed results are
+    settled by `HandoverProgress`, not here: a closed local register is kept)."""
+    if local is None:
+        return rg.restarted(incoming, now_s, timing)
+    if local.closed:
+        return local
+    if incoming.closed:
+        return replace(incoming, expiry_s=0.0, started_s=0.0, waiting_since_s=now_s)
+    top = incoming if incoming.epoch > local.epoch else local
+    running = [r for r in (local, incoming) if r.state is State.RUNNING]
+    retries = max(local.retries, incoming.retries)
+    if not running:
+        return replace(top, retries=retries, waiting_since_s=local.waiting_since_s)
+    holder = max(running, key=lambda r: r.epoch)
+    lease_s = max(r.lease_s for r in running)
+    expiry_s = timing.voter_expiry_s(now_s, lease_s)
+    if local.state is State.RUNNING:
+        expiry_s = max(expiry_s, local.expiry_s)
+    return replace(
+        top,
+        state=State.RUNNING,
+        epoch=max(local.epoch, incoming.epoch),
+        holder=holder.holder,
+        lease_s=lease_s,
+        retries=retries,
+        expiry_s=expiry_s,
+        started_s=now_s,
+    )
+
+
+@dataclass(slots=True)
+class HandoverProgress:
+    """A new voter's handover from the voters of the previous set."""
+
+    vset: VoterSet
+    cursor: dict[NodeId, bytes] = field(default_factory=dict)  # next page after this pid
+    done: set[NodeId] = field(default_factory=set)
+    next_s: dict[NodeId, float] = field(default_factory=dict)
+    # pid -> old voter -> its closed register (to settle two different closed results)
+    closed_by: dict[bytes, dict[NodeId, Register]] = field(default_factory=dict)
+    contested: set[bytes] = field(default_factory=set)
+
+    def pending(self) -> list[NodeId]:
+        return [v for v in self.vset.previous if v not in self.done]
+
+    def note_closed(self, voter: NodeId, reg: Register, local: Register | None) -> None:
+        copies = self.closed_by.setdefault(reg.pid, {})
+        copies[voter] = reg
+        keys = {_key(r) for r in copies.values()}
+        if local is not None and local.closed:
+            keys.add(_key(local))
+        if len(keys) > 1:
+            self.contested.add(reg.pid)
+
+    def settle(self) -> tuple[bool, list[Register]]:
+        """(complete, registers to install): complete once a majority of the previous
+        set is done and every contested process is settled."""
+        previous = self.vset.previous
+        need = len(previous) // 2 + 1
+        if len(self.done) < need:
+            return False, []
+        installs: list[Register] = []
+        for pid in sorted(self.contested):
+            copies = self.closed_by.get(pid, {})
+            counts: dict[Any, list[Register]] = {}
+            for voter in previous:
+                reg = copies.get(voter)
+                if reg is not None and voter in self.done:
+                    counts.setdefault(_key(reg), []).append(reg)
+            winner = next((regs[0] for regs in counts.values() if len(regs) >= need), None)
+            seen = [regs[0] for regs in counts.values()]
+            if winner is None and seen and all(r.holder is not None for r in seen):
+                # Holders' closes only: the highest epoch is the only one that can have
+                # committed (its grant needed a majority, which a lower committed close
+                # would have refused).
+                winner = max(seen, key=lambda r: r.epoch)
+            if winner is None and len(self.done) < len(previous):
+                return False, []  # an expiry against a close: wait for more old voters
+            if winner is not None:
+                installs.append(winner)
+        return True, installs
+
+
+def _key(reg: Register) -> Any:
+    return rg.commit_key(rg.view(reg))
