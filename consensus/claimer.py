@@ -131,7 +131,7 @@ class ClaimerCore:
         self.next_poll_s: float | None = None
         self.scan_sent_s: float | None = None
         self.scan_cursor = 0
-        self.next_nonce = rng.getrandbits(32) + 1
+        self.next_nonce = rng.getrandbits(60) + 1  # per incarnation: random
         self.effects = Effects()
 
     # -- application calls --------------------------------------------------------------
@@ -157,7 +157,8 @@ class ClaimerCore:
             items.append(ClaimItem(pid, epoch))
         if not items:
             return 0
-        msg = Claim(tuple(items), lease_s, self.config.executortype, self.version())
+        nonce = self._nonce()
+        msg = Claim(tuple(items), lease_s, self.config.executortype, self.version(), nonce)
         timeout_s = self.config.claim_timeout_s
         for item in items:
             op = _Op(Tag.CLAIM, item.pid, item.epoch, msg, now_s, now_s + timeout_s, now_s)
@@ -227,8 +228,7 @@ class ClaimerCore:
     def read(self, now_s: float, pid: bytes) -> int:
         """A majority read (`colonynode get --consistent`); returns the nonce of the
         `ReadResult` to come, or 0 when too many requests are in flight."""
-        nonce = self.next_nonce
-        self.next_nonce += 1
+        nonce = self._nonce()
         key_pid = pid + nonce.to_bytes(8, "big")
         if not self._start(Tag.READ, key_pid, 0, Read(pid, nonce), now_s):
             return 0
@@ -247,6 +247,11 @@ class ClaimerCore:
             lease.renew = None
             lease.renew_refused = False
         self.scan_sent_s = None
+
+    def _nonce(self) -> int:
+        nonce = self.next_nonce
+        self.next_nonce = (nonce + 1) % (1 << 62) or 1
+        return nonce
 
     def holds(self, pid: bytes, now_s: float) -> bool:
         lease = self.leases.get(pid)
@@ -275,9 +280,11 @@ class ClaimerCore:
             else:
                 pid = verdict.pid
             if msg.request is Tag.RENEW:
-                self._on_renew_verdict(now_s, sender, verdict)
+                self._on_renew_verdict(now_s, sender, verdict, msg.nonce)
                 continue
             op = self.ops.get((msg.request, pid))
+            if op is not None and msg.request is Tag.CLAIM and op.msg.nonce != msg.nonce:
+                op = None  # a reply to another claim (an older one, another incarnation)
             if op is None or (msg.request is not Tag.READ and op.epoch != verdict.epoch):
                 if msg.request is Tag.CLAIM and verdict.ok:
                     self._release_stray(now_s, sender, verdict)
@@ -354,7 +361,7 @@ class ClaimerCore:
     def _retransmit(self, op: _Op) -> None:
         msg = op.msg
         if op.tag is Tag.CLAIM:  # only this pid: the others of the batch decide alone
-            msg = Claim((ClaimItem(op.pid, op.epoch),), msg.lease_s, msg.executortype, msg.version)
+            msg = replace(msg, items=(ClaimItem(op.pid, op.epoch),))
         for voter in self.voters():
             if voter not in op.verdicts:
                 self._send(voter, msg)
@@ -453,7 +460,7 @@ class ClaimerCore:
             renew = lease.renew
             if renew is not None:
                 if now_s >= renew.next_s:
-                    msg = Renew((ClaimItem(pid, lease.epoch),), self.version())
+                    msg = replace(renew.msg, items=(ClaimItem(pid, lease.epoch),))
                     for voter in self.voters():
                         if voter not in renew.verdicts:
                             self._send(voter, msg)
@@ -463,7 +470,8 @@ class ClaimerCore:
         if due:
             for i in range(0, len(due), CLAIM_BATCH_MAX):
                 batch = due[i : i + CLAIM_BATCH_MAX]
-                msg = Renew(tuple(ClaimItem(x.pid, x.epoch) for x in batch), self.version())
+                items = tuple(ClaimItem(x.pid, x.epoch) for x in batch)
+                msg = Renew(items, self.version(), self._nonce())
                 for lease in batch:
                     lease.renew = _Op(
                         Tag.RENEW,
@@ -477,10 +485,12 @@ class ClaimerCore:
                 for voter in self.voters():
                     self._send(voter, msg)
 
-    def _on_renew_verdict(self, now_s: float, sender: NodeId, verdict: Verdict) -> None:
+    def _on_renew_verdict(self, now_s: float, sender: NodeId, verdict: Verdict, nonce: int) -> None:
         lease = self.leases.get(verdict.pid)
         if lease is None or lease.epoch != verdict.epoch or lease.renew is None:
             return
+        if lease.renew.msg.nonce != nonce:
+            return  # a late reply to an earlier renew: its expiry counts from earlier
         renew = lease.renew
         renew.verdicts[sender] = verdict
         need = self._majority()

@@ -147,12 +147,14 @@ class Claim:
     lease_s: float
     executortype: str = ""
     version: int = 0
+    nonce: int = 0  # echoed in the Reply: a reply counts only for the request it answers
 
 
 @dataclass(frozen=True, slots=True)
 class Renew:
     items: tuple[ClaimItem, ...]
     version: int = 0
+    nonce: int = 0  # echoed in the Reply (a late reply to an older renew must not count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +226,8 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A voter's answer to one request; `request` is the request's tag, `nonce` a
-    Read's nonce (0 otherwise)."""
+    """A voter's answer to one request; `request` is the request's tag, `nonce` the
+    nonce of a Read, Claim or Renew (0 otherwise)."""
 
     request: Tag
     verdicts: tuple[Verdict, ...]

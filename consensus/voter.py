@@ -254,6 +254,7 @@ class VoterCore:
             tag, verdicts = Tag.SUBMIT, [self._submit(now_s, sender, msg)]
         elif isinstance(msg, Claim | Renew):
             tag = Tag.CLAIM if isinstance(msg, Claim) else Tag.RENEW
+            nonce = msg.nonce
             allowed = self.has_role(sender, "executor")
             verdicts = [
                 self._apply(now_s, sender, msg, item.pid, item.epoch)
@@ -276,6 +277,7 @@ class VoterCore:
             tag, items = Tag.SUBMIT, [(msg.terms.pid, 0)]
         elif isinstance(msg, Claim | Renew):
             tag = Tag.CLAIM if isinstance(msg, Claim) else Tag.RENEW
+            nonce = msg.nonce
             items = [(i.pid, i.epoch) for i in msg.items[:CLAIM_ITEMS_MAX]]
         elif isinstance(msg, Close | Release | Expire):
             tag, items = _TAGS[type(msg)], [(msg.pid, msg.epoch)]
@@ -284,7 +286,8 @@ class VoterCore:
         verdicts = tuple(
             self._verdict(pid, epoch, Reason.WRONG_VERSION, None) for pid, epoch in items
         )
-        self._reply(sender, Reply(tag, verdicts, 0, msg.version))
+        nonce = msg.nonce if isinstance(msg, Claim | Renew) else 0
+        self._reply(sender, Reply(tag, verdicts, nonce, msg.version))
 
     def _transition(
         self, reg: Register, now_s: float, sender: NodeId, msg: Any, epoch: int

@@ -305,3 +305,24 @@ def test_planted_ignore_epochs_voter_accepts_a_stale_close() -> None:
     colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "stale"))
     colony.deliver()
     assert colony.events(C1, Closed)[-1].committed  # what the checkers must catch
+
+
+def test_a_late_grant_answering_an_older_claim_does_not_count_for_a_new_one() -> None:
+    """Found by the soak (chaos seed 2198): a claimer restarted and claimed the same
+    epoch again; grants to its first claim, delivered late, must not make a majority
+    with the new one (their expiries count from the old send)."""
+    colony = Colony()
+    submitted(colony)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver(rounds_max=1)  # the voters grant
+    stale = [x for x in colony.inflight if x[0] in (1, 2)]
+    colony.inflight = []  # voter 0's reply is lost; those of voters 1 and 2 are held up
+    assert len(stale) == 2
+    colony.crash(C1)
+    colony.advance(3.0)  # the grants expire at the voters
+    colony.restart(C1)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))  # epoch 1 again, from a new core
+    colony.deliver(drop=lambda s, d, m: d in (1, 2))  # only voter 0 hears it
+    colony.inflight.extend(stale)  # the old grants of voters 1 and 2 arrive now
+    colony.deliver()
+    assert not colony.events(C1, Granted)
