@@ -59,6 +59,7 @@ SCENARIO_MODULES: list[str] = [
     "colonynode.simulations.examples",
     "colonynode.simulations.claims_scenario",
     "colonynode.simulations.gossip_scenario",
+    "colonynode.simulations.dht_scenario",
 ]
 
 _REGISTRY: dict[str, type[Scenario]] = {}
