@@ -143,8 +143,8 @@ class LocalRecords:
         """Drop expired records; returns how many."""
         if self._restamp:
             self._restamp = False
-            for entry in self.entries.values():
-                entry.expires_s = now_s + self.config.record_ttl_s
+            for entry in self.entries.values():  # loaded ones hold 0.0
+                entry.expires_s = max(entry.expires_s, now_s + self.config.record_ttl_s)
             return 0
         expired = [k for k, e in self.entries.items() if e.expires_s <= now_s]
         for key in expired:

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from functools import lru_cache
 from hashlib import sha256
 
 from colonynode.core.ids import NodeId
+from colonynode.dht.messages import PeerInfo
 
 __all__ = ["KEY_BITS", "Contact", "RoutingTable", "common_prefix_len", "key_of"]
 
 KEY_BITS = 256
+KEY_CACHE_MAX = 1 << 16  # node ids and keys whose position is remembered (per process)
 
 
+@lru_cache(maxsize=KEY_CACHE_MAX)
 def key_of(data: bytes) -> int:
     """The key-space position of a node id or record key: sha256 as a big-endian integer."""
     return int.from_bytes(sha256(data).digest(), "big")
@@ -41,14 +45,23 @@ def common_prefix_len(a: int, b: int) -> int:
 class Contact:
     """A peer in the table (or waiting in a replacement cache)."""
 
-    __slots__ = ("addrs", "failures", "key", "node_id", "seen_s")
+    __slots__ = ("_addrs", "failures", "info", "key", "node_id", "seen_s")
 
     def __init__(self, node_id: NodeId, key: int, addrs: tuple[str, ...], seen_s: float) -> None:
         self.node_id = node_id
         self.key = key
-        self.addrs = addrs
         self.seen_s = seen_s
         self.failures = 0
+        self.addrs = addrs
+
+    @property
+    def addrs(self) -> tuple[str, ...]:
+        return self._addrs
+
+    @addrs.setter
+    def addrs(self, addrs: tuple[str, ...]) -> None:
+        self._addrs = addrs
+        self.info = PeerInfo(self.node_id, addrs)  # what answers carry, made once
 
 
 class RoutingTable:
