@@ -407,8 +407,8 @@ class ClaimsScenario(Scenario):
         elif isinstance(event, Closed):
             if event.committed:
                 self.closes += 1
-            elif event.reason is Reason.STALE_EPOCH:
-                self.fenced += 1
+            elif event.reason in (Reason.STALE_EPOCH, Reason.CLOSED, Reason.NOT_HOLDER):
+                self.fenced += 1  # a late close by an ex-holder, refused
         elif isinstance(event, Expired) and event.committed:
             self.expired += 1
         elif isinstance(event, LeaseEnded) and event.why == "lost":

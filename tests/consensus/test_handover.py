@@ -1,0 +1,137 @@
+"""Voter-set changes, seal-then-serve (consensus/handover.py), rule by rule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from colonynode.consensus import ClaimFailed, Granted, Outcome, ProcessTerms, Reason, Renewed
+from colonynode.consensus import register as rg
+from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover
+from colonynode.consensus.messages import State
+from colonynode.consensus.register import Register
+from colonynode.core.ids import NodeId
+from tests.consensus.harness import TIMING, Colony, nid
+
+PID = b"pid-1"
+A, B = NodeId(b"A" * 32), NodeId(b"B" * 32)
+
+
+def reg(state: State = State.WAITING, epoch: int = 0, holder: NodeId | None = None) -> Register:
+    return Register(
+        ProcessTerms(PID, nid(9), maxretries=0), state, epoch, holder, 2.0, expiry_s=0.0
+    )
+
+
+def grow(colony: Colony, voters: tuple[int, ...]) -> None:
+    ids = tuple(nid(i) for i in voters)
+    for i in range(len(colony.nodes)):
+        colony.call(i, lambda c, t: c.set_voters(t, 2, ids))
+    for _ in range(20):
+        colony.deliver()
+        colony.advance(0.1)
+
+
+def test_new_voters_serve_only_after_a_majority_of_the_old_set_handed_over() -> None:
+    colony = Colony(voters=3, claimers=3)  # nodes 3, 4, 5 may become voters
+    ids = tuple(nid(i) for i in (0, 1, 2, 3, 4))
+    for i in range(len(colony.nodes)):
+        colony.call(i, lambda c, t: c.set_voters(t, 2, ids))
+    colony.deliver(drop=lambda s, d, m: s in (1, 2) and d in (3, 4))  # only voter 0 answers
+    assert colony.core(3).voter.serving == 0 and colony.core(0).voter.serving == 1
+    colony.advance(0.3)
+    colony.deliver()
+    assert [colony.core(i).voter.serving for i in range(5)] == [2, 2, 2, 2, 2]
+
+
+def test_a_sealed_voter_refuses_requests_of_the_old_version() -> None:
+    colony = Colony(voters=3, claimers=2)
+    colony.call(4, lambda c, t: c.submit(t, ProcessTerms(PID, nid(4))))
+    colony.deliver()
+    colony.call(0, lambda c, t: c.set_voters(t, 2, (nid(0), nid(1), nid(3))))
+    colony.call(4, lambda c, t: c.claim(t, [PID]))  # node 4 still addresses version 1
+    seen: list[Any] = []
+
+    def watch(src: int, dst: int, msg: Any) -> bool:
+        if src == 0 and dst == 4:
+            seen.extend(msg.verdicts)
+        return False
+
+    colony.deliver(drop=watch)
+    assert [v.reason for v in seen] == [Reason.WRONG_VERSION]
+    assert colony.events(4, Granted)  # voters 1 and 2 have not heard of version 2 yet
+    r = colony.core(0).voter.register(PID)
+    assert r is not None and r.state is State.WAITING
+
+
+def test_a_lease_held_across_the_change_is_kept_by_the_new_voters() -> None:
+    colony = Colony(voters=3, claimers=3)
+    colony.call(5, lambda c, t: c.submit(t, ProcessTerms(PID, nid(5), maxretries=1)))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert colony.events(5, Granted)
+    grow(colony, (0, 1, 2, 3, 4))
+    assert colony.events(5, Renewed)  # renewed with the new voters, under version 2
+    colony.call(3, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    colony.call(3, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    assert [e.reason for e in colony.events(3, ClaimFailed)][-1] is Reason.LEASE_HELD
+    colony.call(5, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "done"))
+    colony.deliver()
+    for i in range(5):
+        r = colony.core(i).voter.register(PID)
+        assert r is not None and r.output == "done"
+
+
+def test_settle_picks_the_result_a_majority_of_the_old_set_holds() -> None:
+    old = (A, B, nid(7))
+    h = HandoverProgress(VoterSet(2, (nid(8),), old))
+    mine = rg.close(reg(State.RUNNING, 3, A), 3, A, Outcome.SUCCESS, "x", ())[0]
+    other = rg.expire(reg(State.RUNNING, 3, A), 100.0)[0]
+    assert other.state is State.FAILED and other.holder is None
+    h.note_closed(A, mine, None)
+    h.note_closed(B, other, mine)
+    h.done |= {A, B}
+    assert h.settle() == (False, [])  # an expiry against a close: wait for the third
+    h.note_closed(nid(7), other, mine)
+    h.done.add(nid(7))
+    assert h.settle() == (True, [other])
+
+
+def test_settle_among_holders_closes_picks_the_highest_epoch() -> None:
+    old = (A, B, nid(7))
+    h = HandoverProgress(VoterSet(2, (nid(8),), old))
+    low = rg.close(reg(State.RUNNING, 2, A), 2, A, Outcome.SUCCESS, "low", ())[0]
+    high = rg.close(reg(State.RUNNING, 3, B), 3, B, Outcome.SUCCESS, "high", ())[0]
+    h.note_closed(A, low, None)
+    h.note_closed(B, high, low)
+    h.done |= {A, B}
+    assert h.settle() == (True, [high])
+
+
+states = st.sampled_from([State.WAITING, State.RUNNING, State.SUCCESS, State.FAILED])
+
+
+@settings(max_examples=300, deadline=None)
+@given(states, st.integers(0, 5), states, st.integers(0, 5), st.floats(0, 100))
+def test_property_merge_keeps_the_highest_epoch_a_lease_and_any_closed_result(
+    s1: State, e1: int, s2: State, e2: int, now_s: float
+) -> None:
+    local = replace(reg(s1, e1, A if s1 is State.RUNNING else None), expiry_s=now_s + 1.0)
+    incoming = reg(s2, e2, B if s2 is State.RUNNING else None)
+    merged = merge_handover(local, incoming, now_s, TIMING)
+    if local.closed:
+        assert merged == local
+    elif incoming.closed:
+        assert merged.state is s2 and merged.epoch == e2
+    else:
+        assert merged.epoch == max(e1, e2)
+        if State.RUNNING in (s1, s2):  # a lease either side knew is kept, never shortened
+            assert merged.state is State.RUNNING
+            assert merged.expiry_s >= max(local.expiry_s, TIMING.voter_expiry_s(now_s, 2.0))
+    assert merge_handover(None, incoming, now_s, TIMING).epoch == e2
