@@ -11,7 +11,7 @@ Each row is one seed of `colonynode simulate --scenario gossip --faults none
 - adversary (200 records, a member flooding forged records, a non-member): nothing invalid
   accepted or relayed (the checker), honest delivery as in spread.
 
-    .venv/bin/python benchmarks/bench_gossip.py                 # ~10 min on the CI machine
+    .venv/bin/python benchmarks/bench_gossip.py                 # ~5 min, ~750 MB
     .venv/bin/python benchmarks/bench_gossip.py --nodes 200 --cases spread,adversary
 
 Exit status 1 when a run breaks a checker or misses one of the issue's bars.
