@@ -209,7 +209,7 @@ class GossipValidity(BaseChecker):
 class GossipScenario(Scenario):
     name = "gossip"
     description = "gossip records: spread, offline burst, partition, adversaries (case=...)"
-    rank = 5
+    rank = 4  # below the claims scenario (the most complete one)
     default_nodes = 200
     safety_s = 20.0
     liveness_s = 60.0
