@@ -107,6 +107,7 @@ class Register:
     retries: int = 0
     output: Any = None
     errors: tuple[str, ...] = ()
+    claim_nonce: int = 0  # the nonce of the claim that was granted (retransmissions match)
     # voter-local monotonic times, not persisted:
     expiry_s: float = 0.0
     started_s: float = 0.0
@@ -160,16 +161,20 @@ def claim(
     now_s: float,
     timing: Timing,
     *,
+    nonce: int = 0,
     ignore_epochs: bool = False,
 ) -> Result:
-    """`ignore_epochs` is a planted bug for the simulator's checkers (never in use)."""
+    """`nonce` identifies the claim request: the same claim again (same epoch, holder and
+    nonce) is a retransmission; the same epoch from a new request is stale (a restarted
+    claimer must not take over its old grants). `ignore_epochs` is a planted bug for the
+    simulator's checkers (never in use)."""
     if reg.closed:
         return reg, Reason.CLOSED
     if reg.terms.executortype and reg.terms.executortype != executortype:
         return reg, Reason.NO_MATCH
     running = reg.state is State.RUNNING
     if not ignore_epochs:
-        if epoch == reg.epoch and running and reg.holder == holder:
+        if epoch == reg.epoch and running and reg.holder == holder and reg.claim_nonce == nonce:
             # a retransmission of the claim that was granted: extending is safe
             expiry_s = max(reg.expiry_s, timing.voter_expiry_s(now_s, lease_s))
             return replace(reg, expiry_s=expiry_s), Reason.OK
@@ -191,6 +196,7 @@ def claim(
         holder=holder,
         lease_s=lease_s,
         retries=retries,
+        claim_nonce=nonce,
         expiry_s=timing.voter_expiry_s(now_s, lease_s),
         started_s=now_s,
     )
@@ -354,6 +360,7 @@ def to_record(reg: Register) -> dict[str, Any]:
         "retries": reg.retries,
         "output": reg.output,
         "errors": list(reg.errors),
+        "nonce": reg.claim_nonce,
     }
 
 
@@ -378,4 +385,5 @@ def from_record(record: dict[str, Any]) -> Register:
         retries=int(record["retries"]),
         output=record["output"],
         errors=tuple(str(e) for e in record["errors"]),
+        claim_nonce=int(record.get("nonce", 0)),
     )

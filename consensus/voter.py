@@ -305,6 +305,7 @@ class VoterCore:
                 msg.executortype,
                 now_s,
                 self.timing,
+                nonce=msg.nonce,
                 ignore_epochs=ignore,
             )
         if isinstance(msg, Renew):
@@ -440,4 +441,5 @@ def _durable_change(old: Register, new: Register) -> bool:
         or old.lease_s != new.lease_s
         or old.output != new.output
         or old.errors != new.errors
+        or old.claim_nonce != new.claim_nonce
     )

@@ -124,7 +124,7 @@ class CommitChecker(BaseChecker):
 
     def __init__(self, voters: list[int]) -> None:
         self.configs: dict[int, list[int]] = {1: voters}  # version -> voter indexes
-        # pid -> voter -> [(version, result)]: what it held closed from that version on
+        # pid -> voter -> [(version, result)]: what it held closed while serving version
         self.closed_at: dict[bytes, dict[int, list[tuple[int, Any]]]] = {}
         self.committed: dict[bytes, Any] = {}  # pid -> result committed by a majority
         self.told: dict[bytes, tuple[Any, int]] = {}  # pid -> (claimer-side key, node)
@@ -159,7 +159,9 @@ class CommitChecker(BaseChecker):
         for version, config in self.configs.items():
             counts: list[tuple[Any, int]] = []
             for voter in config:
-                held = [k for v, k in by_voter.get(voter, ()) if v <= version]
+                # a voter re-announces every closed result when it starts serving a
+                # version: what it held before counts for the version it served then
+                held = [k for v, k in by_voter.get(voter, ()) if v == version]
                 if not held:
                     continue
                 for i, (k, n) in enumerate(counts):

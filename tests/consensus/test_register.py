@@ -69,6 +69,16 @@ def test_a_retransmitted_claim_is_accepted_and_only_extends_the_expiry() -> None
     assert again.epoch == 1 and again.retries == 0 and again.expiry_s > reg.expiry_s
 
 
+def test_the_same_epoch_from_a_new_claim_request_is_stale() -> None:
+    """Found by the soak (chaos seed 1361): a restarted claimer asked for the epoch its
+    previous incarnation held; taking it as a retransmission let that claimer's release
+    of the old grant free the new one."""
+    reg, reason = rg.claim(waiting(), 1, A, LEASE_S, "", 0.0, T, nonce=11)
+    assert reason is Reason.OK and reg.claim_nonce == 11
+    assert rg.claim(reg, 1, A, LEASE_S, "", 0.5, T, nonce=11)[1] is Reason.OK
+    assert rg.claim(reg, 1, A, LEASE_S, "", 0.5, T, nonce=12)[1] is Reason.STALE_EPOCH
+
+
 def test_claim_of_another_executor_type_is_refused() -> None:
     reg = waiting(executortype="gpu")
     assert rg.claim(reg, 1, A, LEASE_S, "cpu", 0.0, T)[1] is Reason.NO_MATCH
