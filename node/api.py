@@ -40,6 +40,10 @@ class NodeApi(Protocol):
     def metrics_text(self) -> str: ...
     async def publish_record(self, kind: str, body: Any) -> dict[str, Any]: ...
     def records(self, kind: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def lease_submit(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def lease_claim(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def lease_close(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def lease_read(self, pid: str) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -78,6 +82,8 @@ def build_app(node: NodeApi, token: str) -> Starlette:
                 return _error(403, "forbidden", str(exc))
             except ColonyError as exc:
                 return _error(400, type(exc).__name__, str(exc))
+            except (ValueError, TypeError) as exc:  # a field of the wrong type or range
+                return _error(400, "bad_request", f"bad request: {exc}")
             if isinstance(result, Response):
                 return result
             return JSONResponse(result)
@@ -132,6 +138,18 @@ def build_app(node: NodeApi, token: str) -> Starlette:
             raise ValidationError("limit must be an integer") from None
         return node.records(kind, max(0, min(limit, RECORDS_LIST_MAX)))
 
+    async def lease_submit(request: Request) -> Any:
+        return await node.lease_submit(await _body(request))
+
+    async def lease_claim(request: Request) -> Any:
+        return await node.lease_claim(await _body(request))
+
+    async def lease_close(request: Request) -> Any:
+        return await node.lease_close(await _body(request))
+
+    async def lease_read(request: Request) -> Any:
+        return await node.lease_read(request.path_params["pid"])
+
     async def metrics(_: Request) -> Any:
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
@@ -144,6 +162,10 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/voters", guarded(voters), methods=["POST"]),
         Route("/v1/records", guarded(publish), methods=["POST"]),
         Route("/v1/records", guarded(records), methods=["GET"]),
+        Route("/v1/leases/submit", guarded(lease_submit), methods=["POST"]),
+        Route("/v1/leases/claim", guarded(lease_claim), methods=["POST"]),
+        Route("/v1/leases/close", guarded(lease_close), methods=["POST"]),
+        Route("/v1/leases/{pid}", guarded(lease_read), methods=["GET"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)

@@ -20,22 +20,30 @@ import multiaddr
 import trio
 from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 
-from colonynode.core.codec import from_wire, to_wire
+from colonynode.consensus.handover import VoterSet
+from colonynode.consensus.messages import Outcome, ProcessTerms
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId, peer_id_str, short_id
 from colonynode.core.invite import InviteError, issue_invite, parse_invite
 from colonynode.core.limits import FRAME_BYTES_MAX
+from colonynode.core.roster import ROSTER_DOMAIN
 from colonynode.gossip.config import GossipConfig
 from colonynode.gossip.core import GossipCore
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
-from colonynode.gossip.records import open_body
+from colonynode.gossip.records import (
+    ENVELOPE_KIND,
+    envelope_from_body,
+    envelope_to_body,
+    open_body,
+)
 from colonynode.node.api import PermissionDenied, build_app
 from colonynode.node.datadir import DataDir, NodeSettings
 from colonynode.node.driver import CoreDriver
 from colonynode.node.host import build_host
+from colonynode.node.leases import LeaseService, result_json
 from colonynode.node.logs import set_node_id
 from colonynode.node.membership import Membership, NotOwner
 from colonynode.node.messages import (
@@ -118,6 +126,7 @@ class Node:
         self.gossip: GossipCore | None = None
         self._gossip_driver: CoreDriver | None = None
         self._gossip_peers: frozenset[NodeId] = frozenset()
+        self.leases: LeaseService | None = None
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -132,6 +141,22 @@ class Node:
 
     def _gate(self, peer: NodeId, channel: str) -> bool:
         return self.membership.is_member(peer)
+
+    def _voter_set(self) -> VoterSet:
+        roster = self.membership.roster
+        if roster is None:
+            return VoterSet(1, ())
+        return VoterSet(roster.version, roster.voters)
+
+    def _roster_changed(self) -> None:
+        """Every roster change reaches the lease core (voter-set handovers)."""
+        roster = self.membership.roster
+        if roster is not None and self.leases is not None:
+            self.leases.on_roster(roster.version, roster.voters)
+
+    def _has_role(self, node: NodeId, role: str) -> bool:
+        roster = self.membership.roster
+        return roster is not None and roster.has_role(node, role)
 
     def _drop_all_peers(self) -> None:
         assert self._nursery is not None
@@ -172,12 +197,13 @@ class Node:
 
     def _on_gossip_events(self, events: list[Any]) -> None:
         for ev in events:
-            if isinstance(ev, Accepted) and ev.kind == "roster" and not ev.local:
+            if isinstance(ev, Accepted) and ev.kind == ENVELOPE_KIND and not ev.local:
                 try:
-                    env = from_wire(Envelope, ev.body)
-                except ColonyError:
+                    env = envelope_from_body(ev.body)
+                except (ColonyError, ValueError):
                     continue
-                self._take_roster(env, via=None)
+                if env.domain == ROSTER_DOMAIN:
+                    self._take_roster(env, via=None)
 
     def _take_roster(self, env: Envelope, via: NodeId | None) -> bool:
         """Offer a roster from any path; on a change, act on it. True if it changed."""
@@ -199,7 +225,7 @@ class Node:
         env = self.membership.envelope
         if self.gossip is None or self._gossip_driver is None or env is None:
             return
-        self.gossip.publish(trio.current_time(), "roster", to_wire(env))
+        self.gossip.publish(trio.current_time(), ENVELOPE_KIND, envelope_to_body(env))
         self._gossip_driver.kick()
 
     @property
@@ -222,6 +248,7 @@ class Node:
                 self._nursery.start_soon(self.transport.disconnect, peer)
         self._wake_dialer.set()
         self._refresh_gossip_peers()
+        self._roster_changed()
 
     # -- the roster protocol ------------------------------------------------------------
 
@@ -375,6 +402,7 @@ class Node:
         self.settings.owner_peer_id = peer_id_str(roster.owner)
         self.settings.bootstrap = [addr]
         self.datadir.save_settings(self.settings)
+        self._roster_changed()
         self._on_connect(owner)
 
     # -- dialing ------------------------------------------------------------------------
@@ -502,8 +530,8 @@ class Node:
     async def publish_record(self, kind: str, body: Any) -> dict[str, Any]:
         if self.gossip is None or self._gossip_driver is None:
             raise ColonyError("gossip is not running yet")
-        if kind == "roster":
-            raise ValidationError("kind 'roster' is reserved for the owner's roster")
+        if kind == ENVELOPE_KIND:
+            raise ValidationError(f"kind {ENVELOPE_KIND!r} is reserved for signed envelopes")
         env = self.gossip.publish(trio.current_time(), kind, body)
         self._gossip_driver.kick()
         return {"author": peer_id_str(env.author), "seq": open_body(env).seq, "kind": kind}
@@ -525,9 +553,52 @@ class Node:
                     continue
                 out.append(
                     {"author": peer_id_str(author), "seq": seq, "kind": body.kind,
-                     "body": body.body if body.kind != "roster" else None}
+                     "body": body.body if body.kind != ENVELOPE_KIND else None}
                 )  # fmt: skip
         return out
+
+    # -- lease primitives (the scheduler of the end-to-end issue builds on these) -------
+
+    def _lease_service(self) -> LeaseService:
+        if self.leases is None:
+            raise ColonyError("the lease service is not running yet")
+        return self.leases
+
+    async def lease_submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        terms = ProcessTerms(
+            pid=_pid(body.get("pid")),
+            submitter=self.identity.node_id,
+            executortype=str(body.get("executortype", "")),
+            priority=int(body.get("priority", 0)),
+            seq=time.time_ns(),
+            maxexectime_s=float(body.get("maxexectime_s", 0)),
+            maxwaittime_s=float(body.get("maxwaittime_s", 0)),
+            maxretries=int(body.get("maxretries", 0)),
+        )
+        return result_json(await self._lease_service().submit(terms))
+
+    async def lease_claim(self, body: dict[str, Any]) -> dict[str, Any]:
+        pids = body.get("pids")
+        if not isinstance(pids, list) or not 0 < len(pids) <= 1024:
+            raise ValidationError("pids must be a list of 1..1024 hex process ids")
+        lease_s = body.get("lease_s")
+        results = await self._lease_service().claim(
+            [_pid(p) for p in pids], None if lease_s is None else float(lease_s)
+        )
+        return {"results": [result_json(r) for r in results]}
+
+    async def lease_close(self, body: dict[str, Any]) -> dict[str, Any]:
+        outcome = str(body.get("outcome", "SUCCESS")).upper()
+        if outcome not in Outcome.__members__:
+            raise ValidationError("outcome must be SUCCESS or FAILED")
+        errors = tuple(str(e) for e in body.get("errors", ()))
+        closed = await self._lease_service().close(
+            _pid(body.get("pid")), Outcome[outcome], body.get("output"), errors
+        )
+        return result_json(closed)
+
+    async def lease_read(self, pid: str) -> dict[str, Any]:
+        return result_json(await self._lease_service().read(_pid(pid)))
 
     def metrics_text(self) -> str:
         st = self.status()
@@ -579,11 +650,21 @@ class Node:
                     GossipConfig.lan(),
                     is_member=self.membership.is_member,
                 )
+                writer = StoreWriter(self.store)
+                self.leases = LeaseService(
+                    self.identity.node_id,
+                    self.store,
+                    self.transport,
+                    writer,
+                    str(self.settings.colony),
+                    voters=self._voter_set(),
+                    has_role=self._has_role,
+                )
                 self._gossip_driver = CoreDriver(
                     self.gossip,
                     "gossip",
                     self.transport,
-                    StoreWriter(self.store),
+                    writer,
                     on_events=self._on_gossip_events,
                 )
                 host.set_stream_handler(JOIN_PROTOCOL, self._serve_join)  # type: ignore[arg-type]
@@ -595,6 +676,7 @@ class Node:
                         log.info("listening on %s", addr)
                     stop = trio.Event()
                     await nursery.start(self._gossip_driver.run)
+                    await nursery.start(self.leases.run)
                     nursery.start_soon(self._watch_peers)
                     await nursery.start(self._serve_api, stop)
                     nursery.start_soon(self._dialer)
@@ -611,6 +693,9 @@ class Node:
                             log.info("received %s: shutting down", signal.Signals(signum).name)
                             break
                     stop.set()
+                    if self.leases is not None and self.leases.granted:
+                        n = await self.leases.release_all()
+                        log.info("released %d leases", n)
                 finally:
                     self.datadir.remove_api_handle()
                     with trio.move_on_after(3) as cleanup:
@@ -651,6 +736,15 @@ def _first_colony_error(group: BaseExceptionGroup[Any]) -> ColonyError | None:
             if found is not None:
                 return found
     return None
+
+
+def _pid(value: Any) -> bytes:
+    if not isinstance(value, str) or not 2 <= len(value) <= 128:
+        raise ValidationError("a process id is 1..64 bytes of hex")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ValidationError(f"process id {value!r} is not hex") from None
 
 
 def _nid(peer_id: str) -> NodeId:
