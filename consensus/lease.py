@@ -6,11 +6,12 @@ claims, a colony of one) are answered inside the same step, never through the ne
 and the voter's writes come out in the same effects batch: persisted before anything
 of the step is sent.
 
-What the driver provides: `store` (the voter's registers), `rng`, `voters()` (the
-roster's voter set), `has_role(node, role)` (the roster's membership check), and
-`now_s` on every call from one monotonic clock. What it does with `take_effects()`:
-persist `writes`, then send `sends`, hand `events` to the application, and call
-`on_tick` at `wake_at_s`.
+What the driver provides: `store` (the voter's registers), `rng` (a fresh random stream
+per incarnation: request nonces come from it), `voters` (the roster's voter set at
+construction; `set_voters` when the roster changes it), `has_role(node, role)` (the
+roster's membership check), and `now_s` on every call from one monotonic clock. What it
+does with `take_effects()`: persist `writes`, then send `sends`, hand `events` to the
+application, and call `on_tick` at `wake_at_s`.
 """
 
 from __future__ import annotations
