@@ -28,7 +28,9 @@ class DhtConfig:
     # -- joining and refreshing ----------------------------------------------------------
     join_retry_s: float = 2.0  # a join that reached nobody tries again after this
     refresh_interval_s: float = 600.0  # a bucket untouched this long is refreshed
-    refresh_on_join_max: int = 16  # bucket refreshes a join starts after its self-lookup
+    # After its self-lookup a join refreshes the farthest buckets that are not full, at most
+    # this many: they cover 1/2, 1/4, 1/8 of the network; periodic refreshes do the rest.
+    refresh_on_join_max: int = 3
     table_save_interval_s: float = 60.0  # contacts saved for a restart this often
     saved_contacts_max: int = 64
     # -- records ------------------------------------------------------------------------

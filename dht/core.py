@@ -30,12 +30,7 @@ from colonynode.core.ids import NodeId
 from colonynode.dht.config import DhtConfig
 from colonynode.dht.events import (
     Dial,
-    FindNodeResult,
-    GetResult,
     Joined,
-    ProvideResult,
-    ProvidersResult,
-    PutResult,
 )
 from colonynode.dht.fs import FileRevision, fs_key
 from colonynode.dht.local import LocalRecords, Providers, RateLimiter, decode_heads, encode_heads
@@ -64,7 +59,7 @@ from colonynode.dht.records import (
     peer_key,
     reduce,
 )
-from colonynode.dht.routing import KEY_BITS, RoutingTable, common_prefix_len, key_of
+from colonynode.dht.routing import RoutingTable, common_prefix_len, key_of
 from colonynode.dht.server import DhtServer
 from colonynode.storage.api import Store
 
@@ -272,7 +267,7 @@ class DhtCore(DhtServer):
     def add_provider(self, now_s: float, key: bytes) -> int:
         """Announce that we hold content `key` to its k closest peers → ProvideResult."""
         if key not in self.provided and len(self.provided) >= self.config.provided_max:
-            return self._fail(now_s, Op(PROVIDE, key_of(key), key=key.hex()), "providing too much")
+            return self._fail(now_s, Op(PROVIDE, key_of(key), content=key), "providing too much")
         self.provided[key] = now_s + self.config.provider_ttl_s * self.config.republish_fraction
         return self._start(now_s, Op(PROVIDE, key_of(key), content=key))
 
@@ -452,47 +447,19 @@ class DhtCore(DhtServer):
 
     def _finish(self, now_s: float, op: Op) -> None:
         self.ops.pop(op.op_id, None)
-        lookup = op.lookup
-        hops = lookup.hops if lookup is not None else None
-        answers = lookup.answers if lookup is not None else 0
         if op.op_id == self.join_op:
             self._join_done(now_s, op)
             return
         if op.internal:
             return
-        events = self._effects.events
-        if op.kind == FIND:
-            peers = tuple(PeerInfo(c.node_id, c.addrs) for c in lookup.closest()) if lookup else ()
-            events.append(
-                FindNodeResult(
-                    op.op_id,
-                    op.target.to_bytes(KEY_BITS // 8, "big"),
-                    peers,
-                    hops,
-                    lookup.queries if lookup else 0,
-                    lookup.failures if lookup else 0,
-                )
-            )
-        elif op.kind == GET:
+        value = None
+        if op.kind == GET and op.heads:
             assert op.key is not None
-            heads = op.heads
-            ns = namespace_of(self.namespaces, op.key)
-            value = ns.view(heads) if heads else None
-            seq = max(h.seq for h in heads) if heads else None
-            quorum = answers >= min(self.config.get_quorum, max(1, len(self.table)))
-            events.append(
-                GetResult(op.op_id, op.key, value, seq, answers, quorum, hops, op.repaired)
-            )
-        elif op.kind == PUT:
-            ok = not op.reason and op.stored >= self.config.put_quorum
-            reason = op.reason or ("" if ok else f"{op.stored} stores acknowledged")
-            if op.republish is None:
-                events.append(PutResult(op.op_id, op.key or "", op.seq, op.stored, ok, reason))
-        elif op.kind == PROVIDE:
-            events.append(ProvideResult(op.op_id, op.content or b"", op.stored, op.stored >= 1))
-        elif op.kind == PROVIDERS:
-            found = tuple(PeerInfo(p, a) for p, a in op.found.items())[: op.wanted]
-            events.append(ProvidersResult(op.op_id, op.content or b"", found, hops))
+            value = namespace_of(self.namespaces, op.key).view(op.heads)
+        quorum = min(self.config.get_quorum, max(1, len(self.table)))
+        event = op.result(value, quorum, self.config.put_quorum)
+        if event is not None:
+            self._effects.events.append(event)
 
     def _join_done(self, now_s: float, op: Op) -> None:
         self.join_op = None

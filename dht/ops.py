@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from colonynode.core.ids import NodeId
+from colonynode.dht.events import (
+    FindNodeResult,
+    GetResult,
+    ProvideResult,
+    ProvidersResult,
+    PutResult,
+)
 from colonynode.dht.lookup import Lookup
-from colonynode.dht.messages import FindNode, GetProviders, GetValue
+from colonynode.dht.messages import FindNode, GetProviders, GetValue, PeerInfo
 from colonynode.dht.records import SignedRecord
 from colonynode.dht.routing import KEY_BITS
 
@@ -82,3 +89,32 @@ class Op:
             assert self.content is not None
             return GetProviders(rid, self.content)
         return FindNode(rid, self.target.to_bytes(KEY_BITS // 8, "big"))
+
+    def result(self, value: Any, get_quorum: int, put_quorum: int) -> Any:
+        """The event that reports this op to the application (None: no event)."""
+        lookup = self.lookup
+        hops = lookup.hops if lookup is not None else None
+        if self.internal:
+            return None
+        if self.kind == FIND:
+            peers = tuple(PeerInfo(c.node_id, c.addrs) for c in lookup.closest()) if lookup else ()
+            queries, failures = (lookup.queries, lookup.failures) if lookup else (0, 0)
+            target = self.target.to_bytes(KEY_BITS // 8, "big")
+            return FindNodeResult(self.op_id, target, peers, hops, queries, failures)
+        if self.kind == GET:
+            answers = lookup.answers if lookup is not None else 0
+            seq = max(h.seq for h in self.heads) if self.heads else None
+            quorum = answers >= get_quorum
+            key = self.key or ""
+            return GetResult(self.op_id, key, value, seq, answers, quorum, hops, self.repaired)
+        if self.kind == PUT:
+            ok = not self.reason and self.stored >= put_quorum
+            reason = self.reason or ("" if ok else f"{self.stored} stores acknowledged")
+            if self.republish is not None:
+                return None
+            return PutResult(self.op_id, self.key or "", self.seq, self.stored, ok, reason)
+        content = self.content or b""
+        if self.kind == PROVIDE:
+            return ProvideResult(self.op_id, content, self.stored, self.stored >= 1)
+        found = tuple(PeerInfo(p, a) for p, a in self.found.items())[: self.wanted]
+        return ProvidersResult(self.op_id, content, found, hops)

@@ -103,8 +103,8 @@ class DhtScenario(Scenario):
     params: ClassVar[dict[str, ParamValue]] = {
         "lookups": 200,
         "lookups_at_s": 6.0,
-        "records": 4,
-        "files": 2,
+        "records": 2,
+        "files": 1,
         "write_at_s": 9.0,
         "update_after_s": 3.0,
         "read_at_s": 15.0,
@@ -115,6 +115,7 @@ class DhtScenario(Scenario):
         "survivors": 100,
         "readers": 5,
         "publish_peers": True,
+        "join_refreshes": DhtConfig().refresh_on_join_max,
     }
     main_series = "messages_per_s"
     headline = ("lookup_hops_median", "lookup_hops_p99", "stale_reads", "lost_records")
@@ -157,7 +158,7 @@ class DhtScenario(Scenario):
         self.verified[memo] = True
 
     def build(self, world: World) -> None:
-        config = DhtConfig.local()
+        config = DhtConfig.local().with_(refresh_on_join_max=self.param_int("join_refreshes"))
         ids = world.ids
         self.keys = [key_of(i) for i in ids]
         index_of = world.network.index_of
