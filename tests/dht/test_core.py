@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from hashlib import sha256
+
+import pytest
 
 from colonynode.core.ids import NodeId
 from colonynode.dht.config import DhtConfig
@@ -221,10 +224,44 @@ def test_a_restarted_node_keeps_its_records_and_rejoins_from_saved_contacts() ->
 
 def test_a_core_needs_its_own_identity_to_sign() -> None:
     net = Net(2)
-    try:
-        DhtCore(
-            net.ids[0], net.stores[0], __import__("random").Random(1), identity=net.identities[1]
-        )
-    except ValueError:
-        return
-    raise AssertionError("a foreign identity was accepted")
+    with pytest.raises(ValueError):
+        DhtCore(net.ids[0], net.stores[0], random.Random(1), identity=net.identities[1])
+
+
+def test_messages_from_non_members_are_dropped() -> None:
+    net = Net(3)
+    outsider = net.ids[2]
+    core = DhtCore(
+        net.ids[0],
+        net.stores[0],
+        random.Random(1),
+        net.config,
+        identity=net.identities[0],
+        is_member=lambda nid: nid != outsider,
+    )
+    core.on_message(0.0, outsider, FindNode(1, b"\0" * 32))
+    assert not core.take_effects().sends and outsider not in core.table
+    assert core.stats["refused_member"] == 1
+    core.on_message(0.0, net.ids[1], FindNode(2, b"\0" * 32))
+    assert [m.rid for _, m in core.take_effects().sends] == [2]
+
+
+def test_file_records_by_authors_may_write_refuses_are_not_stored() -> None:
+    net = Net(2)
+    writer = net.ids[1]
+    core = DhtCore(
+        net.ids[0],
+        net.stores[0],
+        random.Random(1),
+        net.config,
+        identity=net.identities[0],
+        may_write=lambda author, key: author != writer,
+    )
+    other = net.cores[1]
+    revision = FileRevision("r1", b"\1" * 32, 1, (), writer, 1)
+    other.fs_add_revision(0.0, "lab", "data", "a", revision)  # nobody to ask: stored locally
+    [record] = other.records.get("/fs/lab/data/a")
+    core.on_message(0.0, writer, PutValue(7, (record.envelope,)))
+    [(_, ack)] = core.take_effects().sends
+    assert not ack.stored and ack.reason == "invalid"
+    assert not core.records.get("/fs/lab/data/a")
