@@ -116,7 +116,8 @@ class DhtCore(DhtServer):
         self.providers = Providers(config)
         self.rate = RateLimiter(config.store_rate_per_s, config.store_burst, config.rate_peers_max)
         self.ops: dict[int, Op] = {}
-        self.queries: dict[int, tuple[int, NodeId]] = {}  # rid -> (op id, peer)
+        # rid -> (op id, peer, is a store): lookup queries and stores awaiting an answer
+        self.queries: dict[int, tuple[int, NodeId, bool]] = {}
         self._deadlines: list[tuple[float, int]] = []  # (deadline, rid or -op id), lazy
         self.authored: dict[str, SignedRecord] = {}
         self.republish_at: dict[str, float] = {}
@@ -342,7 +343,7 @@ class DhtCore(DhtServer):
             op.lookup.failed(peer)
             return
         rid = self._new_id()
-        self.queries[rid] = (op.op_id, peer)
+        self.queries[rid] = (op.op_id, peer, False)
         heapq.heappush(self._deadlines, (now_s + self.config.query_timeout_s, rid))
         self._send(peer, op.request(rid), addrs)
 
@@ -380,8 +381,9 @@ class DhtCore(DhtServer):
         heads = reduce(ns, op.pool.values(), self.config.heads_max)
         if op.republish is not None:
             signed = op.republish
-            if heads and signed.digest not in {h.digest for h in heads} and not ns.merges:
-                op.reason = "a newer record exists"  # someone else's; stop republishing
+            best = reduce(ns, [*op.pool.values(), signed], self.config.heads_max)
+            if signed.digest not in {h.digest for h in best}:
+                op.reason = "a newer record exists"  # it covers ours: nothing to republish
                 return
         else:
             own = self.authored.get(op.key)
@@ -425,7 +427,7 @@ class DhtCore(DhtServer):
 
     def _store(self, now_s: float, op: Op, peer: NodeId, msg: PutValue | AddProvider) -> None:
         rid = self._new_id()
-        self.queries[rid] = (op.op_id, peer)
+        self.queries[rid] = (op.op_id, peer, True)
         heapq.heappush(self._deadlines, (now_s + self.config.query_timeout_s, rid))
         op.acks_waiting += 1
         self._send(peer, replace(msg, rid=rid))
@@ -524,18 +526,18 @@ class DhtCore(DhtServer):
             entry = self.queries.pop(ident, None)
             if entry is None:
                 continue
-            op_id, peer = entry
+            op_id, peer, is_store = entry
             self.stats["timeouts"] += 1
             if self.table.failed(peer):
                 self._table_dirty = True
             op = self.ops.get(op_id)
             if op is None:
                 continue
-            if op.phase == 0:
+            if is_store:
+                op.acks_waiting -= 1
+            else:
                 assert op.lookup is not None
                 op.lookup.failed(peer)
-            else:
-                op.acks_waiting -= 1
             self._advance(now_s, op)
 
     def _next_wake_s(self) -> float | None:
@@ -562,10 +564,10 @@ class DhtCore(DhtServer):
 
     # -- answers to our queries --------------------------------------------------------------
 
-    def _answer(self, now_s: float, sender: NodeId, rid: int) -> Op | None:
+    def _answer(self, now_s: float, sender: NodeId, rid: int, *, store: bool = False) -> Op | None:
         """The op a valid answer belongs to (the query is consumed), or None."""
         entry = self.queries.get(rid)
-        if entry is None or entry[1] != sender:
+        if entry is None or entry[1] != sender or entry[2] != store:
             return None
         del self.queries[rid]
         op = self.ops.get(entry[0])
@@ -625,7 +627,7 @@ class DhtCore(DhtServer):
         self._on_peers_answer(now_s, sender, op, msg.peers)
 
     def _on_put_ack(self, now_s: float, sender: NodeId, msg: PutAck) -> None:
-        op = self._answer(now_s, sender, msg.rid)
+        op = self._answer(now_s, sender, msg.rid, store=True)
         if op is None or op.phase != 1:
             return
         op.acks_waiting -= 1
