@@ -57,6 +57,7 @@ from colonynode.dht.records import (
     default_namespaces,
     namespace_of,
     peer_key,
+    record_digest,
     reduce,
 )
 from colonynode.dht.routing import RoutingTable, common_prefix_len, key_of
@@ -602,6 +603,10 @@ class DhtCore(DhtServer):
         if op.phase == 0 and op.key is not None:
             held: set[bytes] = set()
             for env in msg.records[: self.config.heads_max]:
+                digest = record_digest(env)
+                if digest in op.pool:  # the same signed bytes as a record already checked
+                    held.add(digest)
+                    continue
                 try:
                     [signed] = self.check_records(op.key, (env,))
                 except ColonyError:
