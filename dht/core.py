@@ -549,11 +549,18 @@ class DhtCore(DhtServer):
                 wake = min(wake, min(self.republish_at.values()))
             if self.provided:
                 wake = min(wake, min(self.provided.values()))
-        if self._deadlines:
-            wake = min(wake, self._deadlines[0][0])
+        heap = self._deadlines
+        while heap and not self._pending(heap[0][1]):
+            heapq.heappop(heap)  # answered or finished: no need to wake for it
+        if heap:
+            wake = min(wake, heap[0][0])
         if self.join_retry_s is not None:
             wake = min(wake, self.join_retry_s)
         return wake if self._started else None
+
+    def _pending(self, ident: int) -> bool:
+        """Whether a deadline (a query's rid, or minus an op's id) still matters."""
+        return (-ident in self.ops) if ident < 0 else (ident in self.queries)
 
     def _save_contacts(self) -> None:
         if not self._table_dirty:

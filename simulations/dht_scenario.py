@@ -139,6 +139,7 @@ class DhtScenario(Scenario):
         self.survival: dict[tuple[int, int], str] = {}  # (node, req) -> key
         self.survival_found: dict[str, bool] = {}
         self.killed: set[int] = set()
+        self.world_now_s: Callable[[], float] = lambda: 0.0
         self.messages_at_sample = 0
 
     # -- world building ---------------------------------------------------------------------
@@ -158,6 +159,7 @@ class DhtScenario(Scenario):
         self.verified[memo] = True
 
     def build(self, world: World) -> None:
+        self.world_now_s = lambda: world.now_s
         config = DhtConfig.local().with_(refresh_on_join_max=self.param_int("join_refreshes"))
         ids = world.ids
         self.keys = [key_of(i) for i in ids]
@@ -276,7 +278,8 @@ class DhtScenario(Scenario):
 
     def _read(self, i: int, key: str) -> Callable[[DhtCore, float], None]:
         def fn(core: DhtCore, now_s: float) -> None:
-            self.reads[(i, core.get(now_s, key))] = (key, now_s)
+            # the world's time, not the node's: acknowledgements are timed in it too
+            self.reads[(i, core.get(now_s, key))] = (key, self.world_now_s())
 
         return fn
 
