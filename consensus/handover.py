@@ -8,11 +8,9 @@ The roster's voter set has a version. When version v+1 names a new set:
   paged by pid) and merges them (`merge_handover`); it serves v+1 only once a majority
   of set v has handed over completely, and every process on which those voters hold two
   different closed results is settled: the result a majority of set v holds wins (it is
-  the one that may have committed); among holders' closes only, the highest epoch wins
-  (a lower one cannot have committed: the higher epoch's grant needed a majority); if
-  every voter of set v answered and none has a majority, nothing committed and the first
-  result is kept. An expiry against a close with no majority among the voters that
-  answered waits for more of set v (a liveness gap if they are dead: see the docs).
+  the one that may have committed); if every voter of set v answered and none has a
+  majority, nothing committed and the first result is kept. Until then it waits (a
+  liveness gap if old voters are dead: see docs/consensus.md).
 
 Why it is safe: a lease, a commit or an acknowledged submission under v is held by a
 majority of set v, which intersects the majority every new voter merged from. Merging
@@ -132,14 +130,11 @@ class HandoverProgress:
                 if reg is not None and voter in self.done:
                     counts.setdefault(_key(reg), []).append(reg)
             winner = next((regs[0] for regs in counts.values() if len(regs) >= need), None)
-            seen = [regs[0] for regs in counts.values()]
-            if winner is None and seen and all(r.holder is not None for r in seen):
-                # Holders' closes only: the highest epoch is the only one that can have
-                # committed (its grant needed a majority, which a lower committed close
-                # would have refused).
-                winner = max(seen, key=lambda r: r.epoch)
             if winner is None and len(self.done) < len(previous):
-                return False, []  # an expiry against a close: wait for more old voters
+                # No majority yet: either result may have committed under the old set.
+                # (Picking the highest epoch is not safe: a repair or an earlier handover
+                # can make a lower-epoch close the committed one.) Wait for more.
+                return False, []
             if winner is not None:
                 installs.append(winner)
         return True, installs
