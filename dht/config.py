@@ -41,6 +41,9 @@ class DhtConfig:
     record_ttl_s: float = 24 * 3600.0  # a storer keeps a record this long after a store
     # Authors store their records again at TTL/2, so a record outlives churn of storers.
     republish_fraction: float = 0.5
+    # A new record is stored once more this long after its write (the network around it
+    # may have changed: a colony starting, churn), then every TTL/2.
+    settle_republish_s: float = 60.0
     provider_ttl_s: float = 24 * 3600.0
     expire_sweep_s: float = 10.0  # how often storers drop expired records and providers
     value_bytes_max: int = 64 * 1024  # one signed record's payload
@@ -100,6 +103,7 @@ class DhtConfig:
             provider_ttl_s=120.0,
             expire_sweep_s=1.0,
             table_save_interval_s=5.0,
+            settle_republish_s=5.0,
         )
 
     def with_(self, **changes: float | int) -> DhtConfig:

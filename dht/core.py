@@ -423,7 +423,10 @@ class DhtCore(DhtServer):
             self.republish_at.pop(oldest, None)
             self._effects.writes.append((AUTHORED_TABLE, oldest.encode(), None))
         self.authored[key] = signed
-        self.republish_at[key] = now_s + signed.record.ttl_s * self.config.republish_fraction
+        # The first store again comes soon (the closest peers of a young network, or of
+        # a churning one, are not those of a few seconds later), then every TTL/2.
+        every_s = signed.record.ttl_s * self.config.republish_fraction
+        self.republish_at[key] = now_s + min(every_s, self.config.settle_republish_s)
         self._effects.writes.append((AUTHORED_TABLE, key.encode(), encode_heads([signed])))
 
     def _store(self, now_s: float, op: Op, peer: NodeId, msg: PutValue | AddProvider) -> None:
