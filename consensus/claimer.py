@@ -13,9 +13,9 @@ that have not answered, until a majority decides it or its timeout passes. Rules
 - a renew that a majority accepts moves the deadline to ``renew_sent + lease_s·(1 −
   drift) − margin``; when the deadline passes the lease is lost (`LeaseEnded`): the
   application must stop acting on the process;
-- a close carries the lease's epoch (the fencing token). A holder that lost its lease
-  may still try to close: the voters accept only if no newer lease was granted, so a
-  committed result happens exactly once;
+- a close carries the lease's epoch (the fencing token): the voters accept it only if
+  no newer lease was granted, so a committed result happens exactly once. A holder whose
+  lease ran out does not even send it (`Closed` with NOT_HOLDER at once);
 - with `slots` > 0 the claimer also schedules: it scans a voter for candidates, claims
   among the first ones by rendezvous hash of (pid, node), and expires processes the
   voters report as run out.
@@ -59,7 +59,7 @@ __all__ = ["ClaimerConfig", "ClaimerCore"]
 OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expires, reads)
 LEASES_MAX = 1_024  # leases held at once
 EPOCHS_MAX = 10_000  # highest epochs remembered per pid (oldest forgotten first)
-LOST_MAX = 1_024  # lost leases remembered, so a late close can still be tried
+LOST_MAX = 1_024  # lost leases remembered, so a late close is refused with its epoch
 CLAIM_BATCH_MAX = 64  # processes per Claim request
 
 
@@ -177,16 +177,21 @@ class ClaimerCore:
         output: Any = None,
         errors: tuple[str, ...] = (),
     ) -> bool:
-        """Close with the lease's epoch; `Closed` says whether it committed. A lease that
-        ran out is still tried: the voters fence it if a newer lease exists."""
+        """Close with the lease's epoch; `Closed` says whether it committed. A holder
+        whose lease ran out does not send it (it must stop acting): `Closed` with
+        NOT_HOLDER at once. (Were it sent, the voters would fence it by the epoch; but a
+        late close accepted by a voter that missed the newer epoch is a second closed
+        result a later handover may have to settle.)"""
         lease = self.leases.pop(pid, None)
-        if lease is not None:
-            epoch = lease.epoch
-            self.effects.events.append(ev.LeaseEnded(pid, epoch, "closing"))
-        elif pid in self.lost:
-            epoch = self.lost.pop(pid)
-        else:
+        if lease is None or now_s >= lease.deadline_s:
+            epoch = self.lost.pop(pid, None) if lease is None else lease.epoch
+            if lease is not None:
+                self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "lost"))
+            if epoch is not None:
+                self.effects.events.append(ev.Closed(pid, epoch, outcome, False, Reason.NOT_HOLDER))
             return False
+        epoch = lease.epoch
+        self.effects.events.append(ev.LeaseEnded(pid, epoch, "closing"))
         msg = Close(pid, epoch, outcome, output, errors, self.version())
         started = self._start(Tag.CLOSE, pid, epoch, msg, now_s)
         if started:

@@ -91,6 +91,7 @@ class VoterCore:
         self.retry_s = retry_s
         initial = voter_set or VoterSet(1, (node_id,))
         meta = store.get(META_TABLE, META_KEY)
+        self._meta_unsaved = meta is None  # written at the first step, before any reply
         if meta is None:
             self.vset = initial
             first = not initial.previous and node_id in initial.voters
@@ -123,6 +124,8 @@ class VoterCore:
             self.registers = {
                 pid: rg.restarted(reg, now_s, timing) for pid, reg in self.registers.items()
             }
+            if self._meta_unsaved:
+                self._save_meta()  # a restart must know which version it served
             if self._newer is not None:
                 self.set_voters(now_s, self._newer)
             self._start_handover(now_s)
@@ -171,6 +174,7 @@ class VoterCore:
         self.handover = HandoverProgress(vset, next_s={v: now_s for v in vset.previous})
 
     def _save_meta(self) -> None:
+        self._meta_unsaved = False
         record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed}
         self.effects.writes.append((META_TABLE, META_KEY, record))
 
