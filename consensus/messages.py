@@ -101,6 +101,7 @@ class Reason(IntEnum):
     NO_MATCH = 13  # the executor type does not match the process
     FULL = 14  # the voter's register table is at registers_max
     WRONG_VERSION = 15  # the voter does not serve the voter-set version the request names
+    LEASE_EXPIRED = 16  # a close after the lease ran out at this voter
 
 
 @dataclass(frozen=True, slots=True)

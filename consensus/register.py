@@ -20,8 +20,8 @@ The table (the voter accepts iff ..., and then ...):
   RUNNING) is a retransmission: accepted, the expiry extended;
 - renew(e): RUNNING, e == epoch, same holder, maxexectime not passed -> expiry
   extended to now + lease·(1+drift) + margin;
-- close(e): RUNNING, e == epoch, same holder (or the same close again) -> SUCCESS or
-  FAILED with the output;
+- close(e): RUNNING, e == epoch, same holder, the lease unexpired here (or the same
+  close again) -> SUCCESS or FAILED with the output;
 - release(e): RUNNING, e == epoch, same holder (or WAITING at e: a retransmission) ->
   WAITING, no retry counted;
 - expire: RUNNING, expired here and retries spent; or WAITING past maxwaittime ->
@@ -234,14 +234,21 @@ def close(
     output: Any,
     errors: tuple[str, ...],
     *,
+    now_s: float | None = None,
     ignore_epochs: bool = False,
 ) -> Result:
+    """With `now_s`, a close after the lease ran out at this voter is refused
+    (LEASE_EXPIRED): a close sent in time but delivered late must not leave a second
+    closed result at a voter that missed a newer lease (a handover could not settle it
+    without every old voter)."""
     state = State.SUCCESS if outcome is Outcome.SUCCESS else State.FAILED
     if reg.closed and reg.epoch == epoch and reg.holder == holder and reg.state is state:
         return reg, Reason.OK  # a retransmission of the close that was accepted
     reason = Reason.OK if ignore_epochs and not reg.closed else _holds(reg, epoch, holder)
     if reason is not Reason.OK:
         return reg, reason
+    if now_s is not None and not ignore_epochs and lease_expired(reg, now_s):
+        return reg, Reason.LEASE_EXPIRED
     closed = replace(
         reg,
         state=state,

@@ -316,7 +316,14 @@ class VoterCore:
             return rg.renew(reg, epoch, sender, now_s, self.timing)
         if isinstance(msg, Close):
             return rg.close(
-                reg, epoch, sender, msg.outcome, msg.output, msg.errors, ignore_epochs=ignore
+                reg,
+                epoch,
+                sender,
+                msg.outcome,
+                msg.output,
+                msg.errors,
+                now_s=now_s,
+                ignore_epochs=ignore,
             )
         if isinstance(msg, Release):
             return rg.release(reg, epoch, sender, now_s)

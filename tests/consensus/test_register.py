@@ -94,6 +94,13 @@ def test_epoch_fencing_close_needs_the_current_epoch_and_holder() -> None:
     assert reason is Reason.OK and closed.state is State.SUCCESS and closed.output == "out"
 
 
+def test_a_close_after_the_lease_ran_out_here_is_refused() -> None:
+    reg = granted(waiting(), 1, A, 0.0)
+    late = reg.expiry_s
+    assert rg.close(reg, 1, A, Outcome.SUCCESS, "o", (), now_s=late)[1] is Reason.LEASE_EXPIRED
+    assert rg.close(reg, 1, A, Outcome.SUCCESS, "o", (), now_s=late - 0.01)[1] is Reason.OK
+
+
 def test_close_is_terminal_and_a_retransmitted_close_is_accepted() -> None:
     reg = granted(waiting(), 1, A, 0.0)
     closed = rg.close(reg, 1, A, Outcome.SUCCESS, "out", ())[0]
