@@ -44,6 +44,9 @@ class NodeApi(Protocol):
     async def lease_claim(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def lease_close(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def lease_read(self, pid: str) -> dict[str, Any]: ...
+    async def fs_add_revision(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def fs_record(self, label: str, name: str) -> dict[str, Any]: ...
+    async def find_peer(self, peer_id: str) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -150,6 +153,15 @@ def build_app(node: NodeApi, token: str) -> Starlette:
     async def lease_read(request: Request) -> Any:
         return await node.lease_read(request.path_params["pid"])
 
+    async def fs_add(request: Request) -> Any:
+        return await node.fs_add_revision(await _body(request))
+
+    async def fs_get(request: Request) -> Any:
+        return await node.fs_record(request.path_params["label"], request.path_params["name"])
+
+    async def find_peer(request: Request) -> Any:
+        return await node.find_peer(request.path_params["peer_id"])
+
     async def metrics(_: Request) -> Any:
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
@@ -166,6 +178,9 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/leases/claim", guarded(lease_claim), methods=["POST"]),
         Route("/v1/leases/close", guarded(lease_close), methods=["POST"]),
         Route("/v1/leases/{pid}", guarded(lease_read), methods=["GET"]),
+        Route("/v1/fs/revisions", guarded(fs_add), methods=["POST"]),
+        Route("/v1/fs/{label}/{name}", guarded(fs_get), methods=["GET"]),
+        Route("/v1/dht/peers/{peer_id}", guarded(find_peer), methods=["GET"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)

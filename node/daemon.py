@@ -41,6 +41,7 @@ from colonynode.gossip.records import (
 )
 from colonynode.node.api import PermissionDenied, build_app
 from colonynode.node.datadir import DataDir, NodeSettings
+from colonynode.node.dht_service import DhtService
 from colonynode.node.driver import CoreDriver
 from colonynode.node.host import build_host
 from colonynode.node.leases import LeaseService, result_json
@@ -127,6 +128,8 @@ class Node:
         self._gossip_driver: CoreDriver | None = None
         self._gossip_peers: frozenset[NodeId] = frozenset()
         self.leases: LeaseService | None = None
+        self.dht: DhtService | None = None
+        self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -173,8 +176,8 @@ class Node:
         env = self.membership.envelope
         if env is None:
             return
-        peers = self.membership.known_peers() if self.membership.is_member(peer) else ()
-        self.transport.send(peer, "roster", [Hello(env, tuple(self.transport.addrs()), peers)])
+        # Other members' addresses are found through the DHT (/peer/ records), not relayed.
+        self.transport.send(peer, "roster", [Hello(env, tuple(self.transport.addrs()), ())])
 
     def _on_disconnect(self, peer: NodeId) -> None:
         self._refresh_gossip_peers()
@@ -188,6 +191,8 @@ class Node:
             self._gossip_peers = peers
             self.gossip.set_peers(trio.current_time(), peers)
             self._gossip_driver.kick()
+            if self.dht is not None:
+                self.dht.connected(sorted(peers), lambda p: self.membership.addrs.get(p, ()))
 
     async def _watch_peers(self) -> None:
         # Connection events can race libp2p's own bookkeeping: re-check every second.
@@ -340,7 +345,7 @@ class Node:
         assert env is not None
         own = PeerAddrs(self.identity.node_id, tuple(self.transport.addrs()))
         log.info("admitted %s as %s (roles %s)", short_id(joiner), member.name, member.roles)
-        return JoinAccepted(env, (own, *self.membership.known_peers()))
+        return JoinAccepted(env, (own,))
 
     async def _forward_join(self, joiner: NodeId, req: JoinRequest) -> JoinAccepted | RemoteError:
         """A member that is not the owner relays the request to the owner's node."""
@@ -420,6 +425,8 @@ class Node:
                 targets += [a for a in addrs if "/p2p/" in a][:1]
             if not connected:
                 targets += self.settings.bootstrap
+            elif self.dht is not None:
+                self._find_unknown_members(connected)
             for addr in targets:
                 try:
                     await self.transport.connect(addr)
@@ -428,6 +435,34 @@ class Node:
             self._wake_dialer = trio.Event()
             with trio.move_on_after(REDIAL_S):
                 await self._wake_dialer.wait()
+
+    def _find_unknown_members(self, connected: set[NodeId]) -> None:
+        """Look up, through the DHT, members we know no address for (at most every 10 s)."""
+        roster = self.membership.roster
+        assert self._nursery is not None and roster is not None
+        now = trio.current_time()
+        for m in roster.members:
+            nid = m.node_id
+            if nid == self.identity.node_id or nid in connected or nid in self.membership.addrs:
+                continue
+            if self._finding.get(nid, 0.0) > now:
+                continue
+            self._finding[nid] = now + 10.0
+            self._nursery.start_soon(self._find_member, nid)
+
+    async def _find_member(self, nid: NodeId) -> None:
+        assert self.dht is not None
+        try:
+            addrs = await self.dht.find_peer(nid)
+        except ColonyError as exc:
+            log.debug("no address for %s yet: %s", short_id(nid), exc)
+            return
+        full = tuple(a if "/p2p/" in a else f"{a}/p2p/{peer_id_str(nid)}" for a in addrs)
+        writes = self.membership.learn_addrs(nid, full)
+        if writes:
+            self._persist(writes)
+            log.info("found %s through the DHT: %s", short_id(nid), full[0])
+            self._wake_dialer.set()
 
     # -- API ----------------------------------------------------------------------------
 
@@ -451,6 +486,7 @@ class Node:
             "roles": list(me.roles) if me else [],
             "uptime_s": round(trio.current_time() - self.started_s, 3),
             "gossip": self.gossip.stats() if self.gossip else {},
+            "dht": self._dht_status(),
             "counters": {
                 "refused_streams": counters.get("refused_streams", 0),
                 "bad_frames": counters.get("bad_frames", 0),
@@ -482,6 +518,12 @@ class Node:
                 }
             )
         return rows
+
+    def _dht_status(self) -> dict[str, Any]:
+        if self.dht is None:
+            return {}
+        core = self.dht.core
+        return {**core.stats, "joined": core.joined, "found_peer_addrs": self.dht.found_addrs}
 
     def members(self) -> list[dict[str, Any]]:
         out = self.membership.describe()
@@ -600,6 +642,58 @@ class Node:
     async def lease_read(self, pid: str) -> dict[str, Any]:
         return result_json(await self._lease_service().read(_pid(pid)))
 
+    # -- ColonyFS records in the DHT ---------------------------------------------------
+
+    def _dht_service(self) -> DhtService:
+        if self.dht is None:
+            raise ColonyError("the DHT is not running yet")
+        return self.dht
+
+    async def fs_add_revision(self, body: dict[str, Any]) -> dict[str, Any]:
+        from colonynode.dht import FileRevision
+
+        label, name = str(body.get("label", "")), str(body.get("name", ""))
+        revision = FileRevision(
+            id=str(body.get("id", "")),
+            sha256=bytes.fromhex(str(body.get("sha256", ""))),
+            size=int(body.get("size", 0)),
+            chunks=tuple(bytes.fromhex(str(c)) for c in body.get("chunks", ())),
+            author=self.identity.node_id,
+            time_ns=time.time_ns(),
+        )
+        result = await self._dht_service().fs_put(label, name, revision)
+        return {
+            "ok": result.ok,
+            "stored": result.stored,
+            "seq": result.seq,
+            "reason": result.reason,
+        }
+
+    async def find_peer(self, peer_id: str) -> dict[str, Any]:
+        """A member's addresses from its signed /peer/ record in the DHT."""
+        nid = _nid(peer_id)
+        addrs = await self._dht_service().find_peer(nid)
+        return {"peer_id": peer_id, "found": bool(addrs), "addrs": list(addrs)}
+
+    async def fs_record(self, label: str, name: str) -> dict[str, Any]:
+        result = await self._dht_service().fs_get(label, name)
+        record = result.value
+        revisions = [] if record is None else [
+            {"id": r.id, "sha256": r.sha256.hex(), "size": r.size,
+             "chunks": [c.hex() for c in r.chunks], "author": peer_id_str(r.author),
+             "time_ns": r.time_ns}
+            for r in record.revisions
+        ]  # fmt: skip
+        return {
+            "found": record is not None,
+            "label": label,
+            "name": name,
+            "latest": None if record is None else record.latest,
+            "revisions": revisions,
+            "answers": result.answers,
+            "hops": result.hops,
+        }
+
     def metrics_text(self) -> str:
         st = self.status()
         lines = [
@@ -660,6 +754,16 @@ class Node:
                     voters=self._voter_set(),
                     has_role=self._has_role,
                 )
+                self.dht = DhtService(
+                    self.identity,
+                    self.store,
+                    self.transport,
+                    writer,
+                    str(self.settings.colony),
+                    nursery,
+                    is_member=self.membership.is_member,
+                    may_write=lambda author, key: self.membership.is_member(author),
+                )
                 self._gossip_driver = CoreDriver(
                     self.gossip,
                     "gossip",
@@ -677,6 +781,11 @@ class Node:
                     stop = trio.Event()
                     await nursery.start(self._gossip_driver.run)
                     await nursery.start(self.leases.run)
+                    await nursery.start(self.dht.run)
+                    self.dht.start(
+                        self.transport.addrs(),
+                        [(p, self.membership.addrs.get(p, ())) for p in self.transport.peers()],
+                    )
                     nursery.start_soon(self._watch_peers)
                     await nursery.start(self._serve_api, stop)
                     nursery.start_soon(self._dialer)
