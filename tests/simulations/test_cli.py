@@ -114,6 +114,7 @@ def test_plot_without_matplotlib_is_a_one_line_error(
 
 def test_plot_draws_the_main_figure(runner: CliRunner, tmp_path: Path) -> None:
     import matplotlib  # noqa: F401  (a test dependency: the plot is tested, not skipped)
+
     out = tmp_path / "ping.png"
     result = runner.invoke(
         app, ["simulate", "-s", "ping", "-n", "20", "--seeds", "1..2", "--plot", str(out)]
