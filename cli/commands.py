@@ -12,6 +12,9 @@ def register(app: typer.Typer) -> None:
     from colonynode.cli import node_cmds
 
     node_cmds.register(app)
+    from colonynode.cli import process_cmds
+
+    process_cmds.register(app)
     from colonynode.cli import simulate as _simulate
 
     app.command("simulate")(_simulate.simulate)

@@ -47,6 +47,9 @@ class NodeApi(Protocol):
     async def fs_add_revision(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def fs_record(self, label: str, name: str) -> dict[str, Any]: ...
     async def find_peer(self, peer_id: str) -> dict[str, Any]: ...
+    async def submit_process(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def get_process(self, pid_hex: str, consistent: bool) -> dict[str, Any]: ...
+    def list_processes(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -162,6 +165,21 @@ def build_app(node: NodeApi, token: str) -> Starlette:
     async def find_peer(request: Request) -> Any:
         return await node.find_peer(request.path_params["peer_id"])
 
+    async def submit_process(request: Request) -> Any:
+        return await node.submit_process(await _body(request))
+
+    async def get_process(request: Request) -> Any:
+        consistent = request.query_params.get("consistent", "") in ("1", "true", "yes")
+        return await node.get_process(request.path_params["pid"], consistent)
+
+    async def list_processes(request: Request) -> Any:
+        state = request.query_params.get("state") or None
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            raise ValidationError("limit must be an integer") from None
+        return node.list_processes(state, max(0, min(limit, RECORDS_LIST_MAX)))
+
     async def metrics(_: Request) -> Any:
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
@@ -181,6 +199,9 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/fs/revisions", guarded(fs_add), methods=["POST"]),
         Route("/v1/fs/{label}/{name}", guarded(fs_get), methods=["GET"]),
         Route("/v1/dht/peers/{peer_id}", guarded(find_peer), methods=["GET"]),
+        Route("/v1/processes", guarded(submit_process), methods=["POST"]),
+        Route("/v1/processes", guarded(list_processes), methods=["GET"]),
+        Route("/v1/processes/{pid}", guarded(get_process), methods=["GET"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)

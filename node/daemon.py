@@ -58,6 +58,7 @@ from colonynode.node.messages import (
     RosterUpdate,
 )
 from colonynode.node.p2p import Channel, DialError, P2PTransport, node_id_of
+from colonynode.node.processes import PROCESS_KIND, ProcessBook, new_pid, terms_of
 from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
 from colonynode.storage._trio import StoreWriter
 from colonynode.storage.api import Store, Write
@@ -129,6 +130,7 @@ class Node:
         self._gossip_peers: frozenset[NodeId] = frozenset()
         self.leases: LeaseService | None = None
         self.dht: DhtService | None = None
+        self.processes = ProcessBook()
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
 
     # -- helpers ------------------------------------------------------------------------
@@ -202,6 +204,9 @@ class Node:
 
     def _on_gossip_events(self, events: list[Any]) -> None:
         for ev in events:
+            if isinstance(ev, Accepted) and ev.kind.startswith(PROCESS_KIND):
+                self.processes.on_record(ev.author, ev.kind, ev.body)
+                continue
             if isinstance(ev, Accepted) and ev.kind == ENVELOPE_KIND and not ev.local:
                 try:
                     env = envelope_from_body(ev.body)
@@ -694,6 +699,82 @@ class Node:
             "hops": result.hops,
         }
 
+    # -- processes ----------------------------------------------------------------------
+
+    def _load_processes(self) -> None:
+        """Rebuild the process view from the gossip records this node holds."""
+        assert self.gossip is not None
+        for author, hwm in sorted(self.gossip.digest().items()):
+            for seq in range(1, hwm + 1):
+                env = self.gossip.record(author, seq)
+                if env is None:
+                    continue
+                body = open_body(env)
+                if body.kind.startswith(PROCESS_KIND):
+                    self.processes.on_record(author, body.kind, body.body)
+
+    async def submit_process(self, body: dict[str, Any]) -> dict[str, Any]:
+        roster = self.membership.roster
+        if roster is None or not roster.has_role(self.identity.node_id, "submitter"):
+            raise PermissionDenied("this node does not have the submitter role")
+        from colonynode.core.process import parse_spec, spec_to_json
+
+        spec = parse_spec(body.get("spec"))
+        if self.gossip is None or self._gossip_driver is None:
+            raise ColonyError("gossip is not running yet")
+        pid, submitted = new_pid(), time.time_ns()
+        record = {"processid": pid.hex(), "spec": spec_to_json(spec), "submission_ns": submitted}
+        # Durable here (gossip ledger) before anything is sent; acknowledged to the user
+        # only once a majority of voters holds the register.
+        self.gossip.publish(trio.current_time(), PROCESS_KIND, record)
+        self.processes.on_record(self.identity.node_id, PROCESS_KIND, record)
+        self._gossip_driver.kick()
+        ack = await self._lease_service().submit(
+            terms_of(pid, spec, self.identity.node_id, submitted)
+        )
+        if not ack.acked:
+            raise ColonyError(
+                f"process {pid.hex()} was not acknowledged by a majority of voters"
+                f" ({ack.reason.name if ack.reason is not None else 'no answer'})"
+            )
+        view = self.processes.get(pid)
+        assert view is not None
+        return view
+
+    async def get_process(self, pid_hex: str, consistent: bool) -> dict[str, Any]:
+        pid = _pid(pid_hex)
+        view = self.processes.get(pid)
+        if view is None and not consistent:
+            raise ColonyError(f"no process {pid_hex} is known to this node")
+        if consistent:
+            read = await self._lease_service().read(pid)
+            if read.view is None and view is None:
+                raise ColonyError(f"no process {pid_hex} is known to a majority of voters")
+            view = dict(view or {"processid": pid_hex})
+            if read.view is not None:
+                reg = read.view
+                view.update(
+                    state=reg.state.name,
+                    epoch=reg.epoch,
+                    retries=reg.retries,
+                    output=reg.output if reg.output is not None else view.get("output", []),
+                    errors=list(reg.errors),
+                    executor=None if reg.holder is None else peer_id_str(reg.holder),
+                )
+            view["consistent"] = {"committed": read.committed, "answered": read.answered}
+        assert view is not None
+        return view
+
+    def list_processes(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        from colonynode.core.process import State
+
+        wanted = None
+        if state is not None:
+            if state.upper() not in State.__members__:
+                raise ValidationError(f"state must be one of {', '.join(State.__members__)}")
+            wanted = State[state.upper()]
+        return self.processes.list(wanted, limit)
+
     def metrics_text(self) -> str:
         st = self.status()
         lines = [
@@ -780,6 +861,7 @@ class Node:
                         log.info("listening on %s", addr)
                     stop = trio.Event()
                     await nursery.start(self._gossip_driver.run)
+                    self._load_processes()
                     await nursery.start(self.leases.run)
                     await nursery.start(self.dht.run)
                     self.dht.start(
