@@ -1,4 +1,4 @@
-"""Process commands: submit, ps, get (the end-to-end issue adds run, wait, logs, cancel)."""
+"""Process commands: submit, run, ps, get, wait, and `executor run`."""
 
 from __future__ import annotations
 
@@ -95,3 +95,111 @@ def register(app: typer.Typer) -> None:
     app.command("submit")(submit)
     app.command("ps")(ps)
     app.command("get")(get)
+    register_more(app)
+
+
+def wait(
+    pid: str = typer.Argument(..., help="The process id."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Give up after this many seconds."),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Wait until a process is closed; print its output (exit 1 if it failed)."""
+    proc = _wait_closed(data_dir, pid, timeout)
+    _print_result(proc, as_json)
+
+
+def _wait_closed(data_dir: str | None, pid: str, timeout: float) -> Any:
+    import time
+
+    client = _client(data_dir)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc = client.get(f"/v1/processes/{pid}")
+        except ColonyError:
+            proc = None  # not gossiped here yet
+        if proc is not None and proc["state"] in ("SUCCESS", "FAILED", "CANCELLED"):
+            return proc
+        if time.monotonic() > deadline:
+            state = proc["state"] if proc else "unknown"
+            raise ColonyError(f"process {pid} is still {state} after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _print_result(proc: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(proc)
+    elif proc["state"] == "SUCCESS":
+        typer.echo(json.dumps(proc["output"]))
+    else:
+        typer.echo(f"{proc['state']}: {'; '.join(proc['errors'])}", err=True)
+    if proc["state"] != "SUCCESS":
+        raise typer.Exit(1)
+
+
+def run(
+    funcname: str = typer.Argument(..., help="The function to run."),
+    args: list[str] = typer.Argument(None, help="Arguments (JSON values; else strings)."),
+    executortype: str = typer.Option(..., "--executortype", help="Which executors may run it."),
+    maxexectime: int = typer.Option(-1, "--maxexectime"),
+    maxretries: int = typer.Option(0, "--maxretries"),
+    priority: int = typer.Option(0, "--priority"),
+    wait_: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
+    timeout: float = typer.Option(60.0, "--timeout"),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Submit one function call (a spec made from the command line)."""
+
+    def value(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    spec = {"funcname": funcname, "args": [value(a) for a in args or []],
+            "maxexectime": maxexectime, "maxretries": maxretries, "priority": priority,
+            "conditions": {"executortype": executortype}}  # fmt: skip
+    from colonynode.core.process import parse_spec
+
+    parse_spec(spec)
+    proc = _client(data_dir).post("/v1/processes", {"spec": spec})
+    if not wait_:
+        typer.echo(proc["processid"])
+        return
+    _print_result(_wait_closed(data_dir, proc["processid"], timeout), as_json)
+
+
+executor_app = typer.Typer(help="Executors: serve functions through a node.", no_args_is_help=True)
+
+
+@executor_app.command("run")
+def executor_run(
+    functions_file: str = typer.Argument(..., help="A Python file of @function's."),
+    executortype: str = typer.Option(..., "--type", help="The executor type it serves."),
+    name: str | None = typer.Option(None, "--name", help="The executor's name."),
+    max_processes: int | None = typer.Option(None, "--max-processes", help="Stop after N."),
+    data_dir: str | None = DataDirOpt,
+) -> None:
+    """Serve a file's functions through the node of --data-dir until interrupted."""
+    from colonynode.node.logs import setup_logging
+    from colonynode.sdk.executor import Executor
+    from colonynode.sdk.functions import load_functions
+
+    functions = load_functions(functions_file)
+    setup_logging()
+    client = _client(data_dir)
+    node_name = client.get("/v1/status")["name"]
+    ex = Executor(client, functions, executortype, name or f"{node_name}-{executortype}")
+    typer.echo(f"executor {ex.name} serves {', '.join(sorted(functions))}", err=True)
+    try:
+        ex.run_forever(max_processes)
+    except KeyboardInterrupt:
+        pass
+
+
+def register_more(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("wait")(wait)
+    app.add_typer(executor_app, name="executor")

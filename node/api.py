@@ -50,6 +50,11 @@ class NodeApi(Protocol):
     async def submit_process(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def get_process(self, pid_hex: str, consistent: bool) -> dict[str, Any]: ...
     def list_processes(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def executor_register(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def executor_assign(self, executor_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def executor_close(
+        self, executor_id: str, body: dict[str, Any], success: bool
+    ) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -180,6 +185,18 @@ def build_app(node: NodeApi, token: str) -> Starlette:
             raise ValidationError("limit must be an integer") from None
         return node.list_processes(state, max(0, min(limit, RECORDS_LIST_MAX)))
 
+    async def executor_register(request: Request) -> Any:
+        return await node.executor_register(await _body(request))
+
+    async def executor_assign(request: Request) -> Any:
+        return await node.executor_assign(request.path_params["eid"], await _body(request))
+
+    async def executor_close(request: Request) -> Any:
+        return await node.executor_close(request.path_params["eid"], await _body(request), True)
+
+    async def executor_fail(request: Request) -> Any:
+        return await node.executor_close(request.path_params["eid"], await _body(request), False)
+
     async def metrics(_: Request) -> Any:
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
@@ -202,6 +219,10 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/processes", guarded(submit_process), methods=["POST"]),
         Route("/v1/processes", guarded(list_processes), methods=["GET"]),
         Route("/v1/processes/{pid}", guarded(get_process), methods=["GET"]),
+        Route("/v1/executors", guarded(executor_register), methods=["POST"]),
+        Route("/v1/executors/{eid}/assign", guarded(executor_assign), methods=["POST"]),
+        Route("/v1/executors/{eid}/close", guarded(executor_close), methods=["POST"]),
+        Route("/v1/executors/{eid}/fail", guarded(executor_fail), methods=["POST"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)

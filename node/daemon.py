@@ -59,6 +59,7 @@ from colonynode.node.messages import (
 )
 from colonynode.node.p2p import Channel, DialError, P2PTransport, node_id_of
 from colonynode.node.processes import PROCESS_KIND, ProcessBook, new_pid, terms_of
+from colonynode.node.scheduler import Scheduler
 from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
 from colonynode.storage._trio import StoreWriter
 from colonynode.storage.api import Store, Write
@@ -131,6 +132,7 @@ class Node:
         self.leases: LeaseService | None = None
         self.dht: DhtService | None = None
         self.processes = ProcessBook()
+        self.scheduler: Scheduler | None = None
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
 
     # -- helpers ------------------------------------------------------------------------
@@ -205,7 +207,7 @@ class Node:
     def _on_gossip_events(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, Accepted) and ev.kind.startswith(PROCESS_KIND):
-                self.processes.on_record(ev.author, ev.kind, ev.body)
+                self.processes.on_record(ev.author, ev.kind, ev.body, trio.current_time())
                 continue
             if isinstance(ev, Accepted) and ev.kind == ENVELOPE_KIND and not ev.local:
                 try:
@@ -765,6 +767,39 @@ class Node:
         assert view is not None
         return view
 
+    def _publish_process(self, kind: str, body: dict[str, Any]) -> None:
+        if self.gossip is not None and self._gossip_driver is not None:
+            self.gossip.publish(trio.current_time(), kind, body)
+            self._gossip_driver.kick()
+
+    def _my_name(self) -> str:
+        roster = self.membership.roster
+        me = roster.member(self.identity.node_id) if roster else None
+        return me.name if me else self.settings.name
+
+    def _sched(self) -> Scheduler:
+        if self.scheduler is None:
+            raise ColonyError("the scheduler is not running yet")
+        return self.scheduler
+
+    async def executor_register(self, body: dict[str, Any]) -> dict[str, Any]:
+        roster = self.membership.roster
+        if roster is None or not roster.has_role(self.identity.node_id, "executor"):
+            raise PermissionDenied("this node does not have the executor role")
+        return self._sched().register(body)
+
+    async def executor_assign(self, executor_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        proc = await self._sched().assign(executor_id, float(body.get("timeout_s", 10)))
+        return {"process": proc}
+
+    async def executor_close(
+        self, executor_id: str, body: dict[str, Any], success: bool
+    ) -> dict[str, Any]:
+        errors = [str(e) for e in body.get("errors", ())]
+        return await self._sched().close(
+            executor_id, _pid(body.get("processid")), success, body.get("output"), errors
+        )
+
     def list_processes(self, state: str | None, limit: int) -> list[dict[str, Any]]:
         from colonynode.core.process import State
 
@@ -863,6 +898,9 @@ class Node:
                     await nursery.start(self._gossip_driver.run)
                     self._load_processes()
                     await nursery.start(self.leases.run)
+                    self.scheduler = Scheduler(
+                        self.processes, self.leases, self._publish_process, self._my_name
+                    )
                     await nursery.start(self.dht.run)
                     self.dht.start(
                         self.transport.addrs(),

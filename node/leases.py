@@ -21,6 +21,7 @@ from colonynode.consensus.claimer import ClaimerConfig
 from colonynode.consensus.events import (
     ClaimFailed,
     Closed,
+    Expired,
     Granted,
     LeaseEnded,
     ReadResult,
@@ -97,6 +98,8 @@ class LeaseService:
                 self._resolve("close", ev.pid, ev)
             elif isinstance(ev, ReadResult):
                 self._resolve("read", ev.pid, ev)
+            elif isinstance(ev, Expired):
+                self._resolve("expire", ev.pid, ev)
             elif isinstance(ev, LeaseEnded):
                 self.granted.pop(ev.pid, None)
                 if not self.granted:
@@ -169,6 +172,13 @@ class LeaseService:
             raise NotHolder(f"this node holds no lease on {pid.hex()}: only the holder closes")
         result: Closed = await self._await(
             "close", pid, lambda: self.core.close(self.now(), pid, outcome, output, errors)
+        )
+        return result
+
+    async def expire(self, pid: bytes, epoch: int = 0) -> Expired:
+        """Close FAILED a process whose retries or wait time ran out (any node may)."""
+        result: Expired = await self._await(
+            "expire", pid, lambda: self.core.expire(self.now(), pid, epoch)
         )
         return result
 

@@ -55,7 +55,8 @@ def route_libp2p_logs() -> None:
     lib.handlers.clear()
     lib.setLevel(LIBP2P_LEVEL)
     lib.propagate = True
-    for name in ("multiaddr", "zeroconf", "hypercorn.error", "hypercorn.access"):
+    for name in ("multiaddr", "zeroconf", "hypercorn.error", "hypercorn.access", "httpx",
+                 "httpcore"):  # fmt: skip
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

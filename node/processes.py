@@ -19,11 +19,13 @@ from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import FunctionSpec, State, parse_spec, spec_to_json
 
-__all__ = ["PROCESS_KIND", "ProcessBook", "new_pid", "terms_of"]
+__all__ = ["CLOSED_KIND", "PROCESS_KIND", "RUNNING_KIND", "ProcessBook", "new_pid", "terms_of"]
 
 PROCESS_KIND = "process"
+RUNNING_KIND = "process-running"
 CLOSED_KIND = "process-closed"
 PROCESSES_MAX = 100_000  # processes held in the view; the oldest are forgotten first
+RUNNING_QUIET_S = 10.0  # after hearing a process started, leave it to its holder this long
 
 
 def new_pid() -> bytes:
@@ -34,7 +36,10 @@ def terms_of(pid: bytes, spec: FunctionSpec, submitter: NodeId, submission_ns: i
     return ProcessTerms(
         pid=pid,
         submitter=submitter,
-        executortype=spec.conditions.executortype,
+        # The node's scheduler matches executor types (and names, location, cpu, mem)
+        # before it claims; the claim does not carry the executor's type yet, so the
+        # voters' own type check is left off (see docs/decisions.md).
+        executortype="",
         priority=spec.priority,
         seq=submission_ns,
         maxexectime_s=float(max(spec.maxexectime, 0)),
@@ -58,7 +63,9 @@ class ProcessBook:
     def __len__(self) -> int:
         return len(self._procs)
 
-    def on_record(self, author: NodeId, kind: str, body: Any) -> None:
+    def on_record(
+        self, author: NodeId | None, kind: str, body: Any, now_s: float | None = None
+    ) -> None:
         if not isinstance(body, dict):
             return
         try:
@@ -76,6 +83,15 @@ class ProcessBook:
             )
             while len(self._procs) > PROCESSES_MAX:
                 self._procs.popitem(last=False)
+        elif kind == RUNNING_KIND:
+            entry = self._procs.setdefault(pid, {"state": State.WAITING})
+            if not State(entry["state"]).closed:
+                entry["state"] = State.RUNNING
+                if now_s is not None:  # someone holds a lease: do not ask for a while
+                    entry["busy_until_s"] = now_s + RUNNING_QUIET_S
+                for key in ("epoch", "executor", "start_ns"):
+                    if key in body:
+                        entry[key] = body[key]
         elif kind == CLOSED_KIND:
             entry = self._procs.setdefault(pid, {"state": State.WAITING})
             state = str(body.get("state", "FAILED"))
@@ -83,6 +99,31 @@ class ProcessBook:
             for key in ("output", "errors", "epoch", "retries", "executor", "end_ns", "start_ns"):
                 if key in body:
                     entry[key] = body[key]
+
+    def waiting(self, now_s: float) -> list[tuple[bytes, FunctionSpec, int]]:
+        """Processes that may be claimed: not closed, and not running under a lease this
+        node heard of less than a lease ago (the voters decide in the end)."""
+        out = []
+        for pid, entry in self._procs.items():
+            if "spec" not in entry or State(entry["state"]).closed:
+                continue
+            if entry.get("busy_until_s", 0.0) > now_s:
+                continue
+            out.append((pid, entry["spec"], int(entry.get("submission_ns", 0))))
+        return out
+
+    def mark_running(self, pid: bytes, until_s: float, epoch: int, executor: str,
+                     start_ns: int) -> None:  # fmt: skip
+        entry = self._procs.get(pid)
+        if entry is not None:
+            entry.update(state=State.RUNNING, busy_until_s=until_s, epoch=epoch,
+                         executor=executor, start_ns=start_ns)  # fmt: skip
+
+    def mark_closed_elsewhere(self, pid: bytes) -> None:
+        """The voters say it is closed; its closing record has not reached us yet."""
+        entry = self._procs.get(pid)
+        if entry is not None and not State(entry["state"]).closed:
+            entry["busy_until_s"] = float("inf")
 
     def get(self, pid: bytes) -> dict[str, Any] | None:
         entry = self._procs.get(pid)

@@ -1,0 +1,122 @@
+"""Processes end to end between real daemons and executors (issue 9, first slice):
+functions run once, failures fail, maxexectime retries then fails, and a process whose
+executor's node is SIGKILLed completes elsewhere, exactly once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import CLI, Colony, Daemon, cli, cli_json, wait_until
+
+pytestmark = pytest.mark.integration
+
+FUNCTIONS = """
+import time
+from colonynode.sdk import function
+
+@function
+def add(a, b):
+    return a + b
+
+@function
+def boom():
+    raise ValueError("it broke")
+
+@function
+def slow(seconds):
+    time.sleep(seconds)
+    return ["slept", seconds]
+"""
+
+
+class Executors:
+    def __init__(self, root: Path) -> None:
+        self.file = root / "functions.py"
+        self.file.write_text(FUNCTIONS)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.root = root
+
+    def start(self, d: Daemon) -> None:
+        log = (self.root / f"{d.name}-executor.log").open("ab")
+        self.procs[d.name] = subprocess.Popen(
+            [CLI, "executor", "run", str(self.file), "--type", "py", "--data-dir", str(d.dir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.terminate()
+            p.wait(timeout=10)
+
+
+@pytest.fixture
+def setup(colony: Colony, tmp_path: Path) -> Iterator[tuple[list[Daemon], Executors]]:
+    a = colony.founder("a")
+    nodes = [a, colony.joined("b", via=a), colony.joined("c", via=a)]
+    cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
+    for d in nodes:
+        wait_until(f"{d.name}: 3 voters", lambda d=d: sum(m["voter"] for m in d.members()) == 3)
+        wait_until(f"{d.name}: mesh", lambda d=d: d.status()["connected_peers"] == 2)
+    ex = Executors(tmp_path)
+    try:
+        yield nodes, ex
+    finally:
+        ex.stop_all()
+
+
+def run(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli("run", *args, "--executortype", "py", "--wait", "--json", "--timeout", "60",
+               "--data-dir", str(d.dir), check=False)  # fmt: skip
+
+
+def test_success_failure_and_maxexectime(setup: tuple[list[Daemon], Executors]) -> None:
+    (a, b, c), ex = setup
+    ex.start(b)
+    ex.start(c)
+    ok = run(a, "add", "1", "2")
+    assert ok.returncode == 0, ok.stderr
+    proc = json.loads(ok.stdout)
+    assert proc["state"] == "SUCCESS" and proc["output"] == [3]
+    assert proc["executor"] in {"b-py", "c-py"} and proc["epoch"] >= 1
+
+    failed = run(a, "boom")
+    assert failed.returncode == 1
+    bad = json.loads(failed.stdout)
+    assert bad["state"] == "FAILED" and bad["errors"] == ["ValueError: it broke"]
+    assert bad["retries"] == 0  # an explicit fail is never retried
+
+    late = run(a, "slow", "4", "--maxexectime", "1", "--maxretries", "1")
+    assert late.returncode == 1
+    over = json.loads(late.stdout)
+    assert over["state"] == "FAILED" and over["output"] == []
+    # The consistent view agrees: closed FAILED by the voters, the retry was spent.
+    majority = cli_json("get", over["processid"], "--consistent", "--data-dir", str(c.dir))
+    assert majority["state"] == "FAILED" and majority["consistent"]["committed"]
+
+
+def test_executor_node_killed_mid_process_completes_elsewhere_once(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    (a, b, c), ex = setup
+    ex.start(b)
+    pid = cli("run", "slow", "2", "--maxretries", "2", "--executortype", "py",
+              "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
+    wait_until("b to start it", lambda: cli_json("get", pid, "--data-dir", str(b.dir))["state"]
+               == "RUNNING")  # fmt: skip
+    b.stop(signal.SIGKILL)
+    ex.procs["b"].kill()
+    ex.start(c)
+    done = cli("wait", pid, "--timeout", "90", "--json", "--data-dir", str(a.dir), check=False)
+    assert done.returncode == 0, done.stderr
+    proc = json.loads(done.stdout)
+    assert proc["state"] == "SUCCESS" and proc["output"] == ["slept", 2]
+    assert proc["executor"] == "c-py" and proc["epoch"] >= 2
+    majority = cli_json("get", pid, "--consistent", "--data-dir", str(c.dir))
+    assert majority["state"] == "SUCCESS" and majority["output"] == ["slept", 2]
+    assert majority["retries"] >= 1
