@@ -1,85 +1,159 @@
 """`make demo`: a real colony of three daemons on loopback, formed through the CLI.
 
-Starts node a (owner), invites b and c (c joins through b: the join is forwarded to the
-owner), makes all three voters, then shows each subsystem between the real daemons:
-gossip records published on one node and listed on another, a process lease submitted,
-claimed, closed exactly once and read back from a majority of voters, a ColonyFS
-revision record put in the DHT on one node and read on another; then a seeded simulation
-of the same protocol code. Everything is stopped and the data dirs removed at the end.
-The end-to-end issue adds executors running real functions.
+1. Node a creates colony "lab"; b joins through a, c joins through b (the join is
+   forwarded to the owner); all three become voters.
+2. Executors serving a functions file attach to b and c; about 50 processes are
+   submitted from a: quick and slower ones, one that raises, one that exceeds its
+   maxexectime. Mid-run, b's daemon and executor are killed with SIGKILL: the leases they
+   held expire and their processes finish on c, each result committed exactly once.
+3. A results table (who ran what, how long), a gossip record, a DHT file record, and a
+   seeded simulation of the same protocol code; then everything stops and the temporary
+   data dirs are removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
 from colonynode.node.apiclient import ApiClient  # noqa: E402
 from tests.integration.harness import CLI, Colony, Daemon, cli, cli_json, wait_until  # noqa: E402
 
+FUNCTIONS = """
+import math
+import time
+from colonynode.sdk import function
 
-def notes(d: Daemon) -> list[dict]:  # type: ignore[type-arg]
-    return list(cli_json("gossip", "ls", "--kind", "note", "--data-dir", str(d.dir)))
+@function
+def add(a, b):
+    return a + b
+
+@function
+def estimate_pi(n):
+    inside = sum(1 for i in range(n) if (i * 0.618033 % 1) ** 2 + (i * 0.414213 % 1) ** 2 < 1)
+    return 4 * inside / n
+
+@function
+def nap(seconds):
+    time.sleep(seconds)
+    return f"slept {seconds} s"
+
+@function
+def boom():
+    raise RuntimeError("this function always fails")
+"""
+console = Console()
 
 
 def show(*args: str) -> None:
-    print(f"\n$ colonynode {' '.join(args)}", flush=True)
+    console.print(f"\n[bold]$ colonynode {' '.join(args)}[/bold]")
     subprocess.run([CLI, *args], check=True)
+
+
+def spec(funcname: str, *args: object, **extra: object) -> dict[str, object]:
+    return {"funcname": funcname, "args": list(args), "maxretries": 3,
+            "conditions": {"executortype": "python"}, **extra}  # fmt: skip
+
+
+def start_executor(root: Path, d: Daemon) -> subprocess.Popen[bytes]:
+    log = (root / f"{d.name}-executor.log").open("ab")
+    return subprocess.Popen(
+        [CLI, "executor", "run", str(root / "functions.py"), "--type", "python",
+         "--data-dir", str(d.dir)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def seconds(a: str | None, b: str | None) -> str:
+    if not a or not b:
+        return ""
+    parse = lambda t: datetime.fromisoformat(t[:26].rstrip("Z"))  # noqa: E731
+    return f"{(parse(b) - parse(a)).total_seconds():.2f}"
 
 
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="colonynode-demo-"))
     colony = Colony(root)
+    executors: list[subprocess.Popen[bytes]] = []
     t0 = time.monotonic()
     try:
-        print(f"colonynode demo: three daemons in {root}", flush=True)
+        console.print(f"[bold]colonynode demo[/bold]: three daemons in {root}")
         a = colony.founder("a")
-        print(f"a is up: {a.addr()}")
         b = colony.joined("b", via=a)
-        print("b joined through a")
         c = colony.daemon("c")
         c.join(b.addr(), a.invite())
-        print("c joined through b (forwarded to the owner)")
+        console.print("a created colony lab; b joined through a; c joined through b")
         cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
-        for d in colony.daemons.values():
-            wait_until(f"{d.name} to see 3 voters",
+        for d in (a, b, c):
+            wait_until(f"{d.name}: 3 voters",
                        lambda d=d: sum(m["voter"] for m in d.members()) == 3)  # fmt: skip
-            wait_until(f"{d.name} to connect to both peers",
-                       lambda d=d: d.status()["connected_peers"] == 2)  # fmt: skip
+            wait_until(f"{d.name}: mesh", lambda d=d: d.status()["connected_peers"] == 2)
         show("members", "--data-dir", str(c.dir))
-        show("status", "--data-dir", str(b.dir))
 
-        for i in range(3):
-            cli("gossip", "publish", "note", f'{{"n": {i}, "from": "b"}}', "--data-dir", str(b.dir))
-        wait_until("c to hold b's notes", lambda: len(notes(c)) == 3)
-        show("gossip", "ls", "--kind", "note", "--data-dir", str(c.dir))
+        (root / "functions.py").write_text(FUNCTIONS)
+        executors = [start_executor(root, b), start_executor(root, c)]
+        api = ApiClient.for_data_dir(a.dir, timeout_s=60)
+        specs = [spec("add", i, i) for i in range(20)]
+        specs += [spec("estimate_pi", 20_000 + i) for i in range(16)]
+        specs += [spec("nap", 1.5) for _ in range(12)]
+        specs += [spec("boom", maxretries=0)]
+        specs += [spec("nap", 30, maxexectime=2, maxretries=1)]
+        pids = [api.post("/v1/processes", {"spec": s})["processid"] for s in specs]
+        console.print(f"\nsubmitted {len(pids)} processes from a (each acknowledged by a "
+                      "majority of voters)")  # fmt: skip
 
-        print("\nlease quorum: a submits, b claims and closes, c reads from a majority")
-        api = {d.name: ApiClient.for_data_dir(d.dir) for d in (a, b, c)}
-        print(" submit:", api["a"].post("/v1/leases/submit", {"pid": "d0d0", "maxretries": 1}))
-        print(" claim: ", api["b"].post("/v1/leases/claim", {"pids": ["d0d0"]})["results"][0])
-        print(" close: ", api["b"].post("/v1/leases/close", {"pid": "d0d0", "output": [3.14]}))
-        print(" read:  ", api["c"].get("/v1/leases/d0d0"))
+        def closed() -> int:
+            return sum(p["state"] in ("SUCCESS", "FAILED") for p in
+                       cli_json("ps", "--limit", "200", "--data-dir", str(a.dir)))  # fmt: skip
 
-        print("\nColonyFS record in the DHT: put on a, read on c")
+        wait_until("some processes to finish", lambda: closed() >= 10, timeout_s=60)
+        console.print("[bold red]SIGKILL[/bold red] b's daemon and executor mid-run")
+        b.stop(signal.SIGKILL)
+        executors[0].kill()
+        wait_until("every process to close", lambda: closed() == len(pids), timeout_s=90)
+
+        procs = cli_json("ps", "--limit", "200", "--data-dir", str(a.dir))
+        table = Table("function", "state", "executor", "epoch", "retries", "ran s", "output")
+        for p in sorted(procs, key=lambda p: (p["spec"]["funcname"], p["submissiontime"])):
+            out = json.dumps(p["output"] if p["state"] == "SUCCESS" else p["errors"])
+            table.add_row(p["spec"]["funcname"], p["state"], p["executor"] or "",
+                          str(p["epoch"]), str(p["retries"]),
+                          seconds(p["starttime"], p["endtime"]), out[:40])  # fmt: skip
+        console.print(table)
+        by = Counter((p["executor"], p["state"]) for p in procs)
+        console.print("who ran what:", dict(by))
+
+        console.print("\n[bold]Other subsystems between the same daemons[/bold]")
+        cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
+        wait_until("a to hold c's note", lambda: cli_json(
+            "gossip", "ls", "--kind", "note", "--data-dir", str(a.dir)))  # fmt: skip
+        show("gossip", "ls", "--kind", "note", "--data-dir", str(a.dir))
         digest = hashlib.sha256(b"demo").hexdigest()
-        print(" put:", api["a"].post("/v1/fs/revisions", {"label": "demo", "name": "pi.txt",
-                                                          "id": "r1", "sha256": digest,
-                                                          "size": 4}))  # fmt: skip
-        print(" get:", api["c"].get("/v1/fs/demo/pi.txt"))
-
-        show("simulate", "--scenario", "ping", "--nodes", "200", "--seed", "1")
-        print(f"\ndemo finished in {time.monotonic() - t0:.1f} s", flush=True)
+        record = {"label": "demo", "name": "pi.txt", "id": "r1", "sha256": digest, "size": 4}
+        ApiClient.for_data_dir(c.dir).post("/v1/fs/revisions", record)
+        console.print("DHT file record put on c, read on a:",
+                      api.get("/v1/fs/demo/pi.txt")["revisions"])  # fmt: skip
+        show("simulate", "--scenario", "ping", "--nodes", "500", "--seed", "1", "--faults", "chaos")
+        console.print(f"\ndemo finished in {time.monotonic() - t0:.1f} s")
         return 0
     finally:
+        for e in executors:
+            e.kill()
         colony.stop_all()
         shutil.rmtree(root, ignore_errors=True)
 
