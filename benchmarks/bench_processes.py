@@ -1,0 +1,94 @@
+"""No-op processes end to end between real daemons on loopback (issue 9).
+
+    .venv/bin/python benchmarks/bench_processes.py [--processes 200]
+
+Three daemons, all voters, one executor on each serving a no-op function. Node a
+submits the processes (16 at a time through its API); prints processes/s from the first
+submit to the last result, and submit->start and submit->result latency p50/p99 (from the
+processes' own times: one machine, one clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from colonynode.node.apiclient import ApiClient
+from tests.integration.harness import CLI, Colony, cli, wait_until
+
+FUNCTIONS = "from colonynode.sdk import function\n\n@function\ndef noop():\n    return None\n"
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text[:26].rstrip("Z")).timestamp()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--processes", type=int, default=200)
+    n = parser.parse_args().processes
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        colony = Colony(root)
+        executors = []
+        try:
+            a = colony.founder("a")
+            nodes = [a, colony.joined("b", via=a), colony.joined("c", via=a)]
+            cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
+            for d in nodes:
+                wait_until("3 voters", lambda d=d: sum(m["voter"] for m in d.members()) == 3)
+                wait_until("mesh", lambda d=d: d.status()["connected_peers"] == 2)
+            (root / "f.py").write_text(FUNCTIONS)
+            for d in nodes:
+                executors.append(subprocess.Popen(
+                    [CLI, "executor", "run", str(root / "f.py"), "--type", "bench",
+                     "--data-dir", str(d.dir)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                ))  # fmt: skip
+            api = ApiClient.for_data_dir(a.dir, timeout_s=60)
+            spec = {"funcname": "noop", "conditions": {"executortype": "bench"}}
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                pids = list(pool.map(
+                    lambda _: api.post("/v1/processes", {"spec": spec})["processid"], range(n)
+                ))  # fmt: skip
+            submitted_s = time.perf_counter() - t0
+
+            def done() -> list[dict]:  # type: ignore[type-arg]
+                rows = api.get("/v1/processes", limit=n + 10)
+                return [p for p in rows if p["state"] in ("SUCCESS", "FAILED")]
+
+            finished = wait_until("all results", lambda: len(done()) >= n and done(), 300)
+            wall = time.perf_counter() - t0
+            assert {p["processid"] for p in finished} == set(pids)
+            starts = [ts(p["starttime"]) - ts(p["submissiontime"]) for p in finished]
+            ends = [ts(p["endtime"]) - ts(p["submissiontime"]) for p in finished]
+            ok = sum(p["state"] == "SUCCESS" for p in finished)
+            print(f"{n} no-op processes ({ok} SUCCESS): {n / wall:.1f} processes/s end to end; "
+                  f"submits {n / submitted_s:.0f}/s")  # fmt: skip
+            print(f"submit->start  p50 {1000 * statistics.median(starts):.0f} ms, "
+                  f"p99 {1000 * pct(starts, 0.99):.0f} ms")  # fmt: skip
+            print(f"submit->result p50 {1000 * statistics.median(ends):.0f} ms, "
+                  f"p99 {1000 * pct(ends, 0.99):.0f} ms")  # fmt: skip
+        finally:
+            for e in executors:
+                e.kill()
+            colony.stop_all()
+
+
+if __name__ == "__main__":
+    main()
