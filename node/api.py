@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from colonynode.core.errors import ColonyError, ValidationError
 
-__all__ = ["API_BODY_BYTES_MAX", "NodeApi", "PermissionDenied", "build_app"]
+__all__ = ["API_BODY_BYTES_MAX", "NodeApi", "NotFound", "PermissionDenied", "build_app"]
 
 API_BODY_BYTES_MAX = 1 << 20
 RECORDS_LIST_MAX = 10_000
@@ -26,6 +26,10 @@ RECORDS_LIST_MAX = 10_000
 
 class PermissionDenied(ColonyError):
     """The caller may not do that (not the owner, not a member)."""
+
+
+class NotFound(ColonyError):
+    """No such process (or other named thing) is known here."""
 
 
 class NodeApi(Protocol):
@@ -91,6 +95,8 @@ def build_app(node: NodeApi, token: str) -> Starlette:
                 result = await fn(request)
             except PermissionDenied as exc:
                 return _error(403, "forbidden", str(exc))
+            except NotFound as exc:
+                return _error(404, "not_found", str(exc))
             except ColonyError as exc:
                 return _error(400, type(exc).__name__, str(exc))
             except (ValueError, TypeError) as exc:  # a field of the wrong type or range

@@ -13,7 +13,7 @@ from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import peer_id_str
 from colonynode.gossip.records import open_body
 from colonynode.node._base import NodeBase, nid_of, pid_of
-from colonynode.node.api import PermissionDenied
+from colonynode.node.api import NotFound, PermissionDenied
 from colonynode.node.dht_service import DhtService
 from colonynode.node.leases import LeaseService, result_json
 from colonynode.node.processes import PROCESS_KIND, new_pid, terms_of
@@ -164,11 +164,11 @@ class ServicesApi(NodeBase):
         pid = pid_of(pid_hex)
         view = self.processes.get(pid)
         if view is None and not consistent:
-            raise ColonyError(f"no process {pid_hex} is known to this node")
+            raise NotFound(f"no process {pid_hex} is known to this node")
         if consistent:
             read = await self._lease_service().read(pid)
             if read.view is None and view is None:
-                raise ColonyError(f"no process {pid_hex} is known to a majority of voters")
+                raise NotFound(f"no process {pid_hex} is known to a majority of voters")
             view = dict(view or {"processid": pid_hex})
             if read.view is not None:
                 reg = read.view

@@ -71,3 +71,20 @@ def test_malformed_spec_files_are_one_line_errors(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_api_refuses_other_tokens_and_names_unknown_processes(colony: Colony) -> None:
+    from colonynode.node.apiclient import ApiClient, ApiError
+
+    a = colony.founder("a")
+    stranger = colony.founder("z", colony="other")  # another colony's node on this machine
+    handle = json.loads((stranger.dir / "api.json").read_text())
+    foreign = ApiClient(json.loads((a.dir / "api.json").read_text())["url"], handle["token"])
+    with pytest.raises(ApiError) as denied:
+        foreign.get("/v1/processes")
+    assert denied.value.status == 401
+    with pytest.raises(ApiError) as missing:
+        ApiClient.for_data_dir(a.dir).get("/v1/processes/" + "ab" * 16)
+    assert missing.value.status == 404 and "no process" in str(missing.value)
+    result = cli("get", "ab" * 16, "--data-dir", str(a.dir), check=False)
+    assert result.returncode == 1 and result.stderr.startswith("error: no process")
