@@ -7,9 +7,10 @@ choose what to claim:
 - matching: executortype equal; executornames empty, ``*`` or naming the executor;
   location equal or unset; cpu and mem requested within the executor's free capacity;
 - order: ColonyOS's priority time, lowest first (each priority point is a day of age);
-- spreading: among the first candidates, each executor prefers its own by a rendezvous
-  hash of (pid, executor), so executors that see the same queue claim different
-  processes instead of dueling for the head of it.
+- spreading: among near-ties at the head of the queue (priority times within a second),
+  each executor prefers its own by a rendezvous hash of (pid, executor), so executors
+  that see the same burst claim different processes instead of dueling for its head;
+  outside a tie the order is strict.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 WINDOW_MAX = 256  # candidates considered per claim round
+TIE_WINDOW_NS = 10**9  # priority times this close count as a tie (shared by rendezvous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +82,27 @@ def rendezvous_score(pid: bytes, executor: str) -> int:
 def choose_claims(
     waiting: Iterable[Waiting], advert: ExecutorAdvert, want: int, *, spread: int = 4
 ) -> list[bytes]:
-    """Up to `want` pids to claim: from the first `want * spread` matching processes in
-    priority order, the ones this executor ranks highest by rendezvous hash, returned in
-    priority order.
+    """Up to `want` pids to claim, in priority order.
+
+    Strict ColonyOS order, except among near-ties: processes whose priority time is within
+    `TIE_WINDOW_NS` of the head's (a burst submitted in the same second at the same
+    priority) are shared out by rendezvous hash, up to `want * spread` of them, so
+    executors that see the same queue claim different processes instead of dueling.
     """
     if want <= 0:
         return []
     window = min(WINDOW_MAX, want * max(1, spread))
-    head = heapq.nsmallest(
+    ordered = heapq.nsmallest(
         window,
         (w for w in waiting if matches(w.spec, advert)),
         key=lambda w: (w.priority_time_ns, w.pid),
     )
-    mine = heapq.nlargest(want, head, key=lambda w: rendezvous_score(w.pid, advert.name))
-    return [w.pid for w in sorted(mine, key=lambda w: (w.priority_time_ns, w.pid))]
+    if not ordered:
+        return []
+    limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
+    ties = [w for w in ordered if w.priority_time_ns <= limit]
+    if len(ties) <= want:
+        chosen = ordered[:want]
+    else:
+        chosen = heapq.nlargest(want, ties, key=lambda w: rendezvous_score(w.pid, advert.name))
+    return [w.pid for w in sorted(chosen, key=lambda w: (w.priority_time_ns, w.pid))]

@@ -405,6 +405,10 @@ class Node(Joining, StatusApi, ServicesApi):
                     self.scheduler = Scheduler(
                         self.processes, self.leases, self._publish_process, self._my_name
                     )
+                    nursery.start_soon(
+                        self.scheduler.sweep,
+                        lambda pid: self.processes.submitted_by(pid, self.identity.node_id),
+                    )
                     await nursery.start(self.dht.run)
                     self.dht.start(
                         self.transport.addrs(),

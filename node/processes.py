@@ -119,6 +119,10 @@ class ProcessBook:
             entry.update(state=State.RUNNING, busy_until_s=until_s, epoch=epoch,
                          executor=executor, start_ns=start_ns)  # fmt: skip
 
+    def submitted_by(self, pid: bytes, node: NodeId) -> bool:
+        entry = self._procs.get(pid)
+        return entry is not None and entry.get("submitter") == node
+
     def mark_closed_elsewhere(self, pid: bytes) -> None:
         """The voters say it is closed; its closing record has not reached us yet."""
         entry = self._procs.get(pid)

@@ -38,6 +38,7 @@ ASSIGN_WAIT_MAX_S = 60.0
 POLL_S = 0.25
 REFUSED_BACKOFF_S = 1.0  # a pid the voters refused is not tried again this soon
 LEASE_S = 10.0
+SWEEP_S = 1.0  # how often this node looks for its processes past maxwaittime
 
 
 @dataclass
@@ -62,6 +63,19 @@ class Scheduler:
         self.executors: dict[str, Executor] = {}
         self._skip_until: dict[bytes, float] = {}
         self._started_ns: dict[bytes, int] = {}
+
+    async def sweep(self, is_mine: Callable[[bytes], bool]) -> None:
+        """Expire the WAITING processes this node submitted once their maxwaittime ran out
+        (ColonyOS's wait deadline): the voters close them FAILED if they agree."""
+        while True:
+            await trio.sleep(SWEEP_S)
+            now_ns = time.time_ns()
+            for pid, spec, submitted_ns in self.book.waiting(trio.current_time()):
+                if spec.maxwaittime <= 0 or not is_mine(pid):
+                    continue
+                if now_ns - submitted_ns > spec.maxwaittime * 10**9:
+                    self._skip_until[pid] = trio.current_time() + REFUSED_BACKOFF_S
+                    await self._expire(pid, Reason.WAIT_TIME_SPENT)
 
     def register(self, body: dict[str, Any]) -> dict[str, Any]:
         if len(self.executors) >= EXECUTORS_MAX:

@@ -69,3 +69,11 @@ def test_choices_come_from_the_head_in_priority_order(times: list[int], want: in
     got = [int.from_bytes(p, "big") for p in chosen]
     assert len(got) == min(want, len(times))
     assert got == sorted(got) and set(got) <= set(head)
+
+
+def test_spreading_never_reorders_across_more_than_a_second() -> None:
+    # Two processes a minute apart: every executor takes the older first.
+    ws = [Waiting(b"old", spec(), 0), Waiting(b"new", spec(), 60 * 10**9)]
+    for n in range(20):
+        adv = ExecutorAdvert(f"e{n}", "python-executor", cpu_millis=1, mem_bytes=1)
+        assert choose_claims(ws, adv, 1) == [b"old"]

@@ -120,3 +120,39 @@ def test_executor_node_killed_mid_process_completes_elsewhere_once(
     majority = cli_json("get", pid, "--consistent", "--data-dir", str(c.dir))
     assert majority["state"] == "SUCCESS" and majority["output"] == ["slept", 2]
     assert majority["retries"] >= 1
+
+
+def submit(d: Daemon, tmp: Path, name: str, spec: dict) -> str:  # type: ignore[type-arg]
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps({"conditions": {"executortype": "py"}, **spec}))
+    return cli("submit", str(path), "--data-dir", str(d.dir)).stdout.strip()
+
+
+def test_priority_executornames_and_maxwaittime(
+    setup: tuple[list[Daemon], Executors], tmp_path: Path
+) -> None:
+    (a, b, c), ex = setup
+    # Submitted before any executor exists: the urgent one must start first.
+    low = submit(a, tmp_path, "low", {"funcname": "add", "args": [1, 1]})
+    high = submit(a, tmp_path, "high", {"funcname": "add", "args": [2, 2], "priority": 5})
+    only_c = submit(a, tmp_path, "only_c", {"funcname": "add", "args": [3, 3],
+                                            "conditions": {"executortype": "py",
+                                                           "executornames": ["c-py"]}})  # fmt: skip
+    nobody = submit(a, tmp_path, "nobody", {"funcname": "add", "args": [0, 0], "maxwaittime": 1,
+                                            "conditions": {"executortype": "gpu"}})  # fmt: skip
+    ex.start(b)
+    for pid in (low, high):
+        done = cli("wait", pid, "--json", "--timeout", "60", "--data-dir", str(a.dir))
+        assert json.loads(done.stdout)["state"] == "SUCCESS"
+    got = {pid: cli_json("get", pid, "--data-dir", str(a.dir)) for pid in (low, high)}
+    assert got[high]["starttime"] < got[low]["starttime"]
+    # Only c's executor may run only_c: it waits until c's executor is there.
+    assert cli_json("get", only_c, "--data-dir", str(a.dir))["state"] == "WAITING"
+    ex.start(c)
+    done = json.loads(cli("wait", only_c, "--json", "--timeout", "60",
+                          "--data-dir", str(a.dir)).stdout)  # fmt: skip
+    assert done["state"] == "SUCCESS" and done["executor"] == "c-py" and done["output"] == [6]
+    # No gpu executor: past its maxwaittime the process closes FAILED.
+    late = cli("wait", nobody, "--json", "--timeout", "60", "--data-dir", str(a.dir), check=False)
+    failed = json.loads(late.stdout)
+    assert failed["state"] == "FAILED" and failed["errors"] == ["waited past maxwaittime"]
