@@ -13,6 +13,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from colonynode.node.apiclient import ApiClient
-from tests.integration.harness import Colony, cli, wait_until
+from tests.integration.harness import Colony, Daemon, cli, wait_until
+
+_local = threading.local()
+
+
+def client_of(d: Daemon) -> ApiClient:
+    """One client per thread: making an httpx client costs milliseconds (its SSL context)."""
+    if not hasattr(_local, "client"):
+        _local.client = ApiClient.for_data_dir(d.dir, timeout_s=120)
+    client: ApiClient = _local.client
+    return client
 
 
 def pct(values: list[float], q: float) -> float:
@@ -53,14 +64,13 @@ def run(n: int, batches: list[int]) -> None:
                 committed = 0
 
                 def claim(chunk: list[str]) -> tuple[float, int]:
-                    client = ApiClient.for_data_dir(b.dir, timeout_s=120)
+                    client = client_of(b)
                     t = time.perf_counter()
                     res = client.post("/v1/leases/claim", {"pids": chunk, "lease_s": 30})
                     took = time.perf_counter() - t
                     won = [r["pid"] for r in res["results"] if r["granted"]]
                     for pid in won:
                         client.post("/v1/leases/close", {"pid": pid, "output": [1]})
-                    client.close()
                     return took, len(won)
 
                 chunks = [pids[i : i + batch] for i in range(0, n, batch)]
