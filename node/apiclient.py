@@ -67,6 +67,16 @@ class ApiClient:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None)
 
+    def get_text(self, path: str) -> str:
+        """A plain-text endpoint (`/metrics`)."""
+        try:
+            resp = self._http.get(path)
+        except httpx.TransportError as exc:
+            raise DaemonNotRunning(f"the daemon at {self.url} does not answer ({exc})") from None
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, "http", resp.text.strip()[:200])
+        return resp.text
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {})
 

@@ -166,4 +166,7 @@ class StatusApi(NodeBase):
         ]
         for key, value in sorted(st["counters"].items()):
             lines += [f"# TYPE colonynode_{key}_total counter", f"colonynode_{key}_total {value}"]
+        lines.append("# TYPE colonynode_processes gauge")
+        for state, count in sorted(self.processes.count_by_state().items()):
+            lines.append(f'colonynode_processes{{state="{state}"}} {count}')
         return "\n".join(lines) + "\n"

@@ -119,6 +119,14 @@ class ProcessBook:
             entry.update(state=State.RUNNING, busy_until_s=until_s, epoch=epoch,
                          executor=executor, start_ns=start_ns)  # fmt: skip
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many processes of each state this node's view holds (for /metrics)."""
+        counts = dict.fromkeys((s.name for s in State), 0)
+        for entry in self._procs.values():
+            if "spec" in entry:
+                counts[State(entry["state"]).name] += 1
+        return counts
+
     def submitted_by(self, pid: bytes, node: NodeId) -> bool:
         entry = self._procs.get(pid)
         return entry is not None and entry.get("submitter") == node

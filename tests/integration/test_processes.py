@@ -40,6 +40,11 @@ def test_submit_is_acknowledged_seen_everywhere_and_read_from_a_majority(
     local = cli_json("get", pid, "--data-dir", str(c.dir))
     assert local["state"] == "WAITING" and local["spec"]["funcname"] == "estimate_pi"
     assert local["submitter"] == b.status()["peer_id"] and local["submissiontime"]
+    from colonynode.node.apiclient import ApiClient
+
+    metrics = ApiClient.for_data_dir(c.dir).get_text("/metrics")
+    assert 'colonynode_processes{state="WAITING"} 1' in metrics
+    assert 'colonynode_processes{state="SUCCESS"} 0' in metrics
     majority = cli_json("get", pid, "--consistent", "--data-dir", str(a.dir))
     assert majority["state"] == "WAITING" and majority["epoch"] == 0
     assert majority["consistent"]["answered"] >= 2
