@@ -23,7 +23,7 @@ from colonynode.consensus.handover import VoterSet
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError
 from colonynode.core.identity import Identity
-from colonynode.core.ids import NodeId, peer_id_str, short_id
+from colonynode.core.ids import NodeId, short_id
 from colonynode.core.invite import InviteError, parse_invite
 from colonynode.core.roster import ROSTER_DOMAIN
 from colonynode.gossip.config import GossipConfig
@@ -51,7 +51,7 @@ from colonynode.node.messages import (
     RosterUpdate,
 )
 from colonynode.node.node_api import StatusApi
-from colonynode.node.p2p import Channel, DialError, P2PTransport, node_id_of
+from colonynode.node.p2p import Channel, DialError, P2PTransport, full_addr, node_id_of
 from colonynode.node.processes import PROCESS_KIND, ProcessBook
 from colonynode.node.scheduler import Scheduler
 from colonynode.node.services_api import ServicesApi
@@ -202,13 +202,18 @@ class Node(Joining, StatusApi, ServicesApi):
         if not writes:
             return False
         self._persist(writes)
-        if self.removed:
-            if not self.transport.silenced:
-                log.warning("this node was removed from colony %s", self.settings.colony)
-                self.transport.silenced = True
-            self._drop_all_peers()
-            return True
-        self._broadcast_roster(skip=via)
+        if not self._silence_if_removed():
+            self._broadcast_roster(skip=via)
+        return True
+
+    def _silence_if_removed(self) -> bool:
+        """Once a roster drops this node: stop talking, close every connection."""
+        if not self.removed:
+            return False
+        if not self.transport.silenced:
+            log.warning("this node was removed from colony %s", self.settings.colony)
+            self.transport.silenced = True
+        self._drop_all_peers()
         return True
 
     def _gossip_roster(self) -> None:
@@ -251,17 +256,12 @@ class Node(Joining, StatusApi, ServicesApi):
             if offered:
                 writes += offered
                 changed = True
+            # A peer's own addresses only (Hello.peers is not relayed any more: addresses
+            # of others come from their signed /peer/ records in the DHT).
             if isinstance(msg, Hello) and self.membership.is_member(sender):
                 writes += self.membership.learn_addrs(sender, msg.addrs)
-                for p in msg.peers:
-                    if self.membership.is_member(p.node_id):
-                        writes += self.membership.learn_addrs(p.node_id, p.addrs)
         self._persist(writes)  # persist before send
-        if self.removed:
-            if not self.transport.silenced:
-                log.warning("this node was removed from colony %s", self.settings.colony)
-                self.transport.silenced = True
-            self._drop_all_peers()
+        if self._silence_if_removed():
             return
         if not self.membership.is_member(sender):
             self.transport.counters["refused_streams"] += 1
@@ -321,7 +321,7 @@ class Node(Joining, StatusApi, ServicesApi):
         except ColonyError as exc:
             log.debug("no address for %s yet: %s", short_id(nid), exc)
             return
-        full = tuple(a if "/p2p/" in a else f"{a}/p2p/{peer_id_str(nid)}" for a in addrs)
+        full = tuple(full_addr(a, nid) for a in addrs)
         writes = self.membership.learn_addrs(nid, full)
         if writes:
             self._persist(writes)

@@ -17,10 +17,10 @@ import trio
 
 from colonynode.core.errors import ColonyError
 from colonynode.core.identity import Identity
-from colonynode.core.ids import NodeId, peer_id_str
+from colonynode.core.ids import NodeId
 from colonynode.dht import CODEC, DhtCore, Dial, FileRevision, GetResult, PeerInfo, PeerRecord
 from colonynode.node.driver import CoreDriver
-from colonynode.node.p2p import Channel, DialError, P2PTransport
+from colonynode.node.p2p import Channel, DialError, P2PTransport, full_addr
 from colonynode.storage._trio import StoreWriter
 from colonynode.storage.api import Store
 
@@ -88,7 +88,7 @@ class DhtService:
     async def _dial_task(self, nid: NodeId, addrs: tuple[str, ...]) -> None:
         try:
             for addr in addrs[:2]:
-                full = addr if "/p2p/" in addr else f"{addr}/p2p/{peer_id_str(nid)}"
+                full = full_addr(addr, nid)
                 try:
                     await self.transport.connect(full)
                     return

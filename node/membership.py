@@ -14,10 +14,9 @@ from colonynode.core.codec import from_wire, to_wire
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.identity import Identity
-from colonynode.core.ids import NodeId, short_id
+from colonynode.core.ids import NodeId, peer_id_str, short_id
 from colonynode.core.invite import InviteError, check_invite, parse_invite
 from colonynode.core.roster import Member, Roster, accept_roster, sign_roster
-from colonynode.node.messages import PeerAddrs
 from colonynode.storage.api import Store, Write
 
 __all__ = ["Membership", "NotOwner"]
@@ -84,11 +83,6 @@ class Membership:
         self.addrs[nid] = addrs
         return [(T_PEERS, bytes(nid), {"addrs": list(addrs)})]
 
-    def known_peers(self) -> tuple[PeerAddrs, ...]:
-        return tuple(
-            PeerAddrs(nid, addrs) for nid, addrs in self.addrs.items() if self.is_member(nid)
-        )
-
     # -- the owner's changes ------------------------------------------------------------
 
     def _require_owner(self) -> Roster:
@@ -137,8 +131,6 @@ class Membership:
     def describe(self) -> list[dict[str, Any]]:
         if self.roster is None:
             return []
-        from colonynode.core.ids import peer_id_str
-
         return [
             {
                 "peer_id": peer_id_str(m.node_id),

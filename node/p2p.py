@@ -31,7 +31,7 @@ from colonynode.core.transport import Receiver
 from colonynode.node.host import forget_failed_dial
 from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
 
-__all__ = ["Channel", "DialError", "P2PTransport", "node_id_of"]
+__all__ = ["Channel", "DialError", "P2PTransport", "full_addr", "node_id_of"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ class DialError(ColonyError):
 
 def node_id_of(peer: ID) -> NodeId:
     return node_id_from_peer_id(peer.to_base58())
+
+
+def full_addr(addr: str, nid: NodeId) -> str:
+    """`addr` ending in /p2p/<peer id> (what `connect` dials)."""
+    return addr if "/p2p/" in addr else f"{addr}/p2p/{peer_id_str(nid)}"
 
 
 def peer_of(nid: NodeId) -> ID:
