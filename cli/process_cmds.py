@@ -1,8 +1,11 @@
-"""Process commands: submit, run, ps, get, wait, and `executor run`."""
+"""Process commands: submit (a spec or a workflow), run, ps, get, wait, logs, cancel."""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,61 +16,127 @@ from colonynode.core.errors import ColonyError
 
 __all__ = ["register"]
 
+TimeoutOpt = typer.Option(60.0, "--timeout", help="Give up waiting after this many seconds.")
 
-def _read_spec(path: str) -> Any:
+
+def _sdk(data_dir: str | None):  # type: ignore[no-untyped-def]
+    from colonynode.sdk.client import Client
+
+    return Client(data_dir)
+
+
+def _read_json(path: str) -> Any:
     file = Path(path)
     try:
         text = file.read_text()
     except OSError as exc:
         raise ColonyError(f"cannot read spec file {file}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ColonyError(f"{file}:{exc.lineno}: not JSON: {exc.msg}") from None
-    from colonynode.core.process import parse_spec
 
-    parse_spec(data)  # refuse a bad spec here, with the field named, before any network
-    return data
+
+def _is_workflow(data: Any) -> bool:
+    return isinstance(data, dict) and "functionspecs" in data
+
+
+@contextmanager
+def _spinner(text: str) -> Iterator[None]:
+    """A spinner on stderr while waiting, for people (nothing when stderr is not a tty)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
 
 
 def submit(
-    spec_file: str = typer.Argument(..., help="A ColonyOS function spec, as JSON."),
+    spec_file: str = typer.Argument(..., help="A ColonyOS function spec or workflow, as JSON."),
+    wait_: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
+    timeout: float = TimeoutOpt,
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Submit a process; prints its id once a majority of voters holds it."""
-    spec = _read_spec(spec_file)  # checked before the daemon is even looked for
-    proc = _client(data_dir).post("/v1/processes", {"spec": spec})
-    if as_json:
+    """Submit a process (or a workflow: {"functionspecs": [...]}); prints its id once a
+    majority of voters holds it."""
+    from colonynode.core.process import parse_spec, parse_workflow
+
+    data = _read_json(spec_file)
+    # Checked here, with the field named, before the daemon is even looked for.
+    if _is_workflow(data):
+        parse_workflow(data)
+        _submit_workflow(data, wait_, timeout, data_dir, as_json)
+        return
+    parse_spec(data)
+    client = _sdk(data_dir)
+    proc = client.submit(data)
+    if wait_:
+        _print_result(_wait(client, proc["processid"], timeout), as_json)
+    elif as_json:
         _print_json(proc)
     else:
         typer.echo(proc["processid"])
 
 
+def _submit_workflow(
+    data: Any, wait_: bool, timeout: float, data_dir: str | None, as_json: bool
+) -> None:
+    client = _sdk(data_dir)
+    graph = client.submit_workflow(data)
+    procs = graph["processes"]
+    if wait_:
+        import time
+
+        deadline = time.monotonic() + timeout
+        procs = [_wait(client, p["processid"], max(0.0, deadline - time.monotonic()))
+                 for p in procs]  # fmt: skip
+        graph = {**graph, "processes": procs}
+    if as_json:
+        _print_json(graph)
+    else:
+        typer.echo(f"workflow {graph['processgraphid']}")
+        for p in procs:
+            line = f"{p['spec']['nodename']:20s} {p['processid']} {p['state']}"
+            if wait_:
+                line += "  " + (json.dumps(p["output"]) if p["state"] == "SUCCESS"
+                                else "; ".join(p["errors"]))  # fmt: skip
+            typer.echo(line)
+    if wait_ and any(p["state"] != "SUCCESS" for p in procs):
+        raise typer.Exit(1)
+
+
 def ps(
     state: str | None = typer.Option(None, "--state", help="WAITING, RUNNING, SUCCESS, ..."),
+    executortype: str | None = typer.Option(None, "--executortype"),
+    funcname: str | None = typer.Option(None, "--funcname"),
+    label: str | None = typer.Option(None, "--label"),
+    graph: str | None = typer.Option(None, "--workflow", help="A workflow's processgraphid."),
     limit: int = typer.Option(100, "--limit"),
+    offset: int = typer.Option(0, "--offset", help="Skip this many (paging)."),
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Processes this node knows of, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if state:
-        params["state"] = state
-    rows = _client(data_dir).get("/v1/processes", **params)
+    filters = {"executortype": executortype, "funcname": funcname, "label": label,
+               "processgraphid": graph}  # fmt: skip
+    rows = _sdk(data_dir).list(state, limit, offset, **{k: v for k, v in filters.items() if v})
     if as_json:
         _print_json(rows)
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("process id", "state", "function", "executor type", "submitted")
+    table = Table("process id", "state", "function", "executor type", "executor", "submitted")
     for p in rows:
         table.add_row(
             p["processid"],
             p["state"],
             p["spec"]["funcname"],
             p["spec"]["conditions"]["executortype"],
+            p["executor"] or "",
             p["submissiontime"] or "",
         )
     Console().print(table)
@@ -80,8 +149,7 @@ def get(
     as_json: bool = JsonOpt,
 ) -> None:
     """One process."""
-    params = {"consistent": "1"} if consistent else {}
-    proc = _client(data_dir).get(f"/v1/processes/{pid}", **params)
+    proc = _sdk(data_dir).get(pid, consistent=consistent)
     if as_json:
         _print_json(proc)
         return
@@ -89,42 +157,27 @@ def get(
                 "submissiontime", "starttime", "endtime"):  # fmt: skip
         typer.echo(f"{key:15s} {proc.get(key)}")
     typer.echo(f"{'function':15s} {proc['spec']['funcname']}({proc['spec']['args']})")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("submit")(submit)
-    app.command("ps")(ps)
-    app.command("get")(get)
-    register_more(app)
+    if proc.get("processgraphid"):
+        typer.echo(f"{'workflow':15s} {proc['processgraphid']} step {proc['spec']['nodename']}")
+        typer.echo(f"{'parents':15s} {', '.join(proc['parents']) or '-'}")
+        typer.echo(f"{'input':15s} {proc['input']}")
+    for attr in proc.get("attributes") or ():
+        typer.echo(f"{'attribute':15s} {attr['key']} = {attr['value']}")
 
 
 def wait(
     pid: str = typer.Argument(..., help="The process id."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Give up after this many seconds."),
+    timeout: float = TimeoutOpt,
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Wait until a process is closed; print its output (exit 1 if it failed)."""
-    proc = _wait_closed(data_dir, pid, timeout)
-    _print_result(proc, as_json)
+    _print_result(_wait(_sdk(data_dir), pid, timeout), as_json)
 
 
-def _wait_closed(data_dir: str | None, pid: str, timeout: float) -> Any:
-    import time
-
-    client = _client(data_dir)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            proc = client.get(f"/v1/processes/{pid}")
-        except ColonyError:
-            proc = None  # not gossiped here yet
-        if proc is not None and proc["state"] in ("SUCCESS", "FAILED", "CANCELLED"):
-            return proc
-        if time.monotonic() > deadline:
-            state = proc["state"] if proc else "unknown"
-            raise ColonyError(f"process {pid} is still {state} after {timeout:.0f} s")
-        time.sleep(0.1)
+def _wait(client: Any, pid: str, timeout: float) -> Any:
+    with _spinner(f"waiting for {pid}"):
+        return client.wait(pid, timeout)
 
 
 def _print_result(proc: Any, as_json: bool) -> None:
@@ -138,6 +191,37 @@ def _print_result(proc: Any, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def logs(
+    pid: str = typer.Argument(..., help="The process id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it closes."),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """The lines a process's function printed or logged, from any node."""
+    for line in _sdk(data_dir).logs(pid, follow=follow):
+        if as_json:
+            typer.echo(json.dumps(line, sort_keys=True))
+        else:
+            typer.echo(f"[{line['executor']}] {line['message']}")
+
+
+def cancel(
+    pid: str = typer.Argument(..., help="The process id."),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Cancel a process, waiting or running (from the node that submitted it, or the
+    owner's); a running function is told to stop and its result is refused."""
+    result = _sdk(data_dir).cancel(pid)
+    if as_json:
+        _print_json(result)
+    elif result["cancelled"]:
+        typer.echo(f"cancelled {pid}")
+    else:
+        raise ColonyError(f"process {pid} was not cancelled: it is {result['state']}"
+                          f" ({result['reason'] or 'no majority answered'})")  # fmt: skip
+
+
 def run(
     funcname: str = typer.Argument(..., help="The function to run."),
     args: list[str] = typer.Argument(None, help="Arguments (JSON values; else strings)."),
@@ -146,7 +230,7 @@ def run(
     maxretries: int = typer.Option(0, "--maxretries"),
     priority: int = typer.Option(0, "--priority"),
     wait_: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
-    timeout: float = typer.Option(60.0, "--timeout"),
+    timeout: float = TimeoutOpt,
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -164,11 +248,12 @@ def run(
     from colonynode.core.process import parse_spec
 
     parse_spec(spec)
-    proc = _client(data_dir).post("/v1/processes", {"spec": spec})
+    client = _sdk(data_dir)
+    proc = client.submit(spec)
     if not wait_:
         typer.echo(proc["processid"])
         return
-    _print_result(_wait_closed(data_dir, proc["processid"], timeout), as_json)
+    _print_result(_wait(client, proc["processid"], timeout), as_json)
 
 
 executor_app = typer.Typer(help="Executors: serve functions through a node.", no_args_is_help=True)
@@ -199,7 +284,8 @@ def executor_run(
         pass
 
 
-def register_more(app: typer.Typer) -> None:
-    app.command("run")(run)
-    app.command("wait")(wait)
+def register(app: typer.Typer) -> None:
+    for name, fn in (("submit", submit), ("run", run), ("ps", ps), ("get", get),
+                     ("wait", wait), ("logs", logs), ("cancel", cancel)):  # fmt: skip
+        app.command(name)(fn)
     app.add_typer(executor_app, name="executor")

@@ -24,6 +24,7 @@ __all__ = [
     "parse_cpu_millis",
     "parse_mem_bytes",
     "parse_spec",
+    "parse_workflow",
     "priority_time_ns",
     "spec_to_json",
 ]
@@ -260,6 +261,57 @@ def parse_spec(data: Any) -> FunctionSpec:
     if d.get("conditions") is not None:
         kw["conditions"] = _conditions(d["conditions"])
     return FunctionSpec(**kw)
+
+
+WORKFLOW_SPECS_MAX = 1024
+
+
+def parse_workflow(data: Any) -> list[FunctionSpec]:
+    """The specs of a ColonyOS WorkflowSpec (``{"colonyname", "functionspecs": [...]}``),
+    checked as a DAG: every spec has a unique `nodename`, every dependency names another
+    spec of the workflow, and there is no cycle. A ValidationError names the spec."""
+    d = _object(data, "workflow", ("colonyname", "functionspecs"))
+    items = d.get("functionspecs")
+    if not isinstance(items, list) or not items:
+        raise ValidationError("workflow.functionspecs: expected a non-empty list of specs")
+    if len(items) > WORKFLOW_SPECS_MAX:
+        raise ValidationError(f"workflow.functionspecs: more than {WORKFLOW_SPECS_MAX} specs")
+    specs: list[FunctionSpec] = []
+    for i, item in enumerate(items):
+        where = f"workflow.functionspecs[{i}]"
+        try:
+            spec = parse_spec(item)
+        except ValidationError as exc:
+            raise ValidationError(str(exc).replace("spec", where, 1)) from None
+        if not spec.nodename:
+            raise ValidationError(f"{where}.nodename: missing (a workflow names each step)")
+        specs.append(spec)
+    names = [s.nodename for s in specs]
+    for i, spec in enumerate(specs):
+        where = f"workflow.functionspecs[{i}]"
+        if names.count(spec.nodename) > 1:
+            raise ValidationError(f"{where}.nodename: {spec.nodename!r} is used twice")
+        for dep in spec.conditions.dependencies:
+            if dep not in names:
+                raise ValidationError(f"{where}.conditions.dependencies: no step {dep!r}")
+            if dep == spec.nodename:
+                raise ValidationError(f"{where}.conditions.dependencies: depends on itself")
+    # Kahn's algorithm: what remains once no step without open dependencies is left is a cycle.
+    open_deps = {s.nodename: set(s.conditions.dependencies) for s in specs}
+    ready = [n for n, deps in open_deps.items() if not deps]
+    done = 0
+    while ready:
+        name = ready.pop()
+        done += 1
+        for other, deps in open_deps.items():
+            if name in deps:
+                deps.discard(name)
+                if not deps:
+                    ready.append(other)
+    if done < len(specs):
+        cycle = sorted(n for n, deps in open_deps.items() if deps)
+        raise ValidationError(f"workflow: dependencies form a cycle through {', '.join(cycle)}")
+    return specs
 
 
 def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:

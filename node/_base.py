@@ -48,6 +48,7 @@ class NodeBase:
     _nursery: trio.Nursery | None
     _gossip_driver: CoreDriver | None
     _was_member: bool
+    _processes_changed: trio.Event
 
     @property
     def transport(self) -> P2PTransport:

@@ -53,7 +53,18 @@ class NodeApi(Protocol):
     async def find_peer(self, peer_id: str) -> dict[str, Any]: ...
     async def submit_process(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def get_process(self, pid_hex: str, consistent: bool) -> dict[str, Any]: ...
-    def list_processes(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def list_processes(
+        self, state: str | None, limit: int, offset: int = 0, filters: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]: ...
+    async def submit_workflow(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def wait_process(self, pid_hex: str, timeout_s: float) -> dict[str, Any]: ...
+    async def process_logs(self, pid_hex: str, after: int, wait_s: float) -> dict[str, Any]: ...
+    async def cancel_process(self, pid_hex: str) -> dict[str, Any]: ...
+    async def executor_heartbeat(self, executor_id: str) -> dict[str, Any]: ...
+    async def executor_log(self, executor_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def executor_attribute(
+        self, executor_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]: ...
     async def executor_register(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def executor_assign(self, executor_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def executor_close(
@@ -78,6 +89,20 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object")
     return data
+
+
+def _number(params: Any, name: str, default: float) -> float:
+    """A numeric query parameter, or a ValidationError naming it."""
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValidationError(f"{name} must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValidationError(f"{name} must be a finite number")
+    return value
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -184,12 +209,41 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         return await node.get_process(request.path_params["pid"], consistent)
 
     async def list_processes(request: Request) -> Any:
-        state = request.query_params.get("state") or None
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            raise ValidationError("limit must be an integer") from None
-        return node.list_processes(state, max(0, min(limit, RECORDS_LIST_MAX)))
+        q = request.query_params
+        limit = _number(q, "limit", 100)
+        offset = _number(q, "offset", 0)
+        filters = {k: v for k, v in q.items() if k not in ("state", "limit", "offset")}
+        return node.list_processes(
+            q.get("state") or None,
+            int(max(0, min(limit, RECORDS_LIST_MAX))),
+            int(max(0, offset)),
+            filters,
+        )
+
+    async def submit_workflow(request: Request) -> Any:
+        return await node.submit_workflow(await _body(request))
+
+    async def wait_process(request: Request) -> Any:
+        timeout_s = _number(request.query_params, "timeout_s", 30)
+        return await node.wait_process(request.path_params["pid"], timeout_s)
+
+    async def process_logs(request: Request) -> Any:
+        q = request.query_params
+        return await node.process_logs(
+            request.path_params["pid"], int(_number(q, "after", 0)), _number(q, "wait_s", 0)
+        )
+
+    async def cancel_process(request: Request) -> Any:
+        return await node.cancel_process(request.path_params["pid"])
+
+    async def executor_heartbeat(request: Request) -> Any:
+        return await node.executor_heartbeat(request.path_params["eid"])
+
+    async def executor_log(request: Request) -> Any:
+        return await node.executor_log(request.path_params["eid"], await _body(request))
+
+    async def executor_attribute(request: Request) -> Any:
+        return await node.executor_attribute(request.path_params["eid"], await _body(request))
 
     async def executor_register(request: Request) -> Any:
         return await node.executor_register(await _body(request))
@@ -225,10 +279,17 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/processes", guarded(submit_process), methods=["POST"]),
         Route("/v1/processes", guarded(list_processes), methods=["GET"]),
         Route("/v1/processes/{pid}", guarded(get_process), methods=["GET"]),
+        Route("/v1/processes/{pid}/wait", guarded(wait_process), methods=["GET"]),
+        Route("/v1/processes/{pid}/logs", guarded(process_logs), methods=["GET"]),
+        Route("/v1/processes/{pid}/cancel", guarded(cancel_process), methods=["POST"]),
+        Route("/v1/workflows", guarded(submit_workflow), methods=["POST"]),
         Route("/v1/executors", guarded(executor_register), methods=["POST"]),
         Route("/v1/executors/{eid}/assign", guarded(executor_assign), methods=["POST"]),
         Route("/v1/executors/{eid}/close", guarded(executor_close), methods=["POST"]),
         Route("/v1/executors/{eid}/fail", guarded(executor_fail), methods=["POST"]),
+        Route("/v1/executors/{eid}/heartbeat", guarded(executor_heartbeat), methods=["POST"]),
+        Route("/v1/executors/{eid}/log", guarded(executor_log), methods=["POST"]),
+        Route("/v1/executors/{eid}/attributes", guarded(executor_attribute), methods=["POST"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)

@@ -119,7 +119,8 @@ class Node(Joining, StatusApi, ServicesApi):
         self._gossip_peers: frozenset[NodeId] = frozenset()
         self.leases: LeaseService | None = None
         self.dht: DhtService | None = None
-        self.processes = ProcessBook()
+        self._processes_changed = trio.Event()
+        self.processes = ProcessBook(on_change=self._process_changed)
         self.scheduler: Scheduler | None = None
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
 
@@ -142,6 +143,8 @@ class Node(Joining, StatusApi, ServicesApi):
 
     def _has_role(self, node: NodeId, role: str) -> bool:
         roster = self.membership.roster
+        if role == "owner":
+            return roster is not None and roster.owner == node
         return roster is not None and roster.has_role(node, role)
 
     def _drop_all_peers(self) -> None:
@@ -186,7 +189,9 @@ class Node(Joining, StatusApi, ServicesApi):
     def _on_gossip_events(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, Accepted) and ev.kind.startswith(PROCESS_KIND):
-                self.processes.on_record(ev.author, ev.kind, ev.body, trio.current_time())
+                self.processes.on_record(
+                    ev.author, ev.kind, ev.body, trio.current_time(), seq=ev.seq
+                )
                 continue
             if isinstance(ev, Accepted) and ev.kind == ENVELOPE_KIND and not ev.local:
                 try:

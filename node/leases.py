@@ -19,6 +19,7 @@ import trio
 
 from colonynode.consensus.claimer import ClaimerConfig
 from colonynode.consensus.events import (
+    Cancelled,
     ClaimFailed,
     Closed,
     Expired,
@@ -29,7 +30,7 @@ from colonynode.consensus.events import (
 )
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
-from colonynode.consensus.messages import CODEC, Outcome, ProcessTerms, Reason
+from colonynode.consensus.messages import CODEC, Outcome, ProcessTerms, Reason, State
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.node.driver import CoreDriver
@@ -100,6 +101,8 @@ class LeaseService:
                 self._resolve("read", ev.pid, ev)
             elif isinstance(ev, Expired):
                 self._resolve("expire", ev.pid, ev)
+            elif isinstance(ev, Cancelled):
+                self._resolve("cancel", ev.pid, ev)
             elif isinstance(ev, LeaseEnded):
                 self.granted.pop(ev.pid, None)
                 if not self.granted:
@@ -181,6 +184,31 @@ class LeaseService:
             "expire", pid, lambda: self.core.expire(self.now(), pid, epoch)
         )
         return result
+
+    async def cancel(
+        self, pid: bytes, state: State = State.CANCELLED, errors: tuple[str, ...] = ()
+    ) -> Cancelled:
+        """Close a process CANCELLED (or FAILED: a workflow parent failed) at a majority of
+        voters, whoever holds its lease (the voters check the sender is its submitter or
+        the colony's owner)."""
+        result: Cancelled = await self._await(
+            "cancel", pid, lambda: self.core.cancel(self.now(), pid, state, errors)
+        )
+        return result
+
+    def drop(self, pid: bytes) -> bool:
+        """Stop renewing a lease without telling the voters (its executor vanished): it
+        expires there and the process is retried elsewhere, counted as a retry."""
+        dropped = self.core.drop(self.now(), pid)
+        self.driver.kick()
+        return dropped
+
+    async def release(self, pid: bytes) -> bool:
+        """Give a lease back at once (no retry counted)."""
+        released = self.core.release(self.now(), pid)
+        self.driver.kick()
+        await trio.lowlevel.checkpoint()
+        return released
 
     async def read(self, pid: bytes) -> ReadResult:
         result: ReadResult = await self._await("read", pid, lambda: self.core.read(self.now(), pid))

@@ -2,9 +2,17 @@
 from gossip records, and submission through the lease quorum.
 
 A submission is a gossip record of kind ``process`` (the ColonyOS spec, the submitter,
-the submission time) plus a register on the voters (`consensus`): the user hears
-"submitted" only once a majority of voters holds the register durably. Closing records
-(kind ``process-closed``) come with the end-to-end issue's executors.
+the submission time, and for a workflow its graph id, parents and children) plus a
+register on the voters (`consensus`): the user hears "submitted" only once a majority of
+voters holds the register durably. The other kinds follow a process's life:
+
+- ``process-running``: a node's executor holds a lease (epoch, executor, start time);
+- ``process-closed``: the committed outcome (SUCCESS, FAILED, CANCELLED) and output;
+- ``process-log``: a batch of log lines an executor wrote while it held the lease;
+- ``process-attribute``: a key/value the lease holder added (ColonyOS attributes).
+
+Log records are not copied into memory: the view keeps where they are in the gossip
+ledger (author, sequence), and `node.services_api` reads them from there on request.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus.messages import ProcessTerms
@@ -19,13 +28,27 @@ from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import FunctionSpec, State, parse_spec, spec_to_json
 
-__all__ = ["CLOSED_KIND", "PROCESS_KIND", "RUNNING_KIND", "ProcessBook", "new_pid", "terms_of"]
+__all__ = [
+    "ATTRIBUTE_KIND",
+    "CLOSED_KIND",
+    "LOG_KIND",
+    "PROCESS_KIND",
+    "RUNNING_KIND",
+    "ProcessBook",
+    "new_pid",
+    "terms_of",
+]
 
 PROCESS_KIND = "process"
 RUNNING_KIND = "process-running"
 CLOSED_KIND = "process-closed"
+LOG_KIND = "process-log"
+ATTRIBUTE_KIND = "process-attribute"
 PROCESSES_MAX = 100_000  # processes held in the view; the oldest are forgotten first
 RUNNING_QUIET_S = 10.0  # after hearing a process started, leave it to its holder this long
+LOG_RECORDS_MAX = 1_024  # log records indexed per process (each up to LOG_BATCH_LINES_MAX)
+ATTRIBUTES_MAX = 256  # attributes kept per process
+PARENTS_MAX = 256  # parents (and children) a workflow process may name
 
 
 def new_pid() -> bytes:
@@ -54,17 +77,46 @@ def _iso(ns: int | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns % 10**9:09d}Z"
 
 
-class ProcessBook:
-    """pid -> what this node knows of the process (bounded, insertion-ordered)."""
+def _pids(value: Any) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for item in value[:PARENTS_MAX]:
+        try:
+            out.append(bytes.fromhex(str(item)))
+        except ValueError:
+            return ()
+    return tuple(out)
 
-    def __init__(self) -> None:
+
+class ProcessBook:
+    """pid -> what this node knows of the process (bounded, insertion-ordered).
+
+    `on_change(pid)` is called after every change to a process (the daemon wakes its
+    long-polls with it)."""
+
+    def __init__(self, on_change: Callable[[bytes], None] | None = None) -> None:
         self._procs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self.on_change = on_change
 
     def __len__(self) -> int:
         return len(self._procs)
 
+    def _entry(self, pid: bytes) -> dict[str, Any]:
+        entry = self._procs.get(pid)
+        if entry is None:
+            entry = self._procs[pid] = {"state": State.WAITING}
+            while len(self._procs) > PROCESSES_MAX:
+                self._procs.popitem(last=False)
+        return entry
+
     def on_record(
-        self, author: NodeId | None, kind: str, body: Any, now_s: float | None = None
+        self,
+        author: NodeId | None,
+        kind: str,
+        body: Any,
+        now_s: float | None = None,
+        seq: int = 0,
     ) -> None:
         if not isinstance(body, dict):
             return
@@ -77,14 +129,18 @@ class ProcessBook:
                 spec = parse_spec(body.get("spec"))
             except ColonyError:
                 return
-            entry = self._procs.setdefault(pid, {"state": State.WAITING})
+            entry = self._entry(pid)
             entry.update(
                 spec=spec, submitter=author, submission_ns=int(body.get("submission_ns", 0))
             )
-            while len(self._procs) > PROCESSES_MAX:
-                self._procs.popitem(last=False)
+            if body.get("processgraphid"):
+                entry.update(
+                    graph=str(body["processgraphid"]),
+                    parents=_pids(body.get("parents")),
+                    children=_pids(body.get("children")),
+                )
         elif kind == RUNNING_KIND:
-            entry = self._procs.setdefault(pid, {"state": State.WAITING})
+            entry = self._entry(pid)
             if not State(entry["state"]).closed:
                 entry["state"] = State.RUNNING
                 if now_s is not None:  # someone holds a lease: do not ask for a while
@@ -93,21 +149,86 @@ class ProcessBook:
                     if key in body:
                         entry[key] = body[key]
         elif kind == CLOSED_KIND:
-            entry = self._procs.setdefault(pid, {"state": State.WAITING})
+            entry = self._entry(pid)
             state = str(body.get("state", "FAILED"))
             entry["state"] = State[state] if state in State.__members__ else State.FAILED
             for key in ("output", "errors", "epoch", "retries", "executor", "end_ns", "start_ns"):
                 if key in body:
                     entry[key] = body[key]
+        elif kind == LOG_KIND:
+            if author is None or not seq:
+                return
+            logs = self._entry(pid).setdefault("logs", [])
+            if len(logs) < LOG_RECORDS_MAX:
+                logs.append((author, seq))
+        elif kind == ATTRIBUTE_KIND:
+            attrs = self._entry(pid).setdefault("attributes", [])
+            if len(attrs) < ATTRIBUTES_MAX and isinstance(body.get("key"), str):
+                attrs.append({"key": body["key"], "value": body.get("value"),
+                              "attributetype": str(body.get("attributetype", "OUT")),
+                              "epoch": body.get("epoch", 0)})  # fmt: skip
+        else:
+            return
+        if self.on_change is not None:
+            self.on_change(pid)
+
+    # -- workflows ----------------------------------------------------------------------
+
+    def parents_state(self, pid: bytes) -> bool | None:
+        """True when every parent succeeded (or there are none), False when one closed
+        without success, None while some parent is still open (or not heard of yet)."""
+        entry = self._procs.get(pid)
+        pending = False
+        for parent in () if entry is None else entry.get("parents", ()):
+            p = self._procs.get(parent)
+            state = State.WAITING if p is None else State(p["state"])
+            if state is State.SUCCESS:
+                continue
+            if state.closed:
+                return False
+            pending = True
+        return None if pending else True
+
+    def input_of(self, pid: bytes) -> list[Any]:
+        """A workflow process's input: its parents' outputs, concatenated in order."""
+        entry = self._procs.get(pid)
+        out: list[Any] = []
+        for parent in () if entry is None else entry.get("parents", ()):
+            p = self._procs.get(parent)
+            if p is not None:
+                out.extend(p.get("output") or [])
+        return out
+
+    def blocked_by_failed_parent(self) -> list[tuple[bytes, bytes]]:
+        """(pid, failed parent) for open workflow processes whose parent closed unsuccessfully."""
+        out = []
+        for pid, entry in self._procs.items():
+            if "parents" not in entry or State(entry["state"]).closed:
+                continue
+            for parent in entry["parents"]:
+                p = self._procs.get(parent)
+                if p is not None and State(p["state"]).closed and p["state"] != State.SUCCESS:
+                    out.append((pid, parent))
+                    break
+        return out
+
+    def log_index(self, pid: bytes) -> list[tuple[NodeId, int]]:
+        entry = self._procs.get(pid)
+        return [] if entry is None else list(entry.get("logs", ()))
+
+    # -- scheduling ---------------------------------------------------------------------
 
     def waiting(self, now_s: float) -> list[tuple[bytes, FunctionSpec, int]]:
-        """Processes that may be claimed: not closed, and not running under a lease this
-        node heard of less than a lease ago (the voters decide in the end)."""
+        """Processes that may be claimed: not closed, not waiting for workflow parents,
+        and not running under a lease this node heard of less than a lease ago (the
+        voters decide in the end)."""
         out = []
         for pid, entry in self._procs.items():
             if "spec" not in entry or State(entry["state"]).closed:
                 continue
             if entry.get("busy_until_s", 0.0) > now_s:
+                continue
+            if entry.get("parents") and self.parents_state(pid) is not True:
                 continue
             out.append((pid, entry["spec"], int(entry.get("submission_ns", 0))))
         return out
@@ -118,6 +239,8 @@ class ProcessBook:
         if entry is not None:
             entry.update(state=State.RUNNING, busy_until_s=until_s, epoch=epoch,
                          executor=executor, start_ns=start_ns)  # fmt: skip
+            if self.on_change is not None:
+                self.on_change(pid)
 
     def count_by_state(self) -> dict[str, int]:
         """How many processes of each state this node's view holds (for /metrics)."""
@@ -131,30 +254,51 @@ class ProcessBook:
         entry = self._procs.get(pid)
         return entry is not None and entry.get("submitter") == node
 
+    def submitter_of(self, pid: bytes) -> NodeId | None:
+        entry = self._procs.get(pid)
+        return None if entry is None else entry.get("submitter")
+
     def mark_closed_elsewhere(self, pid: bytes) -> None:
         """The voters say it is closed; its closing record has not reached us yet."""
         entry = self._procs.get(pid)
         if entry is not None and not State(entry["state"]).closed:
             entry["busy_until_s"] = float("inf")
 
+    def state_of(self, pid: bytes) -> State | None:
+        entry = self._procs.get(pid)
+        return None if entry is None or "spec" not in entry else State(entry["state"])
+
     def get(self, pid: bytes) -> dict[str, Any] | None:
         entry = self._procs.get(pid)
         return None if entry is None or "spec" not in entry else self.as_json(pid, entry)
 
-    def list(self, state: State | None, limit: int) -> list[dict[str, Any]]:
-        out = []
+    def list(
+        self,
+        state: State | None,
+        limit: int,
+        *,
+        offset: int = 0,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; `match(entry)` filters further; `offset` skips that many matches."""
+        out: list[dict[str, Any]] = []
+        skipped = 0
         for pid, entry in reversed(self._procs.items()):
             if "spec" not in entry or (state is not None and entry["state"] != state):
                 continue
-            out.append(self.as_json(pid, entry))
+            if match is not None and not match(entry):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
             if len(out) >= limit:
                 break
+            out.append(self.as_json(pid, entry))
         return out
 
-    @staticmethod
-    def as_json(pid: bytes, entry: dict[str, Any]) -> dict[str, Any]:
+    def as_json(self, pid: bytes, entry: dict[str, Any]) -> dict[str, Any]:
         submitter = entry.get("submitter")
-        return {
+        out = {
             "processid": pid.hex(),
             "state": State(entry["state"]).name,
             "spec": spec_to_json(entry["spec"]),
@@ -167,4 +311,10 @@ class ProcessBook:
             "submissiontime": _iso(entry.get("submission_ns")),
             "starttime": _iso(entry.get("start_ns")),
             "endtime": _iso(entry.get("end_ns")),
+            "attributes": list(entry.get("attributes", ())),
+            "processgraphid": entry.get("graph"),
+            "parents": [p.hex() for p in entry.get("parents", ())],
+            "children": [c.hex() for c in entry.get("children", ())],
+            "input": self.input_of(pid) if entry.get("parents") else [],
         }
+        return out

@@ -1,19 +1,34 @@
 """Serve a functions file's `@function`s through a node (`colonynode executor run`).
 
 The executor attaches to the node of a data dir through its local API, long-polls for
-processes the node claimed for it, runs each function (bounded by the spec's
-maxexectime), and closes the process with its output or fails it with the error.
+processes the node claimed for it, and runs each function on a worker thread. While it
+runs, the executor sends the node a heartbeat about once a second, with the lines the
+function printed or logged (`colonynode.sdk.log`) and its attributes; the node answers
+whether it still holds the lease. The run ends in one of four ways:
+
+- it returns: the output is committed (`close`), exactly once;
+- it raises: the process fails with the exception's message (never retried);
+- it passes the spec's maxexectime, or the node says the lease was lost or the process
+  cancelled: the executor stops waiting for it and commits nothing. The voters refuse to
+  renew a lease past maxexectime, so the process is retried elsewhere until its retries
+  are spent. A Python thread cannot be killed: the abandoned call may run on, but
+  whatever it returns is dropped.
+
+A function's positional arguments are the spec's `args` followed by its `input` (for a
+workflow process, its parents' outputs, concatenated); `kwargs` are passed as keywords.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from colonynode.core.errors import ColonyError
 from colonynode.node.apiclient import ApiClient
+from colonynode.sdk.context import ProcessContext, bind, route_stdout
 from colonynode.sdk.functions import run_function
 
 __all__ = ["Executor"]
@@ -21,6 +36,8 @@ __all__ = ["Executor"]
 log = logging.getLogger(__name__)
 
 ASSIGN_TIMEOUT_S = 10.0
+HEARTBEAT_S = 1.0
+LOG_CALL_LINES_MAX = 256  # the node takes at most this many lines per call
 
 
 class Executor:
@@ -30,20 +47,36 @@ class Executor:
         functions: dict[str, Callable[..., Any]],
         executortype: str,
         name: str,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.client = client
         self.functions = functions
-        reply = client.post(
-            "/v1/executors",
-            {"name": name, "executortype": executortype, "functions": sorted(functions)},
-        )
-        self.id = str(reply["executor_id"])
+        self.executortype = executortype
         self.name = name
+        self.heartbeat_s = heartbeat_s
         self.done = 0
+        self.abandoned = 0
+        self.id = self._register()
+        route_stdout()
+
+    def _register(self) -> str:
+        reply = self.client.post(
+            "/v1/executors",
+            {"name": self.name, "executortype": self.executortype,
+             "functions": sorted(self.functions)},
+        )  # fmt: skip
+        return str(reply["executor_id"])
 
     def run_forever(self, max_processes: int | None = None) -> None:
         while max_processes is None or self.done < max_processes:
-            self.run_one()
+            try:
+                self.run_one()
+            except ColonyError as exc:
+                if "register again" not in str(exc):
+                    raise
+                log.warning("%s; registering again", exc)  # the node restarted or forgot us
+                self.id = self._register()
 
     def run_one(self) -> bool:
         """Wait for one process and run it; False when none came within the poll."""
@@ -56,30 +89,76 @@ class Executor:
         if fn is None:
             self._fail(pid, [f"{self.name} has no function {spec['funcname']!r}"])
             return True
-        limit_s = spec["maxexectime"] if spec["maxexectime"] > 0 else None
-        outcome: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                outcome["output"] = run_function(fn, spec["args"], spec["kwargs"])
-            except Exception as exc:
-                outcome["error"] = f"{type(exc).__name__}: {exc}"
-
-        worker = threading.Thread(target=call, name=f"process-{pid[:8]}", daemon=True)
-        worker.start()
-        worker.join(limit_s)
+        ctx = ProcessContext(pid, spec, list(proc.get("input") or []))
+        outcome = self._run(fn, ctx)
         self.done += 1
-        if worker.is_alive():
-            # Not an explicit fail (that is never retried): the voters refuse to renew the
-            # lease past maxexectime, so it expires and the process is retried elsewhere
-            # until its retries are spent. The thread cannot be stopped; it is abandoned
-            # and whatever it returns is never committed.
-            log.warning("process %s ran past maxexectime (%s s): abandoned", pid, limit_s)
+        if "abandoned" in outcome:
+            self.abandoned += 1
+            log.warning("process %s %s: abandoned, nothing committed", pid, outcome["abandoned"])
         elif "error" in outcome:
             self._fail(pid, [outcome["error"]])
         else:
             self._close(pid, outcome["output"])
         return True
+
+    def _run(self, fn: Callable[..., Any], ctx: ProcessContext) -> dict[str, Any]:
+        spec = ctx.spec
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            bind(ctx)
+            try:
+                outcome["output"] = run_function(fn, [*spec["args"], *ctx.input], spec["kwargs"])
+            except Exception as exc:
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+            finally:
+                bind(None)
+
+        limit_s = spec["maxexectime"] if spec["maxexectime"] > 0 else None
+        deadline = None if limit_s is None else time.monotonic() + limit_s
+        worker = threading.Thread(target=call, name=f"process-{ctx.processid[:8]}", daemon=True)
+        worker.start()
+        while True:
+            wait_s = self.heartbeat_s
+            if deadline is not None:
+                wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+            worker.join(wait_s)
+            if not worker.is_alive():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                self._flush(ctx, final=True)
+                return {"abandoned": f"ran past maxexectime ({limit_s} s)"}
+            status = self._flush(ctx)
+            if status != "held":
+                return {"abandoned": f"was {status} (the node no longer holds its lease)"}
+        self._flush(ctx, final=True)
+        return outcome
+
+    def _flush(self, ctx: ProcessContext, final: bool = False) -> str:
+        """Ship buffered lines and attributes; the node's word on the lease: `held`,
+        `lost` or `cancelled`."""
+        lines, attrs = ctx.take(final)
+        pid = ctx.processid
+        try:
+            held = True
+            for i in range(0, len(lines), LOG_CALL_LINES_MAX):
+                reply = self.client.post(
+                    f"/v1/executors/{self.id}/log",
+                    {"processid": pid, "lines": lines[i : i + LOG_CALL_LINES_MAX]},
+                )
+                held = held and bool(reply.get("held"))
+            for key, value in attrs:
+                self.client.post(
+                    f"/v1/executors/{self.id}/attributes",
+                    {"processid": pid, "key": key, "value": value},
+                )
+            if final and held:
+                return "held"
+            beat = self.client.post(f"/v1/executors/{self.id}/heartbeat", {})
+            return str(beat["processes"].get(pid, "lost"))
+        except ColonyError as exc:
+            log.warning("heartbeat for %s: %s", pid, exc)
+            return "held"  # the node may answer again; the lease decides in the end
 
     def _close(self, pid: str, output: list[Any]) -> None:
         try:

@@ -118,3 +118,47 @@ def test_states_know_which_are_closed() -> None:
 @given(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=5))
 def test_any_kwargs_of_json_values_are_accepted(kwargs: dict[str, Any]) -> None:
     assert parse_spec({"funcname": "f", "kwargs": kwargs}).kwargs == kwargs
+
+
+# -- workflows --------------------------------------------------------------------------
+
+
+def _step(name: str, *deps: str, **extra: Any) -> dict[str, Any]:
+    return {"nodename": name, "funcname": "f", "conditions": {"dependencies": list(deps)},
+            **extra}  # fmt: skip
+
+
+def test_a_workflow_is_a_dag_of_named_steps() -> None:
+    from colonynode.core.process import parse_workflow
+
+    specs = parse_workflow({"functionspecs": [_step("a"), _step("b", "a"), _step("c", "a", "b")]})
+    assert [s.nodename for s in specs] == ["a", "b", "c"]
+    assert specs[2].conditions.dependencies == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("functionspecs", "message"),
+    [
+        ([], "workflow.functionspecs: expected a non-empty list"),
+        ([{"funcname": "f"}], "workflow.functionspecs[0].nodename: missing"),
+        ([_step("a"), _step("a")], "workflow.functionspecs[0].nodename: 'a' is used twice"),
+        ([_step("a", "zz")], "workflow.functionspecs[0].conditions.dependencies: no step 'zz'"),
+        ([_step("a", "a")], "depends on itself"),
+        ([_step("a", "c"), _step("b", "a"), _step("c", "b"), _step("d")],
+         "workflow: dependencies form a cycle through a, b, c"),
+        ([_step("a", priority="x")], "workflow.functionspecs[0].priority: expected an integer"),
+    ],
+)  # fmt: skip
+def test_bad_workflows_are_refused_naming_the_step(functionspecs: Any, message: str) -> None:
+    from colonynode.core.process import parse_workflow
+
+    with pytest.raises(ValidationError) as err:
+        parse_workflow({"functionspecs": functionspecs})
+    assert message in str(err.value)
+
+
+def test_a_workflow_with_unknown_fields_is_refused() -> None:
+    from colonynode.core.process import parse_workflow
+
+    with pytest.raises(ValidationError, match="workflow.specs: unknown field"):
+        parse_workflow({"specs": []})

@@ -158,3 +158,47 @@ class Colony:
     def stop_all(self) -> None:
         for d in self.daemons.values():
             d.stop()
+
+
+class Executors:
+    """`colonynode executor run` processes serving one functions file, one per daemon."""
+
+    def __init__(self, root: Path, functions: str, executortype: str = "py") -> None:
+        self.file = root / "functions.py"
+        self.file.write_text(functions)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.root = root
+        self.executortype = executortype
+
+    def start(self, d: Daemon) -> None:
+        log = (self.root / f"{d.name}-executor.log").open("ab")
+        self.procs[d.name] = subprocess.Popen(
+            [CLI, "executor", "run", str(self.file), "--type", self.executortype,
+             "--data-dir", str(d.dir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+
+    def log(self, d: Daemon) -> str:
+        path = self.root / f"{d.name}-executor.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+
+
+def three_voters(colony: Colony) -> list[Daemon]:
+    """a (owner), b and c joined through a, all three voters, fully connected."""
+    a = colony.founder("a")
+    nodes = [a, colony.joined("b", via=a), colony.joined("c", via=a)]
+    cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
+    for d in nodes:
+        wait_until(f"{d.name}: 3 voters", lambda d=d: sum(m["voter"] for m in d.members()) == 3)
+        wait_until(f"{d.name}: mesh", lambda d=d: d.status()["connected_peers"] == 2)
+    return nodes

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import CLI, Colony, Daemon, cli, cli_json, wait_until
+from tests.integration.harness import (
+    Colony,
+    Daemon,
+    Executors,
+    cli,
+    cli_json,
+    three_voters,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,35 +43,10 @@ def slow(seconds):
 """
 
 
-class Executors:
-    def __init__(self, root: Path) -> None:
-        self.file = root / "functions.py"
-        self.file.write_text(FUNCTIONS)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.root = root
-
-    def start(self, d: Daemon) -> None:
-        log = (self.root / f"{d.name}-executor.log").open("ab")
-        self.procs[d.name] = subprocess.Popen(
-            [CLI, "executor", "run", str(self.file), "--type", "py", "--data-dir", str(d.dir)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            p.terminate()
-            p.wait(timeout=10)
-
-
 @pytest.fixture
 def setup(colony: Colony, tmp_path: Path) -> Iterator[tuple[list[Daemon], Executors]]:
-    a = colony.founder("a")
-    nodes = [a, colony.joined("b", via=a), colony.joined("c", via=a)]
-    cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
-    for d in nodes:
-        wait_until(f"{d.name}: 3 voters", lambda d=d: sum(m["voter"] for m in d.members()) == 3)
-        wait_until(f"{d.name}: mesh", lambda d=d: d.status()["connected_peers"] == 2)
-    ex = Executors(tmp_path)
+    nodes = three_voters(colony)
+    ex = Executors(tmp_path, FUNCTIONS)
     try:
         yield nodes, ex
     finally:
