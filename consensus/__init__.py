@@ -9,6 +9,7 @@
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
 from colonynode.consensus.events import (
+    Cancelled,
     ClaimFailed,
     Closed,
     Expired,
@@ -27,6 +28,7 @@ from colonynode.consensus.voter import REGISTERS_TABLE, VoterCore
 __all__ = [
     "CODEC",
     "REGISTERS_TABLE",
+    "Cancelled",
     "ClaimFailed",
     "ClaimerConfig",
     "ClaimerCore",

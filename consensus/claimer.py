@@ -1,4 +1,4 @@
-"""The claimer role: submit, claim (batched), renew, close, release, expire, read.
+"""The claimer role: submit, claim (batched), renew, close, release, expire, cancel, read.
 
 Every request goes to every voter and is retransmitted every `retry_s` to the voters
 that have not answered, until a majority decides it or its timeout passes. Rules
@@ -16,6 +16,10 @@ that have not answered, until a majority decides it or its timeout passes. Rules
 - a close carries the lease's epoch (the fencing token): the voters accept it only if
   no newer lease was granted, so a committed result happens exactly once. A holder whose
   lease ran out does not even send it (`Closed` with NOT_HOLDER at once);
+- a cancel (the submitter's or an owner's abort) needs no lease: a majority that
+  accepts it has the process closed, so no holder's close can commit after it. A holder
+  learns it when a majority refuses its renew as CLOSED: the lease ends at once
+  (`LeaseEnded` ``closed``) rather than at its deadline;
 - with `slots` > 0 the claimer also schedules: it scans a voter for candidates, claims
   among the first ones by rendezvous hash of (pid, node), and expires processes the
   voters report as run out.
@@ -31,6 +35,7 @@ from typing import Any
 
 from colonynode.consensus import events as ev
 from colonynode.consensus.messages import (
+    Cancel,
     Candidates,
     Claim,
     ClaimItem,
@@ -46,17 +51,24 @@ from colonynode.consensus.messages import (
     Renew,
     Reply,
     Scan,
+    State,
     Submit,
     Tag,
     Verdict,
 )
-from colonynode.consensus.register import CLOSED_STATES, Timing, commit_key
+from colonynode.consensus.register import (
+    ABORT_STATES,
+    CLOSED_STATES,
+    ERRORS_MAX,
+    Timing,
+    commit_key,
+)
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
 
 __all__ = ["ClaimerConfig", "ClaimerCore"]
 
-OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expires, reads)
+OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expires, cancels, reads)
 LEASES_MAX = 1_024  # leases held at once
 EPOCHS_MAX = 10_000  # highest epochs remembered per pid (oldest forgotten first)
 LOST_MAX = 1_024  # lost leases remembered, so a late close is refused with its epoch
@@ -127,7 +139,9 @@ class ClaimerCore:
         self.ops: dict[tuple[Tag, bytes], _Op] = {}
         self.leases: dict[bytes, _Lease] = {}
         self.epochs: dict[bytes, int] = {}
-        self.lost: dict[bytes, int] = {}  # pid -> epoch of a lease that ran out
+        # pid -> (epoch, why a close of it is refused) of a lease that ended without a
+        # close: NOT_HOLDER when it ran out, CLOSED when the voters closed the process
+        self.lost: dict[bytes, tuple[int, Reason]] = {}
         self.next_poll_s: float | None = None
         self.scan_sent_s: float | None = None
         self.scan_cursor = 0
@@ -179,16 +193,20 @@ class ClaimerCore:
     ) -> bool:
         """Close with the lease's epoch; `Closed` says whether it committed. A holder
         whose lease ran out does not send it (it must stop acting): `Closed` with
-        NOT_HOLDER at once. (Were it sent, the voters would fence it by the epoch; but a
+        NOT_HOLDER at once, or CLOSED if its lease ended because the voters closed the
+        process (a cancel). (Were it sent, the voters would fence it by the epoch; but a
         late close accepted by a voter that missed the newer epoch is a second closed
         result a later handover may have to settle.)"""
         lease = self.leases.pop(pid, None)
         if lease is None or now_s >= lease.deadline_s:
-            epoch = self.lost.pop(pid, None) if lease is None else lease.epoch
-            if lease is not None:
+            if lease is None:
+                ended = self.lost.pop(pid, None)
+            else:
+                ended = (lease.epoch, Reason.NOT_HOLDER)
                 self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "lost"))
-            if epoch is not None:
-                self.effects.events.append(ev.Closed(pid, epoch, outcome, False, Reason.NOT_HOLDER))
+            if ended is not None:
+                epoch, reason = ended
+                self.effects.events.append(ev.Closed(pid, epoch, outcome, False, reason))
             return False
         epoch = lease.epoch
         self.effects.events.append(ev.LeaseEnded(pid, epoch, "closing"))
@@ -229,6 +247,23 @@ class ClaimerCore:
 
     def expire(self, now_s: float, pid: bytes, epoch: int = 0) -> bool:
         return self._start(Tag.EXPIRE, pid, epoch, Expire(pid, epoch, self.version()), now_s)
+
+    def cancel(
+        self,
+        now_s: float,
+        pid: bytes,
+        state: State = State.CANCELLED,
+        errors: tuple[str, ...] = (),
+    ) -> bool:
+        """Abort a process as `state` (CANCELLED, or FAILED when a workflow parent
+        failed), whether it waits or runs; the voters accept it from the process's
+        submitter or an owner. `Cancelled` says whether a majority closed it. False when
+        `state` is neither, or a cancel of `pid` (or too many requests) is in flight. A
+        lease this node holds on `pid` ends (`LeaseEnded` ``closed``) once it commits."""
+        if state not in ABORT_STATES:
+            return False
+        msg = Cancel(pid, state, tuple(errors[:ERRORS_MAX]), self.version())
+        return self._start(Tag.CANCEL, pid, 0, msg, now_s)
 
     def read(self, now_s: float, pid: bytes) -> int:
         """A majority read (`colonynode get --consistent`); returns the nonce of the
@@ -379,11 +414,35 @@ class ClaimerCore:
             if len(verdicts) >= need:
                 self._finish_read(op, verdicts)
             return
+        if op.tag in _TERMINAL and self._adopt_missing(op):
+            verdicts = [op.verdicts[v] for v in voters if v in op.verdicts]
         oks = sum(1 for v in verdicts if v.ok)
         if oks >= need:
             self._finish(now_s, op, Reason.OK)
         elif len(verdicts) - oks > len(voters) - need:
             self._finish(now_s, op, _most_common_refusal(verdicts))
+
+    def _adopt_missing(self, op: _Op) -> bool:
+        """A close, cancel or expire that a voter refuses UNKNOWN_PID while another holds
+        the process (the voter missed the submit): have one that holds it push its
+        register there (a closed one first), and ask that voter again; its refusal does
+        not count. Without it two closed results (a holder's close and a cancel), one
+        voter each, with the third lacking the process, would never reach a majority."""
+        missing = tuple(
+            v for v, verdict in op.verdicts.items() if verdict.reason is Reason.UNKNOWN_PID
+        )
+        if not missing:
+            return False
+        voters = self.voters()
+        holding = [v for v in voters if _known(op.verdicts.get(v))]
+        closed = [v for v in holding if _is_closed(op.verdicts.get(v))]
+        if not holding:
+            return False  # no voter has the process: the refusals count
+        source = (closed or holding)[0]
+        for voter in missing:
+            del op.verdicts[voter]  # retransmitted to it at the next retry
+        self._send(source, Push(op.pid, missing))
+        return True
 
     def _finish(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """The op is decided (`reason` OK or a refusal) or timed out (None)."""
@@ -410,6 +469,10 @@ class ClaimerCore:
             events.append(ev.Closed(pid, op.epoch, op.outcome, ok, None if ok else reason))
         elif op.tag is Tag.EXPIRE:
             events.append(ev.Expired(pid, ok))
+        elif op.tag is Tag.CANCEL:
+            if ok:
+                self._end_closed(pid)
+            events.append(ev.Cancelled(pid, op.msg.state, ok, None if ok else reason))
         elif op.tag is Tag.READ:
             verdicts = list(op.verdicts.values())
             self.ops[(op.tag, op.pid)] = op  # _finish_read pops it again
@@ -508,14 +571,31 @@ class ClaimerCore:
             if deadline_s > lease.deadline_s:
                 lease.deadline_s = deadline_s
                 self.effects.events.append(ev.Renewed(lease.pid, lease.epoch, deadline_s))
+        elif sum(1 for v in verdicts if v.reason is Reason.CLOSED) >= need:
+            # A majority holds the process closed (a cancel revoked the lease): no close
+            # under this lease can commit. Stop now rather than at the deadline.
+            self._end_closed(lease.pid)
         elif len(verdicts) - oks > len(voters) - need:
             lease.renew = None
             lease.renew_refused = True  # it runs out at its deadline
 
-    def _remember_lost(self, pid: bytes, epoch: int) -> None:
+    def _end_closed(self, pid: bytes) -> None:
+        """The voters closed the process under a lease this node may hold: end it (ending
+        a lease early is always safe); a close of it is then refused CLOSED."""
+        lease = self.leases.pop(pid, None)
+        if lease is not None:
+            self._remember_lost(pid, lease.epoch, Reason.CLOSED)
+            self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "closed"))
+
+    def _remember_lost(self, pid: bytes, epoch: int, why: Reason = Reason.NOT_HOLDER) -> None:
         if len(self.lost) >= LOST_MAX:
             del self.lost[next(iter(self.lost))]
-        self.lost[pid] = epoch
+        self.lost[pid] = (epoch, why)
+
+    def lost_epoch(self, pid: bytes) -> int | None:
+        """The epoch of a lease on `pid` that ended without a close, if remembered."""
+        ended = self.lost.get(pid)
+        return None if ended is None else ended[0]
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -551,6 +631,9 @@ class ClaimerCore:
         me = bytes(self.node_id)
         claimable.sort(key=lambda pid: hashlib.blake2b(pid + me, digest_size=8).digest())
         self.claim(now_s, claimable[:free])
+
+
+_TERMINAL = (Tag.CLOSE, Tag.CANCEL, Tag.EXPIRE)  # requests that close a process
 
 
 def _is_closed(verdict: Verdict | None) -> bool:

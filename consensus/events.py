@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from colonynode.consensus.messages import Outcome, Reason, RegisterView
+from colonynode.consensus.messages import Outcome, Reason, RegisterView, State
 
 __all__ = [
+    "Cancelled",
     "ClaimFailed",
     "Closed",
     "Expired",
@@ -59,7 +60,9 @@ class LeaseEnded:
     """This node no longer holds a valid lease: stop acting on the process.
 
     `why`: ``closing`` (a close was sent), ``released``, ``lost`` (the deadline passed
-    without a renew), ``dropped`` (the application gave it up without a release)."""
+    without a renew), ``dropped`` (the application gave it up without a release),
+    ``closed`` (a majority refused a renew because the process is closed: it was
+    cancelled, or failed, by its submitter or an owner; a close would be refused)."""
 
     pid: bytes
     epoch: int
@@ -84,6 +87,20 @@ class Expired:
 
     pid: bytes
     committed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """A cancel this node sent finished: `committed` when a majority closed the process
+    as `state` (CANCELLED, or FAILED); else `reason` is the refusal most voters gave
+    (CLOSED: it was closed already; NOT_ALLOWED: neither its submitter nor an owner;
+    UNKNOWN_PID: no voter has it) or None (a timeout: it may still have reached a
+    majority)."""
+
+    pid: bytes
+    state: State
+    committed: bool
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True, slots=True)

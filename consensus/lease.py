@@ -21,7 +21,7 @@ from typing import Any
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
 from colonynode.consensus.handover import VoterSet
-from colonynode.consensus.messages import Outcome, ProcessTerms
+from colonynode.consensus.messages import Outcome, ProcessTerms, State
 from colonynode.consensus.register import Timing
 from colonynode.consensus.voter import HasRole, VoterCore
 from colonynode.core.effects import Effects
@@ -136,6 +136,17 @@ class ConsensusCore:
     def expire(self, now_s: float, pid: bytes, epoch: int = 0) -> bool:
         self.now_s = now_s
         return self.claimer.expire(now_s, pid, epoch)
+
+    def cancel(
+        self,
+        now_s: float,
+        pid: bytes,
+        state: State = State.CANCELLED,
+        errors: tuple[str, ...] = (),
+    ) -> bool:
+        """Abort `pid` as CANCELLED (or FAILED): see `ClaimerCore.cancel`."""
+        self.now_s = now_s
+        return self.claimer.cancel(now_s, pid, state, errors)
 
     def read(self, now_s: float, pid: bytes) -> int:
         self.now_s = now_s

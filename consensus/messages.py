@@ -20,6 +20,7 @@ from colonynode.core.ids import NodeId
 
 __all__ = [
     "CODEC",
+    "Cancel",
     "Candidate",
     "Candidates",
     "Claim",
@@ -64,6 +65,7 @@ class Tag(IntEnum):
     MERGE = 12
     HANDOVER_REQUEST = 13
     HANDOVER = 14
+    CANCEL = 15
 
 
 class State(IntEnum):
@@ -73,6 +75,7 @@ class State(IntEnum):
     RUNNING = 1
     SUCCESS = 2
     FAILED = 3
+    CANCELLED = 4  # aborted by its submitter or the colony owner
 
 
 class Outcome(IntEnum):
@@ -89,7 +92,7 @@ class Reason(IntEnum):
     UNKNOWN_PID = 1  # the voter holds no register for the process
     STALE_EPOCH = 2  # the epoch is not the one the request needs
     LEASE_HELD = 3  # another holder's lease has not expired at this voter
-    CLOSED = 4  # the process is closed (SUCCESS or FAILED)
+    CLOSED = 4  # the process is closed (SUCCESS, FAILED or CANCELLED)
     NOT_HOLDER = 5  # the sender does not hold the current lease
     NOT_RUNNING = 6
     RETRIES_SPENT = 7  # a re-claim after an expiry would pass maxretries
@@ -102,6 +105,7 @@ class Reason(IntEnum):
     FULL = 14  # the voter's register table is at registers_max
     WRONG_VERSION = 15  # the voter does not serve the voter-set version the request names
     LEASE_EXPIRED = 16  # a close after the lease ran out at this voter
+    BAD_STATE = 17  # a Cancel that asks for a state other than CANCELLED or FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +183,18 @@ class Release:
 class Expire:
     pid: bytes
     epoch: int
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Abort a process, whatever its lease: the submitter (or an owner) cancels it
+    (`state` CANCELLED), or fails it (FAILED, e.g. a workflow parent failed). No epoch:
+    it fences out every lease, the current one included."""
+
+    pid: bytes
+    state: State
+    errors: tuple[str, ...] = ()
     version: int = 0
 
 
@@ -324,5 +340,6 @@ CODEC = MessageCodec(
         Tag.MERGE: Merge,
         Tag.HANDOVER_REQUEST: HandoverRequest,
         Tag.HANDOVER: Handover,
+        Tag.CANCEL: Cancel,
     },
 )

@@ -25,7 +25,15 @@ The table (the voter accepts iff ..., and then ...):
 - release(e): RUNNING, e == epoch, same holder (or WAITING at e: a retransmission) ->
   WAITING, no retry counted;
 - expire: RUNNING, expired here and retries spent; or WAITING past maxwaittime ->
-  FAILED with the reason.
+  FAILED with the reason;
+- abort(state): not closed (or the same abort again), state CANCELLED or FAILED ->
+  that state, no holder, the errors appended (REASON_ABORTED for a FAILED abort that
+  gives none). It needs no epoch and no lease: a RUNNING lease is revoked, and the
+  holder's renew and close are refused (CLOSED). Who may abort is the voter's rule
+  (the submitter, or an owner).
+
+CLOSED_STATES are terminal: no transition leaves them, so each voter changes a
+process's result at most once and two majorities cannot commit two results.
 """
 
 from __future__ import annotations
@@ -45,9 +53,11 @@ from colonynode.core.codec import encode
 from colonynode.core.ids import NodeId
 
 __all__ = [
+    "ABORT_STATES",
     "CLOSED_STATES",
     "Register",
     "Timing",
+    "abort",
     "claim",
     "close",
     "commit_key",
@@ -66,10 +76,12 @@ __all__ = [
     "view",
 ]
 
-CLOSED_STATES = (State.SUCCESS, State.FAILED)
+CLOSED_STATES = (State.SUCCESS, State.FAILED, State.CANCELLED)
+ABORT_STATES = (State.CANCELLED, State.FAILED)  # what an abort may ask for
 ERRORS_MAX = 16  # error strings kept per process
 REASON_EXPIRED = "lease expired and retries are spent"
 REASON_WAITED = "waited longer than maxwaittime"
+REASON_ABORTED = "failed by an abort (its submitter or an owner)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +291,31 @@ def expire(reg: Register, now_s: float) -> Result:
     return replace(reg, state=State.FAILED, holder=None, errors=errors), Reason.OK
 
 
+def abort(
+    reg: Register, state: State, errors: tuple[str, ...], *, overwrite_closed: bool = False
+) -> Result:
+    """Close the process as `state` (CANCELLED or FAILED) without a holder, whether it
+    is WAITING or RUNNING. The same abort again (the register is in `state`, with no
+    holder, and its errors end with the abort's) is a retransmission: accepted, nothing
+    changes. A FAILED abort always leaves an error of its own (REASON_ABORTED if it gives
+    none), so an expiry's FAILED is never taken for a retransmitted abort.
+    `overwrite_closed` is a planted bug for the simulator's checkers (never in use)."""
+    if state not in ABORT_STATES:
+        return reg, Reason.BAD_STATE
+    added = tuple(errors[:ERRORS_MAX])
+    if state is State.FAILED and not added:
+        added = (REASON_ABORTED,)
+    if reg.closed and not overwrite_closed:
+        again = reg.state is state and reg.holder is None and _ends_with(reg.errors, added)
+        return reg, Reason.OK if again else Reason.CLOSED
+    kept = (*reg.errors, *added)[-ERRORS_MAX:]
+    return replace(reg, state=state, holder=None, errors=kept), Reason.OK
+
+
+def _ends_with(errors: tuple[str, ...], tail: tuple[str, ...]) -> bool:
+    return len(errors) >= len(tail) and errors[len(errors) - len(tail) :] == tail
+
+
 def restarted(reg: Register, now_s: float, timing: Timing) -> Register:
     """The register as a restarted voter must see it: a RUNNING lease is a full lease
     from the restart (and maxexectime counts from it); waiting time counts from it."""
@@ -309,8 +346,9 @@ def view(reg: Register) -> RegisterView:
 
 def commit_key(v: RegisterView) -> tuple[Any, ...] | None:
     """What two voters must agree on for a closed process to be one committed result:
-    a holder's close is (state, epoch, holder, output); an expiry is (FAILED, None)
-    whatever the epoch each voter had reached. None for an open register."""
+    a holder's close is (state, epoch, holder, output); an expiry or an abort is
+    (state, None) whatever the epoch each voter had reached (a FAILED abort and an
+    expiry are the same result: FAILED, no output). None for an open register."""
     if v.state not in CLOSED_STATES:
         return None
     if v.holder is None:

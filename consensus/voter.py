@@ -10,6 +10,10 @@ restarted voter treats every RUNNING lease it persisted as freshly granted (a fu
 from now, maxexectime counted from now) and every WAITING process as waiting from now.
 It never grants a lease that conflicts with one it granted before the crash: the epoch
 and holder are durable, and the expiry it uses is later than the one it used before.
+
+Who may ask: Submit needs the `submitter` role (and to be the process's submitter),
+Claim and Renew the `executor` role, Cancel the process's submitter or the `owner` role;
+Close, Renew and Release need the current lease's holder (register.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from colonynode.consensus.handover import (
     merge_handover,
 )
 from colonynode.consensus.messages import (
+    Cancel,
     Candidate,
     Candidates,
     Claim,
@@ -269,6 +274,8 @@ class VoterCore:
         elif isinstance(msg, Close | Release | Expire):
             tag = _TAGS[type(msg)]
             verdicts = [self._apply(now_s, sender, msg, msg.pid, msg.epoch)]
+        elif isinstance(msg, Cancel):
+            tag, verdicts = Tag.CANCEL, [self._apply(now_s, sender, msg, msg.pid, 0)]
         elif isinstance(msg, Read):
             tag, nonce = Tag.READ, msg.nonce
             verdicts = [self._verdict(msg.pid, 0, Reason.OK, self.registers.get(msg.pid))]
@@ -285,6 +292,8 @@ class VoterCore:
             items = [(i.pid, i.epoch) for i in msg.items[:CLAIM_ITEMS_MAX]]
         elif isinstance(msg, Close | Release | Expire):
             tag, items = _TAGS[type(msg)], [(msg.pid, msg.epoch)]
+        elif isinstance(msg, Cancel):
+            tag, items = Tag.CANCEL, [(msg.pid, 0)]
         else:
             return
         verdicts = tuple(
@@ -327,6 +336,12 @@ class VoterCore:
             )
         if isinstance(msg, Release):
             return rg.release(reg, epoch, sender, now_s)
+        if isinstance(msg, Cancel):
+            # the process's submitter may abort it, and so may an owner of the colony
+            if sender != reg.terms.submitter and not self.has_role(sender, "owner"):
+                return reg, Reason.NOT_ALLOWED
+            overwrite = self.planted_bug == "abort_closed"
+            return rg.abort(reg, msg.state, msg.errors, overwrite_closed=overwrite)
         assert isinstance(msg, Expire)
         return rg.expire(reg, now_s)
 
@@ -432,6 +447,7 @@ _REQUESTS = (
     Close,
     Release,
     Expire,
+    Cancel,
     Read,
     Scan,
     Push,

@@ -6,7 +6,9 @@
    submitted from a: quick and slower ones, one that raises, one that exceeds its
    maxexectime. Mid-run, b's daemon and executor are killed with SIGKILL: the leases they
    held expire and their processes finish on c, each result committed exactly once.
-3. A results table (who ran what, how long), a gossip record, a DHT file record, and a
+3. A results table (who ran what, how long); a workflow whose last step adds its
+   parents' outputs, a function's log lines followed from another node, and a running
+   process cancelled; a gossip record, a DHT file record, and a
    seeded simulation of the same protocol code; then everything stops and the temporary
    data dirs are removed.
 """
@@ -37,7 +39,7 @@ from tests.integration.harness import CLI, Colony, Daemon, cli, cli_json, wait_u
 FUNCTIONS = """
 import math
 import time
-from colonynode.sdk import function
+from colonynode.sdk import function, log, set_attribute
 
 @function
 def add(a, b):
@@ -52,6 +54,19 @@ def estimate_pi(n):
 def nap(seconds):
     time.sleep(seconds)
     return f"slept {seconds} s"
+
+@function
+def total(*numbers):
+    return sum(numbers)
+
+@function
+def countdown(n):
+    for i in range(n, 0, -1):
+        log(f"{i}...")
+        time.sleep(0.2)
+    print("lift-off")
+    set_attribute("counted", str(n))
+    return "done"
 
 @function
 def boom():
@@ -137,6 +152,25 @@ def main() -> int:
         console.print(table)
         by = Counter((p["executor"], p["state"]) for p in procs)
         console.print("who ran what:", dict(by))
+
+        console.print("\n[bold]A workflow, logs and a cancel (c's executor only)[/bold]")
+        workflow = root / "workflow.json"
+        workflow.write_text(json.dumps({"functionspecs": [
+            {**spec("add", 1, 2), "nodename": "x"},
+            {**spec("add", 10, 20), "nodename": "y"},
+            {**spec("total", 100), "nodename": "sum",
+             "conditions": {"executortype": "python", "dependencies": ["x", "y"]}},
+        ]}))  # fmt: skip
+        show("submit", str(workflow), "--wait", "--data-dir", str(a.dir))
+        counted = api.post("/v1/processes", {"spec": spec("countdown", 5)})["processid"]
+        show("logs", counted, "--follow", "--data-dir", str(a.dir))
+        long = api.post("/v1/processes", {"spec": spec("nap", 60)})["processid"]
+        wait_until("the long nap to start", lambda: cli_json(
+            "get", long, "--data-dir", str(a.dir))["state"] == "RUNNING")  # fmt: skip
+        show("cancel", long, "--data-dir", str(a.dir))
+        majority = cli_json("get", long, "--consistent", "--data-dir", str(c.dir))
+        shown = {k: majority[k] for k in ("state", "errors", "output", "consistent")}
+        console.print("read from a majority of voters on c:", shown)
 
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))

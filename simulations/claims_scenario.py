@@ -6,11 +6,18 @@ process's fate is drawn when it is made: it finishes after a while (then closes 
 or with `fail_p` fails explicitly: FAILED, never retried), hangs (renewals stop at
 maxexectime, the lease runs out, it is re-claimed until maxretries is spent, then any
 node expires it FAILED) or its executor dies part-way (the lease runs out, a retry).
+With `cancel_p` its submitter aborts it a while after submitting (uniform within
+`cancel_within_s`, so it races the claims, renewals and closes): CANCELLED, or with
+`cancel_failed_p` FAILED with an error (a workflow parent failed). A share
+`cancel_foreign_p` of the aborts comes from another node instead, which the voters must
+refuse (no node has the owner role here).
 
 Checkers, over the simulator's global time:
 
 - ``double-commits``: a process closed with two different results, each at a majority
-  of voters, or two claimers told that their different closes committed;
+  of voters (a holder's SUCCESS and a CANCELLED are two), or two nodes told that two
+  different closes (a close, an expiry, an abort) committed;
+- ``cancel-permissions``: an abort committed for a node that is not the submitter;
 - ``overlapping-leases``: two holders whose valid-lease intervals overlap in global time
   (a claimer's interval runs from the step a majority granted it to its deadline, read
   on its own drifting clock and converted to global time, cut short when it closes,
@@ -18,11 +25,13 @@ Checkers, over the simulator's global time:
 - ``lost-submissions`` (at the end): a submission acknowledged to its submitter that a
   majority of voters does not hold durably;
 - liveness: after the heal (the world's random majority, plus every voter: crashed ones
-  restart, paused ones resume), every acknowledged process is closed at a majority.
+  restart, paused ones resume), every acknowledged process is closed at a majority
+  (SUCCESS, FAILED or CANCELLED).
 
 `--param planted_bug=ignore_epochs` (voters grant and close whatever the epoch and the
-lease) and `skip_persist` (voters acknowledge without writing) break the core on purpose:
-the tests show the checkers catch them.
+lease), `skip_persist` (voters acknowledge without writing) and `abort_closed` (voters
+let an abort overwrite a closed process) break the core on purpose: the tests show the
+checkers catch them.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from colonynode.consensus.claimer import ClaimerConfig
 from colonynode.consensus.events import (
+    Cancelled,
     ClaimFailed,
     Closed,
     Expired,
@@ -42,7 +52,7 @@ from colonynode.consensus.events import (
 )
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
-from colonynode.consensus.messages import Outcome, ProcessTerms, Reason
+from colonynode.consensus.messages import Outcome, ProcessTerms, Reason, State
 from colonynode.consensus.register import Timing, commit_key
 from colonynode.consensus.voter import REGISTERS_TABLE
 from colonynode.core.ids import NodeId
@@ -59,7 +69,7 @@ if TYPE_CHECKING:
     from colonynode.simulations.node import SimNode
     from colonynode.simulations.world import World
 
-__all__ = ["ClaimsScenario", "CommitChecker", "LeaseChecker", "pid_of"]
+__all__ = ["CancelChecker", "ClaimsScenario", "CommitChecker", "LeaseChecker", "pid_of"]
 
 LATENCIES_MAX = 1_000_000
 
@@ -138,9 +148,11 @@ class CommitChecker(BaseChecker):
         for node, event in world.step_events:
             if isinstance(event, VoterCommitted):
                 found.extend(self._voter(node, event))
-            elif isinstance(event, Closed | Expired) and event.committed:
+            elif isinstance(event, Closed | Expired | Cancelled) and event.committed:
                 if isinstance(event, Closed):
                     key: Any = (event.outcome, event.epoch, node)
+                elif isinstance(event, Cancelled):
+                    key = ("aborted", event.state.name)
                 else:
                     key = "expired"
                 first = self.told.setdefault(event.pid, (key, node))
@@ -181,6 +193,32 @@ class CommitChecker(BaseChecker):
         return []
 
 
+class CancelChecker(BaseChecker):
+    """Only a process's submitter (or an owner: no node is one here) may abort it."""
+
+    name = "cancel-permissions"
+
+    def __init__(self, submitter_of: dict[bytes, int]) -> None:
+        self.submitter_of = submitter_of  # pid -> index of the node that submitted it
+
+    def after_step(self, world: World) -> list[str]:
+        found: list[str] = []
+        for node, event in world.step_events:
+            if isinstance(event, Cancelled) and event.committed:
+                submitter = self.submitter_of.get(event.pid)
+                if submitter != node:
+                    found.append(
+                        f"process {event.pid.hex()}: node {node} aborted it "
+                        f"({event.state.name}), its submitter is node {submitter}"
+                    )
+        return found
+
+
+def _no_owner(node: NodeId, role: str) -> bool:
+    """The sim's roster: every node is a member with every role but owner."""
+    return role != "owner"
+
+
 @register_scenario
 class ClaimsScenario(Scenario):
     name = "claims"
@@ -203,6 +241,10 @@ class ClaimsScenario(Scenario):
         "unlimited_p": 0.3,  # share of well-behaved processes with maxretries -1
         "maxwaittime_p": 0.1,  # share of processes with a maxwaittime
         "maxwaittime_s": 15.0,
+        "cancel_p": 0.05,  # share of processes their submitter aborts
+        "cancel_within_s": 3.0,  # the abort comes uniform in this long after the submit
+        "cancel_failed_p": 0.3,  # share of aborts that fail the process (else CANCELLED)
+        "cancel_foreign_p": 0.1,  # share of aborts sent by another node (refused)
         "drift": 0.001,
         "margin_s": 0.05,
         "voter_change": "",  # grow (3 -> 5), shrink (5 -> 3), replace (a dead voter)
@@ -216,6 +258,7 @@ class ClaimsScenario(Scenario):
         "lost_submissions",
         "unfinished_after_liveness",
         "claims_committed",
+        "cancels_committed",
         "claim_latency_p50_s",
     )
 
@@ -234,6 +277,12 @@ class ClaimsScenario(Scenario):
         self.closes = 0
         self.expired = 0
         self.lost_leases = 0
+        self.submitter_of: dict[bytes, int] = {}
+        self.cancels_sent = 0
+        self.cancels_foreign = 0
+        self.cancels_committed = 0
+        self.cancels_refused = 0
+        self.leases_ended_closed = 0
         self.latencies_s: list[float] = []
         self.closes_at_sample = 0
         self.commits = CommitChecker([])
@@ -241,6 +290,7 @@ class ClaimsScenario(Scenario):
         self.lost: list[bytes] = []
         self.workload: Workload | None = None
         self.rng: random.Random | None = None
+        self.cancel_rng: random.Random | None = None
         self.timing = Timing()
         self.config = ClaimerConfig()
         self.vset = VoterSet(1, ())
@@ -275,6 +325,7 @@ class ClaimsScenario(Scenario):
                     store,
                     rng,
                     voters=self.vset,  # the roster as it is now (a restart learns it)
+                    has_role=_no_owner,
                     config=config,
                     timing=timing,
                     planted_bug=bug,
@@ -290,7 +341,9 @@ class ClaimsScenario(Scenario):
         world.add_checker(self.commits)
         world.add_checker(self.leases)
         world.add_checker(LostSubmissions(self))
+        world.add_checker(CancelChecker(self.submitter_of))
         self.rng = world.rng_for("claims")
+        self.cancel_rng = world.rng_for("cancels")  # its own stream: the rest is unchanged
         config = WorkloadConfig(
             rate_per_node_s=self.param_float("jobs_per_node_s"),
             duration_mean_s=self.param_float("job_mean_s"),
@@ -330,7 +383,35 @@ class ClaimsScenario(Scenario):
         node = world.nodes[job.node]
         terms = self._terms(job, node.node_id)
         self.submitted += 1
+        self.submitter_of[terms.pid] = job.node
         node.call(lambda core, now_s: core.submit(now_s, terms))
+        self._maybe_cancel(world, job)
+
+    def _maybe_cancel(self, world: World, job: Job) -> None:
+        """With `cancel_p`, schedule an abort of the job by its submitter (or, with
+        `cancel_foreign_p`, by another node: the voters must refuse it)."""
+        rng = self.cancel_rng
+        assert rng is not None
+        if rng.random() >= self.param_float("cancel_p"):
+            return
+        at_s = world.now_s + rng.uniform(0.0, self.param_float("cancel_within_s"))
+        failed = rng.random() < self.param_float("cancel_failed_p")
+        state = State.FAILED if failed else State.CANCELLED
+        errors = ("a workflow parent failed",) if failed else ("cancelled by its submitter",)
+        sender = job.node
+        if rng.random() < self.param_float("cancel_foreign_p"):
+            sender = (job.node + rng.randrange(1, world.n)) % world.n
+        pid = pid_of(job.job_id)
+
+        def send(core: ConsensusCore, now_s: float) -> None:
+            if core.cancel(now_s, pid, state, errors):
+                self.cancels_sent += 1
+                self.cancels_foreign += sender != job.node
+
+        def at(w: World) -> None:
+            w.nodes[sender].call(send)
+
+        world.schedule(at_s, at)
 
     def _change_voters(self, world: World) -> None:
         """Roster v -> v+1 with a new voter set; it reaches every node within a second."""
@@ -377,7 +458,7 @@ class ClaimsScenario(Scenario):
         def outcome(core: ConsensusCore, now_s: float) -> None:
             claimer = core.claimer
             lease = claimer.leases.get(pid)
-            if (lease is None or lease.epoch != epoch) and claimer.lost.get(pid) != epoch:
+            if (lease is None or lease.epoch != epoch) and claimer.lost_epoch(pid) != epoch:
                 return  # this run's lease was closed, released or replaced
             if died:
                 core.drop(now_s, pid)
@@ -413,8 +494,15 @@ class ClaimsScenario(Scenario):
                 self.fenced += 1  # a late close by an ex-holder, refused
         elif isinstance(event, Expired) and event.committed:
             self.expired += 1
+        elif isinstance(event, Cancelled):
+            if event.committed:
+                self.cancels_committed += 1
+            else:
+                self.cancels_refused += 1
         elif isinstance(event, LeaseEnded) and event.why == "lost":
             self.lost_leases += 1
+        elif isinstance(event, LeaseEnded) and event.why == "closed":
+            self.leases_ended_closed += 1
 
     # -- liveness -----------------------------------------------------------------------
 
@@ -477,6 +565,16 @@ class ClaimsScenario(Scenario):
             "claims_failed": self.claim_failures,
             "closes_committed": self.closes,
             "expired_committed": self.expired,
+            "cancels_sent": self.cancels_sent,
+            "cancels_foreign": self.cancels_foreign,
+            "cancels_committed": self.cancels_committed,
+            "cancels_refused": self.cancels_refused,
+            "cancelled_at_majority": sum(
+                1
+                for key in self.commits.committed.values()
+                if key is not None and key[0] is State.CANCELLED
+            ),
+            "leases_ended_closed": self.leases_ended_closed,
             "closed_at_majority": len(self.commits.committed),
             "fenced_closes": self.fenced,
             "leases_lost": self.lost_leases,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from colonynode.consensus import ClaimerConfig, ConsensusCore, Timing
+from colonynode.consensus.voter import HasRole
 from colonynode.core.ids import NodeId
 from colonynode.storage.memory import MemoryStore
 
@@ -32,7 +33,8 @@ class Node:
 
 class Colony:
     """`voters` voter nodes (0..v-1) and `claimers` claimer nodes after them (with
-    `config`; voters claim only when a test asks them to)."""
+    `config`; voters claim only when a test asks them to). `has_role` is the roster's
+    membership check (default: every node has every role)."""
 
     def __init__(
         self,
@@ -42,8 +44,10 @@ class Colony:
         config: ClaimerConfig | None = None,
         rates: dict[int, float] | None = None,
         planted_bug: str = "",
+        has_role: HasRole | None = None,
     ) -> None:
         self.t = 0.0
+        self.has_role: HasRole = has_role or (lambda node, role: True)
         self.voter_ids = tuple(nid(i) for i in range(voters))
         self.config = config or ClaimerConfig(lease_s=2.0)
         self.planted_bug = planted_bug
@@ -61,6 +65,7 @@ class Colony:
             node.store,
             random.Random(f"{i}:{node.incarnation}"),  # a new stream per incarnation
             voters=voters,
+            has_role=self.has_role,
             config=self.config if i >= len(self.voter_ids) else ClaimerConfig(lease_s=2.0),
             timing=TIMING,
             planted_bug=self.planted_bug,

@@ -119,7 +119,21 @@ def test_settle_waits_for_a_majority_even_among_holders_closes() -> None:
     assert h.settle() == (True, [low])
 
 
-states = st.sampled_from([State.WAITING, State.RUNNING, State.SUCCESS, State.FAILED])
+def test_settle_a_cancel_a_majority_of_the_old_set_holds_wins_over_a_close() -> None:
+    old = (A, B, nid(7))
+    h = HandoverProgress(VoterSet(2, (nid(8),), old))
+    done = rg.close(reg(State.RUNNING, 3, A), 3, A, Outcome.SUCCESS, "x", ())[0]
+    cancelled = rg.abort(reg(State.RUNNING, 3, A), State.CANCELLED, ())[0]
+    h.note_closed(A, done, None)
+    h.note_closed(B, cancelled, done)
+    h.done |= {A, B}
+    assert h.settle() == (False, [])  # one each: wait for the third
+    h.note_closed(nid(7), cancelled, done)
+    h.done.add(nid(7))
+    assert h.settle() == (True, [cancelled])
+
+
+states = st.sampled_from(list(State))
 
 
 @settings(max_examples=300, deadline=None)

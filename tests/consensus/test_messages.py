@@ -8,6 +8,7 @@ import pytest
 
 from colonynode.consensus.messages import (
     CODEC,
+    Cancel,
     Candidate,
     Candidates,
     Claim,
@@ -60,6 +61,10 @@ MESSAGES: list[Any] = [
     Handover(2, b"", (RegisterCopy(TERMS, State.SUCCESS, 4, A, 2.0, 0, "o", ("e",)),), True),
     Reply(Tag.SUBMIT, (Verdict(b"pid", 0, Reason.WRONG_VERSION, None),), 0, 3),
     Claim((ClaimItem(b"a", 1),), 2.5, "", 7),
+    Cancel(b"pid", State.CANCELLED),
+    Cancel(b"pid", State.FAILED, ("parent p0 failed",), 2),
+    Reply(Tag.CANCEL, (Verdict(b"pid", 0, Reason.BAD_STATE, None),), 0, 2),
+    Merge(RegisterCopy(TERMS, State.CANCELLED, 4, None, 2.0, 1, None, ("cancelled",))),
 ]
 
 
@@ -70,6 +75,25 @@ def test_every_message_type_is_in_the_round_trip_list() -> None:
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_codec_round_trip_of_every_message(msg: Any) -> None:
     assert CODEC.decode_batch(CODEC.encode_batch([msg])) == [msg]
+
+
+def test_a_cancel_keeps_its_wire_values() -> None:
+    """Append-only: CANCELLED is 4 (as in ColonyOS), the Cancel tag 15, and the fields
+    go in declaration order."""
+    assert CODEC.encode_one(Cancel(b"pid", State.CANCELLED, ("why",), 3)) == [
+        15,
+        b"pid",
+        4,
+        ["why"],
+        3,
+    ]
+
+
+def test_a_cancel_asking_for_an_unknown_state_is_refused() -> None:
+    import cbor2
+
+    with pytest.raises(DecodeError):
+        CODEC.decode_batch(cbor2.dumps([[15, b"pid", 9, [], 0]], canonical=True))
 
 
 def test_an_ill_typed_field_is_refused() -> None:

@@ -205,12 +205,97 @@ def test_merge_adopts_a_missing_register_and_a_closed_one_but_never_an_open_one(
     assert rg.merge(closed, other, 1.0, T)[0] == closed
 
 
+def test_abort_cancels_a_waiting_process_and_a_claim_is_then_refused_closed() -> None:
+    cancelled, reason = rg.abort(waiting(), State.CANCELLED, ())
+    assert reason is Reason.OK and cancelled.closed
+    assert (cancelled.state, cancelled.holder, cancelled.errors) == (State.CANCELLED, None, ())
+    assert rg.claim(cancelled, 1, A, LEASE_S, "", 1.0, T)[1] is Reason.CLOSED
+
+
+def test_abort_of_a_running_process_revokes_the_lease_whatever_its_expiry() -> None:
+    reg = granted(waiting(), 3, A, 0.0)
+    cancelled, reason = rg.abort(reg, State.CANCELLED, ("cancelled by the user",))
+    assert reason is Reason.OK
+    assert (cancelled.state, cancelled.epoch, cancelled.holder) == (State.CANCELLED, 3, None)
+    assert rg.renew(cancelled, 3, A, 0.5, T)[1] is Reason.CLOSED
+    assert rg.close(cancelled, 3, A, Outcome.SUCCESS, "late", (), now_s=0.5)[1] is Reason.CLOSED
+    assert rg.release(cancelled, 3, A, 0.5)[1] is Reason.CLOSED
+    assert rg.expire(cancelled, 1e6)[1] is Reason.CLOSED
+
+
+def test_abort_of_a_closed_process_is_refused_and_the_result_stays() -> None:
+    done = rg.close(granted(waiting(), 1, A, 0.0), 1, A, Outcome.SUCCESS, "out", ())[0]
+    assert rg.abort(done, State.CANCELLED, ()) == (done, Reason.CLOSED)
+    assert rg.abort(done, State.FAILED, ("parent failed",)) == (done, Reason.CLOSED)
+
+
+def test_a_failed_abort_keeps_its_error_messages_after_the_earlier_ones() -> None:
+    reg = replace(waiting(), errors=("an earlier error",))
+    failed, reason = rg.abort(reg, State.FAILED, ("parent p0 failed",))
+    assert reason is Reason.OK and failed.state is State.FAILED
+    assert failed.errors == ("an earlier error", "parent p0 failed")
+    assert rg.abort(waiting(), State.FAILED, ())[0].errors == (rg.REASON_ABORTED,)
+
+
+def test_abort_errors_are_bounded_by_errors_max_keeping_the_newest() -> None:
+    reg = replace(waiting(), errors=tuple(f"old {i}" for i in range(10)))
+    new = tuple(f"new {i}" for i in range(rg.ERRORS_MAX + 4))
+    failed = rg.abort(reg, State.FAILED, new)[0]
+    assert failed.errors == new[: rg.ERRORS_MAX]
+
+
+def test_a_retransmitted_abort_is_accepted_and_changes_nothing() -> None:
+    for state, errors in ((State.CANCELLED, ()), (State.FAILED, ()), (State.FAILED, ("x",))):
+        aborted = rg.abort(granted(waiting(), 1, A, 0.0), state, errors)[0]
+        assert rg.abort(aborted, state, errors) == (aborted, Reason.OK)
+    cancelled = rg.abort(waiting(), State.CANCELLED, ("a",))[0]
+    assert rg.abort(cancelled, State.CANCELLED, ("b",))[1] is Reason.CLOSED
+    assert rg.abort(cancelled, State.FAILED, ("a",))[1] is Reason.CLOSED
+
+
+def test_an_expiry_is_not_taken_for_a_retransmitted_failed_abort() -> None:
+    reg = granted(waiting(maxretries=0), 1, A, 0.0)
+    expired = rg.expire(reg, reg.expiry_s)[0]
+    assert rg.abort(expired, State.FAILED, ()) == (expired, Reason.CLOSED)
+
+
+def test_abort_asks_for_cancelled_or_failed_only() -> None:
+    reg = waiting()
+    for state in (State.WAITING, State.RUNNING, State.SUCCESS):
+        assert rg.abort(reg, state, ()) == (reg, Reason.BAD_STATE)
+
+
+def test_commit_key_tells_a_cancel_from_an_expiry_but_a_failed_abort_is_the_same_result() -> None:
+    reg = granted(waiting(maxretries=0), 1, A, 0.0)
+    expired = rg.view(rg.expire(reg, reg.expiry_s)[0])
+    cancelled = rg.view(rg.abort(reg, State.CANCELLED, ())[0])
+    failed = rg.view(rg.abort(reg, State.FAILED, ("parent failed",))[0])
+    assert rg.commit_key(cancelled) == (State.CANCELLED, None) != rg.commit_key(expired)
+    assert rg.commit_key(failed) == rg.commit_key(expired)
+
+
+def test_a_cancelled_register_round_trips_the_record_and_stays_closed_at_a_restart() -> None:
+    cancelled = rg.abort(granted(waiting(), 2, A, 0.0), State.CANCELLED, ("why",))[0]
+    back = rg.restarted(rg.from_record(rg.to_record(cancelled)), 50.0, T)
+    assert back == replace(cancelled, expiry_s=0.0, started_s=0.0, waiting_since_s=50.0)
+    assert rg.claim(back, 3, B, LEASE_S, "", 100.0, T)[1] is Reason.CLOSED
+
+
+def test_merge_a_cancelled_register_replaces_an_open_one_but_not_a_closed_one() -> None:
+    cancelled = rg.abort(waiting(), State.CANCELLED, ())[0]
+    running = granted(waiting(), 1, A, 0.0)
+    assert rg.merge(running, cancelled, 1.0, T)[0].state is State.CANCELLED
+    done = rg.close(running, 1, A, Outcome.SUCCESS, "o", ())[0]
+    assert rg.merge(done, cancelled, 1.0, T) == (done, Reason.CLOSED)
+    assert rg.merge(cancelled, done, 1.0, T) == (cancelled, Reason.CLOSED)
+
+
 # -- properties -------------------------------------------------------------------------
 
 HOLDERS = (A, B, NodeId(b"C" * 32))
 requests = st.lists(
     st.tuples(
-        st.sampled_from(("claim", "renew", "close", "release", "expire", "restart")),
+        st.sampled_from(("claim", "renew", "close", "release", "expire", "abort", "restart")),
         st.integers(0, 6),  # epoch
         st.integers(0, 2),  # holder
         st.floats(0.0, 3.0),  # time step
@@ -246,6 +331,11 @@ def test_property_one_unexpired_lease_and_monotone_epochs(
             reg, reason = rg.release(reg, epoch, holder, now_s)
         elif kind == "expire":
             reg, reason = rg.expire(reg, now_s)
+        elif kind == "abort":
+            state = (State.CANCELLED, State.FAILED)[h % 2]
+            reg, reason = rg.abort(reg, state, ("aborted",) if h == 2 else ())
+            if reason is Reason.OK and not before.closed:
+                assert reg.holder is None and reg.epoch == before.epoch
         else:
             reg, reason = rg.restarted(rg.from_record(rg.to_record(reg)), now_s, T), Reason.OK
             if before.state is State.RUNNING:

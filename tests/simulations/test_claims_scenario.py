@@ -125,7 +125,7 @@ def test_claim_latency_is_measured() -> None:
 
 
 def test_paused_ex_holder_wakes_after_another_finished_and_its_close_is_refused() -> None:
-    scenario = ClaimsScenario({"jobs_per_node_s": 0.0})
+    scenario = ClaimsScenario({"jobs_per_node_s": 0.0, "cancel_p": 0.0})
     world = World(scenario, seed=1, nodes=7, profile=resolve_profile("none", 1), liveness_s=0)
     world.start()
     world.run_until(2.0)
@@ -150,18 +150,44 @@ def test_paused_ex_holder_wakes_after_another_finished_and_its_close_is_refused(
     assert world.violations == []
 
 
+def test_cancels_race_claims_and_closes_and_every_checker_holds() -> None:
+    """Half the processes aborted by their submitter (some by another node, refused):
+    waiting ones, running ones (the holder's lease ends `closed`, its close is refused)
+    and closed ones (the abort is refused); one result each, all closed at the end."""
+    totals: dict[str, int] = {}
+    for seed in range(1, 11):
+        for faults in ("none", "chaos"):
+            result = run(seed, faults, SWEEP_SAFETY_S, cancel_p=0.5)
+            assert_clean(result)
+            for name in (
+                "cancels_committed",
+                "cancels_refused",
+                "cancels_foreign",
+                "cancelled_at_majority",
+                "leases_ended_closed",
+                "fenced_closes",
+            ):
+                value = result.metrics[name]
+                assert isinstance(value, int)
+                totals[name] = totals.get(name, 0) + value
+    assert all(v > 0 for v in totals.values()), totals
+
+
 @pytest.mark.parametrize(
-    ("bug", "faults", "checkers"),
+    ("bug", "faults", "checkers", "params"),
     [
-        ("ignore_epochs", "lossy", {"overlapping-leases", "double-commits"}),
-        ("ignore_epochs", "chaos", {"overlapping-leases", "double-commits"}),
-        ("skip_persist", "crashes", {"lost-submissions", "liveness", "overlapping-leases"}),
+        ("ignore_epochs", "lossy", {"overlapping-leases", "double-commits"}, {}),
+        ("ignore_epochs", "chaos", {"overlapping-leases", "double-commits"}, {}),
+        ("skip_persist", "crashes", {"lost-submissions", "liveness", "overlapping-leases"}, {}),
+        ("abort_closed", "none", {"double-commits"}, {"cancel_p": 0.5}),
     ],
 )
-def test_a_planted_bug_is_caught_by_the_checkers(bug: str, faults: str, checkers: set[str]) -> None:
+def test_a_planted_bug_is_caught_by_the_checkers(
+    bug: str, faults: str, checkers: set[str], params: dict[str, float]
+) -> None:
     caught = 0
     for seed in range(1, 11):
-        result = run(seed, faults, planted_bug=bug, jobs_per_node_s=0.4)
+        result = run(seed, faults, planted_bug=bug, jobs_per_node_s=0.4, **params)
         found = {v.checker for v in result.violations}
         assert found <= checkers, found
         caught += bool(found)
