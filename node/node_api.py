@@ -42,6 +42,7 @@ class StatusApi(NodeBase):
             "uptime_s": round(trio.current_time() - self.started_s, 3),
             "gossip": self.gossip.stats() if self.gossip else {},
             "dht": self._dht_status(),
+            "scheduler": self._scheduler_status(),
             "counters": {
                 "refused_streams": counters.get("refused_streams", 0),
                 "bad_frames": counters.get("bad_frames", 0),
@@ -51,6 +52,13 @@ class StatusApi(NodeBase):
                 **{k: v for k, v in counters.items() if k.startswith("frames_")},
             },
         }
+
+    def _scheduler_status(self) -> dict[str, int]:
+        """Executors attached here and the scheduler's counters (detached executors,
+        dropped leases, log lines published or dropped, workflow steps failed)."""
+        if self.scheduler is None:
+            return {}
+        return {"executors": len(self.scheduler.executors), **self.scheduler.counters}
 
     def peers(self) -> list[dict[str, Any]]:
         """Every peer this node knows an address for or is connected to."""
@@ -166,6 +174,10 @@ class StatusApi(NodeBase):
         ]
         for key, value in sorted(st["counters"].items()):
             lines += [f"# TYPE colonynode_{key}_total counter", f"colonynode_{key}_total {value}"]
+        for key, value in sorted(st["scheduler"].items()):
+            kind = "gauge" if key == "executors" else "counter"
+            name = f"colonynode_{key}" + ("" if kind == "gauge" else "_total")
+            lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
         lines.append("# TYPE colonynode_processes gauge")
         for state, count in sorted(self.processes.count_by_state().items()):
             lines.append(f'colonynode_processes{{state="{state}"}} {count}')

@@ -160,5 +160,5 @@ def test_bad_workflows_are_refused_naming_the_step(functionspecs: Any, message: 
 def test_a_workflow_with_unknown_fields_is_refused() -> None:
     from colonynode.core.process import parse_workflow
 
-    with pytest.raises(ValidationError, match="workflow.specs: unknown field"):
+    with pytest.raises(ValidationError, match=r"workflow\.specs: unknown field"):
         parse_workflow({"specs": []})

@@ -93,6 +93,7 @@ def test_logs_and_attributes_reach_every_node_and_follow_ends_at_close(
     assert {x["executor"] for x in again} == {"b-py"} and {x["epoch"] for x in again} == {1}
     got = cli_json("get", pid, "--data-dir", str(a.dir))
     assert [(x["key"], x["value"]) for x in got["attributes"]] == [("lines", "30")]
+    assert b.status()["scheduler"]["log_lines"] == 31
     unknown = cli("logs", "ab" * 16, "--data-dir", str(a.dir), check=False)
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: no process")
 
@@ -205,6 +206,8 @@ def test_an_executor_killed_while_its_node_lives_is_detached_and_retried_elsewhe
     # The epoch is a fencing token (every claim attempt takes a higher one), not a run count.
     assert proc["executor"] == "c-py" and proc["epoch"] >= 2 and proc["output"] == ["woke up"]
     assert "detached" in b.log()
+    counters = b.status()["scheduler"]
+    assert counters["executors_detached"] == 1 and counters["leases_dropped"] == 1
     majority = cli_json("get", pid, "--consistent", "--data-dir", str(b.dir))
     assert majority["retries"] == 1 and majority["state"] == "SUCCESS"
 
