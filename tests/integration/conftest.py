@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Colony
+from tests.integration.harness import Colony, Daemon, Executors, three_voters
 
 
 @pytest.fixture
@@ -15,3 +15,17 @@ def colony(tmp_path: Path) -> Iterator[Colony]:
         yield c
     finally:
         c.stop_all()
+
+
+@pytest.fixture
+def setup(
+    colony: Colony, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[list[Daemon], Executors]]:
+    """Three voters a, b, c, and executors (started by the test) serving the test
+    module's FUNCTIONS."""
+    nodes = three_voters(colony)
+    ex = Executors(tmp_path, request.module.FUNCTIONS)
+    try:
+        yield nodes, ex
+    finally:
+        ex.stop_all()

@@ -7,18 +7,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.harness import (
-    Colony,
     Daemon,
     Executors,
     cli,
     cli_json,
-    three_voters,
     wait_until,
 )
 
@@ -41,16 +38,6 @@ def slow(seconds):
     time.sleep(seconds)
     return ["slept", seconds]
 """
-
-
-@pytest.fixture
-def setup(colony: Colony, tmp_path: Path) -> Iterator[tuple[list[Daemon], Executors]]:
-    nodes = three_voters(colony)
-    ex = Executors(tmp_path, FUNCTIONS)
-    try:
-        yield nodes, ex
-    finally:
-        ex.stop_all()
 
 
 def run(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:

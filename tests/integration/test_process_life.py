@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,10 @@ import pytest
 from colonynode.sdk import Client, ProcessFailed
 from tests.integration.harness import (
     CLI,
-    Colony,
     Daemon,
     Executors,
     cli,
     cli_json,
-    three_voters,
     wait_until,
 )
 
@@ -55,16 +52,6 @@ def sleepy(seconds):
 def boom():
     raise RuntimeError("parent broke")
 """
-
-
-@pytest.fixture
-def setup(colony: Colony, tmp_path: Path) -> Iterator[tuple[list[Daemon], Executors]]:
-    nodes = three_voters(colony)
-    ex = Executors(tmp_path, FUNCTIONS)
-    try:
-        yield nodes, ex
-    finally:
-        ex.stop_all()
 
 
 def submit_run(d: Daemon, *args: str) -> str:
