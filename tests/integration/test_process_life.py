@@ -33,19 +33,19 @@ def add(*xs):
     return sum(xs)
 
 @function
-def chatty(n):
+def chatty(n, pause_s=0.05):  # the workload: a function that prints as it goes
     for i in range(n):
         print("line", i)
-        time.sleep(0.05)
+        time.sleep(pause_s)
     log("done after", n)
     set_attribute("lines", str(n))
     return n
 
 @function
-def sleepy(seconds):
-    for i in range(int(seconds * 10)):
+def sleepy(seconds, tick_s=0.1):
+    for i in range(int(seconds / tick_s)):
         print("tick", i)
-        time.sleep(0.1)
+        time.sleep(tick_s)
     return "woke up"
 
 @function
