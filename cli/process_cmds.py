@@ -278,6 +278,12 @@ def executor_run(
     node_name = client.get("/v1/status")["name"]
     ex = Executor(client, functions, executortype, name or f"{node_name}-{executortype}")
     typer.echo(f"executor {ex.name} serves {', '.join(sorted(functions))}", err=True)
+    import signal
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # SIGTERM detaches cleanly, like Ctrl-C
     try:
         ex.run_forever(max_processes)
     except KeyboardInterrupt:

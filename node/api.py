@@ -61,6 +61,7 @@ class NodeApi(Protocol):
     async def process_logs(self, pid_hex: str, after: int, wait_s: float) -> dict[str, Any]: ...
     async def cancel_process(self, pid_hex: str) -> dict[str, Any]: ...
     async def executor_heartbeat(self, executor_id: str) -> dict[str, Any]: ...
+    async def executor_detach(self, executor_id: str) -> dict[str, Any]: ...
     async def executor_log(self, executor_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def executor_attribute(
         self, executor_id: str, body: dict[str, Any]
@@ -239,6 +240,9 @@ def build_app(node: NodeApi, token: str) -> Starlette:
     async def executor_heartbeat(request: Request) -> Any:
         return await node.executor_heartbeat(request.path_params["eid"])
 
+    async def executor_detach(request: Request) -> Any:
+        return await node.executor_detach(request.path_params["eid"])
+
     async def executor_log(request: Request) -> Any:
         return await node.executor_log(request.path_params["eid"], await _body(request))
 
@@ -289,6 +293,7 @@ def build_app(node: NodeApi, token: str) -> Starlette:
         Route("/v1/executors/{eid}/fail", guarded(executor_fail), methods=["POST"]),
         Route("/v1/executors/{eid}/heartbeat", guarded(executor_heartbeat), methods=["POST"]),
         Route("/v1/executors/{eid}/log", guarded(executor_log), methods=["POST"]),
+        Route("/v1/executors/{eid}/detach", guarded(executor_detach), methods=["POST"]),
         Route("/v1/executors/{eid}/attributes", guarded(executor_attribute), methods=["POST"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]

@@ -160,6 +160,15 @@ class Scheduler:
         log.info("executor %s (%s) attached: %s", name, etype, ", ".join(functions) or "any")
         return {"executor_id": ex.id, "name": name, "silent_s_max": EXECUTOR_SILENT_S}
 
+    async def detach(self, executor_id: str) -> dict[str, Any]:
+        """An executor leaves cleanly: the leases it holds are released (the processes
+        are WAITING again at once, no retry counted) and it is forgotten."""
+        ex = self._executor(executor_id)
+        del self.executors[ex.id]
+        released = [pid for pid in ex.running if await self.leases.release(pid)]
+        log.info("executor %s detached: %d leases released", ex.advert.name, len(released))
+        return {"executor_id": ex.id, "released": [pid.hex() for pid in released]}
+
     def _executor(self, executor_id: str) -> Executor:
         ex = self.executors.get(executor_id)
         if ex is None:

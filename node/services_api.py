@@ -340,6 +340,9 @@ class ServicesApi(NodeBase):
             executor_id, pid_of(body.get("processid")), success, body.get("output"), errors
         )
 
+    async def executor_detach(self, executor_id: str) -> dict[str, Any]:
+        return await self._sched().detach(executor_id)
+
     async def executor_heartbeat(self, executor_id: str) -> dict[str, Any]:
         return self._sched().heartbeat(executor_id)
 

@@ -69,14 +69,33 @@ class Executor:
         return str(reply["executor_id"])
 
     def run_forever(self, max_processes: int | None = None) -> None:
-        while max_processes is None or self.done < max_processes:
-            try:
-                self.run_one()
-            except ColonyError as exc:
-                if "register again" not in str(exc):
-                    raise
-                log.warning("%s; registering again", exc)  # the node restarted or forgot us
-                self.id = self._register()
+        """Serve until `max_processes` ran, or until interrupted (KeyboardInterrupt):
+        then detach, so the node releases at once what this executor held."""
+        try:
+            while max_processes is None or self.done < max_processes:
+                try:
+                    self.run_one()
+                except ColonyError as exc:
+                    if "register again" not in str(exc):
+                        raise
+                    log.warning("%s; registering again", exc)  # the node restarted
+                    self.id = self._register()
+        except KeyboardInterrupt:
+            self.detach()
+            raise
+        self.detach()
+
+    def detach(self) -> list[str]:
+        """Leave the node: the processes still running here go back to WAITING (their
+        leases released, no retry counted). Returns their ids."""
+        try:
+            released: list[str] = self.client.post(f"/v1/executors/{self.id}/detach")["released"]
+        except ColonyError as exc:
+            log.warning("detach: %s", exc)
+            return []
+        if released:
+            log.info("released %d processes: %s", len(released), ", ".join(released))
+        return released
 
     def run_one(self) -> bool:
         """Wait for one process and run it; False when none came within the poll."""

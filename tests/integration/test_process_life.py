@@ -211,3 +211,22 @@ def test_submit_wait_prints_the_result(
     out = subprocess.run([CLI, "submit", str(spec), "--wait", "--data-dir", str(a.dir)],
                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert out.returncode == 0 and out.stdout.strip() == "[9]"
+
+
+def test_an_executor_stopped_with_sigterm_gives_its_process_back_at_once(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    (a, b, c), ex = setup
+    ex.start(b)
+    pid = cli("run", "sleepy", "2", "--maxretries", "0", "--executortype", "py",
+              "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
+    wait_until("b to run it", lambda: state(a, pid) == "RUNNING")
+    ex.procs["b"].terminate()
+    assert ex.procs["b"].wait(timeout=20) == 0
+    assert f"released 1 processes: {pid}" in ex.log(b)
+    # Released, not dropped: no retry is counted, so with maxretries 0 it still runs.
+    ex.start(c)
+    done = cli_json("wait", pid, "--timeout", "60", "--data-dir", str(a.dir))
+    assert done["state"] == "SUCCESS" and done["executor"] == "c-py"
+    majority = cli_json("get", pid, "--consistent", "--data-dir", str(c.dir))
+    assert majority["retries"] == 0 and majority["state"] == "SUCCESS"
