@@ -156,7 +156,7 @@ class ServicesApi(NodeBase):
         if self.gossip is None or self._gossip_driver is None:
             raise ColonyError("gossip is not running yet")
 
-    def _publish_submission(self, pid: bytes, record: dict[str, Any]) -> None:
+    def _publish_submission(self, record: dict[str, Any]) -> None:
         """Durable here (gossip ledger) before anything is sent; acknowledged to the user
         only once a majority of voters holds the register."""
         assert self.gossip is not None
@@ -179,7 +179,7 @@ class ServicesApi(NodeBase):
         assert self._gossip_driver is not None
         pid, submitted = new_pid(), time.time_ns()
         record = {"processid": pid.hex(), "spec": spec_to_json(spec), "submission_ns": submitted}
-        self._publish_submission(pid, record)
+        self._publish_submission(record)
         self._gossip_driver.kick()
         await self._acknowledge(pid, spec, submitted)
         view = self.processes.get(pid)
@@ -200,7 +200,7 @@ class ServicesApi(NodeBase):
             for dep in s.conditions.dependencies:
                 children[dep].append(s.nodename)
         for s in specs:
-            self._publish_submission(pids[s.nodename], {
+            self._publish_submission({
                 "processid": pids[s.nodename].hex(), "spec": spec_to_json(s),
                 "submission_ns": submitted, "processgraphid": graph.hex(),
                 "parents": [pids[d].hex() for d in s.conditions.dependencies],
@@ -265,13 +265,14 @@ class ServicesApi(NodeBase):
         """Log lines from the `after`-th log record on (in the order this node got them);
         with `wait_s`, wait that long for a first new one unless the process is closed."""
         pid = pid_of(pid_hex)
-        if self.processes.get(pid) is None:
-            raise NotFound(f"no process {pid_hex} is known to this node")
         deadline = trio.current_time() + min(max(wait_s, 0.0), WAIT_MAX_S)
         after = max(0, after)
         while True:
+            state = self.processes.state_of(pid)
+            if state is None:
+                raise NotFound(f"no process {pid_hex} is known to this node")
             index = self.processes.log_index(pid)
-            closed = State[self.processes.get(pid)["state"]].closed  # type: ignore[index]
+            closed = state.closed
             if len(index) > after or closed or not await self._until_change(deadline):
                 break
         assert self.gossip is not None
@@ -304,7 +305,8 @@ class ServicesApi(NodeBase):
             return {"processid": pid_hex, "cancelled": False, "reason": "CLOSED",
                     "state": view["state"]}  # fmt: skip
         result = await self._sched().cancel(pid, self._my_name())
-        result["state"] = self.processes.get(pid)["state"]  # type: ignore[index]
+        state = self.processes.state_of(pid)
+        result["state"] = state.name if state is not None else view["state"]
         return result
 
     def _publish_process(self, kind: str, body: dict[str, Any]) -> None:
