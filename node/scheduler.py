@@ -344,4 +344,6 @@ class Scheduler:
             state = State.SUCCESS if success else State.FAILED
             self._announce_close(pid, state, output, errors, epoch, ex.advert.name)
         reason = None if closed.reason is None else Reason(closed.reason).name
-        return {"processid": pid.hex(), "committed": closed.committed, "reason": reason}
+        known = self.book.state_of(pid)  # refused as CLOSED: this says by what, once heard
+        return {"processid": pid.hex(), "committed": closed.committed, "reason": reason,
+                "state": None if known is None else known.name}  # fmt: skip

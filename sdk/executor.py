@@ -57,6 +57,7 @@ class Executor:
         self.heartbeat_s = heartbeat_s
         self.done = 0
         self.abandoned = 0
+        self.refused = 0  # results the voters would not commit
         self.id = self._register()
         route_stdout()
 
@@ -180,13 +181,25 @@ class Executor:
             return "held"  # the node may answer again; the lease decides in the end
 
     def _close(self, pid: str, output: list[Any]) -> None:
-        try:
-            self.client.post(f"/v1/executors/{self.id}/close", {"processid": pid, "output": output})
-        except ColonyError as exc:
-            log.warning("result of %s not committed: %s", pid, exc)
+        self._commit("close", pid, {"processid": pid, "output": output})
 
     def _fail(self, pid: str, errors: list[str]) -> None:
+        self._commit("fail", pid, {"processid": pid, "errors": errors})
+
+    def _commit(self, verb: str, pid: str, body: dict[str, Any]) -> None:
+        """Close or fail `pid` through the node; say so when the voters refuse it (the run
+        ended while the process was cancelled, or its lease passed to another executor)."""
+        what = "result" if verb == "close" else "failure"
         try:
-            self.client.post(f"/v1/executors/{self.id}/fail", {"processid": pid, "errors": errors})
+            reply = self.client.post(f"/v1/executors/{self.id}/{verb}", body)
         except ColonyError as exc:
-            log.warning("failure of %s not committed: %s", pid, exc)
+            log.warning("%s of %s not committed: %s", what, pid, exc)
+            return
+        if reply.get("committed"):
+            return
+        self.refused += 1
+        if reply.get("state") == "CANCELLED":
+            log.warning("process %s was cancelled: its %s was not committed", pid, what)
+        else:
+            log.warning("%s of %s not committed: the voters refused it (%s)", what, pid,
+                        reply.get("reason"))  # fmt: skip

@@ -22,6 +22,7 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = """
+import os
 import time
 from colonynode.sdk import function
 
@@ -37,6 +38,12 @@ def boom():
 def slow(seconds):
     time.sleep(seconds)
     return ["slept", seconds]
+
+@function
+def gated(gate):  # runs until the test creates the file `gate`: no race with a clock
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+    return ["opened"]
 """
 
 
@@ -71,24 +78,26 @@ def test_success_failure_and_maxexectime(setup: tuple[list[Daemon], Executors]) 
 
 
 def test_executor_node_killed_mid_process_completes_elsewhere_once(
-    setup: tuple[list[Daemon], Executors],
+    setup: tuple[list[Daemon], Executors], tmp_path: Path
 ) -> None:
     (a, b, c), ex = setup
     ex.start(b)
-    pid = cli("run", "slow", "2", "--maxretries", "2", "--executortype", "py",
+    gate = tmp_path / "gate"
+    pid = cli("run", "gated", str(gate), "--maxretries", "2", "--executortype", "py",
               "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
     wait_until("b to start it", lambda: cli_json("get", pid, "--data-dir", str(b.dir))["state"]
                == "RUNNING")  # fmt: skip
     b.stop(signal.SIGKILL)
     ex.procs["b"].kill()
+    gate.touch()  # the run that takes over finishes
     ex.start(c)
     done = cli("wait", pid, "--timeout", "90", "--json", "--data-dir", str(a.dir), check=False)
     assert done.returncode == 0, done.stderr
     proc = json.loads(done.stdout)
-    assert proc["state"] == "SUCCESS" and proc["output"] == ["slept", 2]
+    assert proc["state"] == "SUCCESS" and proc["output"] == ["opened"]
     assert proc["executor"] == "c-py" and proc["epoch"] >= 2
     majority = cli_json("get", pid, "--consistent", "--data-dir", str(c.dir))
-    assert majority["state"] == "SUCCESS" and majority["output"] == ["slept", 2]
+    assert majority["state"] == "SUCCESS" and majority["output"] == ["opened"]
     assert majority["retries"] >= 1
 
 

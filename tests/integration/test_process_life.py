@@ -25,6 +25,7 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = """
+import os
 import time
 from colonynode.sdk import function, log, set_attribute
 
@@ -42,11 +43,13 @@ def chatty(n, pause_s=0.05):  # the workload: a function that prints as it goes
     return n
 
 @function
-def sleepy(seconds, tick_s=0.1):
-    for i in range(int(seconds / tick_s)):
+def gated(gate, tick_s=0.1):  # runs until the test creates the file `gate`: no race with a clock
+    i = 0
+    while not os.path.exists(gate):
         print("tick", i)
+        i += 1
         time.sleep(tick_s)
-    return "woke up"
+    return "opened"
 
 @function
 def boom():
@@ -110,7 +113,7 @@ def test_cancel_a_waiting_and_a_running_process(
 
     # Running: the owner cancels; the executor is told to stop, its result never commits.
     ex.start(c)
-    running = submit_run(b, "sleepy", "4")
+    running = submit_run(b, "gated", str(tmp_path / "never"))  # runs until cancelled
     wait_until("c to run it", lambda: state(c, running) == "RUNNING")
     wait_until("a first log line", lambda: cli("logs", running, "--data-dir", str(a.dir))
                .stdout.strip())  # fmt: skip
@@ -177,21 +180,23 @@ def test_a_workflow_passes_outputs_down_and_a_failed_parent_fails_the_graph(
 
 
 def test_an_executor_killed_while_its_node_lives_is_detached_and_retried_elsewhere(
-    setup: tuple[list[Daemon], Executors],
+    setup: tuple[list[Daemon], Executors], tmp_path: Path
 ) -> None:
     (a, b, c), ex = setup
     ex.start(b)
-    pid = cli("run", "sleepy", "3", "--maxretries", "1", "--executortype", "py",
+    gate = tmp_path / "gate"
+    pid = cli("run", "gated", str(gate), "--maxretries", "1", "--executortype", "py",
               "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
     wait_until("b to run it", lambda: state(a, pid) == "RUNNING")
     ex.procs["b"].send_signal(signal.SIGKILL)  # the executor dies; daemon b stays up
     ex.procs["b"].wait(timeout=10)
+    gate.touch()  # the run that takes over finishes
     ex.start(c)
     done = cli("wait", pid, "--timeout", "90", "--json", "--data-dir", str(a.dir), check=False)
     assert done.returncode == 0, done.stderr
     proc = json.loads(done.stdout)
     # The epoch is a fencing token (every claim attempt takes a higher one), not a run count.
-    assert proc["executor"] == "c-py" and proc["epoch"] >= 2 and proc["output"] == ["woke up"]
+    assert proc["executor"] == "c-py" and proc["epoch"] >= 2 and proc["output"] == ["opened"]
     assert "detached" in b.log()
     counters = b.status()["scheduler"]
     assert counters["executors_detached"] == 1 and counters["leases_dropped"] == 1
@@ -214,15 +219,17 @@ def test_submit_wait_prints_the_result(
 
 
 def test_an_executor_stopped_with_sigterm_gives_its_process_back_at_once(
-    setup: tuple[list[Daemon], Executors],
+    setup: tuple[list[Daemon], Executors], tmp_path: Path
 ) -> None:
     (a, b, c), ex = setup
     ex.start(b)
-    pid = cli("run", "sleepy", "2", "--maxretries", "0", "--executortype", "py",
+    gate = tmp_path / "gate"
+    pid = cli("run", "gated", str(gate), "--maxretries", "0", "--executortype", "py",
               "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
     wait_until("b to run it", lambda: state(a, pid) == "RUNNING")
     ex.procs["b"].terminate()
     assert ex.procs["b"].wait(timeout=20) == 0
+    gate.touch()
     assert f"released 1 processes: {pid}" in ex.log(b)
     # Released, not dropped: no retry is counted, so with maxretries 0 it still runs.
     ex.start(c)
