@@ -1,8 +1,9 @@
 """No-op processes end to end between real daemons on loopback (issue 9).
 
-    .venv/bin/python benchmarks/bench_processes.py [--processes 200]
+    .venv/bin/python benchmarks/bench_processes.py [--processes 200] [--executors-per-node 1]
 
-Three daemons, all voters, one executor on each serving a no-op function. Node a
+Three daemons, all voters, executors on each serving a no-op function (the executors
+of one node share its claim rounds: the figures print how many claims a round carried). Node a
 submits the processes (16 at a time through its API), then long-polls each one's result;
 prints processes/s from the first
 submit to the last result, and submit->start and submit->result latency p50/p99 (from the
@@ -41,7 +42,9 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=200)
-    n = parser.parse_args().processes
+    parser.add_argument("--executors-per-node", type=int, default=1)
+    args = parser.parse_args()
+    n, per_node = args.processes, args.executors_per_node
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         colony = Colony(root)
@@ -55,11 +58,12 @@ def main() -> None:
                 wait_until("mesh", lambda d=d: d.status()["connected_peers"] == 2)
             (root / "f.py").write_text(FUNCTIONS)
             for d in nodes:
-                executors.append(subprocess.Popen(
-                    [CLI, "executor", "run", str(root / "f.py"), "--type", "bench",
-                     "--data-dir", str(d.dir)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                ))  # fmt: skip
+                for i in range(per_node):
+                    executors.append(subprocess.Popen(
+                        [CLI, "executor", "run", str(root / "f.py"), "--type", "bench",
+                         "--name", f"{d.name}-{i}", "--data-dir", str(d.dir)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    ))  # fmt: skip
             api = ApiClient.for_data_dir(a.dir, timeout_s=60)
             spec = {"funcname": "noop", "conditions": {"executortype": "bench"}}
             t0 = time.perf_counter()
@@ -88,6 +92,13 @@ def main() -> None:
                   f"p99 {1000 * pct(starts, 0.99):.0f} ms")  # fmt: skip
             print(f"submit->result p50 {1000 * statistics.median(ends):.0f} ms, "
                   f"p99 {1000 * pct(ends, 0.99):.0f} ms")  # fmt: skip
+            sched = [d.status()["scheduler"] for d in nodes]
+            rounds = sum(x.get("claim_rounds", 0) for x in sched)
+            sent = sum(x.get("claims_sent", 0) for x in sched)
+            print(
+                f"{len(executors)} executors ({per_node} a node); claim rounds {rounds}, "
+                f"claims {sent}" + (f", {sent / rounds:.2f} a round" if rounds else "")
+            )
         finally:
             for e in executors:
                 e.kill()

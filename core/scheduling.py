@@ -10,7 +10,9 @@ choose what to claim:
 - spreading: among near-ties at the head of the queue (priority times within a second),
   each executor prefers its own by a rendezvous hash of (pid, executor), so executors
   that see the same burst claim different processes instead of dueling for its head;
-  outside a tie the order is strict.
+  outside a tie the order is strict;
+- batching: the executors of one node that wait at the same time get one process each
+  out of one claim round (`plan_claims`), claimed in one request to the voters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "Waiting",
     "choose_claims",
     "matches",
+    "plan_claims",
     "rendezvous_score",
 ]
 
@@ -106,3 +109,18 @@ def choose_claims(
     else:
         chosen = heapq.nlargest(want, ties, key=lambda w: rendezvous_score(w.pid, advert.name))
     return [w.pid for w in sorted(chosen, key=lambda w: (w.priority_time_ns, w.pid))]
+
+
+def plan_claims(waiting: Iterable[Waiting], adverts: list[ExecutorAdvert]) -> list[bytes | None]:
+    """One claim round for executors waiting on one node: a distinct pid for each advert
+    (or None), in the order given, which is the order they began to wait (the longest
+    waiting chooses first). Each choice is `choose_claims(..., 1)` over what is left."""
+    pool = [w for w in waiting if any(matches(w.spec, a) for a in adverts)]
+    taken: set[bytes] = set()
+    plan: list[bytes | None] = []
+    for advert in adverts:
+        left = (w for w in pool if w.pid not in taken)
+        got = choose_claims(left, advert, 1)
+        plan.append(got[0] if got else None)
+        taken.update(got)
+    return plan

@@ -410,6 +410,7 @@ class Node(Joining, StatusApi, ServicesApi):
                     self.scheduler = Scheduler(
                         self.processes, self.leases, self._publish_process, self._my_name
                     )
+                    nursery.start_soon(self.scheduler.claim_rounds)
                     nursery.start_soon(
                         self.scheduler.sweep,
                         lambda pid: self.processes.submitted_by(pid, self.identity.node_id),

@@ -97,6 +97,7 @@ class ProcessBook:
 
     def __init__(self, on_change: Callable[[bytes], None] | None = None) -> None:
         self._procs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._open: dict[bytes, None] = {}  # pids not closed, in arrival order (claim rounds)
         self.on_change = on_change
 
     def __len__(self) -> int:
@@ -106,8 +107,10 @@ class ProcessBook:
         entry = self._procs.get(pid)
         if entry is None:
             entry = self._procs[pid] = {"state": State.WAITING}
+            self._open[pid] = None
             while len(self._procs) > PROCESSES_MAX:
-                self._procs.popitem(last=False)
+                evicted, _ = self._procs.popitem(last=False)
+                self._open.pop(evicted, None)
         return entry
 
     def on_record(
@@ -152,6 +155,8 @@ class ProcessBook:
             entry = self._entry(pid)
             state = str(body.get("state", "FAILED"))
             entry["state"] = State[state] if state in State.__members__ else State.FAILED
+            if entry["state"].closed:
+                self._open.pop(pid, None)
             for key in ("output", "errors", "epoch", "retries", "executor", "end_ns", "start_ns"):
                 if key in body:
                     entry[key] = body[key]
@@ -202,7 +207,8 @@ class ProcessBook:
     def blocked_by_failed_parent(self) -> list[tuple[bytes, bytes]]:
         """(pid, failed parent) for open workflow processes whose parent closed unsuccessfully."""
         out = []
-        for pid, entry in self._procs.items():
+        for pid in self._open:
+            entry = self._procs[pid]
             if "parents" not in entry or State(entry["state"]).closed:
                 continue
             for parent in entry["parents"]:
@@ -223,7 +229,8 @@ class ProcessBook:
         and not running under a lease this node heard of less than a lease ago (the
         voters decide in the end)."""
         out = []
-        for pid, entry in self._procs.items():
+        for pid in self._open:
+            entry = self._procs[pid]
             if "spec" not in entry or State(entry["state"]).closed:
                 continue
             if entry.get("busy_until_s", 0.0) > now_s:

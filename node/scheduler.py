@@ -4,10 +4,11 @@
 An executor (a `colonynode executor run` process, or any program using the API) registers
 its advert and long-polls `assign`. The scheduler picks candidates from the node's gossip
 view (ColonyOS matching and priority order, rendezvous spreading: `core.scheduling`;
-workflow processes only once every parent succeeded), claims one through the voters and,
-once a majority granted the lease, gives it to the executor; the claimer core renews the
-lease while it is held. `close` commits the result under the lease's epoch (exactly
-once) and announces it by gossip.
+workflow processes only once every parent succeeded) and claims through the voters; the
+executors that wait at the same time share one claim round, a batched claim with a
+distinct process for each (`claim_rounds`). Once a majority granted a lease, the process
+goes to its executor; the claimer core renews the lease while it is held. `close`
+commits the result under the lease's epoch (exactly once) and announces it by gossip.
 
 While a function runs, its executor sends heartbeats (and log lines): each answer says
 whether the node still holds the lease. A lease lost (maxexectime, a pause, a newer
@@ -35,7 +36,7 @@ from colonynode.consensus.messages import Outcome, Reason
 from colonynode.consensus.messages import State as RegisterState
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.process import State
-from colonynode.core.scheduling import ExecutorAdvert, Waiting, choose_claims
+from colonynode.core.scheduling import ExecutorAdvert, Waiting, plan_claims
 from colonynode.node.leases import LeaseService, NotHolder
 from colonynode.node.processes import (
     ATTRIBUTE_KIND,
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 
 EXECUTORS_MAX = 256
 ASSIGN_WAIT_MAX_S = 60.0
-POLL_S = 0.25
+POLL_S = 0.25  # claim rounds while executors wait, at least this often
+ROUND_GAP_S = 0.01  # at most this often (view changes come in bursts)
 REFUSED_BACKOFF_S = 1.0  # a pid the voters refused is not tried again this soon
 LEASE_S = 10.0
 SWEEP_S = 1.0  # how often this node looks for its processes past maxwaittime
@@ -72,6 +74,21 @@ class Executor:
     log_lines: dict[bytes, int] = field(default_factory=dict)  # pid -> lines published
 
 
+@dataclass(eq=False)
+class _Want:
+    """An executor's `assign` call, waiting for a claim round to give it a process."""
+
+    ex: Executor
+    answered: trio.Event = field(default_factory=trio.Event)  # a process, or detached
+    process: dict[str, Any] | None = None
+    claim_out: trio.Event | None = None  # set once the claim made for it is answered
+    open: bool = True  # False once the call returned (or went away)
+
+    def close(self) -> None:
+        self.open = False
+        self.answered.set()
+
+
 class Scheduler:
     def __init__(
         self,
@@ -87,9 +104,11 @@ class Scheduler:
         self.executors: dict[str, Executor] = {}
         self._skip_until: dict[bytes, float] = {}
         self._started_ns: dict[bytes, int] = {}
+        self._wants: list[_Want] = []  # assign calls waiting, oldest first
+        self._round_wanted = trio.Event()
         self.counters: dict[str, int] = dict.fromkeys(
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
-             "graph_failed"), 0)  # fmt: skip
+             "graph_failed", "claim_rounds", "claims_sent"), 0)  # fmt: skip
 
     # -- periodic work --------------------------------------------------------------------
 
@@ -113,11 +132,18 @@ class Scheduler:
                     await self._fail_child(pid, parent)
             self._detach_silent(trio.current_time())
 
+    def _drop_wants(self, ex: Executor) -> None:
+        for want in self._wants:
+            if want.ex is ex:
+                want.close()
+
     def _detach_silent(self, now: float) -> None:
+        polling = {w.ex.id for w in self._wants}  # an executor in `assign` is not silent
         for ex in list(self.executors.values()):
-            if now - ex.last_heard_s <= EXECUTOR_SILENT_S:
+            if ex.id in polling or now - ex.last_heard_s <= EXECUTOR_SILENT_S:
                 continue
             del self.executors[ex.id]
+            self._drop_wants(ex)
             self.counters["executors_detached"] += 1
             for pid in ex.running:
                 if self.leases.drop(pid):
@@ -165,6 +191,7 @@ class Scheduler:
         are WAITING again at once, no retry counted) and it is forgotten."""
         ex = self._executor(executor_id)
         del self.executors[ex.id]
+        self._drop_wants(ex)
         released = [pid for pid in ex.running if await self.leases.release(pid)]
         log.info("executor %s detached: %d leases released", ex.advert.name, len(released))
         return {"executor_id": ex.id, "released": [pid.hex() for pid in released]}
@@ -206,48 +233,100 @@ class Scheduler:
         return {"processes": out}
 
     async def assign(self, executor_id: str, timeout_s: float) -> dict[str, Any] | None:
-        """A process for this executor, claimed for it, or None after `timeout_s`."""
+        """A process for this executor, claimed for it, or None after `timeout_s`.
+
+        The executor joins the node's next claim round (`claim_rounds`); a claim that is
+        out when the time is up is waited for (it ends within the leases' answer time)."""
         ex = self._executor(executor_id)
         deadline = trio.current_time() + min(max(timeout_s, 0.0), ASSIGN_WAIT_MAX_S)
-        while True:
-            now = trio.current_time()
-            ex.last_heard_s = now
-            waiting = [
-                Waiting(pid, spec, sub_ns)
-                for pid, spec, sub_ns in self.book.waiting(now)
-                if self._skip_until.get(pid, 0.0) <= now
-            ]
-            for pid in choose_claims(waiting, ex.advert, 1):
-                got = await self._claim(ex, pid)
-                if got is not None:
-                    return got
-            if trio.current_time() >= deadline or ex.id not in self.executors:
-                return None
-            await trio.sleep(POLL_S)
+        want = _Want(ex)
+        self._wants.append(want)
+        self._round_wanted.set()
+        try:
+            with trio.move_on_at(deadline):
+                await want.answered.wait()
+            if want.claim_out is not None:
+                await want.claim_out.wait()  # a grant that came after all still counts
+            return want.process
+        finally:
+            want.open = False
+            self._wants.remove(want)
+            ex.last_heard_s = trio.current_time()
 
-    async def _claim(self, ex: Executor, pid: bytes) -> dict[str, Any] | None:
+    async def claim_rounds(self) -> None:
+        """Claim for every executor of this node that waits, in one request per round:
+        each gets a distinct process (`plan_claims`), the one waiting longest chooses
+        first. A round runs when an executor starts waiting, when the process view
+        changes, and every `POLL_S` while any executor waits."""
+        while True:
+            with trio.move_on_after(POLL_S):
+                await self._round_wanted.wait()
+            self._round_wanted = trio.Event()
+            wants = [w for w in self._wants if w.open and w.ex.id in self.executors]
+            if wants:
+                await self._claim_round(wants)
+                await trio.sleep(ROUND_GAP_S)
+
+    def wake(self, pid: bytes) -> None:
+        """A process changed: if it is WAITING (new, or given back) and an executor
+        waits, run a claim round now rather than at the next poll."""
+        if self._wants and self.book.state_of(pid) is State.WAITING:
+            self._round_wanted.set()
+
+    async def _claim_round(self, wants: list[_Want]) -> None:
         now = trio.current_time()
-        [result] = await self.leases.claim([pid], LEASE_S)
-        if not isinstance(result, Granted):
+        waiting = [
+            Waiting(pid, spec, sub_ns)
+            for pid, spec, sub_ns in self.book.waiting(now)
+            if self._skip_until.get(pid, 0.0) <= now
+        ]
+        plan = plan_claims(waiting, [w.ex.advert for w in wants])
+        chosen = {pid: w for pid, w in zip(plan, wants, strict=True) if pid is not None}
+        if not chosen:
+            return
+        claim_out = trio.Event()
+        for want in chosen.values():
+            want.claim_out = claim_out
+        self.counters["claim_rounds"] += 1
+        self.counters["claims_sent"] += len(chosen)
+        try:
+            results = await self.leases.claim(list(chosen), LEASE_S)
+            await self._answer(chosen, results, now)
+        finally:
+            for want in chosen.values():
+                want.claim_out = None
+            claim_out.set()
+
+    async def _answer(self, chosen: dict[bytes, _Want], results: list[Any], now: float) -> None:
+        for (pid, want), result in zip(chosen.items(), results, strict=True):
+            if isinstance(result, Granted):
+                await self._hand(want, pid, result.epoch)
+                continue  # a refused one waits for the next round
             reason = getattr(result, "reason", None)
             self._skip_until[pid] = now + REFUSED_BACKOFF_S
             if reason in (Reason.RETRIES_SPENT, Reason.WAIT_TIME_SPENT):
                 await self._expire(pid, reason)
             elif reason == Reason.CLOSED:
                 self.book.mark_closed_elsewhere(pid)
-            return None
-        if ex.id not in self.executors:  # detached while the claim was out: give it back
+
+    async def _hand(self, want: _Want, pid: bytes, epoch: int) -> None:
+        """Give a granted process to the executor that waited for it; if it left
+        meanwhile (detached, or its call went away), release the lease at once."""
+        ex = want.ex
+        if not want.open or ex.id not in self.executors:
             await self.leases.release(pid)
-            return None
-        ex.running[pid] = result.epoch
+            return
+        now = trio.current_time()
+        ex.running[pid] = epoch
         start_ns = time.time_ns()
         self._started_ns[pid] = start_ns
-        self.book.mark_running(pid, now + LEASE_S, result.epoch, ex.advert.name, start_ns)
-        self.publish(RUNNING_KIND, {"processid": pid.hex(), "epoch": result.epoch,
+        self.book.mark_running(pid, now + LEASE_S, epoch, ex.advert.name, start_ns)
+        self.publish(RUNNING_KIND, {"processid": pid.hex(), "epoch": epoch,
                                     "executor": ex.advert.name, "start_ns": start_ns})  # fmt: skip
         view = self.book.get(pid)
         assert view is not None
-        return {**view, "epoch": result.epoch, "state": State.RUNNING.name}
+        want.process = {**view, "epoch": epoch, "state": State.RUNNING.name}
+        want.answered.set()
 
     def log_lines(self, executor_id: str, pid: bytes, lines: Any) -> dict[str, Any]:
         """Publish a batch of the executor's log lines for a process it holds."""

@@ -137,7 +137,10 @@ class ServicesApi(NodeBase):
                     self.processes.on_record(author, body.kind, body.body, seq=seq)
 
     def _process_changed(self, pid: bytes) -> None:
-        """Wake every long-poll (wait, logs --follow): something about a process changed."""
+        """Wake every long-poll (wait, logs --follow) and the claim rounds: something
+        about a process changed."""
+        if self.scheduler is not None:
+            self.scheduler.wake(pid)
         self._processes_changed.set()
         self._processes_changed = trio.Event()
 

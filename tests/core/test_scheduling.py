@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from colonynode.core.process import DAY_NS, parse_spec
-from colonynode.core.scheduling import ExecutorAdvert, Waiting, choose_claims, matches
+from colonynode.core.scheduling import (
+    ExecutorAdvert,
+    Waiting,
+    choose_claims,
+    matches,
+    plan_claims,
+)
 
 PY = ExecutorAdvert("b", "python-executor", "lab", cpu_millis=2000, mem_bytes=2**30)
 
@@ -77,3 +83,23 @@ def test_spreading_never_reorders_across_more_than_a_second() -> None:
     for n in range(20):
         adv = ExecutorAdvert(f"e{n}", "python-executor", cpu_millis=1, mem_bytes=1)
         assert choose_claims(ws, adv, 1) == [b"old"]
+
+
+def test_a_claim_round_gives_each_waiting_executor_a_distinct_match() -> None:
+    gpu = ExecutorAdvert("b-gpu", "gpu")
+    py2 = ExecutorAdvert("c", "python-executor", "lab", cpu_millis=2000, mem_bytes=2**30)
+    ws = [Waiting(bytes([i]), spec(), submission_ns=i * 10**10) for i in range(3)]
+    # The longest-waiting executor takes the head; the next takes what is left.
+    assert plan_claims(ws, [PY, gpu, py2]) == [b"\x00", None, b"\x01"]
+    assert plan_claims(ws[:1], [PY, py2]) == [b"\x00", None]
+    assert plan_claims([], [PY]) == [None]
+
+
+@given(st.integers(0, 40), st.integers(1, 12))
+def test_a_claim_round_never_gives_one_pid_twice(n: int, executors: int) -> None:
+    ws = [Waiting(i.to_bytes(2, "big"), spec(), submission_ns=i % 3) for i in range(n)]
+    adverts = [ExecutorAdvert(f"e{i}", "python-executor", "lab", 2000, 2**30)
+               for i in range(executors)]  # fmt: skip
+    plan = plan_claims(ws, adverts)
+    chosen = [p for p in plan if p is not None]
+    assert len(chosen) == len(set(chosen)) == min(n, executors)
