@@ -265,19 +265,33 @@ def executor_run(
     executortype: str = typer.Option(..., "--type", help="The executor type it serves."),
     name: str | None = typer.Option(None, "--name", help="The executor's name."),
     max_processes: int | None = typer.Option(None, "--max-processes", help="Stop after N."),
+    in_process: bool = typer.Option(
+        False,
+        "--in-process",
+        help="Call the functions on threads of this process instead of a worker process"
+        " (faster to start, but a run past maxexectime or cancelled cannot be killed).",
+    ),
     data_dir: str | None = DataDirOpt,
 ) -> None:
     """Serve a file's functions through the node of --data-dir until interrupted."""
     from colonynode.node.logs import setup_logging
     from colonynode.sdk.executor import Executor
     from colonynode.sdk.functions import load_functions
+    from colonynode.sdk.runners import ProcessRunner, Runner, ThreadRunner
 
-    functions = load_functions(functions_file)
     setup_logging()
-    client = _client(data_dir)
-    node_name = client.get("/v1/status")["name"]
-    ex = Executor(client, functions, executortype, name or f"{node_name}-{executortype}")
-    typer.echo(f"executor {ex.name} serves {', '.join(sorted(functions))}", err=True)
+    runner: Runner = (
+        ThreadRunner(load_functions(functions_file)) if in_process
+        else ProcessRunner(functions_file)
+    )  # fmt: skip
+    try:
+        client = _client(data_dir)
+        node_name = client.get("/v1/status")["name"]
+        ex = Executor(client, runner, executortype, name or f"{node_name}-{executortype}")
+    except BaseException:
+        runner.close()
+        raise
+    typer.echo(f"executor {ex.name} serves {', '.join(runner.names)}", err=True)
     import signal
 
     def interrupted(signum: int, frame: Any) -> None:

@@ -1,10 +1,12 @@
 """What a running function knows of its process, and how it talks back: `log` (and plain
 `print`), `set_attribute`, `current()`.
 
-The executor runs each function on a worker thread bound to a `ProcessContext`. Lines the
-function prints or logs are buffered there and shipped to the node with the executor's
-next heartbeat (about once a second), so a chatty function costs one API call per
-second, not one per line. Output of threads the function starts itself is not captured.
+The executor runs each function bound to a `ProcessContext` (in its worker process,
+`colonynode.sdk.worker`, or on a thread with `--in-process`). Lines the function prints
+or logs are buffered there and shipped to the node with the executor's next heartbeat
+(about once a second), so a chatty function costs one API call per second, not one per
+line. In a worker process everything printed is the process's; in-process, output of
+threads the function starts itself is not captured.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class ProcessContext:
             *complete, self._partial = text.split("\n")
             for line in complete:
                 self._add(line)
+
+    def add_attribute(self, key: str, value: str) -> None:
+        with self._lock:
+            if len(self.attributes) < ATTRIBUTES_BUFFERED_MAX:
+                self.attributes.append((key, value))
 
     def _add(self, line: str) -> None:
         if len(self.lines) < LINES_BUFFERED_MAX:
@@ -87,10 +94,7 @@ def log(*parts: Any) -> None:
 
 def set_attribute(key: str, value: str) -> None:
     """Add a ColonyOS attribute (type OUT) to the process; shown by `colonynode get`."""
-    ctx = current()
-    with ctx._lock:
-        if len(ctx.attributes) < ATTRIBUTES_BUFFERED_MAX:
-            ctx.attributes.append((str(key), str(value)))
+    current().add_attribute(str(key), str(value))
 
 
 class StdoutRouter:

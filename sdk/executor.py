@@ -1,18 +1,20 @@
 """Serve a functions file's `@function`s through a node (`colonynode executor run`).
 
 The executor attaches to the node of a data dir through its local API, long-polls for
-processes the node claimed for it, and runs each function on a worker thread. While it
-runs, the executor sends the node a heartbeat about once a second, with the lines the
-function printed or logged (`colonynode.sdk.log`) and its attributes; the node answers
-whether it still holds the lease. The run ends in one of four ways:
+processes the node claimed for it, and runs each function in its worker process (or on
+a thread, `--in-process`: `colonynode.sdk.runners`). While it runs, the executor sends
+the node a heartbeat about once a second, with the lines the function printed or logged
+(`colonynode.sdk.log`) and its attributes; the node answers whether it still holds the
+lease. The run ends in one of five ways:
 
 - it returns: the output is committed (`close`), exactly once;
 - it raises: the process fails with the exception's message (never retried);
 - it passes the spec's maxexectime, or the node says the lease was lost or the process
-  cancelled: the executor stops waiting for it and commits nothing. The voters refuse to
-  renew a lease past maxexectime, so the process is retried elsewhere until its retries
-  are spent. A Python thread cannot be killed: the abandoned call may run on, but
-  whatever it returns is dropped.
+  cancelled: the executor kills its worker process and commits nothing. The voters
+  refuse to renew a lease past maxexectime, so the process is retried elsewhere until
+  its retries are spent. (In-process, a Python thread cannot be killed: the abandoned
+  call may run on, but whatever it returns is dropped.)
+- its worker process dies (a crash, `os._exit`): the process fails with the exit code.
 
 A function's positional arguments are the spec's `args` followed by its `input` (for a
 workflow process, its parents' outputs, concatenated); `kwargs` are passed as keywords.
@@ -21,15 +23,15 @@ workflow process, its parents' outputs, concatenated); `kwargs` are passed as ke
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from colonynode.core.errors import ColonyError
 from colonynode.node.apiclient import ApiClient
-from colonynode.sdk.context import ProcessContext, bind, route_stdout
-from colonynode.sdk.functions import run_function
+from colonynode.sdk.context import ProcessContext, route_stdout
+from colonynode.sdk.functions import FunctionError
+from colonynode.sdk.runners import Run, Runner, ThreadRunner
 
 __all__ = ["Executor"]
 
@@ -44,14 +46,16 @@ class Executor:
     def __init__(
         self,
         client: ApiClient,
-        functions: dict[str, Callable[..., Any]],
+        functions: Runner | dict[str, Callable[..., Any]],
         executortype: str,
         name: str,
         *,
         heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
+        """`functions`: a runner (`ProcessRunner(path)` runs them in a worker process
+        that can be killed), or a dict of functions to call on threads of this one."""
         self.client = client
-        self.functions = functions
+        self.runner = ThreadRunner(functions) if isinstance(functions, dict) else functions
         self.executortype = executortype
         self.name = name
         self.heartbeat_s = heartbeat_s
@@ -65,7 +69,7 @@ class Executor:
         reply = self.client.post(
             "/v1/executors",
             {"name": self.name, "executortype": self.executortype,
-             "functions": sorted(self.functions)},
+             "functions": sorted(self.runner.names)},
         )  # fmt: skip
         return str(reply["executor_id"])
 
@@ -84,7 +88,10 @@ class Executor:
         except KeyboardInterrupt:
             self.detach()
             raise
-        self.detach()
+        else:
+            self.detach()
+        finally:
+            self.close()
 
     def detach(self) -> list[str]:
         """Leave the node: the processes still running here go back to WAITING (their
@@ -105,12 +112,11 @@ class Executor:
         if not proc:
             return False
         pid, spec = proc["processid"], proc["spec"]
-        fn = self.functions.get(spec["funcname"])
-        if fn is None:
+        if spec["funcname"] not in self.runner.names:
             self._fail(pid, [f"{self.name} has no function {spec['funcname']!r}"])
             return True
         ctx = ProcessContext(pid, spec, list(proc.get("input") or []))
-        outcome = self._run(fn, ctx)
+        outcome = self._run(ctx)
         self.done += 1
         if "abandoned" in outcome:
             self.abandoned += 1
@@ -121,38 +127,42 @@ class Executor:
             self._close(pid, outcome["output"])
         return True
 
-    def _run(self, fn: Callable[..., Any], ctx: ProcessContext) -> dict[str, Any]:
+    def _run(self, ctx: ProcessContext) -> dict[str, Any]:
         spec = ctx.spec
-        outcome: dict[str, Any] = {}
-
-        def call() -> None:
-            bind(ctx)
-            try:
-                outcome["output"] = run_function(fn, [*spec["args"], *ctx.input], spec["kwargs"])
-            except Exception as exc:
-                outcome["error"] = f"{type(exc).__name__}: {exc}"
-            finally:
-                bind(None)
-
         limit_s = spec["maxexectime"] if spec["maxexectime"] > 0 else None
         deadline = None if limit_s is None else time.monotonic() + limit_s
-        worker = threading.Thread(target=call, name=f"process-{ctx.processid[:8]}", daemon=True)
-        worker.start()
+        try:
+            run = self.runner.start(ctx, [*spec["args"], *ctx.input], spec["kwargs"])
+        except FunctionError as exc:  # its worker process could not start again
+            return {"error": str(exc)}
         while True:
             wait_s = self.heartbeat_s
             if deadline is not None:
                 wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
-            worker.join(wait_s)
-            if not worker.is_alive():
+            run.join(wait_s)
+            if run.done:
                 break
             if deadline is not None and time.monotonic() >= deadline:
+                self._stop(ctx, run)
                 self._flush(ctx, final=True)
                 return {"abandoned": f"ran past maxexectime ({limit_s} s)"}
             status = self._flush(ctx)
             if status != "held":
+                self._stop(ctx, run)
                 return {"abandoned": f"was {status} (the node no longer holds its lease)"}
         self._flush(ctx, final=True)
-        return outcome
+        return run.outcome
+
+    def _stop(self, ctx: ProcessContext, run: Run) -> None:
+        if self.runner.stop(run):
+            log.info("process %s: its function was stopped", ctx.processid)
+        else:
+            log.info("process %s: its function runs on in a thread (--in-process)",
+                     ctx.processid)  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the worker process, if any."""
+        self.runner.close()
 
     def _flush(self, ctx: ProcessContext, final: bool = False) -> str:
         """Ship buffered lines and attributes; the node's word on the lease: `held`,

@@ -33,6 +33,18 @@ def wait_until(what: str, condition: Callable[[], T], timeout_s: float = 20.0) -
         time.sleep(POLL_S)
 
 
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` running? (A zombie nobody reaped yet counts as ended.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def cli(
     *args: str, check: bool = True, timeout_s: float = 60.0
 ) -> subprocess.CompletedProcess[str]:

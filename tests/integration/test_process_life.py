@@ -19,6 +19,7 @@ from tests.integration.harness import (
     Executors,
     cli,
     cli_json,
+    pid_alive,
     wait_until,
 )
 
@@ -44,6 +45,8 @@ def chatty(n, pause_s=0.05):  # the workload: a function that prints as it goes
 
 @function
 def gated(gate, tick_s=0.1):  # runs until the test creates the file `gate`: no race with a clock
+    with open(gate + ".pid", "w") as f:  # who runs it (the executor's worker process)
+        f.write(str(os.getpid()))
     i = 0
     while not os.path.exists(gate):
         print("tick", i)
@@ -121,6 +124,9 @@ def test_cancel_a_waiting_and_a_running_process(
         f"cancelled {running}"
     )
     wait_until("c's executor to stop it", lambda: "was cancelled" in ex.log(c))
+    assert f"process {running}: its function was stopped" in ex.log(c)
+    worker = int((tmp_path / "never.pid").read_text())
+    wait_until("the cancelled function's worker process to be gone", lambda: not pid_alive(worker))
     majority = cli_json("get", running, "--consistent", "--data-dir", str(b.dir))
     assert majority["state"] == "CANCELLED" and majority["consistent"]["committed"]
     assert majority["output"] == [] and majority["errors"] == ["cancelled by a"]
