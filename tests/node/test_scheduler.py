@@ -111,12 +111,17 @@ async def test_a_refused_claim_waits_for_the_next_round_and_nothing_waits_foreve
     assert len(leases.claims) >= 2  # tried again after the refusal's back-off
 
 
+def one_slow_claim() -> tuple[Scheduler, ScriptedLeases, str]:
+    """One WAITING process, one executor, and voters that answer a claim after 2 s."""
+    leases = ScriptedLeases(delay_s=2.0)
+    sched = scheduler(book_with(1), leases)
+    return sched, leases, attach(sched, "e")
+
+
 async def test_a_grant_that_outlives_its_call_still_reaches_the_executor(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    book, leases = book_with(1), ScriptedLeases(delay_s=2.0)
-    sched = scheduler(book, leases)
-    executor_id = attach(sched, "e")
+    sched, leases, executor_id = one_slow_claim()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sched.claim_rounds)
         got = await sched.assign(executor_id, timeout_s=0.5)  # the claim is out past this
@@ -127,9 +132,7 @@ async def test_a_grant_that_outlives_its_call_still_reaches_the_executor(
 async def test_a_grant_for_a_call_that_went_away_is_released(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    book, leases = book_with(1), ScriptedLeases(delay_s=2.0)
-    sched = scheduler(book, leases)
-    executor_id = attach(sched, "e")
+    sched, leases, executor_id = one_slow_claim()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sched.claim_rounds)
         with trio.move_on_after(0.5):  # the HTTP client hung up
