@@ -64,6 +64,9 @@ def main() -> None:
                          "--name", f"{d.name}-{i}", "--data-dir", str(d.dir)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     ))  # fmt: skip
+            for d in nodes:  # the clock starts once every executor is attached and idle
+                wait_until("executors", lambda d=d: d.status()["scheduler"]["executors"]
+                           == per_node, timeout_s=60)  # fmt: skip
             api = ApiClient.for_data_dir(a.dir, timeout_s=60)
             spec = {"funcname": "noop", "conditions": {"executortype": "bench"}}
             t0 = time.perf_counter()

@@ -183,6 +183,10 @@ class ClaimerCore:
             self.ops[(Tag.CLAIM, item.pid)].next_s = now_s + self.config.retry_s
         return len(items)
 
+    def claiming(self, pid: bytes) -> bool:
+        """Is a claim of `pid` by this node out to the voters?"""
+        return (Tag.CLAIM, pid) in self.ops
+
     def close(
         self,
         now_s: float,

@@ -106,6 +106,9 @@ class ConsensusCore:
         self.now_s = now_s
         return self.claimer.claim(now_s, pids, lease_s)
 
+    def claiming(self, pid: bytes) -> bool:
+        return self.claimer.claiming(pid)
+
     def close(
         self,
         now_s: float,

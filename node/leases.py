@@ -148,26 +148,40 @@ class LeaseService:
         return result
 
     async def claim(self, pids: list[bytes], lease_s: float | None = None) -> list[Any]:
-        """One batched claim; a Granted or ClaimFailed for each pid, in order."""
-        async with trio.open_nursery() as nursery:
-            results: dict[bytes, list[Any]] = {}
+        """One batched claim; a Granted or ClaimFailed for each pid, in order. A pid the
+        core does not send (this node holds it or claims it already, or the batch is
+        full) fails at once with NOT_ALLOWED, and only this call's wait for it."""
+        order = list(dict.fromkeys(pids))
+        results: dict[bytes, Any] = {}
+        mine: dict[bytes, tuple[trio.Event, list[Any]]] = {}
+        for pid in order:
+            if pid in self.granted or self.core.claiming(pid):
+                results[pid] = ClaimFailed(pid, 0, Reason.NOT_ALLOWED)
+                continue
+            mine[pid] = (trio.Event(), [])
+            self._waiters.setdefault(("claim", pid), []).append(mine[pid])
+        self.core.claim(self.now(), list(mine), lease_s)
+        self.driver.kick()
+        for pid, entry in mine.items():
+            if not self.core.claiming(pid):  # not sent: answer this call's wait only
+                self._drop_waiter(("claim", pid), entry)
+                entry[1].append(ClaimFailed(pid, 0, Reason.NOT_ALLOWED))
+                entry[0].set()
+        with trio.move_on_after(ANSWER_S):
+            for event, _ in mine.values():
+                await event.wait()
+        for pid, entry in mine.items():
+            if not entry[1]:
+                self._drop_waiter(("claim", pid), entry)
+            results[pid] = entry[1][0] if entry[1] else ClaimFailed(pid, 0, None)
+        return [results[pid] for pid in pids]
 
-            async def wait_one(pid: bytes) -> None:
-                event, box = trio.Event(), results.setdefault(pid, [])
-                self._waiters.setdefault(("claim", pid), []).append((event, box))
-                with trio.move_on_after(ANSWER_S):
-                    await event.wait()
-                if not box:
-                    box.append(ClaimFailed(pid, 0, None))
-
-            for pid in pids:
-                nursery.start_soon(wait_one, pid)
-            await trio.lowlevel.checkpoint()
-            if not self.core.claim(self.now(), list(pids), lease_s):
-                for pid in pids:
-                    self._resolve("claim", pid, ClaimFailed(pid, 0, Reason.NOT_ALLOWED))
-            self.driver.kick()
-        return [results[pid][0] for pid in pids]
+    def _drop_waiter(self, key: tuple[str, bytes], entry: tuple[trio.Event, list[Any]]) -> None:
+        waiters = self._waiters.get(key, [])
+        if entry in waiters:
+            waiters.remove(entry)
+        if not waiters:
+            self._waiters.pop(key, None)
 
     async def close(self, pid: bytes, outcome: Outcome, output: Any = None,
                     errors: tuple[str, ...] = ()) -> Closed:  # fmt: skip

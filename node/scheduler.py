@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from colonynode.consensus.claimer import CLAIM_BATCH_MAX
 from colonynode.consensus.events import Granted
 from colonynode.consensus.messages import Outcome, Reason
 from colonynode.consensus.messages import State as RegisterState
@@ -263,6 +264,7 @@ class Scheduler:
                 await self._round_wanted.wait()
             self._round_wanted = trio.Event()
             wants = [w for w in self._wants if w.open and w.ex.id in self.executors]
+            wants = wants[:CLAIM_BATCH_MAX]  # one Claim request; the rest wait for the next
             if wants:
                 await self._claim_round(wants)
                 await trio.sleep(ROUND_GAP_S)

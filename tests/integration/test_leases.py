@@ -53,6 +53,24 @@ def test_submit_claim_close_read_across_three_voters(colony: Colony) -> None:
     assert read["view"]["state"] == "SUCCESS" and read["view"]["output"] == [42]
 
 
+def test_a_claim_the_core_cannot_send_fails_at_once_and_spares_the_others(
+    colony: Colony,
+) -> None:
+    a, b, _ = three_voters(colony)
+    pids = [f"cc{i:02d}" for i in range(70)]  # more than one Claim request carries (64)
+    for pid in pids:
+        assert api(a).post("/v1/leases/submit", {"pid": pid})["acked"] is True
+    results = api(b).post("/v1/leases/claim", {"pids": pids, "lease_s": 10})["results"]
+    assert sum(r["granted"] for r in results) == 64
+    # The rest were not sent: refused by this node at once, not timed out (reason None).
+    assert [r["reason"] for r in results if not r["granted"]] == ["NOT_ALLOWED"] * 6
+    held = next(r["pid"] for r in results if r["granted"])
+    again = api(b).post("/v1/leases/claim", {"pids": [held]})["results"][0]
+    assert again["granted"] is False and again["reason"] == "NOT_ALLOWED"
+    # The first claim's lease is intact: its holder closes it.
+    assert api(b).post("/v1/leases/close", {"pid": held, "output": [1]})["committed"] is True
+
+
 def test_a_majority_survives_a_voter_killed_with_sigkill(colony: Colony) -> None:
     a, b, c = three_voters(colony)
     acked = [f"bb{i:02d}" for i in range(5)]
