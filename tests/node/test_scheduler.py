@@ -28,6 +28,7 @@ class ScriptedLeases:
         self.granted: dict[bytes, int] = {}
         self.released: list[bytes] = []
         self.refuse: set[bytes] = set()
+        self.released_one = trio.Event()
 
     async def claim(self, pids: list[bytes], lease_s: float | None = None) -> list[Any]:
         self.claims.append(list(pids))
@@ -43,6 +44,7 @@ class ScriptedLeases:
 
     async def release(self, pid: bytes) -> bool:
         self.released.append(pid)
+        self.released_one.set()
         return self.granted.pop(pid, None) is not None
 
     def drop(self, pid: bytes) -> bool:
@@ -137,7 +139,7 @@ async def test_a_grant_for_a_call_that_went_away_is_released(
         nursery.start_soon(sched.claim_rounds)
         with trio.move_on_after(0.5):  # the HTTP client hung up
             await sched.assign(executor_id, timeout_s=10)
-        await trio.sleep(3)  # virtual time: the claim is answered at 2 s
+        await leases.released_one.wait()  # once the claim is answered, at 2 s
         nursery.cancel_scope.cancel()
     assert leases.released == [bytes([0]) * 16] and not leases.granted
     assert all(not ex.running for ex in sched.executors.values())
@@ -157,8 +159,9 @@ async def test_detaching_answers_a_waiting_assign_at_once(
             done.append((await sched.assign(executor_id, timeout_s=30), trio.current_time()))
 
         nursery.start_soon(ask)
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()  # assign waits (30 s at most)
+        detached_at = trio.current_time()
         await sched.detach(executor_id)
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
-    assert len(done) == 1 and done[0][0] is None and done[0][1] < 1.01
+    assert len(done) == 1 and done[0][0] is None and done[0][1] == detached_at
