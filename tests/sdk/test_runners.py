@@ -126,12 +126,12 @@ def test_the_worker_ends_with_its_executor_even_after_sigkill(tmp_path: Path) ->
     (tmp_path / "functions.py").write_text(FUNCTIONS)
     pid_file = tmp_path / "pid"
     script = (
-        "import sys, time\n"
+        "import sys, threading\n"
         "from colonynode.sdk.context import ProcessContext\n"
         "from colonynode.sdk.runners import ProcessRunner\n"
         "r = ProcessRunner(sys.argv[1])\n"
         "r.start(ProcessContext('ab' * 16, {'funcname': 'spin'}), [sys.argv[2]], {})\n"
-        "time.sleep(600)\n"
+        "threading.Event().wait()  # the stand-in executor lives until the test kills it\n"
     )
     executor = subprocess.Popen(
         [sys.executable, "-c", script, str(tmp_path / "functions.py"), str(pid_file)]
