@@ -72,6 +72,7 @@ OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expir
 LEASES_MAX = 1_024  # leases held at once
 EPOCHS_MAX = 10_000  # highest epochs remembered per pid (oldest forgotten first)
 LOST_MAX = 1_024  # lost leases remembered, so a late close is refused with its epoch
+COMMITTED_MAX = 1_024  # recent closes/expires/cancels remembered, to repair late refusers
 CLAIM_BATCH_MAX = 64  # processes per Claim request
 
 
@@ -82,6 +83,7 @@ class ClaimerConfig:
     claim_timeout_s: float = 1.0
     renew_before_s: float = 0.0  # renew this long before the deadline; 0: lease_s / 2
     op_timeout_s: float = 30.0  # submit, close, release, expire, read
+    read_grace_s: float = 1.0  # an undecided majority read waits this long for the rest
     slots: int = 0  # processes this node runs at once when it schedules (0: it does not)
     poll_s: float = 0.5  # how often a scheduling claimer scans for candidates
     candidates_k: int = 4  # rendezvous choice among the first k × free slots
@@ -142,6 +144,9 @@ class ClaimerCore:
         # pid -> (epoch, why a close of it is refused) of a lease that ended without a
         # close: NOT_HOLDER when it ran out, CLOSED when the voters closed the process
         self.lost: dict[bytes, tuple[int, Reason]] = {}
+        # (tag, pid) -> (epoch, a voter that accepted) of a close, expire or cancel that
+        # committed: a voter whose refusal arrives afterwards is sent the result
+        self.committed: dict[tuple[Tag, bytes], tuple[int, NodeId]] = {}
         self.next_poll_s: float | None = None
         self.scan_sent_s: float | None = None
         self.scan_cursor = 0
@@ -332,6 +337,8 @@ class ClaimerCore:
             if op is None or (msg.request is not Tag.READ and op.epoch != verdict.epoch):
                 if msg.request is Tag.CLAIM and verdict.ok:
                     self._release_stray(now_s, sender, verdict)
+                elif op is None and msg.request in _TERMINAL and not verdict.ok:
+                    self._repair_late(msg.request, sender, verdict)
                 continue
             op.verdicts[sender] = verdict
             self._decide(now_s, op)
@@ -415,8 +422,12 @@ class ClaimerCore:
         voters = self.voters()
         verdicts = [op.verdicts[v] for v in voters if v in op.verdicts]
         if op.tag is Tag.READ:
-            if len(verdicts) >= need:
+            if len(verdicts) < need:
+                return
+            if _read_settled(verdicts, len(voters) - len(verdicts), need):
                 self._finish_read(op, verdicts)
+            else:  # a result may be committed among the voters yet to answer
+                op.timeout_s = min(op.timeout_s, now_s + self.config.read_grace_s)
             return
         if op.tag in _TERMINAL and self._adopt_missing(op):
             verdicts = [op.verdicts[v] for v in voters if v in op.verdicts]
@@ -454,6 +465,8 @@ class ClaimerCore:
         events = self.effects.events
         pid = op.pid
         ok = reason is Reason.OK
+        if ok and op.tag in _TERMINAL:
+            self._repair_committed(op)
         if op.tag is Tag.SUBMIT:
             events.append(ev.Submitted(pid, ok, None if ok else reason))
         elif op.tag is Tag.CLAIM:
@@ -507,6 +520,34 @@ class ClaimerCore:
         to = tuple(v for v in voters if v != source and not _is_closed(op.verdicts.get(v)))
         if to:
             self._send(source, Push(op.pid, to))
+
+    def _repair_committed(self, op: _Op) -> None:
+        """A close, expire or cancel committed: the voters that refused it and are still
+        open (a straggler whose lease had not run out yet, say) are sent the result by
+        one that accepted, and so are those whose refusal comes later. Otherwise a
+        straggler keeps the process open for good, and a majority read that meets it
+        cannot see the majority. Pushing a committed result is always safe: it is the
+        only result a majority can ever commit."""
+        source = next((v for v, verdict in op.verdicts.items() if verdict.ok), None)
+        if source is None:
+            return
+        key = (op.tag, op.pid)
+        if len(self.committed) >= COMMITTED_MAX and key not in self.committed:
+            del self.committed[next(iter(self.committed))]
+        self.committed[key] = (op.epoch, source)
+        behind = tuple(
+            v for v, verdict in op.verdicts.items() if not verdict.ok and not _is_closed(verdict)
+        )
+        if behind:
+            self._send(source, Push(op.pid, behind))
+
+    def _repair_late(self, tag: Tag, voter: NodeId, verdict: Verdict) -> None:
+        known = self.committed.get((tag, verdict.pid))
+        if known is None or _is_closed(verdict):
+            return
+        epoch, source = known
+        if epoch == verdict.epoch and source != voter:
+            self._send(source, Push(verdict.pid, (voter,)))
 
     def _release_stray(self, now_s: float, voter: NodeId, verdict: Verdict) -> None:
         """A grant for a claim this node no longer waits for: give it back."""
@@ -654,6 +695,19 @@ def _most_common_refusal(verdicts: list[Verdict]) -> Reason:
         if not v.ok:
             counts[v.reason] = counts.get(v.reason, 0) + 1
     return max(sorted(counts), key=lambda r: counts[r])
+
+
+def _read_settled(verdicts: list[Verdict], unanswered: int, need: int) -> bool:
+    """Can the verdicts so far decide a read: a result is committed among them, or no
+    closed result could reach a majority even if every voter yet to answer had it."""
+    counts: dict[tuple[Any, ...], int] = {}
+    for verdict in verdicts:
+        key = None if verdict.view is None else commit_key(verdict.view)
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    if any(n >= need for n in counts.values()):
+        return True
+    return all(n + unanswered < need for n in counts.values())
 
 
 def _committed(views: list[RegisterView], need: int) -> RegisterView | None:

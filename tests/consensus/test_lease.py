@@ -8,6 +8,7 @@ from colonynode.consensus import (
     ClaimerConfig,
     ClaimFailed,
     Closed,
+    Expired,
     Granted,
     LeaseEnded,
     Outcome,
@@ -18,7 +19,7 @@ from colonynode.consensus import (
     State,
     Submitted,
 )
-from colonynode.consensus.messages import Claim, Close, Renew, Reply, Tag
+from colonynode.consensus.messages import Claim, Close, Push, Renew, Reply, Tag
 from tests.consensus.harness import TIMING, Colony, nid
 
 PID = b"pid-1"
@@ -337,3 +338,79 @@ def test_a_late_grant_answering_an_older_claim_does_not_count_for_a_new_one() ->
     colony.inflight.extend(stale)  # the old grants of voters 1 and 2 arrive now
     colony.deliver()
     assert not colony.events(C1, Granted)
+
+
+def _straggler(colony: Colony) -> None:
+    """C1 holds PID (no retries) and dies after a renew only voter 2 heard: voters 0
+    and 1 see the lease run out a second before voter 2 does. C2 expires PID then."""
+    submitted(colony, maxretries=0)
+    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.deliver()
+    colony.advance(1.0)  # C1 renews; only voter 2 extends the lease
+    colony.deliver(drop=lambda s, d, m: isinstance(m, Renew) and d in (0, 1))
+    colony.nodes[C1].up = False
+    colony.advance(1.5)  # expired at voters 0 and 1, held at voter 2 for ~0.5 s more
+    colony.call(C2, lambda c, t: c.expire(t, PID))
+
+
+def test_an_expiry_committed_without_a_straggler_is_pushed_to_it() -> None:
+    """Found by CI: after a maxexectime expiry one voter (whose lease a late renew had
+    extended) refused the Expire and stayed RUNNING for good, so a later majority read
+    that reached it saw no majority. The voters that closed the process push the result
+    to it, whether its refusal arrives before the majority or after."""
+    for straggler_first in (False, True):
+        colony = Colony()
+        _straggler(colony)
+        colony.deliver(rounds_max=1)  # the voters answer
+        replies = colony.inflight
+        if straggler_first:
+            replies.sort(key=lambda x: x[0] != 2)
+        colony.deliver()
+        assert colony.events(C2, Expired) == [Expired(PID, True)]
+        assert [voter_state(colony, v) for v in range(3)] == [(State.FAILED, 1)] * 3
+
+
+def test_a_majority_read_that_meets_a_straggler_waits_for_the_last_voter() -> None:
+    """Voters 0 and 1 closed the process, voter 2 still has it RUNNING: a read answered
+    first by voters 0 and 2 cannot tell whether a majority closed it, so it waits for
+    voter 1 rather than report it uncommitted."""
+    colony = Colony()
+    _straggler(colony)
+    colony.deliver(drop=lambda s, d, m: isinstance(m, Push))  # the repair is lost
+    assert voter_state(colony, 2) == (State.RUNNING, 1)
+    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.deliver(rounds_max=1)
+    held = [x for x in colony.inflight if x[0] == 1]
+    colony.inflight = [x for x in colony.inflight if x[0] != 1]
+    colony.deliver()
+    assert not colony.events(C2, ReadResult)
+    colony.inflight.extend(held)
+    colony.deliver()
+    (read,) = colony.events(C2, ReadResult)
+    assert read.committed and read.answered == 3
+    assert read.view is not None and read.view.state is State.FAILED
+
+
+def test_a_majority_read_answers_at_its_grace_when_the_last_voter_is_silent() -> None:
+    colony = Colony()
+    _straggler(colony)
+    colony.deliver(drop=lambda s, d, m: isinstance(m, Push))
+    colony.crash(1)
+    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.deliver()
+    assert not colony.events(C2, ReadResult)
+    colony.advance(ClaimerConfig().read_grace_s)
+    colony.deliver()
+    (read,) = colony.events(C2, ReadResult)
+    assert not read.committed and read.answered == 2
+    assert read.view is not None and read.view.state is State.FAILED
+
+
+def test_a_majority_read_of_an_open_process_does_not_wait_for_the_last_voter() -> None:
+    colony = Colony()
+    submitted(colony)
+    colony.crash(2)
+    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.deliver()
+    (read,) = colony.events(C2, ReadResult)
+    assert not read.committed and read.answered == 2
