@@ -8,7 +8,9 @@ handed to the transport, coalesced into one batch per peer. The core's clock is
 used up once it fires).
 
 Application calls (publish, claim, ...) run on the core from any task of the same Trio
-loop, then `kick()` the driver so their effects go out on its next turn.
+loop, then `kick()` the driver so their effects go out on its next turn, or `await
+persisted()` to also wait until their writes are durable (a submission is on disk before
+the user hears it was acknowledged).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class CoreDriver:
         self._inbox_send, self._inbox = send, recv
         self._wakeup = trio.Event()  # set by deliver() and kick()
         self._wake_at_s: float | None = None
+        self._taken = 0  # effects taken from the core so far (turns begun)
+        self._durable = 0  # turns whose writes are durable
+        self._durable_changed = trio.Event()
         transport.set_receiver(channel, self.deliver)
 
     def deliver(self, sender: NodeId, channel: str, msgs: Sequence[Any]) -> None:
@@ -69,6 +74,14 @@ class CoreDriver:
     def kick(self) -> None:
         """Take the core's effects on the next turn (after an application call)."""
         self._wakeup.set()
+
+    async def persisted(self) -> None:
+        """Kick, and return once the writes of every application call made before this
+        one are durable (the next turn takes them)."""
+        target = self._taken + 1
+        self.kick()
+        while self._durable < target:
+            await self._durable_changed.wait()
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.core.on_tick(trio.current_time())
@@ -102,10 +115,15 @@ class CoreDriver:
 
     async def _flush(self) -> None:
         effects: Effects = self.core.take_effects()
+        self._taken += 1
+        turn = self._taken
         self.counters["turns"] += 1
         if effects.writes:
             await self.writer.apply(effects.writes, sync=self.sync)  # persist before send
             self.counters["writes"] += len(effects.writes)
+        self._durable = turn
+        self._durable_changed.set()
+        self._durable_changed = trio.Event()
         if effects.sends:
             by_peer: defaultdict[NodeId, list[Any]] = defaultdict(list)
             for dest, msg in effects.sends:

@@ -183,7 +183,7 @@ class ServicesApi(NodeBase):
         pid, submitted = new_pid(), time.time_ns()
         record = {"processid": pid.hex(), "spec": spec_to_json(spec), "submission_ns": submitted}
         self._publish_submission(record)
-        self._gossip_driver.kick()
+        await self._gossip_driver.persisted()  # on disk here before the voters hear of it
         await self._acknowledge(pid, spec, submitted)
         view = self.processes.get(pid)
         assert view is not None
@@ -209,7 +209,7 @@ class ServicesApi(NodeBase):
                 "parents": [pids[d].hex() for d in s.conditions.dependencies],
                 "children": [pids[c].hex() for c in children[s.nodename]],
             })  # fmt: skip
-        self._gossip_driver.kick()
+        await self._gossip_driver.persisted()
         refused: list[ColonyError] = []
 
         async def acknowledge(s: FunctionSpec) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -111,6 +112,72 @@ async def test_writes_are_durable_before_sends_and_timers_fire() -> None:
 def test_driver_runs_under_a_mock_clock() -> None:
     trio.run(test_writes_are_durable_before_sends_and_timers_fire,
              clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
+
+
+class Publisher:
+    """Writes what the application publishes; nothing else."""
+
+    def __init__(self) -> None:
+        self._fx = Effects()
+
+    def publish(self, value: str) -> None:
+        self._fx.writes.append(("t", value.encode(), value))
+
+    def on_tick(self, now_s: float) -> None:
+        pass
+
+    def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
+        pass
+
+    def take_effects(self) -> Effects:
+        fx, self._fx = self._fx, Effects()
+        return fx
+
+
+class HeldStore(MemoryStore):
+    """A store whose commits wait until the test lets them through (a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Semaphore(0)
+
+    def apply(self, batch: Any, *, sync: bool = True) -> None:
+        self.entered.release()
+        self.release.acquire(timeout=10)  # never hangs a failing test
+        super().apply(batch, sync=sync)
+
+
+async def test_persisted_returns_once_the_calls_before_it_are_durable() -> None:
+    """`persisted()` after a publish made while an earlier turn is still being written
+    waits for the turn that carries it, not just the one in progress."""
+    store, core = HeldStore(), Publisher()
+    driver = CoreDriver(core, "x", LogTransport(A, store, []), StoreWriter(store))
+    done: list[str] = []
+    both = trio.Event()
+
+    async def publish(value: str) -> None:
+        core.publish(value)
+        await driver.persisted()
+        done.append(value)
+        assert store.durable_get("t", value.encode()) == value
+        if len(done) == 2:
+            both.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        nursery.start_soon(publish, "a")
+        await trio.to_thread.run_sync(store.entered.acquire)  # "a" is being written
+        nursery.start_soon(publish, "b")
+        await trio.testing.wait_all_tasks_blocked()
+        store.release.release()  # "a" is durable; "b" waits for the next turn
+        await trio.to_thread.run_sync(store.entered.acquire)
+        assert done == ["a"]
+        store.release.release()
+        with trio.fail_after(10):
+            await both.wait()
+        nursery.cancel_scope.cancel()
+    assert done == ["a", "b"]
 
 
 PING_CODEC = MessageCodec("ping", {1: Ping, 2: Echo})
