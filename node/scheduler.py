@@ -305,6 +305,8 @@ class Scheduler:
                 await self._hand(want, pid, result.epoch)
                 continue  # a refused one waits for the next round
             reason = getattr(result, "reason", None)
+            if reason is None:
+                continue  # no majority answered in time: claim it again, no backoff
             self._skip_until[pid] = now + REFUSED_BACKOFF_S
             if reason in (Reason.RETRIES_SPENT, Reason.WAIT_TIME_SPENT):
                 await self._expire(pid, reason)

@@ -28,6 +28,7 @@ class ScriptedLeases:
         self.granted: dict[bytes, int] = {}
         self.released: list[bytes] = []
         self.refuse: set[bytes] = set()
+        self.time_out_once: set[bytes] = set()  # no majority answers (reason None), once
         self.released_one = trio.Event()
 
     async def claim(self, pids: list[bytes], lease_s: float | None = None) -> list[Any]:
@@ -37,6 +38,9 @@ class ScriptedLeases:
         for pid in pids:
             if pid in self.refuse:
                 out.append(ClaimFailed(pid, 1, Reason.LEASE_HELD))
+            elif pid in self.time_out_once:
+                self.time_out_once.discard(pid)
+                out.append(ClaimFailed(pid, 1, None))
             else:
                 self.granted[pid] = 1
                 out.append(Granted(pid, 1, trio.current_time() + 10))
@@ -111,6 +115,28 @@ async def test_a_refused_claim_waits_for_the_next_round_and_nothing_waits_foreve
         nursery.cancel_scope.cancel()
     assert got is not None and got["processid"] == only.hex()
     assert len(leases.claims) >= 2  # tried again after the refusal's back-off
+
+
+async def test_a_claim_that_timed_out_is_tried_again_before_a_lower_priority_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A timeout is not a refusal: it earns no back-off, so the urgent process keeps its
+    place ahead of the older, less urgent one (found by review: a slow voter let `low`
+    start first in the integration priority test)."""
+    book = book_with(1)
+    high = bytes([1]) * 16
+    spec = {"funcname": "f", "priority": 5, "conditions": {"executortype": "py"}}
+    book.on_record(ME, PROCESS_KIND, {"processid": high.hex(), "submission_ns": 1, "spec": spec})
+    leases = ScriptedLeases()
+    leases.time_out_once.add(high)
+    sched = scheduler(book, leases)
+    executor_id = attach(sched, "e")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sched.claim_rounds)
+        got = await sched.assign(executor_id, timeout_s=5)
+        nursery.cancel_scope.cancel()
+    assert got is not None and got["processid"] == high.hex()
+    assert leases.claims == [[high], [high]]
 
 
 def one_slow_claim() -> tuple[Scheduler, ScriptedLeases, str]:
