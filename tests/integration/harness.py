@@ -62,6 +62,16 @@ def cli_json(*args: str) -> Any:
     return json.loads(cli(*args, "--json").stdout)
 
 
+def state_of(d: Daemon, pid: str) -> str | None:
+    """The process's state in `d`'s view; None while `d` has not heard of it yet (any
+    other error fails)."""
+    got = cli("get", pid, "--json", "--data-dir", str(d.dir), check=False)
+    if got.returncode != 0 and got.stderr.startswith("error: no process"):
+        return None
+    assert got.returncode == 0, got.stderr
+    return str(json.loads(got.stdout)["state"])
+
+
 class Daemon:
     """One `colonynode start` (or `join`) process and its data dir."""
 

@@ -16,6 +16,7 @@ from tests.integration.harness import (
     Executors,
     cli,
     cli_json,
+    state_of,
     wait_until,
 )
 
@@ -85,8 +86,7 @@ def test_executor_node_killed_mid_process_completes_elsewhere_once(
     gate = tmp_path / "gate"
     pid = cli("run", "gated", str(gate), "--maxretries", "2", "--executortype", "py",
               "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
-    wait_until("b to start it", lambda: cli_json("get", pid, "--data-dir", str(b.dir))["state"]
-               == "RUNNING")  # fmt: skip
+    wait_until("b to start it", lambda: state_of(b, pid) == "RUNNING")
     b.stop(signal.SIGKILL)
     ex.procs["b"].kill()
     gate.touch()  # the run that takes over finishes
@@ -119,6 +119,7 @@ def test_priority_executornames_and_maxwaittime(
                                                            "executornames": ["c-py"]}})  # fmt: skip
     nobody = submit(a, tmp_path, "nobody", {"funcname": "add", "args": [0, 0], "maxwaittime": 1,
                                             "conditions": {"executortype": "gpu"}})  # fmt: skip
+    wait_until("b to see the four", lambda: len(cli_json("ps", "--data-dir", str(b.dir))) == 4)
     ex.start(b)
     for pid in (low, high):
         done = cli("wait", pid, "--json", "--timeout", "60", "--data-dir", str(a.dir))

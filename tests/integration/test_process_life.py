@@ -20,6 +20,7 @@ from tests.integration.harness import (
     cli,
     cli_json,
     pid_alive,
+    state_of,
     wait_until,
 )
 
@@ -64,26 +65,34 @@ def submit_run(d: Daemon, *args: str) -> str:
     return cli("run", *args, "--executortype", "py", "--data-dir", str(d.dir)).stdout.strip()
 
 
-def state(d: Daemon, pid: str) -> str:
-    return str(cli_json("get", pid, "--data-dir", str(d.dir))["state"])
-
-
 def test_logs_and_attributes_reach_every_node_and_follow_ends_at_close(
     setup: tuple[list[Daemon], Executors],
 ) -> None:
     (a, b, c), ex = setup
     ex.start(b)
     pid = submit_run(a, "chatty", "30")
+    wait_until("c to hear of it", lambda: state_of(c, pid))
     # Followed from c, a node that neither submitted nor ran it: every line, in order,
     # and the command returns by itself once the process is closed.
     follow = cli("logs", pid, "--follow", "--data-dir", str(c.dir), timeout_s=60)
     lines = follow.stdout.splitlines()
     assert lines == [f"[b-py] line {i}" for i in range(30)] + ["[b-py] done after 30"]
-    assert state(c, pid) == "SUCCESS"
-    again = [json.loads(x) for x in cli("logs", pid, "--json", "--data-dir", str(a.dir)).stdout
-             .splitlines()]  # fmt: skip
+    assert state_of(c, pid) == "SUCCESS"
+    # a hears b's records on a stream of its own: it may be a moment behind c.
+    wait_until("a to see it closed", lambda: state_of(a, pid) == "SUCCESS")
+
+    def logs_on_a() -> list[str]:
+        return cli("logs", pid, "--json", "--data-dir", str(a.dir)).stdout.splitlines()
+
+    wait_until("a to hold every line", lambda: len(logs_on_a()) >= 31)
+    again = [json.loads(x) for x in logs_on_a()]
     assert [x["message"] for x in again] == [f"line {i}" for i in range(30)] + ["done after 30"]
-    assert {x["executor"] for x in again} == {"b-py"} and {x["epoch"] for x in again} == {1}
+    # One run wrote them all: the one that committed (its epoch, whatever claims before it
+    # were refused).
+    committed = cli_json("get", pid, "--consistent", "--data-dir", str(a.dir))
+    assert committed["consistent"]["committed"]
+    assert {x["executor"] for x in again} == {"b-py"}
+    assert {x["epoch"] for x in again} == {committed["epoch"]}
     got = cli_json("get", pid, "--data-dir", str(a.dir))
     assert [(x["key"], x["value"]) for x in got["attributes"]] == [("lines", "30")]
     assert b.status()["scheduler"]["log_lines"] == 31
@@ -117,7 +126,7 @@ def test_cancel_a_waiting_and_a_running_process(
     # Running: the owner cancels; the executor is told to stop, its result never commits.
     ex.start(c)
     running = submit_run(b, "gated", str(tmp_path / "never"))  # runs until cancelled
-    wait_until("c to run it", lambda: state(c, running) == "RUNNING")
+    wait_until("c to run it", lambda: state_of(c, running) == "RUNNING")
     wait_until("a first log line", lambda: cli("logs", running, "--data-dir", str(a.dir))
                .stdout.strip())  # fmt: skip
     assert cli("cancel", running, "--data-dir", str(a.dir)).stdout.strip() == (
@@ -150,6 +159,8 @@ def test_a_workflow_passes_outputs_down_and_a_failed_parent_fails_the_graph(
              "conditions": {**py, "dependencies": ["x", "y"]}},
         ])  # fmt: skip
         x, y, total = (p["processid"] for p in graph["processes"])
+        for parent in (x, y):  # a's view holds the parents' closes (the child's input)
+            assert colony.wait(parent, timeout_s=60)["state"] == "SUCCESS"
         done = colony.wait(total, timeout_s=60)
         assert done["state"] == "SUCCESS" and done["output"] == [133]  # add(100, 3, 30)
         assert done["input"] == [3, 30] and done["parents"] == [x, y]
@@ -193,7 +204,7 @@ def test_an_executor_killed_while_its_node_lives_is_detached_and_retried_elsewhe
     gate = tmp_path / "gate"
     pid = cli("run", "gated", str(gate), "--maxretries", "1", "--executortype", "py",
               "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
-    wait_until("b to run it", lambda: state(a, pid) == "RUNNING")
+    wait_until("b to run it", lambda: state_of(a, pid) == "RUNNING")
     ex.procs["b"].send_signal(signal.SIGKILL)  # the executor dies; daemon b stays up
     ex.procs["b"].wait(timeout=10)
     gate.touch()  # the run that takes over finishes
@@ -232,7 +243,7 @@ def test_an_executor_stopped_with_sigterm_gives_its_process_back_at_once(
     gate = tmp_path / "gate"
     pid = cli("run", "gated", str(gate), "--maxretries", "0", "--executortype", "py",
               "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
-    wait_until("b to run it", lambda: state(a, pid) == "RUNNING")
+    wait_until("b to run it", lambda: state_of(a, pid) == "RUNNING")
     ex.procs["b"].terminate()
     assert ex.procs["b"].wait(timeout=20) == 0
     gate.touch()
