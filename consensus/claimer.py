@@ -83,7 +83,7 @@ class ClaimerConfig:
     claim_timeout_s: float = 1.0
     renew_before_s: float = 0.0  # renew this long before the deadline; 0: lease_s / 2
     op_timeout_s: float = 30.0  # submit, close, release, expire, read
-    read_grace_s: float = 1.0  # an undecided majority read waits this long for the rest
+    read_grace_s: float = 5.0  # an undecided majority read waits this long for the rest
     slots: int = 0  # processes this node runs at once when it schedules (0: it does not)
     poll_s: float = 0.5  # how often a scheduling claimer scans for candidates
     candidates_k: int = 4  # rendezvous choice among the first k × free slots
