@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +35,62 @@ def wait_until(what: str, condition: Callable[[], T], timeout_s: float = 20.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(POLL_S)
+
+
+class Gate:
+    """A gate a workload function waits at until the test opens it, with no clock: the
+    function connects to this Unix socket and blocks reading one byte, which the test
+    sends when it opens the gate (at once to a run that connects afterwards, such as a
+    retry elsewhere). A run that was killed meanwhile just misses its byte."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="gate")  # short: Unix socket paths are short
+        self.path = os.path.join(self._dir, "s")
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(16)
+        self._lock = threading.Lock()
+        self._opened = False
+        self._waiting: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            with self._lock:
+                if self._opened:
+                    _let_through(conn)
+                else:
+                    self._waiting.append(conn)
+
+    def open(self) -> None:
+        with self._lock:
+            self._opened = True
+            for conn in self._waiting:
+                _let_through(conn)
+            self._waiting.clear()
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.close()
+        with self._lock:
+            for conn in self._waiting:
+                conn.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _let_through(conn: socket.socket) -> None:
+    try:
+        conn.sendall(b"o")
+    except OSError:
+        pass  # that run is gone
+    finally:
+        conn.close()
 
 
 def pid_alive(pid: int) -> bool:

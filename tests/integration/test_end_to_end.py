@@ -14,6 +14,7 @@ import pytest
 from tests.integration.harness import (
     Daemon,
     Executors,
+    Gate,
     cli,
     cli_json,
     state_of,
@@ -23,7 +24,7 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = """
-import os
+import socket
 import time
 from colonynode.sdk import function
 
@@ -41,9 +42,10 @@ def slow(seconds):
     return ["slept", seconds]
 
 @function
-def gated(gate):  # runs until the test creates the file `gate`: no race with a clock
-    while not os.path.exists(gate):
-        time.sleep(0.05)
+def gated(gate):  # runs until the test opens the gate (harness.Gate): no race with a clock
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(gate)
+        s.recv(1)
     return ["opened"]
 """
 
@@ -79,19 +81,20 @@ def test_success_failure_and_maxexectime(setup: tuple[list[Daemon], Executors]) 
 
 
 def test_executor_node_killed_mid_process_completes_elsewhere_once(
-    setup: tuple[list[Daemon], Executors], tmp_path: Path
+    setup: tuple[list[Daemon], Executors],
 ) -> None:
     (a, b, c), ex = setup
     ex.start(b)
-    gate = tmp_path / "gate"
-    pid = cli("run", "gated", str(gate), "--maxretries", "2", "--executortype", "py",
-              "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
-    wait_until("b to start it", lambda: state_of(b, pid) == "RUNNING")
-    b.stop(signal.SIGKILL)
-    ex.procs["b"].kill()
-    gate.touch()  # the run that takes over finishes
-    ex.start(c)
-    done = cli("wait", pid, "--timeout", "90", "--json", "--data-dir", str(a.dir), check=False)
+    with Gate() as gate:
+        pid = cli("run", "gated", gate.path, "--maxretries", "2", "--executortype", "py",
+                  "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
+        wait_until("b to start it", lambda: state_of(b, pid) == "RUNNING")
+        b.stop(signal.SIGKILL)
+        ex.procs["b"].kill()
+        gate.open()  # the run that takes over finishes
+        ex.start(c)
+        done = cli("wait", pid, "--timeout", "90", "--json", "--data-dir", str(a.dir),
+                   check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     proc = json.loads(done.stdout)
     assert proc["state"] == "SUCCESS" and proc["output"] == ["opened"]
