@@ -700,14 +700,11 @@ def _most_common_refusal(verdicts: list[Verdict]) -> Reason:
 def _read_settled(verdicts: list[Verdict], unanswered: int, need: int) -> bool:
     """Can the verdicts so far decide a read: a result is committed among them, or no
     closed result could reach a majority even if every voter yet to answer had it."""
-    counts: dict[tuple[Any, ...], int] = {}
-    for verdict in verdicts:
-        key = None if verdict.view is None else commit_key(verdict.view)
-        if key is not None:
-            counts[key] = counts.get(key, 0) + 1
-    if any(n >= need for n in counts.values()):
+    views = [v.view for v in verdicts if v.view is not None]
+    if _committed(views, need) is not None:
         return True
-    return all(n + unanswered < need for n in counts.values())
+    keys = [key for key in map(commit_key, views) if key is not None]
+    return all(keys.count(key) + unanswered < need for key in keys)
 
 
 def _committed(views: list[RegisterView], need: int) -> RegisterView | None:
