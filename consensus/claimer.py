@@ -1,39 +1,37 @@
-"""The claimer role: submit, claim (batched), renew, close, release, expire, cancel, read.
+"""The claimer role: the requests one node makes to the voters, and their tallies.
 
-Every request goes to every voter and is retransmitted every `retry_s` to the voters
-that have not answered, until a majority decides it or its timeout passes. Rules
-(DESIGN.md §6, docs/consensus.md):
+Every request (requests.py) goes to every voter and is retransmitted every `retry_s` to
+the voters that have not answered, until a majority decides it (quorum.py: one tally
+for all) or its timeout passes. Rules (DESIGN.md §6, docs/consensus.md):
 
-- a lease counts from the moment the claim was *sent*: it is valid until
-  ``sent + lease_s·(1 − drift) − margin`` on this node's clock, and only once a
-  majority granted it before that deadline;
 - a claim that gets no majority is released where it was granted (a late grant for a
   claim already given up is released too), so a failed claim does not block the
-  process for a whole lease;
-- a renew that a majority accepts moves the deadline to ``renew_sent + lease_s·(1 −
-  drift) − margin``; when the deadline passes the lease is lost (`LeaseEnded`): the
-  application must stop acting on the process;
+  process for a whole lease; a granted one becomes a held lease (held.py), renewed while
+  held and lost when its deadline passes;
 - a close carries the lease's epoch (the fencing token): the voters accept it only if
   no newer lease was granted, so a committed result happens exactly once. A holder whose
   lease ran out does not even send it (`Closed` with NOT_HOLDER at once);
 - a cancel (the submitter's or an owner's abort) needs no lease: a majority that
   accepts it has the process closed, so no holder's close can commit after it. A holder
-  learns it when a majority refuses its renew as CLOSED: the lease ends at once
-  (`LeaseEnded` ``closed``) rather than at its deadline;
-- with `slots` > 0 the claimer also schedules: it scans a voter for candidates, claims
-  among the first ones by rendezvous hash of (pid, node), and expires processes the
-  voters report as run out.
+  learns it when a majority refuses its renew as CLOSED: the lease ends at once;
+- when the voters disagree in a way no request can fix, the most advanced one is asked
+  to hand its register to the others (repair.py);
+- with `slots` > 0 the claimer also schedules on its own (the simulator's old claims
+  scenario): it scans a voter for candidates and claims among them by rendezvous hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from colonynode.consensus import events as ev
+from colonynode.consensus import repair
+from colonynode.consensus import requests as rq
+from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX, HeldLeases, Lease
 from colonynode.consensus.messages import (
     Cancel,
     Candidates,
@@ -42,20 +40,18 @@ from colonynode.consensus.messages import (
     Close,
     Expire,
     Outcome,
-    ProcessTerms,
     Push,
     Read,
     Reason,
     RegisterView,
     Release,
-    Renew,
     Reply,
     Scan,
-    State,
     Submit,
     Tag,
     Verdict,
 )
+from colonynode.consensus.quorum import VoteResult, majority, tally
 from colonynode.consensus.register import (
     ABORT_STATES,
     CLOSED_STATES,
@@ -66,14 +62,13 @@ from colonynode.consensus.register import (
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
 
-__all__ = ["ClaimerConfig", "ClaimerCore"]
+__all__ = ["CLAIM_BATCH_MAX", "ClaimerConfig", "ClaimerCore"]
 
 OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expires, cancels, reads)
-LEASES_MAX = 1_024  # leases held at once
 EPOCHS_MAX = 10_000  # highest epochs remembered per pid (oldest forgotten first)
-LOST_MAX = 1_024  # lost leases remembered, so a late close is refused with its epoch
 COMMITTED_MAX = 1_024  # recent closes/expires/cancels remembered, to repair late refusers
-CLAIM_BATCH_MAX = 64  # processes per Claim request
+
+Reqs = tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +91,7 @@ class ClaimerConfig:
 
 @dataclass(slots=True)
 class _Op:
-    """One request in flight to every voter."""
+    """One request in flight to every voter, and the requests its answer answers."""
 
     tag: Tag
     pid: bytes
@@ -105,18 +100,9 @@ class _Op:
     sent_s: float
     timeout_s: float
     next_s: float
+    reqs: list[int]
     verdicts: dict[NodeId, Verdict] = field(default_factory=dict)
     outcome: Outcome = Outcome.SUCCESS
-
-
-@dataclass(slots=True)
-class _Lease:
-    pid: bytes
-    epoch: int
-    lease_s: float
-    deadline_s: float
-    renew: _Op | None = None
-    renew_refused: bool = False
 
 
 class ClaimerCore:
@@ -136,14 +122,10 @@ class ClaimerCore:
         self.voters = voters
         self.version = version
         self.rng = rng
-        self.config = config or ClaimerConfig()
+        self.config = config = config or ClaimerConfig()
         self.timing = timing or Timing()
         self.ops: dict[tuple[Tag, bytes], _Op] = {}
-        self.leases: dict[bytes, _Lease] = {}
         self.epochs: dict[bytes, int] = {}
-        # pid -> (epoch, why a close of it is refused) of a lease that ended without a
-        # close: NOT_HOLDER when it ran out, CLOSED when the voters closed the process
-        self.lost: dict[bytes, tuple[int, Reason]] = {}
         # (tag, pid) -> (epoch, a voter that accepted) of a close, expire or cancel that
         # committed: a voter whose refusal arrives afterwards is sent the result
         self.committed: dict[tuple[Tag, bytes], tuple[int, NodeId]] = {}
@@ -152,136 +134,159 @@ class ClaimerCore:
         self.scan_cursor = 0
         self.next_nonce = rng.getrandbits(60) + 1  # per incarnation: random
         self.effects = Effects()
+        self.held = HeldLeases(
+            voters,
+            version,
+            self._nonce,
+            self.timing,
+            retry_s=config.retry_s,
+            renew_before_s=config.renew_before_s,
+            send=self._send,
+            emit=self._emit,
+        )
 
-    # -- application calls --------------------------------------------------------------
+    # -- queries ------------------------------------------------------------------------
 
-    def submit(self, now_s: float, terms: ProcessTerms) -> bool:
-        """Submit a process; `Submitted` tells when a majority has it durably."""
-        return self._start(Tag.SUBMIT, terms.pid, 0, Submit(terms, self.version()), now_s)
-
-    def claim(self, now_s: float, pids: list[bytes], lease_s: float | None = None) -> int:
-        """Claim processes in one batched request; returns how many were asked for.
-        Each ends in `Granted` or `ClaimFailed`."""
-        lease_s = self.config.lease_s if lease_s is None else lease_s
-        items: list[ClaimItem] = []
-        for pid in pids:
-            if len(items) >= CLAIM_BATCH_MAX or len(self.ops) >= OPS_MAX:
-                break
-            if pid in self.leases or (Tag.CLAIM, pid) in self.ops:
-                continue
-            if len(self.leases) + len(items) >= LEASES_MAX:
-                break
-            epoch = self.epochs.get(pid, 0) + 1
-            self._learn_epoch(pid, epoch)
-            items.append(ClaimItem(pid, epoch))
-        if not items:
-            return 0
-        nonce = self._nonce()
-        msg = Claim(tuple(items), lease_s, self.config.executortype, self.version(), nonce)
-        timeout_s = self.config.claim_timeout_s
-        for item in items:
-            op = _Op(Tag.CLAIM, item.pid, item.epoch, msg, now_s, now_s + timeout_s, now_s)
-            self.ops[(Tag.CLAIM, item.pid)] = op
-        for voter in self.voters():
-            self._send(voter, msg)
-        for item in items:
-            self.ops[(Tag.CLAIM, item.pid)].next_s = now_s + self.config.retry_s
-        return len(items)
+    @property
+    def leases(self) -> dict[bytes, Lease]:
+        """pid -> the lease held on it."""
+        return self.held.leases
 
     def claiming(self, pid: bytes) -> bool:
         """Is a claim of `pid` by this node out to the voters?"""
         return (Tag.CLAIM, pid) in self.ops
 
-    def close(
-        self,
-        now_s: float,
-        pid: bytes,
-        outcome: Outcome,
-        output: Any = None,
-        errors: tuple[str, ...] = (),
-    ) -> bool:
-        """Close with the lease's epoch; `Closed` says whether it committed. A holder
-        whose lease ran out does not send it (it must stop acting): `Closed` with
-        NOT_HOLDER at once, or CLOSED if its lease ended because the voters closed the
-        process (a cancel). (Were it sent, the voters would fence it by the epoch; but a
-        late close accepted by a voter that missed the newer epoch is a second closed
-        result a later handover may have to settle.)"""
-        lease = self.leases.pop(pid, None)
+    def holds(self, pid: bytes, now_s: float) -> bool:
+        lease = self.held.get(pid)
+        return lease is not None and now_s < lease.deadline_s
+
+    def lost_epoch(self, pid: bytes) -> int | None:
+        """The epoch of a lease on `pid` that ended without a close, if remembered."""
+        return self.held.lost_epoch(pid)
+
+    # -- requests (requests.py) ---------------------------------------------------------
+
+    def request(self, now_s: float, req: rq.Request, req_id: int) -> None:
+        """Start `req`; every outcome is an event whose `reqs` holds `req_id`."""
+        _REQUESTS[type(req)](self, now_s, req, (req_id,))
+
+    def _submit(self, now_s: float, req: rq.SubmitProcess, reqs: Reqs) -> None:
+        pid = req.terms.pid
+        if not self._start(Tag.SUBMIT, pid, 0, Submit(req.terms, self.version()), now_s, reqs):
+            self._emit(ev.Submitted(pid, False, Reason.BUSY, reqs))
+
+    def _claim(self, now_s: float, req: rq.ClaimLeases, reqs: Reqs) -> None:
+        """One batched Claim; each distinct pid ends in `Granted` or `ClaimFailed`."""
+        lease_s = self.config.lease_s if req.lease_s is None else req.lease_s
+        items: list[ClaimItem] = []
+        for pid in dict.fromkeys(req.pids):
+            if pid in self.held or (Tag.CLAIM, pid) in self.ops:
+                self._emit(ev.ClaimFailed(pid, 0, Reason.NOT_ALLOWED, reqs))
+                continue
+            room = (
+                len(items) < CLAIM_BATCH_MAX
+                and len(self.ops) + len(items) < OPS_MAX
+                and len(self.held) + len(items) < LEASES_MAX
+            )
+            if not room or lease_s <= 0:
+                why = Reason.BUSY if room else Reason.NOT_ALLOWED
+                self._emit(ev.ClaimFailed(pid, 0, why, reqs))
+                continue
+            epoch = self.epochs.get(pid, 0) + 1
+            self._learn_epoch(pid, epoch)
+            items.append(ClaimItem(pid, epoch))
+        if not items:
+            return
+        msg = Claim(tuple(items), lease_s, self.config.executortype, self.version(), self._nonce())
+        timeout_s = now_s + self.config.claim_timeout_s
+        next_s = now_s + self.config.retry_s
+        for item in items:
+            op = _Op(Tag.CLAIM, item.pid, item.epoch, msg, now_s, timeout_s, next_s, list(reqs))
+            self.ops[(Tag.CLAIM, item.pid)] = op
+        for voter in self.voters():
+            self._send(voter, msg)
+
+    def _close(self, now_s: float, req: rq.CloseProcess, reqs: Reqs) -> None:
+        """Close with the lease's epoch. A holder whose lease ran out does not send it (it
+        must stop acting): `Closed` with NOT_HOLDER at once, or CLOSED if its lease ended
+        because the voters closed the process (a cancel). (Were it sent, the voters would
+        fence it by the epoch; but a late close accepted by a voter that missed the newer
+        epoch is a second closed result a later handover may have to settle.)"""
+        pid, outcome = req.pid, req.outcome
+        in_flight = self.ops.get((Tag.CLOSE, pid))
+        if in_flight is not None and pid not in self.held:
+            if in_flight.outcome is outcome:
+                in_flight.reqs.extend(reqs)  # the same close again: one answer for both
+            else:
+                self._emit(ev.Closed(pid, in_flight.epoch, outcome, False, Reason.BUSY, None, reqs))
+            return
+        if len(self.ops) >= OPS_MAX:
+            self._emit(ev.Closed(pid, 0, outcome, False, Reason.BUSY, None, reqs))
+            return
+        lease = self.held.pop(pid)
         if lease is None or now_s >= lease.deadline_s:
             if lease is None:
-                ended = self.lost.pop(pid, None)
+                ended = self.held.lost.pop(pid, None)
             else:
                 ended = (lease.epoch, Reason.NOT_HOLDER)
-                self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "lost"))
-            if ended is not None:
-                epoch, reason = ended
-                self.effects.events.append(ev.Closed(pid, epoch, outcome, False, reason))
-            return False
+                self._emit(ev.LeaseEnded(pid, lease.epoch, "lost"))
+            epoch, reason = ended if ended is not None else (0, Reason.NOT_HOLDER)
+            self._emit(ev.Closed(pid, epoch, outcome, False, reason, None, reqs))
+            return
         epoch = lease.epoch
-        self.effects.events.append(ev.LeaseEnded(pid, epoch, "closing"))
-        msg = Close(pid, epoch, outcome, output, errors, self.version())
-        started = self._start(Tag.CLOSE, pid, epoch, msg, now_s)
-        if started:
-            self.ops[(Tag.CLOSE, pid)].outcome = outcome
-        return started
+        self._emit(ev.LeaseEnded(pid, epoch, "closing"))
+        errors = tuple(req.errors[:ERRORS_MAX])
+        msg = Close(pid, epoch, outcome, req.output, errors, self.version())
+        self._start(Tag.CLOSE, pid, epoch, msg, now_s, reqs)
+        self.ops[(Tag.CLOSE, pid)].outcome = outcome
 
-    def fail(self, now_s: float, pid: bytes, errors: tuple[str, ...] = ()) -> bool:
-        """An explicit fail: closed FAILED, never retried."""
-        return self.close(now_s, pid, Outcome.FAILED, None, errors)
+    def _release(self, now_s: float, req: rq.ReleaseLease, reqs: Reqs) -> None:
+        released = self._give_back(now_s, req.pid)
+        self._emit(ev.Released((req.pid,) if released else (), reqs))
 
-    def release(self, now_s: float, pid: bytes) -> bool:
-        """Give a lease back (stop acting first): the voters free it at once."""
-        lease = self.leases.pop(pid, None)
-        if lease is None:
-            return False
-        self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "released"))
-        release = Release(pid, lease.epoch, self.version())
-        self._start(Tag.RELEASE, pid, lease.epoch, release, now_s)
-        return True
-
-    def release_all(self, now_s: float) -> int:
-        """A clean shutdown: release every lease held."""
-        pids = list(self.leases)
+    def _release_all(self, now_s: float, req: rq.ReleaseAll, reqs: Reqs) -> None:
+        pids = tuple(self.held)
         for pid in pids:
-            self.release(now_s, pid)
-        return len(pids)
+            self._give_back(now_s, pid)
+        self._emit(ev.Released(pids, reqs))
 
-    def drop(self, now_s: float, pid: bytes) -> bool:
-        """Forget a lease without telling the voters (the executor died): it expires."""
-        lease = self.leases.pop(pid, None)
+    def _give_back(self, now_s: float, pid: bytes) -> bool:
+        """Release a held lease: the voters free it at once (stop acting first)."""
+        lease = self.held.end(pid, "released")
         if lease is None:
             return False
-        self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "dropped"))
+        self.ops.pop((Tag.RELEASE, pid), None)  # an older release of it: this one counts
+        release = Release(pid, lease.epoch, self.version())
+        self._start(Tag.RELEASE, pid, lease.epoch, release, now_s, ())
         return True
 
-    def expire(self, now_s: float, pid: bytes, epoch: int = 0) -> bool:
-        return self._start(Tag.EXPIRE, pid, epoch, Expire(pid, epoch, self.version()), now_s)
+    def _drop(self, now_s: float, req: rq.DropLease, reqs: Reqs) -> None:
+        lease = self.held.end(req.pid, "dropped")
+        self._emit(ev.Dropped(req.pid, lease is not None, reqs))
 
-    def cancel(
-        self,
-        now_s: float,
-        pid: bytes,
-        state: State = State.CANCELLED,
-        errors: tuple[str, ...] = (),
-    ) -> bool:
-        """Abort a process as `state` (CANCELLED, or FAILED when a workflow parent
-        failed), whether it waits or runs; the voters accept it from the process's
-        submitter or an owner. `Cancelled` says whether a majority closed it. False when
-        `state` is neither, or a cancel of `pid` (or too many requests) is in flight. A
-        lease this node holds on `pid` ends (`LeaseEnded` ``closed``) once it commits."""
+    def _expire(self, now_s: float, req: rq.ExpireProcess, reqs: Reqs) -> None:
+        msg = Expire(req.pid, req.epoch, self.version())
+        if not self._start(Tag.EXPIRE, req.pid, req.epoch, msg, now_s, reqs):
+            self._emit(ev.Expired(req.pid, False, Reason.BUSY, None, reqs))
+
+    def _cancel(self, now_s: float, req: rq.CancelProcess, reqs: Reqs) -> None:
+        """Abort a process as CANCELLED (or FAILED: a workflow parent failed), whether it
+        waits or runs; the voters accept it from its submitter or an owner. A lease this
+        node holds on it ends (`LeaseEnded` ``closed``) once the abort commits."""
+        pid, state = req.pid, req.state
         if state not in ABORT_STATES:
-            return False
-        msg = Cancel(pid, state, tuple(errors[:ERRORS_MAX]), self.version())
-        return self._start(Tag.CANCEL, pid, 0, msg, now_s)
+            self._emit(ev.Cancelled(pid, state, False, Reason.BAD_STATE, None, reqs))
+            return
+        msg = Cancel(pid, state, tuple(req.errors[:ERRORS_MAX]), self.version())
+        if not self._start(Tag.CANCEL, pid, 0, msg, now_s, reqs):
+            self._emit(ev.Cancelled(pid, state, False, Reason.BUSY, None, reqs))
 
-    def read(self, now_s: float, pid: bytes) -> int:
-        """A majority read (`colonynode get --consistent`); returns the nonce of the
-        `ReadResult` to come, or 0 when too many requests are in flight."""
+    def _read(self, now_s: float, req: rq.ReadRegister, reqs: Reqs) -> None:
+        """A majority read; each read is its own request (a nonce tells the replies)."""
         nonce = self._nonce()
-        key_pid = pid + nonce.to_bytes(8, "big")
-        if not self._start(Tag.READ, key_pid, 0, Read(pid, nonce), now_s):
-            return 0
-        return nonce
+        key_pid = req.pid + nonce.to_bytes(8, "big")
+        if not self._start(Tag.READ, key_pid, 0, Read(req.pid, nonce), now_s, reqs):
+            self._emit(ev.ReadResult(req.pid, nonce, None, False, 0, reqs))
 
     def on_voters_changed(self, now_s: float) -> None:
         """A new voter set: what was in flight starts again with the new voters, under
@@ -292,19 +297,8 @@ class ClaimerCore:
             if hasattr(op.msg, "version"):
                 op.msg = replace(op.msg, version=version)
             op.next_s = now_s
-        for lease in self.leases.values():
-            lease.renew = None
-            lease.renew_refused = False
+        self.held.reset_renewals()
         self.scan_sent_s = None
-
-    def _nonce(self) -> int:
-        nonce = self.next_nonce
-        self.next_nonce = (nonce + 1) % (1 << 62) or 1
-        return nonce
-
-    def holds(self, pid: bytes, now_s: float) -> bool:
-        lease = self.leases.get(pid)
-        return lease is not None and now_s < lease.deadline_s
 
     # -- stepping -----------------------------------------------------------------------
 
@@ -324,24 +318,25 @@ class ClaimerCore:
         for verdict in msg.verdicts:
             if verdict.view is not None:
                 self._learn_epoch(verdict.pid, verdict.view.epoch)
-            if msg.request is Tag.READ:
-                pid = verdict.pid + msg.nonce.to_bytes(8, "big")
-            else:
-                pid = verdict.pid
             if msg.request is Tag.RENEW:
-                self._on_renew_verdict(now_s, sender, verdict, msg.nonce)
+                self.held.on_verdict(now_s, sender, verdict, msg.nonce)
                 continue
-            op = self.ops.get((msg.request, pid))
-            if op is not None and msg.request is Tag.CLAIM and op.msg.nonce != msg.nonce:
-                op = None  # a reply to another claim (an older one, another incarnation)
-            if op is None or (msg.request is not Tag.READ and op.epoch != verdict.epoch):
-                if msg.request is Tag.CLAIM and verdict.ok:
-                    self._release_stray(now_s, sender, verdict)
-                elif op is None and msg.request in _TERMINAL and not verdict.ok:
-                    self._repair_late(msg.request, sender, verdict)
-                continue
-            op.verdicts[sender] = verdict
-            self._decide(now_s, op)
+            self._on_verdict(now_s, sender, msg, verdict)
+
+    def _on_verdict(self, now_s: float, sender: NodeId, msg: Reply, verdict: Verdict) -> None:
+        tag = msg.request
+        pid = verdict.pid + msg.nonce.to_bytes(8, "big") if tag is Tag.READ else verdict.pid
+        op = self.ops.get((tag, pid))
+        if op is not None and tag is Tag.CLAIM and op.msg.nonce != msg.nonce:
+            op = None  # a reply to another claim (an older one, another incarnation)
+        if op is None or (tag is not Tag.READ and op.epoch != verdict.epoch):
+            if tag is Tag.CLAIM and verdict.ok:
+                self._release_stray(sender, verdict)
+            elif op is None and tag in _TERMINAL and not verdict.ok:
+                self._repair_late(tag, sender, verdict)
+            return
+        op.verdicts[sender] = verdict
+        self._decide(now_s, op)
 
     def on_tick(self, now_s: float) -> None:
         cfg = self.config
@@ -353,7 +348,7 @@ class ClaimerCore:
             elif now_s >= op.next_s:
                 self._retransmit(op)
                 op.next_s = now_s + cfg.retry_s
-        self._leases_tick(now_s)
+        self.held.tick(now_s)
         if cfg.slots > 0:
             if self.next_poll_s is None:
                 self.next_poll_s = now_s + self.rng.uniform(0.0, cfg.poll_s)
@@ -367,27 +362,27 @@ class ClaimerCore:
         return effects
 
     def next_wake_s(self) -> float | None:
-        wake: float | None = self.next_poll_s
+        wake = self.held.next_wake_s()
+        if self.next_poll_s is not None and (wake is None or self.next_poll_s < wake):
+            wake = self.next_poll_s
         for op in self.ops.values():
             t = min(op.next_s, op.timeout_s)
-            wake = t if wake is None or t < wake else wake
-        for lease in self.leases.values():
-            if lease.renew is not None:
-                t = min(lease.deadline_s, lease.renew.next_s)
-            elif lease.renew_refused:
-                t = lease.deadline_s
-            else:
-                t = self._renew_at_s(lease)
-            wake = t if wake is None or t < wake else wake
+            if wake is None or t < wake:
+                wake = t
         return wake
 
-    # -- internals ----------------------------------------------------------------------
-
-    def _majority(self) -> int:
-        return len(self.voters()) // 2 + 1
+    # -- requests in flight -------------------------------------------------------------
 
     def _send(self, to: NodeId, msg: Any) -> None:
         self.effects.sends.append((to, msg))
+
+    def _emit(self, event: Any) -> None:
+        self.effects.events.append(event)
+
+    def _nonce(self) -> int:
+        nonce = self.next_nonce
+        self.next_nonce = (nonce + 1) % (1 << 62) or 1
+        return nonce
 
     def _learn_epoch(self, pid: bytes, epoch: int) -> None:
         known = self.epochs.get(pid)
@@ -398,15 +393,23 @@ class ClaimerCore:
         elif epoch > known:
             self.epochs[pid] = epoch
 
-    def _start(self, tag: Tag, pid: bytes, epoch: int, msg: Any, now_s: float) -> bool:
+    def _start(self, tag: Tag, pid: bytes, epoch: int, msg: Any, now_s: float, reqs: Reqs) -> bool:
+        """Send `msg` to every voter, or join the same request in flight; False when it
+        cannot start (another request of this kind for pid, or too many in flight)."""
         key = (tag, pid)
-        if key in self.ops or len(self.ops) >= OPS_MAX:
+        op = self.ops.get(key)
+        if op is not None:
+            if op.msg != msg:
+                return False
+            op.reqs.extend(reqs)
+            return True
+        if len(self.ops) >= OPS_MAX:
             return False
-        op = _Op(tag, pid, epoch, msg, now_s, now_s + self.config.op_timeout_s, now_s)
+        timeout_s = now_s + self.config.op_timeout_s
+        op = _Op(tag, pid, epoch, msg, now_s, timeout_s, now_s + self.config.retry_s, list(reqs))
         self.ops[key] = op
         for voter in self.voters():
             self._send(voter, msg)
-        op.next_s = now_s + self.config.retry_s
         return True
 
     def _retransmit(self, op: _Op) -> None:
@@ -418,235 +421,127 @@ class ClaimerCore:
                 self._send(voter, msg)
 
     def _decide(self, now_s: float, op: _Op) -> None:
-        need = self._majority()
         voters = self.voters()
-        verdicts = [op.verdicts[v] for v in voters if v in op.verdicts]
         if op.tag is Tag.READ:
-            if len(verdicts) < need:
+            if len(op.verdicts) < majority(voters):
                 return
-            if _read_settled(verdicts, len(voters) - len(verdicts), need):
-                self._finish_read(op, verdicts)
+            _, settled = _read_outcome(voters, op.verdicts)
+            if settled:
+                self._finish_read(now_s, op, Reason.OK)
             else:  # a result may be committed among the voters yet to answer
                 op.timeout_s = min(op.timeout_s, now_s + self.config.read_grace_s)
             return
-        if op.tag in _TERMINAL and self._adopt_missing(op):
-            verdicts = [op.verdicts[v] for v in voters if v in op.verdicts]
-        oks = sum(1 for v in verdicts if v.ok)
-        if oks >= need:
+        if op.tag in _TERMINAL:
+            adopt = repair.adopt_missing(op.pid, voters, op.verdicts)
+            if adopt is not None:
+                source, push = adopt
+                for voter in push.to:
+                    del op.verdicts[voter]  # asked again at the next retry
+                self._send(source, push)
+        result = tally(voters, op.verdicts, lambda v: v.ok).result
+        if result is VoteResult.WON:
             self._finish(now_s, op, Reason.OK)
-        elif len(verdicts) - oks > len(voters) - need:
-            self._finish(now_s, op, _most_common_refusal(verdicts))
-
-    def _adopt_missing(self, op: _Op) -> bool:
-        """A close, cancel or expire that a voter refuses UNKNOWN_PID while another holds
-        the process (the voter missed the submit): have one that holds it push its
-        register there (a closed one first), and ask that voter again; its refusal does
-        not count. Without it two closed results (a holder's close and a cancel), one
-        voter each, with the third lacking the process, would never reach a majority."""
-        missing = tuple(
-            v for v, verdict in op.verdicts.items() if verdict.reason is Reason.UNKNOWN_PID
-        )
-        if not missing:
-            return False
-        voters = self.voters()
-        holding = [v for v in voters if _known(op.verdicts.get(v))]
-        closed = [v for v in holding if _is_closed(op.verdicts.get(v))]
-        if not holding:
-            return False  # no voter has the process: the refusals count
-        source = (closed or holding)[0]
-        for voter in missing:
-            del op.verdicts[voter]  # retransmitted to it at the next retry
-        self._send(source, Push(op.pid, missing))
-        return True
+        elif result is VoteResult.LOST:
+            self._finish(now_s, op, _most_common_refusal(op.verdicts.values()))
 
     def _finish(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """The op is decided (`reason` OK or a refusal) or timed out (None)."""
-        self.ops.pop((op.tag, op.pid), None)
-        events = self.effects.events
-        pid = op.pid
-        ok = reason is Reason.OK
-        if ok and op.tag in _TERMINAL:
-            self._repair_committed(op)
-        if op.tag is Tag.SUBMIT:
-            events.append(ev.Submitted(pid, ok, None if ok else reason))
-        elif op.tag is Tag.CLAIM:
-            lease_s = op.msg.lease_s
-            deadline_s = self.timing.claimer_deadline_s(op.sent_s, lease_s)
-            if ok and now_s < deadline_s and len(self.leases) < LEASES_MAX:
-                self.leases[pid] = _Lease(pid, op.epoch, lease_s, deadline_s)
-                self.lost.pop(pid, None)
-                events.append(ev.Granted(pid, op.epoch, deadline_s))
-            else:
-                for voter, verdict in op.verdicts.items():
-                    if verdict.ok:
-                        self._send(voter, Release(pid, op.epoch, self.version()))
-                self._repair(op)
-                events.append(ev.ClaimFailed(pid, op.epoch, None if ok else reason))
-        elif op.tag is Tag.CLOSE:
-            events.append(ev.Closed(pid, op.epoch, op.outcome, ok, None if ok else reason))
-        elif op.tag is Tag.EXPIRE:
-            events.append(ev.Expired(pid, ok))
-        elif op.tag is Tag.CANCEL:
-            if ok:
-                self._end_closed(pid)
-            events.append(ev.Cancelled(pid, op.msg.state, ok, None if ok else reason))
-        elif op.tag is Tag.READ:
-            verdicts = list(op.verdicts.values())
-            self.ops[(op.tag, op.pid)] = op  # _finish_read pops it again
-            self._finish_read(op, verdicts)
+        _FINISH[op.tag](self, now_s, op, reason)
 
-    def _finish_read(self, op: _Op, verdicts: list[Verdict]) -> None:
+    def _finish_submit(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         self.ops.pop((op.tag, op.pid), None)
-        views = [v.view for v in verdicts if v.view is not None]
-        committed_view = _committed(views, self._majority())
-        best = committed_view
+        ok = reason is Reason.OK
+        self._emit(ev.Submitted(op.pid, ok, None if ok else reason, tuple(op.reqs)))
+
+    def _finish_claim(self, now_s: float, op: _Op, reason: Reason | None) -> None:
+        self.ops.pop((op.tag, op.pid), None)
+        pid, reqs = op.pid, tuple(op.reqs)
+        lease_s = op.msg.lease_s
+        ok = reason is Reason.OK
+        in_time = now_s < self.timing.claimer_deadline_s(op.sent_s, lease_s)
+        if ok and in_time and len(self.held) < LEASES_MAX:
+            deadline_s = self.held.grant(pid, op.epoch, lease_s, op.sent_s)
+            self._emit(ev.Granted(pid, op.epoch, deadline_s, reqs))
+            return
+        for voter, verdict in op.verdicts.items():
+            if verdict.ok:
+                self._send(voter, Release(pid, op.epoch, self.version()))
+        fix = repair.after_failed_claim(pid, self.voters(), op.verdicts)
+        if fix is not None:
+            self._send(*fix)
+        self._emit(ev.ClaimFailed(pid, op.epoch, None if ok else reason, reqs))
+
+    def _finish_terminal(self, now_s: float, op: _Op, reason: Reason | None) -> None:
+        """A close, expire or cancel is decided; a committed one is repaired at the voters
+        that refused it, and answered with the register a majority holds."""
+        self.ops.pop((op.tag, op.pid), None)
+        pid, reqs = op.pid, tuple(op.reqs)
+        ok = reason is Reason.OK
+        why = None if ok else reason
+        view = _committed_view(op.verdicts) if ok else None
+        if ok:
+            self._repair_committed(op)
+        if op.tag is Tag.CLOSE:
+            self._emit(ev.Closed(pid, op.epoch, op.outcome, ok, why, view, reqs))
+        elif op.tag is Tag.EXPIRE:
+            self._emit(ev.Expired(pid, ok, why, view, reqs))
+        else:
+            if ok:
+                self.held.end_closed(pid)
+            self._emit(ev.Cancelled(pid, op.msg.state, ok, why, view, reqs))
+
+    def _finish_release(self, now_s: float, op: _Op, reason: Reason | None) -> None:
+        self.ops.pop((op.tag, op.pid), None)  # nobody waits for it
+
+    def _finish_read(self, now_s: float, op: _Op, reason: Reason | None) -> None:
+        """Settled, or timed out: the best the voters that answered could tell."""
+        self.ops.pop((op.tag, op.pid), None)
+        committed, _ = _read_outcome(self.voters(), op.verdicts)
+        views = [v.view for v in op.verdicts.values() if v.view is not None]
+        best = committed
         if best is None and views:
             best = max(views, key=lambda v: (v.state in CLOSED_STATES, v.epoch))
         pid, nonce = op.msg.pid, op.msg.nonce
-        self.effects.events.append(
-            ev.ReadResult(pid, nonce, best, committed_view is not None, len(verdicts))
-        )
+        answered = len(op.verdicts)
+        self._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered, tuple(op.reqs)))
 
-    def _repair(self, op: _Op) -> None:
-        """The voters disagree in a way no claim can fix (one lacks the process, or one
-        has it closed): ask the most advanced one to hand its register to the others."""
-        voters = self.voters()
-        closed = [v for v in voters if _is_closed(op.verdicts.get(v))]
-        known = [v for v in voters if _known(op.verdicts.get(v))]
-        missing = [v for v in voters if v in op.verdicts and op.verdicts[v].view is None]
-        source = closed[0] if closed else (known[0] if missing and known else None)
-        if source is None:
-            return
-        to = tuple(v for v in voters if v != source and not _is_closed(op.verdicts.get(v)))
-        if to:
-            self._send(source, Push(op.pid, to))
+    # -- repair (repair.py) -------------------------------------------------------------
 
     def _repair_committed(self, op: _Op) -> None:
         """A close, expire or cancel committed: the voters that refused it and are still
         open (a straggler whose lease had not run out yet, say) are sent the result by
-        one that accepted, and so are those whose refusal comes later. Otherwise a
-        straggler keeps the process open for good, and a majority read that meets it
-        cannot see the majority. Pushing a committed result is always safe: it is the
-        only result a majority can ever commit."""
-        source = next((v for v, verdict in op.verdicts.items() if verdict.ok), None)
+        one that accepted, and so are those whose refusal comes later. Pushing a
+        committed result is always safe: it is the only result a majority can commit."""
+        source, push = repair.after_commit(op.pid, op.verdicts)
         if source is None:
             return
         key = (op.tag, op.pid)
         if len(self.committed) >= COMMITTED_MAX and key not in self.committed:
             del self.committed[next(iter(self.committed))]
         self.committed[key] = (op.epoch, source)
-        behind = tuple(
-            v for v, verdict in op.verdicts.items() if not verdict.ok and not _is_closed(verdict)
-        )
-        if behind:
-            self._send(source, Push(op.pid, behind))
+        if push is not None:
+            self._send(source, push)
 
     def _repair_late(self, tag: Tag, voter: NodeId, verdict: Verdict) -> None:
         known = self.committed.get((tag, verdict.pid))
-        if known is None or _is_closed(verdict):
+        if known is None or repair.is_closed(verdict):
             return
         epoch, source = known
         if epoch == verdict.epoch and source != voter:
             self._send(source, Push(verdict.pid, (voter,)))
 
-    def _release_stray(self, now_s: float, voter: NodeId, verdict: Verdict) -> None:
+    def _release_stray(self, voter: NodeId, verdict: Verdict) -> None:
         """A grant for a claim this node no longer waits for: give it back."""
-        lease = self.leases.get(verdict.pid)
+        lease = self.held.get(verdict.pid)
         if lease is not None and lease.epoch == verdict.epoch:
             return  # a late duplicate of a grant that is part of the lease held
         self._send(voter, Release(verdict.pid, verdict.epoch, self.version()))
 
-    # -- leases -------------------------------------------------------------------------
-
-    def _renew_at_s(self, lease: _Lease) -> float:
-        before_s = self.config.renew_before_s or lease.lease_s / 2.0
-        return lease.deadline_s - before_s
-
-    def _leases_tick(self, now_s: float) -> None:
-        due: list[_Lease] = []
-        for pid, lease in list(self.leases.items()):
-            if now_s >= lease.deadline_s:
-                del self.leases[pid]
-                self._remember_lost(pid, lease.epoch)
-                self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "lost"))
-                continue
-            renew = lease.renew
-            if renew is not None:
-                if now_s >= renew.next_s:
-                    msg = replace(renew.msg, items=(ClaimItem(pid, lease.epoch),))
-                    for voter in self.voters():
-                        if voter not in renew.verdicts:
-                            self._send(voter, msg)
-                    renew.next_s = now_s + self.config.retry_s
-            elif not lease.renew_refused and now_s >= self._renew_at_s(lease):
-                due.append(lease)
-        if due:
-            for i in range(0, len(due), CLAIM_BATCH_MAX):
-                batch = due[i : i + CLAIM_BATCH_MAX]
-                items = tuple(ClaimItem(x.pid, x.epoch) for x in batch)
-                msg = Renew(items, self.version(), self._nonce())
-                for lease in batch:
-                    lease.renew = _Op(
-                        Tag.RENEW,
-                        lease.pid,
-                        lease.epoch,
-                        msg,
-                        now_s,
-                        lease.deadline_s,
-                        now_s + self.config.retry_s,
-                    )
-                for voter in self.voters():
-                    self._send(voter, msg)
-
-    def _on_renew_verdict(self, now_s: float, sender: NodeId, verdict: Verdict, nonce: int) -> None:
-        lease = self.leases.get(verdict.pid)
-        if lease is None or lease.epoch != verdict.epoch or lease.renew is None:
-            return
-        if lease.renew.msg.nonce != nonce:
-            return  # a late reply to an earlier renew: its expiry counts from earlier
-        renew = lease.renew
-        renew.verdicts[sender] = verdict
-        need = self._majority()
-        voters = self.voters()
-        verdicts = [renew.verdicts[v] for v in voters if v in renew.verdicts]
-        oks = sum(1 for v in verdicts if v.ok)
-        if oks >= need:
-            lease.renew = None
-            deadline_s = self.timing.claimer_deadline_s(renew.sent_s, lease.lease_s)
-            if deadline_s > lease.deadline_s:
-                lease.deadline_s = deadline_s
-                self.effects.events.append(ev.Renewed(lease.pid, lease.epoch, deadline_s))
-        elif sum(1 for v in verdicts if v.reason is Reason.CLOSED) >= need:
-            # A majority holds the process closed (a cancel revoked the lease): no close
-            # under this lease can commit. Stop now rather than at the deadline.
-            self._end_closed(lease.pid)
-        elif len(verdicts) - oks > len(voters) - need:
-            lease.renew = None
-            lease.renew_refused = True  # it runs out at its deadline
-
-    def _end_closed(self, pid: bytes) -> None:
-        """The voters closed the process under a lease this node may hold: end it (ending
-        a lease early is always safe); a close of it is then refused CLOSED."""
-        lease = self.leases.pop(pid, None)
-        if lease is not None:
-            self._remember_lost(pid, lease.epoch, Reason.CLOSED)
-            self.effects.events.append(ev.LeaseEnded(pid, lease.epoch, "closed"))
-
-    def _remember_lost(self, pid: bytes, epoch: int, why: Reason = Reason.NOT_HOLDER) -> None:
-        if len(self.lost) >= LOST_MAX:
-            del self.lost[next(iter(self.lost))]
-        self.lost[pid] = (epoch, why)
-
-    def lost_epoch(self, pid: bytes) -> int | None:
-        """The epoch of a lease on `pid` that ended without a close, if remembered."""
-        ended = self.lost.get(pid)
-        return None if ended is None else ended[0]
-
-    # -- scheduling ---------------------------------------------------------------------
+    # -- scheduling on its own (slots > 0) ----------------------------------------------
 
     def _free_slots(self) -> int:
         claiming = sum(1 for tag, _ in self.ops if tag is Tag.CLAIM)
-        return self.config.slots - len(self.leases) - claiming
+        return self.config.slots - len(self.held) - claiming
 
     def _poll(self, now_s: float) -> None:
         free = self._free_slots()
@@ -667,29 +562,43 @@ class ClaimerCore:
         for c in msg.items:
             self._learn_epoch(c.pid, c.epoch)
             if c.expirable:
-                self.expire(now_s, c.pid, c.epoch)
-            elif c.pid not in self.leases and (Tag.CLAIM, c.pid) not in self.ops:
+                self._expire(now_s, rq.ExpireProcess(c.pid, c.epoch), ())
+            elif c.pid not in self.held and (Tag.CLAIM, c.pid) not in self.ops:
                 claimable.append(c.pid)
         free = self._free_slots()
         if free <= 0 or not claimable:
             return
         me = bytes(self.node_id)
         claimable.sort(key=lambda pid: hashlib.blake2b(pid + me, digest_size=8).digest())
-        self.claim(now_s, claimable[:free])
+        self._claim(now_s, rq.ClaimLeases(tuple(claimable[:free])), ())
 
 
 _TERMINAL = (Tag.CLOSE, Tag.CANCEL, Tag.EXPIRE)  # requests that close a process
 
+_REQUESTS: dict[type, Callable[[ClaimerCore, float, Any, Reqs], None]] = {
+    rq.SubmitProcess: ClaimerCore._submit,
+    rq.ClaimLeases: ClaimerCore._claim,
+    rq.CloseProcess: ClaimerCore._close,
+    rq.ReleaseLease: ClaimerCore._release,
+    rq.ReleaseAll: ClaimerCore._release_all,
+    rq.DropLease: ClaimerCore._drop,
+    rq.ExpireProcess: ClaimerCore._expire,
+    rq.CancelProcess: ClaimerCore._cancel,
+    rq.ReadRegister: ClaimerCore._read,
+}
 
-def _is_closed(verdict: Verdict | None) -> bool:
-    return verdict is not None and verdict.view is not None and verdict.view.state in CLOSED_STATES
+_FINISH: dict[Tag, Callable[[ClaimerCore, float, _Op, Reason | None], None]] = {
+    Tag.SUBMIT: ClaimerCore._finish_submit,
+    Tag.CLAIM: ClaimerCore._finish_claim,
+    Tag.CLOSE: ClaimerCore._finish_terminal,
+    Tag.EXPIRE: ClaimerCore._finish_terminal,
+    Tag.CANCEL: ClaimerCore._finish_terminal,
+    Tag.RELEASE: ClaimerCore._finish_release,
+    Tag.READ: ClaimerCore._finish_read,
+}
 
 
-def _known(verdict: Verdict | None) -> bool:
-    return verdict is not None and verdict.view is not None
-
-
-def _most_common_refusal(verdicts: list[Verdict]) -> Reason:
+def _most_common_refusal(verdicts: Iterable[Verdict]) -> Reason:
     counts: dict[Reason, int] = {}
     for v in verdicts:
         if not v.ok:
@@ -697,20 +606,36 @@ def _most_common_refusal(verdicts: list[Verdict]) -> Reason:
     return max(sorted(counts), key=lambda r: counts[r])
 
 
-def _read_settled(verdicts: list[Verdict], unanswered: int, need: int) -> bool:
-    """Can the verdicts so far decide a read: a result is committed among them, or no
-    closed result could reach a majority even if every voter yet to answer had it."""
-    views = [v.view for v in verdicts if v.view is not None]
-    if _committed(views, need) is not None:
-        return True
-    keys = [key for key in map(commit_key, views) if key is not None]
-    return all(keys.count(key) + unanswered < need for key in keys)
+def _committed_view(verdicts: dict[NodeId, Verdict]) -> RegisterView | None:
+    """The register the accepting voters hold after a committed close, expire or cancel
+    (the one that saw the most retries, when they differ)."""
+    views = [v.view for v in verdicts.values() if v.ok and v.view is not None]
+    return max(views, key=lambda v: v.retries) if views else None
 
 
-def _committed(views: list[RegisterView], need: int) -> RegisterView | None:
-    """A closed register whose result (`commit_key`) a majority reports, if any."""
-    keys = [commit_key(v) for v in views]
-    for candidate, key in zip(views, keys, strict=True):
-        if key is not None and sum(1 for k in keys if k == key) >= need:
-            return candidate
-    return None
+def _read_outcome(
+    voters: tuple[NodeId, ...], verdicts: dict[NodeId, Verdict]
+) -> tuple[RegisterView | None, bool]:
+    """(the closed register a majority reports, if any; whether the read is settled).
+
+    Settled: a result is committed among the verdicts so far, or no closed result could
+    reach a majority even if every voter yet to answer had it. Each closed result
+    (`commit_key`) is tallied like any vote."""
+    keys: list[tuple[Any, RegisterView]] = []
+    for verdict in verdicts.values():
+        view = verdict.view
+        key = None if view is None else commit_key(view)
+        if key is not None and all(k != key for k, _ in keys):
+            keys.append((key, view))  # type: ignore[arg-type]
+    settled = True
+    for key, view in keys:
+
+        def same(v: Verdict, key: Any = key) -> bool:
+            return v.view is not None and commit_key(v.view) == key
+
+        result = tally(voters, verdicts, same).result
+        if result is VoteResult.WON:
+            return view, True
+        if result is VoteResult.PENDING:
+            settled = False
+    return None, settled

@@ -1,11 +1,15 @@
 """Events the lease core hands to the application (`Effects.events`).
 
 Local times (`deadline_s`) are on the node's own monotonic clock, as passed to the core.
+An event that answers requests (requests.py) carries their ids in `reqs`; the others
+(`Renewed`, `LeaseEnded`, `VoterCommitted`) carry none. `reqs` and the committed `view`
+an answer brings are left out of equality: two events are equal when they say the same
+thing happened.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from colonynode.consensus.messages import Outcome, Reason, RegisterView, State
 
@@ -13,14 +17,19 @@ __all__ = [
     "Cancelled",
     "ClaimFailed",
     "Closed",
+    "Dropped",
     "Expired",
     "Granted",
     "LeaseEnded",
     "ReadResult",
+    "Released",
     "Renewed",
     "Submitted",
     "VoterCommitted",
+    "VotersChanged",
 ]
+
+Reqs = tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,7 @@ class Submitted:
     pid: bytes
     acked: bool
     reason: Reason | None = None
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +49,18 @@ class Granted:
     pid: bytes
     epoch: int
     deadline_s: float
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimFailed:
+    """`reason`: the refusal most voters gave; None: a timeout; BUSY or NOT_ALLOWED
+    without asking the voters (too many in flight; held or claimed here already)."""
+
     pid: bytes
     epoch: int
-    reason: Reason | None  # the refusal most voters gave; None: a timeout
+    reason: Reason | None
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +86,17 @@ class LeaseEnded:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """A close finished: `committed` when a majority accepted it; else `reason` is the
-    refusal (STALE_EPOCH for a holder fenced out by a newer lease) or None (timeout)."""
+    """A close finished: `committed` when a majority accepted it (`view`: the register
+    they hold now); else `reason` is the refusal (STALE_EPOCH for a holder fenced out
+    by a newer lease, NOT_HOLDER when no lease is held here) or None (timeout)."""
 
     pid: bytes
     epoch: int
     outcome: Outcome
     committed: bool
     reason: Reason | None = None
+    view: RegisterView | None = field(default=None, compare=False)  # committed: a majority's
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +105,9 @@ class Expired:
 
     pid: bytes
     committed: bool
+    reason: Reason | None = None
+    view: RegisterView | None = field(default=None, compare=False)  # committed: a majority's
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +122,8 @@ class Cancelled:
     state: State
     committed: bool
     reason: Reason | None = None
+    view: RegisterView | None = field(default=None, compare=False)  # committed: a majority's
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +137,34 @@ class ReadResult:
     view: RegisterView | None
     committed: bool
     answered: int
+    reqs: Reqs = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A release (or a release of all) was handled: `pids` are the leases given back
+    (empty: none was held). The voters are told; nobody waits for their answer."""
+
+    pids: tuple[bytes, ...]
+    reqs: Reqs = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A drop was handled: `dropped` if a lease on `pid` was held (it expires there)."""
+
+    pid: bytes
+    dropped: bool
+    reqs: Reqs = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VotersChanged:
+    """A voter-set change was taken (`changed`: it was newer than the one known)."""
+
+    version: int
+    changed: bool
+    reqs: Reqs = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

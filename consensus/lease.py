@@ -8,9 +8,11 @@ of the step is sent.
 
 What the driver provides: `store` (the voter's registers), `rng` (a fresh random stream
 per incarnation: request nonces come from it), `voters` (the roster's voter set at
-construction; `set_voters` when the roster changes it), `has_role(node, role)` (the
-roster's membership check), and `now_s` on every call from one monotonic clock. What it
-does with `take_effects()`: persist `writes`, then send `sends`, hand `events` to the
+construction; a `ChangeVoters` request when the roster changes it), `has_role(node,
+role)` (the roster's membership check), and `now_s` on every call from one monotonic
+clock. The application asks through one entry point, `request(now_s, req) -> id`
+(requests.py); the events answering it carry the id. What the driver does with
+`take_effects()`: persist `writes`, then send `sends`, hand `events` to the
 application, and call `on_tick` at `wake_at_s`.
 """
 
@@ -20,9 +22,10 @@ import random
 from typing import Any
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
+from colonynode.consensus.events import VotersChanged
 from colonynode.consensus.handover import VoterSet
-from colonynode.consensus.messages import Outcome, ProcessTerms, State
 from colonynode.consensus.register import Timing
+from colonynode.consensus.requests import ChangeVoters, Request
 from colonynode.consensus.voter import HasRole, VoterCore
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
@@ -68,6 +71,7 @@ class ConsensusCore:
             node_id, self.voters, rng, config=config, timing=timing, version=self.version
         )
         self.now_s = 0.0  # the latest time a call brought (for self-addressed messages)
+        self.next_req = 0  # request ids: 1, 2, 3, ... per incarnation
 
     def voters(self) -> tuple[NodeId, ...]:
         """The voter set this node addresses (the newest it knows)."""
@@ -80,80 +84,31 @@ class ConsensusCore:
     def is_voter(self) -> bool:
         return self.node_id in self.voter.vset.voters or self.voter.serving > 0
 
-    def set_voters(
-        self,
-        now_s: float,
-        version: int,
-        voters: tuple[NodeId, ...],
-        previous: tuple[NodeId, ...] | None = None,
-    ) -> None:
-        """The roster's voter set changed to `voters` at `version` (the set of version - 1
-        is `previous`, by default the set this node knew): seal-then-serve."""
+    # -- the one request entry point ----------------------------------------------------
+
+    def request(self, now_s: float, req: Request) -> int:
+        """Start `req` (requests.py); returns its id. Every outcome is an event whose
+        `reqs` holds that id (events.py), in this or a later step's effects."""
         self.now_s = now_s
-        if version <= self.voter.vset.version:
-            return
-        prev = self.voter.vset.voters if previous is None else previous
-        self.voter.set_voters(now_s, VoterSet(version, tuple(voters), tuple(prev)))
+        self.next_req += 1
+        req_id = self.next_req
+        if isinstance(req, ChangeVoters):
+            changed = self._change_voters(now_s, req)
+            self.claimer.effects.events.append(VotersChanged(req.version, changed, (req_id,)))
+        else:
+            self.claimer.request(now_s, req, req_id)
+        return req_id
+
+    def _change_voters(self, now_s: float, req: ChangeVoters) -> bool:
+        if req.version <= self.voter.vset.version:
+            return False
+        prev = self.voter.vset.voters if req.previous is None else req.previous
+        self.voter.set_voters(now_s, VoterSet(req.version, tuple(req.voters), tuple(prev)))
         self.claimer.on_voters_changed(now_s)
-
-    # -- application calls --------------------------------------------------------------
-
-    def submit(self, now_s: float, terms: ProcessTerms) -> bool:
-        self.now_s = now_s
-        return self.claimer.submit(now_s, terms)
-
-    def claim(self, now_s: float, pids: list[bytes], lease_s: float | None = None) -> int:
-        self.now_s = now_s
-        return self.claimer.claim(now_s, pids, lease_s)
+        return True
 
     def claiming(self, pid: bytes) -> bool:
         return self.claimer.claiming(pid)
-
-    def close(
-        self,
-        now_s: float,
-        pid: bytes,
-        outcome: Outcome,
-        output: Any = None,
-        errors: tuple[str, ...] = (),
-    ) -> bool:
-        self.now_s = now_s
-        return self.claimer.close(now_s, pid, outcome, output, errors)
-
-    def fail(self, now_s: float, pid: bytes, errors: tuple[str, ...] = ()) -> bool:
-        self.now_s = now_s
-        return self.claimer.fail(now_s, pid, errors)
-
-    def release(self, now_s: float, pid: bytes) -> bool:
-        self.now_s = now_s
-        return self.claimer.release(now_s, pid)
-
-    def release_all(self, now_s: float) -> int:
-        self.now_s = now_s
-        return self.claimer.release_all(now_s)
-
-    def drop(self, now_s: float, pid: bytes) -> bool:
-        self.now_s = now_s
-        return self.claimer.drop(now_s, pid)
-
-    def expire(self, now_s: float, pid: bytes, epoch: int = 0) -> bool:
-        self.now_s = now_s
-        return self.claimer.expire(now_s, pid, epoch)
-
-    def cancel(
-        self,
-        now_s: float,
-        pid: bytes,
-        state: State = State.CANCELLED,
-        errors: tuple[str, ...] = (),
-    ) -> bool:
-        """Abort `pid` as CANCELLED (or FAILED): see `ClaimerCore.cancel`."""
-        self.now_s = now_s
-        return self.claimer.cancel(now_s, pid, state, errors)
-
-    def read(self, now_s: float, pid: bytes) -> int:
-        self.now_s = now_s
-        return self.claimer.read(now_s, pid)
 
     # -- ProtocolCore -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from colonynode.core.codec import MessageCodec
 from colonynode.core.ids import NodeId
+from colonynode.core.process import State
 
 __all__ = [
     "CODEC",
@@ -68,16 +69,6 @@ class Tag(IntEnum):
     CANCEL = 15
 
 
-class State(IntEnum):
-    """A process's state (ColonyOS). Append-only: values are wire format."""
-
-    WAITING = 0
-    RUNNING = 1
-    SUCCESS = 2
-    FAILED = 3
-    CANCELLED = 4  # aborted by its submitter or the colony owner
-
-
 class Outcome(IntEnum):
     """How a holder closes a process. Append-only: values are wire format."""
 
@@ -106,6 +97,7 @@ class Reason(IntEnum):
     WRONG_VERSION = 15  # the voter does not serve the voter-set version the request names
     LEASE_EXPIRED = 16  # a close after the lease ran out at this voter
     BAD_STATE = 17  # a Cancel that asks for a state other than CANCELLED or FAILED
+    BUSY = 18  # never sent: this node did not start the request (too many in flight)
 
 
 @dataclass(frozen=True, slots=True)

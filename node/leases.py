@@ -31,6 +31,18 @@ from colonynode.consensus.events import (
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import CODEC, Outcome, ProcessTerms, Reason, State
+from colonynode.consensus.requests import (
+    CancelProcess,
+    ChangeVoters,
+    ClaimLeases,
+    CloseProcess,
+    DropLease,
+    ExpireProcess,
+    ReadRegister,
+    ReleaseAll,
+    ReleaseLease,
+    SubmitProcess,
+)
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.node.driver import CoreDriver
@@ -77,7 +89,8 @@ class LeaseService:
         )
         transport.add_channel(Channel("lease", f"/colony/{colony}/lease/1", CODEC))
         self.driver = CoreDriver(self.core, "lease", transport, writer, on_events=self._events)
-        self._waiters: dict[tuple[str, bytes], list[tuple[trio.Event, list[Any]]]] = {}
+        # request id -> (answered, the events so far, how many answer it)
+        self._waiters: dict[int, tuple[trio.Event, list[Any], int]] = {}
         self.granted: dict[bytes, Granted] = {}  # leases this node holds now
         self._none_held = trio.Event()
 
@@ -88,47 +101,34 @@ class LeaseService:
 
     def _events(self, events: list[Any]) -> None:
         for ev in events:
-            if isinstance(ev, Submitted):
-                self._resolve("submit", ev.pid, ev)
-            elif isinstance(ev, Granted):
+            if isinstance(ev, Granted):
                 self.granted[ev.pid] = ev
-                self._resolve("claim", ev.pid, ev)
-            elif isinstance(ev, ClaimFailed):
-                self._resolve("claim", ev.pid, ev)
-            elif isinstance(ev, Closed):
-                self._resolve("close", ev.pid, ev)
-            elif isinstance(ev, ReadResult):
-                self._resolve("read", ev.pid, ev)
-            elif isinstance(ev, Expired):
-                self._resolve("expire", ev.pid, ev)
-            elif isinstance(ev, Cancelled):
-                self._resolve("cancel", ev.pid, ev)
             elif isinstance(ev, LeaseEnded):
                 self.granted.pop(ev.pid, None)
                 if not self.granted:
                     self._none_held.set()
+            for req_id in getattr(ev, "reqs", ()):
+                waiter = self._waiters.get(req_id)
+                if waiter is not None:
+                    waiter[1].append(ev)
+                    if len(waiter[1]) >= waiter[2]:
+                        del self._waiters[req_id]
+                        waiter[0].set()
 
-    def _resolve(self, kind: str, pid: bytes, result: Any) -> None:
-        for event, box in self._waiters.pop((kind, pid), ()):
-            box.append(result)
-            event.set()
-
-    async def _await(self, kind: str, pid: bytes, start: Callable[[], Any]) -> Any:
+    async def _await(self, req: Any, answers: int = 1) -> list[Any]:
+        """Start `req` on the core; its first `answers` events (one per pid of a claim)."""
         if len(self._waiters) >= WAITERS_MAX:
             raise ColonyError("too many lease requests in flight; try again")
         event, box = trio.Event(), list[Any]()
-        self._waiters.setdefault((kind, pid), []).append((event, box))
-        started = start()
-        if started is False or started == 0:
-            self._waiters.pop((kind, pid), None)
-            raise ColonyError(f"the lease core refused to start a {kind} now (busy or invalid)")
+        req_id = self.core.request(self.now(), req)
+        self._waiters[req_id] = (event, box, answers)
         self.driver.kick()
         with trio.move_on_after(ANSWER_S):
             await event.wait()
-        if not box:
-            self._waiters.pop((kind, pid), None)
-            raise LeaseTimeout(f"no answer to the {kind} of {pid.hex()} in {ANSWER_S:.0f} s")
-        return box[0]
+        if not event.is_set():
+            self._waiters.pop(req_id, None)
+            raise LeaseTimeout(f"no answer to {type(req).__name__} in {ANSWER_S:.0f} s")
+        return box
 
     # -- application calls --------------------------------------------------------------
 
@@ -138,66 +138,35 @@ class LeaseService:
     def on_roster(self, version: int, voters: tuple[NodeId, ...]) -> None:
         """A roster arrived: if its voter set differs, hand over (seal-then-serve)."""
         if tuple(voters) != tuple(self.core.voters()):
-            self.core.set_voters(self.now(), version, tuple(voters))
+            self.core.request(self.now(), ChangeVoters(version, tuple(voters)))
             self.driver.kick()
 
     async def submit(self, terms: ProcessTerms) -> Submitted:
-        result: Submitted = await self._await(
-            "submit", terms.pid, lambda: self.core.submit(self.now(), terms)
-        )
-        return result
+        (result,) = await self._await(SubmitProcess(terms))
+        return result  # type: ignore[no-any-return]
 
     async def claim(self, pids: list[bytes], lease_s: float | None = None) -> list[Any]:
-        """One batched claim; a Granted or ClaimFailed for each pid, in order. A pid the
-        core does not send (this node holds it or claims it already, or the batch is
-        full) fails at once with NOT_ALLOWED, and only this call's wait for it."""
-        order = list(dict.fromkeys(pids))
-        results: dict[bytes, Any] = {}
-        mine: dict[bytes, tuple[trio.Event, list[Any]]] = {}
-        for pid in order:
-            if pid in self.granted or self.core.claiming(pid):
-                results[pid] = ClaimFailed(pid, 0, Reason.NOT_ALLOWED)
-                continue
-            mine[pid] = (trio.Event(), [])
-            self._waiters.setdefault(("claim", pid), []).append(mine[pid])
-        self.core.claim(self.now(), list(mine), lease_s)
-        self.driver.kick()
-        for pid, entry in mine.items():
-            if not self.core.claiming(pid):  # not sent: answer this call's wait only
-                self._drop_waiter(("claim", pid), entry)
-                entry[1].append(ClaimFailed(pid, 0, Reason.NOT_ALLOWED))
-                entry[0].set()
-        with trio.move_on_after(ANSWER_S):
-            for event, _ in mine.values():
-                await event.wait()
-        for pid, entry in mine.items():
-            if not entry[1]:
-                self._drop_waiter(("claim", pid), entry)
-            results[pid] = entry[1][0] if entry[1] else ClaimFailed(pid, 0, None)
-        return [results[pid] for pid in pids]
-
-    def _drop_waiter(self, key: tuple[str, bytes], entry: tuple[trio.Event, list[Any]]) -> None:
-        waiters = self._waiters.get(key, [])
-        if entry in waiters:
-            waiters.remove(entry)
-        if not waiters:
-            self._waiters.pop(key, None)
+        """One batched claim; a Granted or ClaimFailed for each pid, in order (a pid the
+        core does not send fails at once: NOT_ALLOWED or BUSY)."""
+        order = tuple(dict.fromkeys(pids))
+        try:
+            got = await self._await(ClaimLeases(order, lease_s), answers=len(order))
+        except LeaseTimeout:
+            got = []
+        by_pid = {ev.pid: ev for ev in got}
+        return [by_pid.get(pid, ClaimFailed(pid, 0, None)) for pid in pids]
 
     async def close(self, pid: bytes, outcome: Outcome, output: Any = None,
                     errors: tuple[str, ...] = ()) -> Closed:  # fmt: skip
         if pid not in self.granted:
             raise NotHolder(f"this node holds no lease on {pid.hex()}: only the holder closes")
-        result: Closed = await self._await(
-            "close", pid, lambda: self.core.close(self.now(), pid, outcome, output, errors)
-        )
-        return result
+        (result,) = await self._await(CloseProcess(pid, outcome, output, errors))
+        return result  # type: ignore[no-any-return]
 
     async def expire(self, pid: bytes, epoch: int = 0) -> Expired:
         """Close FAILED a process whose retries or wait time ran out (any node may)."""
-        result: Expired = await self._await(
-            "expire", pid, lambda: self.core.expire(self.now(), pid, epoch)
-        )
-        return result
+        (result,) = await self._await(ExpireProcess(pid, epoch))
+        return result  # type: ignore[no-any-return]
 
     async def cancel(
         self, pid: bytes, state: State = State.CANCELLED, errors: tuple[str, ...] = ()
@@ -205,35 +174,36 @@ class LeaseService:
         """Close a process CANCELLED (or FAILED: a workflow parent failed) at a majority of
         voters, whoever holds its lease (the voters check the sender is its submitter or
         the colony's owner)."""
-        result: Cancelled = await self._await(
-            "cancel", pid, lambda: self.core.cancel(self.now(), pid, state, errors)
-        )
-        return result
+        (result,) = await self._await(CancelProcess(pid, state, errors))
+        return result  # type: ignore[no-any-return]
 
     def drop(self, pid: bytes) -> bool:
         """Stop renewing a lease without telling the voters (its executor vanished): it
         expires there and the process is retried elsewhere, counted as a retry."""
-        dropped = self.core.drop(self.now(), pid)
+        held = pid in self.core.claimer.leases
+        self.core.request(self.now(), DropLease(pid))
         self.driver.kick()
-        return dropped
+        return held
 
     async def release(self, pid: bytes) -> bool:
         """Give a lease back at once (no retry counted)."""
-        released = self.core.release(self.now(), pid)
+        held = pid in self.core.claimer.leases
+        self.core.request(self.now(), ReleaseLease(pid))
         self.driver.kick()
         await trio.lowlevel.checkpoint()
-        return released
+        return held
 
     async def read(self, pid: bytes) -> ReadResult:
-        result: ReadResult = await self._await("read", pid, lambda: self.core.read(self.now(), pid))
-        return result
+        (result,) = await self._await(ReadRegister(pid))
+        return result  # type: ignore[no-any-return]
 
     async def release_all(self, timeout_s: float = 2.0) -> int:
         """Release every lease this node holds (clean shutdown), waiting up to timeout_s."""
         if not self.granted:
             return 0
         self._none_held = trio.Event()
-        n = self.core.release_all(self.now())
+        n = len(self.core.claimer.leases)
+        self.core.request(self.now(), ReleaseAll())
         self.driver.kick()
         with trio.move_on_after(timeout_s):
             await self._none_held.wait()

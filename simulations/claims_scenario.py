@@ -54,6 +54,13 @@ from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import Outcome, ProcessTerms, Reason, State
 from colonynode.consensus.register import Timing, commit_key
+from colonynode.consensus.requests import (
+    CancelProcess,
+    ChangeVoters,
+    CloseProcess,
+    DropLease,
+    SubmitProcess,
+)
 from colonynode.consensus.voter import REGISTERS_TABLE
 from colonynode.core.ids import NodeId
 from colonynode.simulations.checkers import BaseChecker
@@ -384,7 +391,7 @@ class ClaimsScenario(Scenario):
         terms = self._terms(job, node.node_id)
         self.submitted += 1
         self.submitter_of[terms.pid] = job.node
-        node.call(lambda core, now_s: core.submit(now_s, terms))
+        node.call(lambda core, now_s: core.request(now_s, SubmitProcess(terms)))
         self._maybe_cancel(world, job)
 
     def _maybe_cancel(self, world: World, job: Job) -> None:
@@ -404,9 +411,9 @@ class ClaimsScenario(Scenario):
         pid = pid_of(job.job_id)
 
         def send(core: ConsensusCore, now_s: float) -> None:
-            if core.cancel(now_s, pid, state, errors):
-                self.cancels_sent += 1
-                self.cancels_foreign += sender != job.node
+            core.request(now_s, CancelProcess(pid, state, errors))
+            self.cancels_sent += 1
+            self.cancels_foreign += sender != job.node
 
         def at(w: World) -> None:
             w.nodes[sender].call(send)
@@ -436,7 +443,9 @@ class ClaimsScenario(Scenario):
             delay_s = rng.uniform(0.0, 1.0)
 
             def deliver(w: World, n: SimNode[Any] = node) -> None:
-                n.call(lambda core, now_s: core.set_voters(now_s, vset.version, vset.voters))
+                n.call(
+                    lambda core, now_s: core.request(now_s, ChangeVoters(vset.version, vset.voters))
+                )
 
             world.schedule(world.now_s + delay_s, deliver)
 
@@ -461,11 +470,13 @@ class ClaimsScenario(Scenario):
             if (lease is None or lease.epoch != epoch) and claimer.lost_epoch(pid) != epoch:
                 return  # this run's lease was closed, released or replaced
             if died:
-                core.drop(now_s, pid)
+                core.request(now_s, DropLease(pid))
             elif failing:
-                core.fail(now_s, pid, ("the function raised",))
+                core.request(
+                    now_s, CloseProcess(pid, Outcome.FAILED, None, ("the function raised",))
+                )
             else:
-                core.close(now_s, pid, Outcome.SUCCESS, f"out-{job_of(pid)}")
+                core.request(now_s, CloseProcess(pid, Outcome.SUCCESS, f"out-{job_of(pid)}"))
 
         def finish(w: World) -> None:
             node.call(outcome, incarnation)

@@ -20,6 +20,13 @@ from colonynode.consensus import (
     VoterCommitted,
 )
 from colonynode.consensus.messages import Cancel, Reply, Tag
+from colonynode.consensus.requests import (
+    CancelProcess,
+    ClaimLeases,
+    CloseProcess,
+    ReadRegister,
+    SubmitProcess,
+)
 from colonynode.core.ids import NodeId
 from tests.consensus.harness import Colony, nid
 from tests.consensus.test_lease import C1, C2, PID, granted, submitted, voter_state
@@ -34,7 +41,7 @@ def only_owner_is_owner(node: NodeId, role: str) -> bool:
 def cancel(
     colony: Colony, node: int, state: State = State.CANCELLED, errors: tuple[str, ...] = ()
 ) -> list[Cancelled]:
-    assert colony.call(node, lambda c, t: c.cancel(t, PID, state, errors))
+    colony.call(node, lambda c, t: c.request(t, CancelProcess(PID, state, errors)))
     colony.deliver()
     return colony.events(node, Cancelled)
 
@@ -42,7 +49,7 @@ def cancel(
 def running(colony: Colony, holder: int = C2) -> float:
     """C1 submits, `holder` claims; the holder's lease deadline."""
     submitted(colony)
-    colony.call(holder, lambda c, t: c.claim(t, [PID]))
+    colony.call(holder, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     return granted(colony, holder).deadline_s
 
@@ -64,7 +71,7 @@ def verdicts_of(colony: Colony, msg: Any, node: int = C1) -> list[Reason]:
 def test_submitter_cancels_a_waiting_process_at_a_majority_and_a_claim_is_refused_closed() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.cancel(t, PID))
+    colony.call(C1, lambda c, t: c.request(t, CancelProcess(PID)))
     colony.deliver(drop=lambda s, d, m: d == 2)  # voter 2 is unreachable: a majority does
     assert colony.events(C1, Cancelled) == [Cancelled(PID, State.CANCELLED, True)]
     assert [voter_state(colony, v) for v in range(3)] == [
@@ -72,7 +79,7 @@ def test_submitter_cancels_a_waiting_process_at_a_majority_and_a_claim_is_refuse
         (State.CANCELLED, 0),
         (State.WAITING, 0),
     ]
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert [e.reason for e in colony.events(C2, ClaimFailed)] == [Reason.CLOSED]
     assert voter_state(colony, 2) == (State.CANCELLED, 0)  # the failed claim repaired it
@@ -90,7 +97,7 @@ def test_cancel_of_a_running_process_ends_the_holders_lease_at_its_next_renew() 
             break
     assert colony.events(C2, LeaseEnded) == [LeaseEnded(PID, 1, "closed")]
     assert colony.local(C2) < deadline_s  # at once, not at the deadline
-    assert not colony.call(C2, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "late"))
+    colony.call(C2, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "late")))
     assert not colony.inflight  # a close it knows to be refused is not even sent
     assert colony.events(C2, Closed) == [Closed(PID, 1, Outcome.SUCCESS, False, Reason.CLOSED)]
 
@@ -99,7 +106,9 @@ def test_cancel_of_a_running_process_fences_the_holders_close() -> None:
     colony = Colony()
     running(colony)
     assert cancel(colony, C1) == [Cancelled(PID, State.CANCELLED, True)]
-    colony.call(C2, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "out"))  # not told yet
+    colony.call(
+        C2, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "out"))
+    )  # not told yet
     colony.deliver()
     assert colony.events(C2, Closed) == [Closed(PID, 1, Outcome.SUCCESS, False, Reason.CLOSED)]
     for v in range(3):
@@ -113,9 +122,9 @@ def test_cancel_of_a_running_process_fences_the_holders_close() -> None:
 
 def test_a_cancel_that_commits_ends_a_lease_the_cancelling_node_holds() -> None:
     colony = Colony(voters=1, claimers=0)  # a colony of one: submitter, executor, voter
-    colony.call(0, lambda c, t: c.submit(t, ProcessTerms(PID, nid(0))))
-    colony.call(0, lambda c, t: c.claim(t, [PID]))
-    colony.call(0, lambda c, t: c.cancel(t, PID))
+    colony.call(0, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(0)))))
+    colony.call(0, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.call(0, lambda c, t: c.request(t, CancelProcess(PID)))
     assert not colony.inflight
     assert colony.events(0, LeaseEnded) == [LeaseEnded(PID, 1, "closed")]
     assert colony.events(0, Cancelled) == [Cancelled(PID, State.CANCELLED, True)]
@@ -139,7 +148,7 @@ def test_an_owner_may_cancel_another_members_process() -> None:
 def test_cancel_of_a_closed_process_is_refused_closed_and_the_result_stays() -> None:
     colony = Colony()
     running(colony)
-    colony.call(C2, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "out"))
+    colony.call(C2, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "out")))
     colony.deliver()
     assert cancel(colony, C1) == [Cancelled(PID, State.CANCELLED, False, Reason.CLOSED)]
     for v in range(3):
@@ -152,7 +161,7 @@ def test_a_failed_abort_keeps_its_error_message_and_reads_as_committed() -> None
     running(colony)
     why = ("parent p0 failed",)
     assert cancel(colony, C1, State.FAILED, why) == [Cancelled(PID, State.FAILED, True)]
-    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.call(C2, lambda c, t: c.request(t, ReadRegister(PID)))
     colony.deliver()
     (read,) = colony.events(C2, ReadResult)
     assert read.committed and read.view is not None
@@ -162,7 +171,7 @@ def test_a_failed_abort_keeps_its_error_message_and_reads_as_committed() -> None
 def test_a_retransmitted_cancel_is_idempotent() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.cancel(t, PID))
+    colony.call(C1, lambda c, t: c.request(t, CancelProcess(PID)))
     colony.deliver(drop=lambda s, d, m: isinstance(m, Reply))  # every voter's reply is lost
     assert not colony.events(C1, Cancelled)
     colony.advance(0.3)  # retransmitted: the voters accept it again and change nothing
@@ -185,7 +194,7 @@ def test_a_cancel_survives_a_restart_of_every_voter() -> None:
     colony.advance(1.0)
     for v in range(3):
         colony.restart(v)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert [e.reason for e in colony.events(C1, ClaimFailed)] == [Reason.CLOSED]
 
@@ -198,7 +207,7 @@ def test_a_cancel_of_an_unknown_process_is_refused_unknown_pid() -> None:
 def test_a_cancel_without_a_majority_times_out_uncommitted() -> None:
     colony = Colony(config=ClaimerConfig(lease_s=2.0, op_timeout_s=2.0))
     submitted(colony)
-    colony.call(C1, lambda c, t: c.cancel(t, PID))
+    colony.call(C1, lambda c, t: c.request(t, CancelProcess(PID)))
     for _ in range(10):
         colony.deliver(drop=lambda s, d, m: d in (1, 2))
         colony.advance(0.25)
@@ -207,10 +216,13 @@ def test_a_cancel_without_a_majority_times_out_uncommitted() -> None:
 
 def test_a_cancel_asks_for_cancelled_or_failed_only() -> None:
     colony = Colony()
-    colony.call(C1, lambda c, t: c.submit(t, ProcessTerms(PID, nid(C1))))
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(C1)))))
     colony.deliver()
     assert Submitted(PID, True) in colony.nodes[C1].events
-    assert not colony.call(C1, lambda c, t: c.cancel(t, PID, State.SUCCESS))
+    colony.call(C1, lambda c, t: c.request(t, CancelProcess(PID, State.SUCCESS)))
+    assert not colony.inflight  # refused here, never sent
+    refused = Cancelled(PID, State.SUCCESS, False, Reason.BAD_STATE)
+    assert colony.events(C1, Cancelled) == [refused]
     assert verdicts_of(colony, Cancel(PID, State.RUNNING, (), 1)) == [Reason.BAD_STATE] * 3
 
 
@@ -228,15 +240,15 @@ def test_a_cancel_racing_a_close_past_a_voter_that_missed_the_submit_commits_one
     majority. An UNKNOWN_PID while another voter holds the process does not count: that
     voter gets the register pushed and is asked again."""
     colony = Colony()
-    colony.call(C1, lambda c, t: c.submit(t, ProcessTerms(PID, nid(C1))))
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(C1)))))
     colony.deliver(drop=lambda s, d, m: d == 2)
     assert colony.events(C1, Submitted) == [Submitted(PID, True)]
     assert colony.core(2).voter.register(PID) is None
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver(drop=lambda s, d, m: d == 2)
     assert granted(colony, C2).epoch == 1
-    colony.call(C1, lambda c, t: c.cancel(t, PID))
-    colony.call(C2, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "out"))
+    colony.call(C1, lambda c, t: c.request(t, CancelProcess(PID)))
+    colony.call(C2, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "out")))
     first = {0: C1, 1: C2}  # voter 0 hears the cancel first, voter 1 the close
     colony.inflight.sort(key=lambda x: 0 if first.get(x[1]) == x[0] else 1)
     colony.deliver()

@@ -13,6 +13,12 @@ from colonynode.consensus import register as rg
 from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover
 from colonynode.consensus.messages import State
 from colonynode.consensus.register import Register
+from colonynode.consensus.requests import (
+    ChangeVoters,
+    ClaimLeases,
+    CloseProcess,
+    SubmitProcess,
+)
 from colonynode.core.ids import NodeId
 from tests.consensus.harness import TIMING, Colony, nid
 
@@ -29,7 +35,7 @@ def reg(state: State = State.WAITING, epoch: int = 0, holder: NodeId | None = No
 def grow(colony: Colony, voters: tuple[int, ...]) -> None:
     ids = tuple(nid(i) for i in voters)
     for i in range(len(colony.nodes)):
-        colony.call(i, lambda c, t: c.set_voters(t, 2, ids))
+        colony.call(i, lambda c, t: c.request(t, ChangeVoters(2, ids)))
     for _ in range(20):
         colony.deliver()
         colony.advance(0.1)
@@ -39,7 +45,7 @@ def test_new_voters_serve_only_after_a_majority_of_the_old_set_handed_over() -> 
     colony = Colony(voters=3, claimers=3)  # nodes 3, 4, 5 may become voters
     ids = tuple(nid(i) for i in (0, 1, 2, 3, 4))
     for i in range(len(colony.nodes)):
-        colony.call(i, lambda c, t: c.set_voters(t, 2, ids))
+        colony.call(i, lambda c, t: c.request(t, ChangeVoters(2, ids)))
     colony.deliver(drop=lambda s, d, m: s in (1, 2) and d in (3, 4))  # only voter 0 answers
     assert colony.core(3).voter.serving == 0 and colony.core(0).voter.serving == 1
     colony.advance(0.3)
@@ -49,10 +55,12 @@ def test_new_voters_serve_only_after_a_majority_of_the_old_set_handed_over() -> 
 
 def test_a_sealed_voter_refuses_requests_of_the_old_version() -> None:
     colony = Colony(voters=3, claimers=2)
-    colony.call(4, lambda c, t: c.submit(t, ProcessTerms(PID, nid(4))))
+    colony.call(4, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(4)))))
     colony.deliver()
-    colony.call(0, lambda c, t: c.set_voters(t, 2, (nid(0), nid(1), nid(3))))
-    colony.call(4, lambda c, t: c.claim(t, [PID]))  # node 4 still addresses version 1
+    colony.call(0, lambda c, t: c.request(t, ChangeVoters(2, (nid(0), nid(1), nid(3)))))
+    colony.call(
+        4, lambda c, t: c.request(t, ClaimLeases((PID,)))
+    )  # node 4 still addresses version 1
     seen: list[Any] = []
 
     def watch(src: int, dst: int, msg: Any) -> bool:
@@ -69,19 +77,21 @@ def test_a_sealed_voter_refuses_requests_of_the_old_version() -> None:
 
 def test_a_lease_held_across_the_change_is_kept_by_the_new_voters() -> None:
     colony = Colony(voters=3, claimers=3)
-    colony.call(5, lambda c, t: c.submit(t, ProcessTerms(PID, nid(5), maxretries=1)))
+    colony.call(
+        5, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(5), maxretries=1)))
+    )
     colony.deliver()
-    colony.call(5, lambda c, t: c.claim(t, [PID]))
+    colony.call(5, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert colony.events(5, Granted)
     grow(colony, (0, 1, 2, 3, 4))
     assert colony.events(5, Renewed)  # renewed with the new voters, under version 2
-    colony.call(3, lambda c, t: c.claim(t, [PID]))
+    colony.call(3, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
-    colony.call(3, lambda c, t: c.claim(t, [PID]))
+    colony.call(3, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert [e.reason for e in colony.events(3, ClaimFailed)][-1] is Reason.LEASE_HELD
-    colony.call(5, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "done"))
+    colony.call(5, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "done")))
     colony.deliver()
     for i in range(5):
         r = colony.core(i).voter.register(PID)

@@ -20,6 +20,15 @@ from colonynode.consensus import (
     Submitted,
 )
 from colonynode.consensus.messages import Claim, Close, Push, Renew, Reply, Tag
+from colonynode.consensus.requests import (
+    ClaimLeases,
+    CloseProcess,
+    DropLease,
+    ExpireProcess,
+    ReadRegister,
+    ReleaseAll,
+    SubmitProcess,
+)
 from tests.consensus.harness import TIMING, Colony, nid
 
 PID = b"pid-1"
@@ -27,7 +36,7 @@ C1, C2 = 3, 4  # the claimer nodes of a 3-voter colony
 
 
 def submitted(colony: Colony, pid: bytes = PID, node: int = C1, **kw: Any) -> None:
-    colony.call(node, lambda c, t: c.submit(t, ProcessTerms(pid, nid(node), **kw)))
+    colony.call(node, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(pid, nid(node), **kw))))
     colony.deliver()
     assert Submitted(pid, True) in colony.nodes[node].events
 
@@ -45,7 +54,7 @@ def voter_state(colony: Colony, voter: int, pid: bytes = PID) -> tuple[State, in
 
 def test_submit_is_acknowledged_only_when_a_majority_holds_it_durably() -> None:
     colony = Colony()
-    colony.call(C1, lambda c, t: c.submit(t, ProcessTerms(PID, nid(C1))))
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(C1)))))
     colony.deliver(drop=lambda s, d, m: d in (1, 2))  # only voter 0 hears it
     assert not colony.events(C1, Submitted)
     assert colony.nodes[0].store.durable_get("lease_registers", PID) is not None
@@ -56,7 +65,7 @@ def test_submit_is_acknowledged_only_when_a_majority_holds_it_durably() -> None:
 
 def test_submit_without_a_majority_is_not_acknowledged_at_its_timeout() -> None:
     colony = Colony(config=ClaimerConfig(lease_s=2.0, op_timeout_s=2.0))
-    colony.call(C1, lambda c, t: c.submit(t, ProcessTerms(PID, nid(C1))))
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(C1)))))
     for _ in range(10):
         colony.deliver(drop=lambda s, d, m: d in (1, 2))
         colony.advance(0.25)
@@ -68,7 +77,7 @@ def test_batch_claim_one_request_claims_several_processes() -> None:
     pids = [b"a", b"b", b"c"]
     for pid in pids:
         submitted(colony, pid)
-    colony.call(C2, lambda c, t: c.claim(t, pids))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases(tuple(pids))))
     claims = [m for _, dst, m in colony.inflight if isinstance(m, Claim)]
     assert len(claims) == 3 and all(len(m.items) == 3 for m in claims)  # one per voter
     colony.deliver()
@@ -79,7 +88,7 @@ def test_grant_deadline_counts_from_the_send_shortened_by_drift_and_margin() -> 
     colony = Colony()
     submitted(colony)
     sent_s = colony.local(C1)
-    colony.call(C1, lambda c, t: c.claim(t, [PID], 2.0))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,), 2.0)))
     colony.advance(0.2, tick=False)  # the grants arrive later: the deadline does not move
     colony.deliver()
     assert granted(colony, C1).deadline_s == TIMING.claimer_deadline_s(sent_s, 2.0)
@@ -88,8 +97,8 @@ def test_grant_deadline_counts_from_the_send_shortened_by_drift_and_margin() -> 
 def test_minority_grant_is_released() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     # C1's claim reaches voter 0 first; C2's reaches voters 1 and 2 first.
     first = {0: C1, 1: C2, 2: C2}
     pending = colony.inflight
@@ -105,7 +114,7 @@ def test_minority_grant_is_released() -> None:
 def test_a_late_grant_for_a_claim_given_up_is_released() -> None:
     colony = Colony(config=ClaimerConfig(lease_s=2.0, claim_timeout_s=0.5))
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     held = colony.inflight
     colony.inflight = []
     colony.advance(0.6)  # the claim times out before any voter hears it
@@ -118,7 +127,7 @@ def test_a_late_grant_for_a_claim_given_up_is_released() -> None:
 def test_renew_moves_the_deadline_from_the_renew_send() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     first = granted(colony, C1)
     colony.advance(1.0)  # half the lease: the renew goes out
@@ -132,7 +141,7 @@ def test_renew_moves_the_deadline_from_the_renew_send() -> None:
 def test_lease_is_lost_at_the_deadline_without_a_majority_renew() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     deadline_s = granted(colony, C1).deadline_s
     while colony.local(C1) < deadline_s:
@@ -145,7 +154,7 @@ def test_lease_is_lost_at_the_deadline_without_a_majority_renew() -> None:
 def test_renew_is_refused_past_maxexectime_and_the_lease_runs_out() -> None:
     colony = Colony()
     submitted(colony, maxexectime_s=1.5)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     for _ in range(40):
         colony.advance(0.1)
         colony.deliver()
@@ -155,15 +164,17 @@ def test_renew_is_refused_past_maxexectime_and_the_lease_runs_out() -> None:
 def _take_over(colony: Colony, epoch: int = 2) -> None:
     """C1 holds the lease and freezes; C2 claims after it ran out and closes."""
     submitted(colony, maxretries=1)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert granted(colony, C1).epoch == 1
     colony.nodes[C1].up = False  # frozen: no ticks, no messages
     colony.advance(3.0)
     colony.deliver()
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))  # epoch 1: refused, learns the epoch
+    colony.call(
+        C2, lambda c, t: c.request(t, ClaimLeases((PID,)))
+    )  # epoch 1: refused, learns the epoch
     colony.deliver()
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert granted(colony, C2).epoch == epoch
 
@@ -171,13 +182,13 @@ def _take_over(colony: Colony, epoch: int = 2) -> None:
 def test_paused_ex_holder_wakes_after_another_closed_and_its_close_is_refused() -> None:
     colony = Colony()
     _take_over(colony)
-    colony.call(C2, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "from C2"))
+    colony.call(C2, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "from C2")))
     colony.deliver()
     assert colony.events(C2, Closed) == [Closed(PID, 2, Outcome.SUCCESS, True)]
     colony.nodes[C1].up = True  # wakes: first the overdue tick, then the late close
     colony.tick(C1)
     assert colony.events(C1, LeaseEnded) == [LeaseEnded(PID, 1, "lost")]
-    assert not colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "from C1"))
+    colony.call(C1, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "from C1")))
     colony.deliver()
     assert colony.events(C1, Closed) == [Closed(PID, 1, Outcome.SUCCESS, False, Reason.NOT_HOLDER)]
     for v in range(3):
@@ -213,7 +224,7 @@ def test_epoch_fencing_a_stale_close_before_the_new_holder_closes_is_refused() -
 def test_restarted_voters_never_grant_a_lease_that_conflicts_with_one_granted_before() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     deadline_s = granted(colony, C1).deadline_s
     for v in range(3):
@@ -221,9 +232,9 @@ def test_restarted_voters_never_grant_a_lease_that_conflicts_with_one_granted_be
     colony.advance(1.0)
     for v in range(3):
         colony.restart(v)
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))  # epoch 1: stale
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))  # epoch 1: stale
     colony.deliver()
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))  # epoch 2: the lease is held
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))  # epoch 2: the lease is held
     colony.deliver()
     assert [e.reason for e in colony.events(C2, ClaimFailed)] == [
         Reason.STALE_EPOCH,
@@ -232,7 +243,7 @@ def test_restarted_voters_never_grant_a_lease_that_conflicts_with_one_granted_be
     # A full lease from the restart protects the old holder past its own deadline.
     colony.nodes[C1].up = False
     colony.advance(deadline_s - colony.local(C2) + 0.5)
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert not colony.events(C2, Granted)
 
@@ -240,17 +251,17 @@ def test_restarted_voters_never_grant_a_lease_that_conflicts_with_one_granted_be
 def test_majority_read_reports_a_committed_close_with_one_voter_down() -> None:
     colony = Colony()
     submitted(colony)
-    nonce = colony.call(C2, lambda c, t: c.read(t, PID))
+    req = colony.call(C2, lambda c, t: c.request(t, ReadRegister(PID)))
     colony.deliver()
     (before,) = colony.events(C2, ReadResult)
-    assert before.nonce == nonce and not before.committed
+    assert before.reqs == (req,) and not before.committed
     assert before.view is not None and before.view.state is State.WAITING
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
-    colony.call(C1, lambda c, t: c.close(t, PID, Outcome.SUCCESS, [1, 2]))
+    colony.call(C1, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, [1, 2])))
     colony.deliver()
     colony.crash(2)
-    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.call(C2, lambda c, t: c.request(t, ReadRegister(PID)))
     colony.deliver()
     after = colony.events(C2, ReadResult)[-1]
     assert after.committed and after.answered == 2
@@ -260,13 +271,13 @@ def test_majority_read_reports_a_committed_close_with_one_voter_down() -> None:
 def test_explicit_fail_closes_failed_and_is_never_claimed_again() -> None:
     colony = Colony()
     submitted(colony, maxretries=-1)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
-    colony.call(C1, lambda c, t: c.fail(t, PID, ("boom",)))
+    colony.call(C1, lambda c, t: c.request(t, CloseProcess(PID, Outcome.FAILED, None, ("boom",))))
     colony.deliver()
     assert colony.events(C1, Closed) == [Closed(PID, 1, Outcome.FAILED, True)]
     colony.advance(10.0)
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert [e.reason for e in colony.events(C2, ClaimFailed)] == [Reason.CLOSED]
 
@@ -274,14 +285,14 @@ def test_explicit_fail_closes_failed_and_is_never_claimed_again() -> None:
 def test_release_frees_the_process_at_once_for_another_claimer() -> None:
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
-    colony.call(C1, lambda c, t: c.release_all(t))
+    colony.call(C1, lambda c, t: c.request(t, ReleaseAll()))
     colony.deliver()
     assert colony.events(C1, LeaseEnded) == [LeaseEnded(PID, 1, "released")]
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
-    colony.call(C2, lambda c, t: c.claim(t, [PID]))
+    colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert granted(colony, C2).epoch == 2
 
@@ -293,7 +304,7 @@ def test_scheduling_claimer_expires_a_process_whose_retries_are_spent() -> None:
         colony.advance(0.1)
         colony.deliver()
         if colony.events(C1, Granted) and colony.core(C1).claimer.leases:
-            colony.call(C1, lambda c, t: c.drop(t, PID))
+            colony.call(C1, lambda c, t: c.request(t, DropLease(PID)))
     for _ in range(40):
         colony.advance(0.1)
         colony.deliver()
@@ -302,9 +313,9 @@ def test_scheduling_claimer_expires_a_process_whose_retries_are_spent() -> None:
 
 def test_a_colony_of_one_voter_claims_and_closes_through_itself() -> None:
     colony = Colony(voters=1, claimers=0)
-    colony.call(0, lambda c, t: c.submit(t, ProcessTerms(PID, nid(0))))
-    colony.call(0, lambda c, t: c.claim(t, [PID]))
-    colony.call(0, lambda c, t: c.close(t, PID, Outcome.SUCCESS, "solo"))
+    colony.call(0, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(0)))))
+    colony.call(0, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.call(0, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "solo")))
     assert not colony.inflight  # nothing went to the network
     assert colony.events(0, Submitted) == [Submitted(PID, True)]
     assert colony.events(0, Closed) == [Closed(PID, 1, Outcome.SUCCESS, True)]
@@ -325,7 +336,7 @@ def test_a_late_grant_answering_an_older_claim_does_not_count_for_a_new_one() ->
     with the new one (their expiries count from the old send)."""
     colony = Colony()
     submitted(colony)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver(rounds_max=1)  # the voters grant
     stale = [x for x in colony.inflight if x[0] in (1, 2)]
     colony.inflight = []  # voter 0's reply is lost; those of voters 1 and 2 are held up
@@ -333,7 +344,9 @@ def test_a_late_grant_answering_an_older_claim_does_not_count_for_a_new_one() ->
     colony.crash(C1)
     colony.advance(3.0)  # the grants expire at the voters
     colony.restart(C1)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))  # epoch 1 again, from a new core
+    colony.call(
+        C1, lambda c, t: c.request(t, ClaimLeases((PID,)))
+    )  # epoch 1 again, from a new core
     colony.deliver(drop=lambda s, d, m: d in (1, 2))  # only voter 0 hears it
     colony.inflight.extend(stale)  # the old grants of voters 1 and 2 arrive now
     colony.deliver()
@@ -344,13 +357,13 @@ def _straggler(colony: Colony) -> None:
     """C1 holds PID (no retries) and dies after a renew only voter 2 heard: voters 0
     and 1 see the lease run out a second before voter 2 does. C2 expires PID then."""
     submitted(colony, maxretries=0)
-    colony.call(C1, lambda c, t: c.claim(t, [PID]))
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     colony.advance(1.0)  # C1 renews; only voter 2 extends the lease
     colony.deliver(drop=lambda s, d, m: isinstance(m, Renew) and d in (0, 1))
     colony.nodes[C1].up = False
     colony.advance(1.5)  # expired at voters 0 and 1, held at voter 2 for ~0.5 s more
-    colony.call(C2, lambda c, t: c.expire(t, PID))
+    colony.call(C2, lambda c, t: c.request(t, ExpireProcess(PID)))
 
 
 def test_an_expiry_committed_without_a_straggler_is_pushed_to_it() -> None:
@@ -378,7 +391,7 @@ def test_a_majority_read_that_meets_a_straggler_waits_for_the_last_voter() -> No
     _straggler(colony)
     colony.deliver(drop=lambda s, d, m: isinstance(m, Push))  # the repair is lost
     assert voter_state(colony, 2) == (State.RUNNING, 1)
-    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.call(C2, lambda c, t: c.request(t, ReadRegister(PID)))
     colony.deliver(rounds_max=1)
     held = [x for x in colony.inflight if x[0] == 1]
     colony.inflight = [x for x in colony.inflight if x[0] != 1]
@@ -396,7 +409,7 @@ def test_a_majority_read_answers_at_its_grace_when_the_last_voter_is_silent() ->
     _straggler(colony)
     colony.deliver(drop=lambda s, d, m: isinstance(m, Push))
     colony.crash(1)
-    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.call(C2, lambda c, t: c.request(t, ReadRegister(PID)))
     colony.deliver()
     assert not colony.events(C2, ReadResult)
     colony.advance(ClaimerConfig().read_grace_s)
@@ -410,7 +423,7 @@ def test_a_majority_read_of_an_open_process_does_not_wait_for_the_last_voter() -
     colony = Colony()
     submitted(colony)
     colony.crash(2)
-    colony.call(C2, lambda c, t: c.read(t, PID))
+    colony.call(C2, lambda c, t: c.request(t, ReadRegister(PID)))
     colony.deliver()
     (read,) = colony.events(C2, ReadResult)
     assert not read.committed and read.answered == 2
