@@ -7,6 +7,7 @@ replays exactly. See docs/simulator.md; the public pieces a scenario uses:
 - `Scenario`, `register_scenario`: define and register a scenario;
 - `World`: what `Scenario.build` gets (`add_nodes`, `add_checker`, `rng_for`, ...);
 - `SimNode`: one node's driver (crash, restart, pause, resume, call);
+- `SteppedNet`: the hand-stepped network of the cores' unit tests (simulations/stepped.py);
 - `Checker`, `BaseChecker`, `Violation`: invariants checked after every step;
 - `Workload`, `WorkloadConfig`, `SimExecutor`, `Job`, `Fate`: submissions and executors;
 - `FaultProfile`, `LinkModel`, `PROFILES`: the fault model;
@@ -30,6 +31,7 @@ from colonynode.simulations.scenario import (
     register_scenario,
     scenarios,
 )
+from colonynode.simulations.stepped import SteppedNet
 from colonynode.simulations.workload import Fate, Job, SimExecutor, Workload, WorkloadConfig
 from colonynode.simulations.world import World
 
@@ -52,6 +54,7 @@ __all__ = [
     "SimNetwork",
     "SimNode",
     "SimTransport",
+    "SteppedNet",
     "Violation",
     "Workload",
     "WorkloadConfig",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from colonynode.core.effects import Effects, ProtocolCore
 from colonynode.core.ids import NodeId
+from colonynode.simulations._flush import apply_effects
 from colonynode.simulations.engine import CALL, TICK, NodeClock
 from colonynode.simulations.network import Frame, SimTransport
 from colonynode.storage.api import Store
@@ -216,7 +217,13 @@ class SimNode(Generic[C]):
 
     def flush(self, core: C) -> None:
         """Persist, then send, then publish one step's effects; then arm the timer."""
-        effects = core.take_effects()
+        apply_effects(self, core.take_effects())
+
+    # -- the EffectSink of apply_effects (simulations/_flush.py) ------------------------
+
+    def persist(self, effects: Effects) -> None:
+        """The step's writes in one batch, durable unless the sync policy says not; an
+        earlier unsynced batch is made durable when a later step must sync."""
         writes = effects.writes
         sync = self.sync_policy(effects) if (writes or self.unsynced) else False
         if writes:
@@ -225,19 +232,21 @@ class SimNode(Generic[C]):
         elif sync:
             self.store.apply((), sync=True)
             self.unsynced = False
-        sends = effects.sends
-        if sends:
-            transport = self.transport
-            if len(sends) == 1 and self.channel_of is None:
-                dest, msg = sends[0]
-                transport.send(dest, self.channel, (msg,))
-            else:
-                self._send_batched(sends)
-        if effects.events:
-            self.world.publish(self, effects.events)
-        wake_s = effects.wake_at_s
-        if wake_s is not None:
-            self.set_timer(wake_s)
+
+    def send(self, sends: list[tuple[NodeId, Any]]) -> None:
+        """One frame per destination and channel."""
+        if len(sends) == 1 and self.channel_of is None:
+            dest, msg = sends[0]
+            self.transport.send(dest, self.channel, (msg,))
+        else:
+            self._send_batched(sends)
+
+    def publish(self, events: list[Any]) -> None:
+        self.world.publish(self, events)
+
+    def wake(self, at_local_s: float | None) -> None:
+        if at_local_s is not None:
+            self.set_timer(at_local_s)
 
     def _send_batched(self, sends: Sequence[tuple[NodeId, Any]]) -> None:
         """One frame per (destination, channel), in first-send order."""

@@ -1,16 +1,17 @@
-"""A hand-stepped colony of `ConsensusCore`s for unit tests (no simulator, no network
-model): messages wait in a list until a test delivers them, one global time drives every
-node's clock (rate 1 + drift per node), and every step persists before it sends."""
+"""A hand-stepped colony of `ConsensusCore`s for unit tests, over the stepped network
+(simulations/stepped.py): messages wait in `inflight` until a test delivers them, one
+global time drives every node's clock (rate 1 + drift per node), and every step persists
+before it sends."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 from colonynode.consensus import ClaimerConfig, ConsensusCore, Timing
 from colonynode.consensus.voter import HasRole
 from colonynode.core.ids import NodeId
+from colonynode.simulations.stepped import InFlight, SteppedNet
 from colonynode.storage.memory import MemoryStore
 
 TIMING = Timing(drift=0.001, margin_s=0.05)
@@ -20,15 +21,50 @@ def nid(i: int) -> NodeId:
     return NodeId(bytes([i + 1]) * 32)
 
 
-@dataclass
 class Node:
-    node_id: NodeId
-    store: MemoryStore
-    core: ConsensusCore | None
-    rate: float = 1.0
-    events: list[Any] = field(default_factory=list)
-    up: bool = True
-    incarnation: int = 0
+    """Node i of the colony, as a view of the network: `up = False` unplugs it (no
+    ticks, what arrives for it is lost), `up = True` plugs it back in."""
+
+    __slots__ = ("i", "net")
+
+    def __init__(self, net: SteppedNet[ConsensusCore], i: int) -> None:
+        self.net = net
+        self.i = i
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.net.ids[self.i]
+
+    @property
+    def store(self) -> MemoryStore:
+        return self.net.stores[self.i]
+
+    @property
+    def core(self) -> ConsensusCore | None:
+        return self.net.cores[self.i]
+
+    @property
+    def rate(self) -> float:
+        return self.net.rates[self.i]
+
+    @property
+    def events(self) -> list[Any]:
+        return self.net.node_events[self.i]
+
+    @property
+    def incarnation(self) -> int:
+        return self.net.incarnations[self.i]
+
+    @property
+    def up(self) -> bool:
+        return self.net.is_up(self.i)
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        if value:
+            self.net.down.discard(self.i)
+        else:
+            self.net.down.add(self.i)
 
 
 class Colony:
@@ -46,94 +82,78 @@ class Colony:
         planted_bug: str = "",
         has_role: HasRole | None = None,
     ) -> None:
-        self.t = 0.0
         self.has_role: HasRole = has_role or (lambda node, role: True)
         self.voter_ids = tuple(nid(i) for i in range(voters))
         self.config = config or ClaimerConfig(lease_s=2.0)
         self.planted_bug = planted_bug
-        self.nodes: list[Node] = []
-        for i in range(voters + claimers):
-            node = Node(nid(i), MemoryStore(), None, (rates or {}).get(i, 1.0))
-            node.core = self._make(i, node)
-            self.nodes.append(node)
-        self.inflight: list[tuple[int, int, Any]] = []  # (src, dst, msg)
+        ids = [nid(i) for i in range(voters + claimers)]
+        self.net = SteppedNet(ids, self._make, rates=rates)
+        self.nodes = [Node(self.net, i) for i in range(len(ids))]
 
-    def _make(self, i: int, node: Node) -> ConsensusCore:
-        voters = self.voter_ids
+    def _make(self, i: int, store: MemoryStore, incarnation: int) -> ConsensusCore:
         return ConsensusCore(
-            node.node_id,
-            node.store,
-            random.Random(f"{i}:{node.incarnation}"),  # a new stream per incarnation
-            voters=voters,
+            nid(i),
+            store,
+            random.Random(f"{i}:{incarnation}"),  # a new stream per incarnation
+            voters=self.voter_ids,
             has_role=self.has_role,
             config=self.config if i >= len(self.voter_ids) else ClaimerConfig(lease_s=2.0),
             timing=TIMING,
             planted_bug=self.planted_bug,
         )
 
+    @property
+    def t(self) -> float:
+        return self.net.t
+
+    @t.setter
+    def t(self, value: float) -> None:
+        self.net.t = value
+
+    @property
+    def inflight(self) -> list[InFlight]:
+        """(src, dst, msg) waiting for delivery; tests reorder, filter and extend it."""
+        return self.net.inflight
+
+    @inflight.setter
+    def inflight(self, value: list[InFlight]) -> None:
+        self.net.inflight = value
+
     def index(self, node_id: NodeId) -> int:
-        return next(i for i, n in enumerate(self.nodes) if n.node_id == node_id)
+        return self.net.index[node_id]
 
     def local(self, i: int) -> float:
-        return self.t * self.nodes[i].rate
+        return self.net.local(i)
 
     def core(self, i: int) -> ConsensusCore:
-        core = self.nodes[i].core
-        assert core is not None
-        return core
+        return self.net.core(i)
 
     def flush(self, i: int) -> None:
-        node = self.nodes[i]
-        effects = self.core(i).take_effects()
-        node.store.apply(effects.writes, sync=True)  # persist before send
-        for to, msg in effects.sends:
-            self.inflight.append((i, self.index(to), msg))
-        node.events.extend(effects.events)
+        self.net.flush(i)
 
     def call(self, i: int, fn: Any) -> Any:
-        result = fn(self.core(i), self.local(i))
-        self.flush(i)
-        return result
+        return self.net.call(i, fn)
 
     def tick(self, i: int) -> None:
-        if self.nodes[i].up:
-            self.core(i).on_tick(self.local(i))
-            self.flush(i)
+        self.net.tick(i)
 
     def advance(self, dt_s: float, *, tick: bool = True) -> None:
-        self.t += dt_s
-        if tick:
-            for i in range(len(self.nodes)):
-                self.tick(i)
+        self.net.advance(dt_s, tick=tick)
 
     def deliver(self, *, drop: Any = None, rounds_max: int = 100) -> None:
         """Deliver everything in flight (and what it causes), in order. `drop(src, dst,
-        msg)` True loses a message; messages to a down node are lost."""
-        for _ in range(rounds_max):
-            if not self.inflight:
-                return
-            batch, self.inflight = self.inflight, []
-            for src, dst, msg in batch:
-                if not self.nodes[dst].up or (drop is not None and drop(src, dst, msg)):
-                    continue
-                self.core(dst).on_message(self.local(dst), self.nodes[src].node_id, msg)
-                self.flush(dst)
+        msg)` True loses a message; messages to a down node are lost. With rounds_max=1,
+        one round: what it caused stays in flight."""
         if rounds_max == 1:
-            return  # one round asked for: what it caused stays in flight
-        raise AssertionError("messages still in flight after rounds_max rounds")
+            self.net.deliver_round(drop)
+        else:
+            self.net.deliver(drop=drop, rounds_max=rounds_max)
 
     def crash(self, i: int) -> None:
-        node = self.nodes[i]
-        node.up = False
-        node.core = None
-        node.store.crash()
+        self.net.crash(i)
 
     def restart(self, i: int) -> None:
-        node = self.nodes[i]
-        node.up = True
-        node.incarnation += 1
-        node.core = self._make(i, node)
-        self.tick(i)
+        self.net.restart(i)
 
     def events(self, i: int, kind: type) -> list[Any]:
-        return [e for e in self.nodes[i].events if isinstance(e, kind)]
+        return self.net.events(i, kind)

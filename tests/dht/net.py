@@ -1,10 +1,10 @@
-"""A tiny hand-stepped network of DhtCores for unit tests: instant FIFO delivery, nodes
-that can be switched off (their messages vanish, so queries time out), a shared clock."""
+"""A tiny hand-stepped network of DhtCores for unit tests, over the stepped network
+(simulations/stepped.py): instant FIFO delivery, nodes that can be switched off (put in
+`down`: their messages vanish, so queries time out), a shared clock."""
 
 from __future__ import annotations
 
 import random
-from collections import deque
 from typing import Any
 
 from colonynode.core.identity import Identity
@@ -12,6 +12,7 @@ from colonynode.core.ids import NodeId
 from colonynode.dht.config import DhtConfig
 from colonynode.dht.core import DhtCore
 from colonynode.dht.messages import CODEC, PeerInfo
+from colonynode.simulations.stepped import SteppedNet
 from colonynode.storage.memory import MemoryStore
 
 STEPS_MAX = 1_000_000
@@ -26,76 +27,75 @@ class Net:
         self, n: int, config: DhtConfig | None = None, *, wire: bool = False, seed: int = 1
     ) -> None:
         self.config = config or DhtConfig.local()
-        self.now_s = 0.0
+        self.seed = seed
         self.identities = [identity(i + 1) for i in range(n)]
-        self.ids = [x.node_id for x in self.identities]
-        self.stores = [MemoryStore() for _ in range(n)]
-        self.cores = [self.make(i, seed) for i in range(n)]
-        self.down: set[int] = set()
-        self.index = {nid: i for i, nid in enumerate(self.ids)}
-        self.queue: deque[tuple[NodeId, NodeId, Any]] = deque()
-        self.events: list[tuple[int, Any]] = []
-        self.wakes: list[float | None] = [None] * n
         self.wire = wire  # encode and decode every message with the codec
-        self.delivered = 0
+        self.net = SteppedNet(
+            [x.node_id for x in self.identities],
+            lambda i, store, incarnation: self.make(i, seed, store),
+            wire=CODEC if wire else None,
+            link=lambda src, dst: src not in self.down,  # a switched-off sender's too
+        )
+        # the network's own lists and sets, shared: tests read and change them
+        self.ids = self.net.ids
+        self.stores = self.net.stores
+        self.cores = self.net.cores
+        self.down = self.net.down
+        self.index = self.net.index
+        self.wakes = self.net.wake_at_s
 
-    def make(self, i: int, seed: int = 1) -> DhtCore:
+    def make(self, i: int, seed: int = 1, store: MemoryStore | None = None) -> DhtCore:
         return DhtCore(
             self.identities[i].node_id,
-            self.stores[i],
+            self.stores[i] if store is None else store,
             random.Random(f"{seed}:{i}"),
             self.config,
             identity=self.identities[i],
             addrs=(f"/ip4/10.0.0.{i}/tcp/4001",),
         )
 
+    @property
+    def now_s(self) -> float:
+        return self.net.t
+
+    @property
+    def delivered(self) -> int:
+        return self.net.delivered
+
+    @property
+    def events(self) -> list[tuple[int, Any]]:
+        """(node, event), node by node."""
+        return [(i, e) for i, events in enumerate(self.net.node_events) for e in events]
+
+    @property
+    def queue(self) -> list[tuple[NodeId, NodeId, Any]]:
+        """(src, dst, msg) in flight."""
+        return [(self.ids[s], self.ids[d], m) for s, d, m in self.net.inflight]
+
     def info(self, i: int) -> PeerInfo:
         return PeerInfo(self.ids[i], (f"/ip4/10.0.0.{i}/tcp/4001",))
 
     def flush(self, i: int) -> None:
-        effects = self.cores[i].take_effects()
-        if effects.writes:
-            self.stores[i].apply(effects.writes)
-        for dest, msg in effects.sends:
-            self.queue.append((self.ids[i], dest, msg))
-        for event in effects.events:
-            self.events.append((i, event))
-        self.wakes[i] = effects.wake_at_s
+        self.net.flush(i)
 
     def call(self, i: int, fn: Any) -> Any:
-        result = fn(self.cores[i], self.now_s)
-        self.flush(i)
+        result = self.net.call(i, fn)
         self.run()
         return result
 
     def run(self) -> None:
         """Deliver every message (and what it causes) at the current instant."""
-        for _ in range(STEPS_MAX):
-            if not self.queue:
-                return
-            src, dst, msg = self.queue.popleft()
-            j = self.index[dst]
-            if j in self.down or self.index[src] in self.down:
-                continue
-            if self.wire:
-                [msg] = CODEC.decode_batch(CODEC.encode_batch([msg]))
-            self.delivered += 1
-            self.cores[j].on_message(self.now_s, src, msg)
-            self.flush(j)
-        raise AssertionError("the network never went quiet")
+        self.net.stabilize(STEPS_MAX)
 
     def tick_all(self) -> None:
-        for i, core in enumerate(self.cores):
-            if i not in self.down:
-                core.on_tick(self.now_s)
-                self.flush(i)
+        self.net.tick_all()
         self.run()
 
     def advance(self, seconds: float, step_s: float = 0.1) -> None:
         """Let time pass, ticking every node each `step_s`."""
         end = self.now_s + seconds
         while self.now_s < end - 1e-9:
-            self.now_s = min(end, self.now_s + step_s)
+            self.net.t = min(end, self.now_s + step_s)
             self.tick_all()
 
     def join_all(self) -> None:
@@ -106,12 +106,11 @@ class Net:
         self.advance(2.0)
 
     def results(self, kind: type, i: int | None = None) -> list[Any]:
-        return [e for j, e in self.events if isinstance(e, kind) and (i is None or j == i)]
+        if i is not None:
+            return self.net.events(i, kind)
+        return [e for _, e in self.events if isinstance(e, kind)]
 
     def restart(self, i: int) -> None:
-        self.stores[i].crash(None)
-        self.cores[i] = self.make(i)
-        self.down.discard(i)
-        self.cores[i].on_tick(self.now_s)
-        self.flush(i)
+        """A crash (unsynced writes lost) and a new core from the store, ticked."""
+        self.net.restart(i)
         self.run()
