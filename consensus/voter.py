@@ -14,11 +14,18 @@ and holder are durable, and the expiry it uses is later than the one it used bef
 Who may ask: Submit needs the `submitter` role (and to be the process's submitter),
 Claim and Renew the `executor` role, Cancel the process's submitter or the `owner` role;
 Close, Renew and Release need the current lease's holder (register.py).
+
+Dispatch is one table, `_ROUTES`: per message type its tag, its (pid, epoch) items,
+whether it must name the version served, and its handler or register transition.
+Every durable change goes through `_put`, which asserts the invariants (closed is
+terminal, epochs never decrease; a lease runs the full Timing rule from now).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from colonynode.consensus import register as rg
@@ -190,7 +197,7 @@ class VoterCore:
         request = HandoverRequest(h.vset.version, h.cursor.get(voter, b""))
         self.effects.sends.append((voter, request))
 
-    def _on_handover_request(self, sender: NodeId, msg: HandoverRequest) -> None:
+    def _on_handover_request(self, now_s: float, sender: NodeId, msg: HandoverRequest) -> None:
         if msg.version > self.sealed:
             self.sealed = msg.version  # durable before the registers go out
             self._save_meta()
@@ -219,7 +226,7 @@ class VoterCore:
                 continue
             merged = merge_handover(local, incoming, now_s, self.timing)
             if merged != local:
-                self._put(merged)
+                self._put(merged, now_s, _Change.MERGE)
         if msg.copies:
             h.cursor[sender] = msg.copies[-1].terms.pid
         if msg.done:
@@ -229,7 +236,7 @@ class VoterCore:
         complete, installs = h.settle()
         if complete:
             for reg in installs:
-                self._put(reg)
+                self._put(reg, now_s, _Change.SETTLE)
             self.serving = h.vset.version
             self.handover = None
             self._save_meta()
@@ -238,112 +245,107 @@ class VoterCore:
                     self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
 
     def handles(self, msg: Any) -> bool:
-        return isinstance(msg, _REQUESTS)
+        return type(msg) in _ROUTES
 
     def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
         self._stamp(now_s)
         self.requests += 1
-        if isinstance(msg, Scan):
-            self._reply(sender, self._scan(now_s, msg))
+        route = _ROUTES.get(type(msg))
+        if route is None:
             return
-        if isinstance(msg, Push | Merge):
-            self._repair(now_s, sender, msg)
-            return
-        if isinstance(msg, HandoverRequest):
-            self._on_handover_request(sender, msg)
-            return
-        if isinstance(msg, Handover):
-            self._on_handover(now_s, sender, msg)
-            return
-        if not isinstance(msg, Read) and (not self.serves or msg.version != self.serving):
-            self._refuse_version(sender, msg)
-            return
-        nonce = 0
-        if isinstance(msg, Submit):
-            tag, verdicts = Tag.SUBMIT, [self._submit(now_s, sender, msg)]
-        elif isinstance(msg, Claim | Renew):
-            tag = Tag.CLAIM if isinstance(msg, Claim) else Tag.RENEW
-            nonce = msg.nonce
-            allowed = self.has_role(sender, "executor")
-            verdicts = [
-                self._apply(now_s, sender, msg, item.pid, item.epoch)
-                if allowed
-                else self._verdict(item.pid, item.epoch, Reason.NOT_ALLOWED, None)
-                for item in msg.items[:CLAIM_ITEMS_MAX]
-            ]
-        elif isinstance(msg, Close | Release | Expire):
-            tag = _TAGS[type(msg)]
-            verdicts = [self._apply(now_s, sender, msg, msg.pid, msg.epoch)]
-        elif isinstance(msg, Cancel):
-            tag, verdicts = Tag.CANCEL, [self._apply(now_s, sender, msg, msg.pid, 0)]
-        elif isinstance(msg, Read):
-            tag, nonce = Tag.READ, msg.nonce
-            verdicts = [self._verdict(msg.pid, 0, Reason.OK, self.registers.get(msg.pid))]
+        if route.handle is not None:
+            route.handle(self, now_s, sender, msg)
         else:
-            return
-        self._reply(sender, Reply(tag, tuple(verdicts), nonce, self.serving))
+            self._decide(now_s, sender, msg, route)
 
-    def _refuse_version(self, sender: NodeId, msg: Any) -> None:
-        if isinstance(msg, Submit):
-            tag, items = Tag.SUBMIT, [(msg.terms.pid, 0)]
-        elif isinstance(msg, Claim | Renew):
-            tag = Tag.CLAIM if isinstance(msg, Claim) else Tag.RENEW
-            nonce = msg.nonce
-            items = [(i.pid, i.epoch) for i in msg.items[:CLAIM_ITEMS_MAX]]
-        elif isinstance(msg, Close | Release | Expire):
-            tag, items = _TAGS[type(msg)], [(msg.pid, msg.epoch)]
-        elif isinstance(msg, Cancel):
-            tag, items = Tag.CANCEL, [(msg.pid, 0)]
+    def _decide(self, now_s: float, sender: NodeId, msg: Any, route: _Route) -> None:
+        """One verdict per item of a request, in one Reply under the request's tag."""
+        items = route.items(msg)
+        nonce = msg.nonce if route.nonce else 0
+        if route.versioned and (not self.serves or msg.version != self.serving):
+            refused = tuple(
+                self._verdict(pid, epoch, Reason.WRONG_VERSION, None) for pid, epoch in items
+            )
+            self._reply(sender, Reply(route.tag, refused, nonce, msg.version))
+            return
+        if route.role and not self.has_role(sender, route.role):
+            verdicts = tuple(
+                self._verdict(pid, epoch, Reason.NOT_ALLOWED, None) for pid, epoch in items
+            )
+        elif route.transition is not None:
+            step = route.transition
+            verdicts = tuple(
+                self._apply(now_s, sender, msg, pid, epoch, step) for pid, epoch in items
+            )
         else:
-            return
-        verdicts = tuple(
-            self._verdict(pid, epoch, Reason.WRONG_VERSION, None) for pid, epoch in items
-        )
-        nonce = msg.nonce if isinstance(msg, Claim | Renew) else 0
-        self._reply(sender, Reply(tag, verdicts, nonce, msg.version))
+            assert route.decide is not None, f"{route.tag.name}: no transition and no decide"
+            decide = route.decide
+            verdicts = tuple(decide(self, now_s, sender, msg, pid, epoch) for pid, epoch in items)
+        self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
 
-    def _transition(
-        self, reg: Register, now_s: float, sender: NodeId, msg: Any, epoch: int
+    # -- register transitions (register.py decides; one per request type in _ROUTES) ----
+
+    def _claim(
+        self, reg: Register, now_s: float, sender: NodeId, msg: Claim, epoch: int
     ) -> tuple[Register, Reason]:
-        """The register transition a request asks for (register.py decides)."""
+        if msg.lease_s <= 0:
+            return reg, Reason.NOT_ALLOWED
+        new, reason = rg.claim(
+            reg,
+            epoch,
+            sender,
+            msg.lease_s,
+            msg.executortype,
+            now_s,
+            self.timing,
+            nonce=msg.nonce,
+            ignore_epochs=self.planted_bug == "ignore_epochs",
+        )
+        if reason is Reason.OK:
+            self._assert_full_lease(new, now_s, msg.lease_s, "a granted claim")
+        return new, reason
+
+    def _renew(
+        self, reg: Register, now_s: float, sender: NodeId, msg: Renew, epoch: int
+    ) -> tuple[Register, Reason]:
+        new, reason = rg.renew(reg, epoch, sender, now_s, self.timing)
+        if reason is Reason.OK:
+            self._assert_full_lease(new, now_s, new.lease_s, "a renewal")
+        return new, reason
+
+    def _close(
+        self, reg: Register, now_s: float, sender: NodeId, msg: Close, epoch: int
+    ) -> tuple[Register, Reason]:
         ignore = self.planted_bug == "ignore_epochs"
-        if isinstance(msg, Claim):
-            if msg.lease_s <= 0:
-                return reg, Reason.NOT_ALLOWED
-            return rg.claim(
-                reg,
-                epoch,
-                sender,
-                msg.lease_s,
-                msg.executortype,
-                now_s,
-                self.timing,
-                nonce=msg.nonce,
-                ignore_epochs=ignore,
-            )
-        if isinstance(msg, Renew):
-            return rg.renew(reg, epoch, sender, now_s, self.timing)
-        if isinstance(msg, Close):
-            return rg.close(
-                reg,
-                epoch,
-                sender,
-                msg.outcome,
-                msg.output,
-                msg.errors,
-                now_s=now_s,
-                ignore_epochs=ignore,
-            )
-        if isinstance(msg, Release):
-            return rg.release(reg, epoch, sender, now_s)
-        if isinstance(msg, Cancel):
-            # the process's submitter may abort it, and so may an owner of the colony
-            if sender != reg.terms.submitter and not self.has_role(sender, "owner"):
-                return reg, Reason.NOT_ALLOWED
-            overwrite = self.planted_bug == "abort_closed"
-            return rg.abort(reg, msg.state, msg.errors, overwrite_closed=overwrite)
-        assert isinstance(msg, Expire)
+        return rg.close(
+            reg,
+            epoch,
+            sender,
+            msg.outcome,
+            msg.output,
+            msg.errors,
+            now_s=now_s,
+            ignore_epochs=ignore,
+        )
+
+    def _release(
+        self, reg: Register, now_s: float, sender: NodeId, msg: Release, epoch: int
+    ) -> tuple[Register, Reason]:
+        return rg.release(reg, epoch, sender, now_s)
+
+    def _expire(
+        self, reg: Register, now_s: float, sender: NodeId, msg: Expire, epoch: int
+    ) -> tuple[Register, Reason]:
         return rg.expire(reg, now_s)
+
+    def _cancel(
+        self, reg: Register, now_s: float, sender: NodeId, msg: Cancel, epoch: int
+    ) -> tuple[Register, Reason]:
+        # the process's submitter may abort it, and so may an owner of the colony
+        if sender != reg.terms.submitter and not self.has_role(sender, "owner"):
+            return reg, Reason.NOT_ALLOWED
+        overwrite = self.planted_bug == "abort_closed"
+        return rg.abort(reg, msg.state, msg.errors, overwrite_closed=overwrite)
 
     def take_effects(self) -> Effects:
         effects, self.effects = self.effects, Effects()
@@ -360,29 +362,28 @@ class VoterCore:
             self.refused += 1
         return Verdict(pid, epoch, reason, None if reg is None else rg.view(reg))
 
-    def _put(self, reg: Register) -> None:
-        """Keep a changed register and make it durable with this step's reply."""
-        old = self.registers.get(reg.pid)
-        self.registers[reg.pid] = reg
-        if self.handover is None and reg.closed and (old is None or not old.closed):
-            self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
-        if self.planted_bug != "skip_persist":
-            self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
-
-    def _apply(self, now_s: float, sender: NodeId, msg: Any, pid: bytes, epoch: int) -> Verdict:
+    def _apply(
+        self,
+        now_s: float,
+        sender: NodeId,
+        msg: Any,
+        pid: bytes,
+        epoch: int,
+        transition: Transition,
+    ) -> Verdict:
         reg = self.registers.get(pid)
         if reg is None:
             return self._verdict(pid, epoch, Reason.UNKNOWN_PID, None)
-        new, reason = self._transition(reg, now_s, sender, msg, epoch)
+        new, reason = transition(self, reg, now_s, sender, msg, epoch)
+        assert reason is Reason.OK or new is reg, f"a refusal changes nothing ({reason.name})"
         if reason is Reason.OK and _durable_change(reg, new):
-            self._put(new)
+            self._put(new, now_s, _Change.STEP)
         else:
             self.registers[pid] = new  # a renew or a retransmitted claim: memory only
         return self._verdict(pid, epoch, reason, new)
 
-    def _submit(self, now_s: float, sender: NodeId, msg: Submit) -> Verdict:
+    def _submit(self, now_s: float, sender: NodeId, msg: Submit, pid: bytes, _: int) -> Verdict:
         terms = msg.terms
-        pid = terms.pid
         if not self.has_role(sender, "submitter") or terms.submitter != sender:
             return self._verdict(pid, 0, Reason.NOT_ALLOWED, self.registers.get(pid))
         reg = self.registers.get(pid)
@@ -390,21 +391,27 @@ class VoterCore:
             return self._verdict(pid, 0, Reason.FULL, None)
         new, reason = rg.submit(reg, terms, now_s)
         if reason is Reason.OK and reg is None:
-            self._put(new)
+            self._put(new, now_s, _Change.STEP)
         return self._verdict(pid, 0, reason, new)
 
-    def _repair(self, now_s: float, sender: NodeId, msg: Push | Merge) -> None:
-        voters = self.vset.voters
-        if isinstance(msg, Push):
-            reg = self.registers.get(msg.pid)
-            if reg is None:
-                return
-            copy = Merge(rg.to_copy(reg))
-            for to in msg.to[:PUSH_TO_MAX]:
-                if to != self.node_id and to in voters:
-                    self.effects.sends.append((to, copy))
+    def _read(self, now_s: float, sender: NodeId, msg: Read, pid: bytes, _: int) -> Verdict:
+        return self._verdict(pid, 0, Reason.OK, self.registers.get(pid))
+
+    def _on_scan(self, now_s: float, sender: NodeId, msg: Scan) -> None:
+        self._reply(sender, self._scan(now_s, msg))
+
+    def _on_push(self, now_s: float, sender: NodeId, msg: Push) -> None:
+        reg = self.registers.get(msg.pid)
+        if reg is None:
             return
-        if sender not in voters:
+        copy = Merge(rg.to_copy(reg))
+        voters = self.vset.voters
+        for to in msg.to[:PUSH_TO_MAX]:
+            if to != self.node_id and to in voters:
+                self.effects.sends.append((to, copy))
+
+    def _on_merge(self, now_s: float, sender: NodeId, msg: Merge) -> None:
+        if sender not in self.vset.voters:
             return
         incoming = rg.from_copy(msg.copy)
         reg = self.registers.get(incoming.pid)
@@ -413,7 +420,7 @@ class VoterCore:
         new, reason = rg.merge(reg, incoming, now_s, self.timing)
         if reason is Reason.OK:
             self.merged += 1
-            self._put(new)
+            self._put(new, now_s, _Change.MERGE)
 
     def _scan(self, now_s: float, msg: Scan) -> Candidates:
         """Claimable and expirable processes, highest priority first."""
@@ -434,28 +441,146 @@ class VoterCore:
             )
         )
 
+    # -- durable changes, and the invariants they keep (TIGER_STYLE) --------------------
+
+    def _put(self, reg: Register, now_s: float, change: _Change) -> None:
+        """Keep a changed register and make it durable with this step's reply."""
+        old = self.registers.get(reg.pid)
+        if old is not None:
+            self._assert_terminal(old, reg, change)
+            self._assert_epoch(old, reg, change)
+        if change is not _Change.STEP and reg.state is State.RUNNING:
+            self._assert_full_lease(reg, now_s, reg.lease_s, change.value)
+        self.registers[reg.pid] = reg
+        if self.handover is None and reg.closed and (old is None or not old.closed):
+            self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
+        if self.planted_bug != "skip_persist":
+            self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
+
+    def _assert_terminal(self, old: Register, new: Register, change: _Change) -> None:
+        """Closed is terminal: a closed register keeps its result (register.py), so each
+        voter changes a process's result at most once. The one exception is a handover's
+        settling of a contested process (handover.py): the result a majority of the
+        previous set holds replaces this voter's, and it is closed too."""
+        if not old.closed:
+            return
+        if change is _Change.SETTLE:
+            assert new.closed, (
+                f"closed is terminal: {change.value} reopened {old.pid.hex()} ({old.state.name}"
+                f" -> {new.state.name})"
+            )
+            return
+        if change is _Change.STEP and self.planted_bug == "abort_closed":
+            return  # the planted bug: the simulator's checkers must catch it, not this
+        assert rg.commit_key(rg.view(new)) == rg.commit_key(rg.view(old)), (
+            f"closed is terminal: {change.value} replaced the result of {old.pid.hex()}"
+            f" ({old.state.name} at epoch {old.epoch} -> {new.state.name} at epoch {new.epoch})"
+        )
+
+    def _assert_epoch(self, old: Register, new: Register, change: _Change) -> None:
+        """Epochs never decrease: an open register's epoch is the highest this voter
+        granted (or merged), the fence every older holder is refused by. A closed result
+        merged from another voter keeps the epoch it closed at (its commit key, for a
+        holder's close), which may be below this voter's: a closed register grants
+        nothing, so the fence has no more use there."""
+        if change is _Change.STEP and self.planted_bug == "ignore_epochs":
+            return  # the planted bug: the simulator's checkers must catch it, not this
+        assert new.epoch >= old.epoch or (change is not _Change.STEP and new.closed), (
+            f"epochs never decrease: {change.value} took {old.pid.hex()} from epoch"
+            f" {old.epoch} to {new.epoch} ({old.state.name} -> {new.state.name})"
+        )
+
+    def _assert_full_lease(self, reg: Register, now_s: float, lease_s: float, what: str) -> None:
+        """A lease this voter grants, renews or merges runs until at least
+        now + lease·(1+drift) + margin (register.Timing; never less than now + lease_s):
+        so the claimer's deadline comes first in real time (docs/consensus.md, "Why no
+        two valid leases overlap")."""
+        floor_s = self.timing.voter_expiry_s(now_s, lease_s)
+        assert reg.expiry_s >= floor_s, (
+            f"a voter's lease runs at least now + lease·(1+drift) + margin: {what} of"
+            f" {reg.pid.hex()} at epoch {reg.epoch} expires at {reg.expiry_s!r} < {floor_s!r}"
+            f" (now {now_s!r}, lease {lease_s!r} s)"
+        )
+
     # -- reads for tests and checkers ---------------------------------------------------
 
     def register(self, pid: bytes) -> Register | None:
         return self.registers.get(pid)
 
 
-_REQUESTS = (
-    Submit,
-    Claim,
-    Renew,
-    Close,
-    Release,
-    Expire,
-    Cancel,
-    Read,
-    Scan,
-    Push,
-    Merge,
-    HandoverRequest,
-    Handover,
-)
-_TAGS: dict[type, Tag] = {Close: Tag.CLOSE, Release: Tag.RELEASE, Expire: Tag.EXPIRE}
+class _Change(Enum):
+    """What made a durable register change (the invariants name it)."""
+
+    STEP = "a request's transition"
+    MERGE = "a merge of another voter's register"  # repair (Merge) and handover pages
+    SETTLE = "a handover's settling of a contested result"
+
+
+# (voter, now_s, sender, msg) -> None: a message handled whole (scan, repair, handover)
+Handler = Callable[[VoterCore, float, NodeId, Any], None]
+# (voter, register, now_s, sender, msg, epoch) -> (register', reason): see register.py
+Transition = Callable[[VoterCore, Register, float, NodeId, Any, int], tuple[Register, Reason]]
+# (voter, now_s, sender, msg, pid, epoch) -> verdict: an item decided otherwise
+Decide = Callable[[VoterCore, float, NodeId, Any, bytes, int], Verdict]
+
+
+def _one(msg: Any) -> list[tuple[bytes, int]]:
+    return [(msg.pid, msg.epoch)]
+
+
+def _one_unfenced(msg: Any) -> list[tuple[bytes, int]]:
+    return [(msg.pid, 0)]
+
+
+def _batch(msg: Any) -> list[tuple[bytes, int]]:
+    return [(item.pid, item.epoch) for item in msg.items[:CLAIM_ITEMS_MAX]]
+
+
+def _submitted(msg: Any) -> list[tuple[bytes, int]]:
+    return [(msg.terms.pid, 0)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How a voter handles one message type (one row of `_ROUTES`).
+
+    A message is either handled whole (`handle`), or decided: one `Verdict` per
+    (pid, epoch) of `items`, each by `transition` (register.py, through `_apply`) or by
+    `decide`, all in one `Reply` under `tag`. A `versioned` request that names another
+    voter-set version than the one served is refused WRONG_VERSION item by item; with a
+    `role`, a sender without it is refused NOT_ALLOWED item by item."""
+
+    tag: Tag  # the type's tag in CODEC, and a decided request's Reply.request
+    handle: Handler | None = None
+    items: Callable[[Any], list[tuple[bytes, int]]] = _one
+    versioned: bool = True
+    nonce: bool = False  # the Reply echoes msg.nonce
+    role: str = ""
+    transition: Transition | None = None
+    decide: Decide | None = None
+
+
+_ROUTES: dict[type, _Route] = {
+    Submit: _Route(Tag.SUBMIT, items=_submitted, decide=VoterCore._submit),
+    Claim: _Route(
+        Tag.CLAIM, items=_batch, nonce=True, role="executor", transition=VoterCore._claim
+    ),
+    Renew: _Route(
+        Tag.RENEW, items=_batch, nonce=True, role="executor", transition=VoterCore._renew
+    ),
+    Close: _Route(Tag.CLOSE, transition=VoterCore._close),
+    Release: _Route(Tag.RELEASE, transition=VoterCore._release),
+    Expire: _Route(Tag.EXPIRE, transition=VoterCore._expire),
+    Cancel: _Route(Tag.CANCEL, items=_one_unfenced, transition=VoterCore._cancel),
+    Read: _Route(
+        Tag.READ, items=_one_unfenced, versioned=False, nonce=True, decide=VoterCore._read
+    ),
+    Scan: _Route(Tag.SCAN, handle=VoterCore._on_scan),
+    Push: _Route(Tag.PUSH, handle=VoterCore._on_push),
+    Merge: _Route(Tag.MERGE, handle=VoterCore._on_merge),
+    HandoverRequest: _Route(Tag.HANDOVER_REQUEST, handle=VoterCore._on_handover_request),
+    Handover: _Route(Tag.HANDOVER, handle=VoterCore._on_handover),
+}
 
 
 def _durable_change(old: Register, new: Register) -> bool:

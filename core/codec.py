@@ -257,6 +257,10 @@ class MessageCodec:
             self._by_tag[int(tag)] = (cls, _dataclass_converter(cls))
             self._tag_of[cls] = int(tag)
 
+    def message_types(self) -> tuple[type, ...]:
+        """The message types of this protocol, in tag order."""
+        return tuple(self._by_tag[tag][0] for tag in sorted(self._by_tag))
+
     def tag_of(self, msg: Any) -> int:
         try:
             return self._tag_of[type(msg)]
