@@ -15,14 +15,14 @@ for all) or its timeout passes. Rules (DESIGN.md §6, docs/consensus.md):
   accepts it has the process closed, so no holder's close can commit after it. A holder
   learns it when a majority refuses its renew as CLOSED: the lease ends at once;
 - when the voters disagree in a way no request can fix, the most advanced one is asked
-  to hand its register to the others (repair.py);
-- with `slots` > 0 the claimer also schedules on its own (the simulator's old claims
-  scenario): it scans a voter for candidates and claims among them by rendezvous hash.
+  to hand its register to the others (repair.py).
+
+What to claim is not decided here: NodeCore's scheduler (node/core/scheduler.py,
+core/scheduling.py) chooses, from the node's view, in the daemon and the simulator alike.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -34,7 +34,6 @@ from colonynode.consensus import requests as rq
 from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX, HeldLeases, Lease
 from colonynode.consensus.messages import (
     Cancel,
-    Candidates,
     Claim,
     ClaimItem,
     Close,
@@ -46,7 +45,6 @@ from colonynode.consensus.messages import (
     RegisterView,
     Release,
     Reply,
-    Scan,
     Submit,
     Tag,
     Verdict,
@@ -79,9 +77,6 @@ class ClaimerConfig:
     renew_before_s: float = 0.0  # renew this long before the deadline; 0: lease_s / 2
     op_timeout_s: float = 30.0  # submit, close, release, expire, read
     read_grace_s: float = 5.0  # an undecided majority read waits this long for the rest
-    slots: int = 0  # processes this node runs at once when it schedules (0: it does not)
-    poll_s: float = 0.5  # how often a scheduling claimer scans for candidates
-    candidates_k: int = 4  # rendezvous choice among the first k × free slots
     executortype: str = ""
 
     def __post_init__(self) -> None:
@@ -129,10 +124,8 @@ class ClaimerCore:
         # (tag, pid) -> (epoch, a voter that accepted) of a close, expire or cancel that
         # committed: a voter whose refusal arrives afterwards is sent the result
         self.committed: dict[tuple[Tag, bytes], tuple[int, NodeId]] = {}
-        self.next_poll_s: float | None = None
-        self.scan_sent_s: float | None = None
-        self.scan_cursor = 0
         self.next_nonce = rng.getrandbits(60) + 1  # per incarnation: random
+        self.splits_pushed = 0
         self.effects = Effects()
         self.held = HeldLeases(
             voters,
@@ -298,20 +291,14 @@ class ClaimerCore:
                 op.msg = replace(op.msg, version=version)
             op.next_s = now_s
         self.held.reset_renewals()
-        self.scan_sent_s = None
 
     # -- stepping -----------------------------------------------------------------------
 
     def handles(self, msg: Any) -> bool:
-        return isinstance(msg, Reply | Candidates)
+        return isinstance(msg, Reply)
 
     def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
-        if sender not in self.voters():
-            return
-        if isinstance(msg, Candidates):
-            self._on_candidates(now_s, sender, msg)
-            return
-        if not isinstance(msg, Reply):
+        if sender not in self.voters() or not isinstance(msg, Reply):
             return
         if msg.request is not Tag.READ and msg.version != self.version():
             return  # decided under another voter set: it does not count toward this one
@@ -349,12 +336,6 @@ class ClaimerCore:
                 self._retransmit(op)
                 op.next_s = now_s + cfg.retry_s
         self.held.tick(now_s)
-        if cfg.slots > 0:
-            if self.next_poll_s is None:
-                self.next_poll_s = now_s + self.rng.uniform(0.0, cfg.poll_s)
-            if now_s >= self.next_poll_s:
-                self.next_poll_s = now_s + cfg.poll_s
-                self._poll(now_s)
 
     def take_effects(self) -> Effects:
         effects, self.effects = self.effects, Effects()
@@ -363,8 +344,6 @@ class ClaimerCore:
 
     def next_wake_s(self) -> float | None:
         wake = self.held.next_wake_s()
-        if self.next_poll_s is not None and (wake is None or self.next_poll_s < wake):
-            wake = self.next_poll_s
         for op in self.ops.values():
             t = min(op.next_s, op.timeout_s)
             if wake is None or t < wake:
@@ -469,7 +448,8 @@ class ClaimerCore:
         fix = repair.after_failed_claim(pid, self.voters(), op.verdicts)
         if fix is not None:
             self._send(*fix)
-        self._emit(ev.ClaimFailed(pid, op.epoch, None if ok else reason, reqs))
+        left_s = max((v.lease_left_s for v in op.verdicts.values()), default=0.0)
+        self._emit(ev.ClaimFailed(pid, op.epoch, None if ok else reason, reqs, left_s))
 
     def _finish_terminal(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """A close, expire or cancel is decided; a committed one is repaired at the voters
@@ -503,9 +483,22 @@ class ClaimerCore:
             best = max(views, key=lambda v: (v.state in CLOSED_STATES, v.epoch))
         pid, nonce = op.msg.pid, op.msg.nonce
         answered = len(op.verdicts)
+        if committed is None:
+            self._push_split(pid, op.verdicts)
         self._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered, tuple(op.reqs)))
 
     # -- repair (repair.py) -------------------------------------------------------------
+
+    def _push_split(self, pid: bytes, verdicts: dict[NodeId, Verdict]) -> None:
+        """A read found every voter holding the process closed, with results no
+        majority shares: have each voter send its register to every other, so they
+        can settle (split.py)."""
+        voters = self.voters()
+        if not repair.is_split(voters, verdicts):
+            return
+        self.splits_pushed += 1
+        for voter in voters:
+            self._send(voter, Push(pid, tuple(v for v in voters if v != voter)))
 
     def _repair_committed(self, op: _Op) -> None:
         """A close, expire or cancel committed: the voters that refused it and are still
@@ -536,41 +529,6 @@ class ClaimerCore:
         if lease is not None and lease.epoch == verdict.epoch:
             return  # a late duplicate of a grant that is part of the lease held
         self._send(voter, Release(verdict.pid, verdict.epoch, self.version()))
-
-    # -- scheduling on its own (slots > 0) ----------------------------------------------
-
-    def _free_slots(self) -> int:
-        claiming = sum(1 for tag, _ in self.ops if tag is Tag.CLAIM)
-        return self.config.slots - len(self.held) - claiming
-
-    def _poll(self, now_s: float) -> None:
-        free = self._free_slots()
-        voters = self.voters()
-        if free <= 0 or not voters:
-            return
-        if self.scan_sent_s is not None and now_s - self.scan_sent_s < 4 * self.config.poll_s:
-            return  # one scan at a time (a lost one is forgotten after a few polls)
-        voter = voters[self.scan_cursor % len(voters)]
-        self.scan_cursor += 1
-        self.scan_sent_s = now_s
-        limit = max(1, free * self.config.candidates_k)
-        self._send(voter, Scan(limit, self.config.executortype))
-
-    def _on_candidates(self, now_s: float, sender: NodeId, msg: Candidates) -> None:
-        self.scan_sent_s = None
-        claimable: list[bytes] = []
-        for c in msg.items:
-            self._learn_epoch(c.pid, c.epoch)
-            if c.expirable:
-                self._expire(now_s, rq.ExpireProcess(c.pid, c.epoch), ())
-            elif c.pid not in self.held and (Tag.CLAIM, c.pid) not in self.ops:
-                claimable.append(c.pid)
-        free = self._free_slots()
-        if free <= 0 or not claimable:
-            return
-        me = bytes(self.node_id)
-        claimable.sort(key=lambda pid: hashlib.blake2b(pid + me, digest_size=8).digest())
-        self._claim(now_s, rq.ClaimLeases(tuple(claimable[:free])), ())
 
 
 _TERMINAL = (Tag.CLOSE, Tag.CANCEL, Tag.EXPIRE)  # requests that close a process

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from colonynode.consensus.messages import Outcome, Reason, RegisterView, State
+from colonynode.consensus.messages import Outcome, ProcessTerms, Reason, RegisterView, State
 
 __all__ = [
     "Cancelled",
@@ -22,6 +22,7 @@ __all__ = [
     "Granted",
     "LeaseEnded",
     "ReadResult",
+    "Registered",
     "Released",
     "Renewed",
     "Submitted",
@@ -61,6 +62,7 @@ class ClaimFailed:
     epoch: int
     reason: Reason | None
     reqs: Reqs = field(default=(), compare=False)
+    retry_after_s: float = field(default=0.0, compare=False)  # LEASE_HELD: the lease left
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,14 @@ class VotersChanged:
     version: int
     changed: bool
     reqs: Reqs = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A voter took a new process's register (durable with this step's writes); the
+    application may keep `terms.record`, the submission's signed gossip record."""
+
+    terms: ProcessTerms
 
 
 @dataclass(frozen=True, slots=True)

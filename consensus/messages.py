@@ -22,8 +22,6 @@ from colonynode.core.process import State
 __all__ = [
     "CODEC",
     "Cancel",
-    "Candidate",
-    "Candidates",
     "Claim",
     "ClaimItem",
     "Close",
@@ -41,7 +39,6 @@ __all__ = [
     "Release",
     "Renew",
     "Reply",
-    "Scan",
     "State",
     "Submit",
     "Tag",
@@ -59,9 +56,9 @@ class Tag(IntEnum):
     RELEASE = 5
     EXPIRE = 6
     READ = 7
-    SCAN = 8
+    SCAN = 8  # retired (voters used to offer candidates to scheduling claimers)
     REPLY = 9
-    CANDIDATES = 10
+    CANDIDATES = 10  # retired
     PUSH = 11
     MERGE = 12
     HANDOVER_REQUEST = 13
@@ -119,6 +116,9 @@ class ProcessTerms:
     maxexectime_s: float = 0.0
     maxwaittime_s: float = 0.0
     maxretries: int = 0
+    # The submission's signed gossip record (opaque here): every voter that takes the
+    # register holds it too, so an acknowledged process's spec survives its submitter.
+    record: bytes = b""
 
 
 # -- requests (claimer -> voter) -----------------------------------------------------
@@ -196,15 +196,6 @@ class Read:
     nonce: int
 
 
-@dataclass(frozen=True, slots=True)
-class Scan:
-    """Ask a voter for claimable processes (WAITING, or RUNNING with an expired lease),
-    and for processes any node may Expire."""
-
-    limit: int
-    executortype: str = ""
-
-
 # -- replies (voter -> claimer) ------------------------------------------------------
 
 
@@ -227,6 +218,9 @@ class Verdict:
     epoch: int  # the epoch the request named
     reason: Reason
     view: RegisterView | None  # None: the voter has no register for pid
+    # LEASE_HELD: how long the lease this voter granted has left (its own clock), so a
+    # claimer does not ask again before it may have lapsed
+    lease_left_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -242,20 +236,6 @@ class Reply:
     verdicts: tuple[Verdict, ...]
     nonce: int = 0
     version: int = 0  # the voter-set version the voter decided under
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    pid: bytes
-    epoch: int
-    priority: int
-    seq: int
-    expirable: bool  # an Expire of it would be accepted at this voter now
-
-
-@dataclass(frozen=True, slots=True)
-class Candidates:
-    items: tuple[Candidate, ...]
 
 
 # -- repair (claimer -> voter -> voters) ---------------------------------------------
@@ -325,9 +305,7 @@ CODEC = MessageCodec(
         Tag.RELEASE: Release,
         Tag.EXPIRE: Expire,
         Tag.READ: Read,
-        Tag.SCAN: Scan,
         Tag.REPLY: Reply,
-        Tag.CANDIDATES: Candidates,
         Tag.PUSH: Push,
         Tag.MERGE: Merge,
         Tag.HANDOVER_REQUEST: HandoverRequest,

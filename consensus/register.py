@@ -397,6 +397,7 @@ def to_record(reg: Register) -> dict[str, Any]:
             t.maxexectime_s,
             t.maxwaittime_s,
             t.maxretries,
+            t.record,
         ],
         "state": int(reg.state),
         "epoch": reg.epoch,
@@ -410,7 +411,7 @@ def to_record(reg: Register) -> dict[str, Any]:
 
 
 def from_record(record: dict[str, Any]) -> Register:
-    pid, submitter, etype, priority, seq, exec_s, wait_s, maxretries = record["terms"]
+    pid, submitter, etype, priority, seq, exec_s, wait_s, maxretries, *rest = record["terms"]
     holder = record["holder"]
     return Register(
         terms=ProcessTerms(
@@ -422,6 +423,7 @@ def from_record(record: dict[str, Any]) -> Register:
             float(exec_s),
             float(wait_s),
             int(maxretries),
+            bytes(rest[0]) if rest else b"",  # written before the record was kept: none
         ),
         state=State(record["state"]),
         epoch=int(record["epoch"]),

@@ -12,10 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from colonynode.consensus.messages import Push, Reason, Verdict
-from colonynode.consensus.register import CLOSED_STATES
+from colonynode.consensus.register import CLOSED_STATES, commit_key
 from colonynode.core.ids import NodeId
 
-__all__ = ["adopt_missing", "after_commit", "after_failed_claim", "is_closed", "known"]
+__all__ = [
+    "adopt_missing",
+    "after_commit",
+    "after_failed_claim",
+    "is_closed",
+    "is_split",
+    "known",
+]
 
 
 def is_closed(verdict: Verdict | None) -> bool:
@@ -75,3 +82,13 @@ def after_commit(
         v for v, verdict in verdicts.items() if not verdict.ok and not is_closed(verdict)
     )
     return source, (Push(pid, behind) if behind else None)
+
+
+def is_split(voters: Sequence[NodeId], verdicts: Mapping[NodeId, Verdict]) -> bool:
+    """Every voter answered with the process closed, and no result has a majority."""
+    if any(not is_closed(verdicts.get(v)) for v in voters):
+        return False
+    views = [verdicts[v].view for v in voters]
+    keys = [commit_key(view) for view in views if view is not None]
+    need = len(voters) // 2 + 1
+    return not any(keys.count(k) >= need for k in keys)

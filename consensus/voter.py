@@ -24,12 +24,12 @@ terminal, epochs never decrease; a lease runs the full Timing rule from now).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from colonynode.consensus import register as rg
-from colonynode.consensus.events import VoterCommitted
+from colonynode.consensus.events import Registered, VoterCommitted
 from colonynode.consensus.handover import (
     HANDOVER_CHUNK_MAX,
     HandoverProgress,
@@ -38,8 +38,6 @@ from colonynode.consensus.handover import (
 )
 from colonynode.consensus.messages import (
     Cancel,
-    Candidate,
-    Candidates,
     Claim,
     Close,
     Expire,
@@ -52,13 +50,13 @@ from colonynode.consensus.messages import (
     Release,
     Renew,
     Reply,
-    Scan,
     State,
     Submit,
     Tag,
     Verdict,
 )
 from colonynode.consensus.register import Register, Timing
+from colonynode.consensus.split import SplitResults
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
 from colonynode.storage.api import Store
@@ -69,7 +67,6 @@ REGISTERS_TABLE = "lease_registers"
 META_TABLE = "lease_meta"
 META_KEY = b"voters"  # the voter set known, the version served, the version sealed
 REGISTERS_MAX = 100_000  # registers a voter holds; a Submit beyond is refused (FULL)
-SCAN_MAX = 64  # candidates per Scan reply
 CLAIM_ITEMS_MAX = 64  # processes per Claim or Renew request; the rest are ignored
 PUSH_TO_MAX = 4  # voters one Push may name (a voter set has at most 5)
 
@@ -121,11 +118,14 @@ class VoterCore:
         self.registers: dict[bytes, Register] = {}
         for key, record in store.scan(REGISTERS_TABLE, limit=registers_max):
             self.registers[bytes(key)] = rg.from_record(record)
+        self.now_s = 0.0  # the time of the request being answered
         self._stamped = False  # the restart rule (and a handover) start at the first step
         self.effects = Effects()
         self.requests = 0
         self.refused = 0
         self.merged = 0
+        self.settled = 0  # splits settled here
+        self.splits = SplitResults()
 
     # -- the voter's step ---------------------------------------------------------------
 
@@ -249,6 +249,7 @@ class VoterCore:
 
     def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
         self._stamp(now_s)
+        self.now_s = now_s
         self.requests += 1
         route = _ROUTES.get(type(msg))
         if route is None:
@@ -360,7 +361,10 @@ class VoterCore:
     def _verdict(self, pid: bytes, epoch: int, reason: Reason, reg: Register | None) -> Verdict:
         if reason is not Reason.OK:
             self.refused += 1
-        return Verdict(pid, epoch, reason, None if reg is None else rg.view(reg))
+        left_s = 0.0
+        if reason is Reason.LEASE_HELD and reg is not None:
+            left_s = max(0.0, reg.expiry_s - self.now_s)
+        return Verdict(pid, epoch, reason, None if reg is None else rg.view(reg), left_s)
 
     def _apply(
         self,
@@ -392,13 +396,11 @@ class VoterCore:
         new, reason = rg.submit(reg, terms, now_s)
         if reason is Reason.OK and reg is None:
             self._put(new, now_s, _Change.STEP)
+            self.effects.events.append(Registered(terms))
         return self._verdict(pid, 0, reason, new)
 
     def _read(self, now_s: float, sender: NodeId, msg: Read, pid: bytes, _: int) -> Verdict:
         return self._verdict(pid, 0, Reason.OK, self.registers.get(pid))
-
-    def _on_scan(self, now_s: float, sender: NodeId, msg: Scan) -> None:
-        self._reply(sender, self._scan(now_s, msg))
 
     def _on_push(self, now_s: float, sender: NodeId, msg: Push) -> None:
         reg = self.registers.get(msg.pid)
@@ -417,29 +419,24 @@ class VoterCore:
         reg = self.registers.get(incoming.pid)
         if reg is None and len(self.registers) >= self.registers_max:
             return
+        if reg is not None and reg.closed and incoming.closed:
+            self._note_split(now_s, sender, reg, incoming)
+            return
         new, reason = rg.merge(reg, incoming, now_s, self.timing)
         if reason is Reason.OK:
             self.merged += 1
             self._put(new, now_s, _Change.MERGE)
 
-    def _scan(self, now_s: float, msg: Scan) -> Candidates:
-        """Claimable and expirable processes, highest priority first."""
-        found: list[Register] = []
-        for reg in self.registers.values():
-            if reg.closed:
-                continue
-            if reg.terms.executortype and reg.terms.executortype != msg.executortype:
-                continue
-            if reg.state is State.WAITING or rg.lease_expired(reg, now_s):
-                found.append(reg)
-        found.sort(key=lambda r: (-r.terms.priority, r.terms.seq, r.pid))
-        limit = max(0, min(msg.limit, SCAN_MAX))
-        return Candidates(
-            tuple(
-                Candidate(r.pid, r.epoch, r.terms.priority, r.terms.seq, rg.expirable(r, now_s))
-                for r in found[:limit]
-            )
-        )
+    def _note_split(self, now_s: float, sender: NodeId, mine: Register, theirs: Register) -> None:
+        """Another voter's closed result for a process this voter holds closed: once
+        every voter's is known and they are split, settle (split.py)."""
+        if not self.serves or self.handover is not None:
+            return
+        chosen = self.splits.note(sender, theirs, self.node_id, mine, self.vset.voters)
+        if chosen is None or rg.commit_key(rg.view(chosen)) == rg.commit_key(rg.view(mine)):
+            return
+        self.settled += 1
+        self._put(replace(chosen, expiry_s=0.0, started_s=0.0), now_s, _Change.SPLIT)
 
     # -- durable changes, and the invariants they keep (TIGER_STYLE) --------------------
 
@@ -452,7 +449,8 @@ class VoterCore:
         if change is not _Change.STEP and reg.state is State.RUNNING:
             self._assert_full_lease(reg, now_s, reg.lease_s, change.value)
         self.registers[reg.pid] = reg
-        if self.handover is None and reg.closed and (old is None or not old.closed):
+        newly = old is None or not old.closed or change is _Change.SPLIT
+        if self.handover is None and reg.closed and newly:
             self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
         if self.planted_bug != "skip_persist":
             self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
@@ -464,7 +462,7 @@ class VoterCore:
         previous set holds replaces this voter's, and it is closed too."""
         if not old.closed:
             return
-        if change is _Change.SETTLE:
+        if change in (_Change.SETTLE, _Change.SPLIT):
             assert new.closed, (
                 f"closed is terminal: {change.value} reopened {old.pid.hex()} ({old.state.name}"
                 f" -> {new.state.name})"
@@ -514,6 +512,7 @@ class _Change(Enum):
     STEP = "a request's transition"
     MERGE = "a merge of another voter's register"  # repair (Merge) and handover pages
     SETTLE = "a handover's settling of a contested result"
+    SPLIT = "the settling of a split (split.py)"
 
 
 # (voter, now_s, sender, msg) -> None: a message handled whole (scan, repair, handover)
@@ -575,7 +574,6 @@ _ROUTES: dict[type, _Route] = {
     Read: _Route(
         Tag.READ, items=_one_unfenced, versioned=False, nonce=True, decide=VoterCore._read
     ),
-    Scan: _Route(Tag.SCAN, handle=VoterCore._on_scan),
     Push: _Route(Tag.PUSH, handle=VoterCore._on_push),
     Merge: _Route(Tag.MERGE, handle=VoterCore._on_merge),
     HandoverRequest: _Route(Tag.HANDOVER_REQUEST, handle=VoterCore._on_handover_request),

@@ -8,6 +8,7 @@ by the owner or not newer than what it holds.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -177,13 +178,31 @@ def sign_roster(owner: Identity, roster: Roster) -> Envelope:
     return seal(owner, ROSTER_DOMAIN, roster)
 
 
+_OPENED: OrderedDict[tuple[bytes, str, bytes, bytes], Roster] = OrderedDict()
+OPENED_MAX = 64  # verified rosters remembered by their exact signed bytes
+
+
+def open_roster(envelope: Envelope) -> Roster:
+    """Verify and decode a roster envelope. A roster is opened again on every Hello a
+    node gets, and a colony's roster may name thousands of members: what was verified
+    once is remembered by its exact signed bytes (a pure function of them)."""
+    key = (bytes(envelope.author), envelope.domain, envelope.payload, envelope.signature)
+    roster = _OPENED.get(key)
+    if roster is None:
+        roster = envelope.open(ROSTER_DOMAIN, Roster)
+        _OPENED[key] = roster
+        if len(_OPENED) > OPENED_MAX:
+            _OPENED.popitem(last=False)
+    return roster
+
+
 def accept_roster(held: Roster | None, envelope: Envelope) -> Roster | None:
     """The roster in `envelope` if it should replace `held`, else None.
 
     Refused (SignatureError, DecodeError, ValidationError): not signed by the owner it
     names, or for another colony/owner than `held`. Ignored (None): not newer.
     """
-    roster = envelope.open(ROSTER_DOMAIN, Roster)
+    roster = open_roster(envelope)
     if envelope.author != roster.owner:
         raise ValidationError("roster not signed by its colony's owner")
     if held is not None:

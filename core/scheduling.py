@@ -12,7 +12,17 @@ choose what to claim:
   that see the same burst claim different processes instead of dueling for its head;
   outside a tie the order is strict;
 - batching: the executors of one node that wait at the same time get one process each
-  out of one claim round (`plan_claims`), claimed in one request to the voters.
+  out of one claim round (`plan_claims`), claimed in one request to the voters;
+- staggering: in a colony with many executor nodes, every node hears of a new process
+  at about the same time. Each node leaves it to others first for `claim_delay_s`, a
+  number of 20 ms steps drawn from a rendezvous hash of (pid, node), so about
+  `STAGGER_FANOUT` nodes try in each step instead of all of them at once; the first
+  that wins announces it RUNNING and the others never try. A node whose executors are
+  busy does not claim, so the first idle node in this order does, after about as many
+  steps as there are busy nodes before it over `STAGGER_FANOUT`. No node waits more
+  than `STAGGER_STEPS_MAX` steps, and colonies of at most `STAGGER_FANOUT` executor
+  nodes do not wait at all. A process not yet ready for this node holds back every process
+  behind it by more than the near-tie window, so staggering never breaks the order.
 """
 
 from __future__ import annotations
@@ -25,9 +35,13 @@ from dataclasses import dataclass
 from colonynode.core.process import FunctionSpec, priority_time_ns
 
 __all__ = [
+    "STAGGER_FANOUT",
+    "STAGGER_STEPS_MAX",
+    "STAGGER_STEP_S",
     "ExecutorAdvert",
     "Waiting",
     "choose_claims",
+    "claim_delay_s",
     "matches",
     "plan_claims",
     "rendezvous_score",
@@ -35,6 +49,9 @@ __all__ = [
 
 WINDOW_MAX = 256  # candidates considered per claim round
 TIE_WINDOW_NS = 10**9  # priority times this close count as a tie (shared by rendezvous)
+STAGGER_STEP_S = 0.02  # one step of the claim stagger (about a claim and a gossip hop)
+STAGGER_FANOUT = 2  # executor nodes expected to try a new process in each step
+STAGGER_STEPS_MAX = 100  # the longest a node leaves a new process to others: 2 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,7 @@ class Waiting:
     pid: bytes
     spec: FunctionSpec
     submission_ns: int
+    ready_s: float = 0.0  # this node may claim it from then on (`claim_delay_s`)
 
     @property
     def priority_time_ns(self) -> int:
@@ -73,7 +91,9 @@ def matches(spec: FunctionSpec, advert: ExecutorAdvert) -> bool:
         return False
     if advert.functions and spec.funcname not in advert.functions:
         return False
-    return spec.cpu_millis <= advert.cpu_millis and spec.mem_bytes <= advert.mem_bytes
+    if c.cpu and spec.cpu_millis > advert.cpu_millis:  # parsed only when asked for
+        return False
+    return not c.mem or spec.mem_bytes <= advert.mem_bytes
 
 
 def rendezvous_score(pid: bytes, executor: str) -> int:
@@ -82,8 +102,36 @@ def rendezvous_score(pid: bytes, executor: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+def claim_delay_s(
+    pid: bytes,
+    node: bytes,
+    claimers: int,
+    *,
+    step_s: float = STAGGER_STEP_S,
+    steps_max: int | None = STAGGER_STEPS_MAX,
+) -> float:
+    """How long a node that hears of process `pid` leaves it to other nodes first, in a
+    colony of `claimers` executor nodes (0 in small colonies). A process whose holder
+    went quiet is re-claimed in longer steps with no cap (`steps_max` None): about
+    `STAGGER_FANOUT` nodes ask per step, however many executor nodes there are, so a
+    process whose holder is merely busy is not asked about by every idle node."""
+    if claimers <= STAGGER_FANOUT:
+        return 0.0
+    digest = hashlib.blake2b(pid + b"\1" + node, digest_size=8).digest()
+    share = int.from_bytes(digest, "big") / 2.0**64  # uniform in [0, 1)
+    steps = int(share * claimers / STAGGER_FANOUT)
+    if steps_max is not None:
+        steps = min(steps, steps_max)
+    return steps * step_s
+
+
 def choose_claims(
-    waiting: Iterable[Waiting], advert: ExecutorAdvert, want: int, *, spread: int = 4
+    waiting: Iterable[Waiting],
+    advert: ExecutorAdvert,
+    want: int,
+    *,
+    spread: int = 4,
+    now_s: float | None = None,
 ) -> list[bytes]:
     """Up to `want` pids to claim, in priority order.
 
@@ -91,15 +139,21 @@ def choose_claims(
     `TIE_WINDOW_NS` of the head's (a burst submitted in the same second at the same
     priority) are shared out by rendezvous hash, up to `want * spread` of them, so
     executors that see the same queue claim different processes instead of dueling.
+    With `now_s`, a process not ready yet (`ready_s`, the stagger) is not taken, and
+    neither is anything behind it by more than the near-tie window.
     """
     if want <= 0:
         return []
     window = min(WINDOW_MAX, want * max(1, spread))
-    ordered = heapq.nsmallest(
-        window,
-        (w for w in waiting if matches(w.spec, advert)),
-        key=lambda w: (w.priority_time_ns, w.pid),
-    )
+    matching: Iterable[Waiting] = (w for w in waiting if matches(w.spec, advert))
+    if now_s is not None:
+        listed = list(matching)
+        blocked = min((w.priority_time_ns for w in listed if w.ready_s > now_s), default=None)
+        if blocked is not None:
+            bound = blocked + TIE_WINDOW_NS
+            listed = [w for w in listed if w.ready_s <= now_s and w.priority_time_ns <= bound]
+        matching = listed
+    ordered = heapq.nsmallest(window, matching, key=lambda w: (w.priority_time_ns, w.pid))
     if not ordered:
         return []
     limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
@@ -111,7 +165,9 @@ def choose_claims(
     return [w.pid for w in sorted(chosen, key=lambda w: (w.priority_time_ns, w.pid))]
 
 
-def plan_claims(waiting: Iterable[Waiting], adverts: list[ExecutorAdvert]) -> list[bytes | None]:
+def plan_claims(
+    waiting: Iterable[Waiting], adverts: list[ExecutorAdvert], now_s: float | None = None
+) -> list[bytes | None]:
     """One claim round for executors waiting on one node: a distinct pid for each advert
     (or None), in the order given, which is the order they began to wait (the longest
     waiting chooses first). Each choice is `choose_claims(..., 1)` over what is left."""
@@ -120,7 +176,7 @@ def plan_claims(waiting: Iterable[Waiting], adverts: list[ExecutorAdvert]) -> li
     plan: list[bytes | None] = []
     for advert in adverts:
         left = (w for w in pool if w.pid not in taken)
-        got = choose_claims(left, advert, 1)
+        got = choose_claims(left, advert, 1, now_s=now_s)
         plan.append(got[0] if got else None)
         taken.update(got)
     return plan

@@ -52,6 +52,7 @@ from colonynode.gossip.messages import (
 )
 from colonynode.gossip.records import (
     RECORD_DOMAIN,
+    RecordBody,
     RecordId,
     SeqRange,
     open_body,
@@ -60,9 +61,10 @@ from colonynode.gossip.records import (
 )
 from colonynode.storage.api import Store
 
-__all__ = ["COUNTERS", "GossipCore", "Verify", "verify_record"]
+__all__ = ["COUNTERS", "GossipCore", "OpenBody", "Verify", "verify_record"]
 
 Verify = Callable[[Envelope], bool]
+OpenBody = Callable[[Envelope], RecordBody]  # decode a record's payload (DecodeError if bad)
 
 # Counters of stats(); every drop has one.
 COUNTERS = (
@@ -117,6 +119,7 @@ class GossipCore:
         *,
         is_member: Callable[[NodeId], bool],
         verify: Verify | None = None,
+        open_record: OpenBody | None = None,
     ) -> None:
         self.identity = identity
         self.node_id = identity.node_id
@@ -124,6 +127,7 @@ class GossipCore:
         self.config = config = config or GossipConfig.lan()
         self.is_member = is_member
         self.verify = verify or verify_record
+        self.open_record = open_record or open_body
         self.ledger = Ledger(store, config)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.peers: list[NodeId] = []
@@ -244,7 +248,7 @@ class GossipCore:
         if not self.is_member(author):
             return self._invalid(now_s, sender, "non_member_author")
         try:
-            body = open_body(env)
+            body = self.open_record(env)
         except DecodeError:
             return self._invalid(now_s, sender, "malformed")
         ledger = self.ledger

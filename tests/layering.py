@@ -22,12 +22,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cli": frozenset({"core", "storage", "node", "sdk", "simulations"}),
     "simulations": frozenset({"core", "storage", "gossip", "dht", "consensus", "node"}),
 }
-# simulations/ may reach into node/ only for the sans-IO NodeCore modules.
-SIMULATION_NODE_MODULES = frozenset({"colonynode.node.nodecore"})
+# simulations/ may reach into node/ only for the sans-IO NodeCore package.
+SIMULATION_NODE_PACKAGE = "colonynode.node.core"
 
-# Sans-IO packages: no I/O libraries, no wall clock, no unseeded randomness.
+# Sans-IO packages: no I/O libraries, no wall clock, no unseeded randomness. NodeCore's
+# package (node/core/) obeys the same rule: the simulator runs it.
 SANS_IO = ("core", "gossip", "dht", "consensus")
-SANS_IO_FILES = ("node/nodecore.py",)
+SANS_IO_DIRS = ("node/core/",)
 IO_MODULES = frozenset(
     {"trio", "libp2p", "lmdb", "socket", "asyncio", "hypercorn", "httpx", "multiaddr"}
 )
@@ -99,7 +100,7 @@ def check_tree(root: Path) -> list[Violation]:
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(root).as_posix()
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
-            sans_io = package in SANS_IO or rel in SANS_IO_FILES
+            sans_io = package in SANS_IO or rel.startswith(SANS_IO_DIRS)
             light = rel in LIGHT_FILES
             for line, name in _imports(tree, package):
                 top = name.split(".")[0]
@@ -117,7 +118,7 @@ def check_tree(root: Path) -> list[Violation]:
                     package == "simulations"
                     and target == "node"
                     and len(parts) > 2
-                    and ".".join(parts[:3]) not in SIMULATION_NODE_MODULES
+                    and ".".join(parts[:3]) != SIMULATION_NODE_PACKAGE
                 ):
                     found.append(
                         Violation(rel, line, f"simulations/ may import only NodeCore, not {name}")

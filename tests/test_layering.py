@@ -57,6 +57,46 @@ def test_planted_violation_is_caught(
     )
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("import trio\n", "sans-IO code imports trio"),
+        ("from libp2p.host import basic_host\n", "sans-IO code imports libp2p"),
+        ("import lmdb\n", "sans-IO code imports lmdb"),
+        ("import socket\n", "sans-IO code imports socket"),
+        ("import time\nnow = time.time_ns()\n", "wall clock: time.time_ns"),
+        ("import random\nx = random.random()\n", "random.random"),
+    ],
+)
+def test_a_planted_violation_in_nodecore_is_caught(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    """NodeCore (node/core/) is sans-IO: the simulator runs it (DESIGN.md §1, §10)."""
+    root = _copy_packages(tmp_path)
+    path = root / "node" / "core" / "nodecore.py"
+    path.write_text(line + path.read_text(encoding="utf-8"), encoding="utf-8")
+    violations = check_tree(root)
+    assert any(v.path == "node/core/nodecore.py" and expected in v.rule for v in violations), (
+        violations
+    )
+
+
+def test_the_simulator_may_import_nodecore_but_no_other_part_of_node(tmp_path: Path) -> None:
+    root = _copy_packages(tmp_path)
+    (root / "simulations" / "planted.py").write_text(
+        "from colonynode.node.core import NodeCore\nfrom colonynode.node.core.nodecore import x\n",
+        encoding="utf-8",
+    )
+    assert check_tree(root) == []
+    (root / "simulations" / "planted.py").write_text(
+        "from colonynode.node.datadir import DataDir\n", encoding="utf-8"
+    )
+    assert [v.rule for v in check_tree(root)] == [
+        "simulations/ may import only NodeCore, not colonynode.node.datadir",
+        "simulations/ may import only NodeCore, not colonynode.node.datadir.DataDir",
+    ]
+
+
 def test_seeded_random_is_allowed_in_cores(tmp_path: Path) -> None:
     root = _copy_packages(tmp_path)
     (root / "dht" / "planted.py").write_text(

@@ -23,7 +23,6 @@ from colonynode.consensus.messages import Claim, Close, Push, Renew, Reply, Tag
 from colonynode.consensus.requests import (
     ClaimLeases,
     CloseProcess,
-    DropLease,
     ExpireProcess,
     ReadRegister,
     ReleaseAll,
@@ -295,20 +294,6 @@ def test_release_frees_the_process_at_once_for_another_claimer() -> None:
     colony.call(C2, lambda c, t: c.request(t, ClaimLeases((PID,))))
     colony.deliver()
     assert granted(colony, C2).epoch == 2
-
-
-def test_scheduling_claimer_expires_a_process_whose_retries_are_spent() -> None:
-    colony = Colony(voters=3, claimers=1, config=ClaimerConfig(lease_s=1.0, slots=2))
-    submitted(colony, node=C1, maxretries=0)
-    for _ in range(20):  # claimed, then the executor dies silently
-        colony.advance(0.1)
-        colony.deliver()
-        if colony.events(C1, Granted) and colony.core(C1).claimer.leases:
-            colony.call(C1, lambda c, t: c.request(t, DropLease(PID)))
-    for _ in range(40):
-        colony.advance(0.1)
-        colony.deliver()
-    assert [voter_state(colony, v) for v in range(3)] == [(State.FAILED, 1)] * 3
 
 
 def test_a_colony_of_one_voter_claims_and_closes_through_itself() -> None:

@@ -18,7 +18,6 @@ from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.messages import (
     CODEC,
     Cancel,
-    Candidates,
     Claim,
     ClaimItem,
     Close,
@@ -35,7 +34,6 @@ from colonynode.consensus.messages import (
     Release,
     Renew,
     Reply,
-    Scan,
     State,
     Submit,
     Tag,
@@ -68,15 +66,13 @@ SAMPLES: dict[type, Any] = {
     Expire: Expire(PID, 1, 1),
     Cancel: Cancel(PID, State.CANCELLED, ("why",), 1),
     Read: Read(PID, 9),
-    Scan: Scan(4),
     Push: Push(PID, (EXE,)),
     Merge: Merge(RegisterCopy(TERMS, State.SUCCESS, 1, EXE, LEASE_S, 0, "o", ())),
     HandoverRequest: HandoverRequest(2, b""),
     Handover: Handover(2, b"", (), True),
     Reply: Reply(Tag.READ, ()),
-    Candidates: Candidates(()),
 }
-REPLIES = (Reply, Candidates)  # voter -> claimer: the claimer's to handle
+REPLIES = (Reply,)  # voter -> claimer: the claimer's to handle
 
 
 def voter(planted_bug: str = "") -> VoterCore:

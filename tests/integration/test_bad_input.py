@@ -23,10 +23,10 @@ from colonynode.core.codec import to_wire
 from colonynode.core.identity import Identity
 from colonynode.core.invite import issue_invite
 from colonynode.core.roster import genesis_roster, sign_roster
+from colonynode.node.core.messages import JOIN_CODEC, ROSTER_CODEC, Hello, JoinRequest
+from colonynode.node.daemon.host import build_host, keypair_of
+from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 from colonynode.node.datadir import DataDir
-from colonynode.node.host import build_host, keypair_of
-from colonynode.node.messages import JOIN_CODEC, ROSTER_CODEC, Hello, JoinRequest
-from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
 from tests.integration.harness import Colony, Daemon, cli, wait_until
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED
 from tests.integration.harness import (
     Daemon,
     Executors,
@@ -75,9 +76,17 @@ def test_success_failure_and_maxexectime(setup: tuple[list[Daemon], Executors]) 
     assert late.returncode == 1
     over = json.loads(late.stdout)
     assert over["state"] == "FAILED" and over["output"] == []
-    # The consistent view agrees: closed FAILED by the voters, the retry was spent.
+    # The consistent view agrees: closed FAILED by the voters, the retry was spent; and
+    # every node's own view shows what the voters committed (it used to show retries 0
+    # and its own words while the voters said retries 1 and why).
     majority = cli_json("get", over["processid"], "--consistent", "--data-dir", str(c.dir))
     assert majority["state"] == "FAILED" and majority["consistent"]["committed"]
+    assert majority["retries"] == 1 and majority["errors"] == [REASON_EXPIRED]
+    for node in (a, b, c):
+        wait_until(f"{node.name} to show the voters' result", lambda n=node: cli_json(
+            "get", over["processid"], "--data-dir", str(n.dir))["retries"] == 1)  # fmt: skip
+        view = cli_json("get", over["processid"], "--data-dir", str(node.dir))
+        assert view["state"] == "FAILED" and view["errors"] == majority["errors"]
 
 
 def test_executor_node_killed_mid_process_completes_elsewhere_once(
@@ -135,7 +144,8 @@ def test_priority_executornames_and_maxwaittime(
     done = json.loads(cli("wait", only_c, "--json", "--timeout", "60",
                           "--data-dir", str(a.dir)).stdout)  # fmt: skip
     assert done["state"] == "SUCCESS" and done["executor"] == "c-py" and done["output"] == [6]
-    # No gpu executor: past its maxwaittime the process closes FAILED.
+    # No gpu executor: past its maxwaittime the process closes FAILED, and every node's
+    # view shows what the voters committed (their reason, not the expiring node's).
     late = cli("wait", nobody, "--json", "--timeout", "60", "--data-dir", str(a.dir), check=False)
     failed = json.loads(late.stdout)
-    assert failed["state"] == "FAILED" and failed["errors"] == ["waited past maxwaittime"]
+    assert failed["state"] == "FAILED" and failed["errors"] == [REASON_WAITED]

@@ -16,9 +16,9 @@ from colonynode.core.effects import Effects
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
 from colonynode.core.transport import Receiver
-from colonynode.node.driver import CoreDriver
-from colonynode.node.host import build_host
-from colonynode.node.p2p import Channel, P2PTransport
+from colonynode.node.daemon.driver import CoreDriver
+from colonynode.node.daemon.host import build_host
+from colonynode.node.daemon.p2p import Channel, P2PTransport
 from colonynode.simulations.ping import Echo, EchoReceived, Ping, PingCore
 from colonynode.storage._trio import StoreWriter
 from colonynode.storage.memory import MemoryStore

@@ -12,8 +12,8 @@ import trio
 from colonynode.core.codec import MessageCodec
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
-from colonynode.node.host import build_host
-from colonynode.node.p2p import Channel, P2PTransport
+from colonynode.node.daemon.host import build_host
+from colonynode.node.daemon.p2p import Channel, P2PTransport
 
 
 @dataclass(frozen=True, slots=True)

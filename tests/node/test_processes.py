@@ -7,7 +7,7 @@ from typing import Any
 
 from colonynode.core.ids import NodeId
 from colonynode.core.process import State
-from colonynode.node.processes import (
+from colonynode.node.core.processes import (
     ATTRIBUTE_KIND,
     CLOSED_KIND,
     LOG_KIND,
@@ -33,7 +33,7 @@ def close(book: ProcessBook, pid: bytes, state: str, output: list[Any]) -> None:
 
 
 def waiting(book: ProcessBook) -> list[bytes]:
-    return [pid for pid, _, _ in book.waiting(0.0)]
+    return [pid for pid, *_ in book.waiting(0.0)]
 
 
 A, B, C = b"\xaa" * 16, b"\xbb" * 16, b"\xcc" * 16

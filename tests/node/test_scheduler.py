@@ -1,58 +1,98 @@
-"""The node's claim rounds (node/scheduler.py): executors that wait on one node at the
-same time are served by one batched claim, each gets a distinct process, and a grant
-whose executor went away is given back. The lease quorum is scripted here; it runs for
-real in tests/integration."""
+"""The node's claim rounds (node/core/scheduler.py): executors that wait on one node at
+the same time are served by one batched claim, each gets a distinct process, and a grant
+whose executor went away is given back. The lease quorum is scripted here (a unit test
+of the scheduler's decisions); it runs for real in tests/node/test_nodecore.py and in
+tests/integration."""
 
 from __future__ import annotations
 
+import heapq
+import random
+from collections.abc import Callable
 from typing import Any
 
-import trio
-import trio.testing
-
-from colonynode.consensus.events import ClaimFailed, Granted
+from colonynode.consensus import requests as lrq
+from colonynode.consensus.events import ClaimFailed, Granted, Released
 from colonynode.consensus.messages import Reason
+from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
-from colonynode.node.processes import PROCESS_KIND, ProcessBook
-from colonynode.node.scheduler import Scheduler
+from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
+from colonynode.node.core.requests import Assign, RegisterExecutor
+from colonynode.node.core.scheduler import Scheduler
 
 ME = NodeId(b"\x01" * 32)
 
 
-class ScriptedLeases:
-    """Grants every claim (or refuses the pids in `refuse`) after `delay_s`."""
+class ScriptedHost:
+    """NodeCore as the scheduler sees it, with a scripted lease quorum: every claim is
+    granted (or refused, for the pids in `refuse`) after `delay_s`."""
 
     def __init__(self, delay_s: float = 0.05) -> None:
+        self.now_s = 0.0
         self.delay_s = delay_s
+        self.node_id = ME
+        self.rng = random.Random(1)
         self.claims: list[list[bytes]] = []
         self.granted: dict[bytes, int] = {}
         self.released: list[bytes] = []
         self.refuse: set[bytes] = set()
         self.time_out_once: set[bytes] = set()  # no majority answers (reason None), once
-        self.released_one = trio.Event()
+        self.answers: dict[int, Any] = {}
+        self.answered_at: dict[int, float] = {}
+        self._timers: list[tuple[float, int, Callable[[float], None]]] = []
+        self._seq = 0
 
-    async def claim(self, pids: list[bytes], lease_s: float | None = None) -> list[Any]:
-        self.claims.append(list(pids))
-        await trio.sleep(self.delay_s)
-        out: list[Any] = []
-        for pid in pids:
+    def unix_ns(self) -> int:
+        return int(self.now_s * 1e9)
+
+    def claimers(self) -> int:
+        return 1
+
+    def holds(self, pid: bytes) -> bool:
+        return pid in self.granted
+
+    def publish(self, kind: str, body: Any) -> Any:
+        return None
+
+    def emit(self, event: Any) -> None:
+        return None
+
+    def answer(self, req: int, value: Any = None, error: ColonyError | None = None) -> None:
+        assert req not in self.answers, "a request is answered once"
+        self.answers[req] = error if error is not None else value
+        self.answered_at[req] = self.now_s
+
+    def at(self, at_s: float, fn: Callable[[float], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (at_s, self._seq, fn))
+
+    def lease(self, req: lrq.Request, on_event: Callable[[Any], None]) -> None:
+        if isinstance(req, lrq.ReleaseLease):
+            self.released.append(req.pid)
+            on_event(Released((req.pid,) if self.granted.pop(req.pid, None) else ()))
+            return
+        assert isinstance(req, lrq.ClaimLeases)
+        self.claims.append(list(req.pids))
+        self.at(self.now_s + self.delay_s, lambda now: self._decide(req, on_event))
+
+    def _decide(self, req: lrq.ClaimLeases, on_event: Callable[[Any], None]) -> None:
+        for pid in req.pids:
             if pid in self.refuse:
-                out.append(ClaimFailed(pid, 1, Reason.LEASE_HELD))
+                on_event(ClaimFailed(pid, 1, Reason.LEASE_HELD))
             elif pid in self.time_out_once:
                 self.time_out_once.discard(pid)
-                out.append(ClaimFailed(pid, 1, None))
+                on_event(ClaimFailed(pid, 1, None))
             else:
                 self.granted[pid] = 1
-                out.append(Granted(pid, 1, trio.current_time() + 10))
-        return out
+                on_event(Granted(pid, 1, self.now_s + 10))
 
-    async def release(self, pid: bytes) -> bool:
-        self.released.append(pid)
-        self.released_one.set()
-        return self.granted.pop(pid, None) is not None
-
-    def drop(self, pid: bytes) -> bool:
-        return self.granted.pop(pid, None) is not None
+    def run_until(self, end_s: float) -> None:
+        while self._timers and self._timers[0][0] <= end_s:
+            at_s, _, fn = heapq.heappop(self._timers)
+            self.now_s = max(self.now_s, at_s)
+            fn(self.now_s)
+        self.now_s = max(self.now_s, end_s)
 
 
 def book_with(n: int) -> ProcessBook:
@@ -60,66 +100,57 @@ def book_with(n: int) -> ProcessBook:
     for i in range(n):
         book.on_record(ME, PROCESS_KIND, {
             "processid": bytes([i]).hex() * 16, "submission_ns": i,
-            "spec": {"funcname": "f", "conditions": {"executortype": "py"}}})  # fmt: skip
+            "spec": {"funcname": "f", "conditions": {"executortype": "py"}}}, 0.0)  # fmt: skip
     return book
 
 
-def scheduler(book: ProcessBook, leases: ScriptedLeases) -> Scheduler:
-    sched = Scheduler(book, leases, lambda kind, body: None, lambda: "me")  # type: ignore[arg-type]
+def scheduler(book: ProcessBook, host: ScriptedHost) -> Scheduler:
+    sched = Scheduler(host, book)
     book.on_change = sched.wake
     return sched
 
 
-def attach(sched: Scheduler, name: str) -> str:
-    return str(sched.register({"name": name, "executortype": "py"})["executor_id"])
+def attach(sched: Scheduler, host: ScriptedHost, name: str) -> str:
+    req = 1000 + len(host.answers)
+    sched.register(req, RegisterExecutor(ExecutorAdvert(name, "py", "", 10**9, 10**15)))
+    return str(host.answers[req]["executor_id"])
 
 
-async def test_executors_waiting_together_share_one_batched_claim(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    book, leases = book_with(5), ScriptedLeases()
-    sched = scheduler(book, leases)
-    ids = [attach(sched, f"e{i}") for i in range(3)]
-    got: dict[str, Any] = {}
+def assign(sched: Scheduler, host: ScriptedHost, req: int, executor: str, timeout_s: float) -> int:
+    sched.assign(req, Assign(executor, timeout_s))
+    return req
 
-    async def ask(executor_id: str) -> None:
-        got[executor_id] = await sched.assign(executor_id, timeout_s=5)
 
-    async with trio.open_nursery() as nursery:
-        async with trio.open_nursery() as asking:
-            for executor_id in ids:
-                asking.start_soon(ask, executor_id)
-            await trio.testing.wait_all_tasks_blocked()  # all three wait: then a round
-            nursery.start_soon(sched.claim_rounds)
-        nursery.cancel_scope.cancel()
-    assert len(leases.claims) == 1 and len(leases.claims[0]) == 3
-    pids = {got[i]["processid"] for i in ids}
-    assert len(pids) == 3 and all(got[i]["state"] == "RUNNING" for i in ids)
+def test_executors_waiting_together_share_one_batched_claim() -> None:
+    host = ScriptedHost()
+    sched = scheduler(book_with(5), host)
+    ids = [attach(sched, host, f"e{i}") for i in range(3)]
+    reqs = [assign(sched, host, i + 1, eid, 5) for i, eid in enumerate(ids)]
+    host.run_until(1.0)
+    assert len(host.claims) == 1 and len(host.claims[0]) == 3
+    got = [host.answers[r] for r in reqs]
+    assert len({g["processid"] for g in got}) == 3 and all(g["state"] == "RUNNING" for g in got)
     assert sched.counters["claim_rounds"] == 1 and sched.counters["claims_sent"] == 3
     assert {ex.advert.name for ex in sched.executors.values() if ex.running} == {"e0", "e1", "e2"}
 
 
-async def test_a_refused_claim_waits_for_the_next_round_and_nothing_waits_forever(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    book, leases = book_with(1), ScriptedLeases()
+def test_a_refused_claim_waits_for_the_next_round_and_nothing_waits_forever() -> None:
+    host = ScriptedHost()
     only = bytes([0]) * 16
-    leases.refuse.add(only)
-    sched = scheduler(book, leases)
-    executor_id = attach(sched, "e")
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sched.claim_rounds)
-        assert await sched.assign(executor_id, timeout_s=3) is None  # refused, then timed out
-        leases.refuse.clear()
-        got = await sched.assign(executor_id, timeout_s=3)
-        nursery.cancel_scope.cancel()
-    assert got is not None and got["processid"] == only.hex()
-    assert len(leases.claims) >= 2  # tried again after the refusal's back-off
+    host.refuse.add(only)
+    sched = scheduler(book_with(1), host)
+    executor = attach(sched, host, "e")
+    first = assign(sched, host, 1, executor, 3)
+    host.run_until(3.5)
+    assert host.answers[first] is None  # refused, then timed out
+    host.refuse.clear()
+    second = assign(sched, host, 2, executor, 3)
+    host.run_until(7.0)
+    assert host.answers[second]["processid"] == only.hex()
+    assert len(host.claims) >= 2  # tried again after the refusal's back-off
 
 
-async def test_a_claim_that_timed_out_is_tried_again_before_a_lower_priority_one(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+def test_a_claim_that_timed_out_is_tried_again_before_a_lower_priority_one() -> None:
     """A timeout is not a refusal: it earns no back-off, so the urgent process keeps its
     place ahead of the older, less urgent one (found by review: a slow voter let `low`
     start first in the integration priority test)."""
@@ -127,67 +158,55 @@ async def test_a_claim_that_timed_out_is_tried_again_before_a_lower_priority_one
     high = bytes([1]) * 16
     spec = {"funcname": "f", "priority": 5, "conditions": {"executortype": "py"}}
     book.on_record(ME, PROCESS_KIND, {"processid": high.hex(), "submission_ns": 1, "spec": spec})
-    leases = ScriptedLeases()
-    leases.time_out_once.add(high)
-    sched = scheduler(book, leases)
-    executor_id = attach(sched, "e")
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sched.claim_rounds)
-        got = await sched.assign(executor_id, timeout_s=5)
-        nursery.cancel_scope.cancel()
-    assert got is not None and got["processid"] == high.hex()
-    assert leases.claims == [[high], [high]]
+    host = ScriptedHost()
+    host.time_out_once.add(high)
+    sched = scheduler(book, host)
+    req = assign(sched, host, 1, attach(sched, host, "e"), 5)
+    host.run_until(5.0)
+    assert host.answers[req]["processid"] == high.hex()
+    assert host.claims == [[high], [high]]
 
 
-def one_slow_claim() -> tuple[Scheduler, ScriptedLeases, str]:
-    """One WAITING process, one executor, and voters that answer a claim after 2 s."""
-    leases = ScriptedLeases(delay_s=2.0)
-    sched = scheduler(book_with(1), leases)
-    return sched, leases, attach(sched, "e")
+def test_a_grant_that_outlives_its_call_still_reaches_the_executor() -> None:
+    host = ScriptedHost(delay_s=2.0)  # voters that answer a claim after 2 s
+    sched = scheduler(book_with(1), host)
+    req = assign(sched, host, 1, attach(sched, host, "e"), 0.5)  # the claim is out past this
+    host.run_until(3.0)
+    assert host.answers[req] is not None and host.answered_at[req] == 2.0
+    assert host.released == []
 
 
-async def test_a_grant_that_outlives_its_call_still_reaches_the_executor(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    sched, leases, executor_id = one_slow_claim()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sched.claim_rounds)
-        got = await sched.assign(executor_id, timeout_s=0.5)  # the claim is out past this
-        nursery.cancel_scope.cancel()
-    assert got is not None and leases.released == []
-
-
-async def test_a_grant_for_a_call_that_went_away_is_released(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    sched, leases, executor_id = one_slow_claim()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sched.claim_rounds)
-        with trio.move_on_after(0.5):  # the HTTP client hung up
-            await sched.assign(executor_id, timeout_s=10)
-        await leases.released_one.wait()  # once the claim is answered, at 2 s
-        nursery.cancel_scope.cancel()
-    assert leases.released == [bytes([0]) * 16] and not leases.granted
+def test_a_grant_for_a_call_that_went_away_is_released() -> None:
+    host = ScriptedHost(delay_s=2.0)
+    sched = scheduler(book_with(1), host)
+    req = assign(sched, host, 1, attach(sched, host, "e"), 10)
+    host.run_until(0.5)
+    assert sched.forget(req)  # the HTTP client hung up
+    host.run_until(3.0)  # once the claim is answered, at 2 s
+    assert host.released == [bytes([0]) * 16] and not host.granted
+    assert req not in host.answers
     assert all(not ex.running for ex in sched.executors.values())
 
 
-async def test_detaching_answers_a_waiting_assign_at_once(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    book, leases = book_with(0), ScriptedLeases()
-    sched = scheduler(book, leases)
-    executor_id = attach(sched, "e")
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sched.claim_rounds)
-        done: list[tuple[Any, float]] = []
+def test_detaching_answers_a_waiting_assign_at_once() -> None:
+    host = ScriptedHost()
+    sched = scheduler(book_with(0), host)
+    executor = attach(sched, host, "e")
+    req = assign(sched, host, 1, executor, 30)
+    host.run_until(1.0)
+    assert req not in host.answers  # assign waits (30 s at most)
+    sched.detach(sched.executors[executor], release=True)
+    assert host.answers[req] is None and host.answered_at[req] == 1.0
 
-        async def ask() -> None:
-            done.append((await sched.assign(executor_id, timeout_s=30), trio.current_time()))
 
-        nursery.start_soon(ask)
-        await trio.testing.wait_all_tasks_blocked()  # assign waits (30 s at most)
-        detached_at = trio.current_time()
-        await sched.detach(executor_id)
-        await trio.testing.wait_all_tasks_blocked()
-        nursery.cancel_scope.cancel()
-    assert len(done) == 1 and done[0][0] is None and done[0][1] == detached_at
+def test_an_executor_waits_for_at_most_as_many_processes_as_it_has_slots() -> None:
+    host = ScriptedHost()
+    sched = scheduler(book_with(0), host)
+    executor = attach(sched, host, "e")
+    assign(sched, host, 1, executor, 30)
+    try:
+        assign(sched, host, 2, executor, 30)
+    except ColonyError as exc:
+        assert "already waits for 1" in str(exc)
+    else:
+        raise AssertionError("a second Assign of a one-slot executor must be refused")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from colonynode.simulations.claims_scenario import ClaimsScenario, pid_of
+from colonynode.simulations.claims_scenario import ClaimsScenario
 from colonynode.simulations.faults import resolve_profile
 from colonynode.simulations.node import SimNode
 from colonynode.simulations.runner import RunResult, RunSpec, run_seed
@@ -90,7 +90,7 @@ def test_voter_set_change_really_hands_over(change: str, new: int) -> None:
     assert len(scenario.voter_indexes) == new
     for i in scenario.voter_indexes:
         core = world.nodes[i].core
-        assert core is not None and core.voter.serving == 2
+        assert core is not None and core.consensus.voter.serving == 2
     if change == "replace":
         assert 0 not in scenario.voter_indexes and 3 in scenario.voter_indexes
 
@@ -131,10 +131,14 @@ def test_paused_ex_holder_wakes_after_another_finished_and_its_close_is_refused(
     world.run_until(2.0)
     job = Job(job_id=1, node=6, submit_s=world.now_s, fate=Fate.OK, duration_s=3.0)
     scenario._submit(world, job)
-    pid = pid_of(1)
+    while 1 not in scenario.job_pid:  # acknowledged by a majority
+        world.run_until(world.now_s + 0.01)
+    pid = scenario.job_pid[1]
 
     def holders() -> list[SimNode[Any]]:
-        return [n for n in world.nodes if n.core is not None and pid in n.core.claimer.leases]
+        return [
+            n for n in world.nodes if n.core is not None and pid in n.core.consensus.claimer.leases
+        ]
 
     while not holders():
         world.run_until(world.now_s + 0.05)

@@ -12,12 +12,15 @@ voters holds the register durably. The other kinds follow a process's life:
 - ``process-attribute``: a key/value the lease holder added (ColonyOS attributes).
 
 Log records are not copied into memory: the view keeps where they are in the gossip
-ledger (author, sequence), and `node.services_api` reads them from there on request.
+ledger (author, sequence), and NodeCore reads them from there on request.
+
+A closing record carries what the voters committed (the register a majority holds: its
+state, epoch, retries and errors), so every node's view of a closed process is the
+voters' answer, not the announcing node's guess. Part of NodeCore: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,7 +29,13 @@ from typing import Any
 from colonynode.consensus.messages import ProcessTerms
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, peer_id_str
-from colonynode.core.process import FunctionSpec, State, parse_spec, spec_to_json
+from colonynode.core.process import (
+    FunctionSpec,
+    State,
+    parse_spec,
+    priority_time_ns,
+    spec_to_json,
+)
 
 __all__ = [
     "ATTRIBUTE_KIND",
@@ -35,7 +44,6 @@ __all__ = [
     "PROCESS_KIND",
     "RUNNING_KIND",
     "ProcessBook",
-    "new_pid",
     "terms_of",
 ]
 
@@ -51,11 +59,11 @@ ATTRIBUTES_MAX = 256  # attributes kept per process
 PARENTS_MAX = 256  # parents (and children) a workflow process may name
 
 
-def new_pid() -> bytes:
-    return secrets.token_bytes(16)
-
-
-def terms_of(pid: bytes, spec: FunctionSpec, submitter: NodeId, submission_ns: int) -> ProcessTerms:
+def terms_of(
+    pid: bytes, spec: FunctionSpec, submitter: NodeId, submission_ns: int, record: bytes = b""
+) -> ProcessTerms:
+    """The register's terms of a process; `record`: its signed gossip record (encoded),
+    which every voter keeps with the register."""
     return ProcessTerms(
         pid=pid,
         submitter=submitter,
@@ -68,6 +76,7 @@ def terms_of(pid: bytes, spec: FunctionSpec, submitter: NodeId, submission_ns: i
         maxexectime_s=float(max(spec.maxexectime, 0)),
         maxwaittime_s=float(max(spec.maxwaittime, 0)),
         maxretries=spec.maxretries,
+        record=record,
     )
 
 
@@ -95,13 +104,43 @@ class ProcessBook:
     `on_change(pid)` is called after every change to a process (the daemon wakes its
     long-polls with it)."""
 
-    def __init__(self, on_change: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[bytes], None] | None = None,
+        *,
+        parse: Callable[[Any], FunctionSpec] = parse_spec,
+    ) -> None:
+        self.parse = parse  # a spec's JSON -> FunctionSpec (ColonyError if bad)
         self._procs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._open: dict[bytes, None] = {}  # pids not closed, in arrival order (claim rounds)
         self.on_change = on_change
 
     def __len__(self) -> int:
         return len(self._procs)
+
+    def __contains__(self, pid: bytes) -> bool:
+        entry = self._procs.get(pid)
+        return entry is not None and "spec" in entry
+
+    def busy_until_s(self, pid: bytes) -> float | None:
+        """Until when this node leaves a process to the holder it heard of, if any."""
+        entry = self._procs.get(pid)
+        return None if entry is None else entry.get("busy_until_s")
+
+    def priority_time_ns(self, pid: bytes) -> int:
+        """ColonyOS's priority time of a process in the view (lowest runs first)."""
+        entry = self._procs[pid]
+        return priority_time_ns(int(entry.get("submission_ns", 0)), entry["spec"].priority)
+
+    def mark_unacked(self, pid: bytes) -> None:
+        """This node's own submission, not yet held by a majority of voters: not
+        claimable here until `mark_acked` (a claim before would be refused UNKNOWN_PID)."""
+        self._entry(pid)["unacked"] = True
+
+    def mark_acked(self, pid: bytes) -> None:
+        entry = self._procs.get(pid)
+        if entry is not None and entry.pop("unacked", None) and self.on_change is not None:
+            self.on_change(pid)
 
     def _entry(self, pid: bytes) -> dict[str, Any]:
         entry = self._procs.get(pid)
@@ -129,13 +168,14 @@ class ProcessBook:
             return
         if kind == PROCESS_KIND:
             try:
-                spec = parse_spec(body.get("spec"))
+                spec = self.parse(body.get("spec"))
             except ColonyError:
                 return
             entry = self._entry(pid)
             entry.update(
                 spec=spec, submitter=author, submission_ns=int(body.get("submission_ns", 0))
             )
+            entry.setdefault("arrived_s", now_s or 0.0)
             if body.get("processgraphid"):
                 entry.update(
                     graph=str(body["processgraphid"]),
@@ -147,7 +187,10 @@ class ProcessBook:
             if not State(entry["state"]).closed:
                 entry["state"] = State.RUNNING
                 if now_s is not None:  # someone holds a lease: do not ask for a while
-                    entry["busy_until_s"] = now_s + RUNNING_QUIET_S
+                    quiet_s = body.get("lease_s", RUNNING_QUIET_S)
+                    if not isinstance(quiet_s, int | float) or not 0 < quiet_s <= 3600:
+                        quiet_s = RUNNING_QUIET_S
+                    entry["busy_until_s"] = now_s + float(quiet_s)
                 for key in ("epoch", "executor", "start_ns"):
                     if key in body:
                         entry[key] = body[key]
@@ -224,20 +267,26 @@ class ProcessBook:
 
     # -- scheduling ---------------------------------------------------------------------
 
-    def waiting(self, now_s: float) -> list[tuple[bytes, FunctionSpec, int]]:
+    def waiting(self, now_s: float) -> list[tuple[bytes, FunctionSpec, int, float, bool]]:
         """Processes that may be claimed: not closed, not waiting for workflow parents,
-        and not running under a lease this node heard of less than a lease ago (the
-        voters decide in the end)."""
+        not this node's own submission before a majority acknowledged it, and not
+        running under a lease this node heard of less than a lease ago (the voters
+        decide in the end). (pid, spec, submission_ns, since when, lapsed): since when
+        this node heard of it, or, `lapsed`, since its holder's quiet time ran out."""
         out = []
         for pid in self._open:
             entry = self._procs[pid]
-            if "spec" not in entry or State(entry["state"]).closed:
+            if "spec" not in entry or "unacked" in entry or State(entry["state"]).closed:
                 continue
             if entry.get("busy_until_s", 0.0) > now_s:
                 continue
             if entry.get("parents") and self.parents_state(pid) is not True:
                 continue
-            out.append((pid, entry["spec"], int(entry.get("submission_ns", 0))))
+            sub_ns = int(entry.get("submission_ns", 0))
+            if entry["state"] is State.RUNNING and "busy_until_s" in entry:
+                out.append((pid, entry["spec"], sub_ns, float(entry["busy_until_s"]), True))
+            else:
+                out.append((pid, entry["spec"], sub_ns, float(entry.get("arrived_s", 0.0)), False))
         return out
 
     def mark_running(self, pid: bytes, until_s: float, epoch: int, executor: str,

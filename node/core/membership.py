@@ -1,7 +1,9 @@
 """Roster state of one node: load, accept, persist, and the owner's changes (DESIGN.md §3).
 
-Synchronous and free of I/O: the daemon persists the writes it returns (before it sends)
-and sends the messages.
+Synchronous and free of I/O (part of NodeCore): it returns the writes to persist, which
+NodeCore puts in its effects (persisted before anything of the step is sent). Member
+and role checks go through an index rebuilt on every roster change: gossip asks
+`is_member` for every message and record, and a roster may name thousands of nodes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId, peer_id_str, short_id
 from colonynode.core.invite import InviteError, check_invite, parse_invite
 from colonynode.core.roster import Member, Roster, accept_roster, sign_roster
+from colonynode.node.core.errors import NotOwner
 from colonynode.storage.api import Store, Write
 
 __all__ = ["Membership", "NotOwner"]
@@ -30,10 +33,6 @@ K_ROSTER = b"roster"
 KNOWN_PEERS_MAX = 4096
 
 
-class NotOwner(ColonyError):
-    pass
-
-
 @dataclass
 class Membership:
     identity: Identity
@@ -41,6 +40,13 @@ class Membership:
     roster: Roster | None = None
     envelope: Envelope | None = None
     addrs: dict[NodeId, tuple[str, ...]] = field(default_factory=dict)
+    _members: dict[NodeId, Member] = field(default_factory=dict, repr=False)
+    _voters: frozenset[NodeId] = field(default=frozenset(), repr=False)
+
+    def _set(self, roster: Roster, env: Envelope) -> None:
+        self.roster, self.envelope = roster, env
+        self._members = {m.node_id: m for m in roster.members}
+        self._voters = frozenset(roster.voters)
 
     @classmethod
     def load(cls, identity: Identity, store: Store) -> Membership:
@@ -48,7 +54,9 @@ class Membership:
         raw = store.get(T_MEMBERSHIP, K_ROSTER)
         if raw is not None:
             env = from_wire(Envelope, raw)
-            m.roster, m.envelope = accept_roster(None, env), env
+            roster = accept_roster(None, env)
+            assert roster is not None
+            m._set(roster, env)
         for key, value in store.scan(T_PEERS, limit=KNOWN_PEERS_MAX):
             m.addrs[NodeId(key)] = tuple(value["addrs"])
         return m
@@ -58,7 +66,19 @@ class Membership:
         return self.roster is not None and self.roster.owner == self.identity.node_id
 
     def is_member(self, nid: NodeId) -> bool:
-        return self.roster is not None and self.roster.is_member(nid)
+        return nid in self._members
+
+    def member(self, nid: NodeId) -> Member | None:
+        return self._members.get(nid)
+
+    def has_role(self, nid: NodeId, role: str) -> bool:
+        """The roster's role check; `owner` and `voter` are roles too."""
+        if role == "voter":
+            return nid in self._voters
+        if role == "owner":
+            return self.roster is not None and self.roster.owner == nid
+        m = self._members.get(nid)
+        return m is not None and role in m.roles
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -71,7 +91,7 @@ class Membership:
             return None
         if roster is None:
             return None
-        self.roster, self.envelope = roster, env
+        self._set(roster, env)
         log.info("roster v%d: %d members", roster.version, len(roster.members))
         return [(T_MEMBERSHIP, K_ROSTER, to_wire(env))]
 
@@ -92,7 +112,7 @@ class Membership:
 
     def _publish(self, roster: Roster) -> list[Write]:
         env = sign_roster(self.identity, roster)
-        self.roster, self.envelope = roster, env
+        self._set(roster, env)
         log.info("published roster v%d: %d members", roster.version, len(roster.members))
         return [(T_MEMBERSHIP, K_ROSTER, to_wire(env))]
 

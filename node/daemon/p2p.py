@@ -28,8 +28,8 @@ from colonynode.core.errors import ColonyError, DecodeError, LimitExceeded
 from colonynode.core.ids import NodeId, node_id_from_peer_id, peer_id_str, short_id
 from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.core.transport import Receiver
-from colonynode.node.host import forget_failed_dial
-from colonynode.node.wire import FrameStream, RemoteError, StreamClosed
+from colonynode.node.daemon.host import forget_failed_dial
+from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 
 __all__ = ["Channel", "DialError", "P2PTransport", "full_addr", "node_id_of"]
 

@@ -1,16 +1,16 @@
 """The Trio driver of a sans-IO core (DESIGN.md §2, STYLE.md 2).
 
-One task per core loops: receive -> step -> persist -> send. Everything that arrived
+One task loops: receive -> step -> persist -> send -> answer. Everything that arrived
 since the last turn is stepped in one go, the core's effects are taken once, their writes
 are made durable in one batch (group commit, off the loop), and only then are the sends
-handed to the transport, coalesced into one batch per peer. The core's clock is
-`trio.current_time()`; its timer is `Effects.wake_at_s` (the earliest requested wake-up,
-used up once it fires).
+handed to the transport, coalesced into one batch per peer and channel, and the events
+handed on. The core's clock is `trio.current_time()`; its timer is `Effects.wake_at_s`.
 
-Application calls (publish, claim, ...) run on the core from any task of the same Trio
-loop, then `kick()` the driver so their effects go out on its next turn, or `await
-persisted()` to also wait until their writes are durable (a submission is on disk before
-the user hears it was acknowledged).
+`NodeDriver` runs NodeCore: `await call(req)` asks it something (`NodeCore.request`)
+and returns the answer (one table from request id to awaiter for every kind of request),
+raising the error it answered with; a caller that goes away (cancelled, or timed out)
+is forgotten by the core. Its notices (`Dial`, `Disconnect`, `Silenced`) go to the
+daemon's `on_notice`.
 """
 
 from __future__ import annotations
@@ -23,31 +23,52 @@ from typing import Any
 import trio
 
 from colonynode.core.effects import Effects, ProtocolCore
+from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.core.transport import Transport
+from colonynode.node.core import (
+    Answer,
+    Dial,
+    Disconnect,
+    NodeCore,
+    RunStopped,
+    Silenced,
+    channel_of,
+)
+from colonynode.node.core.nodecore import CHANNELS
 from colonynode.storage._trio import StoreWriter
 
-__all__ = ["INBOX_FRAMES_MAX", "CoreDriver"]
+__all__ = ["ANSWER_S", "INBOX_FRAMES_MAX", "CoreDriver", "NoAnswer", "NodeDriver"]
 
 log = logging.getLogger(__name__)
 
 INBOX_FRAMES_MAX = 4096  # received batches waiting for the core; more are dropped, counted
 TURN_FRAMES_MAX = 512  # batches stepped in one turn before effects are flushed
+ANSWER_S = 90.0  # longer than any deadline of the core's own: it always answers first
+AWAITERS_MAX = 100_000
+NOTICES = (Dial, Disconnect, Silenced, RunStopped)  # what NodeCore asks the daemon to do
+
+
+class NoAnswer(ColonyError):
+    """The core did not answer in time (it always should: a bug, or an overload)."""
 
 
 class CoreDriver:
     def __init__(
         self,
         core: ProtocolCore,
-        channel: str,
+        channels: str | Sequence[str],
         transport: Transport,
         writer: StoreWriter,
         *,
+        channel_of: Callable[[Any], str] | None = None,
         on_events: Callable[[list[Any]], None] | None = None,
         sync: bool = True,
     ) -> None:
         self.core = core
-        self.channel = channel
+        names = [channels] if isinstance(channels, str) else list(channels)
+        only = names[0]
+        self.channel_of = channel_of or (lambda msg: only)
         self.transport = transport
         self.writer = writer
         self.on_events = on_events
@@ -60,7 +81,8 @@ class CoreDriver:
         self._taken = 0  # effects taken from the core so far (turns begun)
         self._durable = 0  # turns whose writes are durable
         self._durable_changed = trio.Event()
-        transport.set_receiver(channel, self.deliver)
+        for name in names:
+            transport.set_receiver(name, self.deliver)
 
     def deliver(self, sender: NodeId, channel: str, msgs: Sequence[Any]) -> None:
         """The transport's receiver: queue a frame's batch for the core (never blocks)."""
@@ -125,13 +147,74 @@ class CoreDriver:
         self._durable_changed.set()
         self._durable_changed = trio.Event()
         if effects.sends:
-            by_peer: defaultdict[NodeId, list[Any]] = defaultdict(list)
+            batches: defaultdict[tuple[NodeId, str], list[Any]] = defaultdict(list)
             for dest, msg in effects.sends:
-                by_peer[dest].append(msg)
-            for dest, msgs in by_peer.items():
-                if not self.transport.send(dest, self.channel, msgs):
+                batches[(dest, self.channel_of(msg))].append(msg)
+            for (dest, channel), msgs in batches.items():
+                if not self.transport.send(dest, channel, msgs):
                     self.counters["sends_dropped"] += 1
         if effects.events and self.on_events is not None:
             self.on_events(effects.events)
         if effects.wake_at_s is not None:
             self._wake_at_s = effects.wake_at_s
+
+
+class NodeDriver(CoreDriver):
+    """Runs NodeCore over the libp2p transport and LMDB; answers `call`s."""
+
+    def __init__(
+        self,
+        core: NodeCore,
+        transport: Transport,
+        writer: StoreWriter,
+        *,
+        on_notice: Callable[[Any], None],
+    ) -> None:
+        self.node = core
+        self.on_notice = on_notice
+        self._awaiters: dict[int, tuple[trio.Event, list[Answer]]] = {}
+        super().__init__(
+            core,
+            sorted(set(CHANNELS.values())),
+            transport,
+            writer,
+            channel_of=channel_of,
+            on_events=self._events,
+        )
+
+    def _events(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, Answer):
+                waiter = self._awaiters.pop(event.req, None)
+                if waiter is not None:
+                    waiter[1].append(event)
+                    waiter[0].set()
+            elif isinstance(event, NOTICES):
+                self.on_notice(event)
+
+    async def call(self, req: Any, timeout_s: float = ANSWER_S) -> Any:
+        """Ask NodeCore; its answer's value, or the error it answered with."""
+        if len(self._awaiters) >= AWAITERS_MAX:
+            raise ColonyError("too many requests in flight on this node; try again")
+        event, box = trio.Event(), list[Answer]()
+        rid = self.node.request(trio.current_time(), req)
+        self._awaiters[rid] = (event, box)
+        self.kick()
+        try:
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+        finally:
+            if not box:  # cancelled, or no answer in time: the core forgets it
+                self._awaiters.pop(rid, None)
+                self.node.forget(trio.current_time(), rid)
+                self.kick()
+        if not box:
+            raise NoAnswer(f"no answer to {type(req).__name__} in {timeout_s:.0f} s")
+        answer = box[0]
+        if answer.error is not None:
+            raise answer.error
+        return answer.value
+
+    def set_connected(self, peers: Sequence[NodeId]) -> None:
+        self.node.set_connected(trio.current_time(), peers)
+        self.kick()

@@ -1,0 +1,283 @@
+"""Membership and links (part of NodeCore): the roster protocol, who is connected, whom
+to dial, and the owner's roster changes (DESIGN.md §3, docs/decisions.md).
+
+- Every roster comes the same way, whatever path brought it (a peer's Hello or
+  RosterUpdate, the owner's gossip record, a join answer): `Membership.offer` takes it
+  if it is a newer owner-signed one; then the voter set reaches the lease core
+  (seal-then-serve), gossip and the DHT learn the members connected, and every
+  connected member hears it (a non-member connection is closed).
+- A roster that drops this node silences it: it stops talking and drops every
+  connection (`Silenced`).
+- Everyone who connects hears our roster in a `Hello` (a removed member learns it was
+  removed); a peer's own addresses come in its Hello, the others' from their signed
+  /peer/ records in the DHT. A roster stream from a non-member is refused and counted.
+- Dials: every `REDIAL_S`, or at once when an address or the roster changed, this node
+  asks its driver to dial every member it knows an address for and is not connected to
+  (small colonies: a full mesh), the bootstrap addresses while connected to nobody, and
+  looks up the members it knows no address for in the DHT (each at most every
+  `LOOKUP_EVERY_S`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from colonynode.consensus import requests as lrq
+from colonynode.core.envelope import Envelope
+from colonynode.core.errors import ColonyError
+from colonynode.core.ids import NodeId, peer_id_str
+from colonynode.core.roster import ROSTER_DOMAIN
+from colonynode.dht import DhtCore, PeerInfo, PeerRecord
+from colonynode.gossip.events import Accepted
+from colonynode.gossip.records import ENVELOPE_KIND, envelope_from_body, envelope_to_body
+from colonynode.node.core.messages import Hello, RosterUpdate
+from colonynode.node.core.requests import Dial, Disconnect, Silenced
+
+if TYPE_CHECKING:
+    from colonynode.node.core.nodecore import NodeCore
+
+__all__ = ["LOOKUP_EVERY_S", "REDIAL_S", "Links"]
+
+REDIAL_S = 5.0
+LOOKUP_EVERY_S = 10.0
+FINDING_MAX = 4096  # members whose DHT lookup time is remembered
+
+
+class Links:
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+        self.membership = core.membership
+        self.connected: frozenset[NodeId] = frozenset()
+        self.members_connected: frozenset[NodeId] = frozenset()
+        self.addrs: tuple[str, ...] = ()
+        self.silenced = False
+        self.was_member = self.membership.is_member(core.node_id)
+        self.executor_members = 0
+        self.found_addrs = 0
+        self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
+        self._dial_at: float | None = None
+        self._voters: tuple[NodeId, ...] = ()
+
+    def start(self, now_s: float) -> None:
+        if self.core.config.dial:
+            self.dial_soon(now_s)
+
+    # -- rosters --------------------------------------------------------------------------
+
+    @property
+    def removed(self) -> bool:
+        """True once a roster we hold no longer names this node."""
+        if self.membership.is_member(self.core.node_id):
+            self.was_member = True
+            return False
+        return self.was_member
+
+    def roster_changed(self) -> None:
+        """Every roster change reaches the lease core (voter-set handovers), gossip and
+        the DHT (who is a member), and the dialer."""
+        roster = self.membership.roster
+        if roster is None:
+            return
+        core = self.core
+        self.executor_members = sum(1 for m in roster.members if "executor" in m.roles)
+        if tuple(roster.voters) != self._voters:
+            self._voters = tuple(roster.voters)
+            if tuple(roster.voters) != tuple(core.consensus.voters()):
+                core.lease(lrq.ChangeVoters(roster.version, tuple(roster.voters)), _ignore)
+        self._refresh_peers()
+        if core.config.dial and core._started:
+            self.dial_soon(core.now_s)
+
+    def take_roster(self, env: Envelope, via: NodeId | None) -> bool:
+        """Offer a roster from any path; on a change, act on it. True if it changed."""
+        writes = self.membership.offer(env)
+        if not writes:
+            return False
+        self.core.write(writes)
+        self.roster_changed()
+        if not self.silence_if_removed():
+            self.broadcast(skip=via)
+        return True
+
+    def silence_if_removed(self) -> bool:
+        """Once a roster drops this node: stop talking, close every connection."""
+        if not self.removed:
+            return False
+        if not self.silenced:
+            self.silenced = True
+            self.core.emit(Silenced())
+        for peer in sorted(self.connected):
+            self.core.emit(Disconnect(peer))
+        return True
+
+    def broadcast(self, skip: NodeId | None = None) -> None:
+        env = self.membership.envelope
+        assert env is not None, "a roster to broadcast"
+        for peer in sorted(self.connected):
+            if peer == skip:
+                continue
+            if self.membership.is_member(peer):
+                self.core.send(peer, RosterUpdate(env))
+            else:  # removed from the colony: its connection is closed
+                self.core.emit(Disconnect(peer))
+
+    def gossip_roster(self) -> None:
+        """The owner's node also publishes each roster as a gossip record."""
+        env = self.membership.envelope
+        if env is not None:
+            self.core.publish(ENVELOPE_KIND, envelope_to_body(env))
+
+    def publish_change(self, writes: list[Any]) -> None:
+        """The owner changed the roster: persist, then tell everyone."""
+        self.core.write(writes)
+        self.roster_changed()
+        self.broadcast()
+        self.gossip_roster()
+
+    def on_record(self, event: Accepted) -> None:
+        """A gossip record that is no process record: an owner's roster, maybe."""
+        if event.kind != ENVELOPE_KIND or event.local:
+            return
+        try:
+            env = envelope_from_body(event.body)
+        except (ColonyError, ValueError):
+            return
+        if env.domain == ROSTER_DOMAIN:
+            self.take_roster(env, via=None)
+
+    def on_roster(self, sender: NodeId, msg: Any) -> None:
+        """The roster protocol: a Hello (first on every connection) or a RosterUpdate."""
+        m = self.membership
+        writes = m.offer(msg.roster) or []
+        changed = bool(writes)
+        # A peer's own addresses only (others' come from their /peer/ records).
+        if isinstance(msg, Hello) and m.is_member(sender):
+            writes += m.learn_addrs(sender, tuple(msg.addrs))
+        self.core.write(writes)  # persist before send
+        if changed:
+            self.roster_changed()
+        if self.silence_if_removed():
+            return
+        if not m.is_member(sender):
+            self.core.counters["refused_streams"] += 1
+            self.core.emit(Disconnect(sender))
+            return
+        if changed:
+            self.broadcast(skip=sender)
+        elif writes and self.core.config.dial:
+            self.dial_soon(self.core.now_s)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def set_connected(self, peers: frozenset[NodeId]) -> None:
+        new = peers - self.connected
+        self.connected = peers
+        if self.silenced:  # a dial that was under way when we were removed
+            for peer in sorted(new):
+                self.core.emit(Disconnect(peer))
+            return
+        env = self.membership.envelope
+        if env is not None:
+            for peer in sorted(new):
+                self.core.send(peer, Hello(env, self.addrs, ()))
+        self._refresh_peers()
+
+    def hello_all(self) -> None:
+        env = self.membership.envelope
+        if env is not None:
+            for peer in sorted(self.connected):
+                self.core.send(peer, Hello(env, self.addrs, ()))
+
+    def set_addrs(self, addrs: tuple[str, ...]) -> None:
+        self.addrs = addrs
+        if addrs:
+            core = self.core
+            core.dht.set_addrs(core.now_s, addrs)
+            core.touch("dht")
+
+    def _refresh_peers(self) -> None:
+        """Tell gossip and the DHT which members we are connected to, when that changes."""
+        m = self.membership
+        members = frozenset(p for p in self.connected if m.is_member(p))
+        if members == self.members_connected:
+            return
+        self.members_connected = members
+        core = self.core
+        now = core.now_s
+        ordered = sorted(members)
+        core.gossip.set_peers(now, ordered)
+        dht = core.dht
+        for p in ordered:
+            dht.peer_seen(now, p, m.addrs.get(p, ()))
+        dht.set_peers(now, ordered)
+        if ordered and not dht.joined and dht.join_op is None:
+            dht.bootstrap(now, [PeerInfo(p, m.addrs.get(p, ())) for p in ordered])
+        core.touch("gossip")
+        core.touch("dht")
+
+    # -- dialing ----------------------------------------------------------------------------
+
+    def dial_soon(self, now_s: float) -> None:
+        if self._dial_at is None or self._dial_at > now_s:
+            self._dial_at = now_s
+            self.core.at(now_s, self._dial_round)
+
+    def _dial_round(self, now_s: float) -> None:
+        if self._dial_at is None or now_s < self._dial_at:
+            return  # superseded by an earlier round
+        self._dial_at = now_s + REDIAL_S
+        self.core.at(self._dial_at, self._dial_round)
+        if self.removed or self.silenced:
+            return
+        m = self.membership
+        targets: list[str] = []
+        for nid, addrs in list(m.addrs.items()):
+            if nid in self.connected or not m.is_member(nid):
+                continue
+            targets += [a for a in addrs if "/p2p/" in a][:1]
+        if not self.connected:
+            targets += self.core.config.bootstrap
+        else:
+            self._find_unknown_members(now_s)
+        for addr in targets:
+            self.core.emit(Dial(addr))
+
+    def _find_unknown_members(self, now_s: float) -> None:
+        """Look up, through the DHT, members we know no address for."""
+        roster = self.membership.roster
+        if roster is None:
+            return
+        me = self.core.node_id
+        for member in roster.members:
+            nid = member.node_id
+            if nid == me or nid in self.connected or nid in self.membership.addrs:
+                continue
+            if self._finding.get(nid, 0.0) > now_s:
+                continue
+            if len(self._finding) >= FINDING_MAX:
+                self._finding.clear()
+            self._finding[nid] = now_s + LOOKUP_EVERY_S
+            self._look_up(nid)
+
+    def _look_up(self, nid: NodeId) -> None:
+        def start(dht: DhtCore, now_s: float) -> int:
+            return dht.find_peer(now_s, nid)
+
+        self.core.dht_call(start, lambda event: self._found(nid, event))
+
+    def _found(self, nid: NodeId, event: Any) -> None:
+        record = getattr(event, "value", None)
+        if not isinstance(record, PeerRecord):
+            return
+        full = tuple(a if "/p2p/" in a else f"{a}/p2p/{peer_id_str(nid)}" for a in record.addrs)
+        if not full:
+            return
+        self.found_addrs += 1
+        writes = self.membership.learn_addrs(nid, full)
+        if writes:
+            self.core.write(writes)
+            self.core.emit(Dial(full[0]))
+
+
+def _ignore(event: Any) -> None:
+    return None

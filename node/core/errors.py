@@ -1,0 +1,28 @@
+"""The errors NodeCore answers requests with; the HTTP API maps them to status codes
+(PermissionDenied 403, NotFound 404, every other ColonyError 400)."""
+
+from __future__ import annotations
+
+from colonynode.core.errors import ColonyError
+
+__all__ = ["JoinFailed", "NotFound", "NotHolder", "NotOwner", "PermissionDenied"]
+
+
+class PermissionDenied(ColonyError):
+    """The caller may not do that (not the owner, not a member, lacks the role)."""
+
+
+class NotFound(ColonyError):
+    """No such process (or other named thing) is known here."""
+
+
+class NotHolder(ColonyError):
+    """This node (or this executor) does not hold the process's lease."""
+
+
+class NotOwner(PermissionDenied):
+    """Only the colony owner's node can change the roster."""
+
+
+class JoinFailed(ColonyError):
+    pass

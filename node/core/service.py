@@ -1,0 +1,550 @@
+"""NodeCore's answers to requests (requests.py), one handler per request type.
+
+A handler either answers at once (`core.answer`), or starts what the answer waits for
+(a lease-quorum request, a DHT lookup, a long-poll) and answers from its callback. A
+ColonyError it raises is the answer. Every long-poll has a deadline (a timer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from colonynode.consensus import events as lev
+from colonynode.consensus import requests as lrq
+from colonynode.core.codec import encode
+from colonynode.core.errors import ColonyError, ValidationError
+from colonynode.core.ids import peer_id_str, short_id
+from colonynode.core.invite import issue_invite
+from colonynode.core.process import FunctionSpec, State, spec_to_json
+from colonynode.dht import GetResult, PeerRecord
+from colonynode.gossip.records import ENVELOPE_KIND, open_body
+from colonynode.node.core import requests as rq
+from colonynode.node.core import runs
+from colonynode.node.core.errors import JoinFailed, NotFound, NotHolder, PermissionDenied
+from colonynode.node.core.messages import JoinAccepted, PeerAddrs
+from colonynode.node.core.processes import PROCESS_KIND, terms_of
+
+if TYPE_CHECKING:
+    from colonynode.node.core.nodecore import NodeCore
+
+__all__ = ["HANDLERS", "WAIT_MAX_S", "Wait", "wake_waits"]
+
+log = logging.getLogger("colonynode.node")
+
+WAIT_MAX_S = 60.0  # the longest a long-poll (wait, logs) holds a request
+WAITS_PER_PROCESS_MAX = 1024
+
+
+@dataclass(eq=False)
+class Wait:
+    """A long-poll on one process: `WaitProcess` (until closed) or `ProcessLogs` (until
+    a log record past `after` or closed)."""
+
+    req: int
+    pid: bytes
+    logs_after: int | None = None  # None: waits for the process to close
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def _may_submit(core: NodeCore) -> None:
+    if not core.membership.has_role(core.node_id, "submitter"):
+        raise PermissionDenied("this node does not have the submitter role")
+
+
+def _publish_submission(core: NodeCore, record: dict[str, Any], pid: bytes) -> bytes:
+    """Durable here (gossip ledger) before anything is sent, in the same batch as the
+    Submit to the voters; claimable here only once a majority holds it. The signed
+    record (returned, encoded) goes to the voters with the register: an acknowledged
+    process's spec is held by a majority, not only by its submitter."""
+    core.book.mark_unacked(pid)
+    return encode(core.publish(PROCESS_KIND, record))
+
+
+def _acknowledge(
+    core: NodeCore,
+    pid: bytes,
+    spec: FunctionSpec,
+    submitted_ns: int,
+    record: bytes,
+    then: Callable[[Any], None],
+) -> None:
+    def done(event: Any) -> None:
+        if event.acked:
+            core.book.mark_acked(pid)
+        then(event)
+
+    terms = terms_of(pid, spec, core.node_id, submitted_ns, record)
+    core.lease(lrq.SubmitProcess(terms), done)
+
+
+def _refused(pid: bytes, event: Any) -> ColonyError:
+    why = event.reason.name if event.reason is not None else "no answer"
+    return ColonyError(f"process {pid.hex()} was not acknowledged by a majority of voters ({why})")
+
+
+def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
+    _may_submit(core)
+    pid, submitted = core.rng.randbytes(16), core.unix_ns()
+    record = {"processid": pid.hex(), "spec": spec_to_json(req.spec), "submission_ns": submitted}
+    signed = _publish_submission(core, record, pid)
+
+    def then(event: Any) -> None:
+        if event.acked:
+            core.answer(rid, core.book.get(pid))
+        else:
+            core.answer(rid, error=_refused(pid, event))
+
+    _acknowledge(core, pid, req.spec, submitted, signed, then)
+
+
+def submit_workflow(core: NodeCore, rid: int, req: rq.SubmitWorkflow) -> None:
+    """A DAG of specs by nodename and dependencies. Every step is acknowledged by a
+    majority before the answer; children wait for their parents."""
+    _may_submit(core)
+    specs = req.specs
+    graph, submitted = core.rng.randbytes(16), core.unix_ns()
+    pids = {s.nodename: core.rng.randbytes(16) for s in specs}
+    children: dict[str, list[str]] = {s.nodename: [] for s in specs}
+    for s in specs:
+        for dep in s.conditions.dependencies:
+            children[dep].append(s.nodename)
+    signed: dict[str, bytes] = {}
+    for s in specs:
+        signed[s.nodename] = _publish_submission(core, {
+            "processid": pids[s.nodename].hex(), "spec": spec_to_json(s),
+            "submission_ns": submitted, "processgraphid": graph.hex(),
+            "parents": [pids[d].hex() for d in s.conditions.dependencies],
+            "children": [pids[c].hex() for c in children[s.nodename]],
+        }, pids[s.nodename])  # fmt: skip
+    left = [len(specs)]
+    refused: list[ColonyError] = []
+
+    def then(pid: bytes, event: Any) -> None:
+        if not event.acked:
+            refused.append(_refused(pid, event))
+        left[0] -= 1
+        if left[0] == 0:
+            if refused:
+                core.answer(rid, error=refused[0])
+            else:
+                views = [core.book.get(pids[s.nodename]) for s in specs]
+                core.answer(rid, {"processgraphid": graph.hex(), "processes": views})
+
+    for s in specs:
+        pid = pids[s.nodename]
+        _acknowledge(core, pid, s, submitted, signed[s.nodename], _bind(then, pid))
+
+
+def _bind(fn: Callable[[bytes, Any], None], pid: bytes) -> Callable[[Any], None]:
+    return lambda event: fn(pid, event)
+
+
+def get_process(core: NodeCore, rid: int, req: rq.GetProcess) -> None:
+    pid = req.pid
+    view = core.book.get(pid)
+    if not req.consistent:
+        if view is None:
+            raise NotFound(f"no process {pid.hex()} is known to this node")
+        core.answer(rid, view)
+        return
+
+    def done(event: lev.ReadResult) -> None:
+        local = core.book.get(pid)
+        if event.view is None and local is None:
+            core.answer(rid, error=NotFound(f"no process {pid.hex()} is known to a majority"
+                                            " of voters"))  # fmt: skip
+            return
+        out = dict(local or {"processid": pid.hex()})
+        reg = event.view
+        if reg is not None:
+            out.update(
+                state=reg.state.name,
+                epoch=reg.epoch,
+                retries=reg.retries,
+                output=reg.output if reg.output is not None else out.get("output", []),
+                errors=list(reg.errors),
+                executor=None if reg.holder is None else peer_id_str(reg.holder),
+            )
+        out["consistent"] = {"committed": event.committed, "answered": event.answered}
+        core.answer(rid, out)
+
+    core.lease(lrq.ReadRegister(pid), done)
+
+
+def _long_poll(core: NodeCore, wait: Wait, timeout_s: float) -> None:
+    waits = core.waits.setdefault(wait.pid, [])
+    if len(waits) >= WAITS_PER_PROCESS_MAX:
+        raise ColonyError("too many requests wait on this process; try again")
+    waits.append(wait)
+    deadline = core.now_s + min(max(timeout_s, 0.0), WAIT_MAX_S)
+    core.at(deadline, lambda now_s: _wait_due(core, wait))
+
+
+def _wait_due(core: NodeCore, wait: Wait) -> None:
+    waits = core.waits.get(wait.pid)
+    if not waits or wait not in waits:
+        return  # answered already, or its caller went away
+    waits.remove(wait)
+    if not waits:
+        del core.waits[wait.pid]
+    _answer_wait(core, wait)
+
+
+def _answer_wait(core: NodeCore, wait: Wait) -> None:
+    if wait.logs_after is None:
+        view = core.book.get(wait.pid)
+        if view is None:
+            core.answer(wait.req, error=NotFound(f"no process {wait.pid.hex()} is known to this"
+                                                 " node"))  # fmt: skip
+        else:
+            core.answer(wait.req, view)
+    else:
+        core.answer(wait.req, _logs(core, wait.pid, wait.logs_after))
+
+
+def wake_waits(core: NodeCore, pid: bytes) -> None:
+    """A process changed: answer the long-polls it satisfies."""
+    state = core.book.state_of(pid)
+    closed = state is not None and state.closed
+    logs = len(core.book.log_index(pid))
+    ready = [
+        w
+        for w in core.waits.get(pid, ())
+        if closed or (w.logs_after is not None and logs > w.logs_after)
+    ]
+    if not ready:
+        return
+    kept = [w for w in core.waits[pid] if w not in ready]
+    if kept:
+        core.waits[pid] = kept
+    else:
+        del core.waits[pid]
+    for wait in ready:
+        _answer_wait(core, wait)
+
+
+def wait_process(core: NodeCore, rid: int, req: rq.WaitProcess) -> None:
+    """The process once it is closed, or as it is when `timeout_s` ran out (a process
+    not heard of by then is a NotFound)."""
+    state = core.book.state_of(req.pid)
+    if state is not None and state.closed:
+        core.answer(rid, core.book.get(req.pid))
+        return
+    _long_poll(core, Wait(rid, req.pid), req.timeout_s)
+
+
+def _logs(core: NodeCore, pid: bytes, after: int) -> dict[str, Any]:
+    index = core.book.log_index(pid)
+    state = core.book.state_of(pid)
+    lines: list[dict[str, Any]] = []
+    for author, seq in index[after:]:
+        env = core.gossip.record(author, seq)
+        if env is None:  # compacted after its retention
+            continue
+        rec = open_body(env).body
+        for text in rec.get("lines", ()):
+            lines.append({"time_ns": rec.get("time_ns"), "executor": rec.get("executor"),
+                          "epoch": rec.get("epoch"), "message": text})  # fmt: skip
+    closed = state is not None and state.closed
+    return {"processid": pid.hex(), "logs": lines, "next": len(index), "closed": closed}
+
+
+def process_logs(core: NodeCore, rid: int, req: rq.ProcessLogs) -> None:
+    """Log lines from the `after`-th log record on (in the order this node got them);
+    with `wait_s`, wait that long for a first new one unless the process is closed."""
+    state = core.book.state_of(req.pid)
+    if state is None:
+        raise NotFound(f"no process {req.pid.hex()} is known to this node")
+    after = max(0, req.after)
+    if len(core.book.log_index(req.pid)) > after or state.closed or req.wait_s <= 0:
+        core.answer(rid, _logs(core, req.pid, after))
+        return
+    _long_poll(core, Wait(rid, req.pid, after), req.wait_s)
+
+
+def cancel_process(core: NodeCore, rid: int, req: rq.CancelProcess) -> None:
+    pid = req.pid
+    view = core.book.get(pid)
+    if view is None:
+        raise NotFound(f"no process {pid.hex()} is known to this node")
+    m = core.membership
+    if not m.is_owner and core.book.submitter_of(pid) != core.node_id:
+        submitter = core.book.submitter_of(pid)
+        who = m.member(submitter) if submitter else None
+        raise PermissionDenied(
+            f"only the node that submitted {pid.hex()} ({who.name if who else 'unknown'})"
+            " or the colony owner's node may cancel it"
+        )
+    if State[view["state"]].closed:
+        core.answer(rid, {"processid": pid.hex(), "cancelled": False, "reason": "CLOSED",
+                          "state": view["state"]})  # fmt: skip
+        return
+    runs.cancel(core.scheduler, rid, pid, core.name())
+
+
+# -- executors -----------------------------------------------------------------------
+
+
+def _executor_role(core: NodeCore) -> None:
+    if not core.membership.has_role(core.node_id, "executor"):
+        raise PermissionDenied("this node does not have the executor role")
+
+
+def register_executor(core: NodeCore, rid: int, req: rq.RegisterExecutor) -> None:
+    _executor_role(core)
+    core.scheduler.register(rid, req)
+
+
+def detach(core: NodeCore, rid: int, req: rq.Detach) -> None:
+    """An executor leaves: cleanly (its leases are released, the processes WAITING again
+    at once, no retry counted) or because its connection died (dropped: they expire)."""
+    sched = core.scheduler
+    ex = sched.executor(req.executor_id)
+    pids = sched.detach(ex, release=req.release)
+    core.answer(rid, {"executor_id": ex.id, "released": [p.hex() for p in pids]})
+
+
+def assign(core: NodeCore, rid: int, req: rq.Assign) -> None:
+    core.scheduler.assign(rid, req)
+
+
+def close_run(core: NodeCore, rid: int, req: rq.CloseRun) -> None:
+    runs.close_run(core.scheduler, rid, req)
+
+
+def _sync(fn: Callable[[Any, Any], Any]) -> Callable[[NodeCore, int, Any], None]:
+    def handler(core: NodeCore, rid: int, req: Any) -> None:
+        core.answer(rid, fn(core.scheduler, req))
+
+    return handler
+
+
+# -- the lease quorum and the DHT ------------------------------------------------------
+
+
+def lease(core: NodeCore, rid: int, req: rq.Lease) -> None:
+    """A raw lease-core request; a claim is answered with one event per pid, in order."""
+    inner = req.req
+    if isinstance(inner, lrq.CloseProcess) and not core.holds(inner.pid):
+        raise NotHolder(f"this node holds no lease on {inner.pid.hex()}: only the holder closes")
+    if not isinstance(inner, lrq.ClaimLeases):
+        core.lease(inner, lambda event: core.answer(rid, event))
+        return
+    order = list(dict.fromkeys(inner.pids))
+    got: dict[bytes, Any] = {}
+
+    def one(event: Any) -> None:
+        got[event.pid] = event
+        if len(got) == len(order):
+            core.answer(rid, [got[p] for p in inner.pids])
+
+    core.lease(inner, one)
+
+
+def fs_add_revision(core: NodeCore, rid: int, req: rq.FsAddRevision) -> None:
+    colony = core.colony()
+
+    def done(result: Any) -> None:
+        core.answer(rid, {"ok": result.ok, "stored": result.stored, "seq": result.seq,
+                          "reason": result.reason})  # fmt: skip
+
+    core.dht_call(
+        lambda dht, now: dht.fs_add_revision(now, colony, req.label, req.name, req.revision), done
+    )
+
+
+def fs_get(core: NodeCore, rid: int, req: rq.FsGet) -> None:
+    colony = core.colony()
+
+    def done(result: GetResult) -> None:
+        record = result.value
+        revisions = [] if record is None else [
+            {"id": r.id, "sha256": r.sha256.hex(), "size": r.size,
+             "chunks": [c.hex() for c in r.chunks], "author": peer_id_str(r.author),
+             "time_ns": r.time_ns}
+            for r in record.revisions
+        ]  # fmt: skip
+        core.answer(rid, {"found": record is not None, "label": req.label, "name": req.name,
+                          "latest": None if record is None else record.latest,
+                          "revisions": revisions, "answers": result.answers,
+                          "hops": result.hops})  # fmt: skip
+
+    core.dht_call(lambda dht, now: dht.fs_get(now, colony, req.label, req.name), done)
+
+
+def find_peer(core: NodeCore, rid: int, req: rq.FindPeer) -> None:
+    def done(result: GetResult) -> None:
+        value = result.value
+        core.answer(rid, tuple(value.addrs) if isinstance(value, PeerRecord) else ())
+
+    core.dht_call(lambda dht, now: dht.find_peer(now, req.node), done)
+
+
+# -- membership ------------------------------------------------------------------------
+
+
+def create_invite(core: NodeCore, rid: int, req: rq.CreateInvite) -> None:
+    roster = core.membership.roster
+    if roster is None or not core.membership.is_owner:
+        raise PermissionDenied("only the colony owner's node issues invites")
+    token = issue_invite(
+        core.identity,
+        roster.colony,
+        req.roles,
+        token_id=core.rng.randbytes(16),
+        now_unix_s=core.unix_ns() / 1e9,
+        ttl_s=req.ttl_s,
+    )
+    core.answer(rid, token)
+
+
+def remove_member(core: NodeCore, rid: int, req: rq.RemoveMember) -> None:
+    member, writes = core.membership.remove(req.member)
+    core.links.publish_change(writes)
+    roster = core.membership.roster
+    assert roster is not None
+    core.answer(rid, {"removed": member.name, "roster_version": roster.version})
+
+
+def set_voters(core: NodeCore, rid: int, req: rq.SetVoters) -> None:
+    writes = core.membership.set_voters(list(req.names))
+    core.links.publish_change(writes)
+    roster = core.membership.roster
+    assert roster is not None
+    core.answer(rid, {"voters": list(req.names), "roster_version": roster.version})
+
+
+def admit(core: NodeCore, rid: int, req: rq.Admit) -> None:
+    """The owner's node: check the invite, add the joiner, persist, then answer."""
+    m = core.membership
+    try:
+        member, writes = m.admit(req.joiner, req.join.invite, req.join.name, core.unix_ns() / 1e9)
+    except ColonyError as exc:
+        core.counters["joins_refused"] += 1
+        log.info("refused join by %s: %s", short_id(req.joiner), exc)
+        raise
+    writes += m.learn_addrs(req.joiner, tuple(req.join.addrs))
+    core.write(writes)  # durable before anyone hears of it
+    core.links.roster_changed()
+    core.links.gossip_roster()
+    core.links.broadcast(skip=req.joiner)
+    env = m.envelope
+    assert env is not None
+    own = PeerAddrs(core.node_id, core.links.addrs)
+    log.info("admitted %s as %s (roles %s)", short_id(req.joiner), member.name, member.roles)
+    core.answer(rid, JoinAccepted(env, (own,)))
+
+
+def joined(core: NodeCore, rid: int, req: rq.Joined) -> None:
+    """This node's join was accepted: take the roster it brought."""
+    m = core.membership
+    accepted = req.accepted
+    # A RosterUpdate naming us may have arrived first: then this offer is not newer.
+    writes = m.offer(accepted.roster) or []
+    if not m.is_member(core.node_id):
+        raise JoinFailed("the roster we were sent does not name this node")
+    for p in accepted.peers:
+        writes += m.learn_addrs(p.node_id, tuple(p.addrs))
+    core.write(writes)
+    core.links.was_member = True
+    core.links.roster_changed()
+    core.links.hello_all()  # the peers we connected to before we were a member
+    roster = m.roster
+    assert roster is not None
+    core.answer(rid, roster.colony)
+
+
+def publish_record(core: NodeCore, rid: int, req: rq.PublishRecord) -> None:
+    if req.kind == ENVELOPE_KIND:
+        raise ValidationError(f"kind {ENVELOPE_KIND!r} is reserved for signed envelopes")
+    env = core.publish(req.kind, req.body)
+    core.answer(rid, {"author": peer_id_str(env.author), "seq": open_body(env).seq,
+                      "kind": req.kind})  # fmt: skip
+
+
+def release_all(core: NodeCore, rid: int, req: rq.ReleaseAll) -> None:
+    core.lease(lrq.ReleaseAll(), lambda event: core.answer(rid, len(event.pids)))
+
+
+HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
+    rq.SubmitProcess: submit_process,
+    rq.SubmitWorkflow: submit_workflow,
+    rq.GetProcess: get_process,
+    rq.WaitProcess: wait_process,
+    rq.ProcessLogs: process_logs,
+    rq.CancelProcess: cancel_process,
+    rq.RegisterExecutor: register_executor,
+    rq.Assign: assign,
+    rq.CloseRun: close_run,
+    rq.Heartbeat: _sync(runs.heartbeat),
+    rq.LogLines: _sync(runs.log_lines),
+    rq.AddAttribute: _sync(runs.add_attribute),
+    rq.Detach: detach,
+    rq.Lease: lease,
+    rq.FsAddRevision: fs_add_revision,
+    rq.FsGet: fs_get,
+    rq.FindPeer: find_peer,
+    rq.CreateInvite: create_invite,
+    rq.RemoveMember: remove_member,
+    rq.SetVoters: set_voters,
+    rq.Admit: admit,
+    rq.Joined: joined,
+    rq.PublishRecord: publish_record,
+    rq.ReleaseAll: release_all,
+}
+
+
+# -- local reads ---------------------------------------------------------------------------
+
+LIST_FILTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "executortype": lambda e: e["spec"].conditions.executortype,
+    "funcname": lambda e: e["spec"].funcname,
+    "label": lambda e: e["spec"].label,
+    "processgraphid": lambda e: e.get("graph"),
+}
+
+
+def list_processes(
+    core: NodeCore, state: str | None, limit: int, offset: int, filters: dict[str, str]
+) -> list[dict[str, Any]]:
+    """This node's view, newest first, filtered by state and by `filters`:
+    executortype, funcname, label, processgraphid (exact matches)."""
+    wanted = None
+    if state is not None:
+        if state.upper() not in State.__members__:
+            raise ValidationError(f"state must be one of {', '.join(State.__members__)}")
+        wanted = State[state.upper()]
+    want = {k: v for k, v in filters.items() if v}
+    unknown = set(want) - set(LIST_FILTERS)
+    if unknown:
+        first = sorted(unknown)[0]
+        raise ValidationError(f"unknown filter {first}: use {', '.join(LIST_FILTERS)}")
+
+    def match(entry: dict[str, Any]) -> bool:
+        return all(LIST_FILTERS[k](entry) == v for k, v in want.items())
+
+    return core.book.list(wanted, limit, offset=max(0, offset), match=match)
+
+
+def records(core: NodeCore, kind: str | None, limit: int) -> list[dict[str, Any]]:
+    """Held gossip records (newest sequence first per author), bodies included."""
+    out: list[dict[str, Any]] = []
+    gossip = core.gossip
+    for author, hwm in sorted(gossip.digest().items()):
+        for seq in range(hwm, 0, -1):
+            if len(out) >= limit:
+                return out
+            env = gossip.record(author, seq)
+            if env is None:
+                continue
+            body = open_body(env)
+            if kind is not None and body.kind != kind:
+                continue
+            out.append({"author": peer_id_str(author), "seq": seq, "kind": body.kind,
+                        "body": body.body if body.kind != ENVELOPE_KIND else None})  # fmt: skip
+    return out

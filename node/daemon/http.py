@@ -1,0 +1,423 @@
+"""The local HTTP/JSON API (DESIGN.md §10): 127.0.0.1 only, bearer token from the data dir.
+
+Each handler turns its request into typed arguments (a `node.core.requests` request,
+validated here: ids, numbers, specs) and asks the node: `await node.call(req)` for
+what NodeCore decides, or one of the node's local reads. Errors are JSON
+``{"error": {"code": ..., "message": ...}}``: PermissionDenied 403, NotFound 404, any
+other ColonyError (and a field of the wrong type) 400; the CLI prints the message as
+one line. Documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from colonynode.consensus import events as lev
+from colonynode.consensus import requests as lrq
+from colonynode.consensus.messages import Outcome, ProcessTerms, Reason
+from colonynode.core.errors import ColonyError, ValidationError
+from colonynode.core.ids import NodeId, node_id_from_peer_id, peer_id_str
+from colonynode.core.process import parse_spec, parse_workflow
+from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.dht import FileRevision
+from colonynode.node.core import NotFound, PermissionDenied
+from colonynode.node.core import requests as rq
+
+__all__ = ["API_BODY_BYTES_MAX", "NodeApi", "build_app", "nid_of", "pid_of"]
+
+API_BODY_BYTES_MAX = 1 << 20
+RECORDS_LIST_MAX = 10_000
+LEASE_PIDS_MAX = 1024
+
+
+class NodeApi(Protocol):
+    """What the daemon offers its API (node.daemon.run.Node)."""
+
+    async def call(self, req: Any) -> Any: ...
+    def status(self) -> dict[str, Any]: ...
+    def members(self) -> list[dict[str, Any]]: ...
+    def peers(self) -> list[dict[str, Any]]: ...
+    def records(self, kind: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def list_processes(
+        self, state: str | None, limit: int, offset: int, filters: dict[str, str]
+    ) -> list[dict[str, Any]]: ...
+    def metrics_text(self) -> str: ...
+
+
+def pid_of(value: Any) -> bytes:
+    """A process id from its hex text (API input)."""
+    if not isinstance(value, str) or not 2 <= len(value) <= 128:
+        raise ValidationError("a process id is 1..64 bytes of hex")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ValidationError(f"process id {value!r} is not hex") from None
+
+
+def nid_of(peer_id: str) -> NodeId:
+    try:
+        return node_id_from_peer_id(peer_id)
+    except ColonyError:
+        raise ValidationError(f"{peer_id!r} is not a peer id") from None
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > API_BODY_BYTES_MAX:
+        raise ValidationError(f"request body over {API_BODY_BYTES_MAX} bytes")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationError("request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("request body must be a JSON object")
+    return data
+
+
+def _number(params: Any, name: str, default: float) -> float:
+    """A numeric query parameter or body field, or a ValidationError naming it."""
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    if isinstance(text, bool):
+        raise ValidationError(f"{name} must be a number")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValidationError(f"{name} must be a finite number")
+    return value
+
+
+def _strings(value: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValidationError(f"{name} must be a list of strings")
+    return tuple(value)
+
+
+# -- lease events as JSON ----------------------------------------------------------------
+
+
+def view_json(view: Any) -> dict[str, Any] | None:
+    """A RegisterView as JSON data (None stays None)."""
+    if view is None:
+        return None
+    return {
+        "pid": view.pid.hex(),
+        "state": view.state.name,
+        "epoch": view.epoch,
+        "holder": None if view.holder is None else peer_id_str(view.holder),
+        "retries": view.retries,
+        "output": view.output,
+        "errors": list(view.errors),
+    }
+
+
+def result_json(result: Any, now_s: float = 0.0) -> dict[str, Any]:
+    """An event answering a lease request, as JSON data."""
+    out: dict[str, Any] = {"pid": result.pid.hex(), "event": type(result).__name__}
+    for name in ("acked", "epoch", "committed", "answered"):
+        if hasattr(result, name):
+            out[name] = getattr(result, name)
+    if isinstance(result, lev.Granted):
+        out["granted"] = True
+        out["lease_left_s"] = round(result.deadline_s - now_s, 3)
+    if isinstance(result, lev.ClaimFailed):
+        out["granted"] = False
+    if hasattr(result, "reason"):
+        reason = result.reason
+        out["reason"] = None if reason is None else Reason(reason).name
+    if isinstance(result, lev.ReadResult):
+        out["view"] = view_json(result.view)
+    return out
+
+
+# -- parsing requests --------------------------------------------------------------------
+
+
+def _advert(body: dict[str, Any]) -> rq.RegisterExecutor:
+    name, etype = str(body.get("name", "")), str(body.get("executortype", ""))
+    if not name or not etype:
+        raise ValidationError("an executor needs a name and an executortype")
+    advert = ExecutorAdvert(
+        name=name,
+        executortype=etype,
+        locationname=str(body.get("locationname", "")),
+        cpu_millis=int(body.get("cpu_millis", 10**9)),
+        mem_bytes=int(body.get("mem_bytes", 10**15)),
+        functions=_strings(body.get("functions", []), "functions"),
+    )
+    return rq.RegisterExecutor(advert, int(_number(body, "slots", 1)))
+
+
+def _revision(body: dict[str, Any], now_ns: int, me: NodeId) -> rq.FsAddRevision:
+    label, name = str(body.get("label", "")), str(body.get("name", ""))
+    revision = FileRevision(
+        id=str(body.get("id", "")),
+        sha256=bytes.fromhex(str(body.get("sha256", ""))),
+        size=int(body.get("size", 0)),
+        chunks=tuple(bytes.fromhex(str(c)) for c in body.get("chunks", ())),
+        author=me,
+        time_ns=now_ns,
+    )
+    return rq.FsAddRevision(label, name, revision)
+
+
+def _lease_submit(body: dict[str, Any], me: NodeId, now_ns: int) -> rq.Lease:
+    terms = ProcessTerms(
+        pid=pid_of(body.get("pid")),
+        submitter=me,
+        executortype=str(body.get("executortype", "")),
+        priority=int(body.get("priority", 0)),
+        seq=now_ns,
+        maxexectime_s=_number(body, "maxexectime_s", 0),
+        maxwaittime_s=_number(body, "maxwaittime_s", 0),
+        maxretries=int(body.get("maxretries", 0)),
+    )
+    return rq.Lease(lrq.SubmitProcess(terms))
+
+
+def _lease_close(body: dict[str, Any]) -> rq.Lease:
+    outcome = str(body.get("outcome", "SUCCESS")).upper()
+    if outcome not in Outcome.__members__:
+        raise ValidationError("outcome must be SUCCESS or FAILED")
+    errors = tuple(str(e) for e in body.get("errors", ()))
+    return rq.Lease(
+        lrq.CloseProcess(pid_of(body.get("pid")), Outcome[outcome], body.get("output"), errors)
+    )
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette:
+    """`me`: this node's id (the author of what the API publishes); `clock` gives
+    `now_s()` (the driver's monotonic time) and `unix_ns()`."""
+    expected = f"Bearer {token}".encode()
+
+    def guarded(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            got = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(got, expected):
+                return _error(401, "unauthorized", "missing or wrong API token")
+            try:
+                result = await fn(request)
+            except PermissionDenied as exc:
+                return _error(403, "forbidden", str(exc))
+            except NotFound as exc:
+                return _error(404, "not_found", str(exc))
+            except ColonyError as exc:
+                return _error(400, type(exc).__name__, str(exc))
+            except (ValueError, TypeError) as exc:  # a field of the wrong type or range
+                return _error(400, "bad_request", f"bad request: {exc}")
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(result)
+
+        return endpoint
+
+    def pid(request: Request) -> bytes:
+        return pid_of(request.path_params["pid"])
+
+    async def invite(request: Request) -> Any:
+        body = await _body(request)
+        roles = _strings(body.get("roles", ["executor", "submitter"]), "roles")
+        ttl_s = body.get("ttl_s", 3600)
+        if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool):
+            raise ValidationError("ttl_s must be a number of seconds")
+        return {"token": await node.call(rq.CreateInvite(roles, float(ttl_s)))}
+
+    async def remove_member(request: Request) -> Any:
+        who = (await _body(request)).get("member")
+        if not isinstance(who, str) or not who:
+            raise ValidationError("member must name a member (name or peer id)")
+        return await node.call(rq.RemoveMember(who))
+
+    async def voters(request: Request) -> Any:
+        names = _strings((await _body(request)).get("voters"), "voters")
+        return await node.call(rq.SetVoters(names))
+
+    async def publish(request: Request) -> Any:
+        body = await _body(request)
+        kind = body.get("kind")
+        if not isinstance(kind, str) or not 0 < len(kind) <= 64:
+            raise ValidationError("kind must be a string of 1..64 characters")
+        return await node.call(rq.PublishRecord(kind, body.get("body")))
+
+    async def records(request: Request) -> Any:
+        kind = request.query_params.get("kind") or None
+        limit = int(_number(request.query_params, "limit", 1000))
+        return node.records(kind, max(0, min(limit, RECORDS_LIST_MAX)))
+
+    async def lease_submit(request: Request) -> Any:
+        req = _lease_submit(await _body(request), me, clock.unix_ns())
+        return result_json(await node.call(req))
+
+    async def lease_claim(request: Request) -> Any:
+        body = await _body(request)
+        pids = body.get("pids")
+        if not isinstance(pids, list) or not 0 < len(pids) <= LEASE_PIDS_MAX:
+            raise ValidationError(f"pids must be a list of 1..{LEASE_PIDS_MAX} hex process ids")
+        lease_s = body.get("lease_s")
+        req = lrq.ClaimLeases(
+            tuple(pid_of(p) for p in pids), None if lease_s is None else _number(body, "lease_s", 0)
+        )
+        results = await node.call(rq.Lease(req))
+        return {"results": [result_json(r, clock.now_s()) for r in results]}
+
+    async def lease_close(request: Request) -> Any:
+        return result_json(await node.call(_lease_close(await _body(request))))
+
+    async def lease_read(request: Request) -> Any:
+        return result_json(await node.call(rq.Lease(lrq.ReadRegister(pid(request)))))
+
+    async def fs_add(request: Request) -> Any:
+        return await node.call(_revision(await _body(request), clock.unix_ns(), me))
+
+    async def fs_get(request: Request) -> Any:
+        params = request.path_params
+        return await node.call(rq.FsGet(params["label"], params["name"]))
+
+    async def find_peer(request: Request) -> Any:
+        peer_id = request.path_params["peer_id"]
+        addrs = await node.call(rq.FindPeer(nid_of(peer_id)))
+        return {"peer_id": peer_id, "found": bool(addrs), "addrs": list(addrs)}
+
+    async def submit_process(request: Request) -> Any:
+        return await node.call(rq.SubmitProcess(parse_spec((await _body(request)).get("spec"))))
+
+    async def submit_workflow(request: Request) -> Any:
+        return await node.call(rq.SubmitWorkflow(tuple(parse_workflow(await _body(request)))))
+
+    async def get_process(request: Request) -> Any:
+        consistent = request.query_params.get("consistent", "") in ("1", "true", "yes")
+        return await node.call(rq.GetProcess(pid(request), consistent))
+
+    async def list_processes(request: Request) -> Any:
+        q = request.query_params
+        limit = _number(q, "limit", 100)
+        offset = _number(q, "offset", 0)
+        filters = {k: v for k, v in q.items() if k not in ("state", "limit", "offset")}
+        return node.list_processes(
+            q.get("state") or None,
+            int(max(0, min(limit, RECORDS_LIST_MAX))),
+            int(max(0, offset)),
+            filters,
+        )
+
+    async def wait_process(request: Request) -> Any:
+        timeout_s = _number(request.query_params, "timeout_s", 30)
+        return await node.call(rq.WaitProcess(pid(request), timeout_s))
+
+    async def process_logs(request: Request) -> Any:
+        q = request.query_params
+        after, wait_s = int(_number(q, "after", 0)), _number(q, "wait_s", 0)
+        return await node.call(rq.ProcessLogs(pid(request), after, wait_s))
+
+    async def cancel_process(request: Request) -> Any:
+        return await node.call(rq.CancelProcess(pid(request)))
+
+    def eid(request: Request) -> str:
+        return str(request.path_params["eid"])
+
+    async def executor_register(request: Request) -> Any:
+        return await node.call(_advert(await _body(request)))
+
+    async def executor_assign(request: Request) -> Any:
+        timeout_s = _number(await _body(request), "timeout_s", 10)
+        return {"process": await node.call(rq.Assign(eid(request), timeout_s))}
+
+    async def executor_close(request: Request, success: bool) -> Any:
+        body = await _body(request)
+        errors = tuple(str(e) for e in body.get("errors", ()))
+        req = rq.CloseRun(eid(request), pid_of(body.get("processid")), success,
+                          body.get("output"), errors)  # fmt: skip
+        return await node.call(req)
+
+    async def executor_fail(request: Request) -> Any:
+        return await executor_close(request, False)
+
+    async def executor_success(request: Request) -> Any:
+        return await executor_close(request, True)
+
+    async def executor_heartbeat(request: Request) -> Any:
+        return await node.call(rq.Heartbeat(eid(request)))
+
+    async def executor_detach(request: Request) -> Any:
+        return await node.call(rq.Detach(eid(request)))
+
+    async def executor_log(request: Request) -> Any:
+        body = await _body(request)
+        lines = _strings(body.get("lines"), "lines")
+        return await node.call(rq.LogLines(eid(request), pid_of(body.get("processid")), lines))
+
+    async def executor_attribute(request: Request) -> Any:
+        body = await _body(request)
+        key, value = body.get("key"), body.get("value")
+        if not isinstance(key, str):
+            raise ValidationError("key must be a string of 1..256 characters")
+        if not isinstance(value, str):
+            raise ValidationError("value must be a string of at most 16384")
+        kind = str(body.get("attributetype", "OUT"))
+        req = rq.AddAttribute(eid(request), pid_of(body.get("processid")), key, value, kind)
+        return await node.call(req)
+
+    def read(fn: Callable[[], Any]) -> Callable[[Request], Awaitable[Any]]:
+        async def handler(_: Request) -> Any:
+            return fn()
+
+        return handler
+
+    async def metrics(_: Request) -> Any:
+        return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
+
+    post, get = ["POST"], ["GET"]
+    routes = [
+        Route("/v1/status", guarded(read(node.status)), methods=get),
+        Route("/v1/members", guarded(read(node.members)), methods=get),
+        Route("/v1/peers", guarded(read(node.peers)), methods=get),
+        Route("/v1/invites", guarded(invite), methods=post),
+        Route("/v1/members/remove", guarded(remove_member), methods=post),
+        Route("/v1/voters", guarded(voters), methods=post),
+        Route("/v1/records", guarded(publish), methods=post),
+        Route("/v1/records", guarded(records), methods=get),
+        Route("/v1/leases/submit", guarded(lease_submit), methods=post),
+        Route("/v1/leases/claim", guarded(lease_claim), methods=post),
+        Route("/v1/leases/close", guarded(lease_close), methods=post),
+        Route("/v1/leases/{pid}", guarded(lease_read), methods=get),
+        Route("/v1/fs/revisions", guarded(fs_add), methods=post),
+        Route("/v1/fs/{label}/{name}", guarded(fs_get), methods=get),
+        Route("/v1/dht/peers/{peer_id}", guarded(find_peer), methods=get),
+        Route("/v1/processes", guarded(submit_process), methods=post),
+        Route("/v1/processes", guarded(list_processes), methods=get),
+        Route("/v1/processes/{pid}", guarded(get_process), methods=get),
+        Route("/v1/processes/{pid}/wait", guarded(wait_process), methods=get),
+        Route("/v1/processes/{pid}/logs", guarded(process_logs), methods=get),
+        Route("/v1/processes/{pid}/cancel", guarded(cancel_process), methods=post),
+        Route("/v1/workflows", guarded(submit_workflow), methods=post),
+        Route("/v1/executors", guarded(executor_register), methods=post),
+        Route("/v1/executors/{eid}/assign", guarded(executor_assign), methods=post),
+        Route("/v1/executors/{eid}/close", guarded(executor_success), methods=post),
+        Route("/v1/executors/{eid}/fail", guarded(executor_fail), methods=post),
+        Route("/v1/executors/{eid}/heartbeat", guarded(executor_heartbeat), methods=post),
+        Route("/v1/executors/{eid}/log", guarded(executor_log), methods=post),
+        Route("/v1/executors/{eid}/detach", guarded(executor_detach), methods=post),
+        Route("/v1/executors/{eid}/attributes", guarded(executor_attribute), methods=post),
+        Route("/metrics", guarded(metrics), methods=get),
+    ]
+    return Starlette(routes=routes)

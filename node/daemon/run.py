@@ -1,0 +1,381 @@
+"""The daemon: one Trio nursery of thin adapters around one NodeCore (DESIGN.md §10).
+
+`colonynode start` and `colonynode join` end up in `run_daemon`. `Node.run` starts the
+libp2p host and its transport, the driver that runs NodeCore (receive -> step ->
+persist -> send -> answer), the dialer NodeCore asks for, and the local HTTP API.
+Shutdown on SIGINT or SIGTERM is clean: the API handle is removed, the leases held are
+released, connections are closed, the store is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+
+from colonynode.consensus.messages import CODEC as LEASE_CODEC
+from colonynode.core.errors import ColonyError
+from colonynode.core.identity import Identity
+from colonynode.core.ids import NodeId, peer_id_str
+from colonynode.core.invite import InviteError, parse_invite
+from colonynode.dht import CODEC as DHT_CODEC
+from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
+from colonynode.node.core import Dial, Disconnect, NodeConfig, NodeCore, Silenced, service
+from colonynode.node.core import requests as rq
+from colonynode.node.core.messages import JOIN_CODEC, ROSTER_CODEC
+from colonynode.node.daemon.driver import NodeDriver
+from colonynode.node.daemon.host import build_host
+from colonynode.node.daemon.http import build_app, nid_of
+from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
+from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport
+from colonynode.node.datadir import DataDir, NodeSettings
+from colonynode.node.logs import set_node_id
+from colonynode.storage._trio import StoreWriter
+from colonynode.storage.api import Store
+
+__all__ = ["JoinFailed", "Node", "run_daemon"]
+
+log = logging.getLogger("colonynode.node")
+
+DIALS_IN_FLIGHT_MAX = 8
+PEERS_RECHECK_S = 1.0
+
+
+class _Events(INotifee):
+    """Connection events, handed to the node without blocking libp2p's connect path."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._changed()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._changed()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: Any) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
+        return None
+
+
+class Node:
+    """The daemon's adapters around one NodeCore; what the HTTP API calls."""
+
+    def __init__(
+        self, datadir: DataDir, identity: Identity, settings: NodeSettings, store: Store
+    ) -> None:
+        self.datadir = datadir
+        self.identity = identity
+        self.settings = settings
+        self.store = store
+        config = NodeConfig(
+            name=settings.name,
+            colony=settings.colony or "",
+            bootstrap=tuple(settings.bootstrap),
+        )
+        self.core = NodeCore(
+            identity, store, random.Random(secrets.randbits(64)), unix_ns=time.time_ns,
+            config=config,
+        )  # fmt: skip
+        self.started_s = 0.0
+        self.api_url = ""
+        self._transport: P2PTransport | None = None
+        self._driver: NodeDriver | None = None
+        self._nursery: trio.Nursery | None = None
+        self._dialing: set[str] = set()
+
+    @property
+    def transport(self) -> P2PTransport:
+        assert self._transport is not None, "the node is not running"
+        return self._transport
+
+    @property
+    def driver(self) -> NodeDriver:
+        assert self._driver is not None, "the node is not running"
+        return self._driver
+
+    def now_s(self) -> float:
+        return trio.current_time()
+
+    def unix_ns(self) -> int:
+        return time.time_ns()
+
+    # -- what the API asks -------------------------------------------------------------
+
+    async def call(self, req: Any) -> Any:
+        return await self.driver.call(req)
+
+    def status(self) -> dict[str, Any]:
+        st = self.core.status()
+        transport = self._transport
+        counters = dict(transport.counters) if transport else {}
+        st["addrs"] = transport.addrs() if transport else []
+        st["api"] = self.api_url
+        st["connected_peers"] = len(transport.peers()) if transport else 0
+        st["uptime_s"] = round(trio.current_time() - self.started_s, 3)
+        core_counters = st.pop("counters")
+        st["counters"] = {
+            "refused_streams": counters.get("refused_streams", 0)
+            + core_counters["refused_streams"],
+            "bad_frames": counters.get("bad_frames", 0),
+            "joins_refused": core_counters["joins_refused"],
+            "send_dropped": counters.get("send_dropped", 0),
+            "joins_forwarded": counters.get("joins_forwarded", 0),
+            **{k: v for k, v in counters.items() if k.startswith("frames_")},
+        }
+        return st
+
+    def members(self) -> list[dict[str, Any]]:
+        out = self.core.membership.describe()
+        connected = set(self.transport.peers()) if self._transport else set()
+        for m in out:
+            nid = nid_of(m["peer_id"])
+            m["connected"] = nid in connected
+            m["self"] = nid == self.identity.node_id
+        return out
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Every peer this node knows an address for or is connected to."""
+        membership = self.core.membership
+        connected = set(self.transport.peers()) if self._transport else set()
+        seen = self._transport.last_seen_unix_s if self._transport else {}
+        rows = []
+        for nid in sorted(set(membership.addrs) | connected):
+            member = membership.member(nid)
+            last = seen.get(nid)
+            rows.append({
+                "peer_id": peer_id_str(nid),
+                "name": member.name if member else None,
+                "member": member is not None,
+                "addrs": list(membership.addrs.get(nid, ())),
+                "connected": nid in connected,
+                "last_seen": None if last is None else round(last, 3),
+            })  # fmt: skip
+        return rows
+
+    def records(self, kind: str | None, limit: int) -> list[dict[str, Any]]:
+        return service.records(self.core, kind, limit)
+
+    def list_processes(
+        self, state: str | None, limit: int, offset: int, filters: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        return service.list_processes(self.core, state, limit, offset, filters)
+
+    def metrics_text(self) -> str:
+        st = self.status()
+        lines = [
+            "# TYPE colonynode_roster_version gauge",
+            f"colonynode_roster_version {st['roster_version']}",
+            "# TYPE colonynode_members gauge",
+            f"colonynode_members {st['members']}",
+            "# TYPE colonynode_connected_peers gauge",
+            f"colonynode_connected_peers {st['connected_peers']}",
+        ]
+        for key, value in sorted(st["counters"].items()):
+            lines += [f"# TYPE colonynode_{key}_total counter", f"colonynode_{key}_total {value}"]
+        for key, value in sorted(st["scheduler"].items()):
+            kind = "gauge" if key == "executors" else "counter"
+            name = f"colonynode_{key}" + ("" if kind == "gauge" else "_total")
+            lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
+        lines.append("# TYPE colonynode_processes gauge")
+        for state, count in sorted(self.core.book.count_by_state().items()):
+            lines.append(f'colonynode_processes{{state="{state}"}} {count}')
+        return "\n".join(lines) + "\n"
+
+    # -- what NodeCore asks ------------------------------------------------------------
+
+    def _gate(self, peer: NodeId, channel: str) -> bool:
+        return self.core.membership.is_member(peer)
+
+    def _peers_changed(self) -> None:
+        if self._driver is not None and self._transport is not None:
+            self._driver.set_connected(list(self._transport.peers()))
+
+    async def _watch_peers(self) -> None:
+        # Connection events can race libp2p's own bookkeeping: re-check every second.
+        while True:
+            self._peers_changed()
+            await trio.sleep(PEERS_RECHECK_S)
+
+    def _on_notice(self, notice: Any) -> None:
+        nursery = self._nursery
+        assert nursery is not None
+        if isinstance(notice, Dial):
+            if notice.addr not in self._dialing and len(self._dialing) < DIALS_IN_FLIGHT_MAX:
+                self._dialing.add(notice.addr)
+                nursery.start_soon(self._dial, notice.addr)
+        elif isinstance(notice, Disconnect):
+            nursery.start_soon(self.transport.disconnect, notice.peer)
+        elif isinstance(notice, Silenced):
+            if not self.transport.silenced:
+                log.warning("this node was removed from colony %s", self.core.colony())
+            self.transport.silenced = True
+
+    async def _dial(self, addr: str) -> None:
+        try:
+            await self.transport.connect(addr)
+        except DialError as exc:
+            log.debug("dial %s: %s", addr, exc)
+        finally:
+            self._dialing.discard(addr)
+
+    # -- run ---------------------------------------------------------------------------
+
+    def _channels(self, transport: P2PTransport) -> None:
+        colony = self.settings.colony
+        transport.add_channel(
+            Channel("roster", f"/colony/{colony}/roster/1", ROSTER_CODEC, open_to_non_members=True)
+        )
+        transport.add_channel(Channel("join", JOIN_PROTOCOL, JOIN_CODEC, open_to_non_members=True))
+        transport.add_channel(Channel("gossip", f"/colony/{colony}/gossip/1", GOSSIP_CODEC))
+        transport.add_channel(Channel("dht", f"/colony/{colony}/dht/1", DHT_CODEC))
+        transport.add_channel(Channel("lease", f"/colony/{colony}/lease/1", LEASE_CODEC))
+
+    async def run(
+        self,
+        *,
+        join_with: tuple[str, str] | None = None,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        set_node_id(self.identity.short_id)
+        self.started_s = trio.current_time()
+        host = build_host(self.identity)
+        listen = [multiaddr.Multiaddr(a) for a in self.settings.listen]
+        if join_with is not None:
+            self.settings.colony = parse_invite(join_with[1])[0].colony
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with host.run(listen_addrs=listen):
+                self._transport = transport = P2PTransport(host, nursery, self._gate)
+                self._channels(transport)
+                self._driver = NodeDriver(
+                    self.core, transport, StoreWriter(self.store), on_notice=self._on_notice
+                )
+                host.set_stream_handler(JOIN_PROTOCOL, partial(serve_join, self))  # type: ignore[arg-type]
+                host.get_network().register_notifee(_Events(self._peers_changed))
+                try:
+                    await nursery.start(self.driver.run)
+                    self.core.set_addrs(trio.current_time(), transport.addrs())
+                    if join_with is not None:
+                        await join(self, *join_with)
+                    for addr in transport.addrs():
+                        log.info("listening on %s", addr)
+                    nursery.start_soon(self._watch_peers)
+                    stop = trio.Event()
+                    await nursery.start(self._serve_api, stop)
+                    self._log_ready()
+                    task_status.started()
+                    await self._until_signal()
+                    stop.set()
+                    await self._release_leases()
+                finally:
+                    self.datadir.remove_api_handle()
+                    with trio.move_on_after(3) as cleanup:
+                        cleanup.shield = True
+                        await host.close()
+                nursery.cancel_scope.cancel()
+
+    def _log_ready(self) -> None:
+        roster = self.core.membership.roster
+        log.info(
+            "ready: colony %s, roster v%d, %d members",
+            roster.colony if roster else "-",
+            roster.version if roster else 0,
+            len(roster.members) if roster else 0,
+        )
+
+    async def _until_signal(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s: shutting down", signal.Signals(signum).name)
+                return
+
+    async def _release_leases(self) -> None:
+        if not self.core.consensus.claimer.leases:
+            return
+        try:
+            n = await self.driver.call(rq.ReleaseAll(), timeout_s=2.0)
+        except ColonyError as exc:
+            log.warning("releasing the leases held: %s", exc)
+            return
+        log.info("released %d leases", n)
+
+    async def _serve_api(
+        self, stop: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        token = secrets.token_urlsafe(32)
+        config = Config()
+        config.bind = [self.settings.api]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.graceful_timeout = 1.0
+        app = build_app(self, token, me=self.identity.node_id, clock=self)
+        assert self._nursery is not None
+        binds = await self._nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        )
+        self.api_url = str(binds[0])
+        self.datadir.write_api_handle(self.api_url, token)
+        log.info("local API on %s", self.api_url)
+        task_status.started()
+
+
+def _first_colony_error(group: BaseExceptionGroup[Any]) -> ColonyError | None:
+    """The expected failure inside the nurseries' exception groups, if there is one."""
+    for exc in group.exceptions:
+        if isinstance(exc, ColonyError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_colony_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def run_daemon(data_dir: Path, settings: NodeSettings, join: tuple[str, str] | None) -> None:
+    """Open the store and run the node until SIGINT/SIGTERM (blocking)."""
+    from colonynode.storage.lmdb_store import LmdbStore
+
+    dd = DataDir(data_dir)
+    identity = dd.load_identity()
+    store = LmdbStore(dd.path)
+    try:
+        node = Node(dd, identity, settings, store)
+        roster = node.core.membership.roster
+        if join is None and roster is None:
+            raise ColonyError(
+                f"{dd.path} has an identity but belongs to no colony: "
+                "run `colonynode join ADDR --invite TOKEN` or `colonynode init --colony NAME`"
+            )
+        if join is not None and roster is not None:
+            raise InviteError(
+                f"this node is already a member of colony {roster.colony}: "
+                f"use `colonynode start --data-dir {dd.path}`"
+            )
+        try:
+            trio.run(partial(node.run, join_with=join))
+        except BaseExceptionGroup as group:
+            raise _first_colony_error(group) or group from None
+    finally:
+        store.close()

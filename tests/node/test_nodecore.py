@@ -1,0 +1,119 @@
+"""NodeCore, the node's decisions, on the stepped network: a process's whole life through
+real gossip, DHT and lease cores, requests answered by id, long-polls and deadlines."""
+
+from __future__ import annotations
+
+from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED
+from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.node.core import NotFound, PermissionDenied, channel_of
+from colonynode.node.core import requests as rq
+from colonynode.node.core.messages import Hello
+from tests.node.colony import Colony, submit
+
+PY = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
+
+
+def attach(colony: Colony, node: int, name: str = "e") -> str:
+    advert = ExecutorAdvert(name, "py", cpu_millis=10**9, mem_bytes=10**15)
+    got = colony.result(node, rq.RegisterExecutor(advert))
+    return str(got["executor_id"])
+
+
+def test_a_process_runs_on_another_node_and_every_node_sees_the_voters_result() -> None:
+    colony = Colony(5)
+    pid = submit(colony, 0)
+    executor = attach(colony, 3)
+    got = colony.result(3, rq.Assign(executor, timeout_s=5))
+    assert got is not None and got["processid"] == pid.hex() and got["state"] == "RUNNING"
+    done = colony.result(3, rq.CloseRun(executor, pid, True, [42]))
+    assert done["committed"] and done["state"] == "SUCCESS"
+    for node in range(5):
+        view = colony.result(node, rq.WaitProcess(pid, timeout_s=5))
+        assert view["state"] == "SUCCESS" and view["output"] == [42]
+        assert view["epoch"] == got["epoch"] and view["retries"] == 0
+
+
+def test_an_assign_with_nothing_to_run_is_answered_none_at_its_deadline() -> None:
+    colony = Colony(5)
+    executor = attach(colony, 3)
+    start = colony.net.t
+    assert colony.result(3, rq.Assign(executor, timeout_s=1.5)) is None
+    assert 1.5 <= colony.net.t - start < 1.6
+
+
+def test_the_submitting_node_does_not_claim_before_the_voters_hold_it() -> None:
+    """The UNKNOWN_PID race of the old scheduler: a submitter with an idle executor
+    claimed before the voters had the submission, was refused, and skipped it for 1 s."""
+    colony = Colony(5)
+    executor = attach(colony, 3)
+    waiting = colony.ask(3, rq.Assign(executor, timeout_s=5))
+    pid = submit(colony, 3)
+    colony.run_until(lambda: colony.answer(3, waiting) is not None)
+    answer = colony.answer(3, waiting)
+    assert answer is not None and answer.value["processid"] == pid.hex()
+    assert colony.core(3).scheduler.counters["claims_sent"] == 1
+
+
+def test_maxwaittime_expires_with_the_voters_reason_on_every_node() -> None:
+    colony = Colony(5)
+    pid = submit(colony, 0, maxwaittime=2)
+    view = colony.result(4, rq.WaitProcess(pid, timeout_s=10))
+    assert view["state"] == "FAILED" and view["errors"] == [REASON_WAITED]
+
+
+def test_a_failed_run_is_retried_with_the_voters_retry_count() -> None:
+    colony = Colony(5)
+    pid = submit(colony, 0, maxretries=1)
+    first = attach(colony, 3, "a")
+    got = colony.result(3, rq.Assign(first, timeout_s=5))
+    assert got["processid"] == pid.hex()
+    colony.result(3, rq.Detach(first, release=False))  # its executor died
+    second = attach(colony, 4, "b")
+    again = colony.result(4, rq.Assign(second, timeout_s=30), max_s=40)
+    assert again is not None and again["processid"] == pid.hex()
+    colony.result(4, rq.CloseRun(second, pid, True, ["ok"]))
+    view = colony.result(0, rq.WaitProcess(pid, timeout_s=10))
+    assert view["state"] == "SUCCESS" and view["retries"] == 1
+
+
+def test_a_process_whose_retries_are_spent_is_expired_by_the_next_claimer() -> None:
+    """Scheduling moved from the lease core to NodeCore: a claim refused RETRIES_SPENT
+    makes the claiming node expire the process (any node may), with the voters' reason."""
+    colony = Colony(5)
+    pid = submit(colony, 0, maxretries=0)
+    first = attach(colony, 3, "a")
+    assert colony.result(3, rq.Assign(first, timeout_s=5))["processid"] == pid.hex()
+    colony.result(3, rq.Detach(first, release=False))  # its executor died: no retry left
+    second = attach(colony, 4, "b")
+    waiting = colony.ask(4, rq.Assign(second, timeout_s=30))
+    view = colony.result(1, rq.WaitProcess(pid, timeout_s=60), max_s=60)
+    assert view["state"] == "FAILED" and view["errors"] == [REASON_EXPIRED]
+    assert view["retries"] == 0
+    assert colony.answer(4, waiting) is None  # the second executor still waits
+
+
+def test_unknown_processes_and_foreign_cancels_are_refused() -> None:
+    colony = Colony(5)
+    try:
+        colony.result(1, rq.GetProcess(b"\x01" * 16))
+    except NotFound:
+        pass
+    else:
+        raise AssertionError("an unknown process must be NotFound")
+    pid = submit(colony, 3)
+    colony.run_until(lambda: colony.core(4).book.get(pid) is not None)
+    try:
+        colony.result(4, rq.CancelProcess(pid))
+    except PermissionDenied as exc:
+        assert "only the node that submitted" in str(exc)
+    else:
+        raise AssertionError("node 4 neither submitted it nor owns the colony")
+    done = colony.result(3, rq.CancelProcess(pid))
+    assert done["cancelled"] and done["state"] == "CANCELLED"
+
+
+def test_every_message_travels_on_a_known_channel() -> None:
+    colony = Colony(3)
+    channels = {channel_of(msg) for _, _, msg in colony.net.sent}
+    assert channels <= {"gossip", "dht", "lease", "roster"} and "roster" in channels
+    assert any(isinstance(msg, Hello) for _, _, msg in colony.net.sent)
