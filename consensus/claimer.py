@@ -24,7 +24,7 @@ core/scheduling.py) chooses, from the node's view, in the daemon and the simulat
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +42,6 @@ from colonynode.consensus.messages import (
     Push,
     Read,
     Reason,
-    RegisterView,
     Release,
     Reply,
     Submit,
@@ -55,7 +54,12 @@ from colonynode.consensus.register import (
     CLOSED_STATES,
     ERRORS_MAX,
     Timing,
-    commit_key,
+)
+from colonynode.consensus.verdicts import (
+    committed_view,
+    most_common_refusal,
+    read_outcome,
+    shows_waiting,
 )
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
@@ -98,6 +102,7 @@ class _Op:
     reqs: list[int]
     verdicts: dict[NodeId, Verdict] = field(default_factory=dict)
     outcome: Outcome = Outcome.SUCCESS
+    again: bool = False  # a claim sent again at once with the epoch its refusal taught
 
 
 class ClaimerCore:
@@ -126,6 +131,7 @@ class ClaimerCore:
         self.committed: dict[tuple[Tag, bytes], tuple[int, NodeId]] = {}
         self.next_nonce = rng.getrandbits(60) + 1  # per incarnation: random
         self.splits_pushed = 0
+        self.claims_again = 0
         self.effects = Effects()
         self.held = HeldLeases(
             voters,
@@ -404,7 +410,7 @@ class ClaimerCore:
         if op.tag is Tag.READ:
             if len(op.verdicts) < majority(voters):
                 return
-            _, settled = _read_outcome(voters, op.verdicts)
+            _, settled = read_outcome(voters, op.verdicts)
             if settled:
                 self._finish_read(now_s, op, Reason.OK)
             else:  # a result may be committed among the voters yet to answer
@@ -421,7 +427,7 @@ class ClaimerCore:
         if result is VoteResult.WON:
             self._finish(now_s, op, Reason.OK)
         elif result is VoteResult.LOST:
-            self._finish(now_s, op, _most_common_refusal(op.verdicts.values()))
+            self._finish(now_s, op, most_common_refusal(op.verdicts.values()))
 
     def _finish(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """The op is decided (`reason` OK or a refusal) or timed out (None)."""
@@ -448,8 +454,27 @@ class ClaimerCore:
         fix = repair.after_failed_claim(pid, self.voters(), op.verdicts)
         if fix is not None:
             self._send(*fix)
+        if reason is Reason.STALE_EPOCH and not op.again and shows_waiting(op.verdicts):
+            # Refused only for an epoch others have used: the process waits. Ask once
+            # more, at once, above the epoch the refusals showed.
+            self._claim_again(now_s, op)
+            return
         left_s = max((v.lease_left_s for v in op.verdicts.values()), default=0.0)
         self._emit(ev.ClaimFailed(pid, op.epoch, None if ok else reason, reqs, left_s))
+
+    def _claim_again(self, now_s: float, op: _Op) -> None:
+        epoch = self.epochs.get(op.pid, op.epoch) + 1
+        self._learn_epoch(op.pid, epoch)
+        lease_s = op.msg.lease_s
+        msg = Claim((ClaimItem(op.pid, epoch),), lease_s, self.config.executortype,
+                    self.version(), self._nonce())  # fmt: skip
+        timeout_s = now_s + self.config.claim_timeout_s
+        again = _Op(Tag.CLAIM, op.pid, epoch, msg, now_s, timeout_s, now_s + self.config.retry_s,
+                    op.reqs, again=True)  # fmt: skip
+        self.ops[(Tag.CLAIM, op.pid)] = again
+        self.claims_again += 1
+        for voter in self.voters():
+            self._send(voter, msg)
 
     def _finish_terminal(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """A close, expire or cancel is decided; a committed one is repaired at the voters
@@ -458,7 +483,7 @@ class ClaimerCore:
         pid, reqs = op.pid, tuple(op.reqs)
         ok = reason is Reason.OK
         why = None if ok else reason
-        view = _committed_view(op.verdicts) if ok else None
+        view = committed_view(op.verdicts) if ok else None
         if ok:
             self._repair_committed(op)
         if op.tag is Tag.CLOSE:
@@ -476,7 +501,7 @@ class ClaimerCore:
     def _finish_read(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """Settled, or timed out: the best the voters that answered could tell."""
         self.ops.pop((op.tag, op.pid), None)
-        committed, _ = _read_outcome(self.voters(), op.verdicts)
+        committed, _ = read_outcome(self.voters(), op.verdicts)
         views = [v.view for v in op.verdicts.values() if v.view is not None]
         best = committed
         if best is None and views:
@@ -554,46 +579,3 @@ _FINISH: dict[Tag, Callable[[ClaimerCore, float, _Op, Reason | None], None]] = {
     Tag.RELEASE: ClaimerCore._finish_release,
     Tag.READ: ClaimerCore._finish_read,
 }
-
-
-def _most_common_refusal(verdicts: Iterable[Verdict]) -> Reason:
-    counts: dict[Reason, int] = {}
-    for v in verdicts:
-        if not v.ok:
-            counts[v.reason] = counts.get(v.reason, 0) + 1
-    return max(sorted(counts), key=lambda r: counts[r])
-
-
-def _committed_view(verdicts: dict[NodeId, Verdict]) -> RegisterView | None:
-    """The register the accepting voters hold after a committed close, expire or cancel
-    (the one that saw the most retries, when they differ)."""
-    views = [v.view for v in verdicts.values() if v.ok and v.view is not None]
-    return max(views, key=lambda v: v.retries) if views else None
-
-
-def _read_outcome(
-    voters: tuple[NodeId, ...], verdicts: dict[NodeId, Verdict]
-) -> tuple[RegisterView | None, bool]:
-    """(the closed register a majority reports, if any; whether the read is settled).
-
-    Settled: a result is committed among the verdicts so far, or no closed result could
-    reach a majority even if every voter yet to answer had it. Each closed result
-    (`commit_key`) is tallied like any vote."""
-    keys: list[tuple[Any, RegisterView]] = []
-    for verdict in verdicts.values():
-        view = verdict.view
-        key = None if view is None else commit_key(view)
-        if key is not None and all(k != key for k, _ in keys):
-            keys.append((key, view))  # type: ignore[arg-type]
-    settled = True
-    for key, view in keys:
-
-        def same(v: Verdict, key: Any = key) -> bool:
-            return v.view is not None and commit_key(v.view) == key
-
-        result = tally(voters, verdicts, same).result
-        if result is VoteResult.WON:
-            return view, True
-        if result is VoteResult.PENDING:
-            settled = False
-    return None, settled

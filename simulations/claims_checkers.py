@@ -15,7 +15,8 @@
   waiting executors match ahead (by more than the near-tie window) of one it chose, or
   left an executor waiting while a ready process it matches was not chosen; or a node
   with executors waiting and ready processes ran no claim round for longer than a round
-  (`POLL_S`) and its slack.
+  (`POLL_S`) and its slack (after a wait its scheduler chose because no majority of
+  voters answered its claims).
 """
 
 from __future__ import annotations
@@ -278,11 +279,16 @@ class SchedulingChecker(BaseChecker):
             core = sim.core
             if core is None or not sim.alive or sim.paused:
                 continue
+            if world.now_s - sim.woke_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
+                continue  # it has just woken up: its overdue timers are running
             sched = core.scheduler
             if not sched.idle_wants():
                 continue
             now_s = sim.local_now()
-            if now_s - sched.last_round_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
+            # A node whose claims no majority answered waits a while (it knows the
+            # voters are out of reach): the bound runs from the end of that wait.
+            since_s = max(sched.last_round_s, sched.quiet_until_s)
+            if now_s - since_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
                 continue
             oldest = max(w.since_s for w in sched.wants if w.open and w.claim is None)
             if now_s - oldest <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:

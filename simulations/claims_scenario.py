@@ -95,7 +95,7 @@ class ClaimsScenario(Scenario):
         "slots": 4,
         "degree": 10,
         "jobs_per_node_s": 0.15,
-        "jobs_per_s_max": 8.0,  # the whole colony's rate is capped (see docs/simulator.md)
+        "jobs_per_s_max": 0.0,  # the colony's rate cap; 0: 1 + 50/nodes (docs/simulator.md)
         "job_mean_s": 0.8,
         "hang_p": 0.04,
         "die_p": 0.06,
@@ -250,9 +250,8 @@ class ClaimsScenario(Scenario):
         world.add_checker(CancelChecker(self.submitter_of, self.owner))
         self.rng = world.rng_for("claims")
         self.cancel_rng = world.rng_for("cancels")  # its own stream: the rest is unchanged
-        rate = min(
-            self.param_float("jobs_per_node_s"), self.param_float("jobs_per_s_max") / world.n
-        )
+        cap_s = self.param_float("jobs_per_s_max") or 1.0 + 50.0 / world.n
+        rate = min(self.param_float("jobs_per_node_s"), cap_s / world.n)
         workload = WorkloadConfig(
             rate_per_node_s=rate,
             duration_mean_s=self.param_float("job_mean_s"),

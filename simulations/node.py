@@ -123,6 +123,7 @@ class SimNode(Generic[C]):
         self.booted = False
         self.alive = False
         self.paused = False
+        self.woke_s = 0.0  # global time of the last boot, restart or resume
         self.incarnation = 0  # +1 per crash: work scheduled before a crash is dropped
         self.timer_local_s: float | None = None
         self.timer_gen = 0
@@ -149,6 +150,7 @@ class SimNode(Generic[C]):
 
     def boot(self) -> None:
         """Build the core from the store and tick it (start and restart)."""
+        self.woke_s = self.world.queue.now_s
         self.core = self.core_factory(self.node_id, self.store, self.rng)
         self.booted = True
         self.alive = True
@@ -328,6 +330,7 @@ class SimNode(Generic[C]):
         if not self.paused:
             return
         self.paused = False
+        self.woke_s = self.world.queue.now_s
         self.world.stopped -= 1
         queue = self.world.queue
         if self.tick_overdue:

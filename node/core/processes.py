@@ -122,6 +122,11 @@ class ProcessBook:
         entry = self._procs.get(pid)
         return entry is not None and "spec" in entry
 
+    def arrived_s(self, pid: bytes) -> float:
+        """When this node first heard of a process (its local time)."""
+        entry = self._procs.get(pid)
+        return 0.0 if entry is None else float(entry.get("arrived_s", 0.0))
+
     def busy_until_s(self, pid: bytes) -> float | None:
         """Until when this node leaves a process to the holder it heard of, if any."""
         entry = self._procs.get(pid)
@@ -184,7 +189,7 @@ class ProcessBook:
                 )
         elif kind == RUNNING_KIND:
             entry = self._entry(pid)
-            if not State(entry["state"]).closed:
+            if not entry["state"].closed:
                 entry["state"] = State.RUNNING
                 if now_s is not None:  # someone holds a lease: do not ask for a while
                     quiet_s = body.get("lease_s", RUNNING_QUIET_S)
@@ -229,7 +234,7 @@ class ProcessBook:
         pending = False
         for parent in () if entry is None else entry.get("parents", ()):
             p = self._procs.get(parent)
-            state = State.WAITING if p is None else State(p["state"])
+            state = State.WAITING if p is None else p["state"]
             if state is State.SUCCESS:
                 continue
             if state.closed:
@@ -252,11 +257,11 @@ class ProcessBook:
         out = []
         for pid in self._open:
             entry = self._procs[pid]
-            if "parents" not in entry or State(entry["state"]).closed:
+            if "parents" not in entry or entry["state"].closed:
                 continue
             for parent in entry["parents"]:
                 p = self._procs.get(parent)
-                if p is not None and State(p["state"]).closed and p["state"] != State.SUCCESS:
+                if p is not None and p["state"].closed and p["state"] != State.SUCCESS:
                     out.append((pid, parent))
                     break
         return out
@@ -276,7 +281,7 @@ class ProcessBook:
         out = []
         for pid in self._open:
             entry = self._procs[pid]
-            if "spec" not in entry or "unacked" in entry or State(entry["state"]).closed:
+            if "spec" not in entry or "unacked" in entry or entry["state"].closed:
                 continue
             if entry.get("busy_until_s", 0.0) > now_s:
                 continue
@@ -303,7 +308,7 @@ class ProcessBook:
         counts = dict.fromkeys((s.name for s in State), 0)
         for entry in self._procs.values():
             if "spec" in entry:
-                counts[State(entry["state"]).name] += 1
+                counts[entry["state"].name] += 1
         return counts
 
     def submitted_by(self, pid: bytes, node: NodeId) -> bool:
@@ -317,12 +322,12 @@ class ProcessBook:
     def mark_closed_elsewhere(self, pid: bytes) -> None:
         """The voters say it is closed; its closing record has not reached us yet."""
         entry = self._procs.get(pid)
-        if entry is not None and not State(entry["state"]).closed:
+        if entry is not None and not entry["state"].closed:
             entry["busy_until_s"] = float("inf")
 
     def state_of(self, pid: bytes) -> State | None:
         entry = self._procs.get(pid)
-        return None if entry is None or "spec" not in entry else State(entry["state"])
+        return None if entry is None or "spec" not in entry else entry["state"]
 
     def get(self, pid: bytes) -> dict[str, Any] | None:
         entry = self._procs.get(pid)
@@ -356,7 +361,7 @@ class ProcessBook:
         submitter = entry.get("submitter")
         out = {
             "processid": pid.hex(),
-            "state": State(entry["state"]).name,
+            "state": entry["state"].name,
             "spec": spec_to_json(entry["spec"]),
             "submitter": peer_id_str(submitter) if submitter else None,
             "output": entry.get("output", []),

@@ -38,7 +38,13 @@ from colonynode.consensus.messages import Reason
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import State
-from colonynode.core.scheduling import ExecutorAdvert, Waiting, claim_delay_s, plan_claims
+from colonynode.core.scheduling import (
+    STAGGER_STEP_S,
+    ExecutorAdvert,
+    Waiting,
+    claim_delay_s,
+    plan_claims,
+)
 from colonynode.node.core.processes import CLOSED_KIND, RUNNING_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, Planned, RegisterExecutor, RunStopped
 
@@ -61,6 +67,8 @@ SETTLE_AFTER_S = 3.0  # a closing record not heard of this long after the voters
 SETTLE_AFTER_OTHERS_S = 15.0  # ... by a node that did not submit the process
 SETTLE_RETRY_S = 5.0  # a process the voters closed but this node cannot tell how: read again
 SETTLING_MAX = 1024  # such reads in flight
+DELAYS_MAX = 100_000  # pids whose stagger here is remembered
+QUIET_MAX_S = 8.0  # the longest a node waits between rounds while voters do not answer
 LEASE_S = 10.0
 SWEEP_S = 1.0  # how often this node looks for its processes past maxwaittime
 EXECUTOR_SILENT_S = 15.0  # an executor not heard from this long is detached (assign polls 10 s)
@@ -132,8 +140,13 @@ class Scheduler:
         self.claiming: set[bytes] = set()  # pids with a claim out
         self._round_at: float | None = None
         self.last_round_s = float("-inf")
+        self._timeouts = 0  # claims in a row no majority answered
+        self.quiet_until_s = 0.0  # no claim round before this (voters out of reach)
         self._sweeping = False
         self._settling: set[bytes] = set()  # pids being read to learn their result
+        # pid -> (claimers, its claim stagger here, its re-claim stagger here)
+        self._delays: dict[bytes, tuple[tuple[int, float], float, float]] = {}
+        self.claim_rtt_s = 0.0  # a moving average of this node's claim round trips
         self.counters: dict[str, int] = dict.fromkeys(
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
              "graph_failed", "claim_rounds", "claims_sent", "settled"), 0)  # fmt: skip
@@ -232,7 +245,12 @@ class Scheduler:
             return
         state = self.book.state_of(pid)
         if state is State.WAITING:
-            self._round_soon(self.host.now_s)
+            now = self.host.now_s
+            ready_s = self.book.arrived_s(pid) + self._delay(pid)[0]
+            if ready_s > now:  # staggered here: a round once it is ready, not now
+                self.host.at(ready_s, self._wake_round)
+            else:
+                self._round_soon(now)
         elif state is State.RUNNING:
             until_s = self.book.busy_until_s(pid)
             if until_s is not None and until_s > self.host.now_s:
@@ -243,7 +261,8 @@ class Scheduler:
             self._round_soon(now_s)
 
     def _round_soon(self, now_s: float) -> None:
-        self._schedule_round(max(now_s, self.last_round_s + ROUND_GAP_S))
+        at_s = max(now_s, self.last_round_s + ROUND_GAP_S, self.quiet_until_s)
+        self._schedule_round(at_s)
 
     def _schedule_round(self, at_s: float) -> None:
         if self._round_at is not None and self._round_at <= at_s:
@@ -284,14 +303,12 @@ class Scheduler:
         self.counters["claim_rounds"] += 1
         self.counters["claims_sent"] += len(chosen)
         req = lrq.ClaimLeases(tuple(chosen), self.lease_s)
-        self.host.lease(req, lambda ev: self._on_claim(ev, chosen[ev.pid]))
+        self.host.lease(req, lambda ev: self._on_claim(ev, chosen[ev.pid], now_s))
 
     def candidates(self, now_s: float) -> list[Waiting]:
         """What a claim round chooses among: the claimable processes of the view that
         are not backed off, not being claimed and not held here, with the time each
         becomes ready here (the claim stagger)."""
-        key, claimers = bytes(self.host.node_id), self.host.claimers()
-        lapsed_step_s = self.lease_s / 4
         out = []
         for pid, spec, sub_ns, since_s, lapsed in self.book.waiting(now_s):
             retry_at = self.retry_at.get(pid)
@@ -303,23 +320,50 @@ class Scheduler:
                 continue
             if self.host.holds(pid):
                 continue
-            if lapsed:
-                delay_s = claim_delay_s(pid, key, claimers, step_s=lapsed_step_s, steps_max=None)
-            else:
-                delay_s = claim_delay_s(pid, key, claimers)
-            out.append(Waiting(pid, spec, sub_ns, since_s + delay_s))
+            first_s, again_s = self._delay(pid)
+            out.append(Waiting(pid, spec, sub_ns, since_s + (again_s if lapsed else first_s)))
         return out
+
+    def _delay(self, pid: bytes) -> tuple[float, float]:
+        """This node's claim stagger for `pid`, and its re-claim stagger (remembered).
+        A step is at least `STAGGER_STEP_S` and two of this node's claim round trips:
+        where the voters are far, the next nodes wait until a winner's news can come."""
+        claimers = self.host.claimers()
+        step_s = max(STAGGER_STEP_S, round(2 * self.claim_rtt_s, 2))
+        cached = self._delays.get(pid)
+        if cached is None or cached[0] != (claimers, step_s):
+            if len(self._delays) >= DELAYS_MAX:
+                self._delays.clear()
+            key = bytes(self.host.node_id)
+            first_s = claim_delay_s(pid, key, claimers, step_s=step_s)
+            again_s = claim_delay_s(pid, key, claimers, step_s=self.lease_s / 4, steps_max=None)
+            cached = self._delays[pid] = ((claimers, step_s), first_s, again_s)
+        return cached[1], cached[2]
 
     def idle_wants(self) -> int:
         """Assign calls waiting with no claim out for them."""
         return sum(1 for w in self.wants if w.open and w.claim is None)
 
-    def _on_claim(self, event: Any, want: _Want) -> None:
+    def _on_claim(self, event: Any, want: _Want, sent_s: float) -> None:
         now = self.host.now_s
         pid = event.pid
         self.claiming.discard(pid)
         want.claim = None
         want.since_s = now
+        if not isinstance(event, lev.Granted) and event.reason is None:
+            # No majority answered: the voters are out of reach from here (a partition,
+            # a pause). The pid keeps its place, but this node asks less often until
+            # they answer again.
+            self._timeouts += 1
+            quiet_s = min(QUIET_MAX_S, POLL_S * 2 ** min(self._timeouts - 1, 6))
+            self.quiet_until_s = now + quiet_s * self.host.rng.uniform(0.5, 1.5)
+        else:
+            self._timeouts = 0
+            self.quiet_until_s = 0.0
+            rtt_s = now - sent_s
+            self.claim_rtt_s = (
+                rtt_s if not self.claim_rtt_s else 0.8 * self.claim_rtt_s + 0.2 * rtt_s
+            )
         if isinstance(event, lev.Granted):
             self._hand(now, want, pid, event.epoch)
         else:
