@@ -306,8 +306,11 @@ class ClaimerCore:
     def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
         if sender not in self.voters() or not isinstance(msg, Reply):
             return
-        if msg.request is not Tag.READ and msg.version != self.version():
-            return  # decided under another voter set: it does not count toward this one
+        if msg.version != self.version():
+            # Decided under another voter set, or (a read) answered by a voter that does
+            # not serve this one yet (a new voter in the middle of its handover holds
+            # registers that are not settled): it counts for nothing here.
+            return
         for verdict in msg.verdicts:
             if verdict.view is not None:
                 self._learn_epoch(verdict.pid, verdict.view.epoch)

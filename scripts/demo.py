@@ -183,6 +183,11 @@ def main() -> int:
         console.print("DHT file record put on c, read on a:",
                       api.get("/v1/fs/demo/pi.txt")["revisions"])  # fmt: skip
         show("simulate", "--scenario", "ping", "--nodes", "500", "--seed", "1", "--faults", "chaos")
+        console.print(
+            "\n[bold]The same NodeCore the daemons run, 100 of them in one process[/bold]"
+            " (processes, gossip, DHT, lease quorum; faults drawn from the seed)"
+        )
+        show("simulate", "--scenario", "claims", "--nodes", "100", "--seeds", "1..3")
         console.print(f"\ndemo finished in {time.monotonic() - t0:.1f} s")
         return 0
     finally:

@@ -67,6 +67,14 @@ def print_scenarios(console: Console, scenarios: Sequence[type[Scenario]]) -> No
     console.print(table)
 
 
+def _events_per_s(result: RunResult) -> float | None:
+    """Events the queue ran (steps, and book-keeping) per second of wall time."""
+    events = result.metrics.get("events")
+    if not isinstance(events, int) or result.wall_s <= 0:
+        return None
+    return events / result.wall_s
+
+
 def _single(console: Console, result: RunResult) -> None:
     spec = result.spec
     console.print(
@@ -80,6 +88,7 @@ def _single(console: Console, result: RunResult) -> None:
         ("simulated_s", result.simulated_s),
         ("wall_s", result.wall_s),
         ("steps_per_wall_s", result.steps / result.wall_s if result.wall_s > 0 else None),
+        ("events_per_wall_s", _events_per_s(result)),
         ("safety_s", result.safety_s),
         ("liveness_s", result.liveness_s),
     ]

@@ -297,7 +297,7 @@ class ProcessBook:
     def mark_running(self, pid: bytes, until_s: float, epoch: int, executor: str,
                      start_ns: int) -> None:  # fmt: skip
         entry = self._procs.get(pid)
-        if entry is not None:
+        if entry is not None and not entry["state"].closed:  # closed is closed for good
             entry.update(state=State.RUNNING, busy_until_s=until_s, epoch=epoch,
                          executor=executor, start_ns=start_ns)  # fmt: skip
             if self.on_change is not None:

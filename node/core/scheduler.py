@@ -404,12 +404,20 @@ class Scheduler:
 
     def _hand(self, now_s: float, want: _Want, pid: bytes, epoch: int) -> None:
         """Give a granted process to the executor that waited for it; if it left
-        meanwhile (detached, or its call went away), release the lease at once."""
+        meanwhile (detached, or its call went away), release the lease at once. A grant
+        for a process this node already knows closed (its cancel's record came first)
+        is given back too, and the executor waits on."""
         ex = want.ex
         if not want.open or ex.id not in self.executors:
             self.host.lease(lrq.ReleaseLease(pid), _ignore)
             if want in self.wants:
                 self.wants.remove(want)
+            return
+        state = self.book.state_of(pid)
+        if state is not None and state.closed:
+            self.host.lease(lrq.ReleaseLease(pid), _ignore)
+            if want.expired:
+                self._answer_want(want, None)
             return
         ex.running[pid] = epoch
         start_ns = self.host.unix_ns()
