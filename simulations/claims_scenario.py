@@ -59,6 +59,7 @@ from colonynode.simulations.claims_checkers import (
 )
 from colonynode.simulations.gossip_scenario import VerifyMemo
 from colonynode.simulations.memos import OpenMemo, SpecMemo
+from colonynode.simulations.network import random_links
 from colonynode.simulations.scenario import Metric, ParamValue, Scenario, register_scenario
 from colonynode.simulations.sim_executors import EXECUTORTYPE, SimExecutors
 from colonynode.simulations.workload import Fate, Job, Workload, WorkloadConfig
@@ -263,15 +264,7 @@ class ClaimsScenario(Scenario):
         world.schedule(PEER_REFRESH_S, self._refresh_peers)
 
     def _connect(self, world: World) -> list[list[int]]:
-        rng = world.rng_for("peers")
-        n = world.n
-        links: list[dict[int, None]] = [{} for _ in range(n)]
-        for i in range(n):
-            for j in rng.sample(range(n - 1), min(n - 1, self.param_int("degree") // 2)):
-                j = j + 1 if j >= i else j
-                links[i][j] = None
-                links[j][i] = None
-        return [sorted(x) for x in links]
+        return random_links(world.rng_for("peers"), world.n, self.param_int("degree"))
 
     def _booted(self, world: World, index: int) -> None:
         self.given[index] = None

@@ -61,6 +61,7 @@ from colonynode.gossip import (
     verify_record,
 )
 from colonynode.simulations.checkers import BaseChecker
+from colonynode.simulations.network import random_links
 from colonynode.simulations.scenario import Metric, ParamValue, Scenario, register_scenario
 from colonynode.storage.api import Store
 
@@ -332,15 +333,7 @@ class GossipScenario(Scenario):
         self._schedule_case(world)
 
     def _connect(self, world: World) -> list[list[int]]:
-        rng = world.rng_for("peers")
-        n = world.n
-        links: list[dict[int, None]] = [{} for _ in range(n)]
-        for i in range(n):
-            for j in rng.sample(range(n - 1), min(n - 1, self.param_int("degree") // 2)):
-                j = j + 1 if j >= i else j
-                links[i][j] = None
-                links[j][i] = None
-        return [sorted(x) for x in links]
+        return random_links(world.rng_for("peers"), world.n, self.param_int("degree"))
 
     def _schedule_case(self, world: World) -> None:
         rng = world.rng_for("case")

@@ -45,6 +45,7 @@ __all__ = [
     "SimNetwork",
     "SimTransport",
     "default_size_of",
+    "random_links",
 ]
 
 # A frame in flight: (source index, channel, messages).
@@ -382,3 +383,15 @@ if TYPE_CHECKING:
 
     def _is_a_transport(view: SimTransport) -> Transport:
         return view  # mypy checks that SimTransport implements the Transport protocol
+
+
+def random_links(rng: random.Random, n: int, degree: int) -> list[list[int]]:
+    """A symmetric random graph: node i links to `degree // 2` others drawn by `rng`,
+    and every link goes both ways (about `degree` links a node). Sorted neighbour lists."""
+    links: list[dict[int, None]] = [{} for _ in range(n)]
+    for i in range(n):
+        for j in rng.sample(range(n - 1), min(n - 1, degree // 2)):
+            j = j + 1 if j >= i else j
+            links[i][j] = None
+            links[j][i] = None
+    return [sorted(x) for x in links]
