@@ -43,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=200)
     parser.add_argument("--executors-per-node", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1, help="slots an executor")
     args = parser.parse_args()
     n, per_node = args.processes, args.executors_per_node
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +62,8 @@ def main() -> None:
                 for i in range(per_node):
                     executors.append(subprocess.Popen(
                         [CLI, "executor", "run", str(root / "f.py"), "--type", "bench",
-                         "--name", f"{d.name}-{i}", "--data-dir", str(d.dir)],
+                         "--name", f"{d.name}-{i}", "--concurrency", str(args.concurrency),
+                         "--data-dir", str(d.dir)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     ))  # fmt: skip
             for d in nodes:  # the clock starts once every executor is attached and idle

@@ -271,9 +271,20 @@ def executor_run(
         help="Call the functions on threads of this process instead of a worker process"
         " (faster to start, but a run past maxexectime or cancelled cannot be killed).",
     ),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=256,
+        help="Calls run at once, each in a worker process of its own (default: the"
+        " machine's cores).",
+    ),
     data_dir: str | None = DataDirOpt,
 ) -> None:
     """Serve a file's functions through the node of --data-dir until interrupted."""
+    import os
+
     from colonynode.node.logs import setup_logging
     from colonynode.sdk.executor import Executor
     from colonynode.sdk.functions import load_functions
@@ -287,11 +298,13 @@ def executor_run(
     try:
         client = _client(data_dir)
         node_name = client.get("/v1/status")["name"]
-        ex = Executor(client, runner, executortype, name or f"{node_name}-{executortype}")
+        ex = Executor(client, runner, executortype, name or f"{node_name}-{executortype}",
+                      concurrency=concurrency or os.cpu_count() or 1)  # fmt: skip
     except BaseException:
         runner.close()
         raise
-    typer.echo(f"executor {ex.name} serves {', '.join(runner.names)}", err=True)
+    typer.echo(f"executor {ex.name} serves {', '.join(runner.names)}"
+               f" ({ex.concurrency} at once)", err=True)  # fmt: skip
     import signal
 
     def interrupted(signum: int, frame: Any) -> None:

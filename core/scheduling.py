@@ -20,21 +20,23 @@ choose what to claim:
   that wins announces it RUNNING and the others never try. A node whose executors are
   busy does not claim, so the first idle node in this order does, after about as many
   steps as there are busy nodes before it over `STAGGER_FANOUT`. No node waits more
-  than `STAGGER_STEPS_MAX` steps, and colonies of at most `STAGGER_FANOUT` executor
-  nodes do not wait at all. A process not yet ready for this node holds back every process
-  behind it by more than the near-tie window, so staggering never breaks the order.
+  than `STAGGER_STEPS_MAX` steps. In colonies of at most `RANKED_CLAIMERS_MAX` executor
+  nodes the order is exact (`ranked_claim_delay_s`): one node a step, by rank. A process
+  not yet ready for this node holds back every process behind it by more than the
+  near-tie window, so staggering never breaks the order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from colonynode.core.process import FunctionSpec, priority_time_ns
 
 __all__ = [
+    "RANKED_CLAIMERS_MAX",
     "STAGGER_FANOUT",
     "STAGGER_STEPS_MAX",
     "STAGGER_STEP_S",
@@ -44,6 +46,7 @@ __all__ = [
     "claim_delay_s",
     "matches",
     "plan_claims",
+    "ranked_claim_delay_s",
     "rendezvous_score",
 ]
 
@@ -52,6 +55,7 @@ TIE_WINDOW_NS = 10**9  # priority times this close count as a tie (shared by ren
 STAGGER_STEP_S = 0.02  # one step of the claim stagger (about a claim and a gossip hop)
 STAGGER_FANOUT = 2  # executor nodes expected to try a new process in each step
 STAGGER_STEPS_MAX = 100  # the longest a node leaves a new process to others: 2 s
+RANKED_CLAIMERS_MAX = 32  # executor nodes up to which the stagger goes by exact rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +121,36 @@ def claim_delay_s(
     process whose holder is merely busy is not asked about by every idle node."""
     if claimers <= STAGGER_FANOUT:
         return 0.0
-    digest = hashlib.blake2b(pid + b"\1" + node, digest_size=8).digest()
-    share = int.from_bytes(digest, "big") / 2.0**64  # uniform in [0, 1)
+    share = _stagger_score(pid, node) / 2.0**64  # uniform in [0, 1)
     steps = int(share * claimers / STAGGER_FANOUT)
     if steps_max is not None:
         steps = min(steps, steps_max)
     return steps * step_s
+
+
+def ranked_claim_delay_s(
+    pid: bytes,
+    node: bytes,
+    claimers: Sequence[bytes],
+    *,
+    step_s: float = STAGGER_STEP_S,
+) -> float | None:
+    """The claim stagger of a small colony (at most `RANKED_CLAIMERS_MAX` executor
+    nodes, `claimers` their ids, this `node` among them): the nodes in rendezvous order
+    of (pid, node), one a step, so the first of them claims alone and the next only if
+    it heard no winner a step later. (A uniform draw, as in large colonies, has three of
+    three nodes try at once often enough to split three voters one-one-one: nobody wins
+    and everyone backs off.) None when the colony is larger or `node` is not among them."""
+    if len(claimers) > RANKED_CLAIMERS_MAX or node not in claimers:
+        return None
+    mine = _stagger_score(pid, node)
+    rank = sum(1 for other in claimers if _stagger_score(pid, other) > mine)
+    return min(rank, STAGGER_STEPS_MAX) * step_s
+
+
+def _stagger_score(pid: bytes, node: bytes) -> int:
+    digest = hashlib.blake2b(pid + b"\1" + node, digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def choose_claims(

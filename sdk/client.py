@@ -7,12 +7,18 @@ CLI, and imports no libp2p or trio.
     colony = Client("~/a")
     proc = colony.run("add", 1, 2, executortype="python")   # submit and wait
     assert proc["output"] == [3]
+    list(colony.map("add", [1, 2], [10, 20], executortype="python"))  # [[11], [22]]
+
+Many calls cost few requests: `submit_many` submits up to `SUBMIT_BATCH` specs in one
+request (one quorum round and one durable write at the node for the lot), and
+`as_completed` / `map` long-poll for whichever of many processes closes next, a request
+per batch of results.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,13 @@ from colonynode.core.errors import ColonyError
 from colonynode.core.process import parse_spec, parse_workflow
 from colonynode.node.apiclient import ApiClient
 
-__all__ = ["Client", "ProcessFailed", "WaitTimeout"]
+__all__ = ["Client", "ProcessFailed", "SubmitFailed", "WaitTimeout"]
 
 CLOSED = ("SUCCESS", "FAILED", "CANCELLED")
 POLL_S_MAX = 30.0  # one long-poll request waits at most this long
+SUBMIT_BATCH = 1000  # specs in one request (the node's limit)
+WAIT_BATCH = 10_000  # processes one long-poll watches (the node's limit)
+MAP_WINDOW = 256  # processes `map` watches at a time, the next ones in order
 
 
 class WaitTimeout(ColonyError):
@@ -37,6 +46,18 @@ class ProcessFailed(ColonyError):
         errors = "; ".join(process.get("errors") or []) or "no error given"
         super().__init__(f"process {process['processid']} {process['state']}: {errors}")
         self.process = process
+
+
+class SubmitFailed(ColonyError):
+    """`submit_many`: some specs were not acknowledged by a majority. `processes` holds
+    the acknowledged ones (None where one failed), `errors` the failures by index."""
+
+    def __init__(self, processes: list[dict[str, Any] | None], errors: dict[int, str]) -> None:
+        first = min(errors)
+        super().__init__(f"{len(errors)} of {len(processes)} submissions failed; "
+                         f"the first, [{first}]: {errors[first]}")  # fmt: skip
+        self.processes = processes
+        self.errors = errors
 
 
 class Client:
@@ -61,6 +82,85 @@ class Client:
         parse_spec(spec)  # a bad spec fails here, naming the field
         result: dict[str, Any] = self.api.post("/v1/processes", {"spec": spec})
         return result
+
+    def submit_many(self, specs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Submit many function specs, `SUBMIT_BATCH` a request; the processes in order,
+        each once a majority of voters holds it. A bad spec fails before any is sent;
+        SubmitFailed if some were not acknowledged (the others were)."""
+        specs = list(specs)
+        for i, spec in enumerate(specs):
+            try:
+                parse_spec(spec)
+            except ColonyError as exc:
+                raise type(exc)(f"specs[{i}]: {exc}") from None
+        out: list[dict[str, Any] | None] = []
+        errors: dict[int, str] = {}
+        for start in range(0, len(specs), SUBMIT_BATCH):
+            reply = self.api.post("/v1/processes/batch",
+                                  {"specs": specs[start : start + SUBMIT_BATCH]})  # fmt: skip
+            for proc in reply["processes"]:
+                if "error" in proc:
+                    errors[len(out)] = proc["error"]["message"]
+                    out.append(None)
+                else:
+                    out.append(proc)
+        if errors:
+            raise SubmitFailed(out, errors)
+        return [p for p in out if p is not None]
+
+    def map(self, funcname: str, *iterables: Iterable[Any], executortype: str,
+            timeout_s: float | None = None, **spec: Any) -> Iterator[list[Any]]:  # fmt: skip
+        """Like `concurrent.futures.Executor.map`: one process a tuple of arguments
+        (`map("add", [1, 2], [10, 20], ...)` calls add(1, 10) and add(2, 20)), all
+        submitted at once; yields each one's output list in the order of the arguments,
+        raising ProcessFailed at a failed one. `timeout_s`: for the whole map."""
+        conditions = {"executortype": executortype, **spec.pop("conditions", {})}
+        specs = [{"funcname": funcname, "args": list(args), **spec, "conditions": conditions}
+                 for args in zip(*iterables, strict=False)]  # fmt: skip
+        pids = [p["processid"] for p in self.submit_many(specs)]
+        return self._in_order(pids, timeout_s)
+
+    def _in_order(self, pids: list[str], timeout_s: float | None) -> Iterator[list[Any]]:
+        """Outputs in the order of `pids`, watching a window of the next `MAP_WINDOW`
+        open ones (the node's cost of a long-poll grows with what it watches)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        done: dict[str, dict[str, Any]] = {}
+        i = 0
+        while i < len(pids):
+            if pids[i] not in done:
+                window = [p for p in pids[i : i + MAP_WINDOW] if p not in done]
+                for proc in self._closed_among(window, deadline, len(pids) - i):
+                    done[proc["processid"]] = proc
+                continue
+            proc = done.pop(pids[i])
+            i += 1
+            if proc["state"] != "SUCCESS":
+                raise ProcessFailed(proc)
+            yield list(proc.get("output") or [])
+
+    def as_completed(self, processids: Iterable[str],
+                     timeout_s: float | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+        """Each process as it closes (SUCCESS, FAILED or CANCELLED), first closed first;
+        WaitTimeout if some are still open after `timeout_s` (None: no limit)."""
+        left = dict.fromkeys(processids)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while left:
+            for proc in self._closed_among(list(left)[:WAIT_BATCH], deadline, len(left)):
+                if proc["processid"] in left:
+                    del left[proc["processid"]]
+                    yield proc
+
+    def _closed_among(self, pids: list[str], deadline: float | None,
+                      open_n: int) -> list[dict[str, Any]]:  # fmt: skip
+        """One long-poll: those of `pids` closed once one is (maybe none, at the poll's
+        end); WaitTimeout past `deadline` (`open_n`: how many are open, to say so)."""
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise WaitTimeout(f"{open_n} processes still open when the timeout ran out")
+        poll_s = POLL_S_MAX if remaining is None else min(remaining, POLL_S_MAX)
+        body = {"processids": pids, "timeout_s": round(poll_s, 3)}
+        closed: list[dict[str, Any]] = self.api.post("/v1/processes/wait", body)["processes"]
+        return [p for p in closed if p["state"] in CLOSED]
 
     def submit_workflow(self, workflow: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
         """Submit a ColonyOS WorkflowSpec (or a list of its function specs):

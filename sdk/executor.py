@@ -23,6 +23,7 @@ workflow process, its parents' outputs, concatenated); `kwargs` are passed as ke
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,13 +32,15 @@ from colonynode.core.errors import ColonyError
 from colonynode.node.apiclient import ApiClient
 from colonynode.sdk.context import ProcessContext, route_stdout
 from colonynode.sdk.functions import FunctionError
-from colonynode.sdk.runners import Run, Runner, ThreadRunner
+from colonynode.sdk.runners import ProcessRunner, Run, Runner, ThreadRunner
 
 __all__ = ["Executor"]
 
 log = logging.getLogger(__name__)
 
 ASSIGN_TIMEOUT_S = 10.0
+CONCURRENCY_MAX = 256  # slots of one executor
+JOIN_POLL_S = 0.5
 HEARTBEAT_S = 1.0
 LOG_CALL_LINES_MAX = 256  # the node takes at most this many lines per call
 
@@ -51,47 +54,100 @@ class Executor:
         name: str,
         *,
         heartbeat_s: float = HEARTBEAT_S,
+        concurrency: int = 1,
     ) -> None:
         """`functions`: a runner (`ProcessRunner(path)` runs them in a worker process
-        that can be killed), or a dict of functions to call on threads of this one."""
+        that can be killed), or a dict of functions to call on threads of this one.
+        `concurrency`: how many calls run at once, each in a slot of its own (a worker
+        process each, for a `ProcessRunner`), with a long-poll of its own for work."""
+        if not 1 <= concurrency <= CONCURRENCY_MAX:
+            raise ColonyError(f"concurrency must be 1..{CONCURRENCY_MAX}, not {concurrency}")
         self.client = client
         self.runner = ThreadRunner(functions) if isinstance(functions, dict) else functions
+        self.runners = [self.runner, *_more_runners(self.runner, concurrency - 1)]
         self.executortype = executortype
         self.name = name
         self.heartbeat_s = heartbeat_s
         self.done = 0
         self.abandoned = 0
         self.refused = 0  # results the voters would not commit
-        self.id = self._register()
+        self._lock = threading.Lock()  # the counters, the id, the tickets
+        self._stop = threading.Event()
+        try:
+            self.id = self._register()
+        except BaseException:
+            self.close()
+            raise
         route_stdout()
+
+    @property
+    def concurrency(self) -> int:
+        return len(self.runners)
 
     def _register(self) -> str:
         reply = self.client.post(
             "/v1/executors",
             {"name": self.name, "executortype": self.executortype,
-             "functions": sorted(self.runner.names)},
+             "functions": sorted(self.runner.names), "slots": self.concurrency},
         )  # fmt: skip
         return str(reply["executor_id"])
 
     def run_forever(self, max_processes: int | None = None) -> None:
         """Serve until `max_processes` ran, or until interrupted (KeyboardInterrupt):
-        then detach, so the node releases at once what this executor held."""
+        then detach, so the node releases at once what this executor held. Each slot
+        runs on a thread of its own; the calling thread waits (and takes the interrupt)."""
+        tickets = _Tickets(max_processes)
+        failures: list[BaseException] = []
+        slots = [
+            threading.Thread(
+                target=self._serve_slot,
+                args=(runner, tickets, failures),
+                name=f"slot-{i}",
+                daemon=True,
+            )
+            for i, runner in enumerate(self.runners)
+        ]
         try:
-            while max_processes is None or self.done < max_processes:
-                try:
-                    self.run_one()
-                except ColonyError as exc:
-                    if "register again" not in str(exc):
-                        raise
-                    log.warning("%s; registering again", exc)  # the node restarted
-                    self.id = self._register()
+            for slot in slots:
+                slot.start()
+            while any(slot.is_alive() for slot in slots):
+                for slot in slots:
+                    slot.join(JOIN_POLL_S)  # short joins: a signal reaches this thread
+            if failures:
+                raise failures[0]
         except KeyboardInterrupt:
+            self._stop.set()
             self.detach()
             raise
         else:
             self.detach()
         finally:
+            self._stop.set()
             self.close()
+
+    def _serve_slot(self, runner: Runner, tickets: _Tickets, failures: list[BaseException]) -> None:
+        while not self._stop.is_set() and tickets.take():
+            seen = self.id
+            try:
+                ran = self.run_one(runner)
+            except ColonyError as exc:
+                tickets.give_back()
+                if "register again" not in str(exc):
+                    failures.append(exc)
+                    self._stop.set()
+                    return
+                with self._lock:  # the node restarted: the first slot to see it registers
+                    if self.id == seen:
+                        log.warning("%s; registering again", exc)
+                        self.id = self._register()
+                continue
+            except BaseException as exc:  # a bug: stop every slot, the caller raises it
+                tickets.give_back()
+                failures.append(exc)
+                self._stop.set()
+                return
+            if not ran:
+                tickets.give_back()
 
     def detach(self) -> list[str]:
         """Leave the node: the processes still running here go back to WAITING (their
@@ -105,21 +161,25 @@ class Executor:
             log.info("released %d processes: %s", len(released), ", ".join(released))
         return released
 
-    def run_one(self) -> bool:
-        """Wait for one process and run it; False when none came within the poll."""
+    def run_one(self, runner: Runner | None = None) -> bool:
+        """Wait for one process and run it (in `runner`, by default the first slot's);
+        False when none came within the poll."""
+        runner = runner or self.runner
         reply = self.client.post(f"/v1/executors/{self.id}/assign", {"timeout_s": ASSIGN_TIMEOUT_S})
         proc = reply.get("process")
         if not proc:
             return False
         pid, spec = proc["processid"], proc["spec"]
-        if spec["funcname"] not in self.runner.names:
+        if spec["funcname"] not in runner.names:
             self._fail(pid, [f"{self.name} has no function {spec['funcname']!r}"])
             return True
         ctx = ProcessContext(pid, spec, list(proc.get("input") or []))
-        outcome = self._run(ctx)
-        self.done += 1
+        outcome = self._run(runner, ctx)
+        with self._lock:
+            self.done += 1
+            if "abandoned" in outcome:
+                self.abandoned += 1
         if "abandoned" in outcome:
-            self.abandoned += 1
             log.warning("process %s %s: abandoned, nothing committed", pid, outcome["abandoned"])
         elif "error" in outcome:
             self._fail(pid, [outcome["error"]])
@@ -127,12 +187,12 @@ class Executor:
             self._close(pid, outcome["output"])
         return True
 
-    def _run(self, ctx: ProcessContext) -> dict[str, Any]:
+    def _run(self, runner: Runner, ctx: ProcessContext) -> dict[str, Any]:
         spec = ctx.spec
         limit_s = spec["maxexectime"] if spec["maxexectime"] > 0 else None
         deadline = None if limit_s is None else time.monotonic() + limit_s
         try:
-            run = self.runner.start(ctx, [*spec["args"], *ctx.input], spec["kwargs"])
+            run = runner.start(ctx, [*spec["args"], *ctx.input], spec["kwargs"])
         except FunctionError as exc:  # its worker process could not start again
             return {"error": str(exc)}
         while True:
@@ -143,26 +203,27 @@ class Executor:
             if run.done:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                self._stop(ctx, run)
+                self._stop_run(runner, ctx, run)
                 self._flush(ctx, final=True)
                 return {"abandoned": f"ran past maxexectime ({limit_s} s)"}
             status = self._flush(ctx)
             if status != "held":
-                self._stop(ctx, run)
+                self._stop_run(runner, ctx, run)
                 return {"abandoned": f"was {status} (the node no longer holds its lease)"}
         self._flush(ctx, final=True)
         return run.outcome
 
-    def _stop(self, ctx: ProcessContext, run: Run) -> None:
-        if self.runner.stop(run):
+    def _stop_run(self, runner: Runner, ctx: ProcessContext, run: Run) -> None:
+        if runner.stop(run):
             log.info("process %s: its function was stopped", ctx.processid)
         else:
             log.info("process %s: its function runs on in a thread (--in-process)",
                      ctx.processid)  # fmt: skip
 
     def close(self) -> None:
-        """Stop the worker process, if any."""
-        self.runner.close()
+        """Stop the worker processes, if any."""
+        for runner in self.runners:
+            runner.close()
 
     def _flush(self, ctx: ProcessContext, final: bool = False) -> str:
         """Ship buffered lines and attributes; the node's word on the lease: `held`,
@@ -207,9 +268,62 @@ class Executor:
             return
         if reply.get("committed"):
             return
-        self.refused += 1
+        with self._lock:
+            self.refused += 1
         if reply.get("state") == "CANCELLED":
             log.warning("process %s was cancelled: its %s was not committed", pid, what)
         else:
             log.warning("%s of %s not committed: the voters refused it (%s)", what, pid,
                         reply.get("reason"))  # fmt: skip
+
+
+class _Tickets:
+    """How many more processes the slots may take (`--max-processes`): a slot takes a
+    ticket before it asks for work and gives it back when none came."""
+
+    def __init__(self, total: int | None) -> None:
+        self._left = total
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left is None:
+                return True
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self._left is not None:
+                self._left += 1
+
+
+def _more_runners(first: Runner, n: int) -> list[Runner]:
+    """`n` runners like `first`: threads share one `ThreadRunner`; each further slot of a
+    `ProcessRunner` has a worker process of its own (started side by side)."""
+    if n <= 0:
+        return []
+    if isinstance(first, ThreadRunner):
+        return [first] * n
+    made: list[Runner | BaseException] = [ValueError("not started")] * n
+
+    def start(i: int) -> None:
+        try:
+            made[i] = ProcessRunner(first.path)
+        except BaseException as exc:
+            made[i] = exc
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runners = [r for r in made if not isinstance(r, BaseException)]
+    failed = [r for r in made if isinstance(r, BaseException)]
+    if failed:
+        for r in runners:
+            r.close()
+        raise failed[0]
+    return runners

@@ -53,6 +53,7 @@ class Links:
         self.silenced = False
         self.was_member = self.membership.is_member(core.node_id)
         self.executor_members = 0
+        self.executor_ids: tuple[bytes, ...] = ()  # members with the executor role, sorted
         self.found_addrs = 0
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
         self._dial_at: float | None = None
@@ -79,7 +80,9 @@ class Links:
         if roster is None:
             return
         core = self.core
-        self.executor_members = sum(1 for m in roster.members if "executor" in m.roles)
+        ids = tuple(sorted(bytes(m.node_id) for m in roster.members if "executor" in m.roles))
+        self.executor_members = len(ids)
+        self.executor_ids = ids
         if tuple(roster.voters) != self._voters:
             self._voters = tuple(roster.voters)
             if tuple(roster.voters) != tuple(core.consensus.voters()):

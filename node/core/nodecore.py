@@ -51,7 +51,7 @@ from colonynode.gossip.core import OpenBody, Verify
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
 from colonynode.gossip.records import open_body
-from colonynode.node.core import colony, service
+from colonynode.node.core import colony, service, waits
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
 from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
@@ -174,7 +174,7 @@ class NodeCore:
         self._next_req = 0
         self._lease_cbs: dict[int, list[Any]] = {}  # request id -> [callback, answers left]
         self._dht_cbs: dict[int, Callable[[Any], None]] = {}
-        self.waits: dict[bytes, list[service.Wait]] = {}  # long-polls on a process
+        self.waits: dict[bytes, list[waits.Wait]] = {}  # long-polls on a process
         self._claimers = 0
         self._started = False
         self.links.roster_changed()
@@ -249,8 +249,8 @@ class NodeCore:
         self.now_s = now_s
         if self.scheduler.forget(rid):
             return
-        for pid, waits in list(self.waits.items()):
-            kept = [w for w in waits if w.req != rid]
+        for pid, polls in list(self.waits.items()):
+            kept = [w for w in polls if w.req != rid]
             if kept:
                 self.waits[pid] = kept
             else:
@@ -341,6 +341,9 @@ class NodeCore:
     def claimers(self) -> int:
         return self.links.executor_members
 
+    def claimer_ids(self) -> tuple[bytes, ...]:
+        return self.links.executor_ids
+
     def touch(self, name: str) -> None:
         """A part changed a protocol core directly: take its effects this step."""
         self._dirty.add(name)
@@ -397,7 +400,7 @@ class NodeCore:
     def _process_changed(self, pid: bytes) -> None:
         self.scheduler.wake(pid)
         if pid in self.waits:
-            service.wake_waits(self, pid)
+            waits.wake_waits(self, pid)
 
     # -- queries ------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ __all__ = [
     "Silenced",
     "SubmitProcess",
     "SubmitWorkflow",
+    "WaitAny",
     "WaitProcess",
 ]
 
@@ -91,6 +92,15 @@ class WaitProcess:
     """Answered once the process is closed, or at `timeout_s` as it is then."""
 
     pid: bytes
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class WaitAny:
+    """Answered with the list of these processes closed by then, once one is; `[]` at
+    `timeout_s`."""
+
+    pids: tuple[bytes, ...]
     timeout_s: float
 
 
@@ -264,6 +274,7 @@ Request = (
     | SubmitWorkflow
     | GetProcess
     | WaitProcess
+    | WaitAny
     | ProcessLogs
     | CancelProcess
     | RegisterExecutor

@@ -44,6 +44,7 @@ from colonynode.core.scheduling import (
     Waiting,
     claim_delay_s,
     plan_claims,
+    ranked_claim_delay_s,
 )
 from colonynode.node.core.processes import CLOSED_KIND, RUNNING_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, Planned, RegisterExecutor, RunStopped
@@ -96,6 +97,8 @@ class SchedulerHost(Protocol):
 
     def claimers(self) -> int: ...
 
+    def claimer_ids(self) -> tuple[bytes, ...]: ...
+
     @property
     def node_id(self) -> NodeId: ...
 
@@ -145,7 +148,7 @@ class Scheduler:
         self._sweeping = False
         self._settling: set[bytes] = set()  # pids being read to learn their result
         # pid -> (claimers, its claim stagger here, its re-claim stagger here)
-        self._delays: dict[bytes, tuple[tuple[int, float], float, float]] = {}
+        self._delays: dict[bytes, tuple[tuple[tuple[bytes, ...], int, float], float, float]] = {}
         self.claim_rtt_s = 0.0  # a moving average of this node's claim round trips
         self.counters: dict[str, int] = dict.fromkeys(
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
@@ -329,15 +332,18 @@ class Scheduler:
         A step is at least `STAGGER_STEP_S` and two of this node's claim round trips:
         where the voters are far, the next nodes wait until a winner's news can come."""
         claimers = self.host.claimers()
+        ids = self.host.claimer_ids()
         step_s = max(STAGGER_STEP_S, round(2 * self.claim_rtt_s, 2))
         cached = self._delays.get(pid)
-        if cached is None or cached[0] != (claimers, step_s):
+        if cached is None or cached[0] != (ids, claimers, step_s):
             if len(self._delays) >= DELAYS_MAX:
                 self._delays.clear()
             key = bytes(self.host.node_id)
-            first_s = claim_delay_s(pid, key, claimers, step_s=step_s)
+            first_s = ranked_claim_delay_s(pid, key, ids, step_s=step_s)
+            if first_s is None:
+                first_s = claim_delay_s(pid, key, claimers, step_s=step_s)
             again_s = claim_delay_s(pid, key, claimers, step_s=self.lease_s / 4, steps_max=None)
-            cached = self._delays[pid] = ((claimers, step_s), first_s, again_s)
+            cached = self._delays[pid] = ((ids, claimers, step_s), first_s, again_s)
         return cached[1], cached[2]
 
     def idle_wants(self) -> int:

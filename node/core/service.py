@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import events as lev
@@ -22,7 +21,7 @@ from colonynode.core.process import FunctionSpec, State, spec_to_json
 from colonynode.dht import GetResult, PeerRecord
 from colonynode.gossip.records import ENVELOPE_KIND, open_body
 from colonynode.node.core import requests as rq
-from colonynode.node.core import runs
+from colonynode.node.core import runs, waits
 from colonynode.node.core.errors import JoinFailed, NotFound, NotHolder, PermissionDenied
 from colonynode.node.core.messages import JoinAccepted, PeerAddrs
 from colonynode.node.core.processes import PROCESS_KIND, terms_of
@@ -30,23 +29,9 @@ from colonynode.node.core.processes import PROCESS_KIND, terms_of
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
 
-__all__ = ["HANDLERS", "WAIT_MAX_S", "Wait", "wake_waits"]
+__all__ = ["HANDLERS"]
 
 log = logging.getLogger("colonynode.node")
-
-WAIT_MAX_S = 60.0  # the longest a long-poll (wait, logs) holds a request
-WAITS_PER_PROCESS_MAX = 1024
-
-
-@dataclass(eq=False)
-class Wait:
-    """A long-poll on one process: `WaitProcess` (until closed) or `ProcessLogs` (until
-    a log record past `after` or closed)."""
-
-    req: int
-    pid: bytes
-    logs_after: int | None = None  # None: waits for the process to close
-
 
 # -- processes ------------------------------------------------------------------------
 
@@ -176,84 +161,6 @@ def get_process(core: NodeCore, rid: int, req: rq.GetProcess) -> None:
     core.lease(lrq.ReadRegister(pid), done)
 
 
-def _long_poll(core: NodeCore, wait: Wait, timeout_s: float) -> None:
-    waits = core.waits.setdefault(wait.pid, [])
-    if len(waits) >= WAITS_PER_PROCESS_MAX:
-        raise ColonyError("too many requests wait on this process; try again")
-    waits.append(wait)
-    deadline = core.now_s + min(max(timeout_s, 0.0), WAIT_MAX_S)
-    core.at(deadline, lambda now_s: _wait_due(core, wait))
-
-
-def _wait_due(core: NodeCore, wait: Wait) -> None:
-    waits = core.waits.get(wait.pid)
-    if not waits or wait not in waits:
-        return  # answered already, or its caller went away
-    waits.remove(wait)
-    if not waits:
-        del core.waits[wait.pid]
-    _answer_wait(core, wait)
-
-
-def _answer_wait(core: NodeCore, wait: Wait) -> None:
-    if wait.logs_after is None:
-        view = core.book.get(wait.pid)
-        if view is None:
-            core.answer(wait.req, error=NotFound(f"no process {wait.pid.hex()} is known to this"
-                                                 " node"))  # fmt: skip
-        else:
-            core.answer(wait.req, view)
-    else:
-        core.answer(wait.req, _logs(core, wait.pid, wait.logs_after))
-
-
-def wake_waits(core: NodeCore, pid: bytes) -> None:
-    """A process changed: answer the long-polls it satisfies."""
-    state = core.book.state_of(pid)
-    closed = state is not None and state.closed
-    logs = len(core.book.log_index(pid))
-    ready = [
-        w
-        for w in core.waits.get(pid, ())
-        if closed or (w.logs_after is not None and logs > w.logs_after)
-    ]
-    if not ready:
-        return
-    kept = [w for w in core.waits[pid] if w not in ready]
-    if kept:
-        core.waits[pid] = kept
-    else:
-        del core.waits[pid]
-    for wait in ready:
-        _answer_wait(core, wait)
-
-
-def wait_process(core: NodeCore, rid: int, req: rq.WaitProcess) -> None:
-    """The process once it is closed, or as it is when `timeout_s` ran out (a process
-    not heard of by then is a NotFound)."""
-    state = core.book.state_of(req.pid)
-    if state is not None and state.closed:
-        core.answer(rid, core.book.get(req.pid))
-        return
-    _long_poll(core, Wait(rid, req.pid), req.timeout_s)
-
-
-def _logs(core: NodeCore, pid: bytes, after: int) -> dict[str, Any]:
-    index = core.book.log_index(pid)
-    state = core.book.state_of(pid)
-    lines: list[dict[str, Any]] = []
-    for author, seq in index[after:]:
-        env = core.gossip.record(author, seq)
-        if env is None:  # compacted after its retention
-            continue
-        rec = open_body(env).body
-        for text in rec.get("lines", ()):
-            lines.append({"time_ns": rec.get("time_ns"), "executor": rec.get("executor"),
-                          "epoch": rec.get("epoch"), "message": text})  # fmt: skip
-    closed = state is not None and state.closed
-    return {"processid": pid.hex(), "logs": lines, "next": len(index), "closed": closed}
-
-
 def process_logs(core: NodeCore, rid: int, req: rq.ProcessLogs) -> None:
     """Log lines from the `after`-th log record on (in the order this node got them);
     with `wait_s`, wait that long for a first new one unless the process is closed."""
@@ -262,9 +169,9 @@ def process_logs(core: NodeCore, rid: int, req: rq.ProcessLogs) -> None:
         raise NotFound(f"no process {req.pid.hex()} is known to this node")
     after = max(0, req.after)
     if len(core.book.log_index(req.pid)) > after or state.closed or req.wait_s <= 0:
-        core.answer(rid, _logs(core, req.pid, after))
+        core.answer(rid, waits.logs_page(core, req.pid, after))
         return
-    _long_poll(core, Wait(rid, req.pid, after), req.wait_s)
+    waits.long_poll(core, waits.Wait(rid, req.pid, after), req.wait_s)
 
 
 def cancel_process(core: NodeCore, rid: int, req: rq.CancelProcess) -> None:
@@ -475,7 +382,8 @@ HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
     rq.SubmitProcess: submit_process,
     rq.SubmitWorkflow: submit_workflow,
     rq.GetProcess: get_process,
-    rq.WaitProcess: wait_process,
+    rq.WaitProcess: waits.wait_process,
+    rq.WaitAny: waits.wait_any,
     rq.ProcessLogs: process_logs,
     rq.CancelProcess: cancel_process,
     rq.RegisterExecutor: register_executor,

@@ -215,6 +215,24 @@ class NodeDriver(CoreDriver):
             raise answer.error
         return answer.value
 
+    async def call_many(self, reqs: Sequence[Any], timeout_s: float = ANSWER_S) -> list[Any]:
+        """Ask NodeCore several things in one turn (one group commit, one frame a peer);
+        each answer's value, or the error it answered with, in order."""
+        if len(self._awaiters) + len(reqs) > AWAITERS_MAX:
+            raise ColonyError("too many requests in flight on this node; try again")
+        out: list[Any] = [None] * len(reqs)
+
+        async def one(i: int, req: Any) -> None:
+            try:
+                out[i] = await self.call(req, timeout_s)
+            except ColonyError as exc:
+                out[i] = exc
+
+        async with trio.open_nursery() as nursery:
+            for i, req in enumerate(reqs):  # every request is made before the turn runs
+                nursery.start_soon(one, i, req)
+        return out
+
     def set_connected(self, peers: Sequence[NodeId]) -> None:
         self.node.set_connected(trio.current_time(), peers)
         self.kick()

@@ -36,12 +36,14 @@ __all__ = ["API_BODY_BYTES_MAX", "NodeApi", "build_app", "nid_of", "pid_of"]
 API_BODY_BYTES_MAX = 1 << 20
 RECORDS_LIST_MAX = 10_000
 LEASE_PIDS_MAX = 1024
+SUBMIT_BATCH_MAX = 1000  # specs in one POST /v1/processes/batch
 
 
 class NodeApi(Protocol):
     """What the daemon offers its API (node.daemon.run.Node)."""
 
     async def call(self, req: Any) -> Any: ...
+    async def call_many(self, reqs: list[Any]) -> list[Any]: ...
     def status(self) -> dict[str, Any]: ...
     def members(self) -> list[dict[str, Any]]: ...
     def peers(self) -> list[dict[str, Any]]: ...
@@ -301,6 +303,31 @@ def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette
     async def submit_process(request: Request) -> Any:
         return await node.call(rq.SubmitProcess(parse_spec((await _body(request)).get("spec"))))
 
+    async def submit_batch(request: Request) -> Any:
+        specs = (await _body(request)).get("specs")
+        if not isinstance(specs, list) or not 1 <= len(specs) <= SUBMIT_BATCH_MAX:
+            raise ValidationError(f"specs: a list of 1..{SUBMIT_BATCH_MAX} function specs")
+        reqs = []
+        for i, spec in enumerate(specs):  # every spec is valid, or nothing is submitted
+            try:
+                reqs.append(rq.SubmitProcess(parse_spec(spec)))
+            except ValidationError as exc:
+                raise ValidationError(f"specs[{i}]: {exc}") from None
+        answers = await node.call_many(reqs)
+        return {"processes": [
+            {"error": {"code": type(a).__name__, "message": str(a)}}
+            if isinstance(a, ColonyError) else a
+            for a in answers
+        ]}  # fmt: skip
+
+    async def wait_any(request: Request) -> Any:
+        body = await _body(request)
+        pids = body.get("processids")
+        if not isinstance(pids, list):
+            raise ValidationError("processids: a list of process ids")
+        timeout_s = _number(body, "timeout_s", 30)
+        return {"processes": await node.call(rq.WaitAny(tuple(map(pid_of, pids)), timeout_s))}
+
     async def submit_workflow(request: Request) -> Any:
         return await node.call(rq.SubmitWorkflow(tuple(parse_workflow(await _body(request)))))
 
@@ -404,6 +431,8 @@ def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette
         Route("/v1/fs/{label}/{name}", guarded(fs_get), methods=get),
         Route("/v1/dht/peers/{peer_id}", guarded(find_peer), methods=get),
         Route("/v1/processes", guarded(submit_process), methods=post),
+        Route("/v1/processes/batch", guarded(submit_batch), methods=post),
+        Route("/v1/processes/wait", guarded(wait_any), methods=post),
         Route("/v1/processes", guarded(list_processes), methods=get),
         Route("/v1/processes/{pid}", guarded(get_process), methods=get),
         Route("/v1/processes/{pid}/wait", guarded(wait_process), methods=get),

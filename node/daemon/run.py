@@ -123,6 +123,9 @@ class Node:
     async def call(self, req: Any) -> Any:
         return await self.driver.call(req)
 
+    async def call_many(self, reqs: list[Any]) -> list[Any]:
+        return await self.driver.call_many(reqs)
+
     def status(self) -> dict[str, Any]:
         st = self.core.status()
         transport = self._transport

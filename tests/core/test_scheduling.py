@@ -9,11 +9,15 @@ from hypothesis import strategies as st
 
 from colonynode.core.process import DAY_NS, parse_spec
 from colonynode.core.scheduling import (
+    RANKED_CLAIMERS_MAX,
+    STAGGER_STEP_S,
     ExecutorAdvert,
     Waiting,
     choose_claims,
+    claim_delay_s,
     matches,
     plan_claims,
+    ranked_claim_delay_s,
 )
 
 PY = ExecutorAdvert("b", "python-executor", "lab", cpu_millis=2000, mem_bytes=2**30)
@@ -103,3 +107,27 @@ def test_a_claim_round_never_gives_one_pid_twice(n: int, executors: int) -> None
     plan = plan_claims(ws, adverts)
     chosen = [p for p in plan if p is not None]
     assert len(chosen) == len(set(chosen)) == min(n, executors)
+
+
+@given(st.binary(min_size=16, max_size=16), st.integers(1, RANKED_CLAIMERS_MAX))
+def test_a_small_colony_staggers_its_nodes_one_a_step(pid: bytes, n: int) -> None:
+    nodes = [bytes([i]) * 32 for i in range(n)]
+    delays = sorted(ranked_claim_delay_s(pid, node, nodes) or 0.0 for node in nodes)
+    assert delays == [rank * STAGGER_STEP_S for rank in range(n)]  # exactly one at step 0
+
+
+def test_the_exact_rank_is_for_small_colonies_and_their_members_only() -> None:
+    nodes = [bytes([i]) * 32 for i in range(RANKED_CLAIMERS_MAX + 1)]
+    assert ranked_claim_delay_s(b"p" * 16, nodes[0], nodes) is None
+    assert ranked_claim_delay_s(b"p" * 16, b"x" * 32, nodes[:3]) is None
+
+
+def test_a_uniform_draw_sends_several_nodes_at_once_in_a_three_node_colony() -> None:
+    """Why the exact rank: with the uniform draw, three of three nodes often try a new
+    process in the same step (then three voters can split one-one-one)."""
+    nodes = [bytes([i]) * 32 for i in range(3)]
+    all_at_once = sum(
+        all(claim_delay_s(i.to_bytes(16, "big"), node, 3) == 0.0 for node in nodes)
+        for i in range(1000)
+    )
+    assert all_at_once > 100

@@ -245,18 +245,23 @@ class Colony:
 class Executors:
     """`colonynode executor run` processes serving one functions file, one per daemon."""
 
-    def __init__(self, root: Path, functions: str, executortype: str = "py") -> None:
+    def __init__(
+        self, root: Path, functions: str, executortype: str = "py", concurrency: int = 1
+    ) -> None:
+        """`concurrency` 1 by default: most tests watch one call at a time."""
+        self.concurrency = concurrency
         self.file = root / "functions.py"
         self.file.write_text(functions)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.root = root
         self.executortype = executortype
 
-    def start(self, d: Daemon) -> None:
+    def start(self, d: Daemon, concurrency: int | None = None) -> None:
         log = (self.root / f"{d.name}-executor.log").open("ab")
+        slots = concurrency or self.concurrency
         self.procs[d.name] = subprocess.Popen(
             [CLI, "executor", "run", str(self.file), "--type", self.executortype,
-             "--data-dir", str(d.dir)],
+             "--concurrency", str(slots), "--data-dir", str(d.dir)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         log.close()

@@ -49,6 +49,9 @@ class ScriptedHost:
     def claimers(self) -> int:
         return 1
 
+    def claimer_ids(self) -> tuple[bytes, ...]:
+        return (bytes(self.node_id),)
+
     def holds(self, pid: bytes) -> bool:
         return pid in self.granted
 

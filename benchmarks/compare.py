@@ -1,0 +1,205 @@
+"""colonynode next to Dask, in one run on this machine (issue 14).
+
+    .venv/bin/pip install -e '.[bench]'        # Dask (distributed), for the peer
+    .venv/bin/python benchmarks/compare.py [--calls 5000] [--sequential 200] [--curve 1,3,5]
+
+colonynode: 3 daemons (3 voters) on loopback, one `colonynode executor run` a node
+(`--concurrency` worker processes each, default 1: three worker processes in all, as
+Dask's three). Dask: `LocalCluster(n_workers=3, threads_per_worker=1, processes=True)`.
+Each does `--calls` no-op calls through its map API (`Client.map`; `client.map` +
+`gather`), then `--sequential` calls one after another (submit, wait for the result),
+and we read the stack's RSS (this process and every process under it). Then the curve:
+colonynode's map throughput with 1, 3 and 5 nodes (3 voters where there are 3). Prints
+a table and the ratios, and the same as one JSON line (the last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from colonynode.sdk import Client
+from tests.integration.harness import CLI, Colony, Daemon, cli, wait_until
+
+FUNCTIONS = "from colonynode.sdk import function\n\n@function\ndef noop(i):\n    return None\n"
+
+
+def noop(i: int) -> None:
+    return None
+
+
+def rss_mib() -> float:
+    """This process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latencies(call: Any, n: int) -> dict[str, float]:
+    took = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        call(i)
+        took.append(time.perf_counter() - t0)
+    return {"p50_ms": 1000 * statistics.median(took), "p99_ms": 1000 * pct(took, 0.99)}
+
+
+# -- colonynode -----------------------------------------------------------------------
+
+
+class ColonyStack:
+    def __init__(self, root: Path, nodes: int, concurrency: int) -> None:
+        self.colony = Colony(root)
+        self.executors: list[subprocess.Popen[bytes]] = []
+        a = self.colony.founder("a")
+        self.nodes: list[Daemon] = [a]
+        for name in "bcdefg"[: nodes - 1]:
+            self.nodes.append(self.colony.joined(name, via=a))
+        voters = [d.name for d in self.nodes[:3]]
+        if len(voters) > 1:
+            cli("voters", "set", *voters, "--data-dir", str(a.dir))
+        for d in self.nodes:
+            wait_until("voters", lambda d=d: sum(m["voter"] for m in d.members()) == len(voters))
+            wait_until("mesh", lambda d=d: d.status()["connected_peers"] == nodes - 1)
+        (root / "f.py").write_text(FUNCTIONS)
+        for d in self.nodes:
+            self.executors.append(subprocess.Popen(
+                [CLI, "executor", "run", str(root / "f.py"), "--type", "bench",
+                 "--concurrency", str(concurrency), "--data-dir", str(d.dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+        for d in self.nodes:
+            wait_until("executor", lambda d=d: d.status()["scheduler"]["executors"] == 1,
+                       timeout_s=60)  # fmt: skip
+        self.client = Client(a.dir)
+
+    def map(self, n: int) -> float:
+        t0 = time.perf_counter()
+        out = list(self.client.map("noop", range(n), executortype="bench"))
+        took = time.perf_counter() - t0
+        assert out == [[None]] * n, "a no-op returned something else"
+        return n / took
+
+    def one(self, i: int) -> None:
+        self.client.run("noop", i, executortype="bench")
+
+    def close(self) -> None:
+        self.client.close()
+        for e in self.executors:
+            e.terminate()
+        for e in self.executors:
+            try:
+                e.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                e.kill()
+        self.colony.stop_all()
+
+
+def run_colonynode(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    stack = ColonyStack(root / "three", 3, args.concurrency)
+    try:
+        stack.map(min(100, args.calls))  # warm: imports, connections, the worker processes
+        out = {"throughput_per_s": stack.map(args.calls)}
+        out.update(latencies(stack.one, args.sequential))
+        out["rss_mib"] = rss_mib()
+    finally:
+        stack.close()
+    curve = {}
+    for n in args.curve:
+        stack = ColonyStack(root / f"curve{n}", n, args.concurrency)
+        try:
+            stack.map(min(100, args.curve_calls))
+            curve[str(n)] = stack.map(args.curve_calls)
+        finally:
+            stack.close()
+    out["curve_per_s"] = curve
+    return out
+
+
+# -- Dask -----------------------------------------------------------------------------
+
+
+def run_dask(args: argparse.Namespace) -> dict[str, Any] | None:
+    try:
+        from distributed import Client as DaskClient
+        from distributed import LocalCluster
+    except ImportError:
+        print("dask not installed (pip install -e '.[bench]'): colonynode alone", file=sys.stderr)
+        return None
+    cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True,
+                           dashboard_address=None)  # fmt: skip
+    with cluster, DaskClient(cluster) as client:
+        client.gather(client.map(noop, range(min(100, args.calls)), pure=False))  # warm
+        t0 = time.perf_counter()
+        client.gather(client.map(noop, range(args.calls), pure=False))
+        out: dict[str, Any] = {"throughput_per_s": args.calls / (time.perf_counter() - t0)}
+        out.update(latencies(lambda i: client.submit(noop, i, pure=False).result(),
+                             args.sequential))  # fmt: skip
+        out["rss_mib"] = rss_mib()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--sequential", type=int, default=200)
+    parser.add_argument("--curve", default="1,3,5", help="colony sizes for the curve ('' none)")
+    parser.add_argument("--curve-calls", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=1, help="worker processes an executor")
+    args = parser.parse_args()
+    args.curve = [int(x) for x in args.curve.split(",") if x]
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = run_colonynode(args, Path(tmp))
+    dask = run_dask(args)
+    rows = [("map throughput (calls/s)", "throughput_per_s", True),
+            ("sequential call p50 (ms)", "p50_ms", False),
+            ("sequential call p99 (ms)", "p99_ms", False),
+            ("stack RSS (MiB)", "rss_mib", False)]  # fmt: skip
+    print(f"{'':28} {'colonynode':>12} {'dask':>10} {'ratio':>8}")
+    ratios = {}
+    for label, key, higher_better in rows:
+        theirs = dask[key] if dask else float("nan")
+        ratio = ours[key] / theirs if dask else float("nan")
+        ratios[key] = ratio
+        better = "(higher is better)" if higher_better else ""
+        print(f"{label:28} {ours[key]:12.1f} {theirs:10.1f} {ratio:7.2f}x {better}")
+    for n, per_s in ours["curve_per_s"].items():
+        print(f"colonynode, {n} node(s): {per_s:.1f} calls/s ({args.curve_calls} calls)")
+    print(json.dumps({"calls": args.calls, "sequential": args.sequential,
+                      "concurrency": args.concurrency, "colonynode": ours, "dask": dask,
+                      "ratio_colonynode_to_dask": ratios}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

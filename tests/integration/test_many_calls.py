@@ -1,0 +1,113 @@
+"""Many calls (issue 14): executors with slots (`--concurrency`), `Client.map`,
+`submit_many` and `as_completed` between real daemons and executors, and an executor
+SIGKILLed while it holds several leases."""
+
+from __future__ import annotations
+
+import pytest
+
+from colonynode.core.errors import ColonyError
+from colonynode.sdk import Client, ProcessFailed
+from tests.integration.harness import Daemon, Executors, Gate, wait_until
+
+pytestmark = pytest.mark.integration
+
+FUNCTIONS = """
+import socket
+from colonynode.sdk import function
+
+@function
+def add(a, b):
+    return a + b
+
+@function
+def boom(x):
+    raise ValueError(f"no {x}")
+
+@function
+def gated(gate, tag):  # runs until the test opens the gate (harness.Gate)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(gate)
+        s.recv(1)
+    return [tag]
+"""
+
+
+def running_on(client: Client, executor: str) -> int:
+    return sum(p["executor"] == executor for p in client.list("RUNNING"))
+
+
+def gated_specs(gate: Gate, n: int) -> list[dict[str, object]]:
+    return [{"funcname": "gated", "args": [gate.path, i], "maxretries": -1,
+             "conditions": {"executortype": "py"}} for i in range(n)]  # fmt: skip
+
+
+def test_an_executor_with_four_slots_runs_four_calls_at_once_and_no_more(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    (a, b, _), ex = setup
+    ex.start(b, concurrency=4)
+    with Gate() as gate, Client(a.dir) as client:
+        procs = client.submit_many(gated_specs(gate, 5))
+        wait_until("4 running on b", lambda: running_on(client, "b-py") == 4, timeout_s=30)
+        assert len(client.list("WAITING")) == 1  # the fifth waits for a free slot
+        gate.open()
+        done = {p["processid"]: p for p in client.as_completed([p["processid"] for p in procs],
+                                                               timeout_s=60)}  # fmt: skip
+    assert [done[p["processid"]]["output"] for p in procs] == [[i] for i in range(5)]
+    assert {p["state"] for p in done.values()} == {"SUCCESS"}
+
+
+def test_map_over_a_thousand_calls_yields_every_output_in_order(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    (a, b, c), ex = setup
+    ex.start(b, concurrency=2)
+    ex.start(c, concurrency=2)
+    with Client(a.dir) as client:
+        outputs = list(client.map("add", range(1000), range(1000, 2000), executortype="py",
+                                  timeout_s=600))  # fmt: skip
+        assert outputs == [[2 * i + 1000] for i in range(1000)]
+        # A failed call raises ProcessFailed when map reaches it, after the ones before.
+        results = client.map("add", [1, 2], [1], executortype="py")  # zip: the shortest
+        assert list(results) == [[2]]
+        mapped = client.map("boom", ["x", "y"], executortype="py")
+        with pytest.raises(ProcessFailed, match="ValueError: no x"):
+            next(mapped)
+
+
+def test_submit_many_refuses_a_bad_spec_and_submits_nothing(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    (a, _, _), _ = setup
+    with Client(a.dir) as client:
+        good = {"funcname": "add", "args": [1, 2], "conditions": {"executortype": "py"}}
+        bad = {"funcname": "add", "conditions": {"executortype": "py"}, "maxretries": "x"}
+        with pytest.raises(ColonyError, match=r"specs\[1\]"):
+            client.api.post("/v1/processes/batch", {"specs": [good, bad]})
+        with pytest.raises(ColonyError, match=r"1\.\.1000"):
+            client.api.post("/v1/processes/batch", {"specs": [good] * 1001})
+        assert client.list() == []
+        procs = client.submit_many([good, good])
+        assert len({p["processid"] for p in procs}) == 2
+        assert {p["state"] for p in procs} == {"WAITING"}
+        assert client.api.get("/v1/status")["name"] == "a"  # the node still serves
+
+
+def test_an_executor_killed_while_it_holds_several_leases_loses_none_of_them(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    (a, b, c), ex = setup
+    ex.start(b, concurrency=3)
+    with Gate() as gate, Client(a.dir) as client:
+        pids = [p["processid"] for p in client.submit_many(gated_specs(gate, 3))]
+        wait_until("3 running on b", lambda: running_on(client, "b-py") == 3, timeout_s=30)
+        ex.procs["b"].kill()  # SIGKILL: no detach, its worker processes die with it
+        ex.procs["b"].wait(timeout=10)
+        ex.start(c, concurrency=3)
+        gate.open()  # b's runs are gone: only c's can pass the gate now
+        done = list(client.as_completed(pids, timeout_s=90))
+    assert sorted(p["processid"] for p in done) == sorted(pids)  # each exactly once
+    assert {(p["state"], p["executor"]) for p in done} == {("SUCCESS", "c-py")}
+    assert all(p["epoch"] >= 2 for p in done)  # b's leases were fenced off, not reused
+    assert sorted(p["output"][0] for p in done) == [0, 1, 2]
