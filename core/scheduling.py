@@ -78,6 +78,7 @@ class Waiting:
     spec: FunctionSpec
     submission_ns: int
     ready_s: float = 0.0  # this node may claim it from then on (`claim_delay_s`)
+    delay_s: float = 0.0  # this node's stagger for it: lower is this node's turn sooner
 
     @property
     def priority_time_ns(self) -> int:
@@ -165,14 +166,18 @@ def choose_claims(
 
     Strict ColonyOS order, except among near-ties: processes whose priority time is within
     `TIE_WINDOW_NS` of the head's (a burst submitted in the same second at the same
-    priority) are shared out by rendezvous hash, up to `want * spread` of them, so
-    executors that see the same queue claim different processes instead of dueling.
+    priority) are shared out: first those of this node's earliest stagger turn
+    (`delay_s`: the processes this node ranks first for), then by rendezvous hash of
+    (pid, executor), so nodes and executors that see the same queue claim different
+    processes instead of dueling for its head: the first `want * spread` of the ties of
+    the earliest turns. (By rendezvous alone, three nodes with a slot each picked the
+    same one of the four at the head about half the time.)
     With `now_s`, a process not ready yet (`ready_s`, the stagger) is not taken, and
     neither is anything behind it by more than the near-tie window.
     """
     if want <= 0:
         return []
-    window = min(WINDOW_MAX, want * max(1, spread))
+    share = want * max(1, spread)
     matching: Iterable[Waiting] = (w for w in waiting if matches(w.spec, advert))
     if now_s is not None:
         listed = list(matching)
@@ -181,7 +186,7 @@ def choose_claims(
             bound = blocked + TIE_WINDOW_NS
             listed = [w for w in listed if w.ready_s <= now_s and w.priority_time_ns <= bound]
         matching = listed
-    ordered = heapq.nsmallest(window, matching, key=lambda w: (w.priority_time_ns, w.pid))
+    ordered = heapq.nsmallest(WINDOW_MAX, matching, key=lambda w: (w.priority_time_ns, w.pid))
     if not ordered:
         return []
     limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
@@ -189,7 +194,11 @@ def choose_claims(
     if len(ties) <= want:
         chosen = ordered[:want]
     else:
-        chosen = heapq.nlargest(want, ties, key=lambda w: rendezvous_score(w.pid, advert.name))
+        name = advert.name
+        pool = sorted(ties, key=lambda w: w.delay_s)[:share]  # stable: priority order kept
+        chosen = heapq.nsmallest(
+            want, pool, key=lambda w: (w.delay_s, -rendezvous_score(w.pid, name))
+        )
     return [w.pid for w in sorted(chosen, key=lambda w: (w.priority_time_ns, w.pid))]
 
 

@@ -148,7 +148,7 @@ class Scheduler:
         self._sweeping = False
         self._settling: set[bytes] = set()  # pids being read to learn their result
         # pid -> (claimers, its claim stagger here, its re-claim stagger here)
-        self._delays: dict[bytes, tuple[tuple[tuple[bytes, ...], int, float], float, float]] = {}
+        self._delays: dict[bytes, tuple[tuple[bytes, ...], int, float, float]] = {}  # steps
         self.claim_rtt_s = 0.0  # a moving average of this node's claim round trips
         self.counters: dict[str, int] = dict.fromkeys(
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
@@ -324,27 +324,30 @@ class Scheduler:
             if self.host.holds(pid):
                 continue
             first_s, again_s = self._delay(pid)
-            out.append(Waiting(pid, spec, sub_ns, since_s + (again_s if lapsed else first_s)))
+            delay_s = again_s if lapsed else first_s
+            out.append(Waiting(pid, spec, sub_ns, since_s + delay_s, delay_s))
         return out
 
     def _delay(self, pid: bytes) -> tuple[float, float]:
-        """This node's claim stagger for `pid`, and its re-claim stagger (remembered).
-        A step is at least `STAGGER_STEP_S` and two of this node's claim round trips:
-        where the voters are far, the next nodes wait until a winner's news can come."""
+        """This node's claim stagger for `pid`, and its re-claim stagger. A step is at
+        least `STAGGER_STEP_S` and two of this node's claim round trips: where the voters
+        are far, the next nodes wait until a winner's news can come. The numbers of steps
+        are remembered (hashes are the cost of a round over a long queue); the step,
+        which follows the round trip, is applied on each call."""
         claimers = self.host.claimers()
         ids = self.host.claimer_ids()
-        step_s = max(STAGGER_STEP_S, round(2 * self.claim_rtt_s, 2))
         cached = self._delays.get(pid)
-        if cached is None or cached[0] != (ids, claimers, step_s):
+        if cached is None or cached[0] is not ids or cached[1] != claimers:
             if len(self._delays) >= DELAYS_MAX:
                 self._delays.clear()
             key = bytes(self.host.node_id)
-            first_s = ranked_claim_delay_s(pid, key, ids, step_s=step_s)
-            if first_s is None:
-                first_s = claim_delay_s(pid, key, claimers, step_s=step_s)
-            again_s = claim_delay_s(pid, key, claimers, step_s=self.lease_s / 4, steps_max=None)
-            cached = self._delays[pid] = ((ids, claimers, step_s), first_s, again_s)
-        return cached[1], cached[2]
+            first = ranked_claim_delay_s(pid, key, ids, step_s=1.0)
+            if first is None:
+                first = claim_delay_s(pid, key, claimers, step_s=1.0)
+            again = claim_delay_s(pid, key, claimers, step_s=1.0, steps_max=None)
+            cached = self._delays[pid] = (ids, claimers, first, again)
+        step_s = max(STAGGER_STEP_S, round(2 * self.claim_rtt_s, 2))
+        return cached[2] * step_s, cached[3] * self.lease_s / 4
 
     def idle_wants(self) -> int:
         """Assign calls waiting with no claim out for them."""

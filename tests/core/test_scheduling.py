@@ -131,3 +131,19 @@ def test_a_uniform_draw_sends_several_nodes_at_once_in_a_three_node_colony() -> 
         for i in range(1000)
     )
     assert all_at_once > 100
+
+
+def test_nodes_with_a_slot_each_take_the_processes_of_their_own_turn_first() -> None:
+    """A burst of 60 ties seen by three nodes: each node's stagger ranks it first for
+    about a third of them, and it takes one of those, so the three never duel."""
+    nodes = [bytes([i]) * 32 for i in range(3)]
+    pids = [i.to_bytes(16, "big") for i in range(60)]
+    picks = []
+    for node in nodes:
+        ws = [Waiting(p, spec(), 0, 0.0, ranked_claim_delay_s(p, node, nodes) or 0.0)
+              for p in pids]  # fmt: skip
+        adv = ExecutorAdvert(f"e-{node[0]}", "python-executor", cpu_millis=1, mem_bytes=1)
+        (pick,) = choose_claims(ws, adv, 1, now_s=1.0)
+        assert ranked_claim_delay_s(pick, node, nodes) == 0.0  # its own turn
+        picks.append(pick)
+    assert len(set(picks)) == 3
