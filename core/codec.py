@@ -104,10 +104,21 @@ def _check_limits(value: Any, limits: DecodeLimits) -> None:
 # -- typed conversion -------------------------------------------------------------------
 
 
+_PLAIN = frozenset({bytes, str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names, in order
+
+
 def to_wire(obj: Any) -> Any:
     """Plain CBOR-able data for a message value (dataclasses become arrays)."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    names = _FIELD_NAMES.get(kind)
+    if names is not None:
+        return [to_wire(getattr(obj, name)) for name in names]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [to_wire(getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj))
+        return [to_wire(getattr(obj, name)) for name in names]
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, tuple | list):
@@ -174,7 +185,7 @@ def _converter(tp: Any, owner: str) -> Converter:
             def convert_tuple(value: Any) -> tuple[Any, ...]:
                 if type(value) is not list:
                     raise _type_error("array", value)
-                return tuple(item(v) for v in value)
+                return tuple([item(v) for v in value])
 
             return convert_tuple
         items = [_converter(a, owner) for a in args]
@@ -221,14 +232,17 @@ def _dataclass_converter(cls: type) -> Converter:
             raise DecodeError(
                 f"{cls.__name__} takes {required}..{len(names)} fields, got {len(value)}"
             )
-        kwargs: dict[str, Any] = {}
-        for name, conv, item in zip(names, converters, value, strict=False):
-            try:
-                kwargs[name] = conv(item)
-            except DecodeError as exc:
-                raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
         try:
-            return cls(**kwargs)
+            args = [conv(item) for conv, item in zip(converters, value, strict=False)]
+        except DecodeError:
+            for name, conv, item in zip(names, converters, value, strict=False):
+                try:
+                    conv(item)
+                except DecodeError as exc:  # say which field
+                    raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
+            raise
+        try:
+            return cls(*args)  # fields in order; trailing defaults filled in
         except (ValueError, TypeError) as exc:  # __post_init__ validation
             raise DecodeError(f"{cls.__name__}: {exc}") from None
 
