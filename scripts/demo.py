@@ -34,6 +34,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from colonynode.node.apiclient import ApiClient  # noqa: E402
+from colonynode.sdk import Client  # noqa: E402
 from tests.integration.harness import CLI, Colony, Daemon, cli, cli_json, wait_until  # noqa: E402
 
 FUNCTIONS = """
@@ -89,7 +90,7 @@ def start_executor(root: Path, d: Daemon) -> subprocess.Popen[bytes]:
     log = (root / f"{d.name}-executor.log").open("ab")
     return subprocess.Popen(
         [CLI, "executor", "run", str(root / "functions.py"), "--type", "python",
-         "--data-dir", str(d.dir)],
+         "--concurrency", "2", "--data-dir", str(d.dir)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -171,6 +172,16 @@ def main() -> int:
         majority = cli_json("get", long, "--consistent", "--data-dir", str(c.dir))
         shown = {k: majority[k] for k in ("state", "errors", "output", "consistent")}
         console.print("read from a majority of voters on c:", shown)
+
+        console.print("\n[bold]Many calls[/bold]: Client.map (one batch of submissions,"
+                      " results as they close; c's executor runs 2 at once)")  # fmt: skip
+        with Client(a.dir) as client:
+            began = time.monotonic()
+            outputs = list(client.map("add", range(200), range(200), executortype="python"))
+            took = time.monotonic() - began
+        assert outputs == [[2 * i] for i in range(200)], outputs[:5]
+        console.print(f"map('add', range(200), range(200)): {outputs[:3]} ... {outputs[-1]},"
+                      f" in order, {200 / took:.0f} calls/s")  # fmt: skip
 
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
