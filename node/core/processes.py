@@ -21,9 +21,10 @@ voters' answer, not the announcing node's guess. Part of NodeCore: no I/O, no cl
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from colonynode.consensus.messages import ProcessTerms
@@ -112,7 +113,10 @@ class ProcessBook:
     ) -> None:
         self.parse = parse  # a spec's JSON -> FunctionSpec (ColonyError if bad)
         self._procs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
-        self._open: dict[bytes, None] = {}  # pids not closed, in arrival order (claim rounds)
+        self._open: dict[bytes, None] = {}  # pids not closed, in arrival order
+        # The open processes whose spec is known, by (priority time, pid): a claim round
+        # reads the head of the queue, not all of it.
+        self._queue: list[tuple[int, bytes]] = []
         self.on_change = on_change
 
     def __len__(self) -> int:
@@ -153,9 +157,25 @@ class ProcessBook:
             entry = self._procs[pid] = {"state": State.WAITING}
             self._open[pid] = None
             while len(self._procs) > PROCESSES_MAX:
-                evicted, _ = self._procs.popitem(last=False)
+                evicted, old = self._procs.popitem(last=False)
                 self._open.pop(evicted, None)
+                self._dequeue(old)
         return entry
+
+    def _enqueue(self, pid: bytes, entry: dict[str, Any]) -> None:
+        if "queued" in entry or pid not in self._open:
+            return
+        key = (priority_time_ns(int(entry.get("submission_ns", 0)), entry["spec"].priority), pid)
+        entry["queued"] = key
+        bisect.insort(self._queue, key)
+
+    def _dequeue(self, entry: dict[str, Any]) -> None:
+        key = entry.pop("queued", None)
+        if key is None:
+            return
+        i = bisect.bisect_left(self._queue, key)
+        assert i < len(self._queue) and self._queue[i] == key, "the queue lost an open process"
+        del self._queue[i]
 
     def on_record(
         self,
@@ -181,6 +201,7 @@ class ProcessBook:
                 spec=spec, submitter=author, submission_ns=int(body.get("submission_ns", 0))
             )
             entry.setdefault("arrived_s", now_s or 0.0)
+            self._enqueue(pid, entry)
             if body.get("processgraphid"):
                 entry.update(
                     graph=str(body["processgraphid"]),
@@ -205,6 +226,7 @@ class ProcessBook:
             entry["state"] = State[state] if state in State.__members__ else State.FAILED
             if entry["state"].closed:
                 self._open.pop(pid, None)
+                self._dequeue(entry)
             for key in ("output", "errors", "epoch", "retries", "executor", "end_ns", "start_ns"):
                 if key in body:
                     entry[key] = body[key]
@@ -278,10 +300,15 @@ class ProcessBook:
         running under a lease this node heard of less than a lease ago (the voters
         decide in the end). (pid, spec, submission_ns, since when, lapsed): since when
         this node heard of it, or, `lapsed`, since its holder's quiet time ran out."""
-        out = []
-        for pid in self._open:
+        return list(self.waiting_in_order(now_s))
+
+    def waiting_in_order(
+        self, now_s: float
+    ) -> Iterator[tuple[bytes, FunctionSpec, int, float, bool]]:
+        """`waiting`, lazily, in ColonyOS order: by (priority time, pid)."""
+        for _, pid in self._queue:
             entry = self._procs[pid]
-            if "spec" not in entry or "unacked" in entry or entry["state"].closed:
+            if "unacked" in entry or entry["state"].closed:
                 continue
             if entry.get("busy_until_s", 0.0) > now_s:
                 continue
@@ -289,10 +316,9 @@ class ProcessBook:
                 continue
             sub_ns = int(entry.get("submission_ns", 0))
             if entry["state"] is State.RUNNING and "busy_until_s" in entry:
-                out.append((pid, entry["spec"], sub_ns, float(entry["busy_until_s"]), True))
+                yield (pid, entry["spec"], sub_ns, float(entry["busy_until_s"]), True)
             else:
-                out.append((pid, entry["spec"], sub_ns, float(entry.get("arrived_s", 0.0)), False))
-        return out
+                yield (pid, entry["spec"], sub_ns, float(entry.get("arrived_s", 0.0)), False)
 
     def mark_running(self, pid: bytes, until_s: float, epoch: int, executor: str,
                      start_ns: int) -> None:  # fmt: skip

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,9 +40,11 @@ from colonynode.core.ids import NodeId
 from colonynode.core.process import State
 from colonynode.core.scheduling import (
     STAGGER_STEP_S,
+    WINDOW_MAX,
     ExecutorAdvert,
     Waiting,
     claim_delay_s,
+    matches,
     plan_claims,
     ranked_claim_delay_s,
 )
@@ -289,7 +291,7 @@ class Scheduler:
         if not wants:
             return
         self.last_round_s = now_s
-        waiting = self.candidates(now_s)
+        waiting = self.candidates(now_s, [w.ex.advert for w in wants])
         later = [w.ready_s for w in waiting if w.ready_s > now_s]
         if later:  # staggered: a round again once the first becomes ready here
             self._schedule_round(min(later))
@@ -308,12 +310,20 @@ class Scheduler:
         req = lrq.ClaimLeases(tuple(chosen), self.lease_s)
         self.host.lease(req, lambda ev: self._on_claim(ev, chosen[ev.pid], now_s))
 
-    def candidates(self, now_s: float) -> list[Waiting]:
+    def candidates(
+        self, now_s: float, adverts: Sequence[ExecutorAdvert] | None = None
+    ) -> list[Waiting]:
         """What a claim round chooses among: the claimable processes of the view that
         are not backed off, not being claimed and not held here, with the time each
-        becomes ready here (the claim stagger)."""
+        becomes ready here (the claim stagger), in ColonyOS order. With `adverts` (the
+        waiting executors', one a want), only the head of the queue: up to where every
+        advert has `WINDOW_MAX` + len(adverts) ready matches, which is all that
+        `plan_claims` can choose from (it takes the first `WINDOW_MAX` of what is left
+        for each want, by the same order), so the round chooses as over the whole view."""
         out = []
-        for pid, spec, sub_ns, since_s, lapsed in self.book.waiting(now_s):
+        need = WINDOW_MAX + len(adverts) if adverts else 0
+        counts = dict.fromkeys(adverts, 0) if adverts else {}
+        for pid, spec, sub_ns, since_s, lapsed in self.book.waiting_in_order(now_s):
             retry_at = self.retry_at.get(pid)
             if retry_at is not None:
                 if retry_at > now_s:
@@ -326,6 +336,15 @@ class Scheduler:
             first_s, again_s = self._delay(pid)
             delay_s = again_s if lapsed else first_s
             out.append(Waiting(pid, spec, sub_ns, since_s + delay_s, delay_s))
+            if counts and since_s + delay_s <= now_s:
+                short = False
+                for advert in counts:
+                    if counts[advert] < need:
+                        if matches(spec, advert):
+                            counts[advert] += 1
+                        short = short or counts[advert] < need
+                if not short:
+                    break  # the rest of the queue cannot change the round's choice
         return out
 
     def _delay(self, pid: bytes) -> tuple[float, float]:

@@ -11,12 +11,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.events import ClaimFailed, Granted, Released
 from colonynode.consensus.messages import Reason
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
-from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.core.scheduling import WINDOW_MAX, ExecutorAdvert, plan_claims
 from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, RegisterExecutor
 from colonynode.node.core.scheduler import Scheduler
@@ -213,3 +216,50 @@ def test_an_executor_waits_for_at_most_as_many_processes_as_it_has_slots() -> No
         assert "already waits for 1" in str(exc)
     else:
         raise AssertionError("a second Assign of a one-slot executor must be refused")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_a_round_that_reads_the_head_of_the_queue_chooses_as_over_all_of_it(seed: int) -> None:
+    """A claim round reads the queue in ColonyOS order only until every waiting advert
+    has enough ready matches; its choice is the one over the whole view."""
+    rng = random.Random(seed)
+    book = ProcessBook()
+    for i in range(rng.randrange(200, 900)):
+        book.on_record(
+            ME,
+            PROCESS_KIND,
+            {
+                "processid": i.to_bytes(16, "big").hex(),
+                "submission_ns": rng.randrange(0, 3 * 10**9),
+                "spec": {
+                    "funcname": "f",
+                    "priority": rng.choice([0, 0, 1]),
+                    "conditions": {"executortype": rng.choice(["py", "py", "gpu"])},
+                },
+            },
+            rng.choice([0.0, 0.0, 0.0, 5.0]),
+        )  # fmt: skip  (arrived later: not ready yet)
+    host = ScriptedHost()
+    others = tuple(bytes([9, i]) * 16 for i in range(rng.randrange(0, 6)))
+    host.claimer_ids = lambda: (bytes(ME), *others)  # type: ignore[method-assign]
+    host.claimers = lambda: 1 + len(others)  # type: ignore[method-assign]
+    sched = scheduler(book, host)  # stagger turns differ: near-ties are chosen by turn
+    kinds = [rng.choice(["py", "py", "py", "gpu", "tpu"]) for _ in range(rng.randrange(1, 6))]
+    adverts = [ExecutorAdvert(f"e{i}", k, "", 10**9, 10**15) for i, k in enumerate(kinds)]
+    now_s = 1.0
+    head = sched.candidates(now_s, adverts)
+    whole = sched.candidates(now_s)
+    assert [w.pid for w in head] == [w.pid for w in whole[: len(head)]]  # a prefix
+    assert plan_claims(head, adverts, now_s) == plan_claims(whole, adverts, now_s)
+
+
+def test_a_round_over_a_long_queue_reads_only_its_head() -> None:
+    sched = scheduler(book_with(200), ScriptedHost())
+    for i in range(200, 2000):  # 2,000 ready py processes in all
+        sched.book.on_record(ME, PROCESS_KIND, {
+            "processid": i.to_bytes(16, "big").hex(), "submission_ns": i,
+            "spec": {"funcname": "f", "conditions": {"executortype": "py"}}}, 0.0)  # fmt: skip
+    advert = ExecutorAdvert("e", "py", "", 10**9, 10**15)
+    assert len(sched.candidates(1.0, [advert, advert])) == WINDOW_MAX + 2
+    assert len(sched.candidates(1.0)) == 2000
