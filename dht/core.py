@@ -27,6 +27,7 @@ from colonynode.core.envelope import Envelope, seal
 from colonynode.core.errors import ColonyError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
+from colonynode.dht.answers import DhtAnswers
 from colonynode.dht.config import DhtConfig
 from colonynode.dht.events import (
     Dial,
@@ -57,11 +58,9 @@ from colonynode.dht.records import (
     default_namespaces,
     namespace_of,
     peer_key,
-    record_digest,
     reduce,
 )
 from colonynode.dht.routing import RoutingTable, common_prefix_len, key_of
-from colonynode.dht.server import DhtServer
 from colonynode.storage.api import Store
 
 __all__ = ["AUTHORED_TABLE", "CONTACTS_TABLE", "DhtCore"]
@@ -76,7 +75,7 @@ def _verify(envelope: Envelope) -> None:
     envelope.verify(RECORD_DOMAIN)
 
 
-class DhtCore(DhtServer):
+class DhtCore(DhtAnswers):
     """One node's Kademlia DHT: routing table, lookups, records and providers."""
 
     def __init__(
@@ -572,85 +571,6 @@ class DhtCore(DhtServer):
         contacts = self.table.closest(self.table.self_key, self.config.saved_contacts_max)
         value = [[c.node_id, list(c.addrs)] for c in contacts]
         self._effects.writes.append((CONTACTS_TABLE, _CONTACTS_KEY, value))
-
-    # -- answers to our queries --------------------------------------------------------------
-
-    def _answer(self, now_s: float, sender: NodeId, rid: int, *, store: bool = False) -> Op | None:
-        """The op a valid answer belongs to (the query is consumed), or None."""
-        entry = self.queries.get(rid)
-        if entry is None or entry[1] != sender or entry[2] != store:
-            return None
-        del self.queries[rid]
-        op = self.ops.get(entry[0])
-        lookup = op.lookup if op is not None else None
-        candidate = lookup.candidates.get(sender) if lookup is not None else None
-        self._seen(now_s, sender, candidate.addrs if candidate is not None else ())
-        return op
-
-    def _on_peers_answer(
-        self, now_s: float, sender: NodeId, op: Op, peers: tuple[PeerInfo, ...]
-    ) -> None:
-        if op.phase != 0:
-            return
-        assert op.lookup is not None
-        pairs = [
-            (p.node_id, tuple(p.addrs[: self.config.addrs_max])) for p in peers[: self.config.k]
-        ]
-        if self.is_member is not None:
-            pairs = [p for p in pairs if self.is_member(p[0])]
-        if op.lookup.answered(sender, pairs):
-            self._advance(now_s, op)
-
-    def _on_nodes(self, now_s: float, sender: NodeId, msg: Nodes) -> None:
-        op = self._answer(now_s, sender, msg.rid)
-        if op is not None:
-            self._on_peers_answer(now_s, sender, op, msg.peers)
-
-    def _on_value(self, now_s: float, sender: NodeId, msg: Value) -> None:
-        op = self._answer(now_s, sender, msg.rid)
-        if op is None:
-            return
-        if op.phase == 0 and op.key is not None:
-            held: set[bytes] = set()
-            for env in msg.records[: self.config.heads_max]:
-                digest = record_digest(env)
-                if digest in op.pool:  # the same signed bytes as a record already checked
-                    held.add(digest)
-                    continue
-                try:
-                    [signed] = self.check_records(op.key, (env,))
-                except ColonyError:
-                    self.stats["refused_invalid"] += 1
-                    continue
-                held.add(signed.digest)
-                op.pool.setdefault(signed.digest, signed)
-            op.held[sender] = frozenset(held)
-        self._on_peers_answer(now_s, sender, op, msg.peers)
-
-    def _on_providers(self, now_s: float, sender: NodeId, msg: ProvidersMsg) -> None:
-        op = self._answer(now_s, sender, msg.rid)
-        if op is None:
-            return
-        for p in msg.providers[: self.config.providers_per_key_max]:
-            if len(op.found) < op.wanted:
-                op.found.setdefault(p.node_id, tuple(p.addrs[: self.config.addrs_max]))
-        if len(op.found) >= op.wanted and op.lookup is not None:
-            op.lookup.answered(sender, ())
-            op.lookup.expired = True  # enough providers: stop early
-            self._advance(now_s, op)
-            return
-        self._on_peers_answer(now_s, sender, op, msg.peers)
-
-    def _on_put_ack(self, now_s: float, sender: NodeId, msg: PutAck) -> None:
-        op = self._answer(now_s, sender, msg.rid, store=True)
-        if op is None or op.phase != 1:
-            return
-        op.acks_waiting -= 1
-        if msg.stored:
-            op.stored += 1
-        elif msg.reason and not op.reason and msg.reason == "stale":
-            op.reason = "a newer record exists"
-        self._advance(now_s, op)
 
 
 _HANDLERS: dict[type, Callable[[DhtCore, float, NodeId, Any], None]] = {
