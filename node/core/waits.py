@@ -88,9 +88,7 @@ def _remove(core: NodeCore, wait: Wait) -> bool:
 
 
 def _wait_due(core: NodeCore, wait: Wait) -> None:
-    if wait.group is not None:
-        _answer_group(core, wait.req, wait.group)
-    elif _remove(core, wait):  # else answered already, or its caller went away
+    if _remove(core, wait):  # else answered already, or its caller went away
         _answer_wait(core, wait)
 
 

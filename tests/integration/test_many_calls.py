@@ -37,9 +37,15 @@ def running_on(client: Client, executor: str) -> int:
     return sum(p["executor"] == executor for p in client.list("RUNNING"))
 
 
-def gated_specs(gate: Gate, n: int) -> list[dict[str, object]]:
-    return [{"funcname": "gated", "args": [gate.path, i], "maxretries": -1,
-             "conditions": {"executortype": "py"}} for i in range(n)]  # fmt: skip
+def start_gated(client: Client, gate: Gate, n: int, running: int, on: str) -> list[str]:
+    """Submit `n` gated calls (args: the gate, their index); wait until `running` of
+    them run on executor `on`. Their pids, in order."""
+    specs = [{"funcname": "gated", "args": [gate.path, i], "maxretries": -1,
+              "conditions": {"executortype": "py"}} for i in range(n)]  # fmt: skip
+    pids = [p["processid"] for p in client.submit_many(specs)]
+    wait_until(f"{running} running on {on}", lambda: running_on(client, on) == running,
+               timeout_s=30)  # fmt: skip
+    return pids
 
 
 def test_an_executor_with_four_slots_runs_four_calls_at_once_and_no_more(
@@ -48,13 +54,11 @@ def test_an_executor_with_four_slots_runs_four_calls_at_once_and_no_more(
     (a, b, _), ex = setup
     ex.start(b, concurrency=4)
     with Gate() as gate, Client(a.dir) as client:
-        procs = client.submit_many(gated_specs(gate, 5))
-        wait_until("4 running on b", lambda: running_on(client, "b-py") == 4, timeout_s=30)
+        pids = start_gated(client, gate, 5, running=4, on="b-py")
         assert len(client.list("WAITING")) == 1  # the fifth waits for a free slot
         gate.open()
-        done = {p["processid"]: p for p in client.as_completed([p["processid"] for p in procs],
-                                                               timeout_s=60)}  # fmt: skip
-    assert [done[p["processid"]]["output"] for p in procs] == [[i] for i in range(5)]
+        done = {p["processid"]: p for p in client.as_completed(pids, timeout_s=60)}
+    assert [done[pid]["output"] for pid in pids] == [[i] for i in range(5)]
     assert {p["state"] for p in done.values()} == {"SUCCESS"}
 
 
@@ -100,8 +104,7 @@ def test_an_executor_killed_while_it_holds_several_leases_loses_none_of_them(
     (a, b, c), ex = setup
     ex.start(b, concurrency=3)
     with Gate() as gate, Client(a.dir) as client:
-        pids = [p["processid"] for p in client.submit_many(gated_specs(gate, 3))]
-        wait_until("3 running on b", lambda: running_on(client, "b-py") == 3, timeout_s=30)
+        pids = start_gated(client, gate, 3, running=3, on="b-py")
         ex.procs["b"].kill()  # SIGKILL: no detach, its worker processes die with it
         ex.procs["b"].wait(timeout=10)
         ex.start(c, concurrency=3)
