@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -249,11 +250,15 @@ def run(
 
     parse_spec(spec)
     client = _sdk(data_dir)
-    proc = client.submit(spec)
     if not wait_:
-        typer.echo(proc["processid"])
+        typer.echo(client.submit(spec)["processid"])
         return
-    _print_result(_wait(client, proc["processid"], timeout), as_json)
+    deadline = time.monotonic() + timeout
+    with _spinner("running"):  # one request submits and waits (up to its long-poll)
+        proc = client.submit(spec, wait_s=timeout)
+    if proc["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
+        proc = _wait(client, proc["processid"], max(0.0, deadline - time.monotonic()))
+    _print_result(proc, as_json)
 
 
 executor_app = typer.Typer(help="Executors: serve functions through a node.", no_args_is_help=True)

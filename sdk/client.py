@@ -77,10 +77,15 @@ class Client:
 
     # -- submitting ---------------------------------------------------------------------
 
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Submit a ColonyOS function spec; the process once a majority of voters holds it."""
+    def submit(self, spec: dict[str, Any], *, wait_s: float = 0.0) -> dict[str, Any]:
+        """Submit a ColonyOS function spec; the process once a majority of voters holds
+        it. With `wait_s`, the same request then waits up to that long (at most
+        `POLL_S_MAX`) for it to close: the process as it is then, closed or not."""
         parse_spec(spec)  # a bad spec fails here, naming the field
-        result: dict[str, Any] = self.api.post("/v1/processes", {"spec": spec})
+        body: dict[str, Any] = {"spec": spec}
+        if wait_s > 0:
+            body["wait_s"] = round(min(wait_s, POLL_S_MAX), 3)
+        result: dict[str, Any] = self.api.post("/v1/processes", body)
         return result
 
     def submit_many(self, specs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -174,9 +179,11 @@ class Client:
             **spec: Any) -> dict[str, Any]:  # fmt: skip
         """Submit one call and wait for it; the process on SUCCESS, else ProcessFailed."""
         conditions = {"executortype": executortype, **spec.pop("conditions", {})}
-        proc = self.submit({"funcname": funcname, "args": list(args), **spec,
-                            "conditions": conditions})  # fmt: skip
-        done = self.wait(proc["processid"], timeout_s)
+        deadline = time.monotonic() + timeout_s
+        done = self.submit({"funcname": funcname, "args": list(args), **spec,
+                            "conditions": conditions}, wait_s=timeout_s)  # fmt: skip
+        if done["state"] not in CLOSED:  # one request submits and waits; longer: wait on
+            done = self.wait(done["processid"], max(0.0, deadline - time.monotonic()))
         if done["state"] != "SUCCESS":
             raise ProcessFailed(done)
         return done

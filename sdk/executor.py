@@ -126,10 +126,21 @@ class Executor:
             self.close()
 
     def _serve_slot(self, runner: Runner, tickets: _Tickets, failures: list[BaseException]) -> None:
-        while not self._stop.is_set() and tickets.take():
+        carried: dict[str, Any] | None = None  # came with the last commit; its ticket taken
+        while not self._stop.is_set():
+            if carried is None and not tickets.take():
+                return
             seen = self.id
+            more = False
             try:
-                ran = self.run_one(runner)
+                proc, carried = carried or self._assign(), None
+                if proc is None:
+                    tickets.give_back()
+                    continue
+                more = tickets.take()  # the commit asks for the next process too
+                carried = self._serve(runner, proc, more)
+                if more and carried is None:
+                    tickets.give_back()
             except ColonyError as exc:
                 tickets.give_back()
                 if "register again" not in str(exc):
@@ -146,8 +157,6 @@ class Executor:
                 failures.append(exc)
                 self._stop.set()
                 return
-            if not ran:
-                tickets.give_back()
 
     def detach(self) -> list[str]:
         """Leave the node: the processes still running here go back to WAITING (their
@@ -164,15 +173,24 @@ class Executor:
     def run_one(self, runner: Runner | None = None) -> bool:
         """Wait for one process and run it (in `runner`, by default the first slot's);
         False when none came within the poll."""
-        runner = runner or self.runner
-        reply = self.client.post(f"/v1/executors/{self.id}/assign", {"timeout_s": ASSIGN_TIMEOUT_S})
-        proc = reply.get("process")
-        if not proc:
+        proc = self._assign()
+        if proc is None:
             return False
+        self._serve(runner or self.runner, proc, more=False)
+        return True
+
+    def _assign(self) -> dict[str, Any] | None:
+        reply = self.client.post(f"/v1/executors/{self.id}/assign", {"timeout_s": ASSIGN_TIMEOUT_S})
+        proc: dict[str, Any] | None = reply.get("process") or None
+        return proc
+
+    def _serve(self, runner: Runner, proc: dict[str, Any], more: bool) -> dict[str, Any] | None:
+        """Run `proc` and commit its outcome. With `more`, the commit's request also
+        waits for this slot's next process (one request where two were): it, or None."""
         pid, spec = proc["processid"], proc["spec"]
         if spec["funcname"] not in runner.names:
-            self._fail(pid, [f"{self.name} has no function {spec['funcname']!r}"])
-            return True
+            errors = [f"{self.name} has no function {spec['funcname']!r}"]
+            return self._commit("fail", pid, {"processid": pid, "errors": errors}, more)
         ctx = ProcessContext(pid, spec, list(proc.get("input") or []))
         outcome = self._run(runner, ctx)
         with self._lock:
@@ -181,11 +199,10 @@ class Executor:
                 self.abandoned += 1
         if "abandoned" in outcome:
             log.warning("process %s %s: abandoned, nothing committed", pid, outcome["abandoned"])
-        elif "error" in outcome:
-            self._fail(pid, [outcome["error"]])
-        else:
-            self._close(pid, outcome["output"])
-        return True
+            return None
+        if "error" in outcome:
+            return self._commit("fail", pid, {"processid": pid, "errors": [outcome["error"]]}, more)
+        return self._commit("close", pid, {"processid": pid, "output": outcome["output"]}, more)
 
     def _run(self, runner: Runner, ctx: ProcessContext) -> dict[str, Any]:
         spec = ctx.spec
@@ -251,23 +268,23 @@ class Executor:
             log.warning("heartbeat for %s: %s", pid, exc)
             return "held"  # the node may answer again; the lease decides in the end
 
-    def _close(self, pid: str, output: list[Any]) -> None:
-        self._commit("close", pid, {"processid": pid, "output": output})
-
-    def _fail(self, pid: str, errors: list[str]) -> None:
-        self._commit("fail", pid, {"processid": pid, "errors": errors})
-
-    def _commit(self, verb: str, pid: str, body: dict[str, Any]) -> None:
+    def _commit(
+        self, verb: str, pid: str, body: dict[str, Any], more: bool = False
+    ) -> dict[str, Any] | None:
         """Close or fail `pid` through the node; say so when the voters refuse it (the run
-        ended while the process was cancelled, or its lease passed to another executor)."""
+        ended while the process was cancelled, or its lease passed to another executor).
+        With `more`, the slot's next process, if one came with the answer."""
         what = "result" if verb == "close" else "failure"
+        if more:
+            body = {**body, "next_s": ASSIGN_TIMEOUT_S}
         try:
             reply = self.client.post(f"/v1/executors/{self.id}/{verb}", body)
         except ColonyError as exc:
             log.warning("%s of %s not committed: %s", what, pid, exc)
-            return
+            return None
+        nxt: dict[str, Any] | None = reply.get("next") or None
         if reply.get("committed"):
-            return
+            return nxt
         with self._lock:
             self.refused += 1
         if reply.get("state") == "CANCELLED":
@@ -275,6 +292,7 @@ class Executor:
         else:
             log.warning("%s of %s not committed: the voters refused it (%s)", what, pid,
                         reply.get("reason"))  # fmt: skip
+        return nxt
 
 
 class _Tickets:

@@ -228,6 +228,7 @@ class SchedulingChecker(BaseChecker):
 
     def __init__(self) -> None:
         self.rounds = 0
+        self.own_claims = 0  # rounds that were a submission's own first claim
         self.next_idle_s = 0.0
 
     def after_step(self, world: World) -> list[str]:
@@ -235,6 +236,7 @@ class SchedulingChecker(BaseChecker):
         for node, event in world.step_events:
             if isinstance(event, Planned):
                 self.rounds += bool(event.chosen)
+                self.own_claims += event.own
                 found.extend(self._round(world, node, event))
         if world.now_s >= self.next_idle_s:
             self.next_idle_s = world.now_s + IDLE_EVERY_S

@@ -511,6 +511,7 @@ class ClaimsScenario(Scenario):
             "claims_committed": self.granted,
             "claims_failed": self.claim_failures,
             "claim_rounds": self.scheduling.rounds,
+            "own_claims": self.scheduling.own_claims,
             "closes_committed": self.closes,
             "expired_committed": self.expired,
             "cancels_sent": self.cancels_sent,

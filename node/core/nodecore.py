@@ -160,7 +160,7 @@ class NodeCore:
             is_member=m.is_member,
             may_write=lambda author, key: m.is_member(author),
         )
-        self.book = ProcessBook(parse=parse_spec or parse_process_spec)
+        self.book = ProcessBook(parse=parse_spec or parse_process_spec, me=self.node_id)
         self._load_processes()
         self.book.on_change = self._process_changed
         self.scheduler = Scheduler(self, self.book, lease_s=config.lease_s)
@@ -425,7 +425,11 @@ class NodeCore:
                 "joined": self.dht.joined,
                 "found_peer_addrs": self.links.found_addrs,
             },
-            "scheduler": {"executors": len(self.scheduler.executors), **self.scheduler.counters},
+            "scheduler": {
+                "executors": len(self.scheduler.executors),
+                "idle_slots": self.scheduler.idle_wants(),
+                **self.scheduler.counters,
+            },
             "counters": dict(self.counters),
         }
 

@@ -42,6 +42,7 @@ __all__ = [
     "ATTRIBUTE_KIND",
     "CLOSED_KIND",
     "LOG_KIND",
+    "OWN_CLAIM_KEY",
     "PROCESS_KIND",
     "RUNNING_KIND",
     "ProcessBook",
@@ -55,6 +56,8 @@ LOG_KIND = "process-log"
 ATTRIBUTE_KIND = "process-attribute"
 PROCESSES_MAX = 100_000  # processes held in the view; the oldest are forgotten first
 RUNNING_QUIET_S = 10.0  # after hearing a process started, leave it to its holder this long
+OWN_CLAIM_KEY = "submitterclaims"  # a submission record's flag: its submitter claims it
+OWN_CLAIM_QUIET_S = 1.0  # ... so others leave it this long (a claim's timeout) first
 LOG_RECORDS_MAX = 1_024  # log records indexed per process (each up to LOG_BATCH_LINES_MAX)
 ATTRIBUTES_MAX = 256  # attributes kept per process
 PARENTS_MAX = 256  # parents (and children) a workflow process may name
@@ -110,8 +113,10 @@ class ProcessBook:
         on_change: Callable[[bytes], None] | None = None,
         *,
         parse: Callable[[Any], FunctionSpec] = parse_spec,
+        me: NodeId | None = None,
     ) -> None:
         self.parse = parse  # a spec's JSON -> FunctionSpec (ColonyError if bad)
+        self.me = me  # this node: its own records' hints are not for it
         self._procs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._open: dict[bytes, None] = {}  # pids not closed, in arrival order
         # The open processes whose spec is known, by (priority time, pid): a claim round
@@ -202,6 +207,12 @@ class ProcessBook:
             )
             entry.setdefault("arrived_s", now_s or 0.0)
             self._enqueue(pid, entry)
+            own_claim = body.get(OWN_CLAIM_KEY) is True and author != self.me
+            if own_claim and now_s is not None and entry["state"] is State.WAITING:
+                # Its submitter claims it itself (the Claim follows the Submit): leave
+                # it to the submitter until its RUNNING record can come.
+                until_s = max(entry.get("busy_until_s", 0.0), now_s + OWN_CLAIM_QUIET_S)
+                entry["busy_until_s"] = until_s
             if body.get("processgraphid"):
                 entry.update(
                     graph=str(body["processgraphid"]),

@@ -335,6 +335,7 @@ class Planned:
     waiting: int
     candidates: tuple[Waiting, ...] = ()
     at_s: float = 0.0
+    own: bool = False  # a submission's own first claim (the short path)
 
 
 @dataclass(frozen=True, slots=True)

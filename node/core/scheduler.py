@@ -37,7 +37,7 @@ from colonynode.consensus.held import CLAIM_BATCH_MAX
 from colonynode.consensus.messages import Reason
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId
-from colonynode.core.process import State
+from colonynode.core.process import FunctionSpec, State, priority_time_ns
 from colonynode.core.scheduling import (
     STAGGER_STEP_S,
     WINDOW_MAX,
@@ -131,6 +131,14 @@ class _Want:
     expired: bool = False  # its deadline passed while a claim was out
 
 
+@dataclass(frozen=True, eq=False)
+class OwnClaim:
+    """A submission's own first claim, decided before its record is published."""
+
+    want: _Want
+    waiting: tuple[Waiting, ...]  # what a round would have chosen among (for the checker)
+
+
 class Scheduler:
     def __init__(self, host: SchedulerHost, book: ProcessBook, *, lease_s: float = LEASE_S) -> None:
         self.host = host
@@ -154,7 +162,8 @@ class Scheduler:
         self.claim_rtt_s = 0.0  # a moving average of this node's claim round trips
         self.counters: dict[str, int] = dict.fromkeys(
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
-             "graph_failed", "claim_rounds", "claims_sent", "settled"), 0)  # fmt: skip
+             "graph_failed", "claim_rounds", "claims_sent", "own_claims",
+             "settled"), 0)  # fmt: skip
 
     def start(self, now_s: float) -> None:
         if not self._sweeping:
@@ -252,6 +261,9 @@ class Scheduler:
         if state is State.WAITING:
             now = self.host.now_s
             ready_s = self.book.arrived_s(pid) + self._delay(pid)[0]
+            held_s = self.book.busy_until_s(pid)  # left to its submitter's own claim
+            if held_s is not None and ready_s < held_s < float("inf"):
+                ready_s = held_s
             if ready_s > now:  # staggered here: a round once it is ready, not now
                 self.host.at(ready_s, self._wake_round)
             else:
@@ -346,6 +358,47 @@ class Scheduler:
                 if not short:
                     break  # the rest of the queue cannot change the round's choice
         return out
+
+    def own_want(self, spec: FunctionSpec, submitted_ns: int) -> OwnClaim | None:
+        """The short path (docs/decisions.md): an executor of this node waits with no
+        claim out and matches `spec`, and no ready process that an executor here matches
+        comes before it in ColonyOS order. Then this node's own submission carries its
+        first claim (`claim_own`), in the same frame to each voter, so the voters take
+        WAITING and RUNNING at epoch 1 in one durable write, and no other node's round
+        is needed."""
+        now = self.host.now_s
+        if now < self.quiet_until_s:
+            return None  # the voters are out of reach from here: no claim goes out now
+        idle = [w for w in self.wants if w.open and w.claim is None and matches(spec, w.ex.advert)]
+        if not idle:
+            return None
+        mine = priority_time_ns(submitted_ns, spec.priority)
+        adverts = list(dict.fromkeys(ex.advert for ex in self.executors.values()))
+        waiting = self.candidates(now, adverts)
+        for w in waiting:
+            if w.priority_time_ns > mine:
+                break  # in order: nothing after this comes first
+            if w.ready_s <= now and any(matches(w.spec, a) for a in adverts):
+                return None  # an older ready process: the round's to claim
+        return OwnClaim(idle[0], tuple(waiting))
+
+    def claim_own(self, own: OwnClaim, pid: bytes, spec: FunctionSpec, submitted_ns: int) -> None:
+        """Claim this node's own submission `pid` (see `own_want`): called right after
+        its Submit went out, so the Claim follows it to every voter in the same frame."""
+        now = self.host.now_s
+        want = own.want
+        if not want.open or want.claim is not None:
+            return  # taken meanwhile (a batch's earlier submission): the normal path
+        want.claim = pid
+        self.claiming.add(pid)
+        self.last_round_s = now
+        self.counters["claim_rounds"] += 1
+        self.counters["claims_sent"] += 1
+        self.counters["own_claims"] += 1
+        candidates = (*own.waiting, Waiting(pid, spec, submitted_ns, now, 0.0))
+        self.host.emit(Planned((pid,), 1, candidates, now, own=True))
+        req = lrq.ClaimLeases((pid,), self.lease_s)
+        self.host.lease(req, lambda ev: self._on_claim(ev, want, now))
 
     def _delay(self, pid: bytes) -> tuple[float, float]:
         """This node's claim stagger for `pid`, and its re-claim stagger. A step is at

@@ -24,7 +24,7 @@ from colonynode.node.core import requests as rq
 from colonynode.node.core import runs, waits
 from colonynode.node.core.errors import JoinFailed, NotFound, NotHolder, PermissionDenied
 from colonynode.node.core.messages import JoinAccepted, PeerAddrs
-from colonynode.node.core.processes import PROCESS_KIND, terms_of
+from colonynode.node.core.processes import OWN_CLAIM_KEY, PROCESS_KIND, terms_of
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
@@ -76,6 +76,9 @@ def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
     _may_submit(core)
     pid, submitted = core.rng.randbytes(16), core.unix_ns()
     record = {"processid": pid.hex(), "spec": spec_to_json(req.spec), "submission_ns": submitted}
+    own = core.scheduler.own_want(req.spec, submitted)  # the short path: it runs here
+    if own is not None:
+        record[OWN_CLAIM_KEY] = True
     signed = _publish_submission(core, record, pid)
 
     def then(event: Any) -> None:
@@ -85,6 +88,8 @@ def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
             core.answer(rid, error=_refused(pid, event))
 
     _acknowledge(core, pid, req.spec, submitted, signed, then)
+    if own is not None:  # after the Submit: the Claim follows it to every voter
+        core.scheduler.claim_own(own, pid, req.spec, submitted)
 
 
 def submit_workflow(core: NodeCore, rid: int, req: rq.SubmitWorkflow) -> None:

@@ -37,6 +37,8 @@ API_BODY_BYTES_MAX = 1 << 20
 RECORDS_LIST_MAX = 10_000
 LEASE_PIDS_MAX = 1024
 SUBMIT_BATCH_MAX = 1000  # specs in one POST /v1/processes/batch
+SUBMIT_WAIT_MAX_S = 60.0  # the longest POST /v1/processes waits with `wait_s`
+CLOSED_NAMES = ("SUCCESS", "FAILED", "CANCELLED")
 
 
 class NodeApi(Protocol):
@@ -301,7 +303,15 @@ def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette
         return {"peer_id": peer_id, "found": bool(addrs), "addrs": list(addrs)}
 
     async def submit_process(request: Request) -> Any:
-        return await node.call(rq.SubmitProcess(parse_spec((await _body(request)).get("spec"))))
+        """Submit; with `wait_s`, wait in the same request for the process to close (a
+        call's two round trips in one): the process as it is then, closed or not."""
+        body = await _body(request)
+        spec = parse_spec(body.get("spec"))
+        wait_s = min(_number(body, "wait_s", 0), SUBMIT_WAIT_MAX_S)
+        proc = await node.call(rq.SubmitProcess(spec))
+        if wait_s <= 0 or proc["state"] in CLOSED_NAMES:
+            return proc
+        return await node.call(rq.WaitProcess(pid_of(proc["processid"]), wait_s))
 
     async def submit_batch(request: Request) -> Any:
         specs = (await _body(request)).get("specs")
@@ -370,11 +380,22 @@ def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette
         return {"process": await node.call(rq.Assign(eid(request), timeout_s))}
 
     async def executor_close(request: Request, success: bool) -> Any:
+        """Close (or fail) a run; with `next_s`, the same request then waits that long
+        for the slot's next process, as `assign` would (`"next"`: it, or None). The
+        close's answer stands whatever the wait brings."""
         body = await _body(request)
         errors = tuple(str(e) for e in body.get("errors", ()))
+        next_s = _number(body, "next_s", 0)
         req = rq.CloseRun(eid(request), pid_of(body.get("processid")), success,
                           body.get("output"), errors)  # fmt: skip
-        return await node.call(req)
+        closed = await node.call(req)
+        if next_s <= 0:
+            return closed
+        try:
+            nxt = await node.call(rq.Assign(eid(request), next_s))
+        except ColonyError:
+            nxt = None  # detached meanwhile: the next `assign` says so
+        return {**closed, "next": nxt}
 
     async def executor_fail(request: Request) -> Any:
         return await executor_close(request, False)

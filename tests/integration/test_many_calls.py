@@ -80,6 +80,33 @@ def test_map_over_a_thousand_calls_yields_every_output_in_order(
             next(mapped)
 
 
+def test_one_request_submits_and_waits_and_the_submitters_executor_claims_it_at_once(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    """`POST /v1/processes` with `wait_s` answers the closed process (what `Client.run`
+    and `colonynode run --wait` use); a node whose own executor waits claims its own
+    submission with the submission (the short path)."""
+    (a, _, _), ex = setup
+    ex.start(a)
+    py = {"executortype": "py"}
+    with Client(a.dir) as client:
+        wait_until(
+            "a's executor to wait for work",
+            lambda: client.api.get("/v1/status")["scheduler"]["idle_slots"] == 1,
+        )
+        done = client.submit({"funcname": "add", "args": [2, 3], "conditions": py}, wait_s=30)
+        assert done["state"] == "SUCCESS" and done["output"] == [5]
+        assert done["executor"] == "a-py" and done["epoch"] == 1
+        assert client.api.get("/v1/status")["scheduler"]["own_claims"] >= 1
+        assert client.run("add", 4, 5, executortype="py")["output"] == [9]
+        # Nobody serves this type: the same request answers it WAITING once wait_s ran out.
+        waiting = client.submit({"funcname": "add", "conditions": {"executortype": "none"}},
+                                wait_s=0.5)  # fmt: skip
+        assert waiting["state"] == "WAITING"
+        with pytest.raises(ColonyError, match="wait_s must be a number"):
+            client.api.post("/v1/processes", {"spec": {"funcname": "add"}, "wait_s": "soon"})
+
+
 def test_submit_many_refuses_a_bad_spec_and_submits_nothing(
     setup: tuple[list[Daemon], Executors],
 ) -> None:

@@ -14,7 +14,7 @@ from colonynode.core.process import parse_spec
 from colonynode.core.roster import Member, Roster, sign_roster
 from colonynode.node.core import Answer, NodeConfig, NodeCore
 from colonynode.node.core import requests as rq
-from colonynode.simulations.stepped import SteppedNet
+from colonynode.simulations.stepped import Drop, SteppedNet
 from colonynode.storage.memory import MemoryStore
 
 T0_NS = 1_800_000_000 * 10**9
@@ -81,14 +81,17 @@ class Colony:
                 return a
         return None
 
-    def run_until(self, cond: Callable[[], bool], max_s: float = 30.0) -> None:
-        """Deliver, then let time pass in small steps, until `cond` holds."""
+    def run_until(
+        self, cond: Callable[[], bool], max_s: float = 30.0, *, drop: Drop | None = None
+    ) -> None:
+        """Deliver, then let time pass in small steps, until `cond` holds (`drop`: the
+        messages lost on the way)."""
         end = self.net.t + max_s
-        self.net.stabilize()
+        self.net.stabilize(drop=drop)
         while not cond():
             assert self.net.t < end, "the condition did not hold in time"
             self.net.advance(STEP_S)
-            self.net.stabilize()
+            self.net.stabilize(drop=drop)
 
     def result(self, i: int, req: Any, max_s: float = 30.0) -> Any:
         """Ask node `i`, wait for the answer; its value (an error is raised)."""

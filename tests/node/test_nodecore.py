@@ -3,12 +3,14 @@ real gossip, DHT and lease cores, requests answered by id, long-polls and deadli
 
 from __future__ import annotations
 
+from colonynode.consensus.messages import Claim, Submit
 from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED
 from colonynode.core.scheduling import ExecutorAdvert
 from colonynode.node.core import NotFound, PermissionDenied, channel_of
 from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import Hello
-from tests.node.colony import Colony, submit
+from colonynode.node.core.processes import OWN_CLAIM_QUIET_S
+from tests.node.colony import Colony, spec, submit
 
 PY = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
 
@@ -52,6 +54,52 @@ def test_the_submitting_node_does_not_claim_before_the_voters_hold_it() -> None:
     answer = colony.answer(3, waiting)
     assert answer is not None and answer.value["processid"] == pid.hex()
     assert colony.core(3).scheduler.counters["claims_sent"] == 1
+
+
+def test_a_submission_carries_its_own_first_claim_when_its_node_has_an_idle_executor() -> None:
+    """The short path: the Claim leaves in the same batch as the Submit, right behind it
+    on every voter's link, so the voters take WAITING and RUNNING at epoch 1 in one
+    turn; another node's idle executor leaves it to the submitter (no dueling claim)."""
+    colony = Colony(5)
+    mine, other = attach(colony, 3), attach(colony, 4, "f")
+    waiting = colony.ask(3, rq.Assign(mine, timeout_s=5))
+    colony.ask(4, rq.Assign(other, timeout_s=5))
+    sent_before = len(colony.net.sent)
+    rid = colony.ask(3, rq.SubmitProcess(spec()))
+    to_voters = [(dst, m) for src, dst, m in colony.net.sent[sent_before:]
+                 if src == 3 and isinstance(m, Submit | Claim)]  # fmt: skip
+    for voter in (0, 1, 2):
+        assert [type(m) for dst, m in to_voters if dst == voter] == [Submit, Claim]
+    claim = next(m for _, m in to_voters if isinstance(m, Claim))
+    pid = claim.items[0].pid
+    assert claim.items[0].epoch == 1
+    colony.run_until(lambda: colony.answer(3, waiting) is not None)
+    got = colony.answer(3, waiting)
+    assert got is not None and got.value["processid"] == pid.hex() and got.value["epoch"] == 1
+    acked = colony.answer(3, rid)
+    assert acked is not None and acked.error is None
+    assert colony.core(3).scheduler.counters["own_claims"] == 1
+    assert colony.core(4).scheduler.counters["claims_sent"] == 0
+
+
+def test_a_submission_whose_own_claim_is_lost_goes_to_another_node() -> None:
+    """The flag that leaves a submission to its submitter holds others back only for a
+    claim's timeout: when the submitter's claims never arrive, another executor runs it."""
+    colony = Colony(5)
+    mine, other = attach(colony, 3), attach(colony, 4, "f")
+    colony.ask(3, rq.Assign(mine, timeout_s=10))
+    theirs = colony.ask(4, rq.Assign(other, timeout_s=10))
+    colony.ask(3, rq.SubmitProcess(spec()))
+
+    def lose_claims_of_3(src: int, dst: int, msg: object) -> bool:
+        return src == 3 and isinstance(msg, Claim)
+
+    start = colony.net.t
+    colony.run_until(lambda: colony.answer(4, theirs) is not None, 5, drop=lose_claims_of_3)
+    got = colony.answer(4, theirs)
+    assert got is not None and got.value is not None and got.value["state"] == "RUNNING"
+    assert colony.net.t - start >= OWN_CLAIM_QUIET_S  # it was left to node 3 first
+    assert colony.core(3).scheduler.counters["own_claims"] == 1
 
 
 def test_maxwaittime_expires_with_the_voters_reason_on_every_node() -> None:
