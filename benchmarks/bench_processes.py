@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from colonynode.node.apiclient import ApiClient
-from tests.integration.harness import CLI, Colony, cli, wait_until
+from tests.integration.harness import CLI, Colony, Daemon, cli, wait_until
 
 FUNCTIONS = "from colonynode.sdk import function\n\n@function\ndef noop():\n    return None\n"
 
@@ -37,6 +37,12 @@ def ts(text: str) -> float:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def frames(d: Daemon) -> dict[str, int]:
+    """The daemon's frame counters by direction and channel (`frames_in_gossip`, ...)."""
+    counters = d.status()["counters"]
+    return {k: int(v) for k, v in counters.items() if k.startswith("frames_")}
 
 
 def main() -> None:
@@ -71,6 +77,7 @@ def main() -> None:
                            == per_node, timeout_s=60)  # fmt: skip
             api = ApiClient.for_data_dir(a.dir, timeout_s=60)
             spec = {"funcname": "noop", "conditions": {"executortype": "bench"}}
+            frames_before = [frames(d) for d in nodes]
             t0 = time.perf_counter()
             with ThreadPoolExecutor(16) as pool:
                 pids = list(pool.map(
@@ -97,6 +104,11 @@ def main() -> None:
                   f"p99 {1000 * pct(starts, 0.99):.0f} ms")  # fmt: skip
             print(f"submit->result p50 {1000 * statistics.median(ends):.0f} ms, "
                   f"p99 {1000 * pct(ends, 0.99):.0f} ms")  # fmt: skip
+            for d, before in zip(nodes, frames_before, strict=True):
+                after = frames(d)
+                per = {k: (after[k] - before.get(k, 0)) / n for k in sorted(after)}
+                print(f"{d.name}: frames a process: " + ", ".join(
+                    f"{k.removeprefix('frames_')} {v:.1f}" for k, v in per.items() if v))  # fmt: skip
             sched = [d.status()["scheduler"] for d in nodes]
             rounds = sum(x.get("claim_rounds", 0) for x in sched)
             sent = sum(x.get("claims_sent", 0) for x in sched)
