@@ -107,8 +107,8 @@ def main() -> None:
             for d, before in zip(nodes, frames_before, strict=True):
                 after = frames(d)
                 per = {k: (after[k] - before.get(k, 0)) / n for k in sorted(after)}
-                print(f"{d.name}: frames a process: " + ", ".join(
-                    f"{k.removeprefix('frames_')} {v:.1f}" for k, v in per.items() if v))  # fmt: skip
+                shown = [f"{k.removeprefix('frames_')} {v:.1f}" for k, v in per.items() if v]
+                print(f"{d.name}: frames a process: " + ", ".join(shown))
             sched = [d.status()["scheduler"] for d in nodes]
             rounds = sum(x.get("claim_rounds", 0) for x in sched)
             sent = sum(x.get("claims_sent", 0) for x in sched)

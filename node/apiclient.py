@@ -1,15 +1,21 @@
 """A small synchronous client of the daemon's local API, for the CLI and the SDK.
 
-It imports httpx only: no libp2p, no trio (commands that only talk to the API start fast).
+It uses the standard library's `http.client` (HTTP/1.1 keep-alive on 127.0.0.1, JSON):
+no libp2p, no trio, no httpx. httpx and httpcore (which imports trio when it is
+installed) cost ~0.25 s of every command's start-up (docs/decisions.md). One connection
+per thread, so an executor's slots may share a client.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import select
+import threading
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from colonynode.core.errors import ColonyError
 from colonynode.node.datadir import DataDir, resolve_data_dir
@@ -31,11 +37,15 @@ class ApiError(ColonyError):
 class ApiClient:
     def __init__(self, url: str, token: str, *, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout_s,
-        )
+        parts = urlsplit(self.url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ColonyError(f"the local API is plain http on this machine, not {url!r}")
+        self._host, self._port = parts.hostname, parts.port or 80
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
 
     @classmethod
     def for_data_dir(cls, data_dir: str | Path | None, **kw: Any) -> ApiClient:
@@ -49,36 +59,74 @@ class ApiClient:
         return cls(str(handle["url"]), str(handle["token"]), **kw)
 
     def close(self) -> None:
-        self._http.close()
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's connection; a new one if the daemon closed the old (an idle
+        keep-alive connection the server dropped reads as readable: EOF)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.sock is not None:
+            readable, _, _ = select.select([conn.sock], [], [], 0)
+            if not readable:
+                return conn
+        if conn is not None:
+            conn.close()
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
+        self._local.conn = conn
+        with self._lock:
+            self._all = [c for c in self._all if c.sock is not None] + [conn]
+        return conn
+
+    def _send(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn = self._connection()
         try:
-            resp = self._http.request(method, path, **kw)
-        except httpx.TransportError as exc:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            self._local.conn = None
             raise DaemonNotRunning(f"the daemon at {self.url} does not answer ({exc})") from None
-        if resp.status_code >= 400:
+        if resp.will_close:
+            conn.close()
+        return resp.status, data
+
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: Any = None
+    ) -> Any:
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        body = None if json_body is None else json.dumps(json_body).encode()
+        status, data = self._send(method, path, body)
+        if status >= 400:
             try:
-                err = resp.json()["error"]
-                raise ApiError(resp.status_code, str(err["code"]), str(err["message"]))
+                err = json.loads(data)["error"]
+                raise ApiError(status, str(err["code"]), str(err["message"]))
             except (ValueError, KeyError, TypeError):
-                raise ApiError(resp.status_code, "http", resp.text.strip()[:200]) from None
-        return resp.json()
+                text = data.decode(errors="replace").strip()[:200]
+                raise ApiError(status, "http", text) from None
+        return json.loads(data)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None)
 
     def get_text(self, path: str) -> str:
         """A plain-text endpoint (`/metrics`)."""
-        try:
-            resp = self._http.get(path)
-        except httpx.TransportError as exc:
-            raise DaemonNotRunning(f"the daemon at {self.url} does not answer ({exc})") from None
-        if resp.status_code >= 400:
-            raise ApiError(resp.status_code, "http", resp.text.strip()[:200])
-        return resp.text
+        status, data = self._send("GET", path, None)
+        text = data.decode(errors="replace")
+        if status >= 400:
+            raise ApiError(status, "http", text.strip()[:200])
+        return text
 
     def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, json=body if body is not None else {})
+        return self.request("POST", path, json_body=body if body is not None else {})
 
 
 def _alive(pid: Any) -> bool:

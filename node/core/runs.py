@@ -123,7 +123,7 @@ def close_run(s: Scheduler, req_id: int, req: CloseRun) -> None:
     def done(event: Any) -> None:
         if event.committed:
             state = State.SUCCESS if req.success else State.FAILED
-            s.announce_close(
+            s.closing.announce_close(
                 pid, state, req.output, list(req.errors), epoch, ex.advert.name, event.view
             )
         reason = None if event.reason is None else Reason(event.reason).name
@@ -141,10 +141,10 @@ def cancel(s: Scheduler, req_id: int, pid: bytes, by: str) -> None:
 
     def done(event: Any) -> None:
         if event.committed:
-            s.announce_close(pid, State.CANCELLED, None, list(errors), 0, None, event.view)
+            s.closing.announce_close(pid, State.CANCELLED, None, list(errors), 0, None, event.view)
         elif event.reason == Reason.CLOSED:
             s.book.mark_closed_elsewhere(pid)
-            s.settle_later(pid)
+            s.closing.settle_later(pid)
         reason = None if event.reason is None else Reason(event.reason).name
         state = s.book.state_of(pid)
         s.host.answer(req_id, {"processid": pid.hex(), "cancelled": event.committed,

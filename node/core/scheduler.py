@@ -20,7 +20,8 @@ Every `SWEEP_S` the node expires the WAITING processes it submitted once their
 maxwaittime ran out, fails the workflow steps it submitted whose parent failed, and
 detaches the executors that fell silent for `EXECUTOR_SILENT_S` (their leases are
 dropped: they expire at the voters and the processes are retried elsewhere).
-Runs (heartbeats, logs, attributes, closes, cancels): runs.py.
+Runs (heartbeats, logs, attributes, closes, cancels): runs.py; the closes this node
+makes or announces itself (expiries, failed steps, settling): closing.py.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from colonynode.core.scheduling import (
     plan_claims,
     ranked_claim_delay_s,
 )
-from colonynode.node.core.processes import CLOSED_KIND, RUNNING_KIND, ProcessBook
+from colonynode.node.core.closing import Closing
+from colonynode.node.core.processes import RUNNING_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, Planned, RegisterExecutor, RunStopped
 
 __all__ = ["EXECUTOR_SILENT_S", "LEASE_S", "Executor", "Scheduler", "SchedulerHost"]
@@ -66,10 +68,6 @@ BACKOFF_MAX_S = 8.0  # the longest a refused pid waits (before jitter)
 RETRY_FORGET_S = 30.0  # a pid not refused for this long starts its back-off afresh
 REFUSALS_MAX = 100_000  # pids whose refusals are counted
 LAPSE_MARGIN_S = 0.1  # a lease held elsewhere is asked about again this long after it may lapse
-SETTLE_AFTER_S = 3.0  # a closing record not heard of this long after the voters said closed
-SETTLE_AFTER_OTHERS_S = 15.0  # ... by a node that did not submit the process
-SETTLE_RETRY_S = 5.0  # a process the voters closed but this node cannot tell how: read again
-SETTLING_MAX = 1024  # such reads in flight
 DELAYS_MAX = 100_000  # pids whose stagger here is remembered
 QUIET_MAX_S = 8.0  # the longest a node waits between rounds while voters do not answer
 LEASE_S = 10.0
@@ -156,7 +154,6 @@ class Scheduler:
         self._timeouts = 0  # claims in a row no majority answered
         self.quiet_until_s = 0.0  # no claim round before this (voters out of reach)
         self._sweeping = False
-        self._settling: set[bytes] = set()  # pids being read to learn their result
         # pid -> (claimers, its claim stagger here, its re-claim stagger here)
         self._delays: dict[bytes, tuple[tuple[bytes, ...], int, float, float]] = {}  # steps
         self.claim_rtt_s = 0.0  # a moving average of this node's claim round trips
@@ -164,6 +161,7 @@ class Scheduler:
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
              "graph_failed", "claim_rounds", "claims_sent", "own_claims",
              "settled"), 0)  # fmt: skip
+        self.closing = Closing(host, book, self.counters, self.started_ns)
 
     def start(self, now_s: float) -> None:
         if not self._sweeping:
@@ -478,10 +476,10 @@ class Scheduler:
         if reason in (Reason.UNKNOWN_PID, Reason.BUSY, Reason.NOT_ALLOWED, Reason.LEASE_HELD):
             return
         if reason in (Reason.RETRIES_SPENT, Reason.WAIT_TIME_SPENT):
-            self.expire(pid)
+            self.closing.expire(pid)
         elif reason == Reason.CLOSED:
             self.book.mark_closed_elsewhere(pid)
-            self.settle_later(pid)
+            self.closing.settle_later(pid)
 
     def _hand(self, now_s: float, want: _Want, pid: bytes, epoch: int) -> None:
         """Give a granted process to the executor that waited for it; if it left
@@ -513,43 +511,10 @@ class Scheduler:
 
     # -- leases ending, sweeps --------------------------------------------------------------
 
-    def settle_later(self, pid: bytes) -> None:
-        """The voters say `pid` is closed; its closing record is most likely on its way.
-        Only if it has not come after a while (its submitter soonest) does this node
-        read a majority and announce the result itself."""
-        mine = self.book.submitter_of(pid) == self.host.node_id
-        after_s = SETTLE_AFTER_S if mine else SETTLE_AFTER_OTHERS_S
-        self.host.at(self.host.now_s + after_s, lambda now_s: self.settle(pid))
-
-    def settle(self, pid: bytes) -> None:
-        """The voters hold `pid` closed, but this node's view has not heard how (its
-        closing record was lost with the node that committed it, or it was closed by a
-        raw lease request): read a majority and announce what they committed."""
-        state = self.book.state_of(pid)
-        if pid in self._settling or (state is not None and state.closed):
-            return
-        if len(self._settling) >= SETTLING_MAX:
-            return
-        self._settling.add(pid)
-
-        def done(event: Any) -> None:
-            self._settling.discard(pid)
-            view = event.view
-            state = self.book.state_of(pid)
-            if state is not None and state.closed:
-                return
-            if not event.committed or view is None:  # not settled at the voters yet
-                self.host.at(self.host.now_s + SETTLE_RETRY_S, lambda now_s: self.settle(pid))
-                return
-            self.counters["settled"] += 1
-            self.announce_close(pid, State(view.state), view.output, [], 0, None, view)
-
-        self.host.lease(lrq.ReadRegister(pid), done)
-
     def on_lease_ended(self, event: lev.LeaseEnded) -> None:
         """A lease of a run ended without its close: tell the executor to stop."""
         if event.why == "closed":
-            self.settle_later(event.pid)
+            self.closing.settle_later(event.pid)
         if event.why not in ("lost", "closed"):
             return
         for ex in self.executors.values():
@@ -570,11 +535,11 @@ class Scheduler:
                 continue
             if now_ns - submitted_ns > spec.maxwaittime * 10**9:
                 self.skip_until[pid] = now_s + REFUSED_BACKOFF_S
-                self.expire(pid)
+                self.closing.expire(pid)
         for pid, parent in self.book.blocked_by_failed_parent():
             if self.book.submitter_of(pid) == me and self.skip_until.get(pid, 0.0) <= now_s:
                 self.skip_until[pid] = now_s + REFUSED_BACKOFF_S
-                self._fail_child(pid, parent)
+                self.closing.fail_child(pid, parent)
         self._detach_silent(now_s)
         for pid in [p for p, until in self.skip_until.items() if until <= now_s]:
             del self.skip_until[pid]
@@ -591,54 +556,6 @@ class Scheduler:
             self.counters["executors_detached"] += 1
             log.warning("executor %s silent for %.0f s: detached, %d leases dropped",
                         ex.advert.name, now_s - ex.last_heard_s, len(dropped))  # fmt: skip
-
-    def expire(self, pid: bytes) -> None:
-        """Close FAILED a process whose retries or wait time ran out (any node may)."""
-
-        def done(event: Any) -> None:
-            if event.committed:
-                self.announce_close(pid, State.FAILED, None, [], 0, None, event.view)
-
-        self.host.lease(lrq.ExpireProcess(pid), done)
-
-    def _fail_child(self, pid: bytes, parent: bytes) -> None:
-        parent_view = self.book.get(parent)
-        name = parent_view["spec"]["nodename"] if parent_view else parent.hex()
-        state = parent_view["state"] if parent_view else "FAILED"
-        errors = (f"parent {name} ({parent.hex()}) closed {state}",)
-
-        def done(event: Any) -> None:
-            if event.committed:
-                self.counters["graph_failed"] += 1
-                self.announce_close(pid, State.FAILED, None, list(errors), 0, None, event.view)
-
-        self.host.lease(lrq.CancelProcess(pid, State.FAILED, errors), done)
-
-    def announce_close(
-        self,
-        pid: bytes,
-        state: State,
-        output: Any,
-        errors: list[str],
-        epoch: int,
-        executor: str | None,
-        view: Any = None,
-    ) -> None:
-        """Announce a committed outcome: what the voters hold (`view`: their epoch,
-        retries and errors) wins over what this node knew. A close by the voters alone
-        (an expiry, a cancel) has no executor of its own: the last run's stays."""
-        if view is not None:
-            errors, epoch = list(view.errors), epoch or view.epoch
-        body: dict[str, Any] = {"processid": pid.hex(), "state": state.name,
-                                "output": output or [], "errors": errors,
-                                "end_ns": self.host.unix_ns()}  # fmt: skip
-        if view is not None:
-            body["retries"] = view.retries
-        started = self.started_ns.pop(pid, None)
-        for key, value in (("epoch", epoch), ("executor", executor), ("start_ns", started)):
-            if value:
-                body[key] = value
-        self.host.publish(CLOSED_KIND, body)  # in this node's view at once
 
 
 def _ignore(event: Any) -> None:
