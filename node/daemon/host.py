@@ -19,12 +19,33 @@ from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 from colonynode.core.identity import Identity
 from colonynode.node.logs import route_libp2p_logs
 
 __all__ = ["build_host", "keypair_of"]
+
+
+async def _credit_when_half_read(self: Any, *, bytes_read: int = 0) -> None:
+    """go-yamux's rule for a stream's receive window: credit the sender back only once
+    half the window has been read (`sendWindowUpdate`/`GrowTo`). py-libp2p 0.8.1 also
+    credits every read that leaves any slack, which answers every data frame with a
+    WINDOW_UPDATE frame of its own (a Noise message and a socket write each: ~7 % of a
+    busy daemon's CPU, and as many frames on the wire as the data). The window stays at
+    its initial 256 KiB: loopback and LAN links need no auto-tuning, and a 1 MiB frame
+    flows in four credits."""
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = self.target_recv_window - (self.recv_window + buffered)
+        if delta < self.target_recv_window // 2:
+            return
+        self.recv_window += delta
+    await self.send_window_update(delta, skip_lock=True)
+
+
+# Bound once, for every stream of this process (libp2p is pinned below 0.9).
+YamuxStream._auto_tune_and_send_window_update = _credit_when_half_read  # type: ignore[method-assign]
 
 
 def keypair_of(identity: Identity) -> KeyPair:
