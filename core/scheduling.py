@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from colonynode.core.process import FunctionSpec, priority_time_ns
 
 __all__ = [
+    "CLAIM_SPREAD",
     "RANKED_CLAIMERS_MAX",
     "STAGGER_FANOUT",
     "STAGGER_STEPS_MAX",
     "STAGGER_STEP_S",
+    "TIE_WINDOW_NS",
     "ExecutorAdvert",
     "Waiting",
     "choose_claims",
@@ -52,6 +54,7 @@ __all__ = [
 
 WINDOW_MAX = 256  # candidates considered per claim round
 TIE_WINDOW_NS = 10**9  # priority times this close count as a tie (shared by rendezvous)
+CLAIM_SPREAD = 4  # near-ties of the earliest turns one claim is shared out among, a want
 STAGGER_STEP_S = 0.02  # one step of the claim stagger (about a claim and a gossip hop)
 STAGGER_FANOUT = 2  # executor nodes expected to try a new process in each step
 STAGGER_STEPS_MAX = 100  # the longest a node leaves a new process to others: 2 s
@@ -159,7 +162,7 @@ def choose_claims(
     advert: ExecutorAdvert,
     want: int,
     *,
-    spread: int = 4,
+    spread: int = CLAIM_SPREAD,
     now_s: float | None = None,
 ) -> list[bytes]:
     """Up to `want` pids to claim, in priority order.

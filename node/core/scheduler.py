@@ -40,7 +40,9 @@ from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import FunctionSpec, State, priority_time_ns
 from colonynode.core.scheduling import (
+    CLAIM_SPREAD,
     STAGGER_STEP_S,
+    TIE_WINDOW_NS,
     WINDOW_MAX,
     ExecutorAdvert,
     Waiting,
@@ -135,6 +137,40 @@ class OwnClaim:
 
     want: _Want
     waiting: tuple[Waiting, ...]  # what a round would have chosen among (for the checker)
+
+
+class _Head:
+    """How far a round must read the queue for one advert of `wants` waiting ones.
+    `plan_claims` gives the k-th advert (after k - 1 taken) the first ready match, or,
+    among near-ties (`TIE_WINDOW_NS` from the first it can take), the `CLAIM_SPREAD`
+    first with the lowest stagger, of at most `WINDOW_MAX` matches. So reading ends
+    for an advert once it saw `WINDOW_MAX` + wants ready matches; or once the queue is
+    past the near-ties of its wants-th ready match (the first it can take is no later);
+    or once it saw `CLAIM_SPREAD` + wants - 1 ready matches with no stagger (0 s, the
+    lowest there is): whatever comes after them in the near-ties is sorted behind."""
+
+    __slots__ = ("advert", "kth", "left", "limit_ns", "zeros")
+
+    def __init__(self, advert: ExecutorAdvert, wants: int) -> None:
+        self.advert = advert
+        self.left = WINDOW_MAX + wants  # ready matches still to read
+        self.kth = wants  # ready matches before the wants-th one's near-ties are known
+        self.limit_ns: int | None = None
+        self.zeros = CLAIM_SPREAD + wants - 1  # unstaggered ready matches still to read
+
+    def seen(self, spec: FunctionSpec, pt_ns: int, delay_s: float) -> bool:
+        """One more ready process in queue order; True once this advert has read enough."""
+        if self.limit_ns is not None and pt_ns > self.limit_ns:
+            return True
+        if not matches(spec, self.advert):
+            return False
+        self.left -= 1
+        self.kth -= 1
+        if self.kth == 0:
+            self.limit_ns = pt_ns + TIE_WINDOW_NS
+        if delay_s == 0.0:
+            self.zeros -= 1
+        return self.left <= 0 or self.zeros <= 0
 
 
 class Scheduler:
@@ -326,13 +362,11 @@ class Scheduler:
         """What a claim round chooses among: the claimable processes of the view that
         are not backed off, not being claimed and not held here, with the time each
         becomes ready here (the claim stagger), in ColonyOS order. With `adverts` (the
-        waiting executors', one a want), only the head of the queue: up to where every
-        advert has `WINDOW_MAX` + len(adverts) ready matches, which is all that
-        `plan_claims` can choose from (it takes the first `WINDOW_MAX` of what is left
-        for each want, by the same order), so the round chooses as over the whole view."""
+        waiting executors', one a want), only the head of the queue: as far as
+        `plan_claims` can look for each advert, so the round chooses as over the whole
+        view (`_Head`)."""
         out = []
-        need = WINDOW_MAX + len(adverts) if adverts else 0
-        counts = dict.fromkeys(adverts, 0) if adverts else {}
+        heads = [_Head(a, len(adverts)) for a in dict.fromkeys(adverts)] if adverts else []
         for pid, spec, sub_ns, since_s, lapsed in self.book.waiting_in_order(now_s):
             retry_at = self.retry_at.get(pid)
             if retry_at is not None:
@@ -346,14 +380,10 @@ class Scheduler:
             first_s, again_s = self._delay(pid)
             delay_s = again_s if lapsed else first_s
             out.append(Waiting(pid, spec, sub_ns, since_s + delay_s, delay_s))
-            if counts and since_s + delay_s <= now_s:
-                short = False
-                for advert in counts:
-                    if counts[advert] < need:
-                        if matches(spec, advert):
-                            counts[advert] += 1
-                        short = short or counts[advert] < need
-                if not short:
+            if heads and since_s + delay_s <= now_s:
+                pt = priority_time_ns(sub_ns, spec.priority)
+                heads = [h for h in heads if not h.seen(spec, pt, delay_s)]
+                if not heads:
                     break  # the rest of the queue cannot change the round's choice
         return out
 

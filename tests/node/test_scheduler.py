@@ -19,7 +19,7 @@ from colonynode.consensus.events import ClaimFailed, Granted, Released
 from colonynode.consensus.messages import Reason
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
-from colonynode.core.scheduling import WINDOW_MAX, ExecutorAdvert, plan_claims
+from colonynode.core.scheduling import CLAIM_SPREAD, ExecutorAdvert, plan_claims
 from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, RegisterExecutor
 from colonynode.node.core.scheduler import Scheduler
@@ -261,5 +261,38 @@ def test_a_round_over_a_long_queue_reads_only_its_head() -> None:
             "processid": i.to_bytes(16, "big").hex(), "submission_ns": i,
             "spec": {"funcname": "f", "conditions": {"executortype": "py"}}}, 0.0)  # fmt: skip
     advert = ExecutorAdvert("e", "py", "", 10**9, 10**15)
-    assert len(sched.candidates(1.0, [advert, advert])) == WINDOW_MAX + 2
+    # All near-ties, none staggered here: a round reads as many as it may share out.
+    assert len(sched.candidates(1.0, [advert, advert])) == CLAIM_SPREAD + 1
     assert len(sched.candidates(1.0)) == 2000
+
+
+def test_a_round_reads_past_the_near_ties_only_as_far_as_it_must() -> None:
+    book = ProcessBook()
+    for i in range(2000):  # 2 s apart: no near-ties
+        book.on_record(ME, PROCESS_KIND, {
+            "processid": i.to_bytes(16, "big").hex(), "submission_ns": 2 * i * 10**9,
+            "spec": {"funcname": "f", "conditions": {"executortype": "py"}}}, 0.0)  # fmt: skip
+    host = ScriptedHost()
+    others = tuple(bytes([9, i]) * 16 for i in range(2))  # most pids are another's turn
+    host.claimer_ids = lambda: (bytes(ME), *others)  # type: ignore[method-assign]
+    host.claimers = lambda: 3  # type: ignore[method-assign]
+    sched = scheduler(book, host)
+    advert = ExecutorAdvert("e", "py", "", 10**9, 10**15)
+    head = sched.candidates(10**4, [advert, advert])  # long after: all ready
+    assert len(head) == 3  # two to take, and the first past the second's near-ties
+    assert plan_claims(head, [advert, advert], 10**4) == [(0).to_bytes(16, "big"),
+                                                        (1).to_bytes(16, "big")]  # fmt: skip
+    # All near-ties, a third of them this node's first turn: it reads up to the
+    # CLAIM_SPREAD + 1-th of those, not WINDOW_MAX + 2.
+    tied = ProcessBook()
+    for i in range(2000):
+        tied.on_record(ME, PROCESS_KIND, {
+            "processid": i.to_bytes(16, "big").hex(), "submission_ns": i,
+            "spec": {"funcname": "f", "conditions": {"executortype": "py"}}}, 0.0)  # fmt: skip
+    sched = scheduler(tied, host)
+    head = sched.candidates(10**4, [advert, advert])
+    firsts = [i for i, w in enumerate(sched.candidates(10**4)) if w.delay_s == 0.0]
+    assert len(head) == firsts[CLAIM_SPREAD] + 1 < 60
+    assert plan_claims(head, [advert, advert], 10**4) == plan_claims(
+        sched.candidates(10**4), [advert, advert], 10**4
+    )
