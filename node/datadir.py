@@ -131,8 +131,10 @@ class DataDir:
         self.ensure()
         _write_private(self.settings_file, json.dumps(asdict(settings), indent=2).encode())
 
-    def write_api_handle(self, url: str, token: str) -> None:
-        body = {"url": url, "token": token, "pid": os.getpid()}
+    def write_api_handle(self, url: str, token: str, socket: str | None = None) -> None:
+        body: dict[str, Any] = {"url": url, "token": token, "pid": os.getpid()}
+        if socket is not None:
+            body["socket"] = socket
         _write_private(self.api_file, json.dumps(body).encode())
 
     def read_api_handle(self) -> dict[str, Any] | None:

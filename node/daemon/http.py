@@ -31,7 +31,16 @@ from colonynode.dht import FileRevision
 from colonynode.node.core import NotFound, PermissionDenied
 from colonynode.node.core import requests as rq
 
-__all__ = ["API_BODY_BYTES_MAX", "NodeApi", "build_app", "nid_of", "pid_of"]
+__all__ = [
+    "API_BODY_BYTES_MAX",
+    "ApiRoute",
+    "NodeApi",
+    "answer",
+    "api_routes",
+    "build_app",
+    "nid_of",
+    "pid_of",
+]
 
 API_BODY_BYTES_MAX = 1 << 20
 RECORDS_LIST_MAX = 10_000
@@ -207,33 +216,52 @@ def _lease_close(body: dict[str, Any]) -> rq.Lease:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Any]]  # a Response, or what goes out as JSON
+ApiRoute = tuple[str, Endpoint, list[str]]  # path template, endpoint, methods
+
+
+def _failure(status: int, code: str, message: str) -> tuple[int, Any]:
+    return status, {"error": {"code": code, "message": message}}
+
+
+async def answer(fn: Endpoint, request: Request) -> tuple[int, Any]:
+    """Run an endpoint: (200, its result), or the error's status and JSON body. The
+    HTTP app and the local socket (local_api.py) answer through this one mapping."""
+    try:
+        return 200, await fn(request)
+    except PermissionDenied as exc:
+        return _failure(403, "forbidden", str(exc))
+    except NotFound as exc:
+        return _failure(404, "not_found", str(exc))
+    except ColonyError as exc:
+        return _failure(400, type(exc).__name__, str(exc))
+    except (ValueError, TypeError) as exc:  # a field of the wrong type or range
+        return _failure(400, "bad_request", f"bad request: {exc}")
 
 
 def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette:
-    """`me`: this node's id (the author of what the API publishes); `clock` gives
-    `now_s()` (the driver's monotonic time) and `unix_ns()`."""
+    """The API over HTTP: every route of `api_routes`, behind the bearer token."""
     expected = f"Bearer {token}".encode()
 
-    def guarded(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
+    def guarded(fn: Endpoint) -> Handler:
         async def endpoint(request: Request) -> Response:
             got = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(got, expected):
                 return _error(401, "unauthorized", "missing or wrong API token")
-            try:
-                result = await fn(request)
-            except PermissionDenied as exc:
-                return _error(403, "forbidden", str(exc))
-            except NotFound as exc:
-                return _error(404, "not_found", str(exc))
-            except ColonyError as exc:
-                return _error(400, type(exc).__name__, str(exc))
-            except (ValueError, TypeError) as exc:  # a field of the wrong type or range
-                return _error(400, "bad_request", f"bad request: {exc}")
+            status, result = await answer(fn, request)
             if isinstance(result, Response):
                 return result
-            return JSONResponse(result)
+            return JSONResponse(result, status_code=status)
 
         return endpoint
+
+    routes = api_routes(node, me=me, clock=clock)
+    return Starlette(routes=[Route(path, guarded(fn), methods=m) for path, fn, m in routes])
+
+
+def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
+    """Every endpoint of the API. `me`: this node's id (the author of what the API
+    publishes); `clock` gives `now_s()` (the driver's monotonic time) and `unix_ns()`."""
 
     def pid(request: Request) -> bytes:
         return pid_of(request.path_params["pid"])
@@ -435,39 +463,39 @@ def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
     post, get = ["POST"], ["GET"]
-    routes = [
-        Route("/v1/status", guarded(read(node.status)), methods=get),
-        Route("/v1/members", guarded(read(node.members)), methods=get),
-        Route("/v1/peers", guarded(read(node.peers)), methods=get),
-        Route("/v1/invites", guarded(invite), methods=post),
-        Route("/v1/members/remove", guarded(remove_member), methods=post),
-        Route("/v1/voters", guarded(voters), methods=post),
-        Route("/v1/records", guarded(publish), methods=post),
-        Route("/v1/records", guarded(records), methods=get),
-        Route("/v1/leases/submit", guarded(lease_submit), methods=post),
-        Route("/v1/leases/claim", guarded(lease_claim), methods=post),
-        Route("/v1/leases/close", guarded(lease_close), methods=post),
-        Route("/v1/leases/{pid}", guarded(lease_read), methods=get),
-        Route("/v1/fs/revisions", guarded(fs_add), methods=post),
-        Route("/v1/fs/{label}/{name}", guarded(fs_get), methods=get),
-        Route("/v1/dht/peers/{peer_id}", guarded(find_peer), methods=get),
-        Route("/v1/processes", guarded(submit_process), methods=post),
-        Route("/v1/processes/batch", guarded(submit_batch), methods=post),
-        Route("/v1/processes/wait", guarded(wait_any), methods=post),
-        Route("/v1/processes", guarded(list_processes), methods=get),
-        Route("/v1/processes/{pid}", guarded(get_process), methods=get),
-        Route("/v1/processes/{pid}/wait", guarded(wait_process), methods=get),
-        Route("/v1/processes/{pid}/logs", guarded(process_logs), methods=get),
-        Route("/v1/processes/{pid}/cancel", guarded(cancel_process), methods=post),
-        Route("/v1/workflows", guarded(submit_workflow), methods=post),
-        Route("/v1/executors", guarded(executor_register), methods=post),
-        Route("/v1/executors/{eid}/assign", guarded(executor_assign), methods=post),
-        Route("/v1/executors/{eid}/close", guarded(executor_success), methods=post),
-        Route("/v1/executors/{eid}/fail", guarded(executor_fail), methods=post),
-        Route("/v1/executors/{eid}/heartbeat", guarded(executor_heartbeat), methods=post),
-        Route("/v1/executors/{eid}/log", guarded(executor_log), methods=post),
-        Route("/v1/executors/{eid}/detach", guarded(executor_detach), methods=post),
-        Route("/v1/executors/{eid}/attributes", guarded(executor_attribute), methods=post),
-        Route("/metrics", guarded(metrics), methods=get),
+    routes: list[ApiRoute] = [
+        ("/v1/status", read(node.status), get),
+        ("/v1/members", read(node.members), get),
+        ("/v1/peers", read(node.peers), get),
+        ("/v1/invites", invite, post),
+        ("/v1/members/remove", remove_member, post),
+        ("/v1/voters", voters, post),
+        ("/v1/records", publish, post),
+        ("/v1/records", records, get),
+        ("/v1/leases/submit", lease_submit, post),
+        ("/v1/leases/claim", lease_claim, post),
+        ("/v1/leases/close", lease_close, post),
+        ("/v1/leases/{pid}", lease_read, get),
+        ("/v1/fs/revisions", fs_add, post),
+        ("/v1/fs/{label}/{name}", fs_get, get),
+        ("/v1/dht/peers/{peer_id}", find_peer, get),
+        ("/v1/processes", submit_process, post),
+        ("/v1/processes/batch", submit_batch, post),
+        ("/v1/processes/wait", wait_any, post),
+        ("/v1/processes", list_processes, get),
+        ("/v1/processes/{pid}", get_process, get),
+        ("/v1/processes/{pid}/wait", wait_process, get),
+        ("/v1/processes/{pid}/logs", process_logs, get),
+        ("/v1/processes/{pid}/cancel", cancel_process, post),
+        ("/v1/workflows", submit_workflow, post),
+        ("/v1/executors", executor_register, post),
+        ("/v1/executors/{eid}/assign", executor_assign, post),
+        ("/v1/executors/{eid}/close", executor_success, post),
+        ("/v1/executors/{eid}/fail", executor_fail, post),
+        ("/v1/executors/{eid}/heartbeat", executor_heartbeat, post),
+        ("/v1/executors/{eid}/log", executor_log, post),
+        ("/v1/executors/{eid}/detach", executor_detach, post),
+        ("/v1/executors/{eid}/attributes", executor_attribute, post),
+        ("/metrics", metrics, get),
     ]
-    return Starlette(routes=routes)
+    return routes

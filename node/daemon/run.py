@@ -13,6 +13,7 @@ import logging
 import random
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from functools import partial
@@ -35,8 +36,9 @@ from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import JOIN_CODEC, ROSTER_CODEC
 from colonynode.node.daemon.driver import NodeDriver
 from colonynode.node.daemon.host import build_host
-from colonynode.node.daemon.http import build_app, nid_of
+from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
+from colonynode.node.daemon.local_api import SOCKET_NAME, SOCKET_PATH_MAX, LocalApi
 from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport
 from colonynode.node.datadir import DataDir, NodeSettings
 from colonynode.node.logs import set_node_id
@@ -97,6 +99,7 @@ class Node:
         )  # fmt: skip
         self.started_s = 0.0
         self.api_url = ""
+        self.local_api: LocalApi | None = None
         self._transport: P2PTransport | None = None
         self._driver: NodeDriver | None = None
         self._nursery: trio.Nursery | None = None
@@ -132,6 +135,8 @@ class Node:
         counters = dict(transport.counters) if transport else {}
         st["addrs"] = transport.addrs() if transport else []
         st["api"] = self.api_url
+        if self.local_api is not None:
+            st["local_api"] = dict(self.local_api.counters)
         st["connected_peers"] = len(transport.peers()) if transport else 0
         st["uptime_s"] = round(trio.current_time() - self.started_s, 3)
         core_counters = st.pop("counters")
@@ -333,14 +338,23 @@ class Node:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = 1.0
+        routes = api_routes(self, me=self.identity.node_id, clock=self)
         app = build_app(self, token, me=self.identity.node_id, clock=self)
         assert self._nursery is not None
         binds = await self._nursery.start(
             partial(serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
         )
         self.api_url = str(binds[0])
-        self.datadir.write_api_handle(self.api_url, token)
-        log.info("local API on %s", self.api_url)
+        path = self.datadir.path / SOCKET_NAME
+        sock: str | None = None
+        if hasattr(socket, "AF_UNIX") and len(str(path)) <= SOCKET_PATH_MAX:
+            self.local_api = LocalApi(routes, token)
+            await self._nursery.start(self.local_api.serve, path, stop)
+            sock = str(path)
+        else:
+            log.info("no local API socket: %s is too long a path for one (HTTP only)", path)
+        self.datadir.write_api_handle(self.api_url, token, sock)
+        log.info("local API on %s%s", self.api_url, f" and {sock}" if sock else "")
         task_status.started()
 
 
