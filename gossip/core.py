@@ -5,9 +5,14 @@ One topic per colony, GossipSub-style:
 - **mesh**: each node keeps D (4..12) peers it pushes every new record to at once
   (eager push); GRAFT asks a peer into the mesh, PRUNE takes it out (with a backoff);
   the heartbeat (1 s) repairs the degree;
+- **no relay to a peer the author reached**: a push names the peers its sender sent its
+  own records of that push to as well (`sent_to`); a receiver relays those records to
+  the rest of its mesh only (in a full mesh of n nodes, n - 2 of every record's n - 1
+  relays went to a peer that had it). What a receiver left out, it offers by IHAVE at its
+  next heartbeat, so a copy the author lost on the way costs a heartbeat, not the record;
 - **lazy gossip**: each heartbeat, IHAVE of the records of the last `history_gossip_hb`
-  heartbeats goes to `d_lazy` random non-mesh peers, which ask with IWANT for what they
-  lack;
+  heartbeats goes to `d_lazy` random non-mesh peers (and to the peers a relay left out),
+  which ask with IWANT for what they lack;
 - **anti-entropy**: every `anti_entropy_every_hb` heartbeats a node sends a random peer a
   SUMMARY (a hash of its high-water marks); if the peer's differs it answers with its
   DIGEST (author -> highest contiguous seq), and the node pushes what the peer lacks and
@@ -41,6 +46,8 @@ from colonynode.gossip._ledger import Ledger
 from colonynode.gossip.config import GossipConfig
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import (
+    SENT_TO_ID_BYTES,
+    SENT_TO_MAX,
     Digest,
     Gone,
     Graft,
@@ -72,6 +79,7 @@ COUNTERS = (
     "accepted",  # records newly held (own ones included)
     "received",  # record copies that arrived (duplicates included)
     "relayed",  # record copies sent (eager push, IWANT answers, anti-entropy)
+    "relays_skipped",  # relays not sent: the author had sent the record to that peer itself
     "duplicates",
     "replays",  # a record whose body was already compacted here
     "invalid_signature",
@@ -142,6 +150,7 @@ class GossipCore:
         self._windows: list[list[RecordId]] = [[]]  # newest first: ids per heartbeat
         self._pending: dict[RecordId, float] = {}  # asked with IWANT, until
         self._outbox: dict[NodeId, list[Envelope]] = {}
+        self._skipped: dict[NodeId, None] = {}  # peers a relay left out since the heartbeat
         self._effects = Effects()
         self.next_heartbeat_s: float | None = None
         self.heartbeats = 0
@@ -230,12 +239,15 @@ class GossipCore:
     # -- records in -----------------------------------------------------------------------
 
     def _on_push(self, now_s: float, sender: NodeId, msg: Push) -> None:
+        reached = frozenset(msg.sent_to)
         for env in msg.records:
-            self._receive(now_s, sender, env)
+            self._receive(now_s, sender, env, reached if env.author == sender else _NOBODY)
             if sender in self.graylist:
                 return  # graylisted by this record: the rest is ignored unread
 
-    def _receive(self, now_s: float, sender: NodeId, env: Envelope) -> str:
+    def _receive(
+        self, now_s: float, sender: NodeId, env: Envelope, reached: frozenset[bytes] = frozenset()
+    ) -> str:
         """Validate one record copy; accept it if new. Returns the outcome."""
         counters = self.counters
         counters["received"] += 1
@@ -265,7 +277,9 @@ class GossipCore:
             return refused
         if not self.verify(env):
             return self._invalid(now_s, sender, "invalid_signature")
-        self._accept(now_s, env, seq, body.kind, body.body, sender=sender, local=False)
+        self._accept(
+            now_s, env, seq, body.kind, body.body, sender=sender, local=False, reached=reached
+        )
         return "accepted"
 
     def _invalid(self, now_s: float, sender: NodeId, reason: str) -> str:
@@ -292,7 +306,10 @@ class GossipCore:
         *,
         sender: NodeId,
         local: bool,
+        reached: frozenset[bytes] = frozenset(),
     ) -> None:
+        """Hold a new record; queue it for the mesh (own records with flood_publish: every
+        peer) but its sender, its author and the peers its author's push `reached`."""
         author = env.author
         self.ledger.add(now_s, env, seq, kind)
         self.counters["accepted"] += 1
@@ -309,8 +326,13 @@ class GossipCore:
         self._effects.events.append(Accepted(author, seq, kind, body, env, local))
         targets = self.peers if local and self.config.flood_publish else self.mesh
         for p in targets:
-            if p != sender and p != author:
-                self._queue(p, env)
+            if p in (sender, author):
+                continue
+            if reached and p[:SENT_TO_ID_BYTES] in reached:
+                self._skipped[p] = None
+                self.counters["relays_skipped"] += 1
+                continue
+            self._queue(p, env)
 
     # -- lazy gossip ----------------------------------------------------------------------
 
@@ -506,12 +528,14 @@ class GossipCore:
         """IHAVE of the recent windows to d_lazy random non-mesh peers; rotate windows."""
         config = self.config
         ids = [i for window in self._windows for i in window]
+        skipped, self._skipped = self._skipped, {}
         if ids:
             others = [p for p in self.peers if p not in self.mesh]
-            if others:
-                ranges = tuple(ranges_of(ids, config.ihave_ranges_max))
-                msg = IHave(ranges)
-                for p in self.rng.sample(others, min(config.d_lazy, len(others))):
+            chosen = self.rng.sample(others, min(config.d_lazy, len(others))) if others else []
+            chosen += [p for p in skipped if p in self._peer_set and p not in chosen]
+            if chosen:
+                msg = IHave(tuple(ranges_of(ids, config.ihave_ranges_max)))
+                for p in chosen:
                     self.counters["ihave_sent"] += 1
                     self._send(p, msg)
         self._windows.insert(0, [])
@@ -532,18 +556,36 @@ class GossipCore:
             self.counters["outbox_dropped"] += 1
 
     def _flush_outbox(self) -> None:
+        """One Push a peer (split at the cap), each naming the other peers that this
+        flush sends every own record of that push to as well (`sent_to`)."""
         if not self._outbox:
             return
         per = self.config.records_per_message_max
         sends = self._effects.sends
+        me = self.node_id
+        holders: dict[bytes, set[NodeId]] = {}  # own record (signature) -> peers it goes to
+        for peer, box in self._outbox.items():
+            for env in box:
+                if env.author == me:
+                    holders.setdefault(env.signature, set()).add(peer)
         relayed = 0
         for peer, box in self._outbox.items():
             relayed += len(box)
             for i in range(0, len(box), per):
-                sends.append((peer, Push(tuple(box[i : i + per]))))
+                chunk = tuple(box[i : i + per])
+                sends.append((peer, Push(chunk, self._sent_to(peer, chunk, holders))))
         self.counters["relayed"] += relayed
         self._outbox = {}
 
+    def _sent_to(
+        self, peer: NodeId, chunk: tuple[Envelope, ...], holders: dict[bytes, set[NodeId]]
+    ) -> tuple[bytes, ...]:
+        sets = [holders[e.signature] for e in chunk if e.signature in holders]
+        common = set.intersection(*sets) - {peer} if sets else set()
+        return tuple(sorted(p[:SENT_TO_ID_BYTES] for p in common)[:SENT_TO_MAX])
+
+
+_NOBODY: frozenset[bytes] = frozenset()
 
 _HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
     Push: GossipCore._on_push,

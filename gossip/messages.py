@@ -6,7 +6,7 @@ frame per loop turn.
 
 | message | meaning |
 | --- | --- |
-| `Push(records)` | eager push: records for the receiver (mesh relay, IWANT answer, repair) |
+| `Push(records, sent_to)` | eager push: records for the receiver (relay, IWANT answer, repair) |
 | `IHave(ranges)` | lazy gossip: "I hold these recent records" |
 | `IWant(ranges)` | "send me these records" (after an IHAVE, or an anti-entropy digest) |
 | `Graft()` | "add me to your mesh" |
@@ -14,6 +14,9 @@ frame per loop turn.
 | `Summary(authors, digest_hash)` | anti-entropy, step 1: a hash of my high-water marks |
 | `Digest(hwms)` | step 2, when the hashes differ: author -> highest contiguous seq |
 | `Gone(ranges)` | answer to IWANT: these records were compacted here; skip them |
+
+`Push.sent_to`: the peers (8-byte id prefixes) the sender sent its own records of this
+push to as well; the receiver does not relay those records to them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = [
     "DIGEST_HASH_BYTES",
     "RANGES_PER_MESSAGE_MAX",
     "RECORDS_PER_MESSAGE_MAX",
+    "SENT_TO_ID_BYTES",
+    "SENT_TO_MAX",
     "Digest",
     "Gone",
     "Graft",
@@ -49,6 +54,8 @@ RECORDS_PER_MESSAGE_MAX = 64
 RANGES_PER_MESSAGE_MAX = 1024
 DIGEST_ENTRIES_MAX = 4096  # = roster MEMBERS_MAX = codec items_max
 DIGEST_HASH_BYTES = 16
+SENT_TO_MAX = 16  # peers a push names as already holding its sender's own records
+SENT_TO_ID_BYTES = 8  # a node id's prefix: enough to tell a node's peers apart
 
 
 class MessageTag(IntEnum):
@@ -72,9 +79,13 @@ def _bounded(what: str, n: int, n_max: int) -> None:
 @dataclass(frozen=True, slots=True)
 class Push:
     records: tuple[Envelope, ...]
+    sent_to: tuple[bytes, ...] = ()  # appended field: older senders leave it off
 
     def __post_init__(self) -> None:
         _bounded("Push.records", len(self.records), RECORDS_PER_MESSAGE_MAX)
+        _bounded("Push.sent_to", len(self.sent_to), SENT_TO_MAX)
+        if any(len(p) != SENT_TO_ID_BYTES for p in self.sent_to):
+            raise ValueError(f"Push.sent_to holds {SENT_TO_ID_BYTES}-byte id prefixes")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 
 from colonynode.core.errors import DecodeError
@@ -34,6 +35,7 @@ def _every_message() -> list[object]:
     r = SeqRange(A.node_id, 1, 7)
     return [
         Push((env, seal_record(B, 9, "roster", b"\x00\x01"))),
+        Push((env,), (bytes(B.node_id)[:8],)),
         IHave((r, SeqRange(B.node_id, 3, 3))),
         IWant((r,)),
         Graft(),
@@ -68,10 +70,20 @@ def test_oversized_messages_are_refused_when_built_and_when_decoded() -> None:
     # A peer that sends too many records in one Push: the decoder refuses the frame.
     wire = CODEC.encode_one(Push((env,)))
     wire[1] = wire[1] * (RECORDS_PER_MESSAGE_MAX + 1)
-    import cbor2
-
     with pytest.raises(DecodeError, match="cap"):
         CODEC.decode_batch(cbor2.dumps([wire], canonical=True))
+
+
+def test_a_push_from_an_older_sender_without_sent_to_decodes_and_bad_sent_to_is_refused() -> None:
+    env = seal_record(A, 1, "note", 0)
+    wire = CODEC.encode_one(Push((env,)))
+    (old,) = CODEC.decode_batch(cbor2.dumps([wire[:2]], canonical=True))  # no sent_to field
+    assert old == Push((env,), ())
+    with pytest.raises(ValueError, match="cap"):
+        Push((env,), (b"x" * 8,) * 17)
+    for bad in ([b"x" * 7], [b"x" * 8] * 17):
+        with pytest.raises(DecodeError):
+            CODEC.decode_batch(cbor2.dumps([[wire[0], wire[1], bad]], canonical=True))
 
 
 def test_bad_ranges_are_refused() -> None:
