@@ -115,6 +115,7 @@ def ps(
     funcname: str | None = typer.Option(None, "--funcname"),
     label: str | None = typer.Option(None, "--label"),
     graph: str | None = typer.Option(None, "--workflow", help="A workflow's processgraphid."),
+    cronid: str | None = typer.Option(None, "--cron", help="Started by this cron."),
     limit: int = typer.Option(100, "--limit"),
     offset: int = typer.Option(0, "--offset", help="Skip this many (paging)."),
     data_dir: str | None = DataDirOpt,
@@ -122,7 +123,7 @@ def ps(
 ) -> None:
     """Processes this node knows of, newest first."""
     filters = {"executortype": executortype, "funcname": funcname, "label": label,
-               "processgraphid": graph}  # fmt: skip
+               "processgraphid": graph, "cronid": cronid}  # fmt: skip
     rows = _sdk(data_dir).list(state, limit, offset, **{k: v for k, v in filters.items() if v})
     if as_json:
         _print_json(rows)

@@ -119,6 +119,10 @@ class ProcessTerms:
     # The submission's signed gossip record (opaque here): every voter that takes the
     # register holds it too, so an acknowledged process's spec survives its submitter.
     record: bytes = b""
+    # A cron tick's process (node/core/crons.py): its pid is derived from the tick, and
+    # any member may fire the tick. Registers of one pid with the same non-empty `tick`
+    # are the same firing, whoever submitted it (register.same_process).
+    tick: bytes = b""
 
 
 # -- requests (claimer -> voter) -----------------------------------------------------

@@ -12,7 +12,8 @@ readings: they are never persisted and are re-stamped at a restart (`restarted`)
 
 The table (the voter accepts iff ..., and then ...):
 
-- submit: pid unknown, or known with the same terms (a retransmission) -> WAITING;
+- submit: pid unknown, or known with the same terms (a retransmission) or as the same
+  cron tick (another member fired it too: `same_process`; nothing changes) -> WAITING;
 - claim(e): not closed; the executor type matches; e > epoch; WAITING within
   maxwaittime, or RUNNING with the lease expired here and retries left -> RUNNING at
   epoch e for the claimer, expiry = now + lease·(1+drift) + margin, retries+1 for a
@@ -158,9 +159,15 @@ def expirable(reg: Register, now_s: float) -> bool:
     return _waited_too_long(reg, now_s)
 
 
+def same_process(a: ProcessTerms, b: ProcessTerms) -> bool:
+    """The same process: the same terms, or the same cron tick fired by two members
+    (the first a voter took stands; the other's submitter and record are not kept)."""
+    return a == b or (a.pid == b.pid and bool(a.tick) and a.tick == b.tick)
+
+
 def submit(reg: Register | None, terms: ProcessTerms, now_s: float) -> tuple[Register, Reason]:
     if reg is not None:
-        return reg, (Reason.OK if reg.terms == terms else Reason.CONFLICT)
+        return reg, (Reason.OK if same_process(reg.terms, terms) else Reason.CONFLICT)
     return Register(terms=terms, waiting_since_s=now_s), Reason.OK
 
 
@@ -333,7 +340,7 @@ def merge(reg: Register | None, incoming: Register, now_s: float, timing: Timing
     lease this voter granted)."""
     if reg is None:
         return restarted(incoming, now_s, timing), Reason.OK
-    if incoming.closed and not reg.closed and incoming.terms == reg.terms:
+    if incoming.closed and not reg.closed and same_process(incoming.terms, reg.terms):
         return replace(incoming, expiry_s=0.0, started_s=0.0), Reason.OK
     return reg, Reason.CLOSED if reg.closed else Reason.LEASE_HELD
 
@@ -398,6 +405,7 @@ def to_record(reg: Register) -> dict[str, Any]:
             t.maxwaittime_s,
             t.maxretries,
             t.record,
+            t.tick,
         ],
         "state": int(reg.state),
         "epoch": reg.epoch,
@@ -424,6 +432,7 @@ def from_record(record: dict[str, Any]) -> Register:
             float(wait_s),
             int(maxretries),
             bytes(rest[0]) if rest else b"",  # written before the record was kept: none
+            bytes(rest[1]) if len(rest) > 1 else b"",  # written before crons: no tick
         ),
         state=State(record["state"]),
         epoch=int(record["epoch"]),

@@ -342,8 +342,10 @@ class VoterCore:
     def _cancel(
         self, reg: Register, now_s: float, sender: NodeId, msg: Cancel, epoch: int
     ) -> tuple[Register, Reason]:
-        # the process's submitter may abort it, and so may an owner of the colony
-        if sender != reg.terms.submitter and not self.has_role(sender, "owner"):
+        # the process's submitter may abort it, and so may an owner of the colony; a cron
+        # tick's process belongs to no one member (any may have fired it): any submitter
+        tick_member = bool(reg.terms.tick) and self.has_role(sender, "submitter")
+        if sender != reg.terms.submitter and not self.has_role(sender, "owner") and not tick_member:
             return reg, Reason.NOT_ALLOWED
         overwrite = self.planted_bug == "abort_closed"
         return rg.abort(reg, msg.state, msg.errors, overwrite_closed=overwrite)

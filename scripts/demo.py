@@ -183,6 +183,20 @@ def main() -> int:
         console.print(f"map('add', range(200), range(200)): {outputs[:3]} ... {outputs[-1]},"
                       f" in order, {200 / took:.0f} calls/s")  # fmt: skip
 
+        console.print("\n[bold]A cron without a leader[/bold]: every tick fires once,"
+                      " whichever node fires it")  # fmt: skip
+        every = root / "every.json"
+        every.write_text(json.dumps(spec("add", 1, 1)))
+        cronid = cli("cron", "add", "--name", "every-second", "--spec", str(every),
+                     "--interval", "1", "--data-dir", str(c.dir)).stdout.strip()  # fmt: skip
+        wait_until("3 ticks", lambda: sum(p["state"] == "SUCCESS" for p in cli_json(
+            "ps", "--cron", cronid, "--data-dir", str(a.dir))) >= 3, timeout_s=30)  # fmt: skip
+        show("cron", "get", cronid, "--data-dir", str(a.dir))
+        ticked = cli_json("ps", "--cron", cronid, "--data-dir", str(a.dir))
+        console.print(f"{len(ticked)} ticks, {len({p['submissiontime'] for p in ticked})}"
+                      " distinct: one graph a tick")  # fmt: skip
+        show("cron", "rm", cronid, "--data-dir", str(a.dir))
+
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
         wait_until("a to hold c's note", lambda: cli_json(

@@ -17,6 +17,7 @@ per batch of results.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -239,4 +240,36 @@ class Client:
     def cancel(self, processid: str) -> dict[str, Any]:
         """Cancel a process (its submitting node or the owner's): `{cancelled, reason, state}`."""
         result: dict[str, Any] = self.api.post(f"/v1/processes/{processid}/cancel")
+        return result
+
+    # -- crons --------------------------------------------------------------------------
+
+    def add_cron(self, name: str, workflow: dict[str, Any] | builtins.list[dict[str, Any]], *,
+                 cron: str = "", interval_s: int = -1, random: bool = False,
+                 wait_previous: bool = False) -> dict[str, Any]:  # fmt: skip
+        """A cron that submits `workflow` (a WorkflowSpec, or its list of function specs)
+        on a six-field expression (seconds first) or every `interval_s`; answered once a
+        majority of voters holds it. Every tick fires once in the colony."""
+        body = {"functionspecs": workflow} if isinstance(workflow, list) else workflow
+        result: dict[str, Any] = self.api.post("/v1/crons", {
+            "name": name, "cronexpression": cron, "interval": interval_s, "random": random,
+            "waitforprevprocessgraph": wait_previous, "workflowspec": body,
+        })  # fmt: skip
+        return result
+
+    def crons(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = self.api.get("/v1/crons")
+        return result
+
+    def get_cron(self, cronid: str) -> dict[str, Any]:
+        """The cron with its `nextrun`, `lastrun` and `prevprocessgraphid`."""
+        result: dict[str, Any] = self.api.get(f"/v1/crons/{cronid}")
+        return result
+
+    def remove_cron(self, cronid: str) -> None:
+        self.api.post(f"/v1/crons/{cronid}/remove")
+
+    def run_cron(self, cronid: str) -> dict[str, Any]:
+        """Fire the cron now: `{processgraphid, processes}`."""
+        result: dict[str, Any] = self.api.post(f"/v1/crons/{cronid}/run")
         return result

@@ -52,6 +52,7 @@ from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
 from colonynode.gossip.records import open_body
 from colonynode.node.core import colony, service, waits
+from colonynode.node.core.crons import CRON_KIND, Crons
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
 from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
@@ -161,6 +162,8 @@ class NodeCore:
             may_write=lambda author, key: m.is_member(author),
         )
         self.book = ProcessBook(parse=parse_spec or parse_process_spec, me=self.node_id)
+        self.crons = Crons(self)
+        self.book.on_cron = self.crons.on_process
         self._load_processes()
         self.book.on_change = self._process_changed
         self.scheduler = Scheduler(self, self.book, lease_s=config.lease_s)
@@ -187,13 +190,18 @@ class NodeCore:
             held += [(author, seq) for seq in range(1, hwm + 1)]
         for author, ahead in sorted(gossip.ledger.ahead.items()):  # held past a gap
             held += [(author, seq) for seq in sorted(ahead)]
+        later = []
         for author, seq in held:
             env = gossip.record(author, seq)
             if env is None:
                 continue
             body = open_body(env)
             if body.kind.startswith(PROCESS_KIND):
-                self.book.on_record(author, body.kind, body.body, seq=seq)
+                later.append((author, body, seq))
+            elif body.kind.startswith(CRON_KIND):
+                self.crons.on_record(author, body.kind, body.body)
+        for author, body, seq in later:  # after the crons: a tick's records name its cron
+            self.book.on_record(author, body.kind, body.body, seq=seq)
 
     # -- stepping ---------------------------------------------------------------------
 
@@ -212,6 +220,8 @@ class NodeCore:
             self._started = True
             self.scheduler.start(now_s)
             self.links.start(now_s)
+            self.crons.started = True
+            self.crons.replan()
         for name, core in self._cores.items():
             wake = self._wakes[name]
             if wake is not None and wake <= now_s:
@@ -357,6 +367,9 @@ class NodeCore:
                     self.book.on_record(
                         event.author, event.kind, event.body, self.now_s, seq=event.seq
                     )
+            elif event.kind.startswith(CRON_KIND):
+                if not event.local:
+                    self.crons.on_record(event.author, event.kind, event.body)
             else:
                 self.links.on_record(event)
 
@@ -430,6 +443,7 @@ class NodeCore:
                 "idle_slots": self.scheduler.idle_wants(),
                 **self.scheduler.counters,
             },
+            "crons": {"defined": len(self.crons.crons), **self.crons.counters},
             "counters": dict(self.counters),
         }
 

@@ -46,6 +46,7 @@ __all__ = [
     "PROCESS_KIND",
     "RUNNING_KIND",
     "ProcessBook",
+    "iso_time",
     "terms_of",
 ]
 
@@ -64,7 +65,13 @@ PARENTS_MAX = 256  # parents (and children) a workflow process may name
 
 
 def terms_of(
-    pid: bytes, spec: FunctionSpec, submitter: NodeId, submission_ns: int, record: bytes = b""
+    pid: bytes,
+    spec: FunctionSpec,
+    submitter: NodeId,
+    submission_ns: int,
+    record: bytes = b"",
+    *,
+    tick: bytes = b"",
 ) -> ProcessTerms:
     """The register's terms of a process; `record`: its signed gossip record (encoded),
     which every voter keeps with the register."""
@@ -81,10 +88,12 @@ def terms_of(
         maxwaittime_s=float(max(spec.maxwaittime, 0)),
         maxretries=spec.maxretries,
         record=record,
+        tick=tick,
     )
 
 
-def _iso(ns: int | None) -> str | None:
+def iso_time(ns: int | None) -> str | None:
+    """RFC 3339 in UTC with nanoseconds, as ColonyOS prints times; None for none."""
     if not ns:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns % 10**9:09d}Z"
@@ -106,7 +115,8 @@ class ProcessBook:
     """pid -> what this node knows of the process (bounded, insertion-ordered).
 
     `on_change(pid)` is called after every change to a process (the daemon wakes its
-    long-polls with it)."""
+    long-polls with it); `on_cron(record, pid)` with the first submission record of a
+    cron tick's process."""
 
     def __init__(
         self,
@@ -123,6 +133,7 @@ class ProcessBook:
         # reads the head of the queue, not all of it.
         self._queue: list[tuple[int, bytes]] = []
         self.on_change = on_change
+        self.on_cron: Callable[[dict[str, Any], bytes], None] | None = None
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -197,6 +208,8 @@ class ProcessBook:
         except (KeyError, ValueError):
             return
         if kind == PROCESS_KIND:
+            if "spec" in self._procs.get(pid, ()):
+                return  # the first submission stands (a cron tick fired by two members)
             try:
                 spec = self.parse(body.get("spec"))
             except ColonyError:
@@ -205,6 +218,12 @@ class ProcessBook:
             entry.update(
                 spec=spec, submitter=author, submission_ns=int(body.get("submission_ns", 0))
             )
+            if isinstance(body.get("input"), list):  # a cron's previous graph's output
+                entry["input"] = body["input"]
+            if isinstance(body.get("cronid"), str):
+                entry["cronid"] = body["cronid"]
+                if self.on_cron is not None:
+                    self.on_cron(body, pid)
             entry.setdefault("arrived_s", now_s or 0.0)
             self._enqueue(pid, entry)
             own_claim = body.get(OWN_CLAIM_KEY) is True and author != self.me
@@ -276,9 +295,10 @@ class ProcessBook:
         return None if pending else True
 
     def input_of(self, pid: bytes) -> list[Any]:
-        """A workflow process's input: its parents' outputs, concatenated in order."""
+        """A process's input: what its record carries (a cron's root: the previous
+        graph's output), then its parents' outputs, concatenated in order."""
         entry = self._procs.get(pid)
-        out: list[Any] = []
+        out: list[Any] = list(entry.get("input", ())) if entry is not None else []
         for parent in () if entry is None else entry.get("parents", ()):
             p = self._procs.get(parent)
             if p is not None:
@@ -406,13 +426,14 @@ class ProcessBook:
             "retries": entry.get("retries", 0),
             "epoch": entry.get("epoch", 0),
             "executor": entry.get("executor"),
-            "submissiontime": _iso(entry.get("submission_ns")),
-            "starttime": _iso(entry.get("start_ns")),
-            "endtime": _iso(entry.get("end_ns")),
+            "submissiontime": iso_time(entry.get("submission_ns")),
+            "starttime": iso_time(entry.get("start_ns")),
+            "endtime": iso_time(entry.get("end_ns")),
             "attributes": list(entry.get("attributes", ())),
             "processgraphid": entry.get("graph"),
             "parents": [p.hex() for p in entry.get("parents", ())],
             "children": [c.hex() for c in entry.get("children", ())],
-            "input": self.input_of(pid) if entry.get("parents") else [],
+            "input": self.input_of(pid) if entry.get("parents") or "input" in entry else [],
+            "cronid": entry.get("cronid"),
         }
         return out

@@ -28,6 +28,7 @@ from colonynode.node.core.messages import JoinAccepted, JoinRequest
 
 __all__ = [
     "AddAttribute",
+    "AddCron",
     "Admit",
     "Answer",
     "Assign",
@@ -40,18 +41,22 @@ __all__ = [
     "FindPeer",
     "FsAddRevision",
     "FsGet",
+    "GetCron",
     "GetProcess",
     "Heartbeat",
     "Joined",
     "Lease",
+    "ListCrons",
     "LogLines",
     "Planned",
     "ProcessLogs",
     "PublishRecord",
     "RegisterExecutor",
     "ReleaseAll",
+    "RemoveCron",
     "RemoveMember",
     "Request",
+    "RunCron",
     "RunStopped",
     "SetVoters",
     "Silenced",
@@ -120,6 +125,41 @@ class CancelProcess:
     owner's node only)."""
 
     pid: bytes
+
+
+# -- crons ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddCron:
+    """A ColonyOS cron (`name`, `cronexpression` or `interval`, `random`,
+    `waitforprevprocessgraph`, `workflowspec`); answered with it once a majority of
+    voters holds it."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GetCron:
+    cronid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListCrons:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCron:
+    cronid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunCron:
+    """Fire a cron now (a tick of its own); answered with the graph once a majority
+    holds it."""
+
+    cronid: bytes
 
 
 # -- executors -----------------------------------------------------------------------

@@ -57,13 +57,15 @@ def _acknowledge(
     submitted_ns: int,
     record: bytes,
     then: Callable[[Any], None],
+    *,
+    tick: bytes = b"",
 ) -> None:
     def done(event: Any) -> None:
         if event.acked:
             core.book.mark_acked(pid)
         then(event)
 
-    terms = terms_of(pid, spec, core.node_id, submitted_ns, record)
+    terms = terms_of(pid, spec, core.node_id, submitted_ns, record, tick=tick)
     core.lease(lrq.SubmitProcess(terms), done)
 
 
@@ -96,38 +98,63 @@ def submit_workflow(core: NodeCore, rid: int, req: rq.SubmitWorkflow) -> None:
     """A DAG of specs by nodename and dependencies. Every step is acknowledged by a
     majority before the answer; children wait for their parents."""
     _may_submit(core)
-    specs = req.specs
-    graph, submitted = core.rng.randbytes(16), core.unix_ns()
-    pids = {s.nodename: core.rng.randbytes(16) for s in specs}
+    graph = core.rng.randbytes(16)
+    pids = {s.nodename: core.rng.randbytes(16) for s in req.specs}
+
+    def then(error: ColonyError | None, views: list[dict[str, Any]]) -> None:
+        if error is not None:
+            core.answer(rid, error=error)
+        else:
+            core.answer(rid, {"processgraphid": graph.hex(), "processes": views})
+
+    submit_graph(core, req.specs, graph, pids, core.unix_ns(), then)
+
+
+def submit_graph(
+    core: NodeCore,
+    specs: tuple[FunctionSpec, ...],
+    graph: bytes,
+    pids: dict[str, bytes],
+    submitted_ns: int,
+    then: Callable[[ColonyError | None, list[dict[str, Any]]], None],
+    *,
+    extra: dict[str, Any] | None = None,
+    root_input: list[Any] | None = None,
+    tick: bytes = b"",
+) -> None:
+    """Publish and register every step of a graph; `then(error, views)` once a majority
+    answered for each. `extra` goes into every step's record, `root_input` into the
+    roots' (a cron's previous graph's output), `tick` into the terms (a cron tick)."""
     children: dict[str, list[str]] = {s.nodename: [] for s in specs}
     for s in specs:
         for dep in s.conditions.dependencies:
             children[dep].append(s.nodename)
     signed: dict[str, bytes] = {}
     for s in specs:
-        signed[s.nodename] = _publish_submission(core, {
+        record = {
             "processid": pids[s.nodename].hex(), "spec": spec_to_json(s),
-            "submission_ns": submitted, "processgraphid": graph.hex(),
+            "submission_ns": submitted_ns, "processgraphid": graph.hex(),
             "parents": [pids[d].hex() for d in s.conditions.dependencies],
             "children": [pids[c].hex() for c in children[s.nodename]],
-        }, pids[s.nodename])  # fmt: skip
+            **(extra or {}),
+        }  # fmt: skip
+        if root_input and not s.conditions.dependencies:
+            record["input"] = root_input
+        signed[s.nodename] = _publish_submission(core, record, pids[s.nodename])
     left = [len(specs)]
     refused: list[ColonyError] = []
 
-    def then(pid: bytes, event: Any) -> None:
+    def done(pid: bytes, event: Any) -> None:
         if not event.acked:
             refused.append(_refused(pid, event))
         left[0] -= 1
         if left[0] == 0:
-            if refused:
-                core.answer(rid, error=refused[0])
-            else:
-                views = [core.book.get(pids[s.nodename]) for s in specs]
-                core.answer(rid, {"processgraphid": graph.hex(), "processes": views})
+            views = [] if refused else [core.book.get(pids[s.nodename]) or {} for s in specs]
+            then(refused[0] if refused else None, views)
 
     for s in specs:
         pid = pids[s.nodename]
-        _acknowledge(core, pid, s, submitted, signed[s.nodename], _bind(then, pid))
+        _acknowledge(core, pid, s, submitted_ns, signed[s.nodename], _bind(done, pid), tick=tick)
 
 
 def _bind(fn: Callable[[bytes, Any], None], pid: bytes) -> Callable[[Any], None]:
@@ -383,7 +410,50 @@ def release_all(core: NodeCore, rid: int, req: rq.ReleaseAll) -> None:
     core.lease(lrq.ReleaseAll(), lambda event: core.answer(rid, len(event.pids)))
 
 
+# -- crons ------------------------------------------------------------------------------
+
+
+def add_cron(core: NodeCore, rid: int, req: rq.AddCron) -> None:
+    def then(error: ColonyError | None, value: Any) -> None:
+        core.answer(rid, value, error)
+
+    core.crons.add(req.body, then)
+
+
+def get_cron(core: NodeCore, rid: int, req: rq.GetCron) -> None:
+    core.answer(rid, core.crons.as_json(core.crons.get(req.cronid)))
+
+
+def list_crons(core: NodeCore, rid: int, req: rq.ListCrons) -> None:
+    crons = sorted(core.crons.crons.values(), key=lambda c: (c.created_ns, c.cronid))
+    core.answer(rid, [core.crons.as_json(c) for c in crons])
+
+
+def remove_cron(core: NodeCore, rid: int, req: rq.RemoveCron) -> None:
+    core.crons.remove(req.cronid)
+    core.answer(rid, {"cronid": req.cronid.hex(), "removed": True})
+
+
+def run_cron(core: NodeCore, rid: int, req: rq.RunCron) -> None:
+    _may_submit(core)
+    cron = core.crons.get(req.cronid)
+    box: list[bytes] = []
+
+    def then(error: ColonyError | None, views: list[dict[str, Any]]) -> None:
+        if error is not None:
+            core.answer(rid, error=error)
+        else:
+            core.answer(rid, {"processgraphid": box[0].hex(), "processes": views})
+
+    box.append(core.crons.fire(cron, core.unix_ns(), then))
+
+
 HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
+    rq.AddCron: add_cron,
+    rq.GetCron: get_cron,
+    rq.ListCrons: list_crons,
+    rq.RemoveCron: remove_cron,
+    rq.RunCron: run_cron,
     rq.SubmitProcess: submit_process,
     rq.SubmitWorkflow: submit_workflow,
     rq.GetProcess: get_process,
@@ -419,6 +489,7 @@ LIST_FILTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "funcname": lambda e: e["spec"].funcname,
     "label": lambda e: e["spec"].label,
     "processgraphid": lambda e: e.get("graph"),
+    "cronid": lambda e: e.get("cronid"),
 }
 
 

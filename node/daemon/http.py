@@ -65,14 +65,14 @@ class NodeApi(Protocol):
     def metrics_text(self) -> str: ...
 
 
-def pid_of(value: Any) -> bytes:
-    """A process id from its hex text (API input)."""
+def pid_of(value: Any, what: str = "process id") -> bytes:
+    """A process (or cron) id from its hex text (API input)."""
     if not isinstance(value, str) or not 2 <= len(value) <= 128:
-        raise ValidationError("a process id is 1..64 bytes of hex")
+        raise ValidationError(f"a {what} is 1..64 bytes of hex")
     try:
         return bytes.fromhex(value)
     except ValueError:
-        raise ValidationError(f"process id {value!r} is not hex") from None
+        raise ValidationError(f"{what} {value!r} is not hex") from None
 
 
 def nid_of(peer_id: str) -> NodeId:
@@ -397,6 +397,24 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
     async def cancel_process(request: Request) -> Any:
         return await node.call(rq.CancelProcess(pid(request)))
 
+    def cronid(request: Request) -> bytes:
+        return pid_of(request.path_params["cronid"], "cron id")
+
+    async def add_cron(request: Request) -> Any:
+        return await node.call(rq.AddCron(await _body(request)))
+
+    async def list_crons(_: Request) -> Any:
+        return await node.call(rq.ListCrons())
+
+    async def get_cron(request: Request) -> Any:
+        return await node.call(rq.GetCron(cronid(request)))
+
+    async def remove_cron(request: Request) -> Any:
+        return await node.call(rq.RemoveCron(cronid(request)))
+
+    async def run_cron(request: Request) -> Any:
+        return await node.call(rq.RunCron(cronid(request)))
+
     def eid(request: Request) -> str:
         return str(request.path_params["eid"])
 
@@ -488,6 +506,11 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/processes/{pid}/logs", process_logs, get),
         ("/v1/processes/{pid}/cancel", cancel_process, post),
         ("/v1/workflows", submit_workflow, post),
+        ("/v1/crons", add_cron, post),
+        ("/v1/crons", list_crons, get),
+        ("/v1/crons/{cronid}", get_cron, get),
+        ("/v1/crons/{cronid}/remove", remove_cron, post),
+        ("/v1/crons/{cronid}/run", run_cron, post),
         ("/v1/executors", executor_register, post),
         ("/v1/executors/{eid}/assign", executor_assign, post),
         ("/v1/executors/{eid}/close", executor_success, post),

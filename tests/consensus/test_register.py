@@ -42,6 +42,27 @@ def test_submit_is_idempotent_and_refuses_other_terms_for_a_known_pid() -> None:
     assert rg.submit(reg, terms(priority=3), 5.0)[1] is Reason.CONFLICT
 
 
+def test_a_cron_tick_submitted_by_another_member_is_the_same_process_and_changes_nothing() -> None:
+    reg = waiting(tick=b"t1", record=b"from S")
+    other = ProcessTerms(pid=b"p1", submitter=A, tick=b"t1", record=b"from A")
+    assert rg.submit(reg, other, 5.0) == (reg, Reason.OK)
+    assert rg.submit(reg, replace(other, tick=b"t2"), 5.0)[1] is Reason.CONFLICT
+    assert rg.submit(waiting(), replace(other, tick=b""), 5.0)[1] is Reason.CONFLICT
+    # a closed copy from a voter that took the other member's submission repairs this one
+    closed = rg.from_record(rg.to_record(replace(granted(waiting(tick=b"t1"), 1, B, 0.0))))
+    closed = replace(closed, terms=other, state=State.SUCCESS, output=[1])
+    merged, reason = rg.merge(reg, closed, 1.0, T)
+    assert reason is Reason.OK and merged.state is State.SUCCESS and merged.output == [1]
+
+
+def test_a_register_keeps_its_tick_on_disk() -> None:
+    reg = waiting(tick=b"t1", record=b"r")
+    assert rg.from_record(rg.to_record(reg)).terms == reg.terms
+    old = rg.to_record(waiting())
+    old["terms"] = old["terms"][:9]  # written before crons
+    assert rg.from_record(old).terms.tick == b""
+
+
 def test_claim_grants_a_waiting_process_with_the_voter_expiry_lengthened_by_drift() -> None:
     reg = granted(waiting(), 1, A, 10.0)
     assert (reg.state, reg.epoch, reg.holder) == (State.RUNNING, 1, A)

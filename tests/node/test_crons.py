@@ -1,0 +1,150 @@
+"""Crons on real NodeCores (the stepped network): every tick fires once, whichever
+members fire it, while members crash; a colony down for many ticks fires once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from colonynode.consensus.events import Registered
+from colonynode.core.errors import ValidationError
+from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.node.core import NotFound
+from colonynode.node.core import requests as rq
+from tests.node.colony import Colony
+
+PY = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
+ONE_STEP = {"functionspecs": [{"nodename": "tick", "funcname": "f",
+                               "conditions": {"executortype": "py"}}]}  # fmt: skip
+
+
+def add(colony: Colony, node: int = 0, **body: Any) -> dict[str, Any]:
+    got: dict[str, Any] = colony.result(
+        node, rq.AddCron({"name": "c", "workflowspec": ONE_STEP, **body})
+    )
+    return got
+
+
+def tick_processes(colony: Colony, node: int, cronid: str) -> list[dict[str, Any]]:
+    """The node's view of the cron's processes (one a tick for a one-step workflow)."""
+    book = colony.core(node).book
+    out = []
+    for pid in list(book._procs):
+        view = book.get(pid)
+        if view is not None and view.get("cronid") == cronid:
+            out.append(view)
+    return out
+
+
+def test_an_interval_cron_fires_every_interval_once_though_every_member_may_fire() -> None:
+    colony = Colony(5)
+    cron = add(colony, interval=2)
+    assert cron["interval"] == 2 and cron["nextrun"] is not None
+    created_ns = colony.core(0).crons.get(bytes.fromhex(cron["cronid"])).created_ns
+    colony.run_until(lambda: len(tick_processes(colony, 4, cron["cronid"])) >= 5, max_s=30)
+    colony.net.advance(0.9)  # past the last tick's turns, short of the next tick
+    colony.net.stabilize()
+    now_ns = colony.core(0).unix_ns()
+    due = [created_ns + k * 2 * 10**9 for k in range(1, 100)]
+    due = [t for t in due if t <= now_ns]
+    for node in range(5):  # every due tick fired, none twice, and every node knows
+        fired = sorted(colony.core(node).crons.get(bytes.fromhex(cron["cronid"])).fired)
+        assert fired == due, f"node {node}"
+    # the first member in each tick's order fired it; the others heard and left it
+    assert sum(colony.core(n).crons.counters["fired"] for n in range(5)) == len(due)
+    got = colony.result(2, rq.GetCron(bytes.fromhex(cron["cronid"])))
+    assert got["lastrun"] is not None and got["prevprocessgraphid"] is not None
+
+
+def test_members_racing_on_a_tick_make_one_graph_and_the_voters_answer_every_one() -> None:
+    colony = Colony(5)
+    cron = add(colony, interval=3600)
+    cronid = bytes.fromhex(cron["cronid"])
+    asks = [(node, colony.ask(node, rq.RunCron(cronid))) for node in (1, 3, 4)]  # one instant
+    colony.run_until(lambda: all(colony.answer(n, r) for n, r in asks))
+    answers = [colony.answer(n, r) for n, r in asks]
+    assert all(a is not None and a.error is None for a in answers), answers
+    graphs = {a.value["processgraphid"] for a in answers if a is not None}
+    assert len(graphs) == 1, "three members fired one tick: one graph"
+    pid = bytes.fromhex(answers[0].value["processes"][0]["processid"]) if answers[0] else b""
+    submitters = set()
+    for i in range(3):  # one register a voter, whichever member's submission it took
+        reg = colony.core(i).consensus.voter.registers.get(pid)
+        assert reg is not None and reg.terms.tick
+        submitters.add(reg.terms.submitter)
+        assert sum(1 for e in colony.net.events(i, Registered) if e.terms.pid == pid) == 1
+    assert {colony.core(n).book.get(pid)["processid"] for n in range(5)} == {pid.hex()}
+
+
+def test_a_tick_keeps_firing_with_members_down_and_a_long_outage_fires_once() -> None:
+    colony = Colony(5)
+    cron = add(colony, interval=2)
+    cronid = cron["cronid"]
+    colony.run_until(lambda: len(tick_processes(colony, 4, cronid)) >= 2, max_s=10)
+    colony.net.crash(4)  # a member, then a voter: a majority of voters lives
+    colony.net.crash(2)
+    before = len(tick_processes(colony, 3, cronid))
+    colony.run_until(lambda: len(tick_processes(colony, 3, cronid)) >= before + 3, max_s=15)
+    for i in (0, 1, 3):  # the whole colony goes down for 30 ticks
+        colony.net.crash(i)
+    colony.net.advance(60.0)
+    for i in range(5):
+        colony.net.restart(i)
+    colony.connect_all()
+    held = len(tick_processes(colony, 3, cronid))
+    colony.run_until(lambda: len(tick_processes(colony, 3, cronid)) > held, max_s=10)
+    colony.net.advance(1.0)
+    colony.net.stabilize()
+    new = len(tick_processes(colony, 3, cronid)) - held
+    assert new == 1, f"{new} ticks fired for one outage (once on return expected)"
+
+
+def test_wait_for_previous_leaves_a_tick_unfired_while_its_graph_runs() -> None:
+    colony = Colony(5)
+    cron = add(colony, interval=2, waitforprevprocessgraph=True)
+    cronid = cron["cronid"]
+    colony.run_until(lambda: len(tick_processes(colony, 3, cronid)) == 1, max_s=10)
+    colony.net.advance(10.0)  # five more ticks are due; nobody runs the first graph
+    colony.net.stabilize()
+    assert len(tick_processes(colony, 3, cronid)) == 1
+    assert colony.core(3).crons.counters["skipped_previous_running"] > 0
+    executor = colony.result(3, rq.RegisterExecutor(PY))["executor_id"]
+    first = colony.result(3, rq.Assign(executor, timeout_s=5))
+    colony.result(3, rq.CloseRun(executor, bytes.fromhex(first["processid"]), True, [7]))
+    colony.run_until(lambda: len(tick_processes(colony, 3, cronid)) == 2, max_s=5)
+    second = max(tick_processes(colony, 3, cronid), key=lambda v: v["submissiontime"])
+    assert second["input"] == [7], "the previous graph's output is the new root's input"
+
+
+def test_a_removed_cron_stops_firing_on_every_node() -> None:
+    colony = Colony(5)
+    cron = add(colony, interval=2)
+    cronid = bytes.fromhex(cron["cronid"])
+    colony.run_until(lambda: len(tick_processes(colony, 4, cron["cronid"])) >= 1, max_s=10)
+    colony.result(3, rq.RemoveCron(cronid))
+    colony.net.stabilize()
+    held = [len(tick_processes(colony, n, cron["cronid"])) for n in range(5)]
+    colony.net.advance(10.0)
+    colony.net.stabilize()
+    assert [len(tick_processes(colony, n, cron["cronid"])) for n in range(5)] == held
+    with pytest.raises(NotFound):
+        colony.result(1, rq.GetCron(cronid))
+    assert colony.result(1, rq.ListCrons()) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"interval": 0}, "interval"),
+        ({"cronexpression": "* * * * *"}, "cronexpression"),
+        ({"cronexpression": "0 * * * * *", "random": True}, "random"),
+        ({"interval": 5, "workflowspec": {"functionspecs": []}}, "workflow.functionspecs"),
+        ({"interval": 5, "bogus": 1}, "cron.bogus"),
+    ],
+)
+def test_a_bad_cron_is_refused_with_the_field_named(body: dict[str, Any], field: str) -> None:
+    colony = Colony(3)
+    with pytest.raises(ValidationError, match=field):
+        add(colony, **body)
+    assert colony.result(0, rq.ListCrons()) == []
