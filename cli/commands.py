@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
     from colonynode.cli import cron_cmds
 
     cron_cmds.register(app)
+    from colonynode.cli import generator_cmds
+
+    generator_cmds.register(app)
     from colonynode.cli import simulate as _simulate
 
     app.command("simulate")(_simulate.simulate)

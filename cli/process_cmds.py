@@ -116,6 +116,7 @@ def ps(
     label: str | None = typer.Option(None, "--label"),
     graph: str | None = typer.Option(None, "--workflow", help="A workflow's processgraphid."),
     cronid: str | None = typer.Option(None, "--cron", help="Started by this cron."),
+    generatorid: str | None = typer.Option(None, "--generator", help="Started by this generator."),
     limit: int = typer.Option(100, "--limit"),
     offset: int = typer.Option(0, "--offset", help="Skip this many (paging)."),
     data_dir: str | None = DataDirOpt,
@@ -123,7 +124,8 @@ def ps(
 ) -> None:
     """Processes this node knows of, newest first."""
     filters = {"executortype": executortype, "funcname": funcname, "label": label,
-               "processgraphid": graph, "cronid": cronid}  # fmt: skip
+               "processgraphid": graph, "cronid": cronid,
+               "generatorid": generatorid}  # fmt: skip
     rows = _sdk(data_dir).list(state, limit, offset, **{k: v for k, v in filters.items() if v})
     if as_json:
         _print_json(rows)

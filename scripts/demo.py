@@ -183,8 +183,8 @@ def main() -> int:
         console.print(f"map('add', range(200), range(200)): {outputs[:3]} ... {outputs[-1]},"
                       f" in order, {200 / took:.0f} calls/s")  # fmt: skip
 
-        console.print("\n[bold]A cron without a leader[/bold]: every tick fires once,"
-                      " whichever node fires it")  # fmt: skip
+        console.print("\n[bold]A cron and a generator without a leader[/bold]: every tick"
+                      " fires once, whichever node fires it")  # fmt: skip
         every = root / "every.json"
         every.write_text(json.dumps(spec("add", 1, 1)))
         cronid = cli("cron", "add", "--name", "every-second", "--spec", str(every),
@@ -196,6 +196,17 @@ def main() -> int:
         console.print(f"{len(ticked)} ticks, {len({p['submissiontime'] for p in ticked})}"
                       " distinct: one graph a tick")  # fmt: skip
         show("cron", "rm", cronid, "--data-dir", str(a.dir))
+        pair = root / "pair.json"
+        pair.write_text(json.dumps({"funcname": "add", "conditions": {"executortype": "python"}}))
+        gid = cli("generator", "add", "--name", "pairs", "--spec", str(pair), "--trigger", "2",
+                  "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
+        for word, d in (("col", a), ("ony", c), ("no", a), ("de", c)):
+            cli("generator", "pack", gid, word, "--data-dir", str(d.dir))
+        wait_until("two batches", lambda: sum(p["state"] == "SUCCESS" for p in cli_json(
+            "ps", "--generator", gid, "--data-dir", str(c.dir))) == 2, timeout_s=30)  # fmt: skip
+        batched = cli_json("ps", "--generator", gid, "--data-dir", str(c.dir))
+        console.print("a generator, trigger 2, four args packed on a and c:",
+                      sorted(p["output"][0] for p in batched), "(each arg used once)")  # fmt: skip
 
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))

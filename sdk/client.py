@@ -273,3 +273,32 @@ class Client:
         """Fire the cron now: `{processgraphid, processes}`."""
         result: dict[str, Any] = self.api.post(f"/v1/crons/{cronid}/run")
         return result
+
+    # -- generators ---------------------------------------------------------------------
+
+    def add_generator(self, name: str, workflow: dict[str, Any] | builtins.list[dict[str, Any]],
+                      *, trigger: int, timeout_s: float = -1) -> dict[str, Any]:  # fmt: skip
+        """A generator: every `trigger` packed args (or, with `timeout_s`, a queue whose
+        oldest arg waited that long) submit `workflow` with its roots' args replaced by
+        those args, in pack order. Each packed arg is used once."""
+        body = {"functionspecs": workflow} if isinstance(workflow, list) else workflow
+        result: dict[str, Any] = self.api.post("/v1/generators", {
+            "name": name, "workflowspec": body, "trigger": trigger, "timeout": timeout_s,
+        })  # fmt: skip
+        return result
+
+    def pack(self, generatorid: str, arg: str) -> dict[str, Any]:
+        """Queue `arg`; returns once a majority of voters holds it: `{generatorid, argid}`."""
+        result: dict[str, Any] = self.api.post(f"/v1/generators/{generatorid}/pack", {"arg": arg})
+        return result
+
+    def generators(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = self.api.get("/v1/generators")
+        return result
+
+    def get_generator(self, generatorid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.get(f"/v1/generators/{generatorid}")
+        return result
+
+    def remove_generator(self, generatorid: str) -> None:
+        self.api.post(f"/v1/generators/{generatorid}/remove")

@@ -57,6 +57,7 @@ from colonynode.simulations.claims_checkers import (
     SchedulingChecker,
     lost_submissions,
 )
+from colonynode.simulations.cron_load import CronLoad
 from colonynode.simulations.gossip_scenario import VerifyMemo
 from colonynode.simulations.memos import OpenMemo, SpecMemo
 from colonynode.simulations.network import random_links
@@ -115,6 +116,9 @@ class ClaimsScenario(Scenario):
         "voter_change": "",  # grow (3 -> 5), shrink (5 -> 3), replace (a dead voter)
         "change_at_s": 8.0,
         "planted_bug": "",
+        "crons": 0,  # crons on an interval, fired by the NodeCores (simulations/cron_load.py)
+        "cron_interval_s": 2,
+        "generators": 0,  # generators with args packed through the safety phase
     }
     main_series = "closes_per_s"
     headline = (
@@ -170,6 +174,7 @@ class ClaimsScenario(Scenario):
         self.roster_env: Any = None
         self.executors: SimExecutors | None = None
         self._asks: dict[tuple[int, int, int], Any] = {}  # (node, incarnation, req) -> cb
+        self.crons: CronLoad | None = None
 
     # -- build --------------------------------------------------------------------------
 
@@ -261,6 +266,11 @@ class ClaimsScenario(Scenario):
         )
         self.workload = Workload(world, workload, world.rng_for("workload"), self._submit)
         self.workload.start()
+        if self.param_int("crons") > 0 or self.param_int("generators") > 0:
+            every_s, generators = self.param_int("cron_interval_s"), self.param_int("generators")
+            self.crons = CronLoad(self, self.param_int("crons"), every_s, generators)
+            self.crons.start(world)
+            world.add_checker(self.crons)
         world.schedule(PEER_REFRESH_S, self._refresh_peers)
 
     def _connect(self, world: World) -> list[list[int]]:
@@ -459,6 +469,8 @@ class ClaimsScenario(Scenario):
             if (node.booted and not node.alive) or node.paused:
                 world.schedule(world.now_s, _Heal(node))
         world.network.set_clean(sorted({*world.core_nodes, *self.voter_indexes}))
+        if self.crons is not None:
+            self.crons.on_liveness(world, T0_NS)
 
     def _unfinished(self) -> list[bytes]:
         return sorted(pid for pid in self.acked if pid not in self.commits.committed)
@@ -478,7 +490,12 @@ class ClaimsScenario(Scenario):
         return None
 
     def converged(self, world: World) -> bool:
+        if self.crons is not None and self.crons.missing(world, self._now_ns(world)):
+            return False
         return not self._unfinished() and self._unseen(world) is None
+
+    def _now_ns(self, world: World) -> int:
+        return T0_NS + int(world.now_s * 1e9)
 
     def liveness_detail(self, world: World) -> str:
         left = self._unfinished()
@@ -486,6 +503,8 @@ class ClaimsScenario(Scenario):
             job = self.jobs.get(self.pid_job.get(left[0], -1))
             fate = "" if job is None else f" ({job.fate.value})"
             return f"{len(left)} acknowledged processes not closed, e.g. {left[0].hex()}{fate}"
+        if self.crons is not None and (why := self.crons.missing(world, self._now_ns(world))):
+            return why
         unseen = self._unseen(world)
         if unseen is not None:
             i, pid = unseen
@@ -530,6 +549,7 @@ class ClaimsScenario(Scenario):
             "runs_started": self.executors.started,
             "claim_latency_p50_s": percentile(latencies, 0.50),
             "claim_latency_p99_s": percentile(latencies, 0.99),
+            **(self.crons.metrics(world) if self.crons is not None else {}),
         }
 
     def sample(self, world: World) -> dict[str, float]:

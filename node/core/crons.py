@@ -36,6 +36,7 @@ from colonynode.consensus import requests as lrq
 from colonynode.consensus.messages import ProcessTerms
 from colonynode.core.codec import encode
 from colonynode.core.cron import Schedule, parse_schedule
+from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import FunctionSpec, parse_workflow, spec_to_json
@@ -44,7 +45,7 @@ from colonynode.node.core.errors import NotFound, PermissionDenied
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
 
-__all__ = ["CRON_KIND", "CRON_REMOVED_KIND", "Cron", "Crons"]
+__all__ = ["CRON_KIND", "CRON_REMOVED_KIND", "Cron", "Crons", "hold_definition", "turn_of"]
 
 CRON_KIND = "cron"
 CRON_REMOVED_KIND = "cron-removed"
@@ -82,6 +83,41 @@ class Cron:
             return None
         t = max(ticks)
         return (t, *self.fired[t])
+
+
+def turn_of(core: NodeCore, key: bytes, roles: tuple[str, ...] = ("submitter",)) -> int:
+    """This node's place in the order the connected members with `roles` act on `key`
+    in (a rendezvous hash); STAGGER_RANKS_MAX at most."""
+    me = core.node_id
+    up = core.links.connected
+    roster = core.membership.roster
+    firers = [m.node_id for m in (roster.members if roster else ())
+              if (m.node_id == me or m.node_id in up) and set(roles) <= set(m.roles)]  # fmt: skip
+    ranked = sorted(firers, key=lambda n: hashlib.sha256(key + bytes(n)).digest())
+    return min(ranked.index(me), STAGGER_RANKS_MAX) if me in ranked else STAGGER_RANKS_MAX
+
+
+def hold_definition(
+    core: NodeCore,
+    pid: bytes,
+    env: Envelope,
+    seq: int,
+    what: str,
+    then: Callable[[ColonyError | None], None],
+    *,
+    maxretries: int = 0,
+) -> None:
+    """Have the voters keep a signed record in a register no executor claims (no process
+    view holds it); `then(None)` once a majority holds it durably, else the error."""
+    terms = ProcessTerms(pid, core.node_id, seq=seq, maxretries=maxretries, record=encode(env))
+
+    def done(event: Any) -> None:
+        if event.acked:
+            then(None)
+        else:
+            then(ColonyError(f"{what} was not acknowledged by a majority of voters; try again"))
+
+    core.lease(lrq.SubmitProcess(terms), done)
 
 
 def parse_cron(body: Any, cronid: bytes) -> tuple[Schedule, tuple[FunctionSpec, ...]]:
@@ -219,15 +255,7 @@ class Crons:
 
     def _turn(self, cron: Cron, tick_ns: int) -> int:
         """This node's place in the order the connected submitters fire this tick in."""
-        core = self.core
-        key = tick_id(cron.cronid, tick_ns, "turn")
-        me = core.node_id
-        up = core.links.connected
-        roster = core.membership.roster
-        firers = [m.node_id for m in (roster.members if roster else ())
-                  if (m.node_id == me or m.node_id in up) and "submitter" in m.roles]  # fmt: skip
-        ranked = sorted(firers, key=lambda n: hashlib.sha256(key + bytes(n)).digest())
-        return min(ranked.index(me), STAGGER_RANKS_MAX) if me in ranked else STAGGER_RANKS_MAX
+        return turn_of(self.core, tick_id(cron.cronid, tick_ns, "turn"))
 
     def fire(
         self,
@@ -241,6 +269,9 @@ class Crons:
         self._tried[cron.cronid] = max(self._tried.get(cron.cronid, -1), tick_ns)
         graph = tick_id(cron.cronid, tick_ns)
         pids = {s.nodename: tick_id(cron.cronid, tick_ns, s.nodename) for s in cron.specs}
+        if self.core.config.planted_bug == "cron_own_ids":  # the simulator's checkers' test
+            graph, pids = self.core.rng.randbytes(16), {s.nodename: self.core.rng.randbytes(16)
+                                                         for s in cron.specs}  # fmt: skip
         root_input = self._previous_output(cron, tick_ns)
 
         def done(error: ColonyError | None, views: list[dict[str, Any]]) -> None:
@@ -291,18 +322,12 @@ class Crons:
         record["workflowspec"] = {"functionspecs": [spec_to_json(s) for s in specs]}
         env = core.publish(CRON_KIND, record)
         self.on_record(core.node_id, CRON_KIND, record)
-        # The voters keep the definition with a register nobody claims (no process view
-        # holds it): acknowledged once a majority has it durably.
-        terms = ProcessTerms(cronid, core.node_id, seq=record["created_ns"], record=encode(env))
 
-        def done(event: Any) -> None:
-            if event.acked:
-                then(None, self.as_json(self.crons[cronid]) if cronid in self.crons else None)
-            else:
-                then(ColonyError(f"cron {cronid.hex()} was not acknowledged by a majority "
-                                 "of voters; try again"), None)  # fmt: skip
+        def held(error: ColonyError | None) -> None:
+            cron = self.crons.get(cronid)
+            then(error, None if error or cron is None else self.as_json(cron))
 
-        core.lease(lrq.SubmitProcess(terms), done)
+        hold_definition(core, cronid, env, record["created_ns"], f"cron {cronid.hex()}", held)
 
     def remove(self, cronid: bytes) -> None:
         core = self.core

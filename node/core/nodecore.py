@@ -53,6 +53,7 @@ from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
 from colonynode.gossip.records import open_body
 from colonynode.node.core import colony, service, waits
 from colonynode.node.core.crons import CRON_KIND, Crons
+from colonynode.node.core.generators import GENERATOR_KIND, Generators
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
 from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
@@ -163,7 +164,8 @@ class NodeCore:
         )
         self.book = ProcessBook(parse=parse_spec or parse_process_spec, me=self.node_id)
         self.crons = Crons(self)
-        self.book.on_cron = self.crons.on_process
+        self.generators = Generators(self)
+        self.book.on_scheduled = self._scheduled_process
         self._load_processes()
         self.book.on_change = self._process_changed
         self.scheduler = Scheduler(self, self.book, lease_s=config.lease_s)
@@ -200,6 +202,8 @@ class NodeCore:
                 later.append((author, body, seq))
             elif body.kind.startswith(CRON_KIND):
                 self.crons.on_record(author, body.kind, body.body)
+            elif body.kind.startswith(GENERATOR_KIND):
+                self.generators.on_record(author, body.kind, body.body)
         for author, body, seq in later:  # after the crons: a tick's records name its cron
             self.book.on_record(author, body.kind, body.body, seq=seq)
 
@@ -220,8 +224,9 @@ class NodeCore:
             self._started = True
             self.scheduler.start(now_s)
             self.links.start(now_s)
-            self.crons.started = True
+            self.crons.started = self.generators.started = True
             self.crons.replan()
+            self.generators.replan()
         for name, core in self._cores.items():
             wake = self._wakes[name]
             if wake is not None and wake <= now_s:
@@ -370,6 +375,9 @@ class NodeCore:
             elif event.kind.startswith(CRON_KIND):
                 if not event.local:
                     self.crons.on_record(event.author, event.kind, event.body)
+            elif event.kind.startswith(GENERATOR_KIND):
+                if not event.local:
+                    self.generators.on_record(event.author, event.kind, event.body)
             else:
                 self.links.on_record(event)
 
@@ -382,8 +390,8 @@ class NodeCore:
             if entry[1] <= 0:
                 del self._lease_cbs[rid]
             entry[0](event)
-        if isinstance(event, lev.LeaseEnded):
-            self.scheduler.on_lease_ended(event)
+        if isinstance(event, lev.LeaseEnded) and not self.generators.owns(event.pid):
+            self.scheduler.on_lease_ended(event)  # (a packed arg's is no run's)
         elif isinstance(event, lev.Registered) and event.terms.record:
             self._keep_submission(event.terms.record)
         self._fx.events.append(event)  # for the simulator's checkers
@@ -409,6 +417,13 @@ class NodeCore:
         cb = None if rid is None else self._dht_cbs.pop(rid, None)
         if cb is not None:
             cb(event)
+
+    def _scheduled_process(self, body: dict[str, Any], pid: bytes) -> None:
+        """The first record of a process a cron or a generator started."""
+        if "cronid" in body:
+            self.crons.on_process(body, pid)
+        if "generatorid" in body:
+            self.generators.on_process(body, pid)
 
     def _process_changed(self, pid: bytes) -> None:
         self.scheduler.wake(pid)
@@ -444,6 +459,7 @@ class NodeCore:
                 **self.scheduler.counters,
             },
             "crons": {"defined": len(self.crons.crons), **self.crons.counters},
+            "generators": {"defined": len(self.generators.generators), **self.generators.counters},
             "counters": dict(self.counters),
         }
 

@@ -115,8 +115,8 @@ class ProcessBook:
     """pid -> what this node knows of the process (bounded, insertion-ordered).
 
     `on_change(pid)` is called after every change to a process (the daemon wakes its
-    long-polls with it); `on_cron(record, pid)` with the first submission record of a
-    cron tick's process."""
+    long-polls with it); `on_scheduled(record, pid)` with the first submission record of
+    a process a cron or a generator started."""
 
     def __init__(
         self,
@@ -133,7 +133,7 @@ class ProcessBook:
         # reads the head of the queue, not all of it.
         self._queue: list[tuple[int, bytes]] = []
         self.on_change = on_change
-        self.on_cron: Callable[[dict[str, Any], bytes], None] | None = None
+        self.on_scheduled: Callable[[dict[str, Any], bytes], None] | None = None
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -220,10 +220,11 @@ class ProcessBook:
             )
             if isinstance(body.get("input"), list):  # a cron's previous graph's output
                 entry["input"] = body["input"]
-            if isinstance(body.get("cronid"), str):
-                entry["cronid"] = body["cronid"]
-                if self.on_cron is not None:
-                    self.on_cron(body, pid)
+            for key in ("cronid", "generatorid"):  # started by a cron or a generator
+                if isinstance(body.get(key), str):
+                    entry[key] = body[key]
+                    if self.on_scheduled is not None:
+                        self.on_scheduled(body, pid)
             entry.setdefault("arrived_s", now_s or 0.0)
             self._enqueue(pid, entry)
             own_claim = body.get(OWN_CLAIM_KEY) is True and author != self.me
@@ -435,5 +436,6 @@ class ProcessBook:
             "children": [c.hex() for c in entry.get("children", ())],
             "input": self.input_of(pid) if entry.get("parents") or "input" in entry else [],
             "cronid": entry.get("cronid"),
+            "generatorid": entry.get("generatorid"),
         }
         return out

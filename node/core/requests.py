@@ -29,6 +29,7 @@ from colonynode.node.core.messages import JoinAccepted, JoinRequest
 __all__ = [
     "AddAttribute",
     "AddCron",
+    "AddGenerator",
     "Admit",
     "Answer",
     "Assign",
@@ -42,18 +43,22 @@ __all__ = [
     "FsAddRevision",
     "FsGet",
     "GetCron",
+    "GetGenerator",
     "GetProcess",
     "Heartbeat",
     "Joined",
     "Lease",
     "ListCrons",
+    "ListGenerators",
     "LogLines",
+    "PackGenerator",
     "Planned",
     "ProcessLogs",
     "PublishRecord",
     "RegisterExecutor",
     "ReleaseAll",
     "RemoveCron",
+    "RemoveGenerator",
     "RemoveMember",
     "Request",
     "RunCron",
@@ -160,6 +165,37 @@ class RunCron:
     holds it."""
 
     cronid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddGenerator:
+    """A ColonyOS generator (`name`, `workflowspec`, `trigger`, `timeout`); answered with
+    it once a majority of voters holds it."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PackGenerator:
+    """Queue an arg; answered `{generatorid, argid}` once a majority holds it."""
+
+    generatorid: bytes
+    arg: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetGenerator:
+    generatorid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListGenerators:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveGenerator:
+    generatorid: bytes
 
 
 # -- executors -----------------------------------------------------------------------

@@ -448,7 +448,39 @@ def run_cron(core: NodeCore, rid: int, req: rq.RunCron) -> None:
     box.append(core.crons.fire(cron, core.unix_ns(), then))
 
 
+# -- generators -----------------------------------------------------------------------
+
+
+def add_generator(core: NodeCore, rid: int, req: rq.AddGenerator) -> None:
+    core.generators.add(req.body, lambda error, value: core.answer(rid, value, error))
+
+
+def pack_generator(core: NodeCore, rid: int, req: rq.PackGenerator) -> None:
+    core.generators.pack(req.generatorid, req.arg,
+                         lambda error, value: core.answer(rid, value, error))  # fmt: skip
+
+
+def get_generator(core: NodeCore, rid: int, req: rq.GetGenerator) -> None:
+    core.answer(rid, core.generators.as_json(core.generators.get(req.generatorid)))
+
+
+def list_generators(core: NodeCore, rid: int, req: rq.ListGenerators) -> None:
+    gens = sorted(core.generators.generators.values(),
+                  key=lambda g: (g.body.get("created_ns", 0), g.generatorid))  # fmt: skip
+    core.answer(rid, [core.generators.as_json(g) for g in gens])
+
+
+def remove_generator(core: NodeCore, rid: int, req: rq.RemoveGenerator) -> None:
+    core.generators.remove(req.generatorid)
+    core.answer(rid, {"generatorid": req.generatorid.hex(), "removed": True})
+
+
 HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
+    rq.AddGenerator: add_generator,
+    rq.PackGenerator: pack_generator,
+    rq.GetGenerator: get_generator,
+    rq.ListGenerators: list_generators,
+    rq.RemoveGenerator: remove_generator,
     rq.AddCron: add_cron,
     rq.GetCron: get_cron,
     rq.ListCrons: list_crons,
@@ -490,6 +522,7 @@ LIST_FILTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "label": lambda e: e["spec"].label,
     "processgraphid": lambda e: e.get("graph"),
     "cronid": lambda e: e.get("cronid"),
+    "generatorid": lambda e: e.get("generatorid"),
 }
 
 

@@ -415,6 +415,27 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
     async def run_cron(request: Request) -> Any:
         return await node.call(rq.RunCron(cronid(request)))
 
+    def gid(request: Request) -> bytes:
+        return pid_of(request.path_params["gid"], "generator id")
+
+    async def add_generator(request: Request) -> Any:
+        return await node.call(rq.AddGenerator(await _body(request)))
+
+    async def list_generators(_: Request) -> Any:
+        return await node.call(rq.ListGenerators())
+
+    async def get_generator(request: Request) -> Any:
+        return await node.call(rq.GetGenerator(gid(request)))
+
+    async def remove_generator(request: Request) -> Any:
+        return await node.call(rq.RemoveGenerator(gid(request)))
+
+    async def pack_generator(request: Request) -> Any:
+        arg = (await _body(request)).get("arg")
+        if not isinstance(arg, str):
+            raise ValidationError("arg: expected a string")
+        return await node.call(rq.PackGenerator(gid(request), arg))
+
     def eid(request: Request) -> str:
         return str(request.path_params["eid"])
 
@@ -511,6 +532,11 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/crons/{cronid}", get_cron, get),
         ("/v1/crons/{cronid}/remove", remove_cron, post),
         ("/v1/crons/{cronid}/run", run_cron, post),
+        ("/v1/generators", add_generator, post),
+        ("/v1/generators", list_generators, get),
+        ("/v1/generators/{gid}", get_generator, get),
+        ("/v1/generators/{gid}/remove", remove_generator, post),
+        ("/v1/generators/{gid}/pack", pack_generator, post),
         ("/v1/executors", executor_register, post),
         ("/v1/executors/{eid}/assign", executor_assign, post),
         ("/v1/executors/{eid}/close", executor_success, post),

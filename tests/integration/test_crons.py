@@ -1,6 +1,8 @@
-"""Crons between real daemons (issue 17): a cron added on one node fires on schedule,
-each tick once, its graph's output the next one's input, and keeps firing with the
-owner's node SIGKILLed; bad input is a one-line error naming the field."""
+"""Crons and generators between real daemons (issue 17): a cron added on one node fires
+on schedule, each tick once, its graph's output the next one's input, and keeps firing
+with the owner's node SIGKILLed; a generator turns args packed on every node into
+workflows of `trigger` args in pack order; bad input is a one-line error naming the
+field."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ from colonynode.sdk import function
 @function
 def chain(*previous):
     return (previous[0] + 1) if previous else 1
+
+@function
+def join(*words):
+    return "".join(words)
 """
 WORKFLOW = {"functionspecs": [{"nodename": "chain", "funcname": "chain",
                                "conditions": {"executortype": "py"}}]}  # fmt: skip
@@ -93,3 +99,34 @@ def test_bad_cron_input_is_one_line_naming_the_field(
     assert got.returncode != 0 and "no cron" in got.stderr
     assert cli_json("cron", "ls", "--data-dir", str(a.dir)) == []
     assert a.status()["member"]
+
+
+def test_a_generator_submits_every_trigger_args_in_pack_order_each_arg_once(
+    setup: tuple[list[Daemon], Executors], tmp_path: Path
+) -> None:
+    (a, b, c), ex = setup
+    ex.start(b)
+    spec = tmp_path / "join.json"
+    spec.write_text(json.dumps({"funcname": "join", "conditions": {"executortype": "py"}}))
+    gid = cli("generator", "add", "--name", "joiner", "--spec", str(spec), "--trigger", "3",
+              "--timeout", "3", "--data-dir", str(a.dir)).stdout.strip()  # fmt: skip
+    assert len(gid) == 32
+    for i, d in enumerate([a, b, c, a, b, c, a]):  # packed on every node, in this order
+        cli("generator", "pack", gid, f"w{i}", "--data-dir", str(d.dir))
+
+    def outputs() -> list[Any]:
+        rows = cli_json("ps", "--generator", gid, "--data-dir", str(c.dir))
+        done = sorted((p for p in rows if p["state"] == "SUCCESS"),
+                      key=lambda p: p["spec"]["args"])  # fmt: skip
+        return [p["output"] for p in done]
+
+    # two full batches, then the seventh arg alone once it waited 3 s
+    wait_until("three batches", lambda: len(outputs()) == 3, timeout_s=30)
+    assert outputs() == [["w0w1w2"], ["w3w4w5"], ["w6"]]
+    got = cli_json("generator", "get", gid, "--data-dir", str(b.dir))
+    assert got["queued"] == 0 and got["used"] == 7 and len(got["processgraphids"]) == 3
+    bad = cli("generator", "pack", "00" * 16, "x", "--data-dir", str(a.dir), check=False)
+    assert bad.returncode != 0 and "no generator" in bad.stderr
+    bad = cli("generator", "add", "--name", "x", "--spec", str(spec), "--trigger", "0",
+              "--data-dir", str(a.dir), check=False)  # fmt: skip
+    assert bad.returncode != 0 and "trigger" in bad.stderr

@@ -206,3 +206,27 @@ def test_a_violation_replays_at_the_same_step() -> None:
     assert [(v.checker, v.step) for v in again.violations] == [
         (v.checker, v.step) for v in first.violations
     ]
+
+
+def test_crons_and_generators_under_chaos_fire_every_tick_once_and_use_every_arg_once() -> None:
+    for seed in range(1, 6):
+        result = run(seed, "chaos", crons=2, generators=1)
+        assert_clean(result)
+        m = result.metrics
+        assert m["cron_ticks_fired"] >= 2 * 3, "the liveness phase saw too few ticks"
+        assert m["cron_ticks_off_schedule"] == 0
+        assert m["generator_args_acked"] > 5
+
+
+@pytest.mark.parametrize(
+    ("bug", "caught"),
+    [("cron_own_ids", "graphs for the tick"), ("generator_no_claims", "used by 2 batches")],
+)
+def test_the_cron_checker_catches_a_tick_fired_twice_and_an_arg_used_twice(
+    bug: str, caught: str
+) -> None:
+    for seed in range(1, 11):
+        result = run(seed, "lossy", crons=2, generators=1, planted_bug=bug)
+        if any(caught in v.message for v in result.violations):
+            return
+    raise AssertionError(f"planted bug {bug} not caught in 10 seeds")

@@ -1,0 +1,517 @@
+"""Generators without a leader (DESIGN.md §12): packed args are used once each, none lost.
+
+A generator (`generator add`) is a definition like a cron's (crons.py): a signed gossip
+record (kind ``generator``) the voters hold in an unclaimed register. `generator pack ID
+ARG` publishes the arg as a record (kind ``generator-arg``) and registers it with the
+voters as a register of its own (pid = the arg's id), so a packed arg is acknowledged
+only once a majority holds it durably.
+
+Firing. When a node sees `trigger` open args of a generator (or a non-empty queue whose
+oldest arg is older than `timeout`), it takes the first of them in pack order (the
+packing node's clock, then the arg id), claims their registers in one batched claim and
+closes each it was granted with the output ``{"batch": graph id, "args": [...]}``. An
+arg's register is closed once, under the lease of the node that claimed it (the lease
+quorum's exactly-once), so an arg belongs to exactly one batch whoever raced for it.
+Only then is the batch's workflow submitted, its ids hashes of the batch (as a cron
+tick's, with the batch as the tick): the roots' args are the batch's args in pack order
+(kwargs cleared), as ColonyOS does. A node that got only some of the args it asked for
+releases them (no retry counted) and tries again later. If the firing node dies between
+the closes and the submission, another node that tries to claim one of those args is
+refused CLOSED, reads the register from a majority, learns the batch and submits its
+workflow itself (the same ids: the voters take it once).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from colonynode.consensus import events as lev
+from colonynode.consensus import requests as lrq
+from colonynode.consensus.messages import Outcome, Reason
+from colonynode.core.errors import ColonyError, ValidationError
+from colonynode.core.ids import NodeId, peer_id_str
+from colonynode.core.process import FunctionSpec, parse_workflow, spec_to_json
+from colonynode.node.core.crons import hold_definition, turn_of
+from colonynode.node.core.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from colonynode.node.core.nodecore import NodeCore
+
+__all__ = ["GENERATOR_ARG_KIND", "GENERATOR_KIND", "GENERATOR_REMOVED_KIND", "Generators"]
+
+GENERATOR_KIND = "generator"
+GENERATOR_ARG_KIND = "generator-arg"
+GENERATOR_REMOVED_KIND = "generator-removed"
+GENERATORS_MAX = 10_000
+ARGS_MAX = 100_000  # open args a node holds for all generators
+ARG_CHARS_MAX = 4096
+TRIGGER_MAX = 1024
+TURN_S = 0.5  # between the members' turns to fire a batch
+RETRY_S = 1.0  # after a batch this node could not take whole
+RETRY_MAX_S = 8.0
+RECOVER_WAIT_S = 3.0  # for a batch's graph the voters say took an arg, before submitting it
+GRAPHS_KEPT_MAX = 256
+TAKERS = ("executor", "submitter")  # who takes batches: claims need the executor role
+READS_MAX = 10  # reads of a close without a verdict before it is left to recovery
+REFUSED = (Reason.STALE_EPOCH, Reason.CLOSED, Reason.NOT_HOLDER, Reason.LEASE_HELD)
+UNKNOWN_QUIET_S = 10.0  # an arg the voters did not know is left out this long
+REPLAN_S_MAX = 30.0
+NAME_MAX = 256
+FIELDS = frozenset(("generatorid", "name", "workflowspec", "trigger", "timeout", "created_ns"))
+_S_NS = 10**9
+Submitted = Callable[[ColonyError | None, list[dict[str, Any]]], None]
+
+
+def batch_id(generatorid: bytes, args: tuple[bytes, ...], what: str = "") -> bytes:
+    data = b"colonynode/generator-batch\0" + generatorid + b"".join(args) + what.encode()
+    return hashlib.sha256(data).digest()[:16]
+
+
+@dataclass
+class Arg:
+    argid: bytes
+    value: str
+    packed_ns: int
+    batch: str | None = None  # the graph that used it, once known
+    unknown_until_s: float = 0.0  # the voters did not know it (not acknowledged yet)
+
+
+@dataclass
+class Generator:
+    generatorid: bytes
+    name: str
+    author: NodeId | None
+    trigger: int
+    timeout_s: float
+    specs: tuple[FunctionSpec, ...]
+    body: dict[str, Any]
+    args: dict[bytes, Arg] = field(default_factory=dict)
+    graphs: list[str] = field(default_factory=list)  # batches heard of, oldest first
+    graph_args: dict[str, frozenset[bytes]] = field(default_factory=dict)  # what each used
+
+    def open_args(self, now_s: float = 0.0) -> list[Arg]:
+        """Args not used yet, in pack order (the packer's clock, then the id); those the
+        voters did not know a moment ago are left out for a while."""
+        return sorted((a for a in self.args.values()
+                       if a.batch is None and a.unknown_until_s <= now_s),
+                      key=lambda a: (a.packed_ns, a.argid))  # fmt: skip
+
+
+def parse_generator(body: Any) -> tuple[int, float, tuple[FunctionSpec, ...]]:
+    if not isinstance(body, dict):
+        raise ValidationError("generator: expected an object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise ValidationError(f"generator.{unknown[0]}: unknown field")
+    name = body.get("name")
+    if not isinstance(name, str) or not name or len(name) > NAME_MAX:
+        raise ValidationError(f"name: give a name of 1 to {NAME_MAX} characters")
+    trigger = body.get("trigger")
+    if not isinstance(trigger, int) or isinstance(trigger, bool) or not 1 <= trigger <= TRIGGER_MAX:
+        raise ValidationError(f"trigger: a whole number of args from 1 to {TRIGGER_MAX}")
+    timeout = body.get("timeout", -1)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout == 0:
+        raise ValidationError("timeout: seconds > 0 (or -1: wait for trigger args)")
+    specs = tuple(parse_workflow(body.get("workflowspec")))
+    return trigger, float(timeout), specs
+
+
+class Generators:
+    """NodeCore's generators: definitions and packed args from gossip, and the batches."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+        self.generators: dict[bytes, Generator] = {}
+        self.removed: set[bytes] = set()
+        self.started = False
+        self._busy: set[bytes] = set()  # generators with a batch of this node's in flight
+        self._not_before_s: dict[bytes, float] = {}
+        self._recovering: set[bytes] = set()
+        self._failures: dict[bytes, int] = {}
+        self._timer_at_s: float | None = None
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("batches", "batches_partial", "batches_recovered", "args_packed"), 0
+        )
+
+    def owns(self, pid: bytes) -> bool:
+        """A register of a packed arg (closed by a batch, never a process)."""
+        return any(pid in g.args for g in self.generators.values())
+
+    # -- what gossip tells --------------------------------------------------------------
+
+    def on_record(self, author: NodeId | None, kind: str, body: Any) -> None:
+        if not isinstance(body, dict) or not isinstance(body.get("generatorid"), str):
+            return
+        try:
+            gid = bytes.fromhex(body["generatorid"])
+        except ValueError:
+            return
+        if kind == GENERATOR_REMOVED_KIND:
+            self.removed.add(gid)
+            self.generators.pop(gid, None)
+        elif kind == GENERATOR_KIND and gid not in self.generators and gid not in self.removed:
+            try:
+                trigger, timeout_s, specs = parse_generator(body)
+            except ColonyError:
+                return
+            if len(self.generators) < GENERATORS_MAX and isinstance(body.get("created_ns"), int):
+                self.generators[gid] = Generator(gid, str(body["name"]), author, trigger,
+                                                 timeout_s, specs, body)  # fmt: skip
+        elif kind == GENERATOR_ARG_KIND:
+            self._on_arg(gid, body)
+        self.replan()
+
+    def _on_arg(self, gid: bytes, body: dict[str, Any]) -> None:
+        gen = self.generators.get(gid)
+        try:
+            argid, value = bytes.fromhex(str(body["argid"])), body["arg"]
+            packed_ns = int(body["packed_ns"])
+        except (KeyError, ValueError, TypeError):
+            return
+        if gen is None or not isinstance(value, str) or argid in gen.args:
+            return
+        if sum(len(g.args) for g in self.generators.values()) < ARGS_MAX:
+            gen.args[argid] = Arg(argid, value, packed_ns)
+
+    def on_process(self, body: dict[str, Any], pid: bytes) -> None:
+        """A process record of a batch's graph: its args are used."""
+        try:
+            gen = self.generators.get(bytes.fromhex(str(body.get("generatorid"))))
+            graph, used = str(body["processgraphid"]), body["generatorargs"]
+        except (KeyError, ValueError, TypeError):
+            return
+        if gen is None or not isinstance(used, list):
+            return
+        ids = set()
+        for hexid in used:
+            try:
+                argid = bytes.fromhex(str(hexid))
+            except ValueError:
+                continue
+            ids.add(argid)
+            arg = gen.args.get(argid)
+            if arg is not None:
+                arg.batch = graph
+        if graph not in gen.graph_args:
+            gen.graphs.append(graph)
+            del gen.graphs[:-16]
+            gen.graph_args[graph] = frozenset(ids)
+            while len(gen.graph_args) > GRAPHS_KEPT_MAX:
+                del gen.graph_args[next(iter(gen.graph_args))]
+
+    # -- firing -------------------------------------------------------------------------
+
+    def replan(self) -> None:
+        core = self.core
+        if not self.started or not all(core.membership.has_role(core.node_id, r) for r in TAKERS):
+            return
+        now_s, now_ns = core.now_s, core.unix_ns()
+        at_s = now_s + REPLAN_S_MAX
+        for gen in self.generators.values():
+            ready_ns = self._ready_ns(gen, now_s)
+            if ready_ns is not None and gen.generatorid not in self._busy:
+                ready_s = now_s + max(0, ready_ns - now_ns) / _S_NS
+                at_s = min(at_s, max(ready_s, self._not_before_s.get(gen.generatorid, 0.0)))
+        if self._timer_at_s is not None and self._timer_at_s <= at_s:
+            return
+        self._timer_at_s = at_s
+        core.at(at_s, self._on_timer)
+
+    def _ready_ns(self, gen: Generator, now_s: float) -> int | None:
+        """When this node's turn to take the generator's next batch comes: the batch is
+        due once its trigger-th arg was packed (or its oldest arg's timeout ran out), and
+        the connected submitters take turns TURN_S apart."""
+        open_args = gen.open_args(now_s)
+        if not open_args:
+            return None
+        if len(open_args) >= gen.trigger:
+            due_ns = max(a.packed_ns for a in open_args[: gen.trigger])
+        elif gen.timeout_s > 0:
+            due_ns = open_args[0].packed_ns + int(gen.timeout_s * _S_NS)
+        else:
+            return None
+        turn = turn_of(self.core, gen.generatorid + open_args[0].argid, TAKERS)
+        return due_ns + int(turn * TURN_S * _S_NS)
+
+    def _on_timer(self, now_s: float) -> None:
+        if self._timer_at_s is not None and now_s < self._timer_at_s:
+            return
+        self._timer_at_s = None
+        now_ns = self.core.unix_ns()
+        for gen in list(self.generators.values()):
+            gid = gen.generatorid
+            if gid in self._busy or now_s < self._not_before_s.get(gid, 0.0):
+                continue
+            ready_ns = self._ready_ns(gen, now_s)
+            if ready_ns is not None and now_ns >= ready_ns:
+                self._take(gen)
+        self.replan()
+
+    def _take(self, gen: Generator) -> None:
+        """Claim the batch's args, close them as this batch's, then submit its graph."""
+        args = tuple(a.argid for a in gen.open_args(self.core.now_s)[: gen.trigger])
+        gid = gen.generatorid
+        graph = batch_id(gid, args)
+        if self.core.config.planted_bug == "generator_no_claims":  # the checkers' test
+            self.submit(gen, graph, args, then=None)
+            return
+        self._busy.add(gid)
+        granted: list[bytes] = []
+        answers = [0]
+
+        def claimed(event: Any) -> None:
+            answers[0] += 1
+            if isinstance(event, lev.Granted):
+                granted.append(event.pid)
+            elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.CLOSED:
+                self._recover(gen, event.pid)
+            elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.UNKNOWN_PID:
+                arg = gen.args.get(event.pid)  # packed, but no majority holds it (yet)
+                if arg is not None:
+                    arg.unknown_until_s = self.core.now_s + UNKNOWN_QUIET_S
+            if answers[0] == len(args):
+                self._close(gen, graph, args, tuple(p for p in args if p in granted))
+
+        try:
+            self.core.lease(lrq.ClaimLeases(args), claimed)
+        except ColonyError:  # too many lease requests in flight: later
+            self._busy.discard(gid)
+            self._not_before_s[gid] = self.core.now_s + RETRY_S
+
+    def _close(self, gen: Generator, graph: bytes, planned: tuple[bytes, ...],
+               granted: tuple[bytes, ...]) -> None:  # fmt: skip
+        gid = gen.generatorid
+        if len(granted) < len(planned):  # raced: give back what we got, try again later
+            for pid in granted:
+                self.core.lease(lrq.ReleaseLease(pid), lambda event: None)
+            self._busy.discard(gid)
+            self.counters["batches_partial"] += 1
+            # Back off exponentially, with jitter, the earlier in the turns the sooner:
+            # members that split the voters must not retry in step.
+            n = self._failures[gid] = self._failures.get(gid, 0) + 1
+            back_s = min(RETRY_MAX_S, RETRY_S * 2 ** min(n - 1, 8))
+            back_s *= 0.5 + self.core.rng.random()
+            back_s += turn_of(self.core, gid + planned[0], TAKERS) * TURN_S
+            self._not_before_s[gid] = self.core.now_s + back_s
+            self.replan()
+            return
+        self._failures.pop(gid, None)
+        output = {"batch": graph.hex(), "args": [p.hex() for p in planned]}
+        committed: list[bytes] = []
+        unsure: list[bytes] = []
+        left = [len(planned)]
+
+        def closed(event: Any) -> None:
+            if isinstance(event, lev.Closed) and event.committed:
+                committed.append(event.pid)
+            elif not (isinstance(event, lev.Closed) and event.reason in REFUSED):
+                unsure.append(event.pid)  # no verdict: the voters may hold it closed
+            left[0] -= 1
+            if left[0] == 0:
+                self._settle(gen, graph, planned, committed, unsure, READS_MAX)
+
+        for pid in planned:
+            self.core.lease(lrq.CloseProcess(pid, Outcome.SUCCESS, output), closed)
+
+    def _settle(self, gen: Generator, graph: bytes, planned: tuple[bytes, ...],
+                committed: list[bytes], unsure: list[bytes], reads: int) -> None:  # fmt: skip
+        """Submit the batch with exactly the args the voters hold closed as its own:
+        a close without a verdict is read from a majority first (again, a while later,
+        until it answers), never guessed."""
+        gid = gen.generatorid
+        if not unsure or reads <= 0:
+            self._busy.discard(gid)
+            used = tuple(p for p in planned if p in committed)
+            if used and not unsure:
+                self.submit(gen, graph, used, then=None)
+                self.counters["batches"] += 1
+            # (reads ran out: the batch is left to a later claimer's recovery, which
+            # reads every listed arg)
+            self.replan()
+            return
+        still: list[bytes] = []
+        left = [len(unsure)]
+
+        def read(pid: bytes, event: Any) -> None:
+            out = getattr(getattr(event, "view", None), "output", None)
+            if not event.committed:
+                still.append(pid)
+            elif isinstance(out, dict) and out.get("batch") == graph.hex():
+                committed.append(pid)
+            left[0] -= 1
+            if left[0] == 0:
+                if still:
+                    self.core.at(self.core.now_s + RETRY_S, lambda now_s: self._settle(
+                        gen, graph, planned, committed, still, reads - 1))  # fmt: skip
+                else:
+                    self._settle(gen, graph, planned, committed, [], reads - 1)
+
+        for pid in unsure:
+            self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
+
+    def submit(self, gen: Generator, graph: bytes, used: tuple[bytes, ...],
+               then: Submitted | None) -> None:  # fmt: skip
+        """The batch's workflow: ids from the batch, the roots' args its args in order."""
+        from colonynode.node.core.service import submit_graph
+
+        values = [gen.args[p].value for p in used if p in gen.args]
+        for p in used:
+            if p in gen.args:
+                gen.args[p].batch = graph.hex()
+        roots = tuple(s if s.conditions.dependencies else _with_args(s, values) for s in gen.specs)
+        pids = {s.nodename: batch_id(gen.generatorid, (graph,), s.nodename) for s in roots}
+        extra = {"generatorid": gen.generatorid.hex(), "generatorargs": [p.hex() for p in used]}
+        submit_graph(self.core, roots, graph, pids, self.core.unix_ns(),
+                     then or (lambda error, views: None), extra=extra,
+                     tick=batch_id(gen.generatorid, (graph,), "tick"))  # fmt: skip
+
+    def _recover(self, gen: Generator, pid: bytes) -> None:
+        """An arg this node saw open is closed at the voters: which batch took it? If
+        that batch's graph never came, submit it (the same ids: taken once)."""
+        if pid in self._recovering:
+            return
+        self._recovering.add(pid)
+
+        def read(event: Any) -> None:
+            self._recovering.discard(pid)
+            view = getattr(event, "view", None)
+            out = getattr(view, "output", None)
+            if not event.committed or not isinstance(out, dict):
+                return
+            try:
+                graph = bytes.fromhex(str(out["batch"]))
+                listed = tuple(bytes.fromhex(str(h)) for h in out["args"])
+            except (KeyError, ValueError, TypeError):
+                return
+            self._recovered(gen, pid, graph, listed, wait=True)
+
+        self.core.lease(lrq.ReadRegister(pid), read)
+
+    def _recovered(self, gen: Generator, pid: bytes, graph: bytes, listed: tuple[bytes, ...],
+                   *, wait: bool) -> None:  # fmt: skip
+        """The voters hold arg `pid` closed as batch `graph`'s. If that graph came and
+        lists it, the arg is used. If it came without it (the batch's taker could not
+        learn that close in time: it committed later, by repair), the arg goes into a
+        batch of its own, keyed by (graph, arg): taken once, whoever does it. If the
+        graph has not come, wait a while for it, then submit it from the voters' word."""
+        known = gen.graph_args.get(graph.hex())
+        arg = gen.args.get(pid)
+        if known is not None:
+            if pid in known:
+                if arg is not None:
+                    arg.batch = graph.hex()
+            else:
+                self.counters["batches_recovered"] += 1
+                self.submit(gen, batch_id(gen.generatorid, (graph, pid)), (pid,), then=None)
+        elif wait:
+            self.core.at(self.core.now_s + RECOVER_WAIT_S, lambda now_s: self._recovered(
+                gen, pid, graph, listed, wait=False))  # fmt: skip
+        else:
+            self.counters["batches_recovered"] += 1
+            # Every listed arg the batch closed: the voters hold each as this batch's.
+            self._collect(gen, graph, listed)
+
+    def _collect(self, gen: Generator, graph: bytes, listed: tuple[bytes, ...]) -> None:
+        used: list[bytes] = []
+        left = [len(listed)]
+
+        def read(pid: bytes, event: Any) -> None:
+            out = getattr(getattr(event, "view", None), "output", None)
+            if event.committed and isinstance(out, dict) and out.get("batch") == graph.hex():
+                used.append(pid)
+            left[0] -= 1
+            if left[0] == 0 and used:
+                self.submit(gen, graph, tuple(p for p in listed if p in used), then=None)
+
+        for pid in listed:
+            self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
+
+    # -- requests -----------------------------------------------------------------------
+
+    def add(self, body: dict[str, Any],
+            then: Callable[[ColonyError | None, Any], None]) -> None:  # fmt: skip
+        core = self.core
+        _may_submit(core)
+        if len(self.generators) >= GENERATORS_MAX:
+            raise ColonyError(f"this colony has {GENERATORS_MAX} generators; remove some first")
+        gid = core.rng.randbytes(16)
+        record = {**body, "generatorid": gid.hex(), "created_ns": core.unix_ns()}
+        _, _, specs = parse_generator(record)
+        record["workflowspec"] = {"functionspecs": [spec_to_json(s) for s in specs]}
+        env = core.publish(GENERATOR_KIND, record)
+        self.on_record(core.node_id, GENERATOR_KIND, record)
+
+        def held(error: ColonyError | None) -> None:
+            gen = self.generators.get(gid)
+            then(error, None if error or gen is None else self.as_json(gen))
+
+        hold_definition(core, gid, env, record["created_ns"], f"generator {gid.hex()}", held)
+
+    def pack(self, gid: bytes, arg: str,
+             then: Callable[[ColonyError | None, Any], None]) -> None:  # fmt: skip
+        """Queue `arg`; answered once a majority of voters holds it."""
+        core = self.core
+        _may_submit(core)
+        self.get(gid)
+        if not isinstance(arg, str) or len(arg) > ARG_CHARS_MAX:
+            raise ValidationError(f"arg: a string of at most {ARG_CHARS_MAX} characters")
+        argid, packed_ns = core.rng.randbytes(16), core.unix_ns()
+        record = {"generatorid": gid.hex(), "argid": argid.hex(), "arg": arg,
+                  "packed_ns": packed_ns}  # fmt: skip
+        env = core.publish(GENERATOR_ARG_KIND, record)
+        self.counters["args_packed"] += 1
+
+        def held(error: ColonyError | None) -> None:
+            if error is None:  # queued only once a majority holds it: then it may fire
+                self.on_record(core.node_id, GENERATOR_ARG_KIND, record)
+            then(error, None if error else {"generatorid": gid.hex(), "argid": argid.hex()})
+
+        # A batch claims the arg's register: unlimited retries, since a lease that ran out
+        # (its taker died) must not make the arg unclaimable for good.
+        hold_definition(core, argid, env, packed_ns, f"arg {argid.hex()}", held, maxretries=-1)
+
+    def remove(self, gid: bytes) -> None:
+        _may_submit(self.core)
+        self.get(gid)
+        body = {"generatorid": gid.hex()}
+        self.core.publish(GENERATOR_REMOVED_KIND, body)
+        self.on_record(self.core.node_id, GENERATOR_REMOVED_KIND, body)
+
+    def get(self, gid: bytes) -> Generator:
+        gen = self.generators.get(gid)
+        if gen is None:
+            raise NotFound(f"no generator {gid.hex()} on this node (generator ls lists them)")
+        return gen
+
+    def as_json(self, gen: Generator) -> dict[str, Any]:
+        author = gen.author
+        member = self.core.membership.member(author) if author is not None else None
+        return {
+            "generatorid": gen.generatorid.hex(),
+            "name": gen.name,
+            "colonyname": self.core.colony(),
+            "trigger": gen.trigger,
+            "timeout": gen.body.get("timeout", -1),
+            "workflowspec": gen.body.get("workflowspec"),
+            "queued": len(gen.open_args()),
+            "used": sum(a.batch is not None for a in gen.args.values()),
+            "processgraphids": list(gen.graphs),
+            "initiatorid": peer_id_str(author) if author is not None else None,
+            "initiatorname": member.name if member is not None else None,
+        }
+
+
+def _with_args(spec: FunctionSpec, values: list[str]) -> FunctionSpec:
+    """A root step with the batch's args (ColonyOS replaces them, kwargs cleared)."""
+    from dataclasses import replace
+
+    return replace(spec, args=tuple(values), kwargs={})
+
+
+def _may_submit(core: NodeCore) -> None:
+    if not core.membership.has_role(core.node_id, "submitter"):
+        raise PermissionDenied("this node does not have the submitter role")

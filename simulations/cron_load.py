@@ -1,0 +1,252 @@
+"""Crons in the claims scenario (param `crons` > 0): NodeCores fire every tick under the
+seed's faults, and the checks DESIGN.md §11 asks of them.
+
+Each cron has a one-step workflow (an always-succeeding simulated job) on an interval.
+Safety: every tick a node holds fired is a moment of the cron's schedule (so nodes agree
+on what a tick is), and each tick's process commits at most once (the claims scenario's
+CommitChecker, which sees every register). Liveness: once the colony is healed, every
+tick due after the healing (plus a settling time) fires, and every node that is up knows
+it fired; the run is not converged before CRON_TICKS_AFTER_HEAL of them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from colonynode.node.core import Answer
+from colonynode.node.core import requests as rq
+from colonynode.simulations.checkers import BaseChecker
+from colonynode.simulations.sim_executors import EXECUTORTYPE
+from colonynode.simulations.workload import Fate, Job
+
+if TYPE_CHECKING:
+    from colonynode.simulations.claims_scenario import ClaimsScenario
+    from colonynode.simulations.world import World
+
+__all__ = ["CronLoad"]
+
+ADD_AT_S = 0.5
+ADD_RETRY_S = 5.0  # an add not answered by then is asked of the next node
+SETTLE_S = 3.0  # after healing: a voter's restart, gossip's repair
+CRON_TICKS_AFTER_HEAL = 3
+JOB_BASE = -1_000_000  # job ids of the crons' steps (the workload's are >= 0)
+GEN_TRIGGER = 3
+GEN_JOB = JOB_BASE - 999  # the simulated job a batch runs (its args: this, as text)
+GEN_TIMEOUT_S = 2.0
+PACK_EVERY_S = 0.5
+
+
+class CronLoad(BaseChecker):
+    name = "cron-ticks"
+
+    def __init__(
+        self, scenario: ClaimsScenario, count: int, interval_s: int, generators: int = 0
+    ) -> None:
+        self.scenario = scenario
+        self.count = count
+        self.interval_s = interval_s
+        self.gens = GeneratorLoad(scenario, generators)
+        self.cronids: list[bytes] = []
+        self.added: set[int] = set()
+        self.asked = 0
+        self.heal_ns: int | None = None
+        self.off_schedule: list[tuple[bytes, int]] = []
+
+    def start(self, world: World) -> None:
+        self.gens.start(world)
+        for k in range(self.count):
+            job = Job(JOB_BASE - k, 0, 0.0, Fate.OK, 0.2)
+            self.scenario.jobs[job.job_id] = job
+            world.schedule(ADD_AT_S, functools.partial(self._add, k=k))
+
+    def _add(self, world: World, k: int, attempt: int = 0) -> None:
+        """Ask node k + attempt to add cron k; ask the next one if no answer came in
+        ADD_RETRY_S (the node was down, or crashed before it answered)."""
+        if k in self.added:
+            return
+        body = {"name": f"sim-{k}", "interval": self.interval_s, "workflowspec": {
+            "functionspecs": [{"nodename": "tick", "funcname": "sim", "args": [JOB_BASE - k],
+                               "conditions": {"executortype": EXECUTORTYPE}}]}}  # fmt: skip
+
+        def added(answer: Answer) -> None:
+            if answer.error is None and k not in self.added:
+                self.added.add(k)
+                self.cronids.append(bytes.fromhex(answer.value["cronid"]))
+
+        self.scenario.ask(world, (k + attempt) % world.n, rq.AddCron(body), added)
+        world.schedule(world.now_s + ADD_RETRY_S, lambda w: self._add(w, k, attempt + 1))
+
+    def on_liveness(self, world: World, t0_ns: int) -> None:
+        self.heal_ns = t0_ns + int(world.now_s * 1e9)
+
+    # -- what the nodes hold ------------------------------------------------------------
+
+    def _crons(self, world: World) -> dict[bytes, Any]:
+        """cron id -> a definition some live node holds (they are all the same)."""
+        out: dict[bytes, Any] = {}
+        for node in world.nodes:
+            if node.core is not None and node.alive:
+                for cid in self.cronids:
+                    cron = node.core.crons.crons.get(cid)
+                    if cron is not None:
+                        out.setdefault(cid, cron)
+        return out
+
+    def at_end(self, world: World) -> list[str]:
+        """Every fired tick any node holds is a moment of its cron's schedule."""
+        self.off_schedule = []
+        for node in world.nodes:
+            if node.core is None:
+                continue
+            for cid in self.cronids:
+                cron = node.core.crons.crons.get(cid)
+                for tick in () if cron is None else cron.fired:
+                    step = self.interval_s * 10**9
+                    if tick <= cron.created_ns or (tick - cron.created_ns) % step:
+                        self.off_schedule.append((cid, tick))
+        found = [f"cron {cid.hex()[:8]}: a graph for {tick}, no tick of its schedule"
+                 for cid, tick in self.off_schedule[:3]]  # fmt: skip
+        return found + self._graphs_a_tick(world) + self.gens.used_twice(world)
+
+    def _graphs_a_tick(self, world: World) -> list[str]:
+        """One graph a tick: the processes any node holds for a cron's tick (their
+        submission time) all belong to one process graph."""
+        graphs: dict[tuple[str, str], set[str]] = {}
+        for node in world.nodes:
+            if node.core is None:
+                continue
+            book = node.core.book
+            for pid in list(book._procs):
+                view = book.get(pid)
+                if view is not None and view.get("cronid"):
+                    key = (view["cronid"], view["submissiontime"])
+                    graphs.setdefault(key, set()).add(view["processgraphid"])
+        return [f"cron {cid[:8]}: {len(g)} graphs for the tick at {at}"
+                for (cid, at), g in sorted(graphs.items()) if len(g) > 1][:3]  # fmt: skip
+
+    def missing(self, world: World, now_ns: int) -> str:
+        """What keeps the crons from being converged ("" when nothing)."""
+        if why := self.gens.missing(world):
+            return why
+        if len(self.cronids) < self.count:
+            return f"{self.count - len(self.cronids)} crons not added"
+        if self.heal_ns is None:
+            return "not healed"
+        start_ns = self.heal_ns + int(SETTLE_S * 1e9)
+        step = self.interval_s * 10**9
+        for cid, cron in self._crons(world).items():
+            due = [t for t in range(cron.created_ns + step, now_ns - step, step) if t > start_ns]
+            if len(due) < CRON_TICKS_AFTER_HEAL:
+                return f"cron {cid.hex()[:8]}: {len(due)} ticks due since the healing"
+            for node in world.nodes:
+                held = None if node.core is None or not node.alive or node.paused else (
+                    node.core.crons.crons.get(cid))  # fmt: skip
+                if node.core is None or not node.alive or node.paused:
+                    continue
+                if held is None:
+                    return f"node {node.index} does not hold cron {cid.hex()[:8]}"
+                for t in due:
+                    if t not in held.fired and t >= min(held.fired, default=t):
+                        return f"node {node.index}: tick {t} of cron {cid.hex()[:8]} not fired"
+        if len(self._crons(world)) < self.count:
+            return "a cron is held by no live node"
+        return ""
+
+    def metrics(self, world: World) -> dict[str, int]:
+        ticks = sum(len(c.fired) for c in self._crons(world).values())
+        fired = sum(n.core.crons.counters["fired"] for n in world.nodes if n.core is not None)
+        off = len(self.off_schedule)
+        return {"cron_ticks_fired": ticks, "cron_firings": fired,
+                "cron_ticks_off_schedule": off, **self.gens.metrics()}  # fmt: skip
+
+
+class GeneratorLoad:
+    """Generators (param `generators` > 0): args packed on random nodes through the
+    safety phase; every acknowledged arg must be used by exactly one batch's workflow."""
+
+    def __init__(self, scenario: ClaimsScenario, count: int) -> None:
+        self.scenario = scenario
+        self.count = count
+        self.gids: list[bytes] = []
+        self.added: set[int] = set()
+        self.acked: set[str] = set()  # arg ids a majority acknowledged
+        self.packs = 0
+
+    def start(self, world: World) -> None:
+        if not self.count:
+            return
+        job = Job(GEN_JOB, 0, 0.0, Fate.OK, 0.2)  # each batch's root gets it as args
+        self.scenario.jobs[job.job_id] = job
+        for k in range(self.count):
+            world.schedule(ADD_AT_S, functools.partial(self._add, k=k))
+        world.schedule(ADD_AT_S + 2.0, self._pack)
+
+    def _add(self, world: World, k: int, attempt: int = 0) -> None:
+        if k in self.added:
+            return
+        body = {"name": f"gen-{k}", "trigger": GEN_TRIGGER, "timeout": GEN_TIMEOUT_S,
+                "workflowspec": {"functionspecs": [{"nodename": "batch", "funcname": "sim",
+                                 "args": [GEN_JOB],
+                                 "conditions": {"executortype": EXECUTORTYPE}}]}}  # fmt: skip
+
+        def added(answer: Answer) -> None:
+            if answer.error is None and k not in self.added:
+                self.added.add(k)
+                self.gids.append(bytes.fromhex(answer.value["generatorid"]))
+
+        self.scenario.ask(world, (k + attempt) % world.n, rq.AddGenerator(body), added)
+        world.schedule(world.now_s + ADD_RETRY_S, lambda w: self._add(w, k, attempt + 1))
+
+    def _pack(self, world: World) -> None:
+        if world.now_s < world.safety_s - 1.0:
+            world.schedule(world.now_s + PACK_EVERY_S, self._pack)
+        if not self.gids:
+            return
+        rng = self.scenario.rng
+        gid = self.gids[rng.randrange(len(self.gids))]
+        self.packs += 1
+
+        def packed(answer: Answer) -> None:
+            if answer.error is None:
+                self.acked.add(str(answer.value["argid"]))
+
+        self.scenario.ask(world, rng.randrange(world.n),
+                          rq.PackGenerator(gid, str(GEN_JOB)), packed)  # fmt: skip
+
+    def _uses(self, world: World) -> dict[str, set[str]]:
+        """arg id -> the graphs any node's view says used it."""
+        uses: dict[str, set[str]] = {}
+        for node in world.nodes:
+            if node.core is None:
+                continue
+            book = node.core.book
+            for pid in list(book._procs):
+                view = book.get(pid)
+                if view is None or not view.get("generatorid"):
+                    continue
+                body_args = node.core.generators.generators.get(bytes.fromhex(view["generatorid"]))
+                if body_args is None:
+                    continue
+                for arg in body_args.args.values():
+                    if arg.batch is not None:
+                        uses.setdefault(arg.argid.hex(), set()).add(arg.batch)
+        return uses
+
+    def missing(self, world: World) -> str:
+        if len(self.gids) < self.count:
+            return f"{self.count - len(self.gids)} generators not added"
+        uses = self._uses(world)
+        for argid in sorted(self.acked):
+            if argid not in uses:
+                return f"packed arg {argid[:8]} (acknowledged) used by no batch"
+        return ""
+
+    def used_twice(self, world: World) -> list[str]:
+        return [f"packed arg {a[:8]} used by {len(g)} batches" for a, g in
+                sorted(self._uses(world).items()) if len(g) > 1][:3]  # fmt: skip
+
+    def metrics(self) -> dict[str, int]:
+        if not self.count:
+            return {}
+        return {"generator_args_packed": self.packs, "generator_args_acked": len(self.acked)}

@@ -1,0 +1,131 @@
+"""Generators on real NodeCores (the stepped network): every `trigger` packed args make
+one workflow with those args in pack order; an arg is used once though members race for
+it, and none is lost when the member that took a batch dies before submitting it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from colonynode.core.errors import ValidationError
+from colonynode.node.core import NotFound
+from colonynode.node.core import requests as rq
+from tests.node.colony import Colony
+
+STEP = {"functionspecs": [{"nodename": "work", "funcname": "f", "args": ["replaced"],
+                           "kwargs": {"k": "cleared"},
+                           "conditions": {"executortype": "py"}}]}  # fmt: skip
+
+
+def add(colony: Colony, node: int = 0, **body: Any) -> bytes:
+    got = colony.result(node, rq.AddGenerator({"name": "g", "workflowspec": STEP, **body}))
+    return bytes.fromhex(got["generatorid"])
+
+
+def pack(colony: Colony, node: int, gid: bytes, arg: str) -> None:
+    colony.result(node, rq.PackGenerator(gid, arg))
+    colony.net.advance(0.001)  # pack order is the packing node's clock
+
+
+def batches(colony: Colony, node: int, gid: bytes) -> list[list[Any]]:
+    """The args of each workflow the generator started, oldest first (node's view)."""
+    book = colony.core(node).book
+    views = [book.get(pid) for pid in list(book._procs)]
+    mine = [v for v in views if v is not None and v.get("generatorid") == gid.hex()]
+    for v in mine:
+        assert v["spec"]["kwargs"] == {}, "a root's kwargs are cleared"
+    return [v["spec"]["args"] for v in sorted(mine, key=lambda v: v["submissiontime"])]
+
+
+def test_every_trigger_args_make_one_workflow_with_them_in_pack_order() -> None:
+    colony = Colony(5)
+    gid = add(colony, trigger=3)
+    for i in range(7):
+        pack(colony, i % 5, gid, f"a{i}")
+    colony.run_until(lambda: len(batches(colony, 4, gid)) == 2, max_s=10)
+    colony.net.advance(5.0)
+    colony.net.stabilize()
+    assert batches(colony, 4, gid) == [["a0", "a1", "a2"], ["a3", "a4", "a5"]]
+    got = colony.result(2, rq.GetGenerator(gid))
+    assert got["queued"] == 1 and got["used"] == 6 and len(got["processgraphids"]) == 2
+    pack(colony, 3, gid, "a7")
+    pack(colony, 1, gid, "a8")
+    colony.run_until(lambda: len(batches(colony, 0, gid)) == 3, max_s=10)
+    assert batches(colony, 0, gid)[2] == ["a6", "a7", "a8"]
+
+
+def test_a_queue_older_than_the_timeout_fires_with_what_it_has() -> None:
+    colony = Colony(5)
+    gid = add(colony, trigger=5, timeout=3)
+    pack(colony, 1, gid, "x")
+    pack(colony, 2, gid, "y")
+    colony.net.advance(2.0)
+    colony.net.stabilize()
+    assert batches(colony, 0, gid) == []
+    colony.run_until(lambda: len(batches(colony, 0, gid)) == 1, max_s=5)
+    assert batches(colony, 0, gid) == [["x", "y"]]
+
+
+def test_members_racing_for_one_batch_use_each_arg_once() -> None:
+    colony = Colony(5)
+    gid = add(colony, trigger=2)
+    held = [colony.core(n).generators for n in range(5)]
+    for g in held:  # nobody fires on its own: the test makes them race
+        g.started = False
+    for i in range(6):
+        pack(colony, i % 5, gid, f"r{i}")
+    colony.net.stabilize()
+    # The two members that may take batches (claims need the executor role) take
+    # overlapping ones in the same instant: node 4 has not heard of r0 yet, so it asks
+    # for r1 r2 while node 3 asks for r0 r1.
+    for arg in colony.core(4).generators.get(gid).open_args()[:1]:
+        arg.unknown_until_s = colony.net.t + 0.5
+    for n in (3, 4):
+        colony.net.call(n, lambda core, now: core.generators._take(core.generators.get(gid)))
+    for g in held:
+        g.started = True
+    colony.net.call(1, lambda core, now: core.generators.replan())
+    colony.run_until(lambda: sum(map(len, batches(colony, 2, gid))) == 6, max_s=30)
+    colony.net.advance(3.0)
+    colony.net.stabilize()
+    used = [a for b in batches(colony, 2, gid) for a in b]
+    assert sorted(used) == [f"r{i}" for i in range(6)], used
+    assert held[3].counters["batches_partial"] + held[4].counters["batches_partial"] >= 1, (
+        "the race was not run"
+    )
+
+
+def test_a_batch_whose_taker_died_before_submitting_is_submitted_by_another() -> None:
+    colony = Colony(5)
+    gid = add(colony, trigger=2)
+    taker = 3
+    gens = [colony.core(n).generators for n in range(5)]
+    for n, g in enumerate(gens):
+        g.started = n == taker  # only the taker fires
+    colony.core(taker).generators.submit = lambda *a, **kw: None  # type: ignore[method-assign]
+    pack(colony, 0, gid, "p")
+    pack(colony, 1, gid, "q")
+    taker_gen = colony.core(taker).generators
+    colony.run_until(lambda: taker_gen.counters["batches"] == 1, max_s=10)
+    colony.net.crash(taker)  # the args are closed as its batch's; no workflow was sent
+    assert batches(colony, 0, gid) == []
+    for n in (0, 1, 2, 4):
+        gens[n].started = True
+        colony.net.call(n, lambda core, now: core.generators.replan())
+    colony.run_until(lambda: batches(colony, 0, gid) == [["p", "q"]], max_s=20)
+    assert sum(gens[n].counters["batches_recovered"] for n in (0, 1, 2, 4)) >= 1
+
+
+def test_a_removed_generator_takes_no_more_args_and_bad_ones_are_refused() -> None:
+    colony = Colony(3)
+    gid = add(colony, trigger=2)
+    colony.result(1, rq.RemoveGenerator(gid))
+    colony.net.stabilize()
+    with pytest.raises(NotFound):
+        colony.result(2, rq.PackGenerator(gid, "late"))
+    assert colony.result(0, rq.ListGenerators()) == []
+    for body, field in (({"trigger": 0}, "trigger"), ({"trigger": 2, "timeout": 0}, "timeout"),
+                        ({"trigger": 2, "workflowspec": {}}, "workflow")):  # fmt: skip
+        with pytest.raises(ValidationError, match=field):
+            colony.result(0, rq.AddGenerator({"name": "g", "workflowspec": STEP, **body}))
