@@ -37,6 +37,27 @@ GEN_TIMEOUT_S = 2.0
 PACK_EVERY_S = 0.5
 
 
+def add_until_answered(
+    scenario: ClaimsScenario, world: World, req: Any, key: str, into: list[bytes], node: int = 0
+) -> None:
+    """Ask `node` to add a definition; ask the next node if no answer came in ADD_RETRY_S
+    (it was down, or crashed before it answered). The first id answered goes `into`."""
+    done = [False]
+
+    def added(answer: Answer) -> None:
+        if answer.error is None and not done[0]:
+            done[0] = True
+            into.append(bytes.fromhex(answer.value[key]))
+
+    def ask(w: World, at: int) -> None:
+        if done[0]:
+            return
+        scenario.ask(w, at % w.n, req, added)
+        w.schedule(w.now_s + ADD_RETRY_S, lambda w2: ask(w2, at + 1))
+
+    ask(world, node)
+
+
 class CronLoad(BaseChecker):
     name = "cron-ticks"
 
@@ -48,7 +69,6 @@ class CronLoad(BaseChecker):
         self.interval_s = interval_s
         self.gens = GeneratorLoad(scenario, generators)
         self.cronids: list[bytes] = []
-        self.added: set[int] = set()
         self.asked = 0
         self.heal_ns: int | None = None
         self.off_schedule: list[tuple[bytes, int]] = []
@@ -60,22 +80,11 @@ class CronLoad(BaseChecker):
             self.scenario.jobs[job.job_id] = job
             world.schedule(ADD_AT_S, functools.partial(self._add, k=k))
 
-    def _add(self, world: World, k: int, attempt: int = 0) -> None:
-        """Ask node k + attempt to add cron k; ask the next one if no answer came in
-        ADD_RETRY_S (the node was down, or crashed before it answered)."""
-        if k in self.added:
-            return
+    def _add(self, world: World, k: int) -> None:
         body = {"name": f"sim-{k}", "interval": self.interval_s, "workflowspec": {
             "functionspecs": [{"nodename": "tick", "funcname": "sim", "args": [JOB_BASE - k],
                                "conditions": {"executortype": EXECUTORTYPE}}]}}  # fmt: skip
-
-        def added(answer: Answer) -> None:
-            if answer.error is None and k not in self.added:
-                self.added.add(k)
-                self.cronids.append(bytes.fromhex(answer.value["cronid"]))
-
-        self.scenario.ask(world, (k + attempt) % world.n, rq.AddCron(body), added)
-        world.schedule(world.now_s + ADD_RETRY_S, lambda w: self._add(w, k, attempt + 1))
+        add_until_answered(self.scenario, world, rq.AddCron(body), "cronid", self.cronids, k)
 
     def on_liveness(self, world: World, t0_ns: int) -> None:
         self.heal_ns = t0_ns + int(world.now_s * 1e9)
@@ -169,7 +178,6 @@ class GeneratorLoad:
         self.scenario = scenario
         self.count = count
         self.gids: list[bytes] = []
-        self.added: set[int] = set()
         self.acked: set[str] = set()  # arg ids a majority acknowledged
         self.packs = 0
 
@@ -182,21 +190,12 @@ class GeneratorLoad:
             world.schedule(ADD_AT_S, functools.partial(self._add, k=k))
         world.schedule(ADD_AT_S + 2.0, self._pack)
 
-    def _add(self, world: World, k: int, attempt: int = 0) -> None:
-        if k in self.added:
-            return
+    def _add(self, world: World, k: int) -> None:
         body = {"name": f"gen-{k}", "trigger": GEN_TRIGGER, "timeout": GEN_TIMEOUT_S,
                 "workflowspec": {"functionspecs": [{"nodename": "batch", "funcname": "sim",
                                  "args": [GEN_JOB],
                                  "conditions": {"executortype": EXECUTORTYPE}}]}}  # fmt: skip
-
-        def added(answer: Answer) -> None:
-            if answer.error is None and k not in self.added:
-                self.added.add(k)
-                self.gids.append(bytes.fromhex(answer.value["generatorid"]))
-
-        self.scenario.ask(world, (k + attempt) % world.n, rq.AddGenerator(body), added)
-        world.schedule(world.now_s + ADD_RETRY_S, lambda w: self._add(w, k, attempt + 1))
+        add_until_answered(self.scenario, world, rq.AddGenerator(body), "generatorid", self.gids, k)
 
     def _pack(self, world: World) -> None:
         if world.now_s < world.safety_s - 1.0:
@@ -206,29 +205,22 @@ class GeneratorLoad:
         rng = self.scenario.rng
         gid = self.gids[rng.randrange(len(self.gids))]
         self.packs += 1
+        job = Job(GEN_JOB - self.packs, 0, 0.0, Fate.OK, 0.2)  # a distinct arg each pack
+        self.scenario.jobs[job.job_id] = job
 
         def packed(answer: Answer) -> None:
             if answer.error is None:
                 self.acked.add(str(answer.value["argid"]))
 
         self.scenario.ask(world, rng.randrange(world.n),
-                          rq.PackGenerator(gid, str(GEN_JOB)), packed)  # fmt: skip
+                          rq.PackGenerator(gid, str(job.job_id)), packed)  # fmt: skip
 
     def _uses(self, world: World) -> dict[str, set[str]]:
-        """arg id -> the graphs any node's view says used it."""
+        """arg id -> the batches any node's view says used it."""
         uses: dict[str, set[str]] = {}
         for node in world.nodes:
-            if node.core is None:
-                continue
-            book = node.core.book
-            for pid in list(book._procs):
-                view = book.get(pid)
-                if view is None or not view.get("generatorid"):
-                    continue
-                body_args = node.core.generators.generators.get(bytes.fromhex(view["generatorid"]))
-                if body_args is None:
-                    continue
-                for arg in body_args.args.values():
+            for gen in () if node.core is None else node.core.generators.generators.values():
+                for arg in gen.args.values():
                     if arg.batch is not None:
                         uses.setdefault(arg.argid.hex(), set()).add(arg.batch)
         return uses
@@ -243,8 +235,31 @@ class GeneratorLoad:
         return ""
 
     def used_twice(self, world: World) -> list[str]:
-        return [f"packed arg {a[:8]} used by {len(g)} batches" for a, g in
-                sorted(self._uses(world).items()) if len(g) > 1][:3]  # fmt: skip
+        found = [f"packed arg {a[:8]} used by {len(g)} batches" for a, g in
+                 sorted(self._uses(world).items()) if len(g) > 1][:3]  # fmt: skip
+        return found + self._out_of_order(world)
+
+    def _out_of_order(self, world: World) -> list[str]:
+        """A batch's args are in pack order (the packing nodes' clocks, as the nodes
+        order them): every root of every batch any node holds."""
+        packed_ns: dict[str, int] = {}  # an arg's value (distinct here) -> when packed
+        for node in world.nodes:
+            for gen in () if node.core is None else node.core.generators.generators.values():
+                for arg in gen.args.values():
+                    packed_ns[arg.value] = arg.packed_ns
+        found = []
+        for node in world.nodes:
+            if node.core is None:
+                continue
+            book = node.core.book
+            for pid in list(book._procs):
+                view = book.get(pid)
+                if view is None or not view.get("generatorid") or view["parents"]:
+                    continue
+                times = [packed_ns.get(str(a), -1) for a in view["spec"]["args"]]
+                if times != sorted(times):
+                    found.append(f"batch {view['processgraphid'][:8]}: args out of pack order")
+        return found[:3]
 
     def metrics(self) -> dict[str, int]:
         if not self.count:

@@ -50,6 +50,7 @@ __all__ = ["CRON_KIND", "CRON_REMOVED_KIND", "Cron", "Crons", "hold_definition",
 CRON_KIND = "cron"
 CRON_REMOVED_KIND = "cron-removed"
 CRONS_MAX = 10_000  # definitions a node keeps; more are refused (add) or dropped (gossip)
+EARLY_MAX = 10_000  # tick records held for crons whose definition has not come yet
 FIRED_KEEP_MAX = 16  # fired ticks remembered a cron (the latest decide)
 FIRE_STAGGER_S = 0.5  # between the members' turns to fire a tick
 STAGGER_RANKS_MAX = 8  # a node further down the order waits no longer than this many turns
@@ -151,6 +152,7 @@ class Crons:
         self._tried: dict[bytes, int] = {}  # cron -> the latest tick this node fired
         self._timer_at_s: float | None = None
         self.started = False  # NodeCore's first tick starts the timer
+        self._early: dict[bytes, list[tuple[dict[str, Any], bytes]]] = {}  # ticks before crons
         self.counters: dict[str, int] = dict.fromkeys(
             ("fired", "fired_elsewhere", "skipped_previous_running", "refused"), 0
         )
@@ -167,6 +169,7 @@ class Crons:
         if kind == CRON_REMOVED_KIND:
             self.removed.add(cronid)
             self.crons.pop(cronid, None)
+            self._early.pop(cronid, None)
         elif kind == CRON_KIND and cronid not in self.crons and cronid not in self.removed:
             if len(self.crons) >= CRONS_MAX:
                 return
@@ -179,16 +182,21 @@ class Crons:
                 return
             self.crons[cronid] = Cron(cronid, str(body["name"]), author, created, schedule,
                                       specs, body)  # fmt: skip
+            for early, pid in self._early.pop(cronid, ()):  # its ticks' records came first
+                self.on_process(early, pid)
             self.replan()
 
     def on_process(self, body: dict[str, Any], pid: bytes) -> None:
         """A process record of a cron's graph (the book's first for its pid)."""
         try:
-            cron = self.crons.get(bytes.fromhex(str(body.get("cronid"))))
+            cronid = bytes.fromhex(str(body.get("cronid")))
             tick, graph = int(body["tick_ns"]), str(body["processgraphid"])
         except (KeyError, ValueError, TypeError):
             return
-        if cron is None:
+        cron = self.crons.get(cronid)
+        if cron is None:  # gossip's order: held until the cron's record comes
+            if cronid not in self.removed and sum(map(len, self._early.values())) < EARLY_MAX:
+                self._early.setdefault(cronid, []).append((body, pid))
             return
         _, pids = cron.fired.get(tick, (graph, ()))
         cron.fired[tick] = (graph, (*pids, pid))

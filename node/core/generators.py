@@ -49,6 +49,7 @@ GENERATOR_REMOVED_KIND = "generator-removed"
 GENERATORS_MAX = 10_000
 ARGS_MAX = 100_000  # open args a node holds for all generators
 ARG_CHARS_MAX = 4096
+EARLY_MAX = 10_000  # args held for generators whose definition has not come yet
 TRIGGER_MAX = 1024
 TURN_S = 0.5  # between the members' turns to fire a batch
 RETRY_S = 1.0  # after a batch this node could not take whole
@@ -132,6 +133,7 @@ class Generators:
         self._not_before_s: dict[bytes, float] = {}
         self._recovering: set[bytes] = set()
         self._failures: dict[bytes, int] = {}
+        self._early: dict[bytes, list[dict[str, Any]]] = {}  # args of generators not heard yet
         self._timer_at_s: float | None = None
         self.counters: dict[str, int] = dict.fromkeys(
             ("batches", "batches_partial", "batches_recovered", "args_packed"), 0
@@ -153,6 +155,7 @@ class Generators:
         if kind == GENERATOR_REMOVED_KIND:
             self.removed.add(gid)
             self.generators.pop(gid, None)
+            self._early.pop(gid, None)
         elif kind == GENERATOR_KIND and gid not in self.generators and gid not in self.removed:
             try:
                 trigger, timeout_s, specs = parse_generator(body)
@@ -161,6 +164,8 @@ class Generators:
             if len(self.generators) < GENERATORS_MAX and isinstance(body.get("created_ns"), int):
                 self.generators[gid] = Generator(gid, str(body["name"]), author, trigger,
                                                  timeout_s, specs, body)  # fmt: skip
+                for early in self._early.pop(gid, ()):  # args that came before it
+                    self._on_arg(gid, early)
         elif kind == GENERATOR_ARG_KIND:
             self._on_arg(gid, body)
         self.replan()
@@ -172,7 +177,12 @@ class Generators:
             packed_ns = int(body["packed_ns"])
         except (KeyError, ValueError, TypeError):
             return
-        if gen is None or not isinstance(value, str) or argid in gen.args:
+        if gen is None:
+            # Gossip brings records in any order: an arg may come before its generator.
+            if gid not in self.removed and sum(map(len, self._early.values())) < EARLY_MAX:
+                self._early.setdefault(gid, []).append(body)
+            return
+        if not isinstance(value, str) or argid in gen.args:
             return
         if sum(len(g.args) for g in self.generators.values()) < ARGS_MAX:
             gen.args[argid] = Arg(argid, value, packed_ns)

@@ -3,6 +3,7 @@ members fire it, while members crash; a colony down for many ticks fires once.""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -148,3 +149,32 @@ def test_a_bad_cron_is_refused_with_the_field_named(body: dict[str, Any], field:
     with pytest.raises(ValidationError, match=field):
         add(colony, **body)
     assert colony.result(0, rq.ListCrons()) == []
+
+
+def test_a_seconds_first_expression_fires_on_its_seconds_and_random_once_within_each() -> None:
+    colony = Colony(5)
+    every3 = add(colony, cronexpression="0/3 * * * * *")
+    rand = add(colony, node=3, interval=4, random=True)
+    colony.run_until(lambda: len(tick_processes(colony, 1, every3["cronid"])) >= 4, max_s=30)
+    colony.run_until(lambda: len(tick_processes(colony, 1, rand["cronid"])) >= 4, max_s=30)
+    ticks = sorted(colony.core(1).crons.get(bytes.fromhex(every3["cronid"])).fired)
+    assert all(t % (3 * 10**9) == 0 for t in ticks), "off the expression's seconds"
+    assert all(b - a == 3 * 10**9 for a, b in itertools.pairwise(ticks)), "a tick was skipped"
+    cron = colony.core(1).crons.get(bytes.fromhex(rand["cronid"]))
+    slots = [(t - cron.created_ns) // (4 * 10**9) for t in sorted(cron.fired)]
+    assert slots == list(range(slots[0], slots[0] + len(slots))), "one tick an interval"
+    offsets = {(t - cron.created_ns) % (4 * 10**9) for t in cron.fired}
+    assert len(offsets) == len(cron.fired) and 0 not in offsets, "a moment within each"
+
+
+def test_a_tick_record_that_comes_before_its_cron_counts_as_fired() -> None:
+    colony = Colony(3)
+    cron = add(colony, interval=3600)
+    node = colony.core(0)
+    cronid = bytes.fromhex(cron["cronid"])
+    definition = node.crons.get(cronid).body
+    fresh = type(node.crons)(node)  # a node that hears the tick first (gossip order)
+    tick = {"cronid": cron["cronid"], "tick_ns": 5, "processgraphid": "ab" * 16}
+    fresh.on_process(tick, b"p" * 16)
+    fresh.on_record(None, "cron", definition)
+    assert fresh.get(cronid).fired == {5: ("ab" * 16, (b"p" * 16,))}

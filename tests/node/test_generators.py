@@ -129,3 +129,16 @@ def test_a_removed_generator_takes_no_more_args_and_bad_ones_are_refused() -> No
                         ({"trigger": 2, "workflowspec": {}}, "workflow")):  # fmt: skip
         with pytest.raises(ValidationError, match=field):
             colony.result(0, rq.AddGenerator({"name": "g", "workflowspec": STEP, **body}))
+
+
+def test_an_arg_that_comes_before_its_generator_is_kept_for_it() -> None:
+    colony = Colony(3)
+    gid = add(colony, trigger=2)
+    node = colony.core(0)
+    definition = node.generators.get(gid).body
+    fresh = type(node.generators)(node)  # a node that hears the arg first (gossip order)
+    arg = {"generatorid": gid.hex(), "argid": "ab" * 16, "arg": "early", "packed_ns": 1}
+    fresh.on_record(None, "generator-arg", arg)
+    assert gid not in fresh.generators
+    fresh.on_record(None, "generator", definition)
+    assert [a.value for a in fresh.get(gid).open_args()] == ["early"]
