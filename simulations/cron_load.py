@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from colonynode.node.core import Answer
 from colonynode.node.core import requests as rq
+from colonynode.node.core.processes import PROCESSES_MAX
 from colonynode.simulations.checkers import BaseChecker
 from colonynode.simulations.sim_executors import EXECUTORTYPE
 from colonynode.simulations.workload import Fate, Job
@@ -35,6 +36,13 @@ GEN_TRIGGER = 3
 GEN_JOB = JOB_BASE - 999  # the simulated job a batch runs (its args: this, as text)
 GEN_TIMEOUT_S = 2.0
 PACK_EVERY_S = 0.5
+
+
+def _views(node: Any, key: str) -> list[dict[str, Any]]:
+    """The node's view of the processes a cron or a generator started (`key`)."""
+    if node.core is None:
+        return []
+    return list(node.core.book.list(None, PROCESSES_MAX, match=lambda e: bool(e.get(key))))
 
 
 def add_until_answered(
@@ -123,14 +131,9 @@ class CronLoad(BaseChecker):
         submission time) all belong to one process graph."""
         graphs: dict[tuple[str, str], set[str]] = {}
         for node in world.nodes:
-            if node.core is None:
-                continue
-            book = node.core.book
-            for pid in list(book._procs):
-                view = book.get(pid)
-                if view is not None and view.get("cronid"):
-                    key = (view["cronid"], view["submissiontime"])
-                    graphs.setdefault(key, set()).add(view["processgraphid"])
+            for view in _views(node, "cronid"):
+                key = (view["cronid"], view["submissiontime"])
+                graphs.setdefault(key, set()).add(view["processgraphid"])
         return [f"cron {cid[:8]}: {len(g)} graphs for the tick at {at}"
                 for (cid, at), g in sorted(graphs.items()) if len(g) > 1][:3]  # fmt: skip
 
@@ -149,10 +152,9 @@ class CronLoad(BaseChecker):
             if len(due) < CRON_TICKS_AFTER_HEAL:
                 return f"cron {cid.hex()[:8]}: {len(due)} ticks due since the healing"
             for node in world.nodes:
-                held = None if node.core is None or not node.alive or node.paused else (
-                    node.core.crons.crons.get(cid))  # fmt: skip
                 if node.core is None or not node.alive or node.paused:
                     continue
+                held = node.core.crons.crons.get(cid)
                 if held is None:
                     return f"node {node.index} does not hold cron {cid.hex()[:8]}"
                 for t in due:
@@ -249,12 +251,8 @@ class GeneratorLoad:
                     packed_ns[arg.value] = arg.packed_ns
         found = []
         for node in world.nodes:
-            if node.core is None:
-                continue
-            book = node.core.book
-            for pid in list(book._procs):
-                view = book.get(pid)
-                if view is None or not view.get("generatorid") or view["parents"]:
+            for view in _views(node, "generatorid"):
+                if view["parents"]:
                     continue
                 times = [packed_ns.get(str(a), -1) for a in view["spec"]["args"]]
                 if times != sorted(times):

@@ -45,7 +45,15 @@ from colonynode.node.core.errors import NotFound, PermissionDenied
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
 
-__all__ = ["CRON_KIND", "CRON_REMOVED_KIND", "Cron", "Crons", "hold_definition", "turn_of"]
+__all__ = [
+    "CRON_KIND",
+    "CRON_REMOVED_KIND",
+    "Cron",
+    "Crons",
+    "hold_definition",
+    "may_submit",
+    "turn_of",
+]
 
 CRON_KIND = "cron"
 CRON_REMOVED_KIND = "cron-removed"
@@ -84,6 +92,12 @@ class Cron:
             return None
         t = max(ticks)
         return (t, *self.fired[t])
+
+
+def may_submit(core: NodeCore) -> None:
+    """Refuse a request this node may not make: it lacks the submitter role."""
+    if not core.membership.has_role(core.node_id, "submitter"):
+        raise PermissionDenied("this node does not have the submitter role")
 
 
 def turn_of(core: NodeCore, key: bytes, roles: tuple[str, ...] = ("submitter",)) -> int:
@@ -320,8 +334,7 @@ class Crons:
     ) -> None:
         """Validate, publish and register a definition; `then` once a majority holds it."""
         core = self.core
-        if not core.membership.has_role(core.node_id, "submitter"):
-            raise PermissionDenied("this node does not have the submitter role")
+        may_submit(core)
         if len(self.crons) >= CRONS_MAX:
             raise ColonyError(f"this colony has {CRONS_MAX} crons; remove some first")
         cronid = core.rng.randbytes(16)
@@ -341,8 +354,7 @@ class Crons:
         core = self.core
         if cronid not in self.crons:
             raise NotFound(f"no cron {cronid.hex()} on this node")
-        if not core.membership.has_role(core.node_id, "submitter"):
-            raise PermissionDenied("this node does not have the submitter role")
+        may_submit(core)
         core.publish(CRON_REMOVED_KIND, {"cronid": cronid.hex()})
         self.on_record(core.node_id, CRON_REMOVED_KIND, {"cronid": cronid.hex()})
 

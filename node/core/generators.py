@@ -35,8 +35,8 @@ from colonynode.consensus.messages import Outcome, Reason
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import FunctionSpec, parse_workflow, spec_to_json
-from colonynode.node.core.crons import hold_definition, turn_of
-from colonynode.node.core.errors import NotFound, PermissionDenied
+from colonynode.node.core.crons import hold_definition, may_submit, turn_of
+from colonynode.node.core.errors import NotFound
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
@@ -445,7 +445,7 @@ class Generators:
     def add(self, body: dict[str, Any],
             then: Callable[[ColonyError | None, Any], None]) -> None:  # fmt: skip
         core = self.core
-        _may_submit(core)
+        may_submit(core)
         if len(self.generators) >= GENERATORS_MAX:
             raise ColonyError(f"this colony has {GENERATORS_MAX} generators; remove some first")
         gid = core.rng.randbytes(16)
@@ -465,7 +465,7 @@ class Generators:
              then: Callable[[ColonyError | None, Any], None]) -> None:  # fmt: skip
         """Queue `arg`; answered once a majority of voters holds it."""
         core = self.core
-        _may_submit(core)
+        may_submit(core)
         self.get(gid)
         if not isinstance(arg, str) or len(arg) > ARG_CHARS_MAX:
             raise ValidationError(f"arg: a string of at most {ARG_CHARS_MAX} characters")
@@ -485,7 +485,7 @@ class Generators:
         hold_definition(core, argid, env, packed_ns, f"arg {argid.hex()}", held, maxretries=-1)
 
     def remove(self, gid: bytes) -> None:
-        _may_submit(self.core)
+        may_submit(self.core)
         self.get(gid)
         body = {"generatorid": gid.hex()}
         self.core.publish(GENERATOR_REMOVED_KIND, body)
@@ -520,8 +520,3 @@ def _with_args(spec: FunctionSpec, values: list[str]) -> FunctionSpec:
     from dataclasses import replace
 
     return replace(spec, args=tuple(values), kwargs={})
-
-
-def _may_submit(core: NodeCore) -> None:
-    if not core.membership.has_role(core.node_id, "submitter"):
-        raise PermissionDenied("this node does not have the submitter role")

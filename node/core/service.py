@@ -22,6 +22,7 @@ from colonynode.dht import GetResult, PeerRecord
 from colonynode.gossip.records import ENVELOPE_KIND, open_body
 from colonynode.node.core import requests as rq
 from colonynode.node.core import runs, waits
+from colonynode.node.core.crons import may_submit
 from colonynode.node.core.errors import JoinFailed, NotFound, NotHolder, PermissionDenied
 from colonynode.node.core.messages import JoinAccepted, PeerAddrs
 from colonynode.node.core.processes import OWN_CLAIM_KEY, PROCESS_KIND, terms_of
@@ -34,11 +35,6 @@ __all__ = ["HANDLERS"]
 log = logging.getLogger("colonynode.node")
 
 # -- processes ------------------------------------------------------------------------
-
-
-def _may_submit(core: NodeCore) -> None:
-    if not core.membership.has_role(core.node_id, "submitter"):
-        raise PermissionDenied("this node does not have the submitter role")
 
 
 def _publish_submission(core: NodeCore, record: dict[str, Any], pid: bytes) -> bytes:
@@ -75,7 +71,7 @@ def _refused(pid: bytes, event: Any) -> ColonyError:
 
 
 def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
-    _may_submit(core)
+    may_submit(core)
     pid, submitted = core.rng.randbytes(16), core.unix_ns()
     record = {"processid": pid.hex(), "spec": spec_to_json(req.spec), "submission_ns": submitted}
     own = core.scheduler.own_want(req.spec, submitted)  # the short path: it runs here
@@ -97,7 +93,7 @@ def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
 def submit_workflow(core: NodeCore, rid: int, req: rq.SubmitWorkflow) -> None:
     """A DAG of specs by nodename and dependencies. Every step is acknowledged by a
     majority before the answer; children wait for their parents."""
-    _may_submit(core)
+    may_submit(core)
     graph = core.rng.randbytes(16)
     pids = {s.nodename: core.rng.randbytes(16) for s in req.specs}
 
@@ -435,7 +431,7 @@ def remove_cron(core: NodeCore, rid: int, req: rq.RemoveCron) -> None:
 
 
 def run_cron(core: NodeCore, rid: int, req: rq.RunCron) -> None:
-    _may_submit(core)
+    may_submit(core)
     cron = core.crons.get(req.cronid)
     box: list[bytes] = []
 

@@ -13,6 +13,7 @@ from colonynode.core.errors import ValidationError
 from colonynode.core.scheduling import ExecutorAdvert
 from colonynode.node.core import NotFound
 from colonynode.node.core import requests as rq
+from colonynode.node.core.processes import PROCESSES_MAX
 from tests.node.colony import Colony
 
 PY = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
@@ -29,13 +30,9 @@ def add(colony: Colony, node: int = 0, **body: Any) -> dict[str, Any]:
 
 def tick_processes(colony: Colony, node: int, cronid: str) -> list[dict[str, Any]]:
     """The node's view of the cron's processes (one a tick for a one-step workflow)."""
-    book = colony.core(node).book
-    out = []
-    for pid in list(book._procs):
-        view = book.get(pid)
-        if view is not None and view.get("cronid") == cronid:
-            out.append(view)
-    return out
+    return colony.core(node).book.list(
+        None, PROCESSES_MAX, match=lambda e: e.get("cronid") == cronid
+    )
 
 
 def test_an_interval_cron_fires_every_interval_once_though_every_member_may_fire() -> None:

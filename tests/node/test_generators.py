@@ -11,6 +11,7 @@ import pytest
 from colonynode.core.errors import ValidationError
 from colonynode.node.core import NotFound
 from colonynode.node.core import requests as rq
+from colonynode.node.core.processes import PROCESSES_MAX
 from tests.node.colony import Colony
 
 STEP = {"functionspecs": [{"nodename": "work", "funcname": "f", "args": ["replaced"],
@@ -30,9 +31,9 @@ def pack(colony: Colony, node: int, gid: bytes, arg: str) -> None:
 
 def batches(colony: Colony, node: int, gid: bytes) -> list[list[Any]]:
     """The args of each workflow the generator started, oldest first (node's view)."""
-    book = colony.core(node).book
-    views = [book.get(pid) for pid in list(book._procs)]
-    mine = [v for v in views if v is not None and v.get("generatorid") == gid.hex()]
+    mine = colony.core(node).book.list(
+        None, PROCESSES_MAX, match=lambda e: e.get("generatorid") == gid.hex()
+    )
     for v in mine:
         assert v["spec"]["kwargs"] == {}, "a root's kwargs are cleared"
     return [v["spec"]["args"] for v in sorted(mine, key=lambda v: v["submissiontime"])]
