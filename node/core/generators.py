@@ -12,13 +12,15 @@ packing node's clock, then the arg id), claims their registers in one batched cl
 closes each it was granted with the output ``{"batch": graph id, "args": [...]}``. An
 arg's register is closed once, under the lease of the node that claimed it (the lease
 quorum's exactly-once), so an arg belongs to exactly one batch whoever raced for it.
-Only then is the batch's workflow submitted, its ids hashes of the batch (as a cron
-tick's, with the batch as the tick): the roots' args are the batch's args in pack order
-(kwargs cleared), as ColonyOS does. A node that got only some of the args it asked for
-releases them (no retry counted) and tries again later. If the firing node dies between
-the closes and the submission, another node that tries to claim one of those args is
-refused CLOSED, reads the register from a majority, learns the batch and submits its
-workflow itself (the same ids: the voters take it once).
+Which of them the batch used is then settled once, in the batch's decision register
+(claimed and closed with the set: `_decide`), and only then is the batch's workflow
+submitted, its ids hashes of the batch (as a cron tick's, with the batch as the tick):
+the roots' args are the decided args in pack order (kwargs cleared), as ColonyOS does.
+A node that got only some of the args it asked for releases them (no retry counted) and
+tries again later. If the firing node dies between the closes and the submission,
+another node that tries to claim one of those args is refused CLOSED, reads the register
+from a majority, learns the batch and submits its workflow itself (the same ids: the
+voters take it once) with the decided set, deciding it first if the taker had not.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
-from colonynode.consensus.messages import Outcome, Reason
+from colonynode.consensus.messages import Outcome, ProcessTerms, Reason
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import FunctionSpec, parse_workflow, spec_to_json
@@ -58,6 +60,8 @@ RECOVER_WAIT_S = 3.0  # for a batch's graph the voters say took an arg, before s
 GRAPHS_KEPT_MAX = 256
 TAKERS = ("executor", "submitter")  # who takes batches: claims need the executor role
 READS_MAX = 10  # reads of a close without a verdict before it is left to recovery
+DECIDE_TRIES_MAX = 10  # rounds at a batch's decision before it is left to recovery
+DECISIONS_KEPT_MAX = 1024
 REFUSED = (Reason.STALE_EPOCH, Reason.CLOSED, Reason.NOT_HOLDER, Reason.LEASE_HELD)
 UNKNOWN_QUIET_S = 10.0  # an arg the voters did not know is left out this long
 REPLAN_S_MAX = 30.0
@@ -70,6 +74,11 @@ Submitted = Callable[[ColonyError | None, list[dict[str, Any]]], None]
 def batch_id(generatorid: bytes, args: tuple[bytes, ...], what: str = "") -> bytes:
     data = b"colonynode/generator-batch\0" + generatorid + b"".join(args) + what.encode()
     return hashlib.sha256(data).digest()[:16]
+
+
+def decision_id(generatorid: bytes, graph: bytes) -> bytes:
+    """The register that settles which args batch `graph` used."""
+    return batch_id(generatorid, (graph,), "decision")
 
 
 @dataclass
@@ -134,14 +143,15 @@ class Generators:
         self._recovering: set[bytes] = set()
         self._failures: dict[bytes, int] = {}
         self._early: dict[bytes, list[dict[str, Any]]] = {}  # args of generators not heard yet
+        self._decisions: dict[bytes, None] = {}  # decision registers this node worked on
         self._timer_at_s: float | None = None
         self.counters: dict[str, int] = dict.fromkeys(
             ("batches", "batches_partial", "batches_recovered", "args_packed"), 0
         )
 
     def owns(self, pid: bytes) -> bool:
-        """A register of a packed arg (closed by a batch, never a process)."""
-        return any(pid in g.args for g in self.generators.values())
+        """A register of a packed arg or of a batch's decision (never a process)."""
+        return pid in self._decisions or any(pid in g.args for g in self.generators.values())
 
     # -- what gossip tells --------------------------------------------------------------
 
@@ -334,13 +344,13 @@ class Generators:
         until it answers), never guessed."""
         gid = gen.generatorid
         if not unsure or reads <= 0:
-            self._busy.discard(gid)
             used = tuple(p for p in planned if p in committed)
             if used and not unsure:
-                self.submit(gen, graph, used, then=None)
-                self.counters["batches"] += 1
+                self._decide(gen, graph, used, DECIDE_TRIES_MAX, taker=True)
+                return
             # (reads ran out: the batch is left to a later claimer's recovery, which
             # reads every listed arg)
+            self._busy.discard(gid)
             self.replan()
             return
         still: list[bytes] = []
@@ -362,6 +372,67 @@ class Generators:
 
         for pid in unsure:
             self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
+
+    def _decide(self, gen: Generator, graph: bytes, proposed: tuple[bytes, ...],
+                tries: int, *, taker: bool) -> None:  # fmt: skip
+        """Settle once, for the colony, which args batch `graph` used; then submit it.
+
+        Views of the args' closes differ: the taker counts the closes it was told of, a
+        recoverer reads them later, and a close without a verdict may commit later still,
+        by repair. So the set is itself a register's value: the batch's decision register
+        (its pid a hash of the batch, its terms the same whoever submits them) is claimed
+        and closed with the proposed set. One close commits; every submission of the
+        batch, the taker's or a recoverer's, carries the committed set, and one finding
+        the register closed reads it. An arg closed as the batch's and left out of the set
+        goes into a follow-up batch of its own (`_recovered`)."""
+        core, gid = self.core, gen.generatorid
+        pid = decision_id(gid, graph)
+        self._decisions[pid] = None
+        while len(self._decisions) > DECISIONS_KEPT_MAX:
+            del self._decisions[next(iter(self._decisions))]
+        output = {"batch": graph.hex(), "args": [p.hex() for p in proposed]}
+
+        def done(args: tuple[bytes, ...] | None) -> None:
+            if args is not None:
+                self.submit(gen, graph, args, then=None)
+                self.counters["batches"] += taker
+            elif tries > 1:
+                core.at(core.now_s + RETRY_S, lambda now_s: self._decide(
+                    gen, graph, proposed, tries - 1, taker=taker))  # fmt: skip
+                return
+            if taker:  # (tries ran out: the batch is left to a later claimer's recovery)
+                self._busy.discard(gid)
+                self.replan()
+
+        def read(event: Any) -> None:
+            out = getattr(getattr(event, "view", None), "output", None)
+            done(_listed(out, graph) if event.committed else None)
+
+        def closed(event: Any) -> None:
+            if isinstance(event, lev.Closed) and event.committed:
+                done(proposed)
+            else:  # refused or no verdict: what do the voters hold?
+                core.lease(lrq.ReadRegister(pid), read)
+
+        def claimed(event: Any) -> None:
+            if isinstance(event, lev.Granted):
+                core.lease(lrq.CloseProcess(pid, Outcome.SUCCESS, output), closed)
+            elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.CLOSED:
+                core.lease(lrq.ReadRegister(pid), read)
+            else:
+                done(None)
+
+        def held(event: Any) -> None:
+            if event.acked:
+                core.lease(lrq.ClaimLeases((pid,)), claimed)
+            else:
+                done(None)
+
+        terms = ProcessTerms(pid, core.node_id, maxretries=-1, tick=pid)
+        try:
+            core.lease(lrq.SubmitProcess(terms), held)
+        except ColonyError:  # too many lease requests in flight: later
+            done(None)
 
     def submit(self, gen: Generator, graph: bytes, used: tuple[bytes, ...],
                then: Submitted | None) -> None:  # fmt: skip
@@ -435,7 +506,8 @@ class Generators:
                 used.append(pid)
             left[0] -= 1
             if left[0] == 0 and used:
-                self.submit(gen, graph, tuple(p for p in listed if p in used), then=None)
+                self._decide(gen, graph, tuple(p for p in listed if p in used),
+                             DECIDE_TRIES_MAX, taker=False)  # fmt: skip
 
         for pid in listed:
             self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
@@ -513,6 +585,16 @@ class Generators:
             "initiatorid": peer_id_str(author) if author is not None else None,
             "initiatorname": member.name if member is not None else None,
         }
+
+
+def _listed(out: Any, graph: bytes) -> tuple[bytes, ...] | None:
+    """The args a closed register's output gives batch `graph`, if it is that batch's."""
+    if not isinstance(out, dict) or out.get("batch") != graph.hex():
+        return None
+    try:
+        return tuple(bytes.fromhex(str(h)) for h in out["args"])
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _with_args(spec: FunctionSpec, values: list[str]) -> FunctionSpec:

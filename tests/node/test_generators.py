@@ -11,6 +11,7 @@ import pytest
 from colonynode.core.errors import ValidationError
 from colonynode.node.core import NotFound
 from colonynode.node.core import requests as rq
+from colonynode.node.core.generators import batch_id
 from colonynode.node.core.processes import PROCESSES_MAX
 from tests.node.colony import Colony
 
@@ -116,6 +117,32 @@ def test_a_batch_whose_taker_died_before_submitting_is_submitted_by_another() ->
         colony.net.call(n, lambda core, now: core.generators.replan())
     colony.run_until(lambda: batches(colony, 0, gid) == [["p", "q"]], max_s=20)
     assert sum(gens[n].counters["batches_recovered"] for n in (0, 1, 2, 4)) >= 1
+
+
+def test_members_that_saw_different_args_for_one_batch_all_submit_the_decided_set() -> None:
+    """A batch's taker and a recoverer can see different sets of its closes (one may
+    commit late, by repair): the batch's decision register settles one set, and every
+    submission of the batch, whoever sends it, carries that set."""
+    colony = Colony(5)
+    gid = add(colony, trigger=2)
+    for n in range(5):
+        colony.core(n).generators.started = False  # the test makes them propose
+    pack(colony, 0, gid, "p")
+    pack(colony, 1, gid, "q")
+    colony.net.stabilize()
+    ids = tuple(a.argid for a in colony.core(3).generators.get(gid).open_args())
+    graph = batch_id(gid, ids)
+    for n, proposed in ((3, ids), (4, ids[:1])):  # the two members that take batches
+        colony.net.call(n, lambda core, now, proposed=proposed: core.generators._decide(
+            core.generators.get(gid), graph, proposed, 3, taker=False))  # fmt: skip
+    colony.run_until(lambda: all(batches(colony, n, gid) for n in range(5)), max_s=20)
+    colony.net.advance(3.0)
+    colony.net.stabilize()
+    seen = {tuple(b) for n in range(5) for b in batches(colony, n, gid)}
+    assert len(seen) == 1 and seen <= {("p", "q"), ("p",)}, seen
+    args = [a for n in range(5) for a in colony.core(n).generators.get(gid).args.values()]
+    uses = {(a.value, a.batch) for a in args if a.batch is not None}
+    assert uses == {(v, graph.hex()) for v in next(iter(seen))}, uses
 
 
 def test_a_removed_generator_takes_no_more_args_and_bad_ones_are_refused() -> None:
