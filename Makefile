@@ -1,6 +1,7 @@
 # colonynode: two commands on a fresh machine.
 #   make test   sets everything up, then runs ruff, mypy and pytest
 #   make demo   sets everything up, then runs a real multi-node colony on loopback
+#   make chaos  a chaos run against real daemons (SEED=N DURATION=S to choose)
 # A second run reuses .venv and installs nothing.
 
 PYTHON ?= python3
@@ -9,8 +10,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKGS   := core storage gossip dht consensus node cli simulations sdk
 PYTEST_ARGS ?=
+SEED ?=
+DURATION ?= 300
 
-.PHONY: test demo lint typecheck pytest bench clean setup
+.PHONY: test demo chaos lint typecheck pytest bench clean setup
 
 setup: $(STAMP)
 
@@ -55,6 +58,11 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# Root and `ip` give each daemon a network namespace (link cuts, slow links); without
+# them the run says so and injects kills and pauses only.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --duration-s $(DURATION) $(if $(SEED),--seed $(SEED))
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

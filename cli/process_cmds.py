@@ -307,7 +307,8 @@ def executor_run(
         client = _client(data_dir)
         node_name = client.get("/v1/status")["name"]
         ex = Executor(client, runner, executortype, name or f"{node_name}-{executortype}",
-                      concurrency=concurrency or os.cpu_count() or 1)  # fmt: skip
+                      concurrency=concurrency or os.cpu_count() or 1,
+                      reconnect=lambda: _client(data_dir))  # fmt: skip
     except BaseException:
         runner.close()
         raise

@@ -121,7 +121,7 @@ class ApiClient:
     def _socket(self) -> _SocketConnection:
         """This thread's socket connection; a new one if the daemon closed the old."""
         conn: _SocketConnection | None = getattr(self._local, "sock", None)
-        if conn is not None:
+        if conn is not None and conn.sock.fileno() >= 0:  # (-1: `close` closed it)
             readable, _, _ = select.select([conn.sock], [], [], 0)
             if not readable:
                 return conn

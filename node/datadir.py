@@ -65,6 +65,7 @@ class NodeSettings:
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/0"])
     api: str = "127.0.0.1:0"
     bootstrap: list[str] = field(default_factory=list)
+    bound_ports: dict[str, int] = field(default_factory=dict)  # tcp/0 entry -> its last port
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSettings:

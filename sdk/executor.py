@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from colonynode.core.errors import ColonyError
-from colonynode.node.apiclient import ApiClient
+from colonynode.node.apiclient import ApiClient, ApiError, DaemonNotRunning
 from colonynode.sdk.context import ProcessContext, route_stdout
 from colonynode.sdk.functions import FunctionError
 from colonynode.sdk.runners import ProcessRunner, Run, Runner, ThreadRunner
@@ -39,6 +39,7 @@ __all__ = ["Executor"]
 log = logging.getLogger(__name__)
 
 ASSIGN_TIMEOUT_S = 10.0
+RECONNECT_S = (0.2, 5.0)  # the first and the longest wait between tries for a node gone
 CONCURRENCY_MAX = 256  # slots of one executor
 JOIN_POLL_S = 0.5
 HEARTBEAT_S = 1.0
@@ -55,11 +56,15 @@ class Executor:
         *,
         heartbeat_s: float = HEARTBEAT_S,
         concurrency: int = 1,
+        reconnect: Callable[[], ApiClient] | None = None,
     ) -> None:
         """`functions`: a runner (`ProcessRunner(path)` runs them in a worker process
         that can be killed), or a dict of functions to call on threads of this one.
         `concurrency`: how many calls run at once, each in a slot of its own (a worker
-        process each, for a `ProcessRunner`), with a long-poll of its own for work."""
+        process each, for a `ProcessRunner`), with a long-poll of its own for work.
+        `reconnect`: a fresh client of the same node (its handle read again); with it,
+        an executor whose node went away (killed, restarted, paused) waits for the node
+        and registers again instead of exiting."""
         if not 1 <= concurrency <= CONCURRENCY_MAX:
             raise ColonyError(f"concurrency must be 1..{CONCURRENCY_MAX}, not {concurrency}")
         self.client = client
@@ -72,6 +77,8 @@ class Executor:
         self.abandoned = 0
         self.refused = 0  # results the voters would not commit
         self._lock = threading.Lock()  # the counters, the id, the tickets
+        self._reconnect = reconnect
+        self._reconnecting = threading.Lock()
         self._stop = threading.Event()
         try:
             self.id = self._register()
@@ -84,8 +91,8 @@ class Executor:
     def concurrency(self) -> int:
         return len(self.runners)
 
-    def _register(self) -> str:
-        reply = self.client.post(
+    def _register(self, client: ApiClient | None = None) -> str:
+        reply = (client or self.client).post(
             "/v1/executors",
             {"name": self.name, "executortype": self.executortype,
              "functions": sorted(self.runner.names), "slots": self.concurrency},
@@ -143,6 +150,9 @@ class Executor:
                     tickets.give_back()
             except ColonyError as exc:
                 tickets.give_back()
+                if _node_gone(exc) and self._reconnect is not None:
+                    self._await_node(seen, exc)
+                    continue
                 if "register again" not in str(exc):
                     failures.append(exc)
                     self._stop.set()
@@ -157,6 +167,32 @@ class Executor:
                 failures.append(exc)
                 self._stop.set()
                 return
+
+    def _await_node(self, seen: str, exc: ColonyError) -> None:
+        """The node went away: try again, waiting longer each time, until it answers and
+        this executor is registered again (the first slot to see it does this; the
+        others find the id changed). Runs in flight carry on; their results reach the
+        node if it is back by then, and otherwise their leases end and the voters give
+        the processes to another executor."""
+        assert self._reconnect is not None
+        with self._reconnecting:
+            if self.id != seen:
+                return
+            log.warning("%s; waiting for the node to come back", exc)
+            wait_s = RECONNECT_S[0]
+            while not self._stop.is_set():
+                try:
+                    client = self._reconnect()
+                    self.id = self._register(client)
+                except ColonyError as again:
+                    log.debug("the node is still gone: %s", again)
+                else:
+                    self.client, old = client, self.client
+                    old.close()
+                    log.info("the node is back: registered again as %s", self.id)
+                    return
+                self._stop.wait(wait_s)
+                wait_s = min(wait_s * 2, RECONNECT_S[1])
 
     def detach(self) -> list[str]:
         """Leave the node: the processes still running here go back to WAITING (their
@@ -316,6 +352,12 @@ class _Tickets:
         with self._lock:
             if self._left is not None:
                 self._left += 1
+
+
+def _node_gone(exc: ColonyError) -> bool:
+    """The node does not answer, or answers as a new daemon (its API token changed)."""
+    return isinstance(exc, DaemonNotRunning) or (
+        isinstance(exc, ApiError) and exc.code == "unauthorized")  # fmt: skip
 
 
 def _more_runners(first: Runner, n: int) -> list[Runner]:

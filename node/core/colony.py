@@ -10,12 +10,22 @@ to dial, and the owner's roster changes (DESIGN.md §3, docs/decisions.md).
   connection (`Silenced`).
 - Everyone who connects hears our roster in a `Hello` (a removed member learns it was
   removed); a peer's own addresses come in its Hello, the others' from their signed
-  /peer/ records in the DHT. A roster stream from a non-member is refused and counted.
+  /peer/ records in the DHT and, as hints, in a Hello's `peers`: the addresses of the
+  members its sender is connected to. A hint is taken only for a member we are not
+  connected to and only if it names that member's peer id (the Noise handshake of the
+  dial proves the identity; a wrong hint costs a failed dial, and the member's own Hello
+  replaces it). A roster stream from a non-member is refused and counted.
 - Dials: every `REDIAL_S`, or at once when an address or the roster changed, this node
   asks its driver to dial every member it knows an address for and is not connected to
   (small colonies: a full mesh), the bootstrap addresses while connected to nobody, and
-  looks up the members it knows no address for in the DHT (each at most every
-  `LOOKUP_EVERY_S`).
+  looks up in the DHT every member it is not connected to (each at most every
+  `LOOKUP_EVERY_S`): one it knows no address for, and one whose known address may be
+  stale (a member restarted on a new port). A node that hears a member's own
+  addresses change (it restarted on a new port and reached us) sends its Hello, with
+  the new hint, to every member it is connected to; and the restarted member hears
+  everyone's current addresses in the Hellos of the peers it reaches. So restarted
+  members find each other through anyone they both reach (the chaos run found
+  restarted daemons on new ports that stayed apart for good).
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from colonynode.core.roster import ROSTER_DOMAIN
 from colonynode.dht import DhtCore, PeerInfo, PeerRecord
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.records import ENVELOPE_KIND, envelope_from_body, envelope_to_body
-from colonynode.node.core.messages import Hello, RosterUpdate
+from colonynode.node.core.messages import ADDRS_MAX, Hello, PeerAddrs, RosterUpdate
 from colonynode.node.core.requests import Dial, Disconnect, Silenced
 
 if TYPE_CHECKING:
@@ -41,6 +51,8 @@ __all__ = ["LOOKUP_EVERY_S", "REDIAL_S", "Links"]
 REDIAL_S = 5.0
 LOOKUP_EVERY_S = 10.0
 FINDING_MAX = 4096  # members whose DHT lookup time is remembered
+HINTS_MAX = 64  # members' addresses in one Hello
+DIALS_PER_MEMBER = 3  # its first known addresses, tried in each round (the newest first)
 
 
 class Links:
@@ -153,9 +165,13 @@ class Links:
         m = self.membership
         writes = m.offer(msg.roster) or []
         changed = bool(writes)
-        # A peer's own addresses only (others' come from their /peer/ records).
+        # A peer's own addresses, and its hints for the members we cannot reach.
+        moved = False
         if isinstance(msg, Hello) and m.is_member(sender):
-            writes += m.learn_addrs(sender, tuple(msg.addrs))
+            before = m.addrs.get(sender)
+            own = m.learn_addrs(sender, tuple(msg.addrs))
+            moved = bool(own) and before is not None  # it restarted on a new address
+            writes += own + self._take_hints(msg.peers)
         self.core.write(writes)  # persist before send
         if changed:
             self.roster_changed()
@@ -169,6 +185,11 @@ class Links:
             self.broadcast(skip=sender)
         elif writes and self.core.config.dial:
             self.dial_soon(self.core.now_s)
+        if moved:  # the others may know only its old address: pass on the new one
+            hello = self.hello()
+            for peer in sorted(self.connected - {sender}):
+                if hello is not None and m.is_member(peer):
+                    self.core.send(peer, hello)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -179,17 +200,39 @@ class Links:
             for peer in sorted(new):
                 self.core.emit(Disconnect(peer))
             return
-        env = self.membership.envelope
-        if env is not None:
+        hello = self.hello()
+        if hello is not None:
             for peer in sorted(new):
-                self.core.send(peer, Hello(env, self.addrs, ()))
+                self.core.send(peer, hello)
         self._refresh_peers()
 
     def hello_all(self) -> None:
-        env = self.membership.envelope
-        if env is not None:
+        hello = self.hello()
+        if hello is not None:
             for peer in sorted(self.connected):
-                self.core.send(peer, Hello(env, self.addrs, ()))
+                self.core.send(peer, hello)
+
+    def hello(self) -> Hello | None:
+        """Our roster, our addresses, and those of the members we are connected to."""
+        m = self.membership
+        if m.envelope is None:
+            return None
+        hints = [PeerAddrs(p, m.addrs[p][:ADDRS_MAX]) for p in sorted(self.connected)
+                 if m.is_member(p) and m.addrs.get(p)]  # fmt: skip
+        return Hello(m.envelope, self.addrs, tuple(hints[:HINTS_MAX]))
+
+    def _take_hints(self, hints: tuple[PeerAddrs, ...]) -> list[Any]:
+        """Addresses a member says others have: for members we cannot reach now."""
+        m, writes = self.membership, []
+        for hint in hints[:HINTS_MAX]:
+            nid = hint.node_id
+            if nid == self.core.node_id or nid in self.connected or not m.is_member(nid):
+                continue
+            suffix = f"/p2p/{peer_id_str(nid)}"
+            addrs = tuple(a for a in hint.addrs if a.endswith(suffix))
+            if addrs:
+                writes += m.learn_addrs(nid, addrs, own=False)
+        return writes
 
     def set_addrs(self, addrs: tuple[str, ...]) -> None:
         self.addrs = addrs
@@ -237,23 +280,24 @@ class Links:
         for nid, addrs in list(m.addrs.items()):
             if nid in self.connected or not m.is_member(nid):
                 continue
-            targets += [a for a in addrs if "/p2p/" in a][:1]
+            targets += [a for a in addrs if "/p2p/" in a][:DIALS_PER_MEMBER]
         if not self.connected:
             targets += self.core.config.bootstrap
         else:
-            self._find_unknown_members(now_s)
+            self._find_unreached_members(now_s)
         for addr in targets:
             self.core.emit(Dial(addr))
 
-    def _find_unknown_members(self, now_s: float) -> None:
-        """Look up, through the DHT, members we know no address for."""
+    def _find_unreached_members(self, now_s: float) -> None:
+        """Look up, through the DHT, the members we are not connected to: we know no
+        address for them, or the one we know no longer answers."""
         roster = self.membership.roster
         if roster is None:
             return
         me = self.core.node_id
         for member in roster.members:
             nid = member.node_id
-            if nid == me or nid in self.connected or nid in self.membership.addrs:
+            if nid == me or nid in self.connected:
                 continue
             if self._finding.get(nid, 0.0) > now_s:
                 continue
@@ -276,7 +320,7 @@ class Links:
         if not full:
             return
         self.found_addrs += 1
-        writes = self.membership.learn_addrs(nid, full)
+        writes = self.membership.learn_addrs(nid, full, own=False)
         if writes:
             self.core.write(writes)
             self.core.emit(Dial(full[0]))

@@ -25,6 +25,7 @@ from colonynode.storage.api import Store, Write
 __all__ = ["Membership", "NotOwner"]
 
 log = logging.getLogger(__name__)
+ADDRS_KEPT_MAX = 16  # addresses kept a member
 
 T_MEMBERSHIP = "membership"
 T_SPENT = "invites_spent"
@@ -95,7 +96,13 @@ class Membership:
         log.info("roster v%d: %d members", roster.version, len(roster.members))
         return [(T_MEMBERSHIP, K_ROSTER, to_wire(env))]
 
-    def learn_addrs(self, nid: NodeId, addrs: tuple[str, ...]) -> list[Write]:
+    def learn_addrs(self, nid: NodeId, addrs: tuple[str, ...], *, own: bool = True) -> list[Write]:
+        """A member's addresses: its `own` word (its Hello, its join) replaces what we
+        knew; a hint or a DHT record (either may be stale) goes first and keeps what we
+        knew after it, up to ADDRS_KEPT_MAX, so both are dialled."""
+        if not own:
+            old = self.addrs.get(nid, ())
+            addrs = (*addrs, *(a for a in old if a not in addrs))[:ADDRS_KEPT_MAX]
         if nid == self.identity.node_id or not addrs or self.addrs.get(nid) == addrs:
             return []
         if nid not in self.addrs and len(self.addrs) >= KNOWN_PEERS_MAX:

@@ -85,3 +85,14 @@ def forget_failed_dial(host: IHost, peer_id: Any) -> None:
             cache.evict(str(peer_id))
         except Exception:  # pragma: no cover - private API, best effort
             pass
+
+
+def dial_only(host: IHost, peer_id: Any) -> None:
+    """Forget the addresses py-libp2p keeps for `peer_id`, so that a dial tries the one
+    it is given: its swarm dials only the first TCP address of its peerstore, which is
+    the stale one after the peer came back on a new port (the chaos run's daemons that
+    stayed apart). NodeCore decides which addresses to try (node/core/colony.py)."""
+    try:
+        host.get_peerstore().clear_addrs(peer_id)
+    except Exception:  # pragma: no cover - best effort, as above
+        pass

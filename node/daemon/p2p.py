@@ -28,7 +28,7 @@ from colonynode.core.errors import ColonyError, DecodeError, LimitExceeded
 from colonynode.core.ids import NodeId, node_id_from_peer_id, peer_id_str, short_id
 from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.core.transport import Receiver
-from colonynode.node.daemon.host import forget_failed_dial
+from colonynode.node.daemon.host import dial_only, forget_failed_dial
 from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 
 __all__ = ["Channel", "DialError", "P2PTransport", "full_addr", "node_id_of"]
@@ -136,6 +136,7 @@ class P2PTransport:
         if self.silenced:
             raise DialError("this node no longer talks to the colony")
         forget_failed_dial(self.host, info.peer_id)
+        dial_only(self.host, info.peer_id)
         try:
             with trio.fail_after(DIAL_S):
                 await self.host.connect(info)

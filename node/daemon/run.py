@@ -40,6 +40,7 @@ from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
 from colonynode.node.daemon.local_api import SOCKET_NAME, SOCKET_PATH_MAX, LocalApi
 from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport
+from colonynode.node.daemon.ports import remember, sticky
 from colonynode.node.datadir import DataDir, NodeSettings
 from colonynode.node.logs import set_node_id
 from colonynode.storage._trio import StoreWriter
@@ -257,6 +258,13 @@ class Node:
         transport.add_channel(Channel("dht", f"/colony/{colony}/dht/1", DHT_CODEC))
         transport.add_channel(Channel("lease", f"/colony/{colony}/lease/1", LEASE_CODEC))
 
+    def _keep_ports(self, addrs: list[str]) -> None:
+        """Remember the ports `tcp/0` got, for the next start (ports.py)."""
+        bound = remember(self.settings.listen, addrs)
+        if bound and bound != self.settings.bound_ports:
+            self.settings.bound_ports = bound
+            self.datadir.save_settings(self.settings)
+
     async def run(
         self,
         *,
@@ -266,7 +274,8 @@ class Node:
         set_node_id(self.identity.short_id)
         self.started_s = trio.current_time()
         host = build_host(self.identity)
-        listen = [multiaddr.Multiaddr(a) for a in self.settings.listen]
+        listen = [multiaddr.Multiaddr(a)
+                  for a in sticky(self.settings.listen, self.settings.bound_ports)]  # fmt: skip
         if join_with is not None:
             self.settings.colony = parse_invite(join_with[1])[0].colony
         async with trio.open_nursery() as nursery:
@@ -282,6 +291,7 @@ class Node:
                 try:
                     await nursery.start(self.driver.run)
                     self.core.set_addrs(trio.current_time(), transport.addrs())
+                    self._keep_ports(transport.addrs())
                     if join_with is not None:
                         await join(self, *join_with)
                     for addr in transport.addrs():

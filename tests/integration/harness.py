@@ -141,6 +141,8 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{name}.log"
         self.started_at = 0.0
+        self.prefix: list[str] = []  # e.g. `ip netns exec NS` (tests/chaos/netns.py)
+        self.listen = LISTEN
 
     def init(self, colony: str = "lab") -> None:
         cli("init", "--colony", colony, "--data-dir", str(self.dir), "--name", self.name)
@@ -149,8 +151,9 @@ class Daemon:
         log = self.log_path.open("ab")
         env = {**os.environ, "COLONYNODE_LOG": "INFO"}
         self.started_at = time.monotonic()
+        argv = [*self.prefix, CLI, *args, "--data-dir", str(self.dir), "--name", self.name]
         self.proc = subprocess.Popen(
-            [CLI, *args, "--data-dir", str(self.dir), "--name", self.name, "--listen", LISTEN],
+            [*argv, "--listen", self.listen],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

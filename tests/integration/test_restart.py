@@ -22,6 +22,7 @@ def square(x):
     return x * x
 """
 N = 20
+RUN = ("--executortype", "py", "--wait")
 
 
 def test_a_sigkilled_and_restarted_node_keeps_every_acknowledged_process(
@@ -53,3 +54,46 @@ def test_a_sigkilled_and_restarted_node_keeps_every_acknowledged_process(
         ex.stop_all()
     wait_until("ps to list them all SUCCESS", lambda: all(
         p["state"] == "SUCCESS" for p in cli_json("ps", "--data-dir", str(a.dir))))  # fmt: skip
+
+
+def test_a_restarted_node_listens_on_its_old_port_and_one_on_a_new_port_is_found_again(
+    colony: Colony,
+) -> None:
+    """A `tcp/0` listener keeps its port across restarts (node/daemon/ports.py); when the
+    port did change (here: forgotten), the members redial the new one, which they learn
+    from whoever the node reaches (the chaos run found such nodes apart for good)."""
+    a = colony.founder("a")
+    b, c = colony.joined("b", via=a), colony.joined("c", via=a)
+    mesh = lambda: all(d.status()["connected_peers"] == 2 for d in (a, b, c))  # noqa: E731
+    wait_until("a full mesh", mesh)
+    before = c.addr()
+    c.stop(signal.SIGKILL)
+    c.start()
+    assert c.addr() == before
+    wait_until("the mesh again", mesh)
+    for d in (b, c):  # both come back on new ports; b knows only c's old one
+        d.stop(signal.SIGKILL)
+        settings = json.loads((d.dir / "node.json").read_text())
+        (d.dir / "node.json").write_text(json.dumps({**settings, "bound_ports": {}}))
+    c.start()
+    b.start()
+    assert c.addr() != before
+    wait_until("b and c to find each other on their new ports", mesh, timeout_s=30)
+
+
+def test_an_executor_waits_out_its_nodes_restart_and_serves_again(
+    colony: Colony, tmp_path: Path
+) -> None:
+    a = colony.founder("a")
+    ex = Executors(tmp_path, FUNCTIONS)
+    ex.start(a)
+    try:
+        assert cli_json("run", "square", "3", *RUN, "--data-dir", str(a.dir))["output"] == [9]
+        a.stop(signal.SIGKILL)
+        a.start()
+        done = cli_json("run", "square", "4", *RUN, "--data-dir", str(a.dir))
+        assert done["state"] == "SUCCESS" and done["output"] == [16]
+        assert ex.procs["a"].poll() is None  # the same executor process, registered again
+        assert "registered again" in ex.log(a)
+    finally:
+        ex.stop_all()

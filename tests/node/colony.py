@@ -44,7 +44,7 @@ class Colony:
     def __init__(self, n: int = 5, voters: int = 3, **config: Any) -> None:
         self.envelope = roster_of(n, voters)
         self.identities = [identity(i) for i in range(n)]
-        self.config = NodeConfig(dial=False, colony="lab", **config)
+        self.config = NodeConfig(**{"dial": False, "colony": "lab", **config})
         ids = [x.node_id for x in self.identities]
         self.net: SteppedNet[NodeCore] = SteppedNet(ids, self._make)
         self.net.tick_all()

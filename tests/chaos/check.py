@@ -1,0 +1,139 @@
+"""The chaos run's checker: what the recorded history and the healed colony's views
+must agree on (Jepsen's shape: operations recorded as they happen, judged afterwards).
+
+Pure: it takes the history, the executions the workload function logged and each
+node's final view, and returns the violations, one line each. Unit-tested with planted
+anomalies (tests/chaos/test_check.py) so that each rule is known to fire.
+
+The rules, for the workload of `work(log, i)` calls (each returns `[i * i, nonce]`, the
+nonce fresh for every execution and logged by the execution before it returns):
+
+- **None lost.** Every acknowledged submission (the node answered with its pid, so a
+  majority of voters held it) is SUCCESS in every node's view and in a majority read.
+- **The right output, committed once.** Its output is `[i * i, nonce]` for its own `i`,
+  the nonce one that an execution of that `i` logged, and every view and the majority
+  read hold the same output: two committed runs would show as two nonces.
+- **Nothing invented.** A process of the workload in any view is one the history
+  submitted (acknowledged, or left unknown by a fault), with that submission's `i`.
+- **No node stuck.** Every node answered for its view after the healing, and is
+  connected to every other again (a small colony is a full mesh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FUNCNAME = "work"
+
+
+@dataclass
+class Submission:
+    """One submission of the workload: acknowledged (`pid` set) or unknown (an error or
+    a timeout: it may or may not have been taken)."""
+
+    i: int
+    node: str
+    start_s: float
+    end_s: float
+    pid: str | None = None
+    error: str = ""
+
+
+@dataclass
+class Final:
+    """What the healed colony says: each node's view (pid -> process), or why it gave
+    none; and a majority read of each acknowledged pid."""
+
+    views: dict[str, dict[str, dict[str, Any]] | None] = field(default_factory=dict)
+    unanswered: dict[str, str] = field(default_factory=dict)  # node -> why
+    majority: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    peers: dict[str, int] = field(default_factory=dict)  # node -> members it is connected to
+
+
+def expected_output(i: int, nonce: str) -> list[Any]:
+    return [i * i, nonce]
+
+
+def check(history: list[Submission], executions: Mapping[int, set[str]],
+          final: Final) -> list[str]:  # fmt: skip
+    """Every violation of the rules above, one line each (empty: the run holds)."""
+    out: list[str] = [f"node {n} gave no view after healing: {why}"
+                      for n, why in sorted(final.unanswered.items())]  # fmt: skip
+    mesh = len(final.views) - 1
+    out += [f"node {n} is connected to {k} of its {mesh} peers after healing"
+            for n, k in sorted(final.peers.items()) if k < mesh]  # fmt: skip
+    by_i = {s.i: s for s in history}
+    acked = {s.pid: s for s in history if s.pid is not None}
+    for pid, sub in sorted(acked.items(), key=lambda kv: kv[1].i):
+        out += _check_acked(pid, sub, executions.get(sub.i, set()), final)
+    for node, view in sorted(final.views.items()):
+        for pid, proc in sorted((view or {}).items()):
+            spec = proc.get("spec") or {}
+            if spec.get("funcname") != FUNCNAME:
+                continue
+            i = _i_of(spec)
+            sub = by_i.get(i) if i is not None else None
+            if sub is None:
+                args = spec.get("args")
+                out.append(f"{node}: process {pid} with args {args} was never submitted")
+            elif sub.pid is not None and sub.pid != pid:
+                out.append(f"{node}: call {i} is process {pid}, but {sub.pid} was acknowledged")
+    return out
+
+
+def _check_acked(pid: str, sub: Submission, nonces: set[str], final: Final) -> list[str]:
+    out: list[str] = []
+    outputs: dict[str, Any] = {}
+    for node, view in sorted(final.views.items()):
+        if view is None:
+            continue
+        proc = view.get(pid)
+        if proc is None:
+            out.append(f"acknowledged call {sub.i} ({pid}, via {sub.node}) is lost at {node}")
+        elif proc.get("state") != "SUCCESS":
+            out.append(f"acknowledged call {sub.i} ({pid}) is {proc.get('state')} at {node}")
+        else:
+            outputs[node] = proc.get("output")
+    maj = final.majority.get(pid)
+    if maj is None or not (maj.get("consistent") or {}).get("committed"):
+        got = "no answer" if maj is None else (
+            f"{maj.get('state')} at epoch {maj.get('epoch')}, {maj.get('consistent')}")  # fmt: skip
+        out.append(f"acknowledged call {sub.i} ({pid}) has no majority read ({got})")
+    elif maj.get("state") != "SUCCESS":
+        state = maj.get("state")
+        out.append(f"acknowledged call {sub.i} ({pid}) is {state} in a majority read")
+    else:
+        outputs["majority"] = maj.get("output")
+    distinct = {repr(o) for o in outputs.values()}
+    if len(distinct) > 1:
+        out.append(f"call {sub.i} ({pid}) has {len(distinct)} outputs: {outputs}")
+    for where, got in sorted(outputs.items()):
+        if not _right(sub.i, got, nonces):
+            out.append(f"call {sub.i} ({pid}) at {where}: output {got!r} is not one of its runs'")
+            break
+    return out
+
+
+def _right(i: int, got: Any, nonces: set[str]) -> bool:
+    return (isinstance(got, list) and len(got) == 2 and got[1] in nonces
+            and got == expected_output(i, str(got[1])))  # fmt: skip
+
+
+def _i_of(spec: dict[str, Any]) -> int | None:
+    args = spec.get("args")
+    if isinstance(args, list) and len(args) == 2 and isinstance(args[1], int):
+        return args[1]
+    return None
+
+
+def read_executions(text: str) -> dict[int, set[str]]:
+    """The workload function's log: one `i nonce` line per execution that returned (a
+    torn last line, from a run killed while writing, is skipped)."""
+    runs: dict[int, set[str]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            runs.setdefault(int(parts[0]), set()).add(parts[1])
+    return runs

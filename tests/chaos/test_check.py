@@ -1,0 +1,103 @@
+"""The chaos checker's rules, each shown to fire on a planted anomaly (and a clean
+history to pass), so a chaos run that reports nothing is known to be looking."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.chaos.check import FUNCNAME, Final, Submission, check, read_executions
+
+
+def proc(pid: str, i: int, output: list[Any], state: str = "SUCCESS") -> dict[str, Any]:
+    return {"processid": pid, "state": state, "output": output,
+            "spec": {"funcname": FUNCNAME, "args": ["log", i]}}  # fmt: skip
+
+
+def clean() -> tuple[list[Submission], dict[int, set[str]], Final]:
+    """Calls 0 and 1 acknowledged, call 2 unknown (never taken), on nodes a and b."""
+    history = [Submission(0, "a", 0.0, 0.1, pid="p0"), Submission(1, "b", 0.0, 0.1, pid="p1"),
+               Submission(2, "a", 0.0, 5.0, error="DaemonNotRunning: timed out")]  # fmt: skip
+    executions = {0: {"n0"}, 1: {"n1", "n1-killed-run"}}
+    view = {"p0": proc("p0", 0, [0, "n0"]), "p1": proc("p1", 1, [1, "n1"])}
+    majority = {pid: {**p, "consistent": {"committed": True, "answered": 2}}
+                for pid, p in view.items()}  # fmt: skip
+    return history, executions, Final({"a": view, "b": copy.deepcopy(view)}, {}, majority)
+
+
+def test_a_clean_history_holds_and_an_unknown_submission_may_be_missing() -> None:
+    assert check(*clean()) == []
+
+
+def test_an_unknown_submission_that_was_taken_after_all_is_no_violation() -> None:
+    history, executions, final = clean()
+    executions[2] = {"n2"}
+    for view in final.views.values():
+        assert view is not None
+        view["p2"] = proc("p2", 2, [4, "n2"])
+    assert check(history, executions, final) == []
+
+
+def test_an_acknowledged_call_missing_at_a_node_is_lost() -> None:
+    history, executions, final = clean()
+    del final.views["b"]["p1"]  # type: ignore[index]
+    assert check(history, executions, final) == ["acknowledged call 1 (p1, via b) is lost at b"]
+
+
+def test_an_acknowledged_call_not_done_or_without_a_majority_read_is_reported() -> None:
+    history, executions, final = clean()
+    final.views["a"]["p0"]["state"] = "RUNNING"  # type: ignore[index]
+    final.majority["p1"] = {"state": "SUCCESS", "consistent": {"committed": False}}
+    assert check(history, executions, final) == [
+        "acknowledged call 0 (p0) is RUNNING at a",
+        "acknowledged call 1 (p1) has no majority read"
+        " (SUCCESS at epoch None, {'committed': False})",
+    ]
+
+
+def test_two_committed_runs_show_as_two_outputs() -> None:
+    history, executions, final = clean()
+    final.views["b"]["p1"]["output"] = [1, "n1-killed-run"]  # type: ignore[index]
+    found = check(history, executions, final)
+    assert len(found) == 1 and found[0].startswith("call 1 (p1) has 2 outputs")
+
+
+def test_an_output_no_run_produced_or_of_the_wrong_value_is_reported() -> None:
+    history, executions, final = clean()
+    for view in [*final.views.values(), final.majority]:
+        view["p0"]["output"] = [0, "never-ran"]  # type: ignore[index]
+        view["p1"]["output"] = [2, "n1"]  # type: ignore[index]
+    assert check(history, executions, final) == [
+        "call 0 (p0) at a: output [0, 'never-ran'] is not one of its runs'",
+        "call 1 (p1) at a: output [2, 'n1'] is not one of its runs'",
+    ]
+
+
+def test_a_process_nobody_submitted_or_a_second_process_for_a_call_is_reported() -> None:
+    history, executions, final = clean()
+    assert final.views["a"] is not None
+    final.views["a"]["px"] = proc("px", 7, [49, "n7"])
+    final.views["a"]["py"] = proc("py", 0, [0, "n0"])
+    assert check(history, executions, final) == [
+        "a: process px with args ['log', 7] was never submitted",
+        "a: call 0 is process py, but p0 was acknowledged",
+    ]
+
+
+def test_a_node_that_gives_no_view_is_stuck() -> None:
+    history, executions, final = clean()
+    final.views["b"] = None
+    final.unanswered["b"] = "timed out"
+    assert check(history, executions, final) == ["node b gave no view after healing: timed out"]
+
+
+def test_the_execution_log_skips_a_torn_last_line() -> None:
+    assert read_executions("0 aa\n1 bb\n0 cc\n2") == {0: {"aa", "cc"}, 1: {"bb"}}
+
+
+def test_a_node_that_did_not_reconnect_to_every_peer_is_reported() -> None:
+    history, executions, final = clean()
+    final.peers = {"a": 1, "b": 0}
+    assert check(history, executions, final) == [
+        "node b is connected to 0 of its 1 peers after healing"
+    ]
