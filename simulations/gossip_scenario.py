@@ -24,7 +24,8 @@ signature 1,000 times (~60 µs each): a simulation speed-up, not a shortcut in t
 
 Checkers: ``gossip-validity`` (no honest node relays or accepts an invalid record: bad
 signature or non-member author; every record an honest node accepts was published).
-Liveness: every honest node that is up holds every published record.
+Liveness: every honest node is up again and holds every published record (the liveness
+phase restarts and resumes every node: `heal_all`).
 
 Metrics: ``delivered_fraction_at_3_heartbeats`` ((record, honest node) pairs delivered
 within 3 heartbeats of the publish, over records × honest nodes),
@@ -214,6 +215,7 @@ class GossipScenario(Scenario):
     default_nodes = 200
     safety_s = 20.0
     liveness_s = 60.0
+    heal_all = True
     params: ClassVar[dict[str, ParamValue]] = {
         "case": "spread",
         "records": 0,  # 0: the case's default (spread/adversary 200, others 1,000)
@@ -411,25 +413,26 @@ class GossipScenario(Scenario):
             if self.full == self.records:
                 self.full_at_s = now_s
 
-    def converged(self, world: World) -> bool:
+    def _behind(self, world: World) -> list[int]:
+        """Honest nodes that lack a record, or are not up to hold them (the liveness
+        phase heals every node: `heal_all`)."""
         total = len(self.published_s)
-        for i, node in enumerate(world.nodes):
-            if self.honest[i] and node.alive and not node.paused and self.held[i] < total:
-                return False
-        return True
+        held, honest = self.held, self.honest
+        return [i for i, n in enumerate(world.nodes)
+                if honest[i] and (not n.alive or n.paused or held[i] < total)]  # fmt: skip
+
+    def converged(self, world: World) -> bool:
+        return not self._behind(world)
 
     def liveness_detail(self, world: World) -> str:
-        total = len(self.published_s)
-        behind = [
-            i
-            for i, node in enumerate(world.nodes)
-            if self.honest[i] and node.alive and not node.paused and self.held[i] < total
-        ]
+        behind = self._behind(world)
         if not behind:
             return ""
-        i = behind[0]
-        held = self.held[i]
-        return f"{len(behind)} honest nodes lack records, e.g. node {i} holds {held}/{total}"
+        i, total = behind[0], len(self.published_s)
+        node = world.nodes[i]
+        state = "down" if not node.alive else "paused" if node.paused else "up"
+        return (f"{len(behind)} honest nodes lack records or are not up, e.g. node {i} "
+                f"({state}) holds {self.held[i]}/{total}")  # fmt: skip
 
     def metrics(self, world: World) -> dict[str, Metric]:
         pairs = max(1, self.records * self.n_honest)

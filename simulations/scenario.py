@@ -77,6 +77,10 @@ class Scenario:
     default_nodes: ClassVar[int] = 50
     safety_s: ClassVar[float] = 20.0
     liveness_s: ClassVar[float] = 30.0
+    # The liveness phase heals a random majority (a minority may stay down for good, as
+    # hosts do); a scenario whose promise is to every node (gossip: every node holds
+    # every record) heals them all.
+    heal_all: ClassVar[bool] = False
     params: ClassVar[Mapping[str, ParamValue]] = {}
     main_series: ClassVar[str] = ""
     headline: ClassVar[Sequence[str]] = ()

@@ -8,7 +8,8 @@ A run (`World.run` = `start()`, `run_until(end)`, `finish()`; tests step a world
 2. **safety phase** `[0, safety_s)`: the fault injector runs the profile's faults and the
    scenario's workload runs; every checker runs after every step;
 3. **liveness phase** `[safety_s, safety_s + liveness_s]`: no new faults; a random
-   majority (`world.core_nodes`) is healed: its crashed nodes restart, its paused nodes
+   majority (`world.core_nodes`; every node where `scenario.heal_all`, as gossip's
+   promise is to every node) is healed: its crashed nodes restart, its paused nodes
    resume, every partition and clog is lifted, and links among the core lose their loss,
    duplication and reordering. The run ends as soon as `scenario.converged(world)` holds
    (probed every `PROBE_S`); if it never does, that is a violation of checker
@@ -325,7 +326,8 @@ class World:
         """Stop injecting faults and heal a random majority (see the module docstring)."""
         self.phase = "liveness"
         rng = self.rng_for("liveness")
-        self.core_nodes = sorted(rng.sample(range(self.n), self.n // 2 + 1))
+        heal = self.n if self.scenario.heal_all else self.n // 2 + 1
+        self.core_nodes = sorted(rng.sample(range(self.n), heal))
         self.network.heal()
         self.network.unclog_all()
         self.network.set_clean(self.core_nodes)
