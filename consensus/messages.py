@@ -95,6 +95,7 @@ class Reason(IntEnum):
     LEASE_EXPIRED = 16  # a close after the lease ran out at this voter
     BAD_STATE = 17  # a Cancel that asks for a state other than CANCELLED or FAILED
     BUSY = 18  # never sent: this node did not start the request (too many in flight)
+    FROZEN = 19  # its result could not be settled in a voter-set change (an old voter is out)
 
 
 @dataclass(frozen=True, slots=True)

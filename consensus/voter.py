@@ -101,6 +101,8 @@ class VoterCore:
         initial = voter_set or VoterSet(1, (node_id,))
         meta = store.get(META_TABLE, META_KEY)
         self._meta_unsaved = meta is None  # written at the first step, before any reply
+        # processes a handover could not settle (handover.py): answered FROZEN
+        self.frozen: set[bytes] = set()
         if meta is None:
             self.vset = initial
             first = not initial.previous and node_id in initial.voters
@@ -110,9 +112,12 @@ class VoterCore:
             self.vset = VoterSet.from_record(meta["vset"])
             self.serving = int(meta["serving"])
             self.sealed = int(meta["sealed"])
+            self.frozen = {bytes(p) for p in meta.get("frozen", ())}
         # a newer set given at construction (it changed while this node was down)
         self._newer = initial if initial.version > self.vset.version else None
         self.handover: HandoverProgress | None = None
+        # a finished handover that left processes frozen: it still asks the old voters out
+        self.unsettled: HandoverProgress | None = None
         self.registers_max = registers_max
         self.planted_bug = planted_bug
         self.registers: dict[bytes, Register] = {}
@@ -141,17 +146,21 @@ class VoterCore:
             if self._newer is not None:
                 self.set_voters(now_s, self._newer)
             self._start_handover(now_s)
+            if self.frozen and self.handover is None and self.vset.previous:
+                # frozen before a restart: ask the old voters again, from the start
+                previous = self.vset.previous
+                self.unsettled = HandoverProgress(self.vset, next_s=dict.fromkeys(previous, now_s))
 
     def on_tick(self, now_s: float) -> None:
         self._stamp(now_s)
-        h = self.handover
+        h = self.handover or self.unsettled
         if h is not None:
             for voter in h.pending():
                 if now_s >= h.next_s.get(voter, now_s):
                     self._ask(now_s, voter)
 
     def next_wake_s(self) -> float | None:
-        h = self.handover
+        h = self.handover or self.unsettled
         if h is None:
             return None
         times = [h.next_s[v] for v in h.pending() if v in h.next_s]
@@ -187,11 +196,12 @@ class VoterCore:
 
     def _save_meta(self) -> None:
         self._meta_unsaved = False
-        record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed}
+        record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed,
+                  "frozen": sorted(self.frozen)}  # fmt: skip
         self.effects.writes.append((META_TABLE, META_KEY, record))
 
     def _ask(self, now_s: float, voter: NodeId) -> None:
-        h = self.handover
+        h = self.handover or self.unsettled
         assert h is not None
         h.next_s[voter] = now_s + self.retry_s
         request = HandoverRequest(h.vset.version, h.cursor.get(voter, b""))
@@ -201,13 +211,19 @@ class VoterCore:
         if msg.version > self.sealed:
             self.sealed = msg.version  # durable before the registers go out
             self._save_meta()
-        pids = sorted(p for p in self.registers if p > msg.after)
+        # A process frozen here is handed over to the voters of the same change (they
+        # settle it alike), not on to a newer set: its result is not this voter's to give.
+        hold = self.frozen if msg.version > self.serving else set()
+        pids = sorted(p for p in self.registers if p > msg.after and p not in hold)
         page = pids[:HANDOVER_CHUNK_MAX]
         copies = tuple(rg.to_copy(self.registers[p]) for p in page)
         done = len(pids) <= HANDOVER_CHUNK_MAX
         self.effects.sends.append((sender, Handover(msg.version, msg.after, copies, done)))
 
     def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
+        if self.handover is None and self.unsettled is not None:
+            self._on_late_handover(now_s, sender, msg, self.unsettled)
+            return
         h = self.handover
         if (
             h is None
@@ -233,16 +249,83 @@ class VoterCore:
             h.done.add(sender)
         else:
             self._ask(now_s, sender)
-        complete, installs = h.settle()
+        complete, installs, frozen = h.settle()
         if complete:
             for reg in installs:
                 self._put(reg, now_s, _Change.SETTLE)
             self.serving = h.vset.version
             self.handover = None
+            self.frozen = frozen
+            self.unsettled = h if frozen else None
+            for pid in sorted(frozen):
+                self._hold_own_vote(pid, h)
             self._save_meta()
             for reg in self.registers.values():  # the results it serves from now on
-                if reg.closed:
+                if reg.closed and reg.pid not in self.frozen:
                     self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
+
+    def _hold_own_vote(self, pid: bytes, h: HandoverProgress) -> None:
+        """A frozen process keeps only the closed result this voter voted for in the old
+        set, if any: a copy merged from another old voter must not help the new set make
+        a majority of a result the old set may not have committed."""
+        own = h.closed_by.get(pid, {}).get(self.node_id)
+        if own is not None:
+            self.registers[pid] = own
+            self.effects.writes.append((REGISTERS_TABLE, pid, rg.to_record(own)))
+        elif self.registers.pop(pid, None) is not None:
+            self.effects.writes.append((REGISTERS_TABLE, pid, None))
+
+    def _on_late_handover(
+        self, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress
+    ) -> None:
+        """An old voter that was out answers at last: its copies of the frozen processes
+        may settle them (nothing else changes: the rest is served under the new set)."""
+        if (
+            msg.version != h.vset.version
+            or sender not in h.vset.previous
+            or sender in h.done
+            or msg.after != h.cursor.get(sender, b"")
+        ):
+            return
+        for copy in msg.copies:
+            incoming = rg.from_copy(copy)
+            if incoming.pid in self.frozen and incoming.closed:
+                h.note_closed(sender, incoming, self.registers.get(incoming.pid))
+        if msg.copies:
+            h.cursor[sender] = msg.copies[-1].terms.pid
+        if msg.done:
+            h.done.add(sender)
+        else:
+            self._ask(now_s, sender)
+        complete, installs, frozen = h.settle()
+        if not complete:  # (asked again after a restart: not enough old voters yet)
+            return
+        thawed = self.frozen - frozen
+        self.frozen = frozen
+        told: set[bytes] = set()  # (`_put` announces a result this voter held open)
+        for reg in installs:
+            if reg.pid in thawed:
+                old = self.registers.get(reg.pid)
+                if old is None or not old.closed:
+                    told.add(reg.pid)
+                self._put(reg, now_s, _Change.SETTLE)
+        installed = {r.pid for r in installs}
+        for pid in sorted(thawed - installed):  # every old voter answered: none committed
+            held = self.registers.get(pid)
+            if held is None or not held.closed:  # hold a closed copy, as a handover would,
+                copies = h.closed_by.get(pid, {})  # so that split settlement can end it
+                first = next((copies[v] for v in h.vset.previous if v in copies), None)
+                if first is not None:
+                    self._put(merge_handover(held, first, now_s, self.timing), now_s,
+                              _Change.SETTLE)  # fmt: skip
+                    told.add(pid)
+        for pid in sorted(thawed - told):  # the result it serves from now on
+            held = self.registers.get(pid)
+            if held is not None and held.closed:
+                self.effects.events.append(VoterCommitted(pid, rg.view(held), self.serving))
+        if not frozen:
+            self.unsettled = None
+        self._save_meta()
 
     def handles(self, msg: Any) -> bool:
         return type(msg) in _ROUTES
@@ -269,6 +352,10 @@ class VoterCore:
             )
             self._reply(sender, Reply(route.tag, refused, nonce, msg.version))
             return
+        if self.frozen and any(pid in self.frozen for pid, _ in items):
+            verdicts = self._with_frozen(now_s, sender, msg, route, items)
+            self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
+            return
         if route.role and not self.has_role(sender, route.role):
             verdicts = tuple(
                 self._verdict(pid, epoch, Reason.NOT_ALLOWED, None) for pid, epoch in items
@@ -283,6 +370,24 @@ class VoterCore:
             decide = route.decide
             verdicts = tuple(decide(self, now_s, sender, msg, pid, epoch) for pid, epoch in items)
         self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
+
+    def _with_frozen(self, now_s: float, sender: NodeId, msg: Any, route: _Route,
+                items: list[tuple[bytes, int]]) -> tuple[Verdict, ...]:  # fmt: skip
+        """The verdicts of a request that names a frozen process: FROZEN for it (no
+        claim, close, cancel or read of it counts until it is settled), the usual for
+        the others."""
+        out = []
+        for pid, epoch in items:
+            if pid in self.frozen:
+                out.append(self._verdict(pid, epoch, Reason.FROZEN, None))
+            elif route.role and not self.has_role(sender, route.role):
+                out.append(self._verdict(pid, epoch, Reason.NOT_ALLOWED, None))
+            elif route.transition is not None:
+                out.append(self._apply(now_s, sender, msg, pid, epoch, route.transition))
+            else:
+                assert route.decide is not None
+                out.append(route.decide(self, now_s, sender, msg, pid, epoch))
+        return tuple(out)
 
     # -- register transitions (register.py decides; one per request type in _ROUTES) ----
 
@@ -406,7 +511,7 @@ class VoterCore:
 
     def _on_push(self, now_s: float, sender: NodeId, msg: Push) -> None:
         reg = self.registers.get(msg.pid)
-        if reg is None:
+        if reg is None or msg.pid in self.frozen:
             return
         copy = Merge(rg.to_copy(reg))
         voters = self.vset.voters
@@ -418,6 +523,8 @@ class VoterCore:
         if sender not in self.vset.voters:
             return
         incoming = rg.from_copy(msg.copy)
+        if incoming.pid in self.frozen:
+            return  # repair waits until the handover settles it
         reg = self.registers.get(incoming.pid)
         if reg is None and len(self.registers) >= self.registers_max:
             return
@@ -452,7 +559,7 @@ class VoterCore:
             self._assert_full_lease(reg, now_s, reg.lease_s, change.value)
         self.registers[reg.pid] = reg
         newly = old is None or not old.closed or change is _Change.SPLIT
-        if self.handover is None and reg.closed and newly:
+        if self.handover is None and reg.closed and newly and reg.pid not in self.frozen:
             self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
         if self.planted_bug != "skip_persist":
             self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))

@@ -33,6 +33,7 @@ __all__ = ["EXECUTORTYPE", "SimExecutors"]
 EXECUTORTYPE = "sim"
 ASSIGN_TIMEOUT_S = 10.0
 HEARTBEAT_S = 5.0
+RETRY_S = 0.5  # an Assign refused with an error is asked again after this
 
 
 @dataclass
@@ -86,7 +87,13 @@ class SimExecutors:
             ex.waiting -= 1
             if not self._current(ex):
                 return
-            if answer.error is not None or answer.value is None:
+            if answer.error is not None:  # as the real executor does (sdk/executor.py)
+                if "register again" in str(answer.error):
+                    self.start(ex.node)  # detached after a silence: a new executor
+                else:  # later, not at once: a refusal answered in the same step looped
+                    self.world.schedule(self.world.now_s + RETRY_S, lambda w: self._assign(ex))
+                return
+            if answer.value is None:  # the long-poll ran out: ask again
                 self._assign(ex)
                 return
             self._run(ex, answer.value)

@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from colonynode.consensus import ClaimFailed, Granted, Outcome, ProcessTerms, Reason, Renewed
 from colonynode.consensus import register as rg
+from colonynode.consensus.events import VoterCommitted
 from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover
 from colonynode.consensus.messages import State
 from colonynode.consensus.register import Register
 from colonynode.consensus.requests import (
+    CancelProcess,
     ChangeVoters,
     ClaimLeases,
     CloseProcess,
@@ -107,10 +109,11 @@ def test_settle_picks_the_result_a_majority_of_the_old_set_holds() -> None:
     h.note_closed(A, mine, None)
     h.note_closed(B, other, mine)
     h.done |= {A, B}
-    assert h.settle() == (False, [])  # an expiry against a close: wait for the third
+    # an expiry against a close: serve, but the process stays frozen until the third
+    assert h.settle() == (True, [], {mine.pid})
     h.note_closed(nid(7), other, mine)
     h.done.add(nid(7))
-    assert h.settle() == (True, [other])
+    assert h.settle() == (True, [other], set())
 
 
 def test_settle_waits_for_a_majority_even_among_holders_closes() -> None:
@@ -123,10 +126,10 @@ def test_settle_waits_for_a_majority_even_among_holders_closes() -> None:
     h.note_closed(A, low, None)
     h.note_closed(B, high, low)
     h.done |= {A, B}
-    assert h.settle() == (False, [])
+    assert h.settle() == (True, [], {low.pid})
     h.note_closed(nid(7), low, low)
     h.done.add(nid(7))
-    assert h.settle() == (True, [low])
+    assert h.settle() == (True, [low], set())
 
 
 def test_settle_a_cancel_a_majority_of_the_old_set_holds_wins_over_a_close() -> None:
@@ -137,10 +140,10 @@ def test_settle_a_cancel_a_majority_of_the_old_set_holds_wins_over_a_close() -> 
     h.note_closed(A, done, None)
     h.note_closed(B, cancelled, done)
     h.done |= {A, B}
-    assert h.settle() == (False, [])  # one each: wait for the third
+    assert h.settle() == (True, [], {done.pid})  # one each: frozen until the third
     h.note_closed(nid(7), cancelled, done)
     h.done.add(nid(7))
-    assert h.settle() == (True, [cancelled])
+    assert h.settle() == (True, [cancelled], set())
 
 
 states = st.sampled_from(list(State))
@@ -164,3 +167,51 @@ def test_property_merge_keeps_the_highest_epoch_a_lease_and_any_closed_result(
             assert merged.state is State.RUNNING
             assert merged.expiry_s >= max(local.expiry_s, TIMING.voter_expiry_s(now_s, 2.0))
     assert merge_handover(None, incoming, now_s, TIMING).epoch == e2
+
+
+def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -> None:
+    """Replacing a dead voter (issue 18; `voter_change=replace` stalled 21 seeds in 3,000):
+    voter 0 and 1 committed a close, voter 2 holds a cancel that never committed, and
+    voter 0 dies. The new set {1, 2, 3} cannot tell which result committed, but it serves
+    every other process at once; that one answers FROZEN (and voter 3 holds no copy that
+    could make a majority) until voter 0 is back and settles it to the committed close."""
+    colony = Colony(voters=3, claimers=3)  # voters 0, 1, 2; nodes 3, 4, 5
+    other = b"pid-2"
+    for pid in (PID, other):
+        colony.call(5, lambda c, t, p=pid: c.request(t, SubmitProcess(ProcessTerms(p, nid(5)))))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "done")))
+    colony.deliver(drop=lambda s, d, m: d == 2 or s == 2)  # the close reaches 0 and 1
+    colony.call(5, lambda c, t: c.request(t, CancelProcess(PID)))
+    colony.deliver(drop=lambda s, d, m: d in (0, 1) or s in (0, 1))  # the cancel reaches 2
+    states = [colony.core(i).voter.register(PID).state for i in range(3)]  # type: ignore[union-attr]
+    assert states == [State.SUCCESS, State.SUCCESS, State.CANCELLED]
+
+    dead = lambda s, d, m: 0 in (s, d)  # noqa: E731
+    new = (nid(1), nid(2), nid(3))
+    for i in range(1, 6):
+        colony.call(i, lambda c, t: c.request(t, ChangeVoters(2, new)))
+    for _ in range(10):
+        colony.deliver(drop=dead)
+        colony.advance(0.3)
+    assert [colony.core(i).voter.serving for i in (1, 2, 3)] == [2, 2, 2]
+    assert all(PID in colony.core(i).voter.frozen for i in (1, 2, 3))
+    assert colony.core(3).voter.register(PID) is None  # no merged copy to vote with
+    announced = lambda i: [e.view.state for e in colony.events(i, VoterCommitted)  # noqa: E731
+                           if e.pid == PID and e.version == 2]  # fmt: skip
+    assert [announced(i) for i in (1, 2, 3)] == [[], [], []]  # not served as closed yet
+    colony.call(4, lambda c, t: c.request(t, ClaimLeases((PID, other))))
+    colony.deliver(drop=dead)
+    assert [g.pid for g in colony.events(4, Granted)] == [other]  # the rest is served
+    assert {f.reason for f in colony.events(4, ClaimFailed)} == {Reason.FROZEN}
+
+    for _ in range(10):  # voter 0 is back: its copy settles the close the old set committed
+        colony.deliver()
+        colony.advance(0.3)
+    for i in (1, 2, 3):
+        voter = colony.core(i).voter
+        r = voter.register(PID)
+        assert not voter.frozen and r is not None and (r.state, r.output) == (State.SUCCESS, "done")
+    assert announced(2) == [State.SUCCESS] and announced(3) == [State.SUCCESS]

@@ -64,10 +64,22 @@ def test_voter_set_change_under_load_and_chaos_holds_every_checker(change: str) 
         assert_clean(run_seed(spec))
 
 
+@pytest.mark.parametrize(
+    ("change", "seed"), [("replace", 402), ("replace", 1451), ("replace", 2772), ("shrink", 1330)]
+)
+def test_a_handover_where_the_old_voters_split_serves_the_rest(change: str, seed: int) -> None:
+    """Found by the soaks (issue 18): replace 402 and 1451, two closed results of one
+    process at the surviving old voters, stalled the whole new set until frozen
+    processes (docs/consensus.md); shrink 1330, a frozen process thawed with no result
+    committed left a new voter without a copy, so the split was never settled; replace
+    2772, a simulated executor whose refused Assign was asked again at once, recursed."""
+    spec = RunSpec("claims", seed=seed, faults="chaos", params={"voter_change": change})
+    assert_clean(run_seed(spec))
+
+
 def test_replacing_a_dead_voter_under_chaos_is_safe_and_mostly_live() -> None:
-    """Safety always. Liveness has a known gap (docs/consensus.md): two different closed
-    results among the surviving old voters, none at a majority, cannot be settled
-    without the dead one, and the new voters wait."""
+    """Safety always. Liveness has a rarer gap than it had (docs/consensus.md): a few
+    seeds in 3,000 still leave a process open."""
     stalled = 0
     for seed in range(1, 11):
         spec = RunSpec(
