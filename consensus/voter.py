@@ -225,13 +225,7 @@ class VoterCore:
             self._on_late_handover(now_s, sender, msg, self.unsettled)
             return
         h = self.handover
-        if (
-            h is None
-            or msg.version != h.vset.version
-            or sender not in h.vset.previous
-            or sender in h.done
-            or msg.after != h.cursor.get(sender, b"")
-        ):
+        if h is None or not _expected(h, sender, msg):
             return  # a duplicate, a stale page, or not ours
         for copy in msg.copies:
             incoming = rg.from_copy(copy)
@@ -243,12 +237,7 @@ class VoterCore:
             merged = merge_handover(local, incoming, now_s, self.timing)
             if merged != local:
                 self._put(merged, now_s, _Change.MERGE)
-        if msg.copies:
-            h.cursor[sender] = msg.copies[-1].terms.pid
-        if msg.done:
-            h.done.add(sender)
-        else:
-            self._ask(now_s, sender)
+        self._paged(now_s, sender, msg, h)
         complete, installs, frozen = h.settle()
         if complete:
             for reg in installs:
@@ -263,6 +252,15 @@ class VoterCore:
             for reg in self.registers.values():  # the results it serves from now on
                 if reg.closed and reg.pid not in self.frozen:
                     self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
+
+    def _paged(self, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress) -> None:
+        """One old voter's page is taken: note where it ended; ask for the next."""
+        if msg.copies:
+            h.cursor[sender] = msg.copies[-1].terms.pid
+        if msg.done:
+            h.done.add(sender)
+        else:
+            self._ask(now_s, sender)
 
     def _hold_own_vote(self, pid: bytes, h: HandoverProgress) -> None:
         """A frozen process keeps only the closed result this voter voted for in the old
@@ -280,23 +278,13 @@ class VoterCore:
     ) -> None:
         """An old voter that was out answers at last: its copies of the frozen processes
         may settle them (nothing else changes: the rest is served under the new set)."""
-        if (
-            msg.version != h.vset.version
-            or sender not in h.vset.previous
-            or sender in h.done
-            or msg.after != h.cursor.get(sender, b"")
-        ):
+        if not _expected(h, sender, msg):
             return
         for copy in msg.copies:
             incoming = rg.from_copy(copy)
             if incoming.pid in self.frozen and incoming.closed:
                 h.note_closed(sender, incoming, self.registers.get(incoming.pid))
-        if msg.copies:
-            h.cursor[sender] = msg.copies[-1].terms.pid
-        if msg.done:
-            h.done.add(sender)
-        else:
-            self._ask(now_s, sender)
+        self._paged(now_s, sender, msg, h)
         complete, installs, frozen = h.settle()
         if not complete:  # (asked again after a restart: not enough old voters yet)
             return
@@ -630,6 +618,12 @@ Handler = Callable[[VoterCore, float, NodeId, Any], None]
 Transition = Callable[[VoterCore, Register, float, NodeId, Any, int], tuple[Register, Reason]]
 # (voter, now_s, sender, msg, pid, epoch) -> verdict: an item decided otherwise
 Decide = Callable[[VoterCore, float, NodeId, Any, bytes, int], Verdict]
+
+
+def _expected(h: HandoverProgress, sender: NodeId, msg: Handover) -> bool:
+    """Is `msg` the next page this handover waits for from `sender`?"""
+    return (msg.version == h.vset.version and sender in h.vset.previous
+            and sender not in h.done and msg.after == h.cursor.get(sender, b""))  # fmt: skip
 
 
 def _one(msg: Any) -> list[tuple[bytes, int]]:
