@@ -443,3 +443,17 @@ def from_record(record: dict[str, Any]) -> Register:
         errors=tuple(str(e) for e in record["errors"]),
         claim_nonce=int(record.get("nonce", 0)),
     )
+
+
+def durable_change(old: Register, new: Register) -> bool:
+    """Did a transition change anything persisted (not only the local expiry)?"""
+    return (
+        old.state is not new.state
+        or old.epoch != new.epoch
+        or old.holder != new.holder
+        or old.retries != new.retries
+        or old.lease_s != new.lease_s
+        or old.output != new.output
+        or old.errors != new.errors
+        or old.claim_nonce != new.claim_nonce
+    )

@@ -24,8 +24,7 @@ terminal, epochs never decrease; a lease runs the full Timing rule from now).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 
 from colonynode.consensus import register as rg
@@ -57,6 +56,20 @@ from colonynode.consensus.messages import (
 )
 from colonynode.consensus.register import Register, Timing
 from colonynode.consensus.split import SplitResults
+from colonynode.consensus.voter_invariants import (
+    Change,
+    assert_epoch,
+    assert_full_lease,
+    assert_terminal,
+)
+from colonynode.consensus.voter_routes import (  # noqa: F401 (CLAIM_ITEMS_MAX: re-exported)
+    CLAIM_ITEMS_MAX,
+    Route,
+    Transition,
+    batch,
+    one_unfenced,
+    submitted,
+)
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
 from colonynode.storage.api import Store
@@ -67,7 +80,6 @@ REGISTERS_TABLE = "lease_registers"
 META_TABLE = "lease_meta"
 META_KEY = b"voters"  # the voter set known, the version served, the version sealed
 REGISTERS_MAX = 100_000  # registers a voter holds; a Submit beyond is refused (FULL)
-CLAIM_ITEMS_MAX = 64  # processes per Claim or Renew request; the rest are ignored
 PUSH_TO_MAX = 4  # voters one Push may name (a voter set has at most 5)
 
 # has_role(node, role) -> bool: the roster check (roles "submitter", "executor", ...).
@@ -236,12 +248,12 @@ class VoterCore:
                 continue
             merged = merge_handover(local, incoming, now_s, self.timing)
             if merged != local:
-                self._put(merged, now_s, _Change.MERGE)
+                self._put(merged, now_s, Change.MERGE)
         self._paged(now_s, sender, msg, h)
         complete, installs, frozen = h.settle()
         if complete:
             for reg in installs:
-                self._put(reg, now_s, _Change.SETTLE)
+                self._put(reg, now_s, Change.SETTLE)
             self.serving = h.vset.version
             self.handover = None
             self.frozen = frozen
@@ -296,7 +308,7 @@ class VoterCore:
                 old = self.registers.get(reg.pid)
                 if old is None or not old.closed:
                     told.add(reg.pid)
-                self._put(reg, now_s, _Change.SETTLE)
+                self._put(reg, now_s, Change.SETTLE)
         installed = {r.pid for r in installs}
         for pid in sorted(thawed - installed):  # every old voter answered: none committed
             held = self.registers.get(pid)
@@ -305,7 +317,7 @@ class VoterCore:
                 first = next((copies[v] for v in h.vset.previous if v in copies), None)
                 if first is not None:
                     self._put(merge_handover(held, first, now_s, self.timing), now_s,
-                              _Change.SETTLE)  # fmt: skip
+                              Change.SETTLE)  # fmt: skip
                     told.add(pid)
         for pid in sorted(thawed - told):  # the result it serves from now on
             held = self.registers.get(pid)
@@ -330,7 +342,7 @@ class VoterCore:
         else:
             self._decide(now_s, sender, msg, route)
 
-    def _decide(self, now_s: float, sender: NodeId, msg: Any, route: _Route) -> None:
+    def _decide(self, now_s: float, sender: NodeId, msg: Any, route: Route) -> None:
         """One verdict per item of a request, in one Reply under the request's tag."""
         items = route.items(msg)
         nonce = msg.nonce if route.nonce else 0
@@ -359,7 +371,7 @@ class VoterCore:
             verdicts = tuple(decide(self, now_s, sender, msg, pid, epoch) for pid, epoch in items)
         self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
 
-    def _with_frozen(self, now_s: float, sender: NodeId, msg: Any, route: _Route,
+    def _with_frozen(self, now_s: float, sender: NodeId, msg: Any, route: Route,
                 items: list[tuple[bytes, int]]) -> tuple[Verdict, ...]:  # fmt: skip
         """The verdicts of a request that names a frozen process: FROZEN for it (no
         claim, close, cancel or read of it counts until it is settled), the usual for
@@ -396,7 +408,7 @@ class VoterCore:
             ignore_epochs=self.planted_bug == "ignore_epochs",
         )
         if reason is Reason.OK:
-            self._assert_full_lease(new, now_s, msg.lease_s, "a granted claim")
+            assert_full_lease(self.timing, new, now_s, msg.lease_s, "a granted claim")
         return new, reason
 
     def _renew(
@@ -404,7 +416,7 @@ class VoterCore:
     ) -> tuple[Register, Reason]:
         new, reason = rg.renew(reg, epoch, sender, now_s, self.timing)
         if reason is Reason.OK:
-            self._assert_full_lease(new, now_s, new.lease_s, "a renewal")
+            assert_full_lease(self.timing, new, now_s, new.lease_s, "a renewal")
         return new, reason
 
     def _close(
@@ -475,8 +487,8 @@ class VoterCore:
             return self._verdict(pid, epoch, Reason.UNKNOWN_PID, None)
         new, reason = transition(self, reg, now_s, sender, msg, epoch)
         assert reason is Reason.OK or new is reg, f"a refusal changes nothing ({reason.name})"
-        if reason is Reason.OK and _durable_change(reg, new):
-            self._put(new, now_s, _Change.STEP)
+        if reason is Reason.OK and rg.durable_change(reg, new):
+            self._put(new, now_s, Change.STEP)
         else:
             self.registers[pid] = new  # a renew or a retransmitted claim: memory only
         return self._verdict(pid, epoch, reason, new)
@@ -490,7 +502,7 @@ class VoterCore:
             return self._verdict(pid, 0, Reason.FULL, None)
         new, reason = rg.submit(reg, terms, now_s)
         if reason is Reason.OK and reg is None:
-            self._put(new, now_s, _Change.STEP)
+            self._put(new, now_s, Change.STEP)
             self.effects.events.append(Registered(terms))
         return self._verdict(pid, 0, reason, new)
 
@@ -522,7 +534,7 @@ class VoterCore:
         new, reason = rg.merge(reg, incoming, now_s, self.timing)
         if reason is Reason.OK:
             self.merged += 1
-            self._put(new, now_s, _Change.MERGE)
+            self._put(new, now_s, Change.MERGE)
 
     def _note_split(self, now_s: float, sender: NodeId, mine: Register, theirs: Register) -> None:
         """Another voter's closed result for a process this voter holds closed: once
@@ -533,91 +545,29 @@ class VoterCore:
         if chosen is None or rg.commit_key(rg.view(chosen)) == rg.commit_key(rg.view(mine)):
             return
         self.settled += 1
-        self._put(replace(chosen, expiry_s=0.0, started_s=0.0), now_s, _Change.SPLIT)
+        self._put(replace(chosen, expiry_s=0.0, started_s=0.0), now_s, Change.SPLIT)
 
     # -- durable changes, and the invariants they keep (TIGER_STYLE) --------------------
 
-    def _put(self, reg: Register, now_s: float, change: _Change) -> None:
+    def _put(self, reg: Register, now_s: float, change: Change) -> None:
         """Keep a changed register and make it durable with this step's reply."""
         old = self.registers.get(reg.pid)
         if old is not None:
-            self._assert_terminal(old, reg, change)
-            self._assert_epoch(old, reg, change)
-        if change is not _Change.STEP and reg.state is State.RUNNING:
-            self._assert_full_lease(reg, now_s, reg.lease_s, change.value)
+            assert_terminal(old, reg, change, self.planted_bug)
+            assert_epoch(old, reg, change, self.planted_bug)
+        if change is not Change.STEP and reg.state is State.RUNNING:
+            assert_full_lease(self.timing, reg, now_s, reg.lease_s, change.value)
         self.registers[reg.pid] = reg
-        newly = old is None or not old.closed or change is _Change.SPLIT
+        newly = old is None or not old.closed or change is Change.SPLIT
         if self.handover is None and reg.closed and newly and reg.pid not in self.frozen:
             self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
         if self.planted_bug != "skip_persist":
             self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
 
-    def _assert_terminal(self, old: Register, new: Register, change: _Change) -> None:
-        """Closed is terminal: a closed register keeps its result (register.py), so each
-        voter changes a process's result at most once. The one exception is a handover's
-        settling of a contested process (handover.py): the result a majority of the
-        previous set holds replaces this voter's, and it is closed too."""
-        if not old.closed:
-            return
-        if change in (_Change.SETTLE, _Change.SPLIT):
-            assert new.closed, (
-                f"closed is terminal: {change.value} reopened {old.pid.hex()} ({old.state.name}"
-                f" -> {new.state.name})"
-            )
-            return
-        if change is _Change.STEP and self.planted_bug == "abort_closed":
-            return  # the planted bug: the simulator's checkers must catch it, not this
-        assert rg.commit_key(rg.view(new)) == rg.commit_key(rg.view(old)), (
-            f"closed is terminal: {change.value} replaced the result of {old.pid.hex()}"
-            f" ({old.state.name} at epoch {old.epoch} -> {new.state.name} at epoch {new.epoch})"
-        )
-
-    def _assert_epoch(self, old: Register, new: Register, change: _Change) -> None:
-        """Epochs never decrease: an open register's epoch is the highest this voter
-        granted (or merged), the fence every older holder is refused by. A closed result
-        merged from another voter keeps the epoch it closed at (its commit key, for a
-        holder's close), which may be below this voter's: a closed register grants
-        nothing, so the fence has no more use there."""
-        if change is _Change.STEP and self.planted_bug == "ignore_epochs":
-            return  # the planted bug: the simulator's checkers must catch it, not this
-        assert new.epoch >= old.epoch or (change is not _Change.STEP and new.closed), (
-            f"epochs never decrease: {change.value} took {old.pid.hex()} from epoch"
-            f" {old.epoch} to {new.epoch} ({old.state.name} -> {new.state.name})"
-        )
-
-    def _assert_full_lease(self, reg: Register, now_s: float, lease_s: float, what: str) -> None:
-        """A lease this voter grants, renews or merges runs until at least
-        now + lease·(1+drift) + margin (register.Timing; never less than now + lease_s):
-        so the claimer's deadline comes first in real time (docs/consensus.md, "Why no
-        two valid leases overlap")."""
-        floor_s = self.timing.voter_expiry_s(now_s, lease_s)
-        assert reg.expiry_s >= floor_s, (
-            f"a voter's lease runs at least now + lease·(1+drift) + margin: {what} of"
-            f" {reg.pid.hex()} at epoch {reg.epoch} expires at {reg.expiry_s!r} < {floor_s!r}"
-            f" (now {now_s!r}, lease {lease_s!r} s)"
-        )
-
     # -- reads for tests and checkers ---------------------------------------------------
 
     def register(self, pid: bytes) -> Register | None:
         return self.registers.get(pid)
-
-
-class _Change(Enum):
-    """What made a durable register change (the invariants name it)."""
-
-    STEP = "a request's transition"
-    MERGE = "a merge of another voter's register"  # repair (Merge) and handover pages
-    SETTLE = "a handover's settling of a contested result"
-    SPLIT = "the settling of a split (split.py)"
-
-
-# (voter, now_s, sender, msg) -> None: a message handled whole (scan, repair, handover)
-Handler = Callable[[VoterCore, float, NodeId, Any], None]
-# (voter, register, now_s, sender, msg, epoch) -> (register', reason): see register.py
-Transition = Callable[[VoterCore, Register, float, NodeId, Any, int], tuple[Register, Reason]]
-# (voter, now_s, sender, msg, pid, epoch) -> verdict: an item decided otherwise
-Decide = Callable[[VoterCore, float, NodeId, Any, bytes, int], Verdict]
 
 
 def _expected(h: HandoverProgress, sender: NodeId, msg: Handover) -> bool:
@@ -626,73 +576,17 @@ def _expected(h: HandoverProgress, sender: NodeId, msg: Handover) -> bool:
             and sender not in h.done and msg.after == h.cursor.get(sender, b""))  # fmt: skip
 
 
-def _one(msg: Any) -> list[tuple[bytes, int]]:
-    return [(msg.pid, msg.epoch)]
-
-
-def _one_unfenced(msg: Any) -> list[tuple[bytes, int]]:
-    return [(msg.pid, 0)]
-
-
-def _batch(msg: Any) -> list[tuple[bytes, int]]:
-    return [(item.pid, item.epoch) for item in msg.items[:CLAIM_ITEMS_MAX]]
-
-
-def _submitted(msg: Any) -> list[tuple[bytes, int]]:
-    return [(msg.terms.pid, 0)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """How a voter handles one message type (one row of `_ROUTES`).
-
-    A message is either handled whole (`handle`), or decided: one `Verdict` per
-    (pid, epoch) of `items`, each by `transition` (register.py, through `_apply`) or by
-    `decide`, all in one `Reply` under `tag`. A `versioned` request that names another
-    voter-set version than the one served is refused WRONG_VERSION item by item; with a
-    `role`, a sender without it is refused NOT_ALLOWED item by item."""
-
-    tag: Tag  # the type's tag in CODEC, and a decided request's Reply.request
-    handle: Handler | None = None
-    items: Callable[[Any], list[tuple[bytes, int]]] = _one
-    versioned: bool = True
-    nonce: bool = False  # the Reply echoes msg.nonce
-    role: str = ""
-    transition: Transition | None = None
-    decide: Decide | None = None
-
-
-_ROUTES: dict[type, _Route] = {
-    Submit: _Route(Tag.SUBMIT, items=_submitted, decide=VoterCore._submit),
-    Claim: _Route(
-        Tag.CLAIM, items=_batch, nonce=True, role="executor", transition=VoterCore._claim
-    ),
-    Renew: _Route(
-        Tag.RENEW, items=_batch, nonce=True, role="executor", transition=VoterCore._renew
-    ),
-    Close: _Route(Tag.CLOSE, transition=VoterCore._close),
-    Release: _Route(Tag.RELEASE, transition=VoterCore._release),
-    Expire: _Route(Tag.EXPIRE, transition=VoterCore._expire),
-    Cancel: _Route(Tag.CANCEL, items=_one_unfenced, transition=VoterCore._cancel),
-    Read: _Route(
-        Tag.READ, items=_one_unfenced, versioned=False, nonce=True, decide=VoterCore._read
-    ),
-    Push: _Route(Tag.PUSH, handle=VoterCore._on_push),
-    Merge: _Route(Tag.MERGE, handle=VoterCore._on_merge),
-    HandoverRequest: _Route(Tag.HANDOVER_REQUEST, handle=VoterCore._on_handover_request),
-    Handover: _Route(Tag.HANDOVER, handle=VoterCore._on_handover),
+_ROUTES: dict[type, Route] = {
+    Submit: Route(Tag.SUBMIT, items=submitted, decide=VoterCore._submit),
+    Claim: Route(Tag.CLAIM, items=batch, nonce=True, role="executor", transition=VoterCore._claim),
+    Renew: Route(Tag.RENEW, items=batch, nonce=True, role="executor", transition=VoterCore._renew),
+    Close: Route(Tag.CLOSE, transition=VoterCore._close),
+    Release: Route(Tag.RELEASE, transition=VoterCore._release),
+    Expire: Route(Tag.EXPIRE, transition=VoterCore._expire),
+    Cancel: Route(Tag.CANCEL, items=one_unfenced, transition=VoterCore._cancel),
+    Read: Route(Tag.READ, items=one_unfenced, versioned=False, nonce=True, decide=VoterCore._read),
+    Push: Route(Tag.PUSH, handle=VoterCore._on_push),
+    Merge: Route(Tag.MERGE, handle=VoterCore._on_merge),
+    HandoverRequest: Route(Tag.HANDOVER_REQUEST, handle=VoterCore._on_handover_request),
+    Handover: Route(Tag.HANDOVER, handle=VoterCore._on_handover),
 }
-
-
-def _durable_change(old: Register, new: Register) -> bool:
-    """Did a transition change anything persisted (not only the local expiry)?"""
-    return (
-        old.state is not new.state
-        or old.epoch != new.epoch
-        or old.holder != new.holder
-        or old.retries != new.retries
-        or old.lease_s != new.lease_s
-        or old.output != new.output
-        or old.errors != new.errors
-        or old.claim_nonce != new.claim_nonce
-    )

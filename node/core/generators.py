@@ -26,9 +26,7 @@ voters take it once) with the decided set, deciding it first if the taker had no
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import events as lev
@@ -36,9 +34,18 @@ from colonynode.consensus import requests as lrq
 from colonynode.consensus.messages import Outcome, ProcessTerms, Reason
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId, peer_id_str
-from colonynode.core.process import FunctionSpec, parse_workflow, spec_to_json
+from colonynode.core.process import spec_to_json
 from colonynode.node.core.crons import hold_definition, may_submit, turn_of
 from colonynode.node.core.errors import NotFound
+from colonynode.node.core.generator_defs import (
+    Arg,
+    Generator,
+    batch_id,
+    decision_id,
+    listed,
+    parse_generator,
+    with_args,
+)
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
@@ -52,7 +59,6 @@ GENERATORS_MAX = 10_000
 ARGS_MAX = 100_000  # open args a node holds for all generators
 ARG_CHARS_MAX = 4096
 EARLY_MAX = 10_000  # args held for generators whose definition has not come yet
-TRIGGER_MAX = 1024
 TURN_S = 0.5  # between the members' turns to fire a batch
 RETRY_S = 1.0  # after a batch this node could not take whole
 RETRY_MAX_S = 8.0
@@ -65,69 +71,8 @@ DECISIONS_KEPT_MAX = 1024
 REFUSED = (Reason.STALE_EPOCH, Reason.CLOSED, Reason.NOT_HOLDER, Reason.LEASE_HELD)
 UNKNOWN_QUIET_S = 10.0  # an arg the voters did not know is left out this long
 REPLAN_S_MAX = 30.0
-NAME_MAX = 256
-FIELDS = frozenset(("generatorid", "name", "workflowspec", "trigger", "timeout", "created_ns"))
 _S_NS = 10**9
 Submitted = Callable[[ColonyError | None, list[dict[str, Any]]], None]
-
-
-def batch_id(generatorid: bytes, args: tuple[bytes, ...], what: str = "") -> bytes:
-    data = b"colonynode/generator-batch\0" + generatorid + b"".join(args) + what.encode()
-    return hashlib.sha256(data).digest()[:16]
-
-
-def decision_id(generatorid: bytes, graph: bytes) -> bytes:
-    """The register that settles which args batch `graph` used."""
-    return batch_id(generatorid, (graph,), "decision")
-
-
-@dataclass
-class Arg:
-    argid: bytes
-    value: str
-    packed_ns: int
-    batch: str | None = None  # the graph that used it, once known
-    unknown_until_s: float = 0.0  # the voters did not know it (not acknowledged yet)
-
-
-@dataclass
-class Generator:
-    generatorid: bytes
-    name: str
-    author: NodeId | None
-    trigger: int
-    timeout_s: float
-    specs: tuple[FunctionSpec, ...]
-    body: dict[str, Any]
-    args: dict[bytes, Arg] = field(default_factory=dict)
-    graphs: list[str] = field(default_factory=list)  # batches heard of, oldest first
-    graph_args: dict[str, frozenset[bytes]] = field(default_factory=dict)  # what each used
-
-    def open_args(self, now_s: float = 0.0) -> list[Arg]:
-        """Args not used yet, in pack order (the packer's clock, then the id); those the
-        voters did not know a moment ago are left out for a while."""
-        return sorted((a for a in self.args.values()
-                       if a.batch is None and a.unknown_until_s <= now_s),
-                      key=lambda a: (a.packed_ns, a.argid))  # fmt: skip
-
-
-def parse_generator(body: Any) -> tuple[int, float, tuple[FunctionSpec, ...]]:
-    if not isinstance(body, dict):
-        raise ValidationError("generator: expected an object")
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise ValidationError(f"generator.{unknown[0]}: unknown field")
-    name = body.get("name")
-    if not isinstance(name, str) or not name or len(name) > NAME_MAX:
-        raise ValidationError(f"name: give a name of 1 to {NAME_MAX} characters")
-    trigger = body.get("trigger")
-    if not isinstance(trigger, int) or isinstance(trigger, bool) or not 1 <= trigger <= TRIGGER_MAX:
-        raise ValidationError(f"trigger: a whole number of args from 1 to {TRIGGER_MAX}")
-    timeout = body.get("timeout", -1)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout == 0:
-        raise ValidationError("timeout: seconds > 0 (or -1: wait for trigger args)")
-    specs = tuple(parse_workflow(body.get("workflowspec")))
-    return trigger, float(timeout), specs
 
 
 class Generators:
@@ -406,7 +351,7 @@ class Generators:
 
         def read(event: Any) -> None:
             out = getattr(getattr(event, "view", None), "output", None)
-            done(_listed(out, graph) if event.committed else None)
+            done(listed(out, graph) if event.committed else None)
 
         def closed(event: Any) -> None:
             if isinstance(event, lev.Closed) and event.committed:
@@ -443,7 +388,7 @@ class Generators:
         for p in used:
             if p in gen.args:
                 gen.args[p].batch = graph.hex()
-        roots = tuple(s if s.conditions.dependencies else _with_args(s, values) for s in gen.specs)
+        roots = tuple(s if s.conditions.dependencies else with_args(s, values) for s in gen.specs)
         pids = {s.nodename: batch_id(gen.generatorid, (graph,), s.nodename) for s in roots}
         extra = {"generatorid": gen.generatorid.hex(), "generatorargs": [p.hex() for p in used]}
         submit_graph(self.core, roots, graph, pids, self.core.unix_ns(),
@@ -585,20 +530,3 @@ class Generators:
             "initiatorid": peer_id_str(author) if author is not None else None,
             "initiatorname": member.name if member is not None else None,
         }
-
-
-def _listed(out: Any, graph: bytes) -> tuple[bytes, ...] | None:
-    """The args a closed register's output gives batch `graph`, if it is that batch's."""
-    if not isinstance(out, dict) or out.get("batch") != graph.hex():
-        return None
-    try:
-        return tuple(bytes.fromhex(str(h)) for h in out["args"])
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _with_args(spec: FunctionSpec, values: list[str]) -> FunctionSpec:
-    """A root step with the batch's args (ColonyOS replaces them, kwargs cleared)."""
-    from dataclasses import replace
-
-    return replace(spec, args=tuple(values), kwargs={})

@@ -41,6 +41,7 @@ from colonynode.consensus.messages import (
 )
 from colonynode.consensus.register import Register, Timing
 from colonynode.consensus.voter import VoterCore
+from colonynode.consensus.voter_invariants import Change
 from colonynode.core.ids import NodeId
 from colonynode.storage.memory import MemoryStore
 
@@ -52,9 +53,9 @@ TERMS = ProcessTerms(PID, SUB)
 T = Timing(drift=0.001, margin_s=0.05)
 LEASE_S = 2.0
 NOW_S = 10.0
-STEP = vt._Change.STEP
-MERGE = vt._Change.MERGE
-SETTLE = vt._Change.SETTLE
+STEP = Change.STEP
+MERGE = Change.MERGE
+SETTLE = Change.SETTLE
 
 # one message of every type of the lease protocol (version 1, the version a voter serves)
 SAMPLES: dict[type, Any] = {
@@ -188,7 +189,7 @@ def test_a_granted_claim_goes_through_the_table_and_is_durable_with_its_reply() 
 
 
 @pytest.mark.parametrize("change", [STEP, MERGE])
-def test_a_closed_register_replaced_by_another_result_fires(change: vt._Change) -> None:
+def test_a_closed_register_replaced_by_another_result_fires(change: Change) -> None:
     v = voter()
     reg = with_register(v, closed())
     cancelled = replace(reg, state=State.CANCELLED, holder=None, output=None)
@@ -229,7 +230,7 @@ def test_the_planted_abort_closed_gets_past_the_assertion_to_the_checkers() -> N
 
 
 @pytest.mark.parametrize("change", [STEP, MERGE, SETTLE])
-def test_a_regressed_epoch_fires(change: vt._Change) -> None:
+def test_a_regressed_epoch_fires(change: Change) -> None:
     v = voter()
     reg = with_register(v, replace(running(epoch=3), state=State.WAITING, holder=None))
     with pytest.raises(AssertionError, match=r"epochs never decrease.*from epoch 3 to 2"):
