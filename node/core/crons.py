@@ -135,16 +135,23 @@ def hold_definition(
     core.lease(lrq.SubmitProcess(terms), done)
 
 
-def parse_cron(body: Any, cronid: bytes) -> tuple[Schedule, tuple[FunctionSpec, ...]]:
-    """A cron record's schedule and workflow, or a ValidationError naming the field."""
+def check_definition(body: Any, what: str, fields: frozenset[str]) -> dict[str, Any]:
+    """A definition record's body (a cron's, a generator's): an object of known fields
+    with a name of 1 to NAME_MAX characters, or a ValidationError naming the field."""
     if not isinstance(body, dict):
-        raise ValidationError("cron: expected an object")
-    unknown = sorted(set(body) - FIELDS)
+        raise ValidationError(f"{what}: expected an object")
+    unknown = sorted(set(body) - fields)
     if unknown:
-        raise ValidationError(f"cron.{unknown[0]}: unknown field")
+        raise ValidationError(f"{what}.{unknown[0]}: unknown field")
     name = body.get("name")
     if not isinstance(name, str) or not name or len(name) > NAME_MAX:
         raise ValidationError(f"name: give a name of 1 to {NAME_MAX} characters")
+    return body
+
+
+def parse_cron(body: Any, cronid: bytes) -> tuple[Schedule, tuple[FunctionSpec, ...]]:
+    """A cron record's schedule and workflow, or a ValidationError naming the field."""
+    body = check_definition(body, "cron", FIELDS)
     interval = body.get("interval", -1)
     if not isinstance(interval, int | float) or isinstance(interval, bool):
         raise ValidationError("interval: expected a number of seconds")

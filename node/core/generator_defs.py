@@ -11,12 +11,12 @@ from typing import Any
 from colonynode.core.errors import ValidationError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import FunctionSpec, parse_workflow
+from colonynode.node.core.crons import check_definition
 
 __all__ = ["Arg", "Generator", "batch_id", "decision_id", "listed", "parse_generator",
            "with_args"]  # fmt: skip
 
 TRIGGER_MAX = 1024
-NAME_MAX = 256
 FIELDS = frozenset(("generatorid", "name", "workflowspec", "trigger", "timeout", "created_ns"))
 
 
@@ -61,14 +61,7 @@ class Generator:
 
 
 def parse_generator(body: Any) -> tuple[int, float, tuple[FunctionSpec, ...]]:
-    if not isinstance(body, dict):
-        raise ValidationError("generator: expected an object")
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise ValidationError(f"generator.{unknown[0]}: unknown field")
-    name = body.get("name")
-    if not isinstance(name, str) or not name or len(name) > NAME_MAX:
-        raise ValidationError(f"name: give a name of 1 to {NAME_MAX} characters")
+    body = check_definition(body, "generator", FIELDS)
     trigger = body.get("trigger")
     if not isinstance(trigger, int) or isinstance(trigger, bool) or not 1 <= trigger <= TRIGGER_MAX:
         raise ValidationError(f"trigger: a whole number of args from 1 to {TRIGGER_MAX}")
