@@ -18,6 +18,11 @@ lease. The run ends in one of five ways:
 
 A function's positional arguments are the spec's `args` followed by its `input` (for a
 workflow process, its parents' outputs, concatenated); `kwargs` are passed as keywords.
+
+A slot does not wait for its result to commit: it hands the result to the executor's
+closer and asks for its next process at once. The closer commits every result that is
+ready in one request (`POST /v1/executors/{id}/closes`), so a busy executor's closes
+reach the voters in batches; the executor detaches only once they are all answered.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ CONCURRENCY_MAX = 256  # slots of one executor
 JOIN_POLL_S = 0.5
 HEARTBEAT_S = 1.0
 LOG_CALL_LINES_MAX = 256  # the node takes at most this many lines per call
+CLOSES_MAX = 256  # results committed in one request
+DRAIN_S = 30.0  # the longest an executor that stops waits for its results to commit
 
 
 class Executor:
@@ -101,14 +108,16 @@ class Executor:
 
     def run_forever(self, max_processes: int | None = None) -> None:
         """Serve until `max_processes` ran, or until interrupted (KeyboardInterrupt):
-        then detach, so the node releases at once what this executor held. Each slot
-        runs on a thread of its own; the calling thread waits (and takes the interrupt)."""
+        then detach, once every result is answered, so the node releases at once what
+        this executor held. Each slot runs on a thread of its own; the calling thread
+        waits (and takes the interrupt)."""
         tickets = _Tickets(max_processes)
         failures: list[BaseException] = []
+        closer = _Closer(self)
         slots = [
             threading.Thread(
                 target=self._serve_slot,
-                args=(runner, tickets, failures),
+                args=(runner, tickets, closer, failures),
                 name=f"slot-{i}",
                 daemon=True,
             )
@@ -124,30 +133,32 @@ class Executor:
                 raise failures[0]
         except KeyboardInterrupt:
             self._stop.set()
+            closer.stop(DRAIN_S)
             self.detach()
             raise
         else:
+            closer.stop(DRAIN_S)
             self.detach()
         finally:
             self._stop.set()
+            closer.stop(0)
             self.close()
 
-    def _serve_slot(self, runner: Runner, tickets: _Tickets, failures: list[BaseException]) -> None:
-        carried: dict[str, Any] | None = None  # came with the last commit; its ticket taken
+    def _serve_slot(
+        self, runner: Runner, tickets: _Tickets, closer: _Closer, failures: list[BaseException]
+    ) -> None:
         while not self._stop.is_set():
-            if carried is None and not tickets.take():
+            if not tickets.take():
                 return
             seen = self.id
-            more = False
             try:
-                proc, carried = carried or self._assign(), None
+                proc = self._assign()
                 if proc is None:
                     tickets.give_back()
                     continue
-                more = tickets.take()  # the commit asks for the next process too
-                carried = self._serve(runner, proc, more)
-                if more and carried is None:
-                    tickets.give_back()
+                result = self._serve(runner, proc)
+                if result is not None:
+                    closer.put(result)
             except ColonyError as exc:
                 tickets.give_back()
                 if _node_gone(exc) and self._reconnect is not None:
@@ -207,12 +218,14 @@ class Executor:
         return released
 
     def run_one(self, runner: Runner | None = None) -> bool:
-        """Wait for one process and run it (in `runner`, by default the first slot's);
-        False when none came within the poll."""
+        """Wait for one process, run it (in `runner`, by default the first slot's) and
+        commit its outcome; False when none came within the poll."""
         proc = self._assign()
         if proc is None:
             return False
-        self._serve(runner or self.runner, proc, more=False)
+        result = self._serve(runner or self.runner, proc)
+        if result is not None:
+            self._commit(result)
         return True
 
     def _assign(self) -> dict[str, Any] | None:
@@ -220,15 +233,17 @@ class Executor:
         proc: dict[str, Any] | None = reply.get("process") or None
         return proc
 
-    def _serve(self, runner: Runner, proc: dict[str, Any], more: bool) -> dict[str, Any] | None:
-        """Run `proc` and commit its outcome. With `more`, the commit's request also
-        waits for this slot's next process (one request where two were): it, or None."""
+    def _serve(self, runner: Runner, proc: dict[str, Any]) -> dict[str, Any] | None:
+        """Run `proc`: the result to commit (`{processid, success, output | errors,
+        elapsed_s}`), or None when the run was abandoned (nothing is committed)."""
         pid, spec = proc["processid"], proc["spec"]
         if spec["funcname"] not in runner.names:
             errors = [f"{self.name} has no function {spec['funcname']!r}"]
-            return self._commit("fail", pid, {"processid": pid, "errors": errors}, more)
+            return {"processid": pid, "success": False, "errors": errors, "elapsed_s": 0.0}
         ctx = ProcessContext(pid, spec, list(proc.get("input") or []))
+        t0 = time.monotonic()
         outcome = self._run(runner, ctx)
+        elapsed_s = round(time.monotonic() - t0, 6)
         with self._lock:
             self.done += 1
             if "abandoned" in outcome:
@@ -237,8 +252,10 @@ class Executor:
             log.warning("process %s %s: abandoned, nothing committed", pid, outcome["abandoned"])
             return None
         if "error" in outcome:
-            return self._commit("fail", pid, {"processid": pid, "errors": [outcome["error"]]}, more)
-        return self._commit("close", pid, {"processid": pid, "output": outcome["output"]}, more)
+            return {"processid": pid, "success": False, "errors": [outcome["error"]],
+                    "elapsed_s": elapsed_s}  # fmt: skip
+        return {"processid": pid, "success": True, "output": outcome["output"],
+                "elapsed_s": elapsed_s}  # fmt: skip
 
     def _run(self, runner: Runner, ctx: ProcessContext) -> dict[str, Any]:
         spec = ctx.spec
@@ -304,31 +321,102 @@ class Executor:
             log.warning("heartbeat for %s: %s", pid, exc)
             return "held"  # the node may answer again; the lease decides in the end
 
-    def _commit(
-        self, verb: str, pid: str, body: dict[str, Any], more: bool = False
-    ) -> dict[str, Any] | None:
-        """Close or fail `pid` through the node; say so when the voters refuse it (the run
-        ended while the process was cancelled, or its lease passed to another executor).
-        With `more`, the slot's next process, if one came with the answer."""
-        what = "result" if verb == "close" else "failure"
-        if more:
-            body = {**body, "next_s": ASSIGN_TIMEOUT_S}
+    def _commit(self, result: dict[str, Any]) -> None:
+        """Close or fail one run through the node and wait for the voters' answer."""
+        verb = "close" if result["success"] else "fail"
+        body = {k: v for k, v in result.items() if k in ("processid", "output", "errors")}
         try:
             reply = self.client.post(f"/v1/executors/{self.id}/{verb}", body)
         except ColonyError as exc:
-            log.warning("%s of %s not committed: %s", what, pid, exc)
-            return None
-        nxt: dict[str, Any] | None = reply.get("next") or None
+            log.warning("%s of %s not committed: %s", _what(result), result["processid"], exc)
+            return
+        self._report(result, reply)
+
+    def commit_many(self, results: list[dict[str, Any]]) -> None:
+        """Close or fail many runs in one request; each answer is reported as `_commit`
+        reports its one."""
+        try:
+            reply = self.client.post(f"/v1/executors/{self.id}/closes", {"results": results})
+        except ColonyError as exc:
+            for result in results:
+                log.warning("%s of %s not committed: %s", _what(result), result["processid"],
+                            exc)  # fmt: skip
+            return
+        for result, answer in zip(results, reply["results"], strict=False):
+            self._report(result, answer)
+
+    def _report(self, result: dict[str, Any], reply: dict[str, Any]) -> None:
+        """Say so when the voters refused a result (the run ended while the process was
+        cancelled, or its lease passed to another executor) or the node did."""
         if reply.get("committed"):
-            return nxt
+            return
         with self._lock:
             self.refused += 1
-        if reply.get("state") == "CANCELLED":
+        pid, what = result["processid"], _what(result)
+        if "error" in reply:
+            log.warning("%s of %s not committed: %s", what, pid, reply["error"]["message"])
+        elif reply.get("state") == "CANCELLED":
             log.warning("process %s was cancelled: its %s was not committed", pid, what)
         else:
             log.warning("%s of %s not committed: the voters refused it (%s)", what, pid,
                         reply.get("reason"))  # fmt: skip
-        return nxt
+
+
+def _what(result: dict[str, Any]) -> str:
+    return "result" if result["success"] else "failure"
+
+
+class _Closer:
+    """Commits finished runs off the slots' threads: whatever results are ready go in
+    one request, so a slot asks for its next process while its last result commits, and
+    the results of a busy executor reach the voters in batches."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._cond = threading.Condition()
+        self._queue: list[dict[str, Any]] = []
+        self._busy = False  # a request is out
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="closer", daemon=True)
+        self._thread.start()
+
+    def put(self, result: dict[str, Any]) -> None:
+        with self._cond:
+            self._queue.append(result)
+            self._cond.notify_all()
+
+    def stop(self, drain_s: float) -> None:
+        """Commit what is queued (waiting up to `drain_s`), then end the thread."""
+        deadline = time.monotonic() + drain_s
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            while (self._queue or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            if self._queue:
+                log.warning("%d results not committed: the node did not answer in %.0f s",
+                            len(self._queue), drain_s)  # fmt: skip
+                self._queue.clear()
+                self._cond.notify_all()
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue[:CLOSES_MAX], self._queue[CLOSES_MAX:]
+                self._busy = True
+            try:
+                self._executor.commit_many(batch)
+            except Exception:  # a bug: say so, keep committing the others
+                log.exception("committing %d results failed", len(batch))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 class _Tickets:

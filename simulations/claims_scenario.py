@@ -531,6 +531,10 @@ class ClaimsScenario(Scenario):
             "claims_failed": self.claim_failures,
             "claim_rounds": self.scheduling.rounds,
             "own_claims": self.scheduling.own_claims,
+            # processes claimed ahead of a free slot, and given back unstarted (counted
+            # by the NodeCores up at the end: a crash forgets its own)
+            "claimed_ahead": self._sched_count(world, "claimed_ahead"),
+            "ahead_given_back": self._sched_count(world, "ahead_given_back"),
             "closes_committed": self.closes,
             "expired_committed": self.expired,
             "cancels_sent": self.cancels_sent,
@@ -551,6 +555,9 @@ class ClaimsScenario(Scenario):
             "claim_latency_p99_s": percentile(latencies, 0.99),
             **(self.crons.metrics(world) if self.crons is not None else {}),
         }
+
+    def _sched_count(self, world: World, name: str) -> int:
+        return sum(n.core.scheduler.counters[name] for n in world.nodes if n.core is not None)
 
     def sample(self, world: World) -> dict[str, float]:
         done = len(self.commits.committed)

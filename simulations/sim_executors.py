@@ -117,6 +117,7 @@ class SimExecutors:
             at_s = world.now_s + scenario.rng.uniform(0.0, job.duration_s)
         died = job.fate is Fate.DIE
         failing = job.job_id in scenario.fails
+        started_s = world.now_s
 
         def finish(w: World) -> None:
             if not self._current(ex) or ex.runs.get(pid) != token:
@@ -125,10 +126,11 @@ class SimExecutors:
                 self._die(ex)
                 return
             del ex.runs[pid]
+            took_s = w.now_s - started_s  # as the real executor measures a run
             if failing:
-                req = rq.CloseRun(ex.id, pid, False, None, ("the function raised",))
+                req = rq.CloseRun(ex.id, pid, False, None, ("the function raised",), took_s)
             else:
-                req = rq.CloseRun(ex.id, pid, True, [f"out-{job.job_id}"])
+                req = rq.CloseRun(ex.id, pid, True, [f"out-{job.job_id}"], (), took_s)
             scenario.ask(w, ex.node, req, scenario.fenced_close)
             self._assign(ex)
 

@@ -7,6 +7,8 @@ register on the voters (`consensus`): the user hears "submitted" only once a maj
 voters holds the register durably. The other kinds follow a process's life:
 
 - ``process-running``: a node's executor holds a lease (epoch, executor, start time);
+- ``process-released``: that lease was given back before a run began or while it ran
+  (the process waits again; no retry is counted);
 - ``process-closed``: the committed outcome (SUCCESS, FAILED, CANCELLED) and output;
 - ``process-log``: a batch of log lines an executor wrote while it held the lease;
 - ``process-attribute``: a key/value the lease holder added (ColonyOS attributes).
@@ -44,6 +46,7 @@ __all__ = [
     "LOG_KIND",
     "OWN_CLAIM_KEY",
     "PROCESS_KIND",
+    "RELEASED_KIND",
     "RUNNING_KIND",
     "ProcessBook",
     "iso_time",
@@ -52,6 +55,7 @@ __all__ = [
 
 PROCESS_KIND = "process"
 RUNNING_KIND = "process-running"
+RELEASED_KIND = "process-released"
 CLOSED_KIND = "process-closed"
 LOG_KIND = "process-log"
 ATTRIBUTE_KIND = "process-attribute"
@@ -251,6 +255,10 @@ class ProcessBook:
                 for key in ("epoch", "executor", "start_ns"):
                     if key in body:
                         entry[key] = body[key]
+        elif kind == RELEASED_KIND:
+            epoch = body.get("epoch")
+            if not isinstance(epoch, int) or not self._released(pid, epoch):
+                return
         elif kind == CLOSED_KIND:
             entry = self._entry(pid)
             state = str(body.get("state", "FAILED"))
@@ -360,6 +368,31 @@ class ProcessBook:
                          executor=executor, start_ns=start_ns)  # fmt: skip
             if self.on_change is not None:
                 self.on_change(pid)
+
+    def mark_released(self, pid: bytes, epoch: int) -> None:
+        """This node gave back its lease of `epoch` on `pid`: it waits again."""
+        if self._released(pid, epoch) and self.on_change is not None:
+            self.on_change(pid)
+
+    def _released(self, pid: bytes, epoch: int) -> bool:
+        """A lease of `epoch` was given back: the process waits again, unless a newer
+        epoch ran it meanwhile (records of two nodes arrive in any order) or it closed."""
+        entry = self._procs.get(pid)
+        if entry is None or entry["state"] is not State.RUNNING or entry.get("epoch", 0) > epoch:
+            return False
+        entry["state"] = State.WAITING
+        for key in ("busy_until_s", "executor", "start_ns"):
+            entry.pop(key, None)
+        return True
+
+    def order_key(self, pid: bytes) -> tuple[int, bytes]:
+        """A process's place in ColonyOS order: (priority time, pid)."""
+        entry = self._procs[pid]
+        return (priority_time_ns(int(entry.get("submission_ns", 0)), entry["spec"].priority), pid)
+
+    def spec_of(self, pid: bytes) -> FunctionSpec:
+        spec: FunctionSpec = self._procs[pid]["spec"]
+        return spec
 
     def count_by_state(self) -> dict[str, int]:
         """How many processes of each state this node's view holds (for /metrics)."""

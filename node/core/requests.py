@@ -222,13 +222,15 @@ class Assign:
 @dataclass(frozen=True, slots=True)
 class CloseRun:
     """Commit a run's result under its lease's epoch: SUCCESS with `output`, or FAILED
-    with `errors` (never retried)."""
+    with `errors` (never retried). `elapsed_s`: how long the run took, as the executor
+    measured it (it tells the node how far ahead to claim for it)."""
 
     executor_id: str
     pid: bytes
     success: bool
     output: Any = None
     errors: tuple[str, ...] = ()
+    elapsed_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

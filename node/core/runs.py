@@ -62,8 +62,7 @@ def heartbeat(s: Scheduler, req: Heartbeat) -> dict[str, Any]:
             out[pid.hex()] = "held"
             continue
         out[pid.hex()] = "cancelled" if s.book.state_of(pid) is State.CANCELLED else "lost"
-        del ex.running[pid]
-        ex.log_lines.pop(pid, None)
+        ex.finish(pid, s.host.now_s)
     return {"processes": out}
 
 
@@ -110,10 +109,9 @@ def close_run(s: Scheduler, req_id: int, req: CloseRun) -> None:
     """Commit a run's result; answered `{processid, committed, reason, state}`."""
     ex = s.executor(req.executor_id)
     pid = req.pid
-    if pid not in ex.running:
+    epoch = ex.finish(pid, s.host.now_s, req.elapsed_s, closed=True)
+    if epoch is None:
         raise NotHolder(f"executor {ex.advert.name} does not run process {pid.hex()}")
-    epoch = ex.running.pop(pid)
-    ex.log_lines.pop(pid, None)
     if not s.host.holds(pid):
         raise NotHolder(
             f"the lease on {pid.hex()} was lost (maxexectime, a pause or a cancel): result refused"

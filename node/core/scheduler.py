@@ -1,20 +1,23 @@
 """The scheduler's decisions (part of NodeCore): which process each waiting executor of
 this node gets, claimed through the lease quorum (DESIGN.md §5, §10).
 
-An executor registers its advert and asks `Assign` (a long-poll). The executors of this
-node that wait at the same time share one claim round: a batched claim with a distinct
-process for each (`core.scheduling.plan_claims`: ColonyOS matching and priority order,
-rendezvous spreading among near-ties, the claim stagger of large colonies; workflow
-steps only once every parent succeeded). Rounds run when an executor starts to wait,
-when a process becomes claimable, when a claim is answered, and every `POLL_S` while
-an executor waits; never more often than every `ROUND_GAP_S`. Several rounds may be in
-flight: a waiting executor or a pid with a claim out is not planned again.
+An executor registers its advert and its slots, and each free slot asks `Assign` (a
+long-poll). The executors of this node share one claim round: a batched claim with a
+distinct process for each slot that waits, and, for executors whose runs are short, for
+the processes they will want next (claimed ahead, held in their queue: executors.py),
+all in one request (`core.scheduling.plan_claims`: ColonyOS matching and priority
+order, rendezvous spreading among near-ties, the claim stagger of large colonies;
+workflow steps only once every parent succeeded). Rounds run when a slot starts to
+wait, when a process becomes claimable, when a claim is answered, and every `POLL_S`
+while claims are wanted; never more often than every `ROUND_GAP_S`. Several rounds may
+be in flight: a pid with a claim out is not planned again.
 
 A refused claim backs its pid off (`REFUSED_BACKOFF_S`; a submission the voters do not
 hold yet only `UNKNOWN_BACKOFF_S`); a claim that timed out earns no back-off, so the
-urgent process keeps its place. Once a majority grants a lease the process goes to its
-executor (a grant whose executor went away is released at once) and a RUNNING record is
-gossiped; the lease core renews the lease while it is held.
+urgent process keeps its place. Once a majority grants a lease a RUNNING record is
+gossiped and the process goes to its executor's queue, from which a waiting slot takes
+it at once (a grant whose executor went away is released at once, and a release is
+gossiped too); the lease core renews the lease while it is held.
 
 Every `SWEEP_S` the node expires the WAITING processes it submitted once their
 maxwaittime ran out, fails the workflow steps it submitted whose parent failed, and
@@ -29,12 +32,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
-from colonynode.consensus.held import CLAIM_BATCH_MAX
+from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX
 from colonynode.consensus.messages import Reason
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId
@@ -52,7 +55,8 @@ from colonynode.core.scheduling import (
     ranked_claim_delay_s,
 )
 from colonynode.node.core.closing import Closing
-from colonynode.node.core.processes import RUNNING_KIND, ProcessBook
+from colonynode.node.core.executors import Executor, Ready, Want, hold_s
+from colonynode.node.core.processes import RELEASED_KIND, RUNNING_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, Planned, RegisterExecutor, RunStopped
 
 __all__ = ["EXECUTOR_SILENT_S", "LEASE_S", "Executor", "Scheduler", "SchedulerHost"]
@@ -61,6 +65,7 @@ log = logging.getLogger("colonynode.node.scheduler")
 
 EXECUTORS_MAX = 256
 SLOTS_MAX = 1024  # processes one executor may run at once
+LEASES_HELD_MAX = LEASES_MAX - CLAIM_BATCH_MAX  # held, queued or claimed by its executors
 ASSIGN_WAIT_MAX_S = 60.0
 POLL_S = 1.0  # claim rounds while executors wait, at least this often (besides events)
 ROUND_GAP_S = 0.01  # at most this often (view changes come in bursts)
@@ -108,34 +113,11 @@ class SchedulerHost(Protocol):
     def rng(self) -> random.Random: ...
 
 
-@dataclass(eq=False)
-class Executor:
-    id: str
-    advert: ExecutorAdvert
-    slots: int
-    running: dict[bytes, int]  # pid -> epoch
-    last_heard_s: float = 0.0
-    log_lines: dict[bytes, int] = field(default_factory=dict)  # pid -> lines published
-
-
-@dataclass(eq=False)
-class _Want:
-    """An executor's `Assign`, waiting for a claim round to give it a process."""
-
-    req: int
-    ex: Executor
-    since_s: float  # idle since: when it began to wait, or its last claim ended
-    deadline_s: float
-    claim: bytes | None = None  # the pid claimed for it, while the claim is out
-    open: bool = True  # False once answered, or once its caller went away
-    expired: bool = False  # its deadline passed while a claim was out
-
-
 @dataclass(frozen=True, eq=False)
 class OwnClaim:
     """A submission's own first claim, decided before its record is published."""
 
-    want: _Want
+    ex: Executor
     waiting: tuple[Waiting, ...]  # what a round would have chosen among (for the checker)
 
 
@@ -183,7 +165,7 @@ class Scheduler:
         self.retry_at: dict[bytes, float] = {}  # a refused pid is not claimed before
         self._refusals: dict[bytes, int] = {}  # refusals of a pid's claims so far
         self.started_ns: dict[bytes, int] = {}
-        self.wants: list[_Want] = []  # Assign calls waiting, oldest first
+        self._wants: dict[int, Want] = {}  # Assign calls waiting, by request id
         self.claiming: set[bytes] = set()  # pids with a claim out
         self._round_at: float | None = None
         self.last_round_s = float("-inf")
@@ -195,8 +177,8 @@ class Scheduler:
         self.claim_rtt_s = 0.0  # a moving average of this node's claim round trips
         self.counters: dict[str, int] = dict.fromkeys(
             ("executors_detached", "leases_dropped", "log_lines", "log_lines_dropped",
-             "graph_failed", "claim_rounds", "claims_sent", "own_claims",
-             "settled"), 0)  # fmt: skip
+             "graph_failed", "claim_rounds", "claims_sent", "own_claims", "claimed_ahead",
+             "ahead_given_back", "settled"), 0)  # fmt: skip
         self.closing = Closing(host, book, self.counters, self.started_ns)
 
     def start(self, now_s: float) -> None:
@@ -214,7 +196,8 @@ class Scheduler:
             raise ValidationError("an executor needs a name and an executortype")
         if not 1 <= req.slots <= SLOTS_MAX:
             raise ValidationError(f"an executor has 1..{SLOTS_MAX} slots")
-        ex = Executor(self.host.rng.randbytes(8).hex(), advert, req.slots, {}, self.host.now_s)
+        ex = Executor(self.host.rng.randbytes(8).hex(), advert, req.slots,
+                      last_heard_s=self.host.now_s)  # fmt: skip
         self.executors[ex.id] = ex
         log.info("executor %s (%s) attached: %s", advert.name, advert.executortype,
                  ", ".join(advert.functions) or "any")  # fmt: skip
@@ -233,63 +216,118 @@ class Scheduler:
         return ex
 
     def assign(self, req_id: int, req: Assign) -> None:
+        """A slot of the executor asks for a process: one from its queue at once, else
+        the next claim granted for it, else None at the deadline."""
         ex = self.executor(req.executor_id)
-        waiting = sum(1 for w in self.wants if w.ex is ex and w.open)
-        if waiting >= ex.slots:
+        if len(ex.wants) >= ex.slots:
             raise ColonyError(f"executor {ex.advert.name} already waits for {ex.slots} processes")
         now = self.host.now_s
         deadline = now + min(max(req.timeout_s, 0.0), ASSIGN_WAIT_MAX_S)
-        want = _Want(req_id, ex, now, deadline)
-        self.wants.append(want)
-        self.host.at(deadline, lambda now_s: self._want_due(want))
-        self._round_soon(now)
+        want = Want(req_id, ex, now, deadline)
+        ex.wants.append(want)
+        self._wants[req_id] = want
+        self._feed(ex)
+        if want.open:
+            self.host.at(deadline, lambda now_s: self._want_due(want))
+            self._round_soon(now)
 
     def forget(self, req_id: int) -> bool:
-        """The caller of an Assign went away: a grant that still comes is released."""
-        for want in self.wants:
-            if want.req == req_id and want.open:
-                want.open = False
-                if want.claim is None:
-                    self.wants.remove(want)
-                return True
-        return False
+        """The caller of an Assign went away. What was claimed for it stays in its
+        executor's queue for the next slot that asks (given back past its hold)."""
+        want = self._wants.get(req_id)
+        if want is None:
+            return False
+        self._close_want(want)
+        return True
 
     def detach(self, ex: Executor, release: bool) -> list[bytes]:
-        """Forget an executor: its leases are released (`release`) or dropped."""
+        """Forget an executor: its leases are released (`release`) or dropped; what
+        waited in its queue is given back either way (it never started)."""
         del self.executors[ex.id]
-        for want in [w for w in self.wants if w.ex is ex]:
+        for want in list(ex.wants):
             self._answer_want(want, None)
+        for pid in list(ex.ready):
+            self._give_back(ex, pid)
         held = [pid for pid in ex.running if self.host.holds(pid)]
         for pid in held:
             self.host.lease(lrq.ReleaseLease(pid) if release else lrq.DropLease(pid), _ignore)
         if release:
+            for pid in held:
+                self._announce_release(pid, ex.running[pid])
             log.info("executor %s detached: %d leases released", ex.advert.name, len(held))
         else:
             self.counters["leases_dropped"] += len(held)
         return held
 
-    def _answer_want(self, want: _Want, process: dict[str, Any] | None) -> None:
+    def _close_want(self, want: Want) -> None:
+        want.open = False
+        self._wants.pop(want.req, None)
+        if want in want.ex.wants:
+            want.ex.wants.remove(want)
+
+    def _answer_want(self, want: Want, process: dict[str, Any] | None) -> None:
         if want.open:
             self.host.answer(want.req, process)
-        want.open = False
-        if want in self.wants:
-            self.wants.remove(want)
+        self._close_want(want)
 
-    def _want_due(self, want: _Want) -> None:
-        if not want.open:
+    def _want_due(self, want: Want) -> None:
+        if want.open:
+            self._answer_want(want, None)
+
+    def _feed(self, ex: Executor) -> None:
+        """Hand queued processes to the slots that wait: the slot waiting longest gets
+        the first queued process in ColonyOS order. One whose lease ended or that
+        closed meanwhile (a cancel) is dropped."""
+        while ex.wants and ex.ready:
+            pid = min(ex.ready, key=self.book.order_key)
+            epoch = ex.ready.pop(pid).epoch
+            state = self.book.state_of(pid)
+            if not self.host.holds(pid) or (state is not None and state.closed):
+                if self.host.holds(pid):
+                    self.host.lease(lrq.ReleaseLease(pid), _ignore)
+                continue
+            view = self.book.get(pid)
+            assert view is not None, "a granted process is in the view"
+            ex.running[pid] = epoch
+            ex.handed_s[pid] = self.host.now_s
+            self._answer_want(ex.wants[0], {**view, "epoch": epoch, "state": State.RUNNING.name})
+
+    def _ready_due(self, ex: Executor, pid: bytes, epoch: int) -> None:
+        """A process claimed ahead waited its hold out: no slot freed in time (the
+        executor's runs got longer). Give it back, and claim less far ahead."""
+        got = ex.ready.get(pid)
+        if got is None or got.epoch != epoch:
             return
-        if want.claim is not None:
-            want.expired = True  # a grant that comes after all still counts
-            return
-        self._answer_want(want, None)
+        self._give_back(ex, pid)
+        self.counters["ahead_given_back"] += 1
+        ex.run_s *= 2
+        self.retry_at[pid] = self.host.now_s + REFUSED_BACKOFF_S  # others first
+
+    def _give_back(self, ex: Executor, pid: bytes) -> None:
+        """Release a queued process (it never started; no retry is counted)."""
+        got = ex.ready.pop(pid)
+        if self.host.holds(pid):
+            self.host.lease(lrq.ReleaseLease(pid), _ignore)
+            self._announce_release(pid, got.epoch)
+
+    def _announce_release(self, pid: bytes, epoch: int) -> None:
+        """Tell the colony that `pid` waits again (its RUNNING record said otherwise)."""
+        self.started_ns.pop(pid, None)
+        self.book.mark_released(pid, epoch)
+        self.host.publish(RELEASED_KIND, {"processid": pid.hex(), "epoch": epoch})
 
     # -- claim rounds ---------------------------------------------------------------------
 
+    def wants_claims(self) -> bool:
+        """Is there an executor here that wants a claim (a slot, or its queue)?"""
+        rtt = self.claim_rtt_s
+        return any(ex.wanted(rtt) for ex in self.executors.values())
+
     def wake(self, pid: bytes) -> None:
         """A process changed: if it is WAITING (new, or given back) and an executor
-        waits, run a claim round soon rather than at the next poll; if it runs
+        wants one, run a claim round soon rather than at the next poll; if it runs
         elsewhere, once its holder's quiet time is over."""
-        if not self.wants:
+        if not self.executors or not self.wants_claims():
             return
         state = self.book.state_of(pid)
         if state is State.WAITING:
@@ -308,7 +346,7 @@ class Scheduler:
                 self.host.at(until_s, self._wake_round)
 
     def _wake_round(self, now_s: float) -> None:
-        if self.idle_wants():
+        if self.wants_claims():
             self._round_soon(now_s)
 
     def _round_soon(self, now_s: float) -> None:
@@ -326,30 +364,41 @@ class Scheduler:
             return  # superseded by an earlier round
         self._round_at = None
         self._round(now_s)
-        if any(w.open and w.claim is None for w in self.wants):
+        if self.wants_claims():
             self._schedule_round(now_s + POLL_S)
 
+    def _claimants(self) -> list[Executor]:
+        """One entry a claim to make, in one request: first every slot that waits with
+        nothing on its way (the executor waiting longest first), then the queues that
+        run short."""
+        rtt = self.claim_rtt_s
+        execs = sorted(self.executors.values(), key=lambda ex: ex.idle_since_s())
+        idle = [ex for ex in execs for _ in range(ex.idle())]
+        ahead = [ex for ex in execs for _ in range(ex.wanted(rtt) - ex.idle())]
+        room = LEASES_HELD_MAX - sum(ex.held() for ex in execs)
+        return (idle + ahead)[: max(0, min(room, CLAIM_BATCH_MAX))]
+
     def _round(self, now_s: float) -> None:
-        """Claim for every executor of this node that waits, in one request: each gets a
-        distinct process, the one waiting longest chooses first."""
-        wants = [w for w in self.wants if w.open and w.claim is None]
-        wants = wants[:CLAIM_BATCH_MAX]  # one Claim request; the rest wait for the next
-        if not wants:
+        """Claim for every executor of this node that wants a process, in one request:
+        each claim a distinct process, the slot waiting longest choosing first."""
+        claimants = self._claimants()
+        if not claimants:
             return
         self.last_round_s = now_s
-        waiting = self.candidates(now_s, [w.ex.advert for w in wants])
+        adverts = [ex.advert for ex in claimants]
+        waiting = self.candidates(now_s, adverts)
         later = [w.ready_s for w in waiting if w.ready_s > now_s]
         if later:  # staggered: a round again once the first becomes ready here
             self._schedule_round(min(later))
         if len(later) == len(waiting):
             return
-        plan = plan_claims(waiting, [w.ex.advert for w in wants], now_s)
-        chosen = {pid: w for pid, w in zip(plan, wants, strict=True) if pid is not None}
-        self.host.emit(Planned(tuple(chosen), len(wants), tuple(waiting), now_s))
+        plan = plan_claims(waiting, adverts, now_s)
+        chosen = {pid: ex for pid, ex in zip(plan, claimants, strict=True) if pid is not None}
+        self.host.emit(Planned(tuple(chosen), len(claimants), tuple(waiting), now_s))
         if not chosen:
             return
-        for pid, want in chosen.items():
-            want.claim = pid
+        for pid, ex in chosen.items():
+            ex.claims += 1
             self.claiming.add(pid)
         self.counters["claim_rounds"] += 1
         self.counters["claims_sent"] += len(chosen)
@@ -388,16 +437,16 @@ class Scheduler:
         return out
 
     def own_want(self, spec: FunctionSpec, submitted_ns: int) -> OwnClaim | None:
-        """The short path (docs/decisions.md): an executor of this node waits with no
-        claim out and matches `spec`, and no ready process that an executor here matches
-        comes before it in ColonyOS order. Then this node's own submission carries its
-        first claim (`claim_own`), in the same frame to each voter, so the voters take
-        WAITING and RUNNING at epoch 1 in one durable write, and no other node's round
-        is needed."""
+        """The short path (docs/decisions.md): a slot of an executor of this node waits
+        with nothing on its way and matches `spec`, and no ready process that an
+        executor here matches comes before it in ColonyOS order. Then this node's own
+        submission carries its first claim (`claim_own`), in the same frame to each
+        voter, so the voters take WAITING and RUNNING at epoch 1 in one durable write,
+        and no other node's round is needed."""
         now = self.host.now_s
         if now < self.quiet_until_s:
             return None  # the voters are out of reach from here: no claim goes out now
-        idle = [w for w in self.wants if w.open and w.claim is None and matches(spec, w.ex.advert)]
+        idle = [ex for ex in self.executors.values() if ex.idle() and matches(spec, ex.advert)]
         if not idle:
             return None
         mine = priority_time_ns(submitted_ns, spec.priority)
@@ -408,16 +457,16 @@ class Scheduler:
                 break  # in order: nothing after this comes first
             if w.ready_s <= now and any(matches(w.spec, a) for a in adverts):
                 return None  # an older ready process: the round's to claim
-        return OwnClaim(idle[0], tuple(waiting))
+        return OwnClaim(min(idle, key=lambda ex: ex.idle_since_s()), tuple(waiting))
 
     def claim_own(self, own: OwnClaim, pid: bytes, spec: FunctionSpec, submitted_ns: int) -> None:
         """Claim this node's own submission `pid` (see `own_want`): called right after
         its Submit went out, so the Claim follows it to every voter in the same frame."""
         now = self.host.now_s
-        want = own.want
-        if not want.open or want.claim is not None:
+        ex = own.ex
+        if ex.id not in self.executors or not ex.idle():
             return  # taken meanwhile (a batch's earlier submission): the normal path
-        want.claim = pid
+        ex.claims += 1
         self.claiming.add(pid)
         self.last_round_s = now
         self.counters["claim_rounds"] += 1
@@ -426,7 +475,7 @@ class Scheduler:
         candidates = (*own.waiting, Waiting(pid, spec, submitted_ns, now, 0.0))
         self.host.emit(Planned((pid,), 1, candidates, now, own=True))
         req = lrq.ClaimLeases((pid,), self.lease_s)
-        self.host.lease(req, lambda ev: self._on_claim(ev, want, now))
+        self.host.lease(req, lambda ev: self._on_claim(ev, ex, now))
 
     def _delay(self, pid: bytes) -> tuple[float, float]:
         """This node's claim stagger for `pid`, and its re-claim stagger. A step is at
@@ -450,15 +499,22 @@ class Scheduler:
         return cached[2] * step_s, cached[3] * self.lease_s / 4
 
     def idle_wants(self) -> int:
-        """Assign calls waiting with no claim out for them."""
-        return sum(1 for w in self.wants if w.open and w.claim is None)
+        """Slots waiting with nothing granted or claimed for them."""
+        return sum(ex.idle() for ex in self.executors.values())
 
-    def _on_claim(self, event: Any, want: _Want, sent_s: float) -> None:
+    def idle_since_s(self) -> float | None:
+        """Since when the most recently idle of the slots that wait with nothing on
+        their way has waited (None: none waits so)."""
+        times = [ex.idle_since_s() for ex in self.executors.values() if ex.idle()]
+        return max(times) if times else None
+
+    def _on_claim(self, event: Any, ex: Executor, sent_s: float) -> None:
         now = self.host.now_s
         pid = event.pid
         self.claiming.discard(pid)
-        want.claim = None
-        want.since_s = now
+        ex.claims -= 1
+        ex.claim_done_s = now
+        assert ex.claims >= 0, "a claim is answered once"
         if not isinstance(event, lev.Granted) and event.reason is None:
             # No majority answered: the voters are out of reach from here (a partition,
             # a pause). The pid keeps its place, but this node asks less often until
@@ -474,12 +530,10 @@ class Scheduler:
                 rtt_s if not self.claim_rtt_s else 0.8 * self.claim_rtt_s + 0.2 * rtt_s
             )
         if isinstance(event, lev.Granted):
-            self._hand(now, want, pid, event.epoch)
+            self._granted(now, ex, pid, event.epoch)
         else:
             self._refused(now, pid, event.reason, event.retry_after_s)
-            if want.expired or not want.open:
-                self._answer_want(want, None)
-        if self.wants:
+        if self.wants_claims():
             self._round_soon(now)
 
     def _refused(self, now_s: float, pid: bytes, reason: Reason | None, left_s: float) -> None:
@@ -501,7 +555,7 @@ class Scheduler:
             backoff_s = min(BACKOFF_MAX_S, base_s * 2 ** min(tries, 10))
             backoff_s *= self.host.rng.uniform(0.5, 1.5)
         self.retry_at[pid] = now_s + backoff_s
-        if self.wants:
+        if self.wants_claims():
             self.host.at(now_s + backoff_s, self._wake_round)
         if reason in (Reason.UNKNOWN_PID, Reason.BUSY, Reason.NOT_ALLOWED, Reason.LEASE_HELD):
             return
@@ -511,43 +565,41 @@ class Scheduler:
             self.book.mark_closed_elsewhere(pid)
             self.closing.settle_later(pid)
 
-    def _hand(self, now_s: float, want: _Want, pid: bytes, epoch: int) -> None:
-        """Give a granted process to the executor that waited for it; if it left
-        meanwhile (detached, or its call went away), release the lease at once. A grant
-        for a process this node already knows closed (its cancel's record came first)
-        is given back too, and the executor waits on."""
-        ex = want.ex
-        if not want.open or ex.id not in self.executors:
-            self.host.lease(lrq.ReleaseLease(pid), _ignore)
-            if want in self.wants:
-                self.wants.remove(want)
-            return
+    def _granted(self, now_s: float, ex: Executor, pid: bytes, epoch: int) -> None:
+        """Announce a granted process RUNNING and queue it for its executor, whose
+        waiting slot (if any) takes it at once. If the executor left meanwhile, release
+        the lease at once; a grant for a process this node already knows closed (its
+        cancel's record came first) is given back too."""
         state = self.book.state_of(pid)
-        if state is not None and state.closed:
+        if ex.id not in self.executors or (state is not None and state.closed):
             self.host.lease(lrq.ReleaseLease(pid), _ignore)
-            if want.expired:
-                self._answer_want(want, None)
             return
-        ex.running[pid] = epoch
         start_ns = self.host.unix_ns()
         self.started_ns[pid] = start_ns
         self.book.mark_running(pid, now_s + self.lease_s, epoch, ex.advert.name, start_ns)
         self.host.publish(RUNNING_KIND, {"processid": pid.hex(), "epoch": epoch,
                                          "executor": ex.advert.name, "start_ns": start_ns,
                                          "lease_s": self.lease_s})  # fmt: skip
-        view = self.book.get(pid)
-        assert view is not None, "a granted process is in the view"
-        self._answer_want(want, {**view, "epoch": epoch, "state": State.RUNNING.name})
+        ex.ready[pid] = Ready(epoch, now_s + hold_s(self.book.spec_of(pid)))
+        self._feed(ex)
+        if pid in ex.ready:  # claimed ahead: no slot is free for it yet
+            self.counters["claimed_ahead"] += 1
+            until_s = ex.ready[pid].until_s
+            self.host.at(until_s, lambda now_s: self._ready_due(ex, pid, epoch))
 
     # -- leases ending, sweeps --------------------------------------------------------------
 
     def on_lease_ended(self, event: lev.LeaseEnded) -> None:
-        """A lease of a run ended without its close: tell the executor to stop."""
+        """A lease of a run ended without its close: tell the executor to stop (or
+        drop the process from its queue, where it has not started)."""
         if event.why == "closed":
             self.closing.settle_later(event.pid)
         if event.why not in ("lost", "closed"):
             return
         for ex in self.executors.values():
+            got = ex.ready.get(event.pid)
+            if got is not None and got.epoch == event.epoch:
+                del ex.ready[event.pid]
             if ex.running.get(event.pid) == event.epoch:
                 cancelled = self.book.state_of(event.pid) is State.CANCELLED
                 why = "cancelled" if cancelled or event.why == "closed" else "lost"
@@ -578,9 +630,8 @@ class Scheduler:
             self._refusals.pop(pid, None)
 
     def _detach_silent(self, now_s: float) -> None:
-        polling = {w.ex.id for w in self.wants if w.open}  # an executor in Assign is not silent
         for ex in list(self.executors.values()):
-            if ex.id in polling or now_s - ex.last_heard_s <= EXECUTOR_SILENT_S:
+            if ex.wants or now_s - ex.last_heard_s <= EXECUTOR_SILENT_S:
                 continue
             dropped = self.detach(ex, release=False)
             self.counters["executors_detached"] += 1

@@ -46,6 +46,7 @@ API_BODY_BYTES_MAX = 1 << 20
 RECORDS_LIST_MAX = 10_000
 LEASE_PIDS_MAX = 1024
 SUBMIT_BATCH_MAX = 1000  # specs in one POST /v1/processes/batch
+CLOSES_MAX = 1000  # results in one POST /v1/executors/{eid}/closes
 SUBMIT_WAIT_MAX_S = 60.0  # the longest POST /v1/processes waits with `wait_s`
 CLOSED_NAMES = ("SUCCESS", "FAILED", "CANCELLED")
 
@@ -446,16 +447,24 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         timeout_s = _number(await _body(request), "timeout_s", 10)
         return {"process": await node.call(rq.Assign(eid(request), timeout_s))}
 
+    def close_req(executor: str, body: Any, success: bool) -> rq.CloseRun:
+        if not isinstance(body, dict):
+            raise ValidationError("a result is a JSON object")
+        errors = body.get("errors", ())
+        if not isinstance(errors, list | tuple):
+            raise ValidationError("errors: a list of strings")
+        elapsed = body.get("elapsed_s")
+        elapsed_s = None if elapsed is None else max(0.0, _number(body, "elapsed_s", 0))
+        return rq.CloseRun(executor, pid_of(body.get("processid")), success, body.get("output"),
+                           tuple(str(e) for e in errors), elapsed_s)  # fmt: skip
+
     async def executor_close(request: Request, success: bool) -> Any:
         """Close (or fail) a run; with `next_s`, the same request then waits that long
         for the slot's next process, as `assign` would (`"next"`: it, or None). The
         close's answer stands whatever the wait brings."""
         body = await _body(request)
-        errors = tuple(str(e) for e in body.get("errors", ()))
         next_s = _number(body, "next_s", 0)
-        req = rq.CloseRun(eid(request), pid_of(body.get("processid")), success,
-                          body.get("output"), errors)  # fmt: skip
-        closed = await node.call(req)
+        closed = await node.call(close_req(eid(request), body, success))
         if next_s <= 0:
             return closed
         try:
@@ -463,6 +472,28 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         except ColonyError:
             nxt = None  # detached meanwhile: the next `assign` says so
         return {**closed, "next": nxt}
+
+    async def executor_closes(request: Request) -> Any:
+        """Many runs' results in one request, closed in one driver turn (one group
+        commit, one frame a voter): `{"results": [{processid, success, output | errors,
+        elapsed_s}]}`, answered with each close's answer (or its error) in order."""
+        results = (await _body(request)).get("results")
+        if not isinstance(results, list) or not 1 <= len(results) <= CLOSES_MAX:
+            raise ValidationError(f"results: a list of 1..{CLOSES_MAX} results")
+        reqs = []
+        for i, result in enumerate(results):  # every result is valid, or none is taken
+            success = isinstance(result, dict) and result.get("success") is True
+            try:
+                reqs.append(close_req(eid(request), result, success))
+            except ValidationError as exc:
+                raise ValidationError(f"results[{i}]: {exc}") from None
+        answers = await node.call_many(reqs)
+        return {"results": [
+            {"processid": r.pid.hex(), "committed": False,
+             "error": {"code": type(a).__name__, "message": str(a)}}
+            if isinstance(a, ColonyError) else a
+            for r, a in zip(reqs, answers, strict=True)
+        ]}  # fmt: skip
 
     async def executor_fail(request: Request) -> Any:
         return await executor_close(request, False)
@@ -541,6 +572,7 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/executors/{eid}/assign", executor_assign, post),
         ("/v1/executors/{eid}/close", executor_success, post),
         ("/v1/executors/{eid}/fail", executor_fail, post),
+        ("/v1/executors/{eid}/closes", executor_closes, post),
         ("/v1/executors/{eid}/heartbeat", executor_heartbeat, post),
         ("/v1/executors/{eid}/log", executor_log, post),
         ("/v1/executors/{eid}/detach", executor_detach, post),

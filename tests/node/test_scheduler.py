@@ -39,6 +39,7 @@ class ScriptedHost:
         self.claims: list[list[bytes]] = []
         self.granted: dict[bytes, int] = {}
         self.released: list[bytes] = []
+        self.published: list[tuple[str, Any]] = []  # records other than RUNNING
         self.refuse: set[bytes] = set()
         self.time_out_once: set[bytes] = set()  # no majority answers (reason None), once
         self.answers: dict[int, Any] = {}
@@ -59,6 +60,8 @@ class ScriptedHost:
         return pid in self.granted
 
     def publish(self, kind: str, body: Any) -> Any:
+        if kind != "process-running":
+            self.published.append((kind, body))
         return None
 
     def emit(self, event: Any) -> None:
@@ -173,25 +176,32 @@ def test_a_claim_that_timed_out_is_tried_again_before_a_lower_priority_one() -> 
     assert host.claims == [[high], [high]]
 
 
-def test_a_grant_that_outlives_its_call_still_reaches_the_executor() -> None:
+def test_a_grant_that_outlives_its_call_waits_for_the_executors_next_call() -> None:
     host = ScriptedHost(delay_s=2.0)  # voters that answer a claim after 2 s
     sched = scheduler(book_with(1), host)
-    req = assign(sched, host, 1, attach(sched, host, "e"), 0.5)  # the claim is out past this
-    host.run_until(3.0)
-    assert host.answers[req] is not None and host.answered_at[req] == 2.0
-    assert host.released == []
+    executor = attach(sched, host, "e")
+    first = assign(sched, host, 1, executor, 0.5)  # the claim is out past this
+    host.run_until(2.5)
+    assert host.answers[first] is None and host.answered_at[first] == 0.5
+    second = assign(sched, host, 2, executor, 10)  # the slot asks again: it is there
+    assert host.answers[second]["processid"] == (bytes([0]) * 16).hex()
+    assert host.answered_at[second] == 2.5 and host.released == []
 
 
-def test_a_grant_for_a_call_that_went_away_is_released() -> None:
+def test_a_grant_nobody_asks_for_is_given_back_after_its_hold() -> None:
     host = ScriptedHost(delay_s=2.0)
     sched = scheduler(book_with(1), host)
     req = assign(sched, host, 1, attach(sched, host, "e"), 10)
     host.run_until(0.5)
-    assert sched.forget(req)  # the HTTP client hung up
-    host.run_until(3.0)  # once the claim is answered, at 2 s
+    assert sched.forget(req)  # the executor hung up
+    host.run_until(2.9)  # the claim is answered at 2 s; the grant waits in the queue
+    assert host.released == [] and len(host.granted) == 1
+    host.run_until(3.1)  # READY_HOLD_S later nobody took it: released, announced
     assert host.released == [bytes([0]) * 16] and not host.granted
+    assert host.published == [("process-released", {"processid": (bytes([0]) * 16).hex(),
+                                                     "epoch": 1})]  # fmt: skip
     assert req not in host.answers
-    assert all(not ex.running for ex in sched.executors.values())
+    assert all(not ex.running and not ex.ready for ex in sched.executors.values())
 
 
 def test_detaching_answers_a_waiting_assign_at_once() -> None:
@@ -296,3 +306,84 @@ def test_a_round_reads_past_the_near_ties_only_as_far_as_it_must() -> None:
     assert plan_claims(head, [advert, advert], 10**4) == plan_claims(
         sched.candidates(10**4), [advert, advert], 10**4
     )
+
+
+def run_once(sched: Scheduler, host: ScriptedHost, executor: str, req: int, took_s: float) -> None:
+    """One slot asks, gets a process, and reports it ran for `took_s`."""
+    assign(sched, host, req, executor, 10)
+    host.run_until(host.now_s + 0.2)
+    pid = bytes.fromhex(host.answers[req]["processid"])
+    sched.executors[executor].finish(pid, host.now_s, took_s, closed=True)
+
+
+def test_an_executor_with_short_runs_gets_processes_claimed_ahead_in_one_batch() -> None:
+    """Runs of 10 ms against claims of 50 ms: the node claims AHEAD_COVER round trips of
+    runs ahead of the slot (2 x 50 / 10 = 10), in the same request as the slot's own,
+    and the slot's next calls are answered from the queue without a claim."""
+    host = ScriptedHost(delay_s=0.05)
+    sched = scheduler(book_with(30), host)
+    executor = attach(sched, host, "e")
+    run_once(sched, host, executor, 1, 0.01)
+    assert host.claims == [[bytes([0]) * 16]]  # nothing known of its runs: no claim ahead
+    run_once(sched, host, executor, 2, 0.01)
+    assert [len(c) for c in host.claims] == [1, 11]
+    ex = sched.executors[executor]
+    assert len(ex.ready) == 10 and sched.counters["claimed_ahead"] == 10
+    queued = sorted(ex.ready)  # book_with: ColonyOS order is pid order
+    asked_s = host.now_s
+    assign(sched, host, 3, executor, 10)
+    assert host.answered_at[3] == asked_s  # from the queue, at once
+    assert host.answers[3]["processid"] == queued[0].hex()  # its first in ColonyOS order
+
+
+def test_an_executor_with_long_runs_claims_only_for_its_waiting_slots() -> None:
+    host = ScriptedHost(delay_s=0.05)
+    sched = scheduler(book_with(30), host)
+    executor = attach(sched, host, "e")
+    run_once(sched, host, executor, 1, 1.0)  # 1 s runs: 2 x 0.05 / 1 < 1
+    run_once(sched, host, executor, 2, 1.0)
+    assert [len(c) for c in host.claims] == [1, 1]
+    assert not sched.executors[executor].ready
+
+
+def test_a_queue_that_waits_past_its_hold_is_given_back_and_claims_less_ahead() -> None:
+    host = ScriptedHost(delay_s=0.05)
+    sched = scheduler(book_with(30), host)
+    executor = attach(sched, host, "e")
+    run_once(sched, host, executor, 1, 0.01)
+    run_once(sched, host, executor, 2, 0.01)  # 10 claimed ahead; the slot now runs long
+    ex = sched.executors[executor]
+    queued = list(ex.ready)
+    host.run_until(host.now_s + 1.5)  # past READY_HOLD_S: nobody took them
+    assert not ex.ready and host.released == queued
+    assert [b["processid"] for k, b in host.published if k == "process-released"] == [
+        p.hex() for p in queued
+    ]
+    assert sched.counters["ahead_given_back"] == 10
+    assert ex.ahead(sched.claim_rtt_s) < 10  # its estimate of a run doubled each time
+
+
+def test_a_queued_process_closed_meanwhile_is_not_handed_to_a_slot() -> None:
+    host = ScriptedHost(delay_s=0.05)
+    sched = scheduler(book_with(30), host)
+    executor = attach(sched, host, "e")
+    run_once(sched, host, executor, 1, 0.01)
+    run_once(sched, host, executor, 2, 0.01)
+    ex = sched.executors[executor]
+    cancelled = min(ex.ready)  # the first a slot would get
+    sched.book.on_record(ME, "process-closed", {"processid": cancelled.hex(),
+                                                "state": "CANCELLED"})  # fmt: skip
+    assign(sched, host, 3, executor, 10)
+    assert host.answers[3]["processid"] != cancelled.hex()
+    assert cancelled in host.released and cancelled not in ex.ready
+
+
+def test_detaching_gives_back_what_waited_in_the_queue() -> None:
+    host = ScriptedHost(delay_s=0.05)
+    sched = scheduler(book_with(30), host)
+    executor = attach(sched, host, "e")
+    run_once(sched, host, executor, 1, 0.01)
+    run_once(sched, host, executor, 2, 0.01)
+    queued = list(sched.executors[executor].ready)
+    sched.detach(sched.executors[executor], release=False)  # its connection died
+    assert set(queued) <= set(host.released)  # never started: released, not dropped
