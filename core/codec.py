@@ -106,6 +106,20 @@ def _check_limits(value: Any, limits: DecodeLimits) -> None:
 
 _PLAIN = frozenset({bytes, str, int, float, bool, type(None)})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names, in order
+# type -> how to_wire converts its values (found once a type: `is_dataclass` on an enum
+# class goes through EnumType.__getattr__, 8 % of a busy daemon's CPU when asked a value)
+_AS_IS, _ENUM, _SEQUENCE, _MAP = range(4)
+_KINDS: dict[type, int] = {}
+
+
+def _kind_of(kind: type) -> int:
+    if issubclass(kind, enum.Enum):
+        return _ENUM
+    if issubclass(kind, tuple | list):
+        return _SEQUENCE
+    if issubclass(kind, dict):
+        return _MAP
+    return _AS_IS  # bytes and str subclasses (NodeId), and whatever cbor2 takes as it is
 
 
 def to_wire(obj: Any) -> Any:
@@ -116,14 +130,17 @@ def to_wire(obj: Any) -> Any:
     names = _FIELD_NAMES.get(kind)
     if names is not None:
         return [to_wire(getattr(obj, name)) for name in names]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj))
-        return [to_wire(getattr(obj, name)) for name in names]
-    if isinstance(obj, enum.Enum):
+    how = _KINDS.get(kind)
+    if how is None:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj))
+            return [to_wire(getattr(obj, name)) for name in names]
+        how = _KINDS[kind] = _kind_of(kind)
+    if how == _ENUM:
         return obj.value
-    if isinstance(obj, tuple | list):
+    if how == _SEQUENCE:
         return [to_wire(v) for v in obj]
-    if isinstance(obj, dict):
+    if how == _MAP:
         return {to_wire(k): to_wire(v) for k, v in obj.items()}
     return obj
 

@@ -7,7 +7,17 @@ Every protocol core is a synchronous state machine::
     core.take_effects() -> Effects
 
 Reads of durable state go through an injected Store; writes come out as effects. The
-driver makes `Effects.writes` durable in one batch *before* it sends `Effects.sends`.
+driver makes `Effects.writes` durable in one batch *before* it sends `Effects.sends`,
+as far as `Effects.durability` asks:
+
+- BEFORE_ALL (the default): durable before the batch's sends and its events (answers):
+  a voter's vote, a register, a roster;
+- BEFORE_SENDS: durable before its sends, not before its answers: a node's own gossip
+  records (a sequence number it sent is never used again; an answer does not depend on
+  them);
+- LAZY: no need at all: the driver may commit them with a later batch (received gossip
+  records, which peers send again to a node that lost them). A crash loses a suffix of
+  lazy batches, never part of one and never one an earlier durable batch came after.
 """
 
 from __future__ import annotations
@@ -17,7 +27,9 @@ from typing import Any, Protocol
 
 from colonynode.core.ids import NodeId
 
-__all__ = ["Effects", "ProtocolCore", "Write"]
+__all__ = ["BEFORE_ALL", "BEFORE_SENDS", "LAZY", "Effects", "ProtocolCore", "Write"]
+
+LAZY, BEFORE_SENDS, BEFORE_ALL = 0, 1, 2  # how durable writes must be (stricter is larger)
 
 # One durable write: (table, key, value). A value of None deletes the key. Values are
 # plain msgpack-able data; the store adds the schema version.
@@ -32,12 +44,17 @@ class Effects:
     writes: list[Write] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
     wake_at_s: float | None = None
+    durability: int = BEFORE_ALL  # what `writes` need (meaningless without writes)
 
     def __bool__(self) -> bool:
         return bool(self.sends or self.writes or self.events)
 
     def merge(self, other: Effects) -> None:
         """Append `other` to this batch (the driver coalesces a loop turn's effects)."""
+        if other.writes:
+            self.durability = (
+                max(self.durability, other.durability) if self.writes else other.durability
+            )
         self.sends.extend(other.sends)
         self.writes.extend(other.writes)
         self.events.extend(other.events)

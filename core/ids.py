@@ -7,6 +7,7 @@ handshake that authenticates a stream also authenticates the node id.
 
 from __future__ import annotations
 
+import functools
 from typing import NewType
 
 from colonynode.core.errors import DecodeError
@@ -71,6 +72,7 @@ def peer_id_bytes(nid: NodeId) -> bytes:
     return _PEER_ID_PREFIX + nid
 
 
+@functools.lru_cache(maxsize=4096)  # a colony's members, named in every view of a process
 def peer_id_str(nid: NodeId) -> str:
     """The libp2p peer id text, `12D3KooW...`."""
     return b58encode(peer_id_bytes(nid))

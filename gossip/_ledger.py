@@ -73,6 +73,9 @@ class Ledger:
         self.store = store
         self.config = config
         self.writes: list[Write] = []
+        # `writes` hold a sequence number of this node's (its own records, next_seq):
+        # durable before anything is sent, so no number is used twice (effects.py)
+        self.own = False
         self.hwm: dict[NodeId, int] = {}
         self.ahead: dict[NodeId, set[int]] = {}
         self._xor = 0
@@ -175,11 +178,13 @@ class Ledger:
         if at_least > self.next_seq:
             self.next_seq = at_least
             self.writes.append((TABLE_META, b"next_seq", at_least))
+            self.own = True
 
     def take_seq(self) -> int:
         seq = self.next_seq
         self.next_seq = seq + 1
         self.writes.append((TABLE_META, b"next_seq", self.next_seq))
+        self.own = True
         return seq
 
     def compact(self, now_s: float) -> int:

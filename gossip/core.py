@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Any
 
-from colonynode.core.effects import Effects
+from colonynode.core.effects import BEFORE_SENDS, LAZY, Effects
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.identity import Identity
@@ -231,8 +231,13 @@ class GossipCore:
     def take_effects(self) -> Effects:
         self._flush_outbox()
         effects, self._effects = self._effects, Effects()
-        if self.ledger.writes:
-            effects.writes, self.ledger.writes = self.ledger.writes, []
+        ledger = self.ledger
+        if ledger.writes:
+            effects.writes, ledger.writes = ledger.writes, []
+            # Records of others need no durability: a node that lost them in a crash gets
+            # them again (anti-entropy). Its own must be durable before they are sent.
+            effects.durability = BEFORE_SENDS if ledger.own else LAZY
+            ledger.own = False
         effects.wake_at_s = 0.0 if self.next_heartbeat_s is None else self.next_heartbeat_s
         return effects
 

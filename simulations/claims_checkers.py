@@ -292,8 +292,8 @@ class SchedulingChecker(BaseChecker):
             since_s = max(sched.last_round_s, sched.quiet_until_s)
             if now_s - since_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
                 continue
-            oldest = max(w.since_s for w in sched.wants if w.open and w.claim is None)
-            if now_s - oldest <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
+            idle_s = sched.idle_since_s()
+            if idle_s is None or now_s - idle_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
                 continue
             if any(w.ready_s <= now_s for w in sched.candidates(now_s)):
                 found.append(

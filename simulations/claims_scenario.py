@@ -61,6 +61,7 @@ from colonynode.simulations.cron_load import CronLoad
 from colonynode.simulations.gossip_scenario import VerifyMemo
 from colonynode.simulations.memos import OpenMemo, SpecMemo
 from colonynode.simulations.network import random_links
+from colonynode.simulations.node import as_asked
 from colonynode.simulations.scenario import Metric, ParamValue, Scenario, register_scenario
 from colonynode.simulations.sim_executors import EXECUTORTYPE, SimExecutors
 from colonynode.simulations.workload import Fate, Job, Workload, WorkloadConfig
@@ -241,7 +242,7 @@ class ClaimsScenario(Scenario):
             world.schedule(world.now_s, lambda w: self._booted(w, index))
             return core
 
-        world.add_nodes(factory, "lease", channel_of=channel_of)
+        world.add_nodes(factory, "lease", channel_of=channel_of, sync_policy=as_asked)
         for node in world.nodes:
             for channel in ("gossip", "dht", "roster"):
                 node.listen(channel)

@@ -63,6 +63,7 @@ from colonynode.gossip import (
 )
 from colonynode.simulations.checkers import BaseChecker
 from colonynode.simulations.network import random_links
+from colonynode.simulations.node import as_asked
 from colonynode.simulations.scenario import Metric, ParamValue, Scenario, register_scenario
 from colonynode.storage.api import Store
 
@@ -326,7 +327,7 @@ class GossipScenario(Scenario):
                 )
             return GossipCore(identity, store, rng, config, is_member=is_member, verify=memo)
 
-        world.add_nodes(make_core, "gossip")
+        world.add_nodes(make_core, "gossip", sync_policy=as_asked)
         self.links = self._connect(world)
         self.checker = GossipValidity(self)
         world.add_checker(self.checker)

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from colonynode.core.effects import Effects, ProtocolCore
+from colonynode.core.effects import LAZY, Effects, ProtocolCore
 from colonynode.core.ids import NodeId
 from colonynode.simulations._flush import apply_effects
 from colonynode.simulations.engine import CALL, TICK, NodeClock
@@ -32,7 +32,15 @@ from colonynode.storage.api import Store
 if TYPE_CHECKING:
     from colonynode.simulations.world import World
 
-__all__ = ["CoreFactory", "NodeStats", "SimClock", "SimNode", "SyncPolicy", "always_sync"]
+__all__ = [
+    "CoreFactory",
+    "NodeStats",
+    "SimClock",
+    "SimNode",
+    "SyncPolicy",
+    "always_sync",
+    "as_asked",
+]
 
 C = TypeVar("C", bound=ProtocolCore)
 
@@ -50,6 +58,13 @@ OVERDUE_TIMERS_MAX = 10_000
 
 def always_sync(effects: Effects) -> bool:
     return True
+
+
+def as_asked(effects: Effects) -> bool:
+    """Sync what the core says must be durable (`Effects.durability`), as the daemon's
+    driver does: a LAZY batch is applied unsynced, so a crash loses it (and every lazy
+    batch after the last synced one), as a crash of the daemon loses its deferred writes."""
+    return effects.durability != LAZY
 
 
 class NodeStats:

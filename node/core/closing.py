@@ -115,4 +115,4 @@ class Closing:
         for key, value in (("epoch", epoch), ("executor", executor), ("start_ns", started)):
             if value:
                 body[key] = value
-        self.host.publish(CLOSED_KIND, body)  # in this node's view at once
+        self.host.announce(CLOSED_KIND, body)  # in this node's view at once

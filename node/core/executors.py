@@ -19,7 +19,7 @@ take longer than AHEAD_COVER claim round trips a slot, claims for its waiting sl
 A granted process waits in the queue at most `hold_s` (READY_HOLD_S, or a tenth of its
 maxexectime if that is shorter: the voters count maxexectime from the grant); past it
 the lease is given back (no retry counted) and the executor's estimate of its runs is
-doubled, so it claims less far ahead.
+doubled (once a hold), so it claims less far ahead.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class Executor:
     claim_done_s: float = 0.0  # when its last claim was answered
     run_s: float = 0.0  # moving average of its runs' times (0: none yet)
     handed_s: dict[bytes, float] = field(default_factory=dict)  # pid -> when a slot got it
+    slowed_s: float = float("-inf")  # when `run_s` was last doubled
 
     def ahead(self, claim_rtt_s: float) -> int:
         """How many processes to hold granted beyond its waiting slots."""
@@ -120,6 +121,13 @@ class Executor:
             took_s = now_s - handed_s
             self.ran(took_s if elapsed_s is None else min(max(elapsed_s, 0.0), took_s))
         return epoch
+
+    def slower(self, now_s: float) -> None:
+        """Its queue waited a hold out: take its runs for twice as long, once a hold
+        (a whole queue given back together doubles it once, not once a process)."""
+        if now_s - self.slowed_s >= READY_HOLD_S:
+            self.slowed_s = now_s
+            self.run_s *= 2
 
     def ran(self, took_s: float) -> None:
         took_s = max(took_s, 1e-4)

@@ -37,7 +37,7 @@ from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
 from colonynode.consensus.register import Timing
 from colonynode.core.codec import decode, from_wire
-from colonynode.core.effects import Effects, Write
+from colonynode.core.effects import BEFORE_ALL, LAZY, Effects, Write
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError
 from colonynode.core.identity import Identity
@@ -56,7 +56,14 @@ from colonynode.node.core.crons import CRON_KIND, Crons
 from colonynode.node.core.generators import GENERATOR_KIND, Generators
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
-from colonynode.node.core.processes import PROCESS_KIND, ProcessBook
+from colonynode.node.core.processes import (
+    ANNOUNCE_BYTES_MAX,
+    ANNOUNCE_ITEMS_MAX,
+    ANNOUNCED_KINDS,
+    LOG_KIND,
+    PROCESS_KIND,
+    ProcessBook,
+)
 from colonynode.node.core.requests import Answer, Request
 from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
@@ -174,6 +181,7 @@ class NodeCore:
                                        "dht": self.dht}  # fmt: skip
         self._wakes: dict[str, float | None] = dict.fromkeys(self._cores, 0.0)
         self._dirty: set[str] = set()
+        self._announcing: dict[str, list[dict[str, Any]]] = {}  # this step's, by kind
         self._timers: list[tuple[float, int, Callable[[float], None]]] = []
         self._timer_seq = 0
         self._next_req = 0
@@ -273,6 +281,7 @@ class NodeCore:
 
     def take_effects(self) -> Effects:
         for _ in range(PUMP_ROUNDS_MAX):
+            self._publish_announcements()  # those of the step, and of the pumps' events
             if not self._dirty:
                 break
             dirty, self._dirty = self._dirty, set()
@@ -281,7 +290,7 @@ class NodeCore:
                     self._pump(name)
         else:
             raise AssertionError("NodeCore's parts keep waking each other")
-        out, self._fx = self._fx, Effects()
+        out, self._fx = self._fx, Effects(durability=LAZY)
         wake = self._timers[0][0] if self._timers else None
         for t in self._wakes.values():
             if t is not None and (wake is None or t < wake):
@@ -297,6 +306,7 @@ class NodeCore:
             out.sends.extend(fx.sends)
         if fx.writes:
             out.writes.extend(fx.writes)
+            out.durability = max(out.durability, fx.durability)
         handle = _EVENTS[name]
         for event in fx.events:
             handle(self, event)
@@ -322,6 +332,7 @@ class NodeCore:
 
     def write(self, writes: list[Write]) -> None:
         self._fx.writes.extend(writes)
+        self._fx.durability = BEFORE_ALL
 
     def lease(self, req: lrq.Request, on_event: Callable[[Any], None]) -> None:
         """Ask the lease quorum; `on_event` gets every event answering it (one per pid
@@ -341,14 +352,41 @@ class NodeCore:
         self._dht_cbs[start(self.dht, self.now_s)] = on_event
         self._dirty.add("dht")
 
-    def publish(self, kind: str, body: Any) -> Envelope:
-        """Sign and gossip a record of this node; a process record is in the view at once."""
+    def publish(self, kind: str, body: Any, *, spec: FunctionSpec | None = None) -> Envelope:
+        """Sign and gossip a record of this node; a process record is in the view at once
+        (`spec`: a submission's, parsed)."""
         env = self.gossip.publish(self.now_s, kind, body)
         self._dirty.add("gossip")
         if kind.startswith(PROCESS_KIND):
-            seq = open_body(env).seq
-            self.book.on_record(self.node_id, kind, body, self.now_s, seq=seq)
+            seq = open_body(env).seq if kind == LOG_KIND else 0  # the view indexes logs
+            self.book.on_record(self.node_id, kind, body, self.now_s, seq=seq, spec=spec)
         return env
+
+    def announce(self, kind: str, item: dict[str, Any]) -> None:
+        """A process's change for every member (running, released, closed): in this
+        node's view at once, gossiped with the others of this step in one record."""
+        assert kind in ANNOUNCED_KINDS
+        self.book.on_record(self.node_id, kind, item, self.now_s)
+        self._announcing.setdefault(kind, []).append(item)
+
+    def _publish_announcements(self) -> None:
+        if not self._announcing:
+            return
+        pending, self._announcing = self._announcing, {}
+        for kind in ANNOUNCED_KINDS:
+            chunk: list[dict[str, Any]] = []
+            size = 0
+            for item in pending.get(kind, ()):
+                item_bytes = _rough_bytes(item)
+                if chunk and (len(chunk) >= ANNOUNCE_ITEMS_MAX
+                              or size + item_bytes > ANNOUNCE_BYTES_MAX):  # fmt: skip
+                    self.gossip.publish(self.now_s, kind, {"processes": chunk})
+                    chunk, size = [], 0
+                chunk.append(item)
+                size += item_bytes
+            if chunk:
+                self.gossip.publish(self.now_s, kind, {"processes": chunk})
+        self._dirty.add("gossip")
 
     def holds(self, pid: bytes) -> bool:
         return self.consensus.claimer.holds(pid, self.now_s)
@@ -470,6 +508,20 @@ class NodeCore:
     def colony(self) -> str:
         roster = self.membership.roster
         return roster.colony if roster else self.config.colony
+
+
+def _rough_bytes(value: Any, depth: int = 0) -> int:
+    """About how many bytes `value` takes encoded (strings and containers; deep or long
+    containers counted as large, not walked)."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return len(value) + 3
+    if kind is list or kind is tuple or kind is dict:
+        if depth > 4 or len(value) > 256:
+            return ANNOUNCE_BYTES_MAX
+        items = value.items() if kind is dict else enumerate(value)
+        return 2 + sum(_rough_bytes(k, depth + 1) + _rough_bytes(v, depth + 1) for k, v in items)
+    return 9
 
 
 _EVENTS: dict[str, Callable[[NodeCore, Any], None]] = {

@@ -13,6 +13,11 @@ voters holds the register durably. The other kinds follow a process's life:
 - ``process-log``: a batch of log lines an executor wrote while it held the lease;
 - ``process-attribute``: a key/value the lease holder added (ColonyOS attributes).
 
+A node announces the running, released and closed processes of one step in one record
+per kind (`{"processes": [item, ...]}`, up to ANNOUNCE_ITEMS_MAX items or about
+ANNOUNCE_BYTES_MAX bytes): a busy node signs, and its peers verify, one record for many
+processes. A record of a single item (the body is the item) reads the same.
+
 Log records are not copied into memory: the view keeps where they are in the gossip
 ledger (author, sequence), and NodeCore reads them from there on request.
 
@@ -41,6 +46,9 @@ from colonynode.core.process import (
 )
 
 __all__ = [
+    "ANNOUNCED_KINDS",
+    "ANNOUNCE_BYTES_MAX",
+    "ANNOUNCE_ITEMS_MAX",
     "ATTRIBUTE_KIND",
     "CLOSED_KIND",
     "LOG_KIND",
@@ -59,6 +67,9 @@ RELEASED_KIND = "process-released"
 CLOSED_KIND = "process-closed"
 LOG_KIND = "process-log"
 ATTRIBUTE_KIND = "process-attribute"
+ANNOUNCED_KINDS = (RELEASED_KIND, RUNNING_KIND, CLOSED_KIND)  # batched, published in this order
+ANNOUNCE_ITEMS_MAX = 64  # processes one announcement record names
+ANNOUNCE_BYTES_MAX = 64 * 1024  # about this much of them (outputs) in one record
 PROCESSES_MAX = 100_000  # processes held in the view; the oldest are forgotten first
 RUNNING_QUIET_S = 10.0  # after hearing a process started, leave it to its holder this long
 OWN_CLAIM_KEY = "submitterclaims"  # a submission record's flag: its submitter claims it
@@ -204,8 +215,16 @@ class ProcessBook:
         body: Any,
         now_s: float | None = None,
         seq: int = 0,
+        spec: FunctionSpec | None = None,
     ) -> None:
+        """Take a record into the view (`spec`: a submission's spec, already parsed by
+        the node that makes the record)."""
         if not isinstance(body, dict):
+            return
+        items = body.get("processes")
+        if type(items) is list and kind in ANNOUNCED_KINDS:  # a node's announcements of a step
+            for item in items[:ANNOUNCE_ITEMS_MAX]:
+                self.on_record(author, kind, item, now_s)
             return
         try:
             pid = bytes.fromhex(str(body["processid"]))
@@ -215,7 +234,7 @@ class ProcessBook:
             if "spec" in self._procs.get(pid, ()):
                 return  # the first submission stands (a cron tick fired by two members)
             try:
-                spec = self.parse(body.get("spec"))
+                spec = spec or self.parse(body.get("spec"))
             except ColonyError:
                 return
             entry = self._entry(pid)
@@ -359,20 +378,6 @@ class ProcessBook:
                 yield (pid, entry["spec"], sub_ns, float(entry["busy_until_s"]), True)
             else:
                 yield (pid, entry["spec"], sub_ns, float(entry.get("arrived_s", 0.0)), False)
-
-    def mark_running(self, pid: bytes, until_s: float, epoch: int, executor: str,
-                     start_ns: int) -> None:  # fmt: skip
-        entry = self._procs.get(pid)
-        if entry is not None and not entry["state"].closed:  # closed is closed for good
-            entry.update(state=State.RUNNING, busy_until_s=until_s, epoch=epoch,
-                         executor=executor, start_ns=start_ns)  # fmt: skip
-            if self.on_change is not None:
-                self.on_change(pid)
-
-    def mark_released(self, pid: bytes, epoch: int) -> None:
-        """This node gave back its lease of `epoch` on `pid`: it waits again."""
-        if self._released(pid, epoch) and self.on_change is not None:
-            self.on_change(pid)
 
     def _released(self, pid: bytes, epoch: int) -> bool:
         """A lease of `epoch` was given back: the process waits again, unless a newer

@@ -96,6 +96,8 @@ class SchedulerHost(Protocol):
 
     def publish(self, kind: str, body: Any) -> Any: ...
 
+    def announce(self, kind: str, item: dict[str, Any]) -> None: ...
+
     def answer(self, req: int, value: Any = None, error: ColonyError | None = None) -> None: ...
 
     def at(self, at_s: float, fn: Callable[[float], None]) -> None: ...
@@ -300,7 +302,7 @@ class Scheduler:
             return
         self._give_back(ex, pid)
         self.counters["ahead_given_back"] += 1
-        ex.run_s *= 2
+        ex.slower(self.host.now_s)
         self.retry_at[pid] = self.host.now_s + REFUSED_BACKOFF_S  # others first
 
     def _give_back(self, ex: Executor, pid: bytes) -> None:
@@ -313,8 +315,7 @@ class Scheduler:
     def _announce_release(self, pid: bytes, epoch: int) -> None:
         """Tell the colony that `pid` waits again (its RUNNING record said otherwise)."""
         self.started_ns.pop(pid, None)
-        self.book.mark_released(pid, epoch)
-        self.host.publish(RELEASED_KIND, {"processid": pid.hex(), "epoch": epoch})
+        self.host.announce(RELEASED_KIND, {"processid": pid.hex(), "epoch": epoch})
 
     # -- claim rounds ---------------------------------------------------------------------
 
@@ -576,8 +577,7 @@ class Scheduler:
             return
         start_ns = self.host.unix_ns()
         self.started_ns[pid] = start_ns
-        self.book.mark_running(pid, now_s + self.lease_s, epoch, ex.advert.name, start_ns)
-        self.host.publish(RUNNING_KIND, {"processid": pid.hex(), "epoch": epoch,
+        self.host.announce(RUNNING_KIND, {"processid": pid.hex(), "epoch": epoch,
                                          "executor": ex.advert.name, "start_ns": start_ns,
                                          "lease_s": self.lease_s})  # fmt: skip
         ex.ready[pid] = Ready(epoch, now_s + hold_s(self.book.spec_of(pid)))

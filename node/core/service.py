@@ -37,13 +37,15 @@ log = logging.getLogger("colonynode.node")
 # -- processes ------------------------------------------------------------------------
 
 
-def _publish_submission(core: NodeCore, record: dict[str, Any], pid: bytes) -> bytes:
+def _publish_submission(
+    core: NodeCore, record: dict[str, Any], pid: bytes, spec: FunctionSpec
+) -> bytes:
     """Durable here (gossip ledger) before anything is sent, in the same batch as the
     Submit to the voters; claimable here only once a majority holds it. The signed
     record (returned, encoded) goes to the voters with the register: an acknowledged
     process's spec is held by a majority, not only by its submitter."""
     core.book.mark_unacked(pid)
-    return encode(core.publish(PROCESS_KIND, record))
+    return encode(core.publish(PROCESS_KIND, record, spec=spec))
 
 
 def _acknowledge(
@@ -77,7 +79,7 @@ def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
     own = core.scheduler.own_want(req.spec, submitted)  # the short path: it runs here
     if own is not None:
         record[OWN_CLAIM_KEY] = True
-    signed = _publish_submission(core, record, pid)
+    signed = _publish_submission(core, record, pid, req.spec)
 
     def then(event: Any) -> None:
         if event.acked:
@@ -136,7 +138,7 @@ def submit_graph(
         }  # fmt: skip
         if root_input and not s.conditions.dependencies:
             record["input"] = root_input
-        signed[s.nodename] = _publish_submission(core, record, pids[s.nodename])
+        signed[s.nodename] = _publish_submission(core, record, pids[s.nodename], s)
     left = [len(specs)]
     refused: list[ColonyError] = []
 

@@ -6,6 +6,13 @@ are made durable in one batch (group commit, off the loop), and only then are th
 handed to the transport, coalesced into one batch per peer and channel, and the events
 handed on. The core's clock is `trio.current_time()`; its timer is `Effects.wake_at_s`.
 
+How durable a batch must be is the core's word (`Effects.durability`): a LAZY batch
+(received gossip records) is not committed on its own but with the next batch that must
+be durable, or within DEFER_S, so a voter that takes a record and then a request in the
+next turn syncs once, and a turn that only took records sends and answers at once; a
+BEFORE_SENDS batch (this node's own records) hands its answers on before its commit.
+Either way the store holds a prefix of the batches: a crash loses lazy ones at the end.
+
 `NodeDriver` runs NodeCore: `await call(req)` asks it something (`NodeCore.request`)
 and returns the answer (one table from request id to awaiter for every kind of request),
 raising the error it answered with; a caller that goes away (cancelled, or timed out)
@@ -16,13 +23,15 @@ daemon's `on_notice`.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 
-from colonynode.core.effects import Effects, ProtocolCore
+from colonynode.core.effects import BEFORE_SENDS, LAZY, Effects, ProtocolCore, Write
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.core.transport import Transport
@@ -41,12 +50,19 @@ from colonynode.storage._trio import StoreWriter
 __all__ = ["ANSWER_S", "INBOX_FRAMES_MAX", "CoreDriver", "NoAnswer", "NodeDriver"]
 
 log = logging.getLogger(__name__)
+trace = logging.getLogger("colonynode.trace")
+# COLONYNODE_TRACE=1: one line a driver turn (what came in, the writes and their commit,
+# what went out, the answers), stamped with the machine's monotonic clock so the lines of
+# several daemons on one machine sort into one timeline (docs/performance.md).
+TRACE = os.environ.get("COLONYNODE_TRACE", "") not in ("", "0")
 
 INBOX_FRAMES_MAX = 4096  # received batches waiting for the core; more are dropped, counted
 TURN_FRAMES_MAX = 512  # batches stepped in one turn before effects are flushed
 ANSWER_S = 90.0  # longer than any deadline of the core's own: it always answers first
 AWAITERS_MAX = 100_000
 NOTICES = (Dial, Disconnect, Silenced, RunStopped)  # what NodeCore asks the daemon to do
+DEFER_S = 0.05  # the longest lazy writes wait for a batch that commits them
+DEFERRED_WRITES_MAX = 4096  # ... or this many
 
 
 class NoAnswer(ColonyError):
@@ -81,6 +97,9 @@ class CoreDriver:
         self._taken = 0  # effects taken from the core so far (turns begun)
         self._durable = 0  # turns whose writes are durable
         self._durable_changed = trio.Event()
+        self._came: list[str] = []  # what the turn took in (COLONYNODE_TRACE)
+        self._deferred: list[Write] = []  # lazy writes not committed yet, in order
+        self._deferred_until_s: float | None = None
         for name in names:
             transport.set_receiver(name, self.deliver)
 
@@ -113,6 +132,7 @@ class CoreDriver:
             await self._wait()
             now_s = trio.current_time()
             stepped = 0
+            came: list[str] = []
             while stepped < TURN_FRAMES_MAX:
                 try:
                     sender, msgs = self._inbox.receive_nowait()
@@ -120,29 +140,49 @@ class CoreDriver:
                     break
                 for msg in msgs:
                     self.core.on_message(now_s, sender, msg)
+                if TRACE:
+                    came.append(f"{bytes(sender)[:2].hex()}:{_kinds(msgs)}")
                 stepped += 1
+            if TRACE:
+                self._came = came
             if self._wake_at_s is not None and now_s >= self._wake_at_s:
                 self._wake_at_s = None
                 self.core.on_tick(now_s)
             await self._flush()
+            if self._deferred_until_s is not None and trio.current_time() >= self._deferred_until_s:
+                await self._commit([], sync=False)
 
     async def _wait(self) -> None:
         """Until a batch arrives, the core is kicked, or its timer is due."""
         pending = self._inbox.statistics().current_buffer_used
         if not pending and not self._wakeup.is_set():
             deadline = self._wake_at_s if self._wake_at_s is not None else trio.current_time() + 60
+            if self._deferred_until_s is not None:
+                deadline = min(deadline, self._deferred_until_s)
             with trio.move_on_at(deadline):
                 await self._wakeup.wait()
         self._wakeup = trio.Event()
 
     async def _flush(self) -> None:
+        t0 = time.monotonic() if TRACE else 0.0
         effects: Effects = self.core.take_effects()
         self._taken += 1
         turn = self._taken
         self.counters["turns"] += 1
-        if effects.writes:
-            await self.writer.apply(effects.writes, sync=self.sync)  # persist before send
-            self.counters["writes"] += len(effects.writes)
+        t1 = time.monotonic() if TRACE else 0.0
+        writes = effects.writes
+        level = effects.durability if writes else LAZY
+        answered = False
+        if level == LAZY:
+            if writes:
+                self._defer(writes)
+        else:
+            if level == BEFORE_SENDS and effects.events and self.on_events is not None:
+                self.on_events(effects.events)  # its answers need none of its writes
+                answered = True
+            await self._commit(writes, sync=self.sync)  # persist before send
+        if TRACE:
+            self._trace(t0, t1, effects, level)
         self._durable = turn
         self._durable_changed.set()
         self._durable_changed = trio.Event()
@@ -150,13 +190,60 @@ class CoreDriver:
             batches: defaultdict[tuple[NodeId, str], list[Any]] = defaultdict(list)
             for dest, msg in effects.sends:
                 batches[(dest, self.channel_of(msg))].append(msg)
-            for (dest, channel), msgs in batches.items():
+            for (dest, channel), msgs in sorted(batches.items(), key=_lease_first):
                 if not self.transport.send(dest, channel, msgs):
                     self.counters["sends_dropped"] += 1
-        if effects.events and self.on_events is not None:
+        if effects.events and self.on_events is not None and not answered:
             self.on_events(effects.events)
         if effects.wake_at_s is not None:
             self._wake_at_s = effects.wake_at_s
+
+    def _defer(self, writes: list[Write]) -> None:
+        self._deferred.extend(writes)
+        self.counters["writes_deferred"] += len(writes)
+        if self._deferred_until_s is None:
+            self._deferred_until_s = trio.current_time() + DEFER_S
+        if len(self._deferred) >= DEFERRED_WRITES_MAX:
+            self._deferred_until_s = trio.current_time()  # committed at the end of this turn
+
+    async def _commit(self, writes: list[Write], *, sync: bool) -> None:
+        """One transaction: the deferred writes, then `writes` (the store stays a prefix
+        of the batches)."""
+        if self._deferred:
+            writes = self._deferred + writes
+            self._deferred = []
+        self._deferred_until_s = None
+        if writes:
+            await self.writer.apply(writes, sync=sync)
+            self.counters["writes"] += len(writes)
+
+    async def close(self) -> None:
+        """Commit what waits (a clean shutdown)."""
+        await self._commit([], sync=self.sync)
+
+    def _trace(self, t0: float, t1: float, effects: Effects, level: int) -> None:
+        sends: defaultdict[str, list[Any]] = defaultdict(list)
+        for dest, msg in effects.sends:
+            sends[bytes(dest)[:2].hex()].append(msg)
+        answers = sum(1 for e in effects.events if type(e).__name__ == "Answer")
+        trace.info(
+            "turn %.3f in=[%s] effects=%.2fms writes=%d/%s commit=%.2fms out=[%s] answers=%d",
+            t0 * 1000, " ".join(getattr(self, "_came", ())), (t1 - t0) * 1000,
+            len(effects.writes), ["lazy", "sends", "all"][level], (time.monotonic() - t1) * 1000,
+            " ".join(f"{d}:{_kinds(m)}" for d, m in sends.items()), answers,
+        )  # fmt: skip
+        self._came = []
+
+
+def _lease_first(batch: tuple[tuple[NodeId, str], list[Any]]) -> bool:
+    """Frames of the lease channel go out first: a voter that gets a request and a
+    gossip record at once answers the request first (the record is no one's wait)."""
+    return batch[0][1] != "lease"
+
+
+def _kinds(msgs: Sequence[Any]) -> str:
+    names = Counter(type(m).__name__ for m in msgs)
+    return ",".join(f"{k}{'x' + str(n) if n > 1 else ''}" for k, n in names.items())
 
 
 class NodeDriver(CoreDriver):
@@ -185,6 +272,8 @@ class NodeDriver(CoreDriver):
     def _events(self, events: list[Any]) -> None:
         for event in events:
             if isinstance(event, Answer):
+                if TRACE:
+                    trace.info("answer %.3f #%d", time.monotonic() * 1000, event.req)
                 waiter = self._awaiters.pop(event.req, None)
                 if waiter is not None:
                     waiter[1].append(event)
@@ -198,6 +287,8 @@ class NodeDriver(CoreDriver):
             raise ColonyError("too many requests in flight on this node; try again")
         event, box = trio.Event(), list[Answer]()
         rid = self.node.request(trio.current_time(), req)
+        if TRACE:
+            trace.info("call %.3f %s #%d", time.monotonic() * 1000, type(req).__name__, rid)
         self._awaiters[rid] = (event, box)
         self.kick()
         try:

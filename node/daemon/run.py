@@ -304,6 +304,8 @@ class Node:
                     await self._until_signal()
                     stop.set()
                     await self._release_leases()
+                    with trio.move_on_after(2):
+                        await self.driver.close()  # the lazy writes that wait
                 finally:
                     self.datadir.remove_api_handle()
                     with trio.move_on_after(3) as cleanup:

@@ -39,7 +39,8 @@ class ScriptedHost:
         self.claims: list[list[bytes]] = []
         self.granted: dict[bytes, int] = {}
         self.released: list[bytes] = []
-        self.published: list[tuple[str, Any]] = []  # records other than RUNNING
+        self.published: list[tuple[str, Any]] = []  # announcements other than RUNNING
+        self.book = ProcessBook()
         self.refuse: set[bytes] = set()
         self.time_out_once: set[bytes] = set()  # no majority answers (reason None), once
         self.answers: dict[int, Any] = {}
@@ -60,9 +61,12 @@ class ScriptedHost:
         return pid in self.granted
 
     def publish(self, kind: str, body: Any) -> Any:
-        if kind != "process-running":
-            self.published.append((kind, body))
         return None
+
+    def announce(self, kind: str, item: dict[str, Any]) -> None:
+        self.book.on_record(ME, kind, item, self.now_s)
+        if kind != "process-running":
+            self.published.append((kind, item))
 
     def emit(self, event: Any) -> None:
         return None
@@ -114,6 +118,7 @@ def book_with(n: int) -> ProcessBook:
 
 
 def scheduler(book: ProcessBook, host: ScriptedHost) -> Scheduler:
+    host.book = book
     sched = Scheduler(host, book)
     book.on_change = sched.wake
     return sched
@@ -354,13 +359,18 @@ def test_a_queue_that_waits_past_its_hold_is_given_back_and_claims_less_ahead() 
     run_once(sched, host, executor, 2, 0.01)  # 10 claimed ahead; the slot now runs long
     ex = sched.executors[executor]
     queued = list(ex.ready)
-    host.run_until(host.now_s + 1.5)  # past READY_HOLD_S: nobody took them
-    assert not ex.ready and host.released == queued
+    run_s = ex.run_s
+    claims = len(host.claims)
+    host.run_until(max(r.until_s for r in ex.ready.values()))  # nobody took them
+    assert host.released == queued and not set(queued) & set(ex.ready)
     assert [b["processid"] for k, b in host.published if k == "process-released"] == [
         p.hex() for p in queued
     ]
     assert sched.counters["ahead_given_back"] == 10
-    assert ex.ahead(sched.claim_rtt_s) < 10  # its estimate of a run doubled each time
+    assert ex.run_s == 2 * run_s  # doubled once for the queue, not once a process
+    host.run_until(host.now_s + 0.2)
+    assert [len(c) for c in host.claims[claims:]] == [5]  # half as far ahead, others first
+    assert not set(host.claims[-1]) & set(queued)
 
 
 def test_a_queued_process_closed_meanwhile_is_not_handed_to_a_slot() -> None:
