@@ -29,7 +29,7 @@ from colonynode.core.errors import DecodeError, LimitExceeded
 from colonynode.core.ids import NODE_ID_BYTES, NodeId
 from colonynode.core.limits import WIRE, DecodeLimits
 
-__all__ = ["MessageCodec", "decode", "encode", "from_wire", "to_wire"]
+__all__ = ["MessageCodec", "decode", "decode_raw", "encode", "from_wire", "to_wire"]
 
 T = TypeVar("T")
 Converter = Callable[[Any], Any]
@@ -46,6 +46,15 @@ def _no_tags(_decoder: Any, tag: Any) -> Any:
 
 def decode(data: bytes, limits: DecodeLimits = WIRE) -> Any:
     """Plain data from canonical CBOR bytes, every limit checked."""
+    value = decode_raw(data, limits)
+    _check_limits(value, limits)
+    return value
+
+
+def decode_raw(data: bytes, limits: DecodeLimits = WIRE) -> Any:
+    """Plain data from CBOR bytes, its size and nesting checked but not its strings,
+    integers, arrays and maps: for a typed conversion, which checks those
+    (`MessageCodec`, `from_wire`)."""
     if len(data) > limits.frame_bytes_max:
         raise LimitExceeded(f"frame of {len(data)} bytes over the {limits.frame_bytes_max} cap")
     stream = io.BytesIO(data)
@@ -66,7 +75,6 @@ def decode(data: bytes, limits: DecodeLimits = WIRE) -> Any:
         raise DecodeError(f"malformed CBOR: {exc}") from None
     if stream.tell() != len(data):
         raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the CBOR value")
-    _check_limits(value, limits)
     return value
 
 
@@ -149,10 +157,24 @@ def _type_error(want: str, got: Any) -> DecodeError:
     return DecodeError(f"expected {want}, got {type(got).__name__}")
 
 
+# The typed conversion checks the limits of every value it takes (strings, integers,
+# arrays and maps of its fields; `Any` fields walked by `_check_limits`), so a frame of
+# messages is decoded without a walk of its own (`decode_raw`): a busy daemon spent more
+# time walking frames than decoding them. Each dataclass gets a converter generated once
+# (plain checks inline, like dataclasses' own __init__), not a call a field.
+
+_LIMITS = WIRE  # the limits the converters check (every protocol's: core/limits.py)
+_INT_MAX = 1 << _LIMITS.int_bits_max
+
+
 def _scalar(kind: type) -> Converter:
     def convert(value: Any) -> Any:
         # bool is an int in Python: an int field refuses True, a bool field refuses 1.
         if type(value) is kind:
+            if kind is int and not -_INT_MAX < value < _INT_MAX:
+                raise LimitExceeded(f"integer wider than {_LIMITS.int_bits_max} bits")
+            if (kind is str or kind is bytes) and len(value) > _LIMITS.str_bytes_max:
+                raise LimitExceeded(f"string of {len(value)} over the {_LIMITS.str_bytes_max} cap")
             return value
         if kind is float and type(value) is int:
             return float(value)
@@ -167,22 +189,35 @@ def _node_id(value: Any) -> NodeId:
     return NodeId(value)
 
 
+def _any(value: Any) -> Any:
+    _check_limits(value, _LIMITS)
+    return value
+
+
+def _items(value: Any, what: str) -> None:
+    if type(value) is not list and type(value) is not dict:
+        raise _type_error(what, value)
+    if len(value) > _LIMITS.items_max:
+        raise LimitExceeded(f"{len(value)} items over the {_LIMITS.items_max} cap")
+
+
 def _converter(tp: Any, owner: str) -> Converter:
     """Build (once per field type) the function that checks and converts a wire value."""
     if tp is Any:
-        return lambda v: v
+        return _any
     if tp is NodeId:
         return _node_id
     if tp in (bool, int, float, str, bytes):
         return _scalar(tp)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         enum_type = tp
+        members = {m.value: m for m in enum_type}
 
         def convert_enum(value: Any) -> Any:
-            try:
-                return enum_type(value)
-            except ValueError:
-                raise DecodeError(f"{value!r} is not a {enum_type.__name__}") from None
+            member = members.get(value) if type(value) is int else None
+            if member is None:
+                raise DecodeError(f"{value!r} is not a {enum_type.__name__}")
+            return member
 
         return convert_enum
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -202,6 +237,7 @@ def _converter(tp: Any, owner: str) -> Converter:
             def convert_tuple(value: Any) -> tuple[Any, ...]:
                 if type(value) is not list:
                     raise _type_error("array", value)
+                _items(value, "array")
                 return tuple([item(v) for v in value])
 
             return convert_tuple
@@ -219,6 +255,7 @@ def _converter(tp: Any, owner: str) -> Converter:
         def convert_dict(value: Any) -> dict[Any, Any]:
             if type(value) is not dict:
                 raise _type_error("map", value)
+            _items(value, "map")
             return {key(k): val(v) for k, v in value.items()}
 
         return convert_dict
@@ -227,8 +264,41 @@ def _converter(tp: Any, owner: str) -> Converter:
 
 _DATACLASS_CONVERTERS: dict[type, Converter] = {}
 
+# Inline checks of the generated converters, by field type (`v`: the wire value; a value
+# that fails goes to the field's converter, which raises, or converts an int to a float).
+_INLINE = {
+    int: "if type(v) is not int or not -INT_MAX < v < INT_MAX: v = conv[{i}](v)",
+    str: "if type(v) is not str or len(v) > STR_MAX: v = conv[{i}](v)",
+    bytes: "if type(v) is not bytes or len(v) > STR_MAX: v = conv[{i}](v)",
+    bool: "if type(v) is not bool: v = conv[{i}](v)",
+    float: "if type(v) is not float: v = conv[{i}](v)",
+    NodeId: "if type(v) is not bytes or len(v) != NODE_ID: v = conv[{i}](v)",
+    Any: "if v is not None and type(v) is not bool: v = conv[{i}](v)",
+}
+
+
+def _inline(tp: Any, i: int, env: dict[str, Any]) -> str:
+    """The check of field `i` of type `tp` as one line of the generated converter."""
+    inline = _INLINE.get(tp)
+    if inline is not None:
+        return inline.format(i=i)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        env[f"E{i}"] = {m.value: m for m in tp}
+        return (
+            f"v = E{i}.get(v, v) if type(v) is int else v\n"
+            f"        if type(v) is not TYPE{i}: v = conv[{i}](v)"
+        )
+    options = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in options:
+        return f"if v is not None: v = conv[{i}](v)"
+    return f"v = conv[{i}](v)"
+
 
 def _dataclass_converter(cls: type) -> Converter:
+    """The converter of a dataclass: a generated function that checks the arity, then
+    each field (plain types inline, falling back to the field's converter, which raises
+    or converts an int to a float), and builds the instance (its __post_init__ may
+    refuse it); a field that fails is named in the error."""
     cached = _DATACLASS_CONVERTERS.get(cls)
     if cached is not None:
         return cached
@@ -241,31 +311,58 @@ def _dataclass_converter(cls: type) -> Converter:
     )
     names = [f.name for f in fields]
     converters: list[Converter] = []
+    built: list[Converter] = []
 
-    def convert(value: Any) -> Any:
-        if type(value) is not list:
-            raise _type_error(f"{cls.__name__} array", value)
-        if not required <= len(value) <= len(names):
-            raise DecodeError(
-                f"{cls.__name__} takes {required}..{len(names)} fields, got {len(value)}"
-            )
-        try:
-            args = [conv(item) for conv, item in zip(converters, value, strict=False)]
-        except DecodeError:
-            for name, conv, item in zip(names, converters, value, strict=False):
-                try:
-                    conv(item)
-                except DecodeError as exc:  # say which field
-                    raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
-            raise
-        try:
-            return cls(*args)  # fields in order; trailing defaults filled in
-        except (ValueError, TypeError) as exc:  # __post_init__ validation
-            raise DecodeError(f"{cls.__name__}: {exc}") from None
+    def convert(value: Any) -> Any:  # until the generated one exists (recursive types)
+        return built[0](value)
 
     _DATACLASS_CONVERTERS[cls] = convert  # before recursing: self-referential types
     converters.extend(_converter(hints[f.name], f"{cls.__name__}.{f.name}") for f in fields)
-    return convert
+    namespace: dict[str, Any] = {}
+    env = {
+        "type_error": _type_error, "ARRAY": f"{cls.__name__} array", "REQUIRED": required,
+        "FIELDS": len(names), "conv": converters, "INT_MAX": _INT_MAX,
+        "STR_MAX": _LIMITS.str_bytes_max, "DecodeError": DecodeError,
+        "arity": lambda n: DecodeError(
+            f"{cls.__name__} takes {required}..{len(names)} fields, got {n}"),
+        "field_error": lambda i, exc: _field_error(cls, names[i], exc),
+        "CLS": cls, "NAME": cls.__name__, "NODE_ID": NODE_ID_BYTES,
+    }  # fmt: skip
+    lines = ["def convert(value):",
+             "    if type(value) is not list:",
+             "        raise type_error(ARRAY, value)",
+             "    n = len(value)",
+             "    if n < REQUIRED or n > FIELDS:",
+             "        raise arity(n)",
+             "    i = 0",
+             "    try:"]  # fmt: skip
+    for i, f in enumerate(fields):
+        tp = hints[f.name]
+        if i >= required:
+            lines.append(f"        if n == {i}:")
+            lines.append(f"            return CLS({', '.join(f'a{j}' for j in range(i))})")
+        lines.append(f"        i = {i}")
+        lines.append(f"        v = value[{i}]")
+        lines.append("        " + _inline(tp, i, env))
+        env[f"TYPE{i}"] = tp
+        lines.append(f"        a{i} = v")
+    lines.append(f"        return CLS({', '.join(f'a{j}' for j in range(len(fields)))})")
+    lines.append("    except DecodeError as exc:")
+    lines.append("        raise field_error(i, exc) from None")
+    lines.append("    except (ValueError, TypeError) as exc:  # __post_init__ validation")
+    lines.append("        raise DecodeError(f'{NAME}: {exc}') from None")
+    exec("\n".join(lines), env, namespace)  # source made above from the fields alone
+    built.append(namespace["convert"])
+    _DATACLASS_CONVERTERS[cls] = namespace["convert"]
+    return built[0]
+
+
+def _field_error(cls: type, name: str, exc: DecodeError) -> DecodeError:
+    text = str(exc)
+    if text.startswith(f"{cls.__name__}:"):
+        return exc  # raised by the instance's own checks (or named already)
+    out = type(exc)(f"{cls.__name__}.{name}: {text}")
+    return out
 
 
 def from_wire(cls: type[T], value: Any) -> T:
@@ -315,9 +412,15 @@ class MessageCodec:
         return entry[1](item[1:])
 
     def decode_batch(self, data: bytes) -> list[Any]:
-        value = decode(data, self.limits)
+        value = decode_raw(data, self.limits)  # the messages' conversion checks the rest
         if type(value) is not list:
             raise DecodeError(f"a {self.name} frame is an array of messages")
+        return self.decode_list(value)
+
+    def decode_list(self, value: list[Any]) -> list[Any]:
+        """The messages of a decoded (`decode_raw`) frame's array."""
+        if len(value) > self.limits.items_max:
+            raise LimitExceeded(f"{len(value)} messages over the {self.limits.items_max} cap")
         return [self.decode_one(item) for item in value]
 
     def types(self) -> Sequence[type]:

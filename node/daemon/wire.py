@@ -15,7 +15,7 @@ import cbor2
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamError
 
-from colonynode.core.codec import MessageCodec, decode
+from colonynode.core.codec import MessageCodec, decode_raw
 from colonynode.core.errors import ColonyError, DecodeError, LimitExceeded
 from colonynode.core.limits import FRAME_BYTES_MAX
 
@@ -65,14 +65,14 @@ class FrameStream:
         (length,) = _LEN.unpack(await self._read_exactly(_LEN.size))
         if length > self.frame_bytes_max:
             raise LimitExceeded(f"frame of {length} bytes over the {self.frame_bytes_max} cap")
-        value = decode(await self._read_exactly(length), self.codec.limits)
+        value = decode_raw(await self._read_exactly(length), self.codec.limits)
         if type(value) is list and len(value) == 3 and value[0] == KIND_ERROR:
             raise RemoteError(str(value[1])[:64], str(value[2])[:500])
         if type(value) is not list or len(value) != 2 or value[0] != KIND_BATCH:
             raise DecodeError("frame is neither a batch nor an error")
         if type(value[1]) is not list:
             raise DecodeError(f"a {self.codec.name} batch is an array of messages")
-        return [self.codec.decode_one(item) for item in value[1]]
+        return self.codec.decode_list(value[1])  # each message's conversion checks limits
 
     async def write_batch(self, msgs: list[Any]) -> int:
         wire = [KIND_BATCH, [self.codec.encode_one(m) for m in msgs]]
