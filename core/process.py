@@ -48,7 +48,10 @@ class State(enum.IntEnum):
 
     @property
     def closed(self) -> bool:
-        return self in (State.SUCCESS, State.FAILED, State.CANCELLED)
+        return self in _CLOSED_STATES
+
+
+_CLOSED_STATES = frozenset({State.SUCCESS, State.FAILED, State.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,8 +180,21 @@ def choose_claims(
     """
     if want <= 0:
         return []
+    matching = (w for w in waiting if matches(w.spec, advert))
+    return _choose(matching, advert.name, want, spread, now_s, {})
+
+
+def _choose(
+    matching: Iterable[Waiting],
+    name: str,
+    want: int,
+    spread: int,
+    now_s: float | None,
+    scores: dict[bytes, int],
+) -> list[bytes]:
+    """`choose_claims` over processes that match the executor `name` (`scores`: its
+    rendezvous scores by pid, kept across the calls of one round)."""
     share = want * max(1, spread)
-    matching: Iterable[Waiting] = (w for w in waiting if matches(w.spec, advert))
     if now_s is not None:
         listed = list(matching)
         blocked = min((w.priority_time_ns for w in listed if w.ready_s > now_s), default=None)
@@ -197,11 +210,15 @@ def choose_claims(
     if len(ties) <= want:
         chosen = ordered[:want]
     else:
-        name = advert.name
+
+        def score(w: Waiting) -> tuple[float, int]:
+            got = scores.get(w.pid)
+            if got is None:
+                got = scores[w.pid] = -rendezvous_score(w.pid, name)
+            return (w.delay_s, got)
+
         pool = sorted(ties, key=lambda w: w.delay_s)[:share]  # stable: priority order kept
-        chosen = heapq.nsmallest(
-            want, pool, key=lambda w: (w.delay_s, -rendezvous_score(w.pid, name))
-        )
+        chosen = heapq.nsmallest(want, pool, key=score)
     return [w.pid for w in sorted(chosen, key=lambda w: (w.priority_time_ns, w.pid))]
 
 
@@ -211,12 +228,14 @@ def plan_claims(
     """One claim round for executors waiting on one node: a distinct pid for each advert
     (or None), in the order given, which is the order they began to wait (the longest
     waiting chooses first). Each choice is `choose_claims(..., 1)` over what is left."""
-    pool = [w for w in waiting if any(matches(w.spec, a) for a in adverts)]
+    waiting = list(waiting)
+    matching = {a: [w for w in waiting if matches(w.spec, a)] for a in dict.fromkeys(adverts)}
+    scores: dict[ExecutorAdvert, dict[bytes, int]] = {a: {} for a in matching}
     taken: set[bytes] = set()
     plan: list[bytes | None] = []
-    for advert in adverts:
-        left = (w for w in pool if w.pid not in taken)
-        got = choose_claims(left, advert, 1, now_s=now_s)
+    for advert in adverts:  # an advert waiting several times sees its matches once
+        left = [w for w in matching[advert] if w.pid not in taken]
+        got = _choose(left, advert.name, 1, CLAIM_SPREAD, now_s, scores[advert])
         plan.append(got[0] if got else None)
         taken.update(got)
     return plan
