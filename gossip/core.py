@@ -158,18 +158,26 @@ class GossipCore:
 
     # -- application calls --------------------------------------------------------------
 
-    def publish(self, now_s: float, kind: str, body: Any) -> Envelope:
-        """Sign `body` as this node's next record, hold it and push it to the peers."""
+    def publish(
+        self, now_s: float, kind: str, body: Any, *, reached: Collection[NodeId] = ()
+    ) -> Envelope:
+        """Sign `body` as this node's next record, hold it and push it to the peers but
+        those it `reached` another way (they hear of it at the next heartbeat's IHAVE,
+        should that way fail)."""
         seq = self.ledger.take_seq()
         env = seal_record(self.identity, seq, kind, body)
         self.counters["published"] += 1
-        self._accept(now_s, env, seq, kind, body, sender=self.node_id, local=True)
+        self._accept(now_s, env, seq, kind, body, sender=self.node_id, local=True,
+                     reached=_prefixes(reached), sure=True)  # fmt: skip
         return env
 
-    def publish_envelope(self, now_s: float, env: Envelope) -> str:
+    def publish_envelope(
+        self, now_s: float, env: Envelope, *, reached: Collection[NodeId] = ()
+    ) -> str:
         """(Re)inject a record already signed by its author (e.g. an owner's roster
-        record a joiner brought). Returns "accepted" or the counter it was dropped under."""
-        return self._receive(now_s, self.node_id, env)
+        record a joiner brought; `reached`: peers that have it another way). Returns
+        "accepted" or the counter it was dropped under."""
+        return self._receive(now_s, self.node_id, env, _prefixes(reached), sure=True)
 
     def set_peers(self, now_s: float, peers: Collection[NodeId]) -> None:
         """The members this node is connected to now (the driver calls it on changes)."""
@@ -251,7 +259,13 @@ class GossipCore:
                 return  # graylisted by this record: the rest is ignored unread
 
     def _receive(
-        self, now_s: float, sender: NodeId, env: Envelope, reached: frozenset[bytes] = frozenset()
+        self,
+        now_s: float,
+        sender: NodeId,
+        env: Envelope,
+        reached: frozenset[bytes] = frozenset(),
+        *,
+        sure: bool = False,
     ) -> str:
         """Validate one record copy; accept it if new. Returns the outcome."""
         counters = self.counters
@@ -282,9 +296,8 @@ class GossipCore:
             return refused
         if not self.verify(env):
             return self._invalid(now_s, sender, "invalid_signature")
-        self._accept(
-            now_s, env, seq, body.kind, body.body, sender=sender, local=False, reached=reached
-        )
+        self._accept(now_s, env, seq, body.kind, body.body, sender=sender, local=False,
+                     reached=reached, sure=sure)  # fmt: skip
         return "accepted"
 
     def _invalid(self, now_s: float, sender: NodeId, reason: str) -> str:
@@ -312,9 +325,13 @@ class GossipCore:
         sender: NodeId,
         local: bool,
         reached: frozenset[bytes] = frozenset(),
+        sure: bool = False,
     ) -> None:
         """Hold a new record; queue it for the mesh (own records with flood_publish: every
-        peer) but its sender, its author and the peers its author's push `reached`."""
+        peer) but its sender, its author and the peers its author's push `reached`. Those
+        hear of it at the next heartbeat's IHAVE, should that copy be lost, unless the
+        caller is `sure` they get it another way (a voter, in its Submit: the claimer
+        sends it again until the voter answers)."""
         author = env.author
         self.ledger.add(now_s, env, seq, kind)
         self.counters["accepted"] += 1
@@ -334,7 +351,8 @@ class GossipCore:
             if p in (sender, author):
                 continue
             if reached and p[:SENT_TO_ID_BYTES] in reached:
-                self._skipped[p] = None
+                if not sure:
+                    self._skipped[p] = None
                 self.counters["relays_skipped"] += 1
                 continue
             self._queue(p, env)
@@ -602,3 +620,7 @@ _HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
     Digest: GossipCore._on_digest,
     Gone: GossipCore._on_gone,
 }
+
+
+def _prefixes(nodes: Collection[NodeId]) -> frozenset[bytes]:
+    return frozenset(bytes(n)[:SENT_TO_ID_BYTES] for n in nodes) if nodes else _NOBODY

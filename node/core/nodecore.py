@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from colonynode.consensus import events as lev
+from colonynode.consensus import messages as lm
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.claimer import ClaimerConfig
 from colonynode.consensus.handover import VoterSet
@@ -52,24 +53,18 @@ from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
 from colonynode.gossip.records import open_body
 from colonynode.node.core import colony, service, waits
+from colonynode.node.core.announce import Announcements
 from colonynode.node.core.crons import CRON_KIND, Crons
 from colonynode.node.core.generators import GENERATOR_KIND, Generators
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
-from colonynode.node.core.processes import (
-    ANNOUNCE_BYTES_MAX,
-    ANNOUNCE_ITEMS_MAX,
-    ANNOUNCED_KINDS,
-    LOG_KIND,
-    PROCESS_KIND,
-    ProcessBook,
-)
+from colonynode.node.core.processes import LOG_KIND, PROCESS_KIND, ProcessBook
 from colonynode.node.core.requests import Answer, Request
 from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
 from colonynode.storage.api import Store
 
-__all__ = ["CHANNELS", "NodeConfig", "NodeCore", "channel_of"]
+__all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of", "early_sends"]
 
 PUMP_ROUNDS_MAX = 64  # rounds of one take_effects; more means parts keep waking each other
 TIMERS_MAX = 200_000  # pending timers (long-polls, rounds, sweeps)
@@ -89,6 +84,21 @@ for _name, _codec in (
 def channel_of(msg: Any) -> str:
     """The channel (protocol) a message of NodeCore travels on."""
     return CHANNELS[type(msg)]
+
+
+# A claimer's requests that carry nothing this node must hold durably first: a voter
+# decides them on its own; this node's own vote on them (it may be a voter too) counts
+# only in a later turn, once its write is durable. They may leave before the writes of
+# their turn are committed (docs/performance.md). A Submit carries this node's gossip
+# record (whose sequence number must be durable first), and a Claim that follows a
+# Submit to the same voter must not pass it.
+EARLY = frozenset({lm.Claim, lm.Renew, lm.Close, lm.Release, lm.Cancel, lm.Expire, lm.Read})
+
+
+def early_sends(sends: list[tuple[NodeId, Any]]) -> list[tuple[NodeId, Any]]:
+    """The messages of a batch that may leave before its writes are durable."""
+    held = {to for to, msg in sends if type(msg) is lm.Submit}
+    return [(to, msg) for to, msg in sends if type(msg) in EARLY and to not in held]
 
 
 @dataclass(frozen=True)
@@ -176,12 +186,13 @@ class NodeCore:
         self._load_processes()
         self.book.on_change = self._process_changed
         self.scheduler = Scheduler(self, self.book, lease_s=config.lease_s)
+        self.announcements = Announcements(self, self.book, self.gossip,
+                                           lambda: self._dirty.add("gossip"))  # fmt: skip
         self.links = colony.Links(self)
         self._cores: dict[str, Any] = {"gossip": self.gossip, "lease": self.consensus,
                                        "dht": self.dht}  # fmt: skip
         self._wakes: dict[str, float | None] = dict.fromkeys(self._cores, 0.0)
         self._dirty: set[str] = set()
-        self._announcing: dict[str, list[dict[str, Any]]] = {}  # this step's, by kind
         self._timers: list[tuple[float, int, Callable[[float], None]]] = []
         self._timer_seq = 0
         self._next_req = 0
@@ -281,7 +292,7 @@ class NodeCore:
 
     def take_effects(self) -> Effects:
         for _ in range(PUMP_ROUNDS_MAX):
-            self._publish_announcements()  # those of the step, and of the pumps' events
+            self.announcements.publish()  # those of the step, and of the pumps' events
             if not self._dirty:
                 break
             dirty, self._dirty = self._dirty, set()
@@ -352,10 +363,17 @@ class NodeCore:
         self._dht_cbs[start(self.dht, self.now_s)] = on_event
         self._dirty.add("dht")
 
-    def publish(self, kind: str, body: Any, *, spec: FunctionSpec | None = None) -> Envelope:
+    def publish(
+        self,
+        kind: str,
+        body: Any,
+        *,
+        spec: FunctionSpec | None = None,
+        reached: Collection[NodeId] = (),
+    ) -> Envelope:
         """Sign and gossip a record of this node; a process record is in the view at once
-        (`spec`: a submission's, parsed)."""
-        env = self.gossip.publish(self.now_s, kind, body)
+        (`spec`: a submission's, parsed; `reached`: members that get it another way)."""
+        env = self.gossip.publish(self.now_s, kind, body, reached=reached)
         self._dirty.add("gossip")
         if kind.startswith(PROCESS_KIND):
             seq = open_body(env).seq if kind == LOG_KIND else 0  # the view indexes logs
@@ -363,30 +381,8 @@ class NodeCore:
         return env
 
     def announce(self, kind: str, item: dict[str, Any]) -> None:
-        """A process's change for every member (running, released, closed): in this
-        node's view at once, gossiped with the others of this step in one record."""
-        assert kind in ANNOUNCED_KINDS
-        self.book.on_record(self.node_id, kind, item, self.now_s)
-        self._announcing.setdefault(kind, []).append(item)
-
-    def _publish_announcements(self) -> None:
-        if not self._announcing:
-            return
-        pending, self._announcing = self._announcing, {}
-        for kind in ANNOUNCED_KINDS:
-            chunk: list[dict[str, Any]] = []
-            size = 0
-            for item in pending.get(kind, ()):
-                item_bytes = _rough_bytes(item)
-                if chunk and (len(chunk) >= ANNOUNCE_ITEMS_MAX
-                              or size + item_bytes > ANNOUNCE_BYTES_MAX):  # fmt: skip
-                    self.gossip.publish(self.now_s, kind, {"processes": chunk})
-                    chunk, size = [], 0
-                chunk.append(item)
-                size += item_bytes
-            if chunk:
-                self.gossip.publish(self.now_s, kind, {"processes": chunk})
-        self._dirty.add("gossip")
+        """A process's change for every member (announce.py)."""
+        self.announcements.add(kind, item)
 
     def holds(self, pid: bytes) -> bool:
         return self.consensus.claimer.holds(pid, self.now_s)
@@ -441,7 +437,10 @@ class NodeCore:
             env = from_wire(Envelope, decode(record))
         except (ColonyError, ValueError, TypeError):
             return  # a submitter that sent no valid record: the register stands alone
-        if self.gossip.publish_envelope(self.now_s, env) == "accepted":
+        # Every voter got it in its own Submit: relays to them are duplicates.
+        if self.gossip.publish_envelope(self.now_s, env, reached=self.consensus.voters()) == (
+            "accepted"
+        ):
             self._dirty.add("gossip")
 
     def _on_dht(self, event: Any) -> None:
@@ -508,20 +507,6 @@ class NodeCore:
     def colony(self) -> str:
         roster = self.membership.roster
         return roster.colony if roster else self.config.colony
-
-
-def _rough_bytes(value: Any, depth: int = 0) -> int:
-    """About how many bytes `value` takes encoded (strings and containers; deep or long
-    containers counted as large, not walked)."""
-    kind = type(value)
-    if kind is str or kind is bytes:
-        return len(value) + 3
-    if kind is list or kind is tuple or kind is dict:
-        if depth > 4 or len(value) > 256:
-            return ANNOUNCE_BYTES_MAX
-        items = value.items() if kind is dict else enumerate(value)
-        return 2 + sum(_rough_bytes(k, depth + 1) + _rough_bytes(v, depth + 1) for k, v in items)
-    return 9
 
 
 _EVENTS: dict[str, Callable[[NodeCore, Any], None]] = {

@@ -45,7 +45,8 @@ def _publish_submission(
     record (returned, encoded) goes to the voters with the register: an acknowledged
     process's spec is held by a majority, not only by its submitter."""
     core.book.mark_unacked(pid)
-    return encode(core.publish(PROCESS_KIND, record, spec=spec))
+    voters = core.consensus.voters()  # each gets the record in its Submit
+    return encode(core.publish(PROCESS_KIND, record, spec=spec, reached=voters))
 
 
 def _acknowledge(

@@ -43,6 +43,7 @@ from colonynode.node.core import (
     RunStopped,
     Silenced,
     channel_of,
+    early_sends,
 )
 from colonynode.node.core.nodecore import CHANNELS
 from colonynode.storage._trio import StoreWriter
@@ -79,6 +80,7 @@ class CoreDriver:
         *,
         channel_of: Callable[[Any], str] | None = None,
         on_events: Callable[[list[Any]], None] | None = None,
+        early: Callable[[list[tuple[NodeId, Any]]], list[tuple[NodeId, Any]]] | None = None,
         sync: bool = True,
     ) -> None:
         self.core = core
@@ -88,6 +90,7 @@ class CoreDriver:
         self.transport = transport
         self.writer = writer
         self.on_events = on_events
+        self.early = early  # the sends of a batch that may leave before its commit
         self.sync = sync
         self.counters: Counter[str] = Counter()
         send, recv = trio.open_memory_channel[tuple[NodeId, Sequence[Any]]](INBOX_FRAMES_MAX)
@@ -180,6 +183,12 @@ class CoreDriver:
             if level == BEFORE_SENDS and effects.events and self.on_events is not None:
                 self.on_events(effects.events)  # its answers need none of its writes
                 answered = True
+            sends = effects.sends
+            early = self.early(sends) if self.early is not None and sends else []
+            if early:  # requests that need none of them: the voters start at once
+                self._send(early)
+                gone = {id(msg) for _, msg in early}
+                effects.sends = [(to, m) for to, m in sends if id(m) not in gone]
             await self._commit(writes, sync=self.sync)  # persist before send
         if TRACE:
             self._trace(t0, t1, effects, level)
@@ -187,16 +196,20 @@ class CoreDriver:
         self._durable_changed.set()
         self._durable_changed = trio.Event()
         if effects.sends:
-            batches: defaultdict[tuple[NodeId, str], list[Any]] = defaultdict(list)
-            for dest, msg in effects.sends:
-                batches[(dest, self.channel_of(msg))].append(msg)
-            for (dest, channel), msgs in sorted(batches.items(), key=_lease_first):
-                if not self.transport.send(dest, channel, msgs):
-                    self.counters["sends_dropped"] += 1
+            self._send(effects.sends)
         if effects.events and self.on_events is not None and not answered:
             self.on_events(effects.events)
         if effects.wake_at_s is not None:
             self._wake_at_s = effects.wake_at_s
+
+    def _send(self, sends: list[tuple[NodeId, Any]]) -> None:
+        """One frame a peer and channel (the lease channel's first)."""
+        batches: defaultdict[tuple[NodeId, str], list[Any]] = defaultdict(list)
+        for dest, msg in sends:
+            batches[(dest, self.channel_of(msg))].append(msg)
+        for (dest, channel), msgs in sorted(batches.items(), key=_lease_first):
+            if not self.transport.send(dest, channel, msgs):
+                self.counters["sends_dropped"] += 1
 
     def _defer(self, writes: list[Write]) -> None:
         self._deferred.extend(writes)
@@ -267,6 +280,7 @@ class NodeDriver(CoreDriver):
             writer,
             channel_of=channel_of,
             on_events=self._events,
+            early=early_sends,
         )
 
     def _events(self, events: list[Any]) -> None:

@@ -10,6 +10,7 @@ from colonynode.core.process import State
 from colonynode.core.scheduling import ExecutorAdvert
 from colonynode.gossip.records import open_body
 from colonynode.node.core import requests as rq
+from colonynode.node.core.announce import RUNNING_DELAY_S
 from colonynode.node.core.processes import (
     ANNOUNCE_ITEMS_MAX,
     CLOSED_KIND,
@@ -39,13 +40,32 @@ def test_the_grants_of_one_claim_round_go_out_in_one_record_and_every_view_takes
     assigns = [rq.Assign(executor, timeout_s=5) for _ in pids]
     rids = colony.net.call(3, lambda core, now: [core.request(now, a) for a in assigns])
     colony.run_until(lambda: all(colony.answer(3, rid) is not None for rid in rids))
-    running = records_of(colony, 3, RUNNING_KIND)
-    assert len(running) == 1 and len(running[0]["processes"]) == 3  # one claim round
+    assert records_of(colony, 3, RUNNING_KIND) == []  # not before RUNNING_DELAY_S
     colony.run_until(lambda: all(
         colony.core(n).book.state_of(p).name == "RUNNING"  # type: ignore[union-attr]
         for n in range(4) for p in pids))  # fmt: skip
+    running = records_of(colony, 3, RUNNING_KIND)
+    assert len(running) == 1 and len(running[0]["processes"]) == 3  # one claim round
     for pid in pids:
         assert colony.core(0).book.get(pid)["executor"] == "e"  # type: ignore[index]
+
+
+def test_a_run_closed_before_its_running_was_announced_is_announced_closed_only() -> None:
+    colony = Colony(4)
+    pid = submit(colony, 0)
+    advert = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
+    executor = colony.result(3, rq.RegisterExecutor(advert))["executor_id"]
+    rid = colony.ask(3, rq.Assign(executor, timeout_s=5))
+    granted_s = colony.net.t
+    while colony.answer(3, rid) is None:  # the claim round and the grant, 1 ms a step
+        colony.net.advance(0.001)
+        colony.net.stabilize()
+    assert colony.net.t - granted_s < RUNNING_DELAY_S / 2
+    colony.ask(3, rq.CloseRun(executor, pid, True, [7]))
+    colony.run_until(lambda: colony.core(0).book.state_of(pid).closed)  # type: ignore[union-attr]
+    assert records_of(colony, 3, RUNNING_KIND) == []
+    assert [b["processes"][0]["state"] for b in records_of(colony, 3, CLOSED_KIND)] == ["SUCCESS"]
+    assert colony.core(3).announcements.counters["running_unannounced"] == 1
 
 
 def test_the_closes_announced_in_one_step_go_out_in_one_record() -> None:
