@@ -171,10 +171,7 @@ def _scalar(kind: type) -> Converter:
     def convert(value: Any) -> Any:
         # bool is an int in Python: an int field refuses True, a bool field refuses 1.
         if type(value) is kind:
-            if kind is int and not -_INT_MAX < value < _INT_MAX:
-                raise LimitExceeded(f"integer wider than {_LIMITS.int_bits_max} bits")
-            if (kind is str or kind is bytes) and len(value) > _LIMITS.str_bytes_max:
-                raise LimitExceeded(f"string of {len(value)} over the {_LIMITS.str_bytes_max} cap")
+            _check_limits(value, _LIMITS)  # an int's width, a string's length
             return value
         if kind is float and type(value) is int:
             return float(value)

@@ -63,6 +63,7 @@ ANSWER_S = 90.0  # longer than any deadline of the core's own: it always answers
 AWAITERS_MAX = 100_000
 NOTICES = (Dial, Disconnect, Silenced, RunStopped)  # what NodeCore asks the daemon to do
 DEFER_S = 0.05  # the longest lazy writes wait for a batch that commits them
+EARLY_SENDS_MAX = 8  # a batch of more sends waits for its commit whole (one frame a peer)
 DEFERRED_WRITES_MAX = 4096  # ... or this many
 
 
@@ -184,7 +185,9 @@ class CoreDriver:
                 self.on_events(effects.events)  # its answers need none of its writes
                 answered = True
             sends = effects.sends
-            early = self.early(sends) if self.early is not None and sends else []
+            early = []  # a busy node's frames carry more when requests wait for its commit
+            if self.early is not None and 0 < len(sends) <= EARLY_SENDS_MAX:
+                early = self.early(sends)
             if early:  # requests that need none of them: the voters start at once
                 self._send(early)
                 gone = {id(msg) for _, msg in early}
