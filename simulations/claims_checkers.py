@@ -284,7 +284,7 @@ class SchedulingChecker(BaseChecker):
             if world.now_s - sim.woke_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
                 continue  # it has just woken up: its overdue timers are running
             sched = core.scheduler
-            if not sched.idle_wants():
+            if not sched.slots.idle_wants():
                 continue
             now_s = sim.local_now()
             # A node whose claims no majority answered waits a while (it knows the
@@ -292,7 +292,7 @@ class SchedulingChecker(BaseChecker):
             since_s = max(sched.last_round_s, sched.quiet_until_s)
             if now_s - since_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
                 continue
-            idle_s = sched.idle_since_s()
+            idle_s = sched.slots.idle_since_s()
             if idle_s is None or now_s - idle_s <= POLL_S + ROUND_GAP_S + IDLE_SLACK_S:
                 continue
             if any(w.ready_s <= now_s for w in sched.candidates(now_s)):

@@ -281,7 +281,7 @@ class NodeCore:
     def forget(self, now_s: float, rid: int) -> None:
         """The caller of request `rid` went away: drop what waits for it."""
         self.now_s = now_s
-        if self.scheduler.forget(rid):
+        if self.scheduler.slots.forget(rid):
             return
         for pid, polls in list(self.waits.items()):
             kept = [w for w in polls if w.req != rid]
@@ -492,7 +492,7 @@ class NodeCore:
             },
             "scheduler": {
                 "executors": len(self.scheduler.executors),
-                "idle_slots": self.scheduler.idle_wants(),
+                "idle_slots": self.scheduler.slots.idle_wants(),
                 **self.scheduler.counters,
             },
             "crons": {"defined": len(self.crons.crons), **self.crons.counters},

@@ -55,7 +55,7 @@ def held(s: Scheduler, ex: Executor, pid: bytes) -> bool:
 def heartbeat(s: Scheduler, req: Heartbeat) -> dict[str, Any]:
     """For each process the executor runs: `held`, `lost` or `cancelled` (the last two:
     stop, the result will not be committed)."""
-    ex = s.executor(req.executor_id)
+    ex = s.slots.executor(req.executor_id)
     out: dict[str, str] = {}
     for pid in list(ex.running):
         if held(s, ex, pid):
@@ -68,7 +68,7 @@ def heartbeat(s: Scheduler, req: Heartbeat) -> dict[str, Any]:
 
 def log_lines(s: Scheduler, req: LogLines) -> dict[str, Any]:
     """Publish a batch of the executor's log lines for a process it holds."""
-    ex = s.executor(req.executor_id)
+    ex = s.slots.executor(req.executor_id)
     if len(req.lines) > LOG_BATCH_LINES_MAX:
         raise ValidationError(f"at most {LOG_BATCH_LINES_MAX} lines per call")
     pid = req.pid
@@ -89,7 +89,7 @@ def log_lines(s: Scheduler, req: LogLines) -> dict[str, Any]:
 
 def add_attribute(s: Scheduler, req: AddAttribute) -> dict[str, Any]:
     """A ColonyOS attribute on a process the executor holds (only the holder may)."""
-    ex = s.executor(req.executor_id)
+    ex = s.slots.executor(req.executor_id)
     if not 0 < len(req.key) <= KEY_CHARS_MAX:
         raise ValidationError(f"key must be a string of 1..{KEY_CHARS_MAX} characters")
     if len(req.value) > ATTRIBUTE_VALUE_CHARS_MAX:
@@ -107,7 +107,7 @@ def add_attribute(s: Scheduler, req: AddAttribute) -> dict[str, Any]:
 
 def close_run(s: Scheduler, req_id: int, req: CloseRun) -> None:
     """Commit a run's result; answered `{processid, committed, reason, state}`."""
-    ex = s.executor(req.executor_id)
+    ex = s.slots.executor(req.executor_id)
     pid = req.pid
     epoch = ex.finish(pid, s.host.now_s, req.elapsed_s, closed=True)
     if epoch is None:

@@ -39,7 +39,7 @@ from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX
 from colonynode.consensus.messages import Reason
-from colonynode.core.errors import ColonyError, ValidationError
+from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import FunctionSpec, State, priority_time_ns
 from colonynode.core.scheduling import (
@@ -55,18 +55,15 @@ from colonynode.core.scheduling import (
     ranked_claim_delay_s,
 )
 from colonynode.node.core.closing import Closing
-from colonynode.node.core.executors import Executor, Ready, Want, hold_s
-from colonynode.node.core.processes import RELEASED_KIND, RUNNING_KIND, ProcessBook
-from colonynode.node.core.requests import Assign, Planned, RegisterExecutor, RunStopped
+from colonynode.node.core.executors import EXECUTOR_SILENT_S, Executor, Ready, Slots, hold_s
+from colonynode.node.core.processes import RUNNING_KIND, ProcessBook
+from colonynode.node.core.requests import Planned, RunStopped
 
 __all__ = ["EXECUTOR_SILENT_S", "LEASE_S", "Executor", "Scheduler", "SchedulerHost"]
 
 log = logging.getLogger("colonynode.node.scheduler")
 
-EXECUTORS_MAX = 256
-SLOTS_MAX = 1024  # processes one executor may run at once
 LEASES_HELD_MAX = LEASES_MAX - CLAIM_BATCH_MAX  # held, queued or claimed by its executors
-ASSIGN_WAIT_MAX_S = 60.0
 POLL_S = 1.0  # claim rounds while executors wait, at least this often (besides events)
 ROUND_GAP_S = 0.01  # at most this often (view changes come in bursts)
 REFUSED_BACKOFF_S = 1.0  # a pid the voters refused is not tried again this soon
@@ -79,7 +76,6 @@ DELAYS_MAX = 100_000  # pids whose stagger here is remembered
 QUIET_MAX_S = 8.0  # the longest a node waits between rounds while voters do not answer
 LEASE_S = 10.0
 SWEEP_S = 1.0  # how often this node looks for its processes past maxwaittime
-EXECUTOR_SILENT_S = 15.0  # an executor not heard from this long is detached (assign polls 10 s)
 
 
 class SchedulerHost(Protocol):
@@ -162,12 +158,10 @@ class Scheduler:
         self.host = host
         self.book = book
         self.lease_s = lease_s
-        self.executors: dict[str, Executor] = {}
         self.skip_until: dict[bytes, float] = {}  # the sweep's own expiries and failures
         self.retry_at: dict[bytes, float] = {}  # a refused pid is not claimed before
         self._refusals: dict[bytes, int] = {}  # refusals of a pid's claims so far
         self.started_ns: dict[bytes, int] = {}
-        self._wants: dict[int, Want] = {}  # Assign calls waiting, by request id
         self.claiming: set[bytes] = set()  # pids with a claim out
         self._round_at: float | None = None
         self.last_round_s = float("-inf")
@@ -182,153 +176,22 @@ class Scheduler:
              "graph_failed", "claim_rounds", "claims_sent", "own_claims", "claimed_ahead",
              "ahead_given_back", "settled"), 0)  # fmt: skip
         self.closing = Closing(host, book, self.counters, self.started_ns)
+        self.slots = Slots(host, book, self.counters, self.started_ns, self.retry_at,
+                           on_want=self._round_soon)  # fmt: skip
+        self.executors = self.slots.executors  # the same dict: by executor id
 
     def start(self, now_s: float) -> None:
         if not self._sweeping:
             self._sweeping = True
             self.host.at(now_s + SWEEP_S, self._sweep)
 
-    # -- executors ------------------------------------------------------------------------
-
-    def register(self, req_id: int, req: RegisterExecutor) -> None:
-        advert = req.advert
-        if len(self.executors) >= EXECUTORS_MAX:
-            raise ColonyError(f"this node already serves {EXECUTORS_MAX} executors")
-        if not advert.name or not advert.executortype:
-            raise ValidationError("an executor needs a name and an executortype")
-        if not 1 <= req.slots <= SLOTS_MAX:
-            raise ValidationError(f"an executor has 1..{SLOTS_MAX} slots")
-        ex = Executor(self.host.rng.randbytes(8).hex(), advert, req.slots,
-                      last_heard_s=self.host.now_s)  # fmt: skip
-        self.executors[ex.id] = ex
-        log.info("executor %s (%s) attached: %s", advert.name, advert.executortype,
-                 ", ".join(advert.functions) or "any")  # fmt: skip
-        self.host.answer(
-            req_id, {"executor_id": ex.id, "name": advert.name, "silent_s_max": EXECUTOR_SILENT_S}
-        )
-
-    def executor(self, executor_id: str) -> Executor:
-        ex = self.executors.get(executor_id)
-        if ex is None:
-            raise ColonyError(
-                f"no executor {executor_id} is attached to this node (detached after"
-                f" {EXECUTOR_SILENT_S:.0f} s of silence, or the node restarted): register again"
-            )
-        ex.last_heard_s = self.host.now_s
-        return ex
-
-    def assign(self, req_id: int, req: Assign) -> None:
-        """A slot of the executor asks for a process: one from its queue at once, else
-        the next claim granted for it, else None at the deadline."""
-        ex = self.executor(req.executor_id)
-        if len(ex.wants) >= ex.slots:
-            raise ColonyError(f"executor {ex.advert.name} already waits for {ex.slots} processes")
-        now = self.host.now_s
-        deadline = now + min(max(req.timeout_s, 0.0), ASSIGN_WAIT_MAX_S)
-        want = Want(req_id, ex, now, deadline)
-        ex.wants.append(want)
-        self._wants[req_id] = want
-        self._feed(ex)
-        if want.open:
-            self.host.at(deadline, lambda now_s: self._want_due(want))
-            self._round_soon(now)
-
-    def forget(self, req_id: int) -> bool:
-        """The caller of an Assign went away. What was claimed for it stays in its
-        executor's queue for the next slot that asks (given back past its hold)."""
-        want = self._wants.get(req_id)
-        if want is None:
-            return False
-        self._close_want(want)
-        return True
-
-    def detach(self, ex: Executor, release: bool) -> list[bytes]:
-        """Forget an executor: its leases are released (`release`) or dropped; what
-        waited in its queue is given back either way (it never started)."""
-        del self.executors[ex.id]
-        for want in list(ex.wants):
-            self._answer_want(want, None)
-        for pid in list(ex.ready):
-            self._give_back(ex, pid)
-        held = [pid for pid in ex.running if self.host.holds(pid)]
-        for pid in held:
-            self.host.lease(lrq.ReleaseLease(pid) if release else lrq.DropLease(pid), _ignore)
-        if release:
-            for pid in held:
-                self._announce_release(pid, ex.running[pid])
-            log.info("executor %s detached: %d leases released", ex.advert.name, len(held))
-        else:
-            self.counters["leases_dropped"] += len(held)
-        return held
-
-    def _close_want(self, want: Want) -> None:
-        want.open = False
-        self._wants.pop(want.req, None)
-        if want in want.ex.wants:
-            want.ex.wants.remove(want)
-
-    def _answer_want(self, want: Want, process: dict[str, Any] | None) -> None:
-        if want.open:
-            self.host.answer(want.req, process)
-        self._close_want(want)
-
-    def _want_due(self, want: Want) -> None:
-        if want.open:
-            self._answer_want(want, None)
-
-    def _feed(self, ex: Executor) -> None:
-        """Hand queued processes to the slots that wait: the slot waiting longest gets
-        the first queued process in ColonyOS order. One whose lease ended or that
-        closed meanwhile (a cancel) is dropped."""
-        while ex.wants and ex.ready:
-            pid = min(ex.ready, key=self.book.order_key)
-            epoch = ex.ready.pop(pid).epoch
-            state = self.book.state_of(pid)
-            if not self.host.holds(pid) or (state is not None and state.closed):
-                if self.host.holds(pid):
-                    self.host.lease(lrq.ReleaseLease(pid), _ignore)
-                continue
-            view = self.book.get(pid)
-            assert view is not None, "a granted process is in the view"
-            ex.running[pid] = epoch
-            ex.handed_s[pid] = self.host.now_s
-            self._answer_want(ex.wants[0], {**view, "epoch": epoch, "state": State.RUNNING.name})
-
-    def _ready_due(self, ex: Executor, pid: bytes, epoch: int) -> None:
-        """A process claimed ahead waited its hold out: no slot freed in time (the
-        executor's runs got longer). Give it back, and claim less far ahead."""
-        got = ex.ready.get(pid)
-        if got is None or got.epoch != epoch:
-            return
-        self._give_back(ex, pid)
-        self.counters["ahead_given_back"] += 1
-        ex.slower(self.host.now_s)
-        self.retry_at[pid] = self.host.now_s + REFUSED_BACKOFF_S  # others first
-
-    def _give_back(self, ex: Executor, pid: bytes) -> None:
-        """Release a queued process (it never started; no retry is counted)."""
-        got = ex.ready.pop(pid)
-        if self.host.holds(pid):
-            self.host.lease(lrq.ReleaseLease(pid), _ignore)
-            self._announce_release(pid, got.epoch)
-
-    def _announce_release(self, pid: bytes, epoch: int) -> None:
-        """Tell the colony that `pid` waits again (its RUNNING record said otherwise)."""
-        self.started_ns.pop(pid, None)
-        self.host.announce(RELEASED_KIND, {"processid": pid.hex(), "epoch": epoch})
-
     # -- claim rounds ---------------------------------------------------------------------
-
-    def wants_claims(self) -> bool:
-        """Is there an executor here that wants a claim (a slot, or its queue)?"""
-        rtt = self.claim_rtt_s
-        return any(ex.wanted(rtt) for ex in self.executors.values())
 
     def wake(self, pid: bytes) -> None:
         """A process changed: if it is WAITING (new, or given back) and an executor
         wants one, run a claim round soon rather than at the next poll; if it runs
         elsewhere, once its holder's quiet time is over."""
-        if not self.executors or not self.wants_claims():
+        if not self.executors or not self.slots.wants_claims(self.claim_rtt_s):
             return
         state = self.book.state_of(pid)
         if state is State.WAITING:
@@ -347,7 +210,7 @@ class Scheduler:
                 self.host.at(until_s, self._wake_round)
 
     def _wake_round(self, now_s: float) -> None:
-        if self.wants_claims():
+        if self.slots.wants_claims(self.claim_rtt_s):
             self._round_soon(now_s)
 
     def _round_soon(self, now_s: float) -> None:
@@ -365,7 +228,7 @@ class Scheduler:
             return  # superseded by an earlier round
         self._round_at = None
         self._round(now_s)
-        if self.wants_claims():
+        if self.slots.wants_claims(self.claim_rtt_s):
             self._schedule_round(now_s + POLL_S)
 
     def _claimants(self) -> list[Executor]:
@@ -499,16 +362,6 @@ class Scheduler:
         step_s = max(STAGGER_STEP_S, round(2 * self.claim_rtt_s, 2))
         return cached[2] * step_s, cached[3] * self.lease_s / 4
 
-    def idle_wants(self) -> int:
-        """Slots waiting with nothing granted or claimed for them."""
-        return sum(ex.idle() for ex in self.executors.values())
-
-    def idle_since_s(self) -> float | None:
-        """Since when the most recently idle of the slots that wait with nothing on
-        their way has waited (None: none waits so)."""
-        times = [ex.idle_since_s() for ex in self.executors.values() if ex.idle()]
-        return max(times) if times else None
-
     def _on_claim(self, event: Any, ex: Executor, sent_s: float) -> None:
         now = self.host.now_s
         pid = event.pid
@@ -534,7 +387,7 @@ class Scheduler:
             self._granted(now, ex, pid, event.epoch)
         else:
             self._refused(now, pid, event.reason, event.retry_after_s)
-        if self.wants_claims():
+        if self.slots.wants_claims(self.claim_rtt_s):
             self._round_soon(now)
 
     def _refused(self, now_s: float, pid: bytes, reason: Reason | None, left_s: float) -> None:
@@ -556,7 +409,7 @@ class Scheduler:
             backoff_s = min(BACKOFF_MAX_S, base_s * 2 ** min(tries, 10))
             backoff_s *= self.host.rng.uniform(0.5, 1.5)
         self.retry_at[pid] = now_s + backoff_s
-        if self.wants_claims():
+        if self.slots.wants_claims(self.claim_rtt_s):
             self.host.at(now_s + backoff_s, self._wake_round)
         if reason in (Reason.UNKNOWN_PID, Reason.BUSY, Reason.NOT_ALLOWED, Reason.LEASE_HELD):
             return
@@ -581,11 +434,11 @@ class Scheduler:
                                          "executor": ex.advert.name, "start_ns": start_ns,
                                          "lease_s": self.lease_s})  # fmt: skip
         ex.ready[pid] = Ready(epoch, now_s + hold_s(self.book.spec_of(pid)))
-        self._feed(ex)
+        self.slots.feed(ex)
         if pid in ex.ready:  # claimed ahead: no slot is free for it yet
             self.counters["claimed_ahead"] += 1
             until_s = ex.ready[pid].until_s
-            self.host.at(until_s, lambda now_s: self._ready_due(ex, pid, epoch))
+            self.host.at(until_s, lambda now_s: self.slots.ready_due(ex, pid, epoch))
 
     # -- leases ending, sweeps --------------------------------------------------------------
 
@@ -622,21 +475,12 @@ class Scheduler:
             if self.book.submitter_of(pid) == me and self.skip_until.get(pid, 0.0) <= now_s:
                 self.skip_until[pid] = now_s + REFUSED_BACKOFF_S
                 self.closing.fail_child(pid, parent)
-        self._detach_silent(now_s)
+        self.slots.detach_silent(now_s)
         for pid in [p for p, until in self.skip_until.items() if until <= now_s]:
             del self.skip_until[pid]
         for pid in [p for p, at_s in self.retry_at.items() if at_s < now_s - RETRY_FORGET_S]:
             del self.retry_at[pid]
             self._refusals.pop(pid, None)
-
-    def _detach_silent(self, now_s: float) -> None:
-        for ex in list(self.executors.values()):
-            if ex.wants or now_s - ex.last_heard_s <= EXECUTOR_SILENT_S:
-                continue
-            dropped = self.detach(ex, release=False)
-            self.counters["executors_detached"] += 1
-            log.warning("executor %s silent for %.0f s: detached, %d leases dropped",
-                        ex.advert.name, now_s - ex.last_heard_s, len(dropped))  # fmt: skip
 
 
 def _ignore(event: Any) -> None:

@@ -235,20 +235,20 @@ def _executor_role(core: NodeCore) -> None:
 
 def register_executor(core: NodeCore, rid: int, req: rq.RegisterExecutor) -> None:
     _executor_role(core)
-    core.scheduler.register(rid, req)
+    core.scheduler.slots.register(rid, req)
 
 
 def detach(core: NodeCore, rid: int, req: rq.Detach) -> None:
     """An executor leaves: cleanly (its leases are released, the processes WAITING again
     at once, no retry counted) or because its connection died (dropped: they expire)."""
     sched = core.scheduler
-    ex = sched.executor(req.executor_id)
-    pids = sched.detach(ex, release=req.release)
+    ex = sched.slots.executor(req.executor_id)
+    pids = sched.slots.detach(ex, release=req.release)
     core.answer(rid, {"executor_id": ex.id, "released": [p.hex() for p in pids]})
 
 
 def assign(core: NodeCore, rid: int, req: rq.Assign) -> None:
-    core.scheduler.assign(rid, req)
+    core.scheduler.slots.assign(rid, req)
 
 
 def close_run(core: NodeCore, rid: int, req: rq.CloseRun) -> None:

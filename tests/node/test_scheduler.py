@@ -126,12 +126,12 @@ def scheduler(book: ProcessBook, host: ScriptedHost) -> Scheduler:
 
 def attach(sched: Scheduler, host: ScriptedHost, name: str) -> str:
     req = 1000 + len(host.answers)
-    sched.register(req, RegisterExecutor(ExecutorAdvert(name, "py", "", 10**9, 10**15)))
+    sched.slots.register(req, RegisterExecutor(ExecutorAdvert(name, "py", "", 10**9, 10**15)))
     return str(host.answers[req]["executor_id"])
 
 
 def assign(sched: Scheduler, host: ScriptedHost, req: int, executor: str, timeout_s: float) -> int:
-    sched.assign(req, Assign(executor, timeout_s))
+    sched.slots.assign(req, Assign(executor, timeout_s))
     return req
 
 
@@ -198,7 +198,7 @@ def test_a_grant_nobody_asks_for_is_given_back_after_its_hold() -> None:
     sched = scheduler(book_with(1), host)
     req = assign(sched, host, 1, attach(sched, host, "e"), 10)
     host.run_until(0.5)
-    assert sched.forget(req)  # the executor hung up
+    assert sched.slots.forget(req)  # the executor hung up
     host.run_until(2.9)  # the claim is answered at 2 s; the grant waits in the queue
     assert host.released == [] and len(host.granted) == 1
     host.run_until(3.1)  # READY_HOLD_S later nobody took it: released, announced
@@ -216,7 +216,7 @@ def test_detaching_answers_a_waiting_assign_at_once() -> None:
     req = assign(sched, host, 1, executor, 30)
     host.run_until(1.0)
     assert req not in host.answers  # assign waits (30 s at most)
-    sched.detach(sched.executors[executor], release=True)
+    sched.slots.detach(sched.executors[executor], release=True)
     assert host.answers[req] is None and host.answered_at[req] == 1.0
 
 
@@ -395,5 +395,5 @@ def test_detaching_gives_back_what_waited_in_the_queue() -> None:
     run_once(sched, host, executor, 1, 0.01)
     run_once(sched, host, executor, 2, 0.01)
     queued = list(sched.executors[executor].ready)
-    sched.detach(sched.executors[executor], release=False)  # its connection died
+    sched.slots.detach(sched.executors[executor], release=False)  # its connection died
     assert set(queued) <= set(host.released)  # never started: released, not dropped
