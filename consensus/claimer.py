@@ -1,8 +1,14 @@
 """The claimer role: the requests one node makes to the voters, and their tallies.
 
-Every request (requests.py) goes to every voter and is retransmitted every `retry_s` to
-the voters that have not answered, until a majority decides it (quorum.py: one tally
-for all) or its timeout passes. Rules (DESIGN.md §6, docs/consensus.md):
+Every request (requests.py) goes to every voter and is retransmitted to the voters that
+have not answered, until a majority decides it (quorum.py: one tally for all) or its
+timeout passes: first after `retry_s` (or twice the smoothed round trip of the voters'
+answers if that is longer) and QUEUED_S more for each request in flight, then twice as
+long each time, up to RETRY_MAX_S; and a resend is skipped (POSTPONES_MAX times in a
+row) while every voter it would go to has answered something since it was sent: they
+are busy, not deaf. Voters busy with a burst of 1,000 submissions answer late; resending
+the burst to them every `retry_s` had them decode it three times over. Rules
+(DESIGN.md §6, docs/consensus.md):
 
 - a claim that gets no majority is released where it was granted (a late grant for a
   claim already given up is released too), so a failed claim does not block the
@@ -23,6 +29,7 @@ core/scheduling.py) chooses, from the node's view, in the daemon and the simulat
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -69,6 +76,10 @@ __all__ = ["CLAIM_BATCH_MAX", "ClaimerConfig", "ClaimerCore"]
 OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expires, cancels, reads)
 EPOCHS_MAX = 10_000  # highest epochs remembered per pid (oldest forgotten first)
 COMMITTED_MAX = 1_024  # recent closes/expires/cancels remembered, to repair late refusers
+RETRY_MAX_S = 2.0  # the longest a request waits between two sends to a voter
+RTT_AVERAGE = 0.125  # weight of the newest sample in the smoothed round trip (TCP's)
+QUEUED_S = 0.001  # a request's first wait grows this much for each request in flight
+POSTPONES_MAX = 2  # resends skipped in a row because every voter left answers others
 
 Reqs = tuple[int, ...]
 
@@ -103,6 +114,13 @@ class _Op:
     verdicts: dict[NodeId, Verdict] = field(default_factory=dict)
     outcome: Outcome = Outcome.SUCCESS
     again: bool = False  # a claim sent again at once with the epoch its refusal taught
+    sends: int = 1  # times it was sent (a round trip is sampled only from the first)
+    last_sent_s: float = 0.0
+    postponed: int = 0  # resends skipped in a row (the voters were heard from since)
+
+    @property
+    def due_s(self) -> float:
+        return min(self.next_s, self.timeout_s)
 
 
 class ClaimerCore:
@@ -132,6 +150,13 @@ class ClaimerCore:
         self.next_nonce = rng.getrandbits(60) + 1  # per incarnation: random
         self.splits_pushed = 0
         self.claims_again = 0
+        self.srtt_s = 0.0  # smoothed round trip of the voters' first answers
+        self.heard_s: dict[NodeId, float] = {}  # voter -> when its last reply came
+        self.postponed = 0  # resends skipped (counter)
+        # (due time, sequence, op key): when each op next needs a look (stale entries,
+        # whose op is gone or due at another time, are skipped)
+        self._due: list[tuple[float, int, tuple[Tag, bytes]]] = []
+        self._due_seq = 0
         self.effects = Effects()
         self.held = HeldLeases(
             voters,
@@ -198,10 +223,10 @@ class ClaimerCore:
             return
         msg = Claim(tuple(items), lease_s, self.config.executortype, self.version(), self._nonce())
         timeout_s = now_s + self.config.claim_timeout_s
-        next_s = now_s + self.config.retry_s
+        next_s = now_s + self._first_wait_s()
         for item in items:
             op = _Op(Tag.CLAIM, item.pid, item.epoch, msg, now_s, timeout_s, next_s, list(reqs))
-            self.ops[(Tag.CLAIM, item.pid)] = op
+            self._put(op)
         for voter in self.voters():
             self._send(voter, msg)
 
@@ -296,6 +321,8 @@ class ClaimerCore:
             if hasattr(op.msg, "version"):
                 op.msg = replace(op.msg, version=version)
             op.next_s = now_s
+            op.sends = 1
+            self._schedule(op)
         self.held.reset_renewals()
 
     # -- stepping -----------------------------------------------------------------------
@@ -306,6 +333,7 @@ class ClaimerCore:
     def on_message(self, now_s: float, sender: NodeId, msg: Any) -> None:
         if sender not in self.voters() or not isinstance(msg, Reply):
             return
+        self.heard_s[sender] = now_s
         if msg.version != self.version():
             # Decided under another voter set, or (a read) answered by a voter that does
             # not serve this one yet (a new voter in the middle of its handover holds
@@ -331,19 +359,33 @@ class ClaimerCore:
             elif op is None and tag in _TERMINAL and not verdict.ok:
                 self._repair_late(tag, sender, verdict)
             return
+        if op.sends == 1 and sender not in op.verdicts:  # Karn: never from a resent one
+            sample_s = now_s - op.sent_s
+            self.srtt_s = sample_s if not self.srtt_s else (
+                self.srtt_s + RTT_AVERAGE * (sample_s - self.srtt_s))  # fmt: skip
         op.verdicts[sender] = verdict
         self._decide(now_s, op)
 
     def on_tick(self, now_s: float) -> None:
-        cfg = self.config
-        for key, op in list(self.ops.items()):
-            if key not in self.ops:
-                continue
+        due = self._due
+        while due and due[0][0] <= now_s:
+            at_s, _, key = heapq.heappop(due)
+            op = self.ops.get(key)
+            if op is None or op.due_s != at_s:
+                continue  # gone, or due at another time (its own entry)
             if now_s >= op.timeout_s:
                 self._finish(now_s, op, None)
-            elif now_s >= op.next_s:
+                continue
+            if self._busy(op):
+                op.postponed += 1
+                self.postponed += 1
+            else:
                 self._retransmit(op)
-                op.next_s = now_s + cfg.retry_s
+                op.postponed = 0
+                op.last_sent_s = now_s
+            op.next_s = now_s + self._rto(op.sends)
+            op.sends += 1
+            self._schedule(op)
         self.held.tick(now_s)
 
     def take_effects(self) -> Effects:
@@ -353,10 +395,13 @@ class ClaimerCore:
 
     def next_wake_s(self) -> float | None:
         wake = self.held.next_wake_s()
-        for op in self.ops.values():
-            t = min(op.next_s, op.timeout_s)
-            if wake is None or t < wake:
-                wake = t
+        due = self._due
+        while due:
+            at_s, _, key = due[0]
+            op = self.ops.get(key)
+            if op is not None and op.due_s == at_s:
+                return at_s if wake is None else min(wake, at_s)
+            heapq.heappop(due)  # stale
         return wake
 
     # -- requests in flight -------------------------------------------------------------
@@ -394,11 +439,37 @@ class ClaimerCore:
         if len(self.ops) >= OPS_MAX:
             return False
         timeout_s = now_s + self.config.op_timeout_s
-        op = _Op(tag, pid, epoch, msg, now_s, timeout_s, now_s + self.config.retry_s, list(reqs))
-        self.ops[key] = op
+        op = _Op(tag, pid, epoch, msg, now_s, timeout_s, now_s + self._first_wait_s(), list(reqs))
+        self._put(op)
         for voter in self.voters():
             self._send(voter, msg)
         return True
+
+    def _rto(self, resent: int) -> float:
+        """How long a request sent `resent` times before waits for its answers."""
+        base_s = max(self.config.retry_s, 2 * self.srtt_s)
+        return min(RETRY_MAX_S, base_s * 2 ** min(resent, 8))
+
+    def _first_wait_s(self) -> float:
+        return self._rto(0) + len(self.ops) * QUEUED_S
+
+    def _put(self, op: _Op) -> None:
+        op.last_sent_s = op.sent_s
+        self.ops[(op.tag, op.pid)] = op
+        self._schedule(op)
+
+    def _schedule(self, op: _Op) -> None:
+        self._due_seq += 1
+        heapq.heappush(self._due, (op.due_s, self._due_seq, (op.tag, op.pid)))
+
+    def _busy(self, op: _Op) -> bool:
+        """Has every voter that has not answered `op` answered something since it was
+        last sent (a voter working through a burst), and was it not put off too often?"""
+        if op.postponed >= POSTPONES_MAX:
+            return False
+        heard = self.heard_s
+        waiting = [v for v in self.voters() if v not in op.verdicts]
+        return all(heard.get(v, float("-inf")) > op.last_sent_s for v in waiting)
 
     def _retransmit(self, op: _Op) -> None:
         msg = op.msg
@@ -418,6 +489,7 @@ class ClaimerCore:
                 self._finish_read(now_s, op, Reason.OK)
             else:  # a result may be committed among the voters yet to answer
                 op.timeout_s = min(op.timeout_s, now_s + self.config.read_grace_s)
+                self._schedule(op)
             return
         if op.tag in _TERMINAL:
             adopt = repair.adopt_missing(op.pid, voters, op.verdicts)
@@ -472,9 +544,9 @@ class ClaimerCore:
         msg = Claim((ClaimItem(op.pid, epoch),), lease_s, self.config.executortype,
                     self.version(), self._nonce())  # fmt: skip
         timeout_s = now_s + self.config.claim_timeout_s
-        again = _Op(Tag.CLAIM, op.pid, epoch, msg, now_s, timeout_s, now_s + self.config.retry_s,
+        again = _Op(Tag.CLAIM, op.pid, epoch, msg, now_s, timeout_s, now_s + self._first_wait_s(),
                     op.reqs, again=True)  # fmt: skip
-        self.ops[(Tag.CLAIM, op.pid)] = again
+        self._put(again)
         self.claims_again += 1
         for voter in self.voters():
             self._send(voter, msg)
