@@ -11,10 +11,11 @@ follow them) reach the voters in batches.
 
 How far ahead: what the executor finishes while a claim is out, twice over,
 
-    ahead = ⌊AHEAD_COVER · slots · claim_rtt_s / run_s⌋, at most AHEAD_MAX,
+    ahead = ⌊AHEAD_COVER · slots · refill_s / run_s⌋, at most AHEAD_MAX,
 
 with `run_s` a moving average of its runs (as the executor reports them, else from the
-hand-over to the close) and `claim_rtt_s` the node's. A new executor, and one whose runs
+hand-over to the close) and `refill_s` the time a claim takes (the node's claim round trip
+and the gap between its rounds: `Scheduler.refill_s`). A new executor, and one whose runs
 take longer than AHEAD_COVER claim round trips a slot, claims for its waiting slots only.
 
 A granted process waits in the queue at most `hold_s` (READY_HOLD_S, or a tenth of its
@@ -108,20 +109,24 @@ class Executor:
     handed_s: dict[bytes, float] = field(default_factory=dict)  # pid -> when a slot got it
     slowed_s: float = float("-inf")  # when `run_s` was last doubled
 
-    def ahead(self, claim_rtt_s: float) -> int:
+    def ahead(self, refill_s: float) -> int:
         """How many processes to hold granted beyond its waiting slots."""
-        if self.run_s <= 0.0 or claim_rtt_s <= 0.0:
+        if self.run_s <= 0.0 or refill_s <= 0.0:
             return 0
-        return min(AHEAD_MAX, int(AHEAD_COVER * self.slots * claim_rtt_s / self.run_s))
+        return min(AHEAD_MAX, int(AHEAD_COVER * self.slots * refill_s / self.run_s))
 
     def idle(self) -> int:
         """Slots that wait with nothing granted or claimed for them."""
         return max(0, len(self.wants) - len(self.ready) - self.claims)
 
-    def wanted(self, claim_rtt_s: float) -> int:
-        """Claims to make for it now: its idle slots, and its queue's shortfall."""
-        target = len(self.wants) + self.ahead(claim_rtt_s)
-        return max(0, target - len(self.ready) - self.claims)
+    def wanted(self, refill_s: float) -> int:
+        """Claims to make for it now: for its idle slots, and to fill its queue up, once
+        the queue is down to half (a refill is one claim round, not one a process)."""
+        ahead = self.ahead(refill_s)
+        have = len(self.ready) + self.claims
+        if self.idle() == 0 and have - len(self.wants) > ahead // 2:
+            return 0
+        return max(0, len(self.wants) + ahead - have)
 
     def idle_since_s(self) -> float:
         """Since when its longest-waiting idle slot has had no claim out for it."""
@@ -329,9 +334,9 @@ class Slots:
         self.started_ns.pop(pid, None)
         self.host.announce(RELEASED_KIND, {"processid": pid.hex(), "epoch": epoch})
 
-    def wants_claims(self, claim_rtt_s: float) -> bool:
+    def wants_claims(self, refill_s: float) -> bool:
         """Is there an executor here that wants a claim (a slot, or its queue)?"""
-        return any(ex.wanted(claim_rtt_s) for ex in self.executors.values())
+        return any(ex.wanted(refill_s) for ex in self.executors.values())
 
     def idle_wants(self) -> int:
         """Slots waiting with nothing granted or claimed for them."""

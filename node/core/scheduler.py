@@ -191,7 +191,7 @@ class Scheduler:
         """A process changed: if it is WAITING (new, or given back) and an executor
         wants one, run a claim round soon rather than at the next poll; if it runs
         elsewhere, once its holder's quiet time is over."""
-        if not self.executors or not self.slots.wants_claims(self.claim_rtt_s):
+        if not self.executors or not self.slots.wants_claims(self.refill_s):
             return
         state = self.book.state_of(pid)
         if state is State.WAITING:
@@ -210,7 +210,7 @@ class Scheduler:
                 self.host.at(until_s, self._wake_round)
 
     def _wake_round(self, now_s: float) -> None:
-        if self.slots.wants_claims(self.claim_rtt_s):
+        if self.slots.wants_claims(self.refill_s):
             self._round_soon(now_s)
 
     def _round_soon(self, now_s: float) -> None:
@@ -228,14 +228,14 @@ class Scheduler:
             return  # superseded by an earlier round
         self._round_at = None
         self._round(now_s)
-        if self.slots.wants_claims(self.claim_rtt_s):
+        if self.slots.wants_claims(self.refill_s):
             self._schedule_round(now_s + POLL_S)
 
     def _claimants(self) -> list[Executor]:
         """One entry a claim to make, in one request: first every slot that waits with
         nothing on its way (the executor waiting longest first), then the queues that
         run short."""
-        rtt = self.claim_rtt_s
+        rtt = self.refill_s
         execs = sorted(self.executors.values(), key=lambda ex: ex.idle_since_s())
         idle = [ex for ex in execs for _ in range(ex.idle())]
         ahead = [ex for ex in execs for _ in range(ex.wanted(rtt) - ex.idle())]
@@ -341,6 +341,13 @@ class Scheduler:
         req = lrq.ClaimLeases((pid,), self.lease_s)
         self.host.lease(req, lambda ev: self._on_claim(ev, ex, now))
 
+    @property
+    def refill_s(self) -> float:
+        """How long a claim takes to bring a process: a round's gap and a round trip
+        (which a node that is its only voter does not see: its vote is in the same step,
+        its commit after it)."""
+        return self.claim_rtt_s + ROUND_GAP_S
+
     def _delay(self, pid: bytes) -> tuple[float, float]:
         """This node's claim stagger for `pid`, and its re-claim stagger. A step is at
         least `STAGGER_STEP_S` and two of this node's claim round trips: where the voters
@@ -387,7 +394,7 @@ class Scheduler:
             self._granted(now, ex, pid, event.epoch)
         else:
             self._refused(now, pid, event.reason, event.retry_after_s)
-        if self.slots.wants_claims(self.claim_rtt_s):
+        if self.slots.wants_claims(self.refill_s):
             self._round_soon(now)
 
     def _refused(self, now_s: float, pid: bytes, reason: Reason | None, left_s: float) -> None:
@@ -409,7 +416,7 @@ class Scheduler:
             backoff_s = min(BACKOFF_MAX_S, base_s * 2 ** min(tries, 10))
             backoff_s *= self.host.rng.uniform(0.5, 1.5)
         self.retry_at[pid] = now_s + backoff_s
-        if self.slots.wants_claims(self.claim_rtt_s):
+        if self.slots.wants_claims(self.refill_s):
             self.host.at(now_s + backoff_s, self._wake_round)
         if reason in (Reason.UNKNOWN_PID, Reason.BUSY, Reason.NOT_ALLOWED, Reason.LEASE_HELD):
             return

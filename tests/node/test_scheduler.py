@@ -322,18 +322,19 @@ def run_once(sched: Scheduler, host: ScriptedHost, executor: str, req: int, took
 
 
 def test_an_executor_with_short_runs_gets_processes_claimed_ahead_in_one_batch() -> None:
-    """Runs of 10 ms against claims of 50 ms: the node claims AHEAD_COVER round trips of
-    runs ahead of the slot (2 x 50 / 10 = 10), in the same request as the slot's own,
-    and the slot's next calls are answered from the queue without a claim."""
+    """Runs of 10 ms against claims of 50 ms (and 10 ms between rounds): the node claims
+    AHEAD_COVER refills of runs ahead of the slot (2 x 60 / 10 = 12), in the same request
+    as the slot's own, and the slot's next calls are answered from the queue without a
+    claim."""
     host = ScriptedHost(delay_s=0.05)
     sched = scheduler(book_with(30), host)
     executor = attach(sched, host, "e")
     run_once(sched, host, executor, 1, 0.01)
     assert host.claims == [[bytes([0]) * 16]]  # nothing known of its runs: no claim ahead
     run_once(sched, host, executor, 2, 0.01)
-    assert [len(c) for c in host.claims] == [1, 11]
+    assert [len(c) for c in host.claims] == [1, 13]
     ex = sched.executors[executor]
-    assert len(ex.ready) == 10 and sched.counters["claimed_ahead"] == 10
+    assert len(ex.ready) == 12 and sched.counters["claimed_ahead"] == 12
     queued = sorted(ex.ready)  # book_with: ColonyOS order is pid order
     asked_s = host.now_s
     assign(sched, host, 3, executor, 10)
@@ -345,7 +346,7 @@ def test_an_executor_with_long_runs_claims_only_for_its_waiting_slots() -> None:
     host = ScriptedHost(delay_s=0.05)
     sched = scheduler(book_with(30), host)
     executor = attach(sched, host, "e")
-    run_once(sched, host, executor, 1, 1.0)  # 1 s runs: 2 x 0.05 / 1 < 1
+    run_once(sched, host, executor, 1, 1.0)  # 1 s runs: 2 x 0.06 / 1 < 1
     run_once(sched, host, executor, 2, 1.0)
     assert [len(c) for c in host.claims] == [1, 1]
     assert not sched.executors[executor].ready
@@ -356,7 +357,7 @@ def test_a_queue_that_waits_past_its_hold_is_given_back_and_claims_less_ahead() 
     sched = scheduler(book_with(30), host)
     executor = attach(sched, host, "e")
     run_once(sched, host, executor, 1, 0.01)
-    run_once(sched, host, executor, 2, 0.01)  # 10 claimed ahead; the slot now runs long
+    run_once(sched, host, executor, 2, 0.01)  # 12 claimed ahead; the slot now runs long
     ex = sched.executors[executor]
     queued = list(ex.ready)
     run_s = ex.run_s
@@ -366,10 +367,10 @@ def test_a_queue_that_waits_past_its_hold_is_given_back_and_claims_less_ahead() 
     assert [b["processid"] for k, b in host.published if k == "process-released"] == [
         p.hex() for p in queued
     ]
-    assert sched.counters["ahead_given_back"] == 10
+    assert sched.counters["ahead_given_back"] == 12
     assert ex.run_s == 2 * run_s  # doubled once for the queue, not once a process
     host.run_until(host.now_s + 0.2)
-    assert [len(c) for c in host.claims[claims:]] == [5]  # half as far ahead, others first
+    assert [len(c) for c in host.claims[claims:]] == [6]  # half as far ahead, others first
     assert not set(host.claims[-1]) & set(queued)
 
 
