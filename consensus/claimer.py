@@ -448,7 +448,8 @@ class ClaimerCore:
     def _rto(self, resent: int) -> float:
         """How long a request sent `resent` times before waits for its answers."""
         base_s = max(self.config.retry_s, 2 * self.srtt_s)
-        return min(RETRY_MAX_S, base_s * 2 ** min(resent, 8))
+        wait_s: float = base_s * (1 << min(resent, 8))
+        return min(RETRY_MAX_S, wait_s)
 
     def _first_wait_s(self) -> float:
         return self._rto(0) + len(self.ops) * QUEUED_S
