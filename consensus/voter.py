@@ -520,8 +520,8 @@ class VoterCore:
                 self.effects.sends.append((to, copy))
 
     def _on_merge(self, now_s: float, sender: NodeId, msg: Merge) -> None:
-        if sender not in self.vset.voters:
-            return
+        if not self.serves or sender not in self.vset.voters:
+            return  # sealed (or handing over): what it hands over is final (handover.py)
         incoming = rg.from_copy(msg.copy)
         if incoming.pid in self.frozen:
             return  # repair waits until the handover settles it

@@ -12,7 +12,7 @@ from colonynode.consensus import ClaimFailed, Granted, Outcome, ProcessTerms, Re
 from colonynode.consensus import register as rg
 from colonynode.consensus.events import VoterCommitted
 from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover
-from colonynode.consensus.messages import State
+from colonynode.consensus.messages import Merge, State
 from colonynode.consensus.register import Register
 from colonynode.consensus.requests import (
     CancelProcess,
@@ -21,7 +21,9 @@ from colonynode.consensus.requests import (
     CloseProcess,
     SubmitProcess,
 )
+from colonynode.consensus.voter import VoterCore
 from colonynode.core.ids import NodeId
+from colonynode.storage.memory import MemoryStore
 from tests.consensus.harness import TIMING, Colony, nid
 
 PID = b"pid-1"
@@ -215,3 +217,21 @@ def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -
         r = voter.register(PID)
         assert not voter.frozen and r is not None and (r.state, r.output) == (State.SUCCESS, "done")
     assert announced(2) == [State.SUCCESS] and announced(3) == [State.SUCCESS]
+
+
+def test_a_sealed_voter_takes_no_repair_merge() -> None:
+    # shrink seed 1867: voter V of set 1 {A, B, V} is sealed by set 2 {A, B} after it
+    # handed over its RUNNING copy; a Merge of B's close (B still served set 1) turned
+    # it SUCCESS, a second majority of set 1 next to the cancel set 2 committed.
+    me = NodeId(b"V" * 32)
+    old = VoterSet(1, (A, B, me))
+    v = VoterCore(me, MemoryStore(), timing=TIMING, voter_set=old)
+    v.on_tick(0.0)
+    held = reg(State.RUNNING, 1, nid(5))
+    v.registers[PID] = held
+    v.set_voters(1.0, VoterSet(2, (A, B), old.voters))
+    assert not v.serves
+    v.take_effects()
+    v.on_message(2.0, B, Merge(rg.to_copy(reg(State.SUCCESS, 1, nid(5)))))
+    effects = v.take_effects()
+    assert v.register(PID) == held and not effects.writes and not effects.events
