@@ -272,9 +272,11 @@ class RegisterCopy:
 @dataclass(frozen=True, slots=True)
 class Merge:
     """A voter's register for another voter to merge: a missing process is adopted, a
-    closed register replaces an open one; nothing else changes."""
+    closed register replaces an open one; nothing else changes. Only a voter that serves
+    `version` (the set the sender serves) takes it: a copy never crosses voter sets."""
 
     copy: RegisterCopy
+    version: int = 0  # the voter-set version its sender serves (0: an older sender's)
 
 
 # -- voter-set change (new voter -> old voter -> new voter) --------------------------

@@ -513,15 +513,17 @@ class VoterCore:
         reg = self.registers.get(msg.pid)
         if reg is None or msg.pid in self.frozen:
             return
-        copy = Merge(rg.to_copy(reg))
+        copy = Merge(rg.to_copy(reg), self.serving)
         voters = self.vset.voters
         for to in msg.to[:PUSH_TO_MAX]:
             if to != self.node_id and to in voters:
                 self.effects.sends.append((to, copy))
 
     def _on_merge(self, now_s: float, sender: NodeId, msg: Merge) -> None:
-        if not self.serves or sender not in self.vset.voters:
-            return  # sealed (or handing over): what it hands over is final (handover.py)
+        if not self.serves or sender not in self.vset.voters or msg.version != self.serving:
+            # Sealed (or handing over): what it hands over is final (handover.py). From a
+            # voter of another set: a copy must not count as a vote of this one.
+            return
         incoming = rg.from_copy(msg.copy)
         if incoming.pid in self.frozen:
             return  # repair waits until the handover settles it

@@ -232,6 +232,23 @@ def test_a_sealed_voter_takes_no_repair_merge() -> None:
     v.set_voters(1.0, VoterSet(2, (A, B), old.voters))
     assert not v.serves
     v.take_effects()
-    v.on_message(2.0, B, Merge(rg.to_copy(reg(State.SUCCESS, 1, nid(5)))))
+    v.on_message(2.0, B, Merge(rg.to_copy(reg(State.SUCCESS, 1, nid(5))), version=1))
     effects = v.take_effects()
     assert v.register(PID) == held and not effects.writes and not effects.events
+
+
+def test_a_serving_voter_takes_a_merge_only_from_a_voter_of_its_own_set() -> None:
+    """A copy from a voter that still serves the old set is not a vote of the new one:
+    it changes nothing (the same copy, sent under the new set's version, is taken)."""
+    me = NodeId(b"V" * 32)
+    v = VoterCore(me, MemoryStore(), timing=TIMING, voter_set=VoterSet(2, (A, me)))
+    v.on_tick(0.0)
+    v.take_effects()
+    held = reg(State.RUNNING, 1, nid(5))
+    v.registers[PID] = held
+    closed = rg.to_copy(reg(State.SUCCESS, 1, nid(5)))
+    v.on_message(1.0, A, Merge(closed, version=1))
+    assert v.register(PID) == held and not v.take_effects().writes
+    v.on_message(1.0, A, Merge(closed, version=2))
+    merged = v.register(PID)
+    assert merged is not None and merged.state is State.SUCCESS

@@ -68,7 +68,7 @@ SAMPLES: dict[type, Any] = {
     Cancel: Cancel(PID, State.CANCELLED, ("why",), 1),
     Read: Read(PID, 9),
     Push: Push(PID, (EXE,)),
-    Merge: Merge(RegisterCopy(TERMS, State.SUCCESS, 1, EXE, LEASE_S, 0, "o", ())),
+    Merge: Merge(RegisterCopy(TERMS, State.SUCCESS, 1, EXE, LEASE_S, 0, "o", ()), 1),
     HandoverRequest: HandoverRequest(2, b""),
     Handover: Handover(2, b"", (), True),
     Reply: Reply(Tag.READ, ()),
@@ -252,7 +252,7 @@ def test_a_merged_closed_result_keeps_the_epoch_it_closed_at() -> None:
     v = voter()
     with_register(v, replace(running(epoch=3), state=State.WAITING, holder=None))
     incoming = rg.to_copy(closed(epoch=2))
-    step(v, ME, Merge(incoming))
+    step(v, ME, Merge(incoming, 1))
     reg = v.register(PID)
     assert reg is not None and (reg.state, reg.epoch) == (State.SUCCESS, 2)
 
