@@ -229,13 +229,54 @@ def plan_claims(
     (or None), in the order given, which is the order they began to wait (the longest
     waiting chooses first). Each choice is `choose_claims(..., 1)` over what is left."""
     waiting = list(waiting)
-    matching = {a: [w for w in waiting if matches(w.spec, a)] for a in dict.fromkeys(adverts)}
-    scores: dict[ExecutorAdvert, dict[bytes, int]] = {a: {} for a in matching}
+    heads = {a: _eligible(waiting, a, now_s) for a in dict.fromkeys(adverts)}
+    scores: dict[ExecutorAdvert, dict[bytes, int]] = {a: {} for a in heads}
     taken: set[bytes] = set()
     plan: list[bytes | None] = []
     for advert in adverts:  # an advert waiting several times sees its matches once
-        left = [w for w in matching[advert] if w.pid not in taken]
-        got = _choose(left, advert.name, 1, CLAIM_SPREAD, now_s, scores[advert])
-        plan.append(got[0] if got else None)
-        taken.update(got)
+        pid = _first_choice(heads[advert], taken, advert.name, scores[advert])
+        plan.append(pid)
+        if pid is not None:
+            taken.add(pid)
     return plan
+
+
+def _eligible(waiting: list[Waiting], advert: ExecutorAdvert, now_s: float | None) -> list[Waiting]:
+    """What `advert` may take, in ColonyOS order (as `_choose` filters it: ready, and not
+    behind a process not ready yet by more than the near-tie window). A round takes
+    only ready processes, so this does not change as the round's choices are made."""
+    listed = [w for w in waiting if matches(w.spec, advert)]
+    if now_s is not None:
+        blocked = min((w.priority_time_ns for w in listed if w.ready_s > now_s), default=None)
+        if blocked is not None:
+            bound = blocked + TIE_WINDOW_NS
+            listed = [w for w in listed if w.ready_s <= now_s and w.priority_time_ns <= bound]
+    listed.sort(key=lambda w: (w.priority_time_ns, w.pid))
+    return listed
+
+
+def _first_choice(
+    eligible: list[Waiting], taken: set[bytes], name: str, scores: dict[bytes, int]
+) -> bytes | None:
+    """`_choose(..., want=1)` over `eligible` (sorted) less `taken`."""
+    ordered: list[Waiting] = []
+    for w in eligible:
+        if w.pid not in taken:
+            ordered.append(w)
+            if len(ordered) >= WINDOW_MAX:
+                break
+    if not ordered:
+        return None
+    limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
+    ties = [w for w in ordered if w.priority_time_ns <= limit]
+    if len(ties) <= 1:
+        return ordered[0].pid
+
+    def score(w: Waiting) -> tuple[float, int]:
+        got = scores.get(w.pid)
+        if got is None:
+            got = scores[w.pid] = -rendezvous_score(w.pid, name)
+        return (w.delay_s, got)
+
+    pool = sorted(ties, key=lambda w: w.delay_s)[:CLAIM_SPREAD]  # stable: priority order kept
+    return min(pool, key=score).pid

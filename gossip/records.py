@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from colonynode.core.codec import decode, from_wire
+from colonynode.core.codec import decode_raw, from_wire
 from colonynode.core.envelope import Envelope, seal
 from colonynode.core.errors import DecodeError
 from colonynode.core.identity import Identity
@@ -97,7 +97,7 @@ def open_body(envelope: Envelope) -> RecordBody:
     """
     if envelope.domain != RECORD_DOMAIN:
         raise DecodeError(f"not a gossip record: domain {envelope.domain!r}")
-    return from_wire(RecordBody, decode(envelope.payload))
+    return from_wire(RecordBody, decode_raw(envelope.payload))  # the conversion checks limits
 
 
 def ranges_of(ids: Iterable[RecordId], ranges_max: int) -> list[SeqRange]:

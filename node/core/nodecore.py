@@ -37,7 +37,7 @@ from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
 from colonynode.consensus.register import Timing
-from colonynode.core.codec import decode, from_wire
+from colonynode.core.codec import decode_raw, from_wire
 from colonynode.core.effects import BEFORE_ALL, LAZY, Effects, Write
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError
@@ -434,7 +434,7 @@ class NodeCore:
         """This voter took a register: it holds the submission's gossip record too
         (persisted with the register, before its acknowledgement is sent)."""
         try:
-            env = from_wire(Envelope, decode(record))
+            env = from_wire(Envelope, decode_raw(record))  # the conversion checks limits
         except (ColonyError, ValueError, TypeError):
             return  # a submitter that sent no valid record: the register stands alone
         # Every voter got it in its own Submit: relays to them are duplicates.

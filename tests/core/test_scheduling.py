@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colonynode.core.process import DAY_NS, parse_spec
@@ -147,3 +148,31 @@ def test_nodes_with_a_slot_each_take_the_processes_of_their_own_turn_first() -> 
         assert ranked_claim_delay_s(pick, node, nodes) == 0.0  # its own turn
         picks.append(pick)
     assert len(set(picks)) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_a_claim_round_is_each_advert_choosing_one_in_turn_from_what_is_left(seed: int) -> None:
+    """`plan_claims` is its definition, made faster: each advert in turn takes
+    `choose_claims(..., 1)` over what the round left (stagger, near-ties, kinds)."""
+    rng = random.Random(seed)
+    kinds = ["python-executor", "gpu"]
+    specs = {(k, p): parse_spec({"funcname": "f", "priority": p,
+                                 "conditions": {"executortype": k}})
+             for k in kinds for p in (0, 1)}  # fmt: skip
+    ws = [
+        Waiting(rng.randbytes(4), specs[rng.choice(kinds), rng.choice([0, 1])],
+                rng.randrange(0, 3 * 10**9), rng.choice([0.0, 0.0, 0.5, 2.0]),
+                rng.choice([0.0, 0.0, 0.02, 0.04]))
+        for _ in range(rng.randrange(0, 80))
+    ]  # fmt: skip
+    names = [f"e{rng.randrange(3)}" for _ in range(rng.randrange(1, 40))]
+    adverts = [ExecutorAdvert(n, kinds[int(n[1]) % 2]) for n in names]
+    now_s = rng.choice([None, 1.0])
+    taken: set[bytes] = set()
+    want: list[bytes | None] = []
+    for advert in adverts:
+        got = choose_claims([w for w in ws if w.pid not in taken], advert, 1, now_s=now_s)
+        want.append(got[0] if got else None)
+        taken.update(got)
+    assert plan_claims(ws, adverts, now_s) == want
