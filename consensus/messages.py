@@ -21,6 +21,7 @@ from colonynode.core.process import State
 
 __all__ = [
     "CODEC",
+    "LEASE_S_MAX",
     "Cancel",
     "Claim",
     "ClaimItem",
@@ -141,9 +142,13 @@ class ClaimItem:
     epoch: int
 
 
+LEASE_S_MAX = 3600.0  # the longest lease a voter grants (a longer claim is refused)
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """One request that claims several processes, all for `lease_s`."""
+    """One request that claims several processes, all for `lease_s` (at most
+    LEASE_S_MAX)."""
 
     items: tuple[ClaimItem, ...]
     lease_s: float

@@ -36,6 +36,7 @@ from colonynode.consensus.handover import (
     merge_handover,
 )
 from colonynode.consensus.messages import (
+    LEASE_S_MAX,
     Cancel,
     Claim,
     Close,
@@ -394,7 +395,7 @@ class VoterCore:
     def _claim(
         self, reg: Register, now_s: float, sender: NodeId, msg: Claim, epoch: int
     ) -> tuple[Register, Reason]:
-        if msg.lease_s <= 0:
+        if not 0 < msg.lease_s <= LEASE_S_MAX:
             return reg, Reason.NOT_ALLOWED
         new, reason = rg.claim(
             reg,

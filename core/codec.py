@@ -7,7 +7,8 @@ string sizes and integer widths, then converts every field to its annotated type
 raises `DecodeError`: unknown tags, missing or extra fields and ill-typed values are
 refused, never passed on.
 
-Fields may be: bool, int, float, str, bytes, NodeId (32 bytes), IntEnum subclasses,
+Fields may be: bool, int, float (finite: a NaN or an infinity is refused, they would
+reach timers and bounds), str, bytes, NodeId (32 bytes), IntEnum subclasses,
 ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``dict[K, V]``, nested dataclasses
 (encoded as arrays without a tag) and ``Any`` (plain CBOR data, bounded by the limits).
 Trailing fields with defaults may be left off by an older sender (append-only evolution).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -165,15 +167,20 @@ def _type_error(want: str, got: Any) -> DecodeError:
 
 _LIMITS = WIRE  # the limits the converters check (every protocol's: core/limits.py)
 _INT_MAX = 1 << _LIMITS.int_bits_max
+_FLOAT_INT_MAX = 1 << 53  # an int a float field takes exactly
 
 
 def _scalar(kind: type) -> Converter:
     def convert(value: Any) -> Any:
         # bool is an int in Python: an int field refuses True, a bool field refuses 1.
         if type(value) is kind:
+            if kind is float and not math.isfinite(value):
+                raise DecodeError(f"expected a finite float, got {value!r}")  # timers, bounds
             _check_limits(value, _LIMITS)  # an int's width, a string's length
             return value
         if kind is float and type(value) is int:
+            if not -_FLOAT_INT_MAX <= value <= _FLOAT_INT_MAX:
+                raise LimitExceeded(f"integer {value} too wide for a float field")
             return float(value)
         raise _type_error(kind.__name__, value)
 
@@ -268,7 +275,7 @@ _INLINE = {
     str: "if type(v) is not str or len(v) > STR_MAX: v = conv[{i}](v)",
     bytes: "if type(v) is not bytes or len(v) > STR_MAX: v = conv[{i}](v)",
     bool: "if type(v) is not bool: v = conv[{i}](v)",
-    float: "if type(v) is not float: v = conv[{i}](v)",
+    float: "if type(v) is not float or v - v != 0.0: v = conv[{i}](v)",  # nan, inf
     NodeId: "if type(v) is not bytes or len(v) != NODE_ID: v = conv[{i}](v)",
     Any: "if v is not None and type(v) is not bool: v = conv[{i}](v)",
 }
@@ -385,6 +392,10 @@ class MessageCodec:
     def message_types(self) -> tuple[type, ...]:
         """The message types of this protocol, in tag order."""
         return tuple(self._by_tag[tag][0] for tag in sorted(self._by_tag))
+
+    def tags(self) -> dict[int, type]:
+        """tag -> message type."""
+        return {tag: cls for tag, (cls, _) in self._by_tag.items()}
 
     def tag_of(self, msg: Any) -> int:
         try:

@@ -267,7 +267,10 @@ class GossipScenario(Scenario):
         self.published_s: list[float] = []
         self.reached: list[int] = []  # honest nodes holding each record
         self.last_s: list[float] = []
-        self.held: list[int] = []  # records each node holds
+        self.held: list[int] = []  # records each node accepted (once each)
+        self.accepted: list[bytearray] = []  # node -> record number -> accepted yet
+        self.whole: dict[int, tuple[int, int]] = {}  # node -> (incarnation, records) checked
+        self.reaccepted = 0  # records a node accepted again (it lost them in a crash)
         self.on_time = 0  # pairs delivered within 3 heartbeats
         self.delivered = 0
         self.full = 0  # records every honest node holds
@@ -306,6 +309,7 @@ class GossipScenario(Scenario):
         self.n_honest = sum(self.honest)
         self.members = {world.ids[i] for i in range(n) if i != non_member}
         self.held = [0] * n
+        self.accepted = [bytearray() for _ in range(n)]
         self.given = [None] * n
         identity_of = {ident.node_id: ident for ident in self.identities}
         victims = [world.ids[i] for i in range(n) if self.honest[i]]
@@ -403,6 +407,13 @@ class GossipScenario(Scenario):
             self.published_s.append(now_s)
             self.reached.append(0)
             self.last_s.append(now_s)
+        mine = self.accepted[node.index]
+        if len(mine) <= k:
+            mine.extend(bytes(k + 1 - len(mine)))
+        if mine[k]:  # lost in a crash (received records are LAZY writes) and taken again
+            self.reaccepted += 1
+            return
+        mine[k] = 1
         self.held[node.index] += 1
         self.delivered += 1
         if now_s - self.published_s[k] <= 3 * self.config.heartbeat_s + 1e-9:
@@ -416,11 +427,25 @@ class GossipScenario(Scenario):
 
     def _behind(self, world: World) -> list[int]:
         """Honest nodes that lack a record, or are not up to hold them (the liveness
-        phase heals every node: `heal_all`)."""
+        phase heals every node: `heal_all`). A node that has accepted every record is
+        asked whether its ledger still holds them all: a crash loses the records it had
+        not synced (they are LAZY writes), and it takes them again from its peers."""
         total = len(self.published_s)
         held, honest = self.held, self.honest
         return [i for i, n in enumerate(world.nodes)
-                if honest[i] and (not n.alive or n.paused or held[i] < total)]  # fmt: skip
+                if honest[i] and (not n.alive or n.paused or held[i] < total
+                                  or not self._holds_all(i, n, total))]  # fmt: skip
+
+    def _holds_all(self, i: int, node: SimNode[Any], total: int) -> bool:
+        if self.whole.get(i) == (node.incarnation, total):
+            return True
+        core = node.core
+        if not isinstance(core, GossipCore):
+            return False
+        if not all(core.ledger.has(author, seq) for author, seq in self.index):
+            return False
+        self.whole[i] = (node.incarnation, total)  # a crash (a new incarnation) asks again
+        return True
 
     def converged(self, world: World) -> bool:
         return not self._behind(world)
@@ -457,6 +482,7 @@ class GossipScenario(Scenario):
             "records_not_published": self.lost_publishes,
             "delivered_fraction_at_3_heartbeats": self.on_time / pairs,
             "delivered_fraction_final": self.delivered / pairs,
+            "records_accepted_again": self.reaccepted,
             "heartbeats_to_full_delivery": None if slowest is None else slowest / hb,
             "anti_entropy_rounds_to_converge": ae_rounds,
             "amplification": (self.checker.copies if self.checker else 0) / pairs,

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX
-from colonynode.consensus.messages import Reason
+from colonynode.consensus.messages import LEASE_S_MAX, Reason
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import FunctionSpec, State, priority_time_ns
@@ -405,7 +405,7 @@ class Scheduler:
         if reason is None:
             return  # no majority answered in time: claim it again, no back-off
         if reason is Reason.LEASE_HELD:  # held elsewhere: ask again once it may lapse
-            backoff_s = left_s + LAPSE_MARGIN_S
+            backoff_s = min(max(left_s, 0.0), LEASE_S_MAX) + LAPSE_MARGIN_S  # a voter's word
         else:
             tries = self._refusals.get(pid, 0)
             if len(self._refusals) >= REFUSALS_MAX and pid not in self._refusals:

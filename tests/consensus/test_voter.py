@@ -17,6 +17,7 @@ from colonynode.consensus.claimer import ClaimerCore
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.messages import (
     CODEC,
+    LEASE_S_MAX,
     Cancel,
     Claim,
     ClaimItem,
@@ -165,6 +166,18 @@ def test_a_claim_past_the_items_max_is_cut_at_claim_items_max() -> None:
     items = tuple(ClaimItem(bytes([i]), 1) for i in range(vt.CLAIM_ITEMS_MAX + 5))
     (reply,) = step(voter(), EXE, Claim(items, LEASE_S, "", 1, 1))
     assert len(reply.verdicts) == vt.CLAIM_ITEMS_MAX
+
+
+@pytest.mark.parametrize("lease_s", [0.0, -1.0, LEASE_S_MAX + 1, float("nan"), float("inf")])
+def test_a_claim_for_no_lease_or_a_longer_one_than_the_voters_grant_is_refused(
+    lease_s: float,
+) -> None:
+    v = voter()
+    step(v, SUB, Submit(TERMS, 1))
+    (reply,) = step(v, EXE, Claim((ClaimItem(PID, 1),), lease_s, "", 1, 5))
+    assert [d.reason for d in reply.verdicts] == [Reason.NOT_ALLOWED]
+    reg = v.register(PID)
+    assert reg is not None and reg.state is State.WAITING
 
 
 def test_a_claim_without_the_executor_role_is_refused_for_every_item() -> None:

@@ -146,3 +146,17 @@ def test_plain_data_round_trips(value: Any) -> None:
 def test_random_bytes_never_raise_anything_but_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         CODEC.decode_batch(data)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 2**60])
+def test_a_float_field_takes_only_a_finite_number(value: Any) -> None:
+    """A NaN or an infinity from a peer would reach timers and bounds (a lease that never
+    ends, a back-off that never lapses): refused, as an int too wide to be exact."""
+    with pytest.raises(DecodeError):
+        from_wire(Lease, [value])
+    assert from_wire(Lease, [2]) == Lease(2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    seconds: float
