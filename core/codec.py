@@ -174,7 +174,7 @@ def _scalar(kind: type) -> Converter:
     def convert(value: Any) -> Any:
         # bool is an int in Python: an int field refuses True, a bool field refuses 1.
         if type(value) is kind:
-            if kind is float and not math.isfinite(float(value)):
+            if kind is float and not math.isfinite(typing.cast(float, value)):
                 raise DecodeError(f"expected a finite float, got {value!r}")  # timers, bounds
             _check_limits(value, _LIMITS)  # an int's width, a string's length
             return value
