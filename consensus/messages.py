@@ -143,6 +143,12 @@ class ClaimItem:
 
 
 LEASE_S_MAX = 3600.0  # the longest lease a voter grants (a longer claim is refused)
+NONCE_MAX = (1 << 64) - 1  # nonces are unsigned 64-bit (a read's is part of its op key)
+
+
+def _nonce(value: int) -> None:
+    if not 0 <= value <= NONCE_MAX:
+        raise ValueError(f"a nonce is 0..2**64-1, not {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +162,18 @@ class Claim:
     version: int = 0
     nonce: int = 0  # echoed in the Reply: a reply counts only for the request it answers
 
+    def __post_init__(self) -> None:
+        _nonce(self.nonce)
+
 
 @dataclass(frozen=True, slots=True)
 class Renew:
     items: tuple[ClaimItem, ...]
     version: int = 0
     nonce: int = 0  # echoed in the Reply (a late reply to an older renew must not count)
+
+    def __post_init__(self) -> None:
+        _nonce(self.nonce)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +217,9 @@ class Read:
     pid: bytes
     nonce: int
 
+    def __post_init__(self) -> None:
+        _nonce(self.nonce)
+
 
 # -- replies (voter -> claimer) ------------------------------------------------------
 
@@ -246,6 +261,9 @@ class Reply:
     verdicts: tuple[Verdict, ...]
     nonce: int = 0
     version: int = 0  # the voter-set version the voter decided under
+
+    def __post_init__(self) -> None:
+        _nonce(self.nonce)
 
 
 # -- repair (claimer -> voter -> voters) ---------------------------------------------

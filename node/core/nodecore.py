@@ -143,7 +143,7 @@ class NodeCore:
         self.now_s = 0.0
         self._fx = Effects()
         self.counters: dict[str, int] = dict.fromkeys(
-            ("refused_streams", "joins_refused", "requests", "answers"), 0
+            ("refused_streams", "joins_refused", "requests", "answers", "non_member_messages"), 0
         )
         self.membership = Membership.load(identity, store)
         if roster is not None:
@@ -232,8 +232,13 @@ class NodeCore:
         self.now_s = now_s
         name = CHANNELS.get(type(msg))
         if name == "roster":
-            self.links.on_roster(sender, msg)
+            self.links.on_roster(sender, msg)  # a non-member may prove it is one now
         elif name is not None:
+            if not self.membership.is_member(sender):
+                # The transport lets only members reach these protocols; a message from
+                # a non-member (a member just removed, a bug) is dropped here too.
+                self.counters["non_member_messages"] += 1
+                return
             self._cores[name].on_message(now_s, sender, msg)
             self._dirty.add(name)
 

@@ -106,3 +106,19 @@ def test_an_ill_typed_field_is_refused() -> None:
 
     with pytest.raises(DecodeError):
         CODEC.decode_batch(cbor2.dumps([wire], canonical=True))
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        [int(Tag.REPLY), int(Tag.READ), [], -1, 1],  # a Reply to a read of nonce -1
+        [int(Tag.READ), b"pid", -5],
+        [int(Tag.CLAIM), [[b"pid", 1]], 2.0, "", 1, -1],
+        [int(Tag.RENEW), [[b"pid", 1]], 1, -2],
+    ],
+)
+def test_a_negative_nonce_is_refused(wire: list[Any]) -> None:
+    """Found by the fuzz (tests/fuzz/test_cores.py): a voter's Reply to a READ with nonce
+    -1 crashed the claimer that got it (a read's op key packs its nonce in 8 bytes)."""
+    with pytest.raises(DecodeError, match="nonce"):
+        CODEC.decode_one(wire)
