@@ -8,6 +8,7 @@ wrong types and impossible values with a `ValidationError` whose message names t
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,11 @@ def parse_mem_bytes(text: str, where: str = "mem") -> int:
 def _json_value(value: Any, where: str, depth: int = 0) -> Any:
     if depth > JSON_DEPTH_MAX:
         raise ValidationError(f"{where}: nested deeper than {JSON_DEPTH_MAX}")
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):  # no JSON has it: every API answer naming it would fail
+            raise ValidationError(f"{where}: {value} is not a JSON number")
         return value
     if isinstance(value, str):
         if len(value) > STR_MAX * 64:

@@ -94,12 +94,18 @@ async def _body(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant)
     except ValueError:
         raise ValidationError("request body is not JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object")
     return data
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which no JSON has: refused (an answer that
+    named one could not be written, nor any list that held it)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _number(params: Any, name: str, default: float) -> float:
