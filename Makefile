@@ -2,6 +2,7 @@
 #   make test   sets everything up, then runs ruff, mypy and pytest
 #   make demo   sets everything up, then runs a real multi-node colony on loopback
 #   make chaos  a chaos run against real daemons (SEED=N DURATION=S to choose)
+#   make fuzz   the decoders and cores under a long fuzz budget (FUZZ_EXAMPLES=N)
 # A second run reuses .venv and installs nothing.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ PYTEST_ARGS ?=
 SEED ?=
 DURATION ?= 300
 
-.PHONY: test demo chaos lint typecheck pytest bench clean setup
+.PHONY: test demo chaos fuzz lint typecheck pytest bench clean setup
 
 setup: $(STAMP)
 
@@ -63,6 +64,11 @@ demo: $(STAMP)
 # them the run says so and injects kills and pauses only.
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --duration-s $(DURATION) $(if $(SEED),--seed $(SEED))
+
+# The fuzz tests with a long budget (make test runs them with COLONYNODE_FUZZ_EXAMPLES=150).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	COLONYNODE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -p no:logging
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

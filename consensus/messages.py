@@ -126,6 +126,9 @@ class ProcessTerms:
     # are the same firing, whoever submitted it (register.same_process).
     tick: bytes = b""
 
+    def __post_init__(self) -> None:
+        _pid(self.pid)
+
 
 # -- requests (claimer -> voter) -----------------------------------------------------
 
@@ -141,9 +144,18 @@ class ClaimItem:
     pid: bytes
     epoch: int
 
+    def __post_init__(self) -> None:
+        _pid(self.pid)
+
 
 LEASE_S_MAX = 3600.0  # the longest lease a voter grants (a longer claim is refused)
 NONCE_MAX = (1 << 64) - 1  # nonces are unsigned 64-bit (a read's is part of its op key)
+PID_BYTES_MAX = 64  # a process id: 1..64 bytes (it keys the voters' registers)
+
+
+def _pid(value: bytes) -> None:
+    if not 1 <= len(value) <= PID_BYTES_MAX:
+        raise ValueError(f"a process id is 1..{PID_BYTES_MAX} bytes, not {len(value)}")
 
 
 def _nonce(value: int) -> None:
@@ -185,6 +197,9 @@ class Close:
     errors: tuple[str, ...] = ()
     version: int = 0
 
+    def __post_init__(self) -> None:
+        _pid(self.pid)
+
 
 @dataclass(frozen=True, slots=True)
 class Release:
@@ -192,12 +207,18 @@ class Release:
     epoch: int
     version: int = 0
 
+    def __post_init__(self) -> None:
+        _pid(self.pid)
+
 
 @dataclass(frozen=True, slots=True)
 class Expire:
     pid: bytes
     epoch: int
     version: int = 0
+
+    def __post_init__(self) -> None:
+        _pid(self.pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +232,9 @@ class Cancel:
     errors: tuple[str, ...] = ()
     version: int = 0
 
+    def __post_init__(self) -> None:
+        _pid(self.pid)
+
 
 @dataclass(frozen=True, slots=True)
 class Read:
@@ -218,6 +242,7 @@ class Read:
     nonce: int
 
     def __post_init__(self) -> None:
+        _pid(self.pid)
         _nonce(self.nonce)
 
 
@@ -236,6 +261,9 @@ class RegisterView:
     output: Any = None
     errors: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        _pid(self.pid)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -250,6 +278,9 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.reason is Reason.OK
+
+    def __post_init__(self) -> None:
+        _pid(self.pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +307,9 @@ class Push:
 
     pid: bytes
     to: tuple[NodeId, ...]
+
+    def __post_init__(self) -> None:
+        _pid(self.pid)
 
 
 @dataclass(frozen=True, slots=True)

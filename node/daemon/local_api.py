@@ -46,7 +46,8 @@ SOCKET_PATH_MAX = 100  # a Unix socket's path is at most 107 bytes (Linux), 103 
 FRAME_BYTES_MAX = API_BODY_BYTES_MAX + 64 * 1024  # a request: its body and its target
 CONNECTIONS_MAX = 1024
 RECEIVE_BYTES = 256 * 1024
-COUNTERS = ("connections", "refused", "requests", "bad_requests", "bad_frames", "unauthorized")
+COUNTERS = ("connections", "refused", "requests", "bad_requests", "bad_frames", "unauthorized",
+            "errors")  # fmt: skip
 
 
 class BadFrame(Exception):
@@ -128,7 +129,7 @@ class LocalApi:
             await stream.send_all(_frame((200, "json", b"{}")))
             while (request := await frames.read()) is not None:
                 counters["requests"] += 1
-                await stream.send_all(_frame(await self._request(request)))
+                await stream.send_all(_frame(await self._answer(request)))
         except BadFrame as exc:
             counters["bad_frames"] += 1
             log.info("local API: a bad frame closes its connection (%s)", exc)
@@ -137,6 +138,16 @@ class LocalApi:
         finally:
             self._open -= 1
             await stream.aclose()
+
+    async def _answer(self, request: Any) -> tuple[int, str, bytes]:
+        """The request's answer; a bug in an endpoint fails its request (500, logged,
+        counted), not the socket: the node serves on (as hypercorn does for HTTP)."""
+        try:
+            return await self._request(request)
+        except Exception:
+            self.counters["errors"] += 1
+            log.exception("local API: the request failed")
+            return _error(500, "internal", "the node failed this request (see its log)")
 
     async def _request(self, request: Any) -> tuple[int, str, bytes]:
         if not (

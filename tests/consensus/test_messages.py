@@ -122,3 +122,14 @@ def test_a_negative_nonce_is_refused(wire: list[Any]) -> None:
     -1 crashed the claimer that got it (a read's op key packs its nonce in 8 bytes)."""
     with pytest.raises(DecodeError, match="nonce"):
         CODEC.decode_one(wire)
+
+
+@pytest.mark.parametrize("pid", [b"", b"p" * 65])
+def test_a_process_id_outside_1_to_64_bytes_is_refused(pid: bytes) -> None:
+    """Found by the fuzz: a Merge whose copy named the empty pid reached a voter's store,
+    whose keys are 1..511 bytes: the write failed, and with it the node's turn."""
+    copy = [[pid, b"\x01" * 32, "", 0, 0, 0.0, 0.0, 0, b"", b""], 0, 0, None, 1.0, 0, None, []]
+    for wire in ([int(Tag.MERGE), copy, 1], [int(Tag.CLOSE), pid, 1, 0, None, [], 1],
+                 [int(Tag.READ), pid, 1]):  # fmt: skip
+        with pytest.raises(DecodeError, match="process id"):
+            CODEC.decode_one(wire)

@@ -225,7 +225,7 @@ def requests(draw: st.DrawFn) -> list[Any]:
 @settings(max_examples=max(EXAMPLES * 3, 300), deadline=None, suppress_health_check=SLOW)
 @given(requests() | plain)
 def test_any_request_to_the_local_api_gets_an_answer_never_a_5xx(request: Any) -> None:
-    status, media, body = run(_API._request(request))
+    status, media, body = run(_API._answer(request))
     assert status in (200, 400, 401, 403, 404, 405), (status, body)
     if media == "json":
         json.loads(body)  # the answer is JSON
@@ -274,3 +274,16 @@ def test_a_spec_with_a_nan_is_a_bad_request_and_is_never_submitted(value: str) -
         parse_spec({"funcname": "f", "args": [float(value)], "conditions": {"executortype": "py"}})
     status, _, listed = run(_API._request(["GET", "/v1/processes", None]))
     assert status == 200 and json.loads(listed) == []
+
+
+def test_an_endpoint_that_fails_fails_its_request_not_the_socket() -> None:
+    async def broken(request: Any) -> Any:
+        raise KeyError("a bug")
+
+    async def fine(request: Any) -> Any:
+        return {"ok": True}
+
+    api = LocalApi([("/broken", broken, ["GET"]), ("/fine", fine, ["GET"])], "token")
+    status, _, body = run(api._answer(["GET", "/broken", None]))
+    assert status == 500 and api.counters["errors"] == 1, body
+    assert run(api._answer(["GET", "/fine", None]))[0] == 200
