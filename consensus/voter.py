@@ -143,6 +143,7 @@ class VoterCore:
         self.refused = 0
         self.merged = 0
         self.settled = 0  # splits settled here
+        self.handovers_refused = 0  # handover requests from no voter of the newest set
         self.splits = SplitResults()
 
     # -- the voter's step ---------------------------------------------------------------
@@ -221,6 +222,12 @@ class VoterCore:
         self.effects.sends.append((voter, request))
 
     def _on_handover_request(self, now_s: float, sender: NodeId, msg: HandoverRequest) -> None:
+        if msg.version != self.vset.version or sender not in self.vset.voters:
+            # Only a voter of the newest set this voter knows (from the owner's roster)
+            # may seal it: any member could otherwise seal every voter and stall the
+            # colony. A new voter that asked too early asks again.
+            self.handovers_refused += 1
+            return
         if msg.version > self.sealed:
             self.sealed = msg.version  # durable before the registers go out
             self._save_meta()

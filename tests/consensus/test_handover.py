@@ -12,7 +12,7 @@ from colonynode.consensus import ClaimFailed, Granted, Outcome, ProcessTerms, Re
 from colonynode.consensus import register as rg
 from colonynode.consensus.events import VoterCommitted
 from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover
-from colonynode.consensus.messages import Merge, State
+from colonynode.consensus.messages import HandoverRequest, Merge, State
 from colonynode.consensus.register import Register
 from colonynode.consensus.requests import (
     CancelProcess,
@@ -209,7 +209,10 @@ def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -
     assert [g.pid for g in colony.events(4, Granted)] == [other]  # the rest is served
     assert {f.reason for f in colony.events(4, ClaimFailed)} == {Reason.FROZEN}
 
-    for _ in range(10):  # voter 0 is back: its copy settles the close the old set committed
+    # Voter 0 is back and hears the roster of set 2 (gossip, in the daemon): its copy
+    # settles the close the old set committed.
+    colony.call(0, lambda c, t: c.request(t, ChangeVoters(2, new)))
+    for _ in range(10):
         colony.deliver()
         colony.advance(0.3)
     for i in (1, 2, 3):
@@ -252,3 +255,23 @@ def test_a_serving_voter_takes_a_merge_only_from_a_voter_of_its_own_set() -> Non
     v.on_message(1.0, A, Merge(closed, version=2))
     merged = v.register(PID)
     assert merged is not None and merged.state is State.SUCCESS
+
+
+def test_only_a_voter_of_the_newest_set_a_voter_knows_may_seal_it() -> None:
+    """A handover request seals the voter that takes it (it stops serving its set): one
+    from a member that is no voter of the set the roster names, or for another set, is
+    refused, or any member could seal every voter and stall the colony."""
+    me = NodeId(b"V" * 32)
+    v = VoterCore(me, MemoryStore(), timing=TIMING, voter_set=VoterSet(1, (A, B, me)))
+    v.on_tick(0.0)
+    v.take_effects()
+    stranger = nid(7)
+    v.on_message(1.0, stranger, HandoverRequest(2, b""))  # no roster names a set 2 yet
+    assert v.sealed == 0 and v.serves and not v.take_effects().sends
+    v.set_voters(1.0, VoterSet(2, (A, B), (A, B, me)))  # the roster's set 2 seals it
+    v.take_effects()
+    v.on_message(1.0, stranger, HandoverRequest(2, b""))  # not a voter of set 2
+    v.on_message(1.0, A, HandoverRequest(3, b""))  # a set no roster named
+    assert v.sealed == 2 and v.handovers_refused == 3 and not v.take_effects().sends
+    v.on_message(1.0, A, HandoverRequest(2, b""))  # a voter of set 2 gets the registers
+    assert [type(m).__name__ for _, m in v.take_effects().sends] == ["Handover"]
