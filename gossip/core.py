@@ -103,6 +103,7 @@ COUNTERS = (
     "ae_pushed",  # records pushed by anti-entropy
     "gone_sent",
     "gone_skipped",
+    "gone_held",  # a Gone of another author's records one member alone said
 )
 
 
@@ -151,6 +152,8 @@ class GossipCore:
         self._pending: dict[RecordId, float] = {}  # asked with IWANT, until
         self._outbox: dict[NodeId, list[Envelope]] = {}
         self._skipped: dict[NodeId, None] = {}  # peers a relay left out since the heartbeat
+        # author -> member -> up to where that member says the author's records are gone
+        self._gone_claims: dict[NodeId, dict[NodeId, int]] = {}
         self._effects = Effects()
         self.next_heartbeat_s: float | None = None
         self.heartbeats = 0
@@ -422,10 +425,29 @@ class GossipCore:
             self._send(sender, Gone(tuple(ranges_of(gone, self.config.ihave_ranges_max))))
 
     def _on_gone(self, now_s: float, sender: NodeId, msg: Gone) -> None:
-        # Trusted from members: a member could make us skip records (documented).
+        """Records a peer compacted: skip them, if their author says so, or two other
+        members do (up to where both say): one member's word alone would let it blind
+        this node to another's records, which it would then never ask for again."""
+        ledger = self.ledger
         for r in msg.ranges:
-            if self.is_member(r.author) and self.ledger.skip(r.author, r.first, r.last):
-                self.counters["gone_skipped"] += r.count
+            author = r.author
+            if not self.is_member(author) or not r.first <= ledger.hwm.get(author, 0) + 1:
+                continue
+            if sender == author:
+                last = r.last
+            else:
+                claims = self._gone_claims.setdefault(author, {})
+                if sender not in claims and len(claims) >= GONE_CLAIMS_MAX:
+                    continue
+                claims[sender] = max(claims.get(sender, 0), r.last)
+                if len(claims) < 2:
+                    self.counters["gone_held"] += 1
+                    continue
+                last = sorted(claims.values())[-2]  # what two members say at least
+            before = ledger.hwm.get(author, 0)
+            if ledger.skip(author, before + 1, last):
+                self.counters["gone_skipped"] += ledger.hwm.get(author, 0) - before
+                self._gone_claims.pop(author, None)
 
     # -- mesh -----------------------------------------------------------------------------
 
@@ -609,6 +631,7 @@ class GossipCore:
 
 
 _NOBODY: frozenset[bytes] = frozenset()
+GONE_CLAIMS_MAX = 64  # members whose Gone claims about one author are kept
 
 _HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
     Push: GossipCore._on_push,

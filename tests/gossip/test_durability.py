@@ -111,3 +111,20 @@ def test_an_iwant_for_compacted_records_is_answered_with_gone_and_skipped() -> N
     late = colony.cores[2]
     assert late.digest()[author] == 4 and late.stats()["gone_skipped"] == 4
     assert colony.accepted(2) == []  # compacted records are skipped, not delivered
+
+
+def test_a_gone_is_taken_from_the_author_or_two_other_members_never_from_one() -> None:
+    """One member's word that another's records are gone would blind this node to them
+    for good (it would never ask for them again): it skips them when their author says
+    so, or when two other members do, and then only up to where both say."""
+    colony = Colony(4)
+    author, a, b = colony.node_id(0), colony.node_id(1), colony.node_id(2)
+    node = colony.cores[3]
+    hwm = node.digest().get(author, 0)
+    now = colony.now_s
+    node.on_message(now, a, Gone((SeqRange(author, hwm + 1, hwm + 50),)))
+    assert node.digest().get(author, 0) == hwm and node.stats()["gone_held"] == 1
+    node.on_message(now, b, Gone((SeqRange(author, hwm + 1, hwm + 20),)))
+    assert node.digest()[author] == hwm + 20  # what both said
+    node.on_message(now, author, Gone((SeqRange(author, hwm + 21, hwm + 30),)))
+    assert node.digest()[author] == hwm + 30  # its author alone
