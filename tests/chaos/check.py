@@ -17,6 +17,12 @@ nonce fresh for every execution and logged by the execution before it returns):
   submitted (acknowledged, or left unknown by a fault), with that submission's `i`.
 - **No node stuck.** Every node answered for its view after the healing, and is
   connected to every other again (a small colony is a full mesh).
+
+And for the cron the run adds (every `CRON_INTERVAL_S`, one `tick` step a firing):
+
+- **A tick fires once.** No two process graphs of the cron have the same tick (its
+  graph's submission time), in any node's view or across them.
+- **Ticks go on.** The cron fired a tick after the colony was healed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FUNCNAME = "work"
+CRON_FUNCNAME = "tick"
+CRON_INTERVAL_S = 2
 
 
 @dataclass
@@ -137,3 +145,30 @@ def read_executions(text: str) -> dict[int, set[str]]:
         if len(parts) == 2 and parts[0].isdigit():
             runs.setdefault(int(parts[0]), set()).add(parts[1])
     return runs
+
+
+def check_cron(cronid: str, views: Mapping[str, Mapping[str, dict[str, Any]] | None],
+               healed_at: str) -> tuple[list[str], int]:  # fmt: skip
+    """The cron's violations, and how many ticks fired (`healed_at`: when the colony was
+    healed, as the views write times: RFC 3339 UTC, which sorts as text)."""
+    graphs: dict[str, str] = {}  # graph id -> its tick
+    out: list[str] = []
+    for node, view in sorted(views.items()):
+        for proc in (view or {}).values():
+            if proc.get("cronid") != cronid:
+                continue
+            graph, tick = (
+                proc.get("processgraphid") or proc["processid"],
+                proc.get("submissiontime"),
+            )
+            if graphs.setdefault(graph, tick) != tick:
+                out.append(f"{node}: cron graph {graph} has two ticks, {graphs[graph]} and {tick}")
+    by_tick: dict[str, list[str]] = {}
+    for graph, tick in graphs.items():
+        by_tick.setdefault(tick, []).append(graph)
+    for tick, ids in sorted(by_tick.items()):
+        if len(ids) > 1:
+            out.append(f"cron tick {tick} fired {len(ids)} times: graphs {sorted(ids)}")
+    if not any(tick >= healed_at for tick in by_tick):
+        out.append(f"the cron fired no tick after the healing ({len(by_tick)} ticks before)")
+    return out, len(by_tick)

@@ -8,7 +8,8 @@ machine allows it: tests/chaos/netns.py), `--voters` of them voters, and an exec
 each; clients submit calls through random nodes while the nemesis (nemesis.py) kills,
 pauses, cuts and slows them; then every fault is ended, the colony is given
 `--heal-s` to finish, and the checker (check.py) judges the history against every
-node's view and a majority read. Prints what was injected and what was found; exits 1
+node's view and a majority read, and a cron added at the start (every 2 s) against
+firing a tick twice or stopping. Prints what was injected and what was found; exits 1
 on a violation, leaving the data dirs and logs and a one-line replay hint.
 """
 
@@ -26,10 +27,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from colonynode.node.core.processes import iso_time
 from tests.chaos import check as checker
+from tests.chaos.check import CRON_INTERVAL_S
 from tests.chaos.nemesis import KINDS, Nemesis
 from tests.chaos.netns import Net
-from tests.chaos.workload import FUNCTIONS, Workload, all_done, read_final
+from tests.chaos.workload import (
+    FUNCTIONS,
+    Workload,
+    add_cron,
+    all_done,
+    read_final,
+    ticked_since,
+)
 from tests.integration.harness import Colony, Daemon, Executors, cli, wait_until
 
 NET_KINDS = ("cut", "slow")
@@ -127,12 +137,14 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
                       down_max=(args.nodes - 1) // 2)  # fmt: skip
     load = Workload(daemons, exec_log, args.rate, threads=4, seed=args.seed,
                     avoid=nemesis.killed)  # fmt: skip
+    cronid = add_cron(daemons[sorted(daemons)[0]])
     started = time.monotonic()
     load.start()
     nemesis.run(until_s=started + args.duration_s)
     load.stop()
     say(f"faults over ({len(nemesis.log)} injected); every fault ended, healing")
     restarted = nemesis.restarted + _heal(daemons, ex)
+    healed_at = iso_time(time.time_ns())  # the views' clock: the cron's ticks are wall time
     say("every daemon ready, every executor running; waiting for the calls to settle")
     acked = {s.pid for s in load.history if s.pid is not None}
     heal_started = time.monotonic()
@@ -144,10 +156,18 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
         settled_s = None
     say(f"settled after {settled_s} s" if settled_s is not None else
         f"not settled after {args.heal_s:g} s; reading the views")  # fmt: skip
+    wait_s = 30 + 3 * CRON_INTERVAL_S
+    try:
+        wait_until("a cron tick after the healing",
+                   lambda: ticked_since(daemons, cronid, healed_at), wait_s)  # fmt: skip
+    except AssertionError:
+        pass  # check_cron reports it
     final = read_final(daemons, sorted(acked), rng)
     log = Path(exec_log)
     executions = checker.read_executions(log.read_text() if log.exists() else "")
     violations = checker.check(load.history, executions, final)
+    cron_found, ticks = checker.check_cron(cronid, final.views, healed_at)
+    violations += cron_found
     runs = sum(len(v) for v in executions.values())
     return {
         "injected": dict(sorted(nemesis.counts().items())),
@@ -158,6 +178,7 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
         "executions": runs,
         "executors_restarted": restarted,
         "settled_after_heal_s": settled_s,
+        "cron_ticks": ticks,
         "violations": violations,
     }
 
@@ -185,7 +206,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"submitted {result.get('submitted')}: {result.get('acknowledged')} acknowledged, "
           f"{result.get('unknown')} unknown; {result.get('executions')} executions; "
           f"{result.get('executors_restarted')} executors restarted; settled "
-          f"{result.get('settled_after_heal_s')} s after healing")  # fmt: skip
+          f"{result.get('settled_after_heal_s')} s after healing; the cron fired "
+          f"{result.get('cron_ticks')} ticks")  # fmt: skip
     violations = result.get("violations", [])
     if not violations:
         print("found: no violation")

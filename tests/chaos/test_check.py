@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.chaos.check import FUNCNAME, Final, Submission, check, read_executions
+from tests.chaos.check import FUNCNAME, Final, Submission, check, check_cron, read_executions
 
 
 def proc(pid: str, i: int, output: list[Any], state: str = "SUCCESS") -> dict[str, Any]:
@@ -101,3 +101,23 @@ def test_a_node_that_did_not_reconnect_to_every_peer_is_reported() -> None:
     assert check(history, executions, final) == [
         "node b is connected to 0 of its 1 peers after healing"
     ]
+
+
+def tick(pid: str, graph: str, at: str) -> dict[str, Any]:
+    return {"processid": pid, "processgraphid": graph, "cronid": "c1", "submissiontime": at,
+            "state": "SUCCESS", "spec": {"funcname": "tick"}}  # fmt: skip
+
+
+def test_cron_ticks_once_each_hold_and_a_tick_fired_twice_does_not() -> None:
+    t1, t2, healed = "2026-12-06T10:00:02.0Z", "2026-12-06T10:00:04.0Z", "2026-12-06T10:00:03.0Z"
+    a = {"x": tick("x", "g1", t1), "y": tick("y", "g2", t2)}
+    assert check_cron("c1", {"a": a, "b": dict(a)}, healed) == ([], 2)
+    b = {**a, "z": tick("z", "g3", t2)}  # another graph for the tick of g2, seen at b only
+    found, ticks = check_cron("c1", {"a": a, "b": b}, healed)
+    assert ticks == 2 and found == [f"cron tick {t2} fired 2 times: graphs ['g2', 'g3']"]
+
+
+def test_a_cron_that_fired_nothing_after_the_healing_is_reported() -> None:
+    a = {"x": tick("x", "g1", "2026-12-06T10:00:02.0Z")}
+    found, _ = check_cron("c1", {"a": a}, "2026-12-06T10:00:03.0Z")
+    assert found == ["the cron fired no tick after the healing (1 ticks before)"]

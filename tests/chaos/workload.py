@@ -13,7 +13,7 @@ from typing import Any
 from colonynode.core.errors import ColonyError
 from colonynode.node.apiclient import ApiClient
 from colonynode.sdk import Client
-from tests.chaos.check import FUNCNAME, Final, Submission
+from tests.chaos.check import CRON_FUNCNAME, CRON_INTERVAL_S, FUNCNAME, Final, Submission
 from tests.integration.harness import Daemon
 
 REQUEST_TIMEOUT_S = 5.0  # a paused node's request gives up after this: unknown
@@ -31,6 +31,10 @@ def {FUNCNAME}(log, i):
     with open(log, "a") as f:  # one short O_APPEND write a run
         f.write(f"{{i}} {{nonce}}\\n")
     return [i * i, nonce]
+
+@function
+def {CRON_FUNCNAME}():
+    return ["tick"]
 """
 
 
@@ -146,3 +150,24 @@ def all_done(daemons: dict[str, Daemon], acked: set[str]) -> bool:
         if any(view.get(pid, {}).get("state") != "SUCCESS" for pid in acked):
             return False
     return True
+
+
+def add_cron(d: Daemon) -> str:
+    """A cron of one `tick` step every CRON_INTERVAL_S; its id."""
+    spec = {"nodename": "tick", "funcname": CRON_FUNCNAME, "maxretries": -1,
+            "conditions": {"executortype": "py"}}  # fmt: skip
+    with client_of(d, timeout_s=30.0) as client:
+        return str(client.add_cron("chaos-tick", [spec], interval_s=CRON_INTERVAL_S)["cronid"])
+
+
+def ticked_since(daemons: dict[str, Daemon], cronid: str, since: str) -> bool:
+    """Has some node seen a tick of the cron at or after `since` (RFC 3339 text)?"""
+    for d in daemons.values():
+        try:
+            with client_of(d) as client:
+                procs = client.list(limit=50, cronid=cronid)
+        except (ColonyError, OSError):
+            continue
+        if any(str(p.get("submissiontime")) >= since for p in procs):
+            return True
+    return False
