@@ -23,6 +23,13 @@ And for the cron the run adds (every `CRON_INTERVAL_S`, one `tick` step a firing
 - **A tick fires once.** No two process graphs of the cron have the same tick (its
   graph's submission time), in any node's view or across them.
 - **Ticks go on.** The cron fired a tick after the colony was healed.
+
+And for the generator it adds (`GEN_TRIGGER` args a batch, or `GEN_TIMEOUT_S`), args
+packed through random nodes during the faults:
+
+- **An arg is used once.** No arg is in two batches (their graphs' root args).
+- **None lost, nothing invented.** Every acknowledged arg is in a batch; every arg in a
+  batch was packed (acknowledged, or left unknown by a fault).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from typing import Any
 FUNCNAME = "work"
 CRON_FUNCNAME = "tick"
 CRON_INTERVAL_S = 2
+GEN_FUNCNAME = "batch"
+GEN_TRIGGER = 4
+GEN_TIMEOUT_S = 3
 
 
 @dataclass
@@ -172,3 +182,41 @@ def check_cron(cronid: str, views: Mapping[str, Mapping[str, dict[str, Any]] | N
     if not any(tick >= healed_at for tick in by_tick):
         out.append(f"the cron fired no tick after the healing ({len(by_tick)} ticks before)")
     return out, len(by_tick)
+
+
+@dataclass
+class Pack:
+    """One arg packed into the generator: acknowledged (`ok`) or unknown."""
+
+    arg: str
+    node: str
+    ok: bool = False
+    error: str = ""
+
+
+Views = Mapping[str, Mapping[str, dict[str, Any]] | None]
+
+
+def check_generator(generatorid: str, packs: list[Pack], views: Views) -> tuple[list[str], int]:
+    """The generator's violations, and how many batches it made."""
+    batches: dict[str, list[str]] = {}  # graph id -> its args
+    for view in views.values():
+        for proc in (view or {}).values():
+            if proc.get("generatorid") != generatorid or proc.get("parents"):
+                continue
+            args = (proc.get("spec") or {}).get("args") or []
+            batches.setdefault(proc.get("processgraphid") or proc["processid"], list(args))
+    out: list[str] = []
+    used: dict[str, str] = {}
+    for graph, args in sorted(batches.items()):
+        for arg in args:
+            if arg in used and used[arg] != graph:
+                out.append(f"packed arg {arg!r} used by two batches: {used[arg]} and {graph}")
+            used.setdefault(arg, graph)
+    packed = {p.arg for p in packs}
+    for graph, args in sorted(batches.items()):
+        out += [f"batch {graph} has arg {arg!r}, never packed" for arg in args
+                if arg not in packed]  # fmt: skip
+    out += [f"acknowledged arg {p.arg!r} (via {p.node}) is in no batch"
+            for p in packs if p.ok and p.arg not in used]  # fmt: skip
+    return out, len(batches)

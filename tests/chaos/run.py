@@ -34,9 +34,12 @@ from tests.chaos.nemesis import KINDS, Nemesis
 from tests.chaos.netns import Net
 from tests.chaos.workload import (
     FUNCTIONS,
+    Packer,
     Workload,
     add_cron,
+    add_generator,
     all_done,
+    batched,
     read_final,
     ticked_since,
 )
@@ -137,11 +140,15 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
                       down_max=(args.nodes - 1) // 2)  # fmt: skip
     load = Workload(daemons, exec_log, args.rate, threads=4, seed=args.seed,
                     avoid=nemesis.killed)  # fmt: skip
-    cronid = add_cron(daemons[sorted(daemons)[0]])
+    first = daemons[sorted(daemons)[0]]
+    cronid, generatorid = add_cron(first), add_generator(first)
+    packer = Packer(daemons, generatorid, rate=2.0, seed=args.seed, avoid=nemesis.killed)
     started = time.monotonic()
     load.start()
+    packer.start()
     nemesis.run(until_s=started + args.duration_s)
     load.stop()
+    packer.stop()
     say(f"faults over ({len(nemesis.log)} injected); every fault ended, healing")
     restarted = nemesis.restarted + _heal(daemons, ex)
     healed_at = iso_time(time.time_ns())  # the views' clock: the cron's ticks are wall time
@@ -162,12 +169,19 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
                    lambda: ticked_since(daemons, cronid, healed_at), wait_s)  # fmt: skip
     except AssertionError:
         pass  # check_cron reports it
+    acked_args = {p.arg for p in packer.packs if p.ok}
+    try:
+        wait_until("every acknowledged arg in a batch",
+                   lambda: batched(daemons, generatorid, acked_args), wait_s)  # fmt: skip
+    except AssertionError:
+        pass  # check_generator reports it
     final = read_final(daemons, sorted(acked), rng)
     log = Path(exec_log)
     executions = checker.read_executions(log.read_text() if log.exists() else "")
     violations = checker.check(load.history, executions, final)
     cron_found, ticks = checker.check_cron(cronid, final.views, healed_at)
-    violations += cron_found
+    gen_found, batches = checker.check_generator(generatorid, packer.packs, final.views)
+    violations += cron_found + gen_found
     runs = sum(len(v) for v in executions.values())
     return {
         "injected": dict(sorted(nemesis.counts().items())),
@@ -179,6 +193,9 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
         "executors_restarted": restarted,
         "settled_after_heal_s": settled_s,
         "cron_ticks": ticks,
+        "args_packed": len(packer.packs),
+        "args_acknowledged": len(acked_args),
+        "generator_batches": batches,
         "violations": violations,
     }
 
@@ -207,7 +224,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"{result.get('unknown')} unknown; {result.get('executions')} executions; "
           f"{result.get('executors_restarted')} executors restarted; settled "
           f"{result.get('settled_after_heal_s')} s after healing; the cron fired "
-          f"{result.get('cron_ticks')} ticks")  # fmt: skip
+          f"{result.get('cron_ticks')} ticks; {result.get('args_acknowledged')} of "
+          f"{result.get('args_packed')} packed args acknowledged, in "
+          f"{result.get('generator_batches')} batches")  # fmt: skip
     violations = result.get("violations", [])
     if not violations:
         print("found: no violation")

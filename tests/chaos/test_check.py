@@ -6,7 +6,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.chaos.check import FUNCNAME, Final, Submission, check, check_cron, read_executions
+from tests.chaos.check import (
+    FUNCNAME,
+    Final,
+    Pack,
+    Submission,
+    check,
+    check_cron,
+    check_generator,
+    read_executions,
+)
 
 
 def proc(pid: str, i: int, output: list[Any], state: str = "SUCCESS") -> dict[str, Any]:
@@ -121,3 +130,25 @@ def test_a_cron_that_fired_nothing_after_the_healing_is_reported() -> None:
     a = {"x": tick("x", "g1", "2026-12-06T10:00:02.0Z")}
     found, _ = check_cron("c1", {"a": a}, "2026-12-06T10:00:03.0Z")
     assert found == ["the cron fired no tick after the healing (1 ticks before)"]
+
+
+def batch(pid: str, graph: str, args: list[str]) -> dict[str, Any]:
+    return {"processid": pid, "processgraphid": graph, "generatorid": "g1", "parents": [],
+            "state": "SUCCESS", "spec": {"funcname": "batch", "args": args}}  # fmt: skip
+
+
+def test_each_acknowledged_arg_in_one_batch_holds() -> None:
+    packs = [Pack("a0", "a", ok=True), Pack("a1", "b", ok=True), Pack("a2", "a")]  # a2 unknown
+    view = {"x": batch("x", "g1", ["a0", "a1"])}
+    assert check_generator("g1", packs, {"a": view, "b": dict(view)}) == ([], 1)
+
+
+def test_an_arg_in_two_batches_a_lost_arg_and_an_invented_one_are_reported() -> None:
+    packs = [Pack("a0", "a", ok=True), Pack("a1", "b", ok=True), Pack("a2", "a", ok=True)]
+    a = {"x": batch("x", "g1", ["a0", "a1"]), "y": batch("y", "g2", ["a1", "zz"])}
+    found, batches = check_generator("g1", packs, {"a": a})
+    assert batches == 2 and found == [
+        "packed arg 'a1' used by two batches: g1 and g2",
+        "batch g2 has arg 'zz', never packed",
+        "acknowledged arg 'a2' (via a) is in no batch",
+    ]

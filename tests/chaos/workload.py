@@ -13,7 +13,17 @@ from typing import Any
 from colonynode.core.errors import ColonyError
 from colonynode.node.apiclient import ApiClient
 from colonynode.sdk import Client
-from tests.chaos.check import CRON_FUNCNAME, CRON_INTERVAL_S, FUNCNAME, Final, Submission
+from tests.chaos.check import (
+    CRON_FUNCNAME,
+    CRON_INTERVAL_S,
+    FUNCNAME,
+    GEN_FUNCNAME,
+    GEN_TIMEOUT_S,
+    GEN_TRIGGER,
+    Final,
+    Pack,
+    Submission,
+)
 from tests.integration.harness import Daemon
 
 REQUEST_TIMEOUT_S = 5.0  # a paused node's request gives up after this: unknown
@@ -35,6 +45,10 @@ def {FUNCNAME}(log, i):
 @function
 def {CRON_FUNCNAME}():
     return ["tick"]
+
+@function
+def {GEN_FUNCNAME}(*args):
+    return [len(args)]
 """
 
 
@@ -171,3 +185,63 @@ def ticked_since(daemons: dict[str, Daemon], cronid: str, since: str) -> bool:
         if any(str(p.get("submissiontime")) >= since for p in procs):
             return True
     return False
+
+
+def add_generator(d: Daemon) -> str:
+    """A generator of one `batch` step: GEN_TRIGGER args a batch, or GEN_TIMEOUT_S."""
+    spec = {"nodename": "batch", "funcname": GEN_FUNCNAME, "maxretries": -1,
+            "conditions": {"executortype": "py"}}  # fmt: skip
+    with client_of(d, timeout_s=30.0) as client:
+        made = client.add_generator("chaos-batch", [spec], trigger=GEN_TRIGGER,
+                                    timeout_s=GEN_TIMEOUT_S)  # fmt: skip
+    return str(made["generatorid"])
+
+
+class Packer:
+    """One client packing args into the generator through random nodes, `rate` a second,
+    recording each as acknowledged or unknown."""
+
+    def __init__(self, daemons: dict[str, Daemon], generatorid: str, rate: float, seed: int,
+                 avoid: Any) -> None:  # fmt: skip
+        self.daemons, self.generatorid, self.period_s = daemons, generatorid, 1.0 / rate
+        self.rng = random.Random(seed * 7919)
+        self.avoid = avoid
+        self.packs: list[Pack] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=REQUEST_TIMEOUT_S * 3)
+
+    def _run(self) -> None:
+        next_s = time.monotonic()
+        while not self._stop.is_set():
+            choices = sorted(set(self.daemons) - self.avoid()) or sorted(self.daemons)
+            pack = Pack(f"arg-{len(self.packs)}", self.rng.choice(choices))
+            try:
+                with client_of(self.daemons[pack.node]) as client:
+                    client.pack(self.generatorid, pack.arg)
+                pack.ok = True
+            except (ColonyError, OSError) as exc:
+                pack.error = f"{type(exc).__name__}: {exc}"[:200]
+            self.packs.append(pack)
+            next_s += self.period_s
+            self._stop.wait(max(0.0, next_s - time.monotonic()))  # pacing, not a wait for state
+
+
+def batched(daemons: dict[str, Daemon], generatorid: str, args: set[str]) -> bool:
+    """Is every one of `args` in a batch of the generator, in some node's view?"""
+    seen: set[str] = set()
+    for d in daemons.values():
+        try:
+            with client_of(d) as client:
+                procs = client.list(limit=1000, generatorid=generatorid)
+        except (ColonyError, OSError):
+            continue
+        for p in procs:
+            seen.update((p.get("spec") or {}).get("args") or [])
+    return args <= seen
