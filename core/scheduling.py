@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from colonynode.core.process import FunctionSpec, priority_time_ns
@@ -205,21 +205,37 @@ def _choose(
     ordered = heapq.nsmallest(WINDOW_MAX, matching, key=lambda w: (w.priority_time_ns, w.pid))
     if not ordered:
         return []
-    limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
-    ties = [w for w in ordered if w.priority_time_ns <= limit]
+    ties = _ties(ordered)
     if len(ties) <= want:
         chosen = ordered[:want]
     else:
-
-        def score(w: Waiting) -> tuple[float, int]:
-            got = scores.get(w.pid)
-            if got is None:
-                got = scores[w.pid] = -rendezvous_score(w.pid, name)
-            return (w.delay_s, got)
-
-        pool = sorted(ties, key=lambda w: w.delay_s)[:share]  # stable: priority order kept
-        chosen = heapq.nsmallest(want, pool, key=score)
+        chosen = heapq.nsmallest(want, _by_turn(ties, share), key=_scorer(name, scores))
     return [w.pid for w in sorted(chosen, key=lambda w: (w.priority_time_ns, w.pid))]
+
+
+def _ties(ordered: list[Waiting]) -> list[Waiting]:
+    """The near-ties at the head of a queue in ColonyOS order."""
+    limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
+    return [w for w in ordered if w.priority_time_ns <= limit]
+
+
+def _by_turn(ties: list[Waiting], share: int) -> list[Waiting]:
+    """The first `share` near-ties by this node's stagger turn (stable: in priority
+    order within a turn)."""
+    return sorted(ties, key=lambda w: w.delay_s)[:share]
+
+
+def _scorer(name: str, scores: dict[bytes, int]) -> Callable[[Waiting], tuple[float, int]]:
+    """An executor's preference among near-ties: its node's earliest turn, then the
+    highest rendezvous score (cached in `scores`)."""
+
+    def score(w: Waiting) -> tuple[float, int]:
+        got = scores.get(w.pid)
+        if got is None:
+            got = scores[w.pid] = -rendezvous_score(w.pid, name)
+        return (w.delay_s, got)
+
+    return score
 
 
 def plan_claims(
@@ -267,16 +283,7 @@ def _first_choice(
                 break
     if not ordered:
         return None
-    limit = ordered[0].priority_time_ns + TIE_WINDOW_NS
-    ties = [w for w in ordered if w.priority_time_ns <= limit]
+    ties = _ties(ordered)
     if len(ties) <= 1:
         return ordered[0].pid
-
-    def score(w: Waiting) -> tuple[float, int]:
-        got = scores.get(w.pid)
-        if got is None:
-            got = scores[w.pid] = -rendezvous_score(w.pid, name)
-        return (w.delay_s, got)
-
-    pool = sorted(ties, key=lambda w: w.delay_s)[:CLAIM_SPREAD]  # stable: priority order kept
-    return min(pool, key=score).pid
+    return min(_by_turn(ties, CLAIM_SPREAD), key=_scorer(name, scores)).pid

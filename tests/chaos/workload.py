@@ -174,17 +174,22 @@ def add_cron(d: Daemon) -> str:
         return str(client.add_cron("chaos-tick", [spec], interval_s=CRON_INTERVAL_S)["cronid"])
 
 
-def ticked_since(daemons: dict[str, Daemon], cronid: str, since: str) -> bool:
-    """Has some node seen a tick of the cron at or after `since` (RFC 3339 text)?"""
+def listed(daemons: dict[str, Daemon], **filters: str) -> list[dict[str, Any]]:
+    """The processes matching `filters` (cronid, generatorid) in every node's view that
+    answers (the newest 1,000 of each)."""
+    out: list[dict[str, Any]] = []
     for d in daemons.values():
         try:
             with client_of(d) as client:
-                procs = client.list(limit=50, cronid=cronid)
+                out += client.list(limit=1000, **filters)
         except (ColonyError, OSError):
             continue
-        if any(str(p.get("submissiontime")) >= since for p in procs):
-            return True
-    return False
+    return out
+
+
+def ticked_since(daemons: dict[str, Daemon], cronid: str, since: str) -> bool:
+    """Has some node seen a tick of the cron at or after `since` (RFC 3339 text)?"""
+    return any(str(p.get("submissiontime")) >= since for p in listed(daemons, cronid=cronid))
 
 
 def add_generator(d: Daemon) -> str:
@@ -236,12 +241,6 @@ class Packer:
 def batched(daemons: dict[str, Daemon], generatorid: str, args: set[str]) -> bool:
     """Is every one of `args` in a batch of the generator, in some node's view?"""
     seen: set[str] = set()
-    for d in daemons.values():
-        try:
-            with client_of(d) as client:
-                procs = client.list(limit=1000, generatorid=generatorid)
-        except (ColonyError, OSError):
-            continue
-        for p in procs:
-            seen.update((p.get("spec") or {}).get("args") or [])
+    for p in listed(daemons, generatorid=generatorid):
+        seen.update((p.get("spec") or {}).get("args") or [])
     return args <= seen

@@ -48,30 +48,27 @@ def assert_stable(codec: MessageCodec, msgs: list[Any]) -> None:
     assert [type(m) for m in again] == [type(m) for m in msgs]
 
 
-@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
-def test_a_frame_of_wire_shaped_values_decodes_or_is_refused_with_a_decode_error(
-    codec: MessageCodec,
-) -> None:
+def fuzz_decoding(codec: MessageCodec, frames: st.SearchStrategy[bytes]) -> None:
     @FUZZ
-    @given(frames_of(codec))
-    def run(frame: list[list[Any]]) -> None:
-        msgs = decode_or_refuse(codec, cbor2.dumps(frame))
-        if msgs is not None:
-            assert_stable(codec, msgs)
-
-    run()
-
-
-@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
-def test_a_mutated_frame_decodes_or_is_refused_with_a_decode_error(codec: MessageCodec) -> None:
-    @FUZZ
-    @given(frames_of(codec).map(cbor2.dumps).flatmap(mutated))
+    @given(frames)
     def run(data: bytes) -> None:
         msgs = decode_or_refuse(codec, data)
         if msgs is not None:
             assert_stable(codec, msgs)
 
     run()
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_a_frame_of_wire_shaped_values_decodes_or_is_refused_with_a_decode_error(
+    codec: MessageCodec,
+) -> None:
+    fuzz_decoding(codec, frames_of(codec).map(cbor2.dumps))
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_a_mutated_frame_decodes_or_is_refused_with_a_decode_error(codec: MessageCodec) -> None:
+    fuzz_decoding(codec, frames_of(codec).map(cbor2.dumps).flatmap(mutated))
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)

@@ -321,6 +321,17 @@ def run_once(sched: Scheduler, host: ScriptedHost, executor: str, req: int, took
     sched.executors[executor].finish(pid, host.now_s, took_s, closed=True)
 
 
+def with_a_queue() -> tuple[ScriptedHost, Scheduler, str]:
+    """An executor of one slot whose runs take 10 ms, against claims of 50 ms: after two
+    runs, 12 processes wait claimed ahead in its queue (see the test below)."""
+    host = ScriptedHost(delay_s=0.05)
+    sched = scheduler(book_with(30), host)
+    executor = attach(sched, host, "e")
+    run_once(sched, host, executor, 1, 0.01)
+    run_once(sched, host, executor, 2, 0.01)
+    return host, sched, executor
+
+
 def test_an_executor_with_short_runs_gets_processes_claimed_ahead_in_one_batch() -> None:
     """Runs of 10 ms against claims of 50 ms (and 10 ms between rounds): the node claims
     AHEAD_COVER refills of runs ahead of the slot (2 x 60 / 10 = 12), in the same request
@@ -353,11 +364,7 @@ def test_an_executor_with_long_runs_claims_only_for_its_waiting_slots() -> None:
 
 
 def test_a_queue_that_waits_past_its_hold_is_given_back_and_claims_less_ahead() -> None:
-    host = ScriptedHost(delay_s=0.05)
-    sched = scheduler(book_with(30), host)
-    executor = attach(sched, host, "e")
-    run_once(sched, host, executor, 1, 0.01)
-    run_once(sched, host, executor, 2, 0.01)  # 12 claimed ahead; the slot now runs long
+    host, sched, executor = with_a_queue()  # 12 claimed ahead; the slot now runs long
     ex = sched.executors[executor]
     queued = list(ex.ready)
     run_s = ex.run_s
@@ -375,11 +382,7 @@ def test_a_queue_that_waits_past_its_hold_is_given_back_and_claims_less_ahead() 
 
 
 def test_a_queued_process_closed_meanwhile_is_not_handed_to_a_slot() -> None:
-    host = ScriptedHost(delay_s=0.05)
-    sched = scheduler(book_with(30), host)
-    executor = attach(sched, host, "e")
-    run_once(sched, host, executor, 1, 0.01)
-    run_once(sched, host, executor, 2, 0.01)
+    host, sched, executor = with_a_queue()
     ex = sched.executors[executor]
     cancelled = min(ex.ready)  # the first a slot would get
     sched.book.on_record(ME, "process-closed", {"processid": cancelled.hex(),
@@ -390,11 +393,7 @@ def test_a_queued_process_closed_meanwhile_is_not_handed_to_a_slot() -> None:
 
 
 def test_detaching_gives_back_what_waited_in_the_queue() -> None:
-    host = ScriptedHost(delay_s=0.05)
-    sched = scheduler(book_with(30), host)
-    executor = attach(sched, host, "e")
-    run_once(sched, host, executor, 1, 0.01)
-    run_once(sched, host, executor, 2, 0.01)
+    host, sched, executor = with_a_queue()
     queued = list(sched.executors[executor].ready)
     sched.slots.detach(sched.executors[executor], release=False)  # its connection died
     assert set(queued) <= set(host.released)  # never started: released, not dropped
