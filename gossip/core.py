@@ -149,6 +149,8 @@ class GossipCore:
         self._iwant_hb: dict[NodeId, int] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # signatures of held records
         self._windows: list[list[RecordId]] = [[]]  # newest first: ids per heartbeat
+        # ids in the windows -> the peers (id prefixes) sure to get them another way
+        self._sure: dict[RecordId, frozenset[bytes]] = {}
         self._pending: dict[RecordId, float] = {}  # asked with IWANT, until
         self._outbox: dict[NodeId, list[Envelope]] = {}
         self._skipped: dict[NodeId, None] = {}  # peers a relay left out since the heartbeat
@@ -346,6 +348,8 @@ class GossipCore:
         window = self._windows[0]
         if len(window) < self.config.gossip_ids_max:
             window.append((author, seq))
+            if sure and reached:
+                self._sure[(author, seq)] = reached
         if author == self.node_id:
             self.ledger.bump_next_seq(seq + 1)
         self._effects.events.append(Accepted(author, seq, kind, body, env, local))
@@ -578,13 +582,34 @@ class GossipCore:
             others = [p for p in self.peers if p not in self.mesh]
             chosen = self.rng.sample(others, min(config.d_lazy, len(others))) if others else []
             chosen += [p for p in skipped if p in self._peer_set and p not in chosen]
-            if chosen:
-                msg = IHave(tuple(ranges_of(ids, config.ihave_ranges_max)))
-                for p in chosen:
+            shared: IHave | None = None
+            for p in chosen:
+                msg = self._ihave_for(p, ids)
+                if msg is None:
+                    if shared is None:
+                        shared = IHave(tuple(ranges_of(ids, config.ihave_ranges_max)))
+                    msg = shared
+                if msg.ranges:
                     self.counters["ihave_sent"] += 1
                     self._send(p, msg)
         self._windows.insert(0, [])
+        for old in self._windows[config.history_gossip_hb :]:
+            for i in old:
+                self._sure.pop(i, None)
         del self._windows[config.history_gossip_hb :]
+
+    def _ihave_for(self, peer: NodeId, ids: list[RecordId]) -> IHave | None:
+        """An IHAVE for `peer` without the records it is sure to get another way (a
+        voter's submission records come in its Submits, which may queue behind a burst:
+        an IHAVE first would have it fetch each twice). None: nothing to leave out."""
+        sure = self._sure
+        if not sure:
+            return None
+        prefix = peer[:SENT_TO_ID_BYTES]
+        kept = [i for i in ids if prefix not in sure.get(i, ())]
+        if len(kept) == len(ids):
+            return None
+        return IHave(tuple(ranges_of(kept, self.config.ihave_ranges_max)))
 
     # -- sending --------------------------------------------------------------------------
 

@@ -54,3 +54,36 @@ def test_a_relayed_push_that_names_peers_does_not_stop_relays_of_others_records(
     other.on_message(fresh.now_s, fresh.node_id(2), Push((env,), names))  # from a relay
     relayed = [p for p, m in other.take_effects().sends if isinstance(m, Push)]
     assert sorted(relayed) == sorted([fresh.node_id(3)])  # not back to 2, nor to author 0
+
+
+def test_no_ihave_offers_a_record_to_a_peer_sure_to_get_it_another_way() -> None:
+    """A submission record goes to the voters in their Submits (`reached`, `sure`): an
+    IHAVE naming it to a voter whose Submits queue behind a burst would have it fetch the
+    record twice. The other peers are offered it as usual."""
+    n = 24  # more peers than the mesh holds: the heartbeat's IHAVEs go to the others
+    colony = Colony(n, GossipConfig(anti_entropy_every_hb=1000))
+    colony.tick_all(2.0, step_s=0.25)
+    author = 0
+    core = colony.cores[author]
+    lazy = [colony.index[p] for p in core.peers if p not in core.mesh]
+    assert len(lazy) >= 2
+    voters, other = lazy[:-1], lazy[-1]
+    reached = [colony.node_id(v) for v in voters]
+    env = colony.net.call(author, lambda core, now_s: core.publish(now_s, "note", "submission",
+                                                                  reached=reached))  # fmt: skip
+    seq = core.ledger.hwm[env.author]
+    colony.drop = lambda src, dst, msg: isinstance(msg, Push)  # nobody gets it by push
+    colony.settle()
+    before = len(colony.sent)
+    colony.tick_all(colony.now_s + 3.0, step_s=0.25)
+
+    def offered(dst: int) -> bool:
+        return any(
+            r.author == env.author and r.first <= seq <= r.last
+            for s, d, m in colony.sent[before:]
+            if s == author and d == dst and isinstance(m, IHave)
+            for r in m.ranges
+        )
+
+    assert not any(offered(v) for v in voters)
+    assert offered(other)  # a peer the author's push missed is offered it
