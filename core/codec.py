@@ -39,7 +39,52 @@ Converter = Callable[[Any], Any]
 
 def encode(obj: Any) -> bytes:
     """Canonical CBOR of plain data (or of a dataclass, as its wire array)."""
-    return cbor2.dumps(to_wire(obj), canonical=True)
+    try:
+        return cbor2.dumps(_canonical_wire(obj))
+    except _NotPlain:
+        return cbor2.dumps(to_wire(obj), canonical=True)
+
+
+class _NotPlain(Exception):
+    """A value `_canonical_wire` leaves to cbor2's canonical mode."""
+
+
+def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
+    key = item[0]
+    return (len(key) if key.isascii() else len(key.encode()), key)
+
+
+def _canonical_wire(value: Any) -> Any:
+    """`to_wire(value)` with every map's text keys in canonical order (shorter first,
+    then by bytes; UTF-8 sorts as code points do), so that cbor2's plain mode writes the
+    canonical bytes: a submission record in 16 µs, not 30 (cbor2's canonical mode encodes
+    every key to sort it). Floats (canonical is the shortest exact width) and maps with
+    other keys raise _NotPlain: cbor2's canonical mode writes those."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bytes or kind is bool or value is None:
+        return value
+    if kind is dict:
+        items = []
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            items.append((key, _canonical_wire(item)))
+        if len(items) > 1:
+            items.sort(key=_key_order)
+        return dict(items)
+    if kind is list or kind is tuple:
+        return [_canonical_wire(item) for item in value]
+    names = _FIELD_NAMES.get(kind)
+    if names is not None:
+        return [_canonical_wire(getattr(value, name)) for name in names]
+    if kind is float:
+        raise _NotPlain
+    wire = to_wire(value)  # enums, subclasses, a dataclass not met before
+    if type(wire) is kind:
+        if isinstance(value, str | bytes):
+            return value  # NodeId and the like: cbor2 writes them as their base
+        raise _NotPlain
+    return _canonical_wire(wire)
 
 
 def _no_tags(_decoder: Any, tag: Any) -> Any:
