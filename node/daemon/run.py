@@ -9,6 +9,7 @@ released, connections are closed, the store is closed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import secrets
@@ -370,6 +371,22 @@ class Node:
         task_status.started()
 
 
+# Allocations between young collections, and young/middle collections between older ones.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _tune_gc() -> None:
+    """What the node loaded is never garbage: out of the collector's sight (`gc.freeze`).
+    Collect the young generation every 50,000 allocations, not 700: under load the
+    default's collections, with the full ones the growing heap set off, took 0.6 s of a
+    submitting daemon's 5 s of CPU for 3,400 calls (`gc.callbacks` with thread time),
+    0.06-0.09 s with these. Cycles are still collected; memory a collection frees later is
+    bounded by the young generation's size."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def _first_colony_error(group: BaseExceptionGroup[Any]) -> ColonyError | None:
     """The expected failure inside the nurseries' exception groups, if there is one."""
     for exc in group.exceptions:
@@ -402,6 +419,7 @@ def run_daemon(data_dir: Path, settings: NodeSettings, join: tuple[str, str] | N
                 f"this node is already a member of colony {roster.colony}: "
                 f"use `colonynode start --data-dir {dd.path}`"
             )
+        _tune_gc()
         try:
             trio.run(partial(node.run, join_with=join))
         except BaseExceptionGroup as group:
