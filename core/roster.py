@@ -71,11 +71,17 @@ class Roster:
     members: tuple[Member, ...]
     voters: tuple[NodeId, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    # the version that set `voters` (0 in rosters signed before it was kept: then this
+    # version). The lease core's voter-set version: a joiner must use the same number
+    # the voters serve, whatever roster it sees first.
+    voters_since: int = 0
 
     def __post_init__(self) -> None:
         check_name("colony", self.colony)
         if self.version < 1:
             raise ValidationError("roster versions start at 1")
+        if not 0 <= self.voters_since <= self.version:
+            raise ValidationError("voters_since is not a version up to this one")
         if len(self.members) > MEMBERS_MAX:
             raise ValidationError(f"more than {MEMBERS_MAX} members")
         ids = [m.node_id for m in self.members]
@@ -123,6 +129,10 @@ class Roster:
             raise ValidationError(f"{name_or_id!r} names more than one member")
         raise ValidationError(f"no member named {name_or_id!r} in colony {self.colony}")
 
+    def voter_set_version(self) -> int:
+        """The version of the voter set this roster names (see `voters_since`)."""
+        return self.voters_since or self.version
+
     def majority(self) -> int:
         return len(self.voters) // 2 + 1
 
@@ -149,7 +159,8 @@ class Roster:
         return replace(self, version=self.version + 1, members=members)
 
     def with_voters(self, voters: tuple[NodeId, ...]) -> Roster:
-        return replace(self, version=self.version + 1, voters=voters)
+        return replace(self, version=self.version + 1, voters=voters,
+                       voters_since=self.version + 1)  # fmt: skip
 
     def free_name(self, wanted: str) -> str:
         """`wanted`, or `wanted-2`, `wanted-3`, ... if a member already has it."""
@@ -169,6 +180,7 @@ def genesis_roster(owner: Identity, colony: str, name: str) -> Roster:
         version=1,
         members=(Member(owner.node_id, name, ROLES),),
         voters=(owner.node_id,),
+        voters_since=1,
     )
 
 

@@ -69,7 +69,6 @@ class Links:
         self.found_addrs = 0
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
         self._dial_at: float | None = None
-        self._voters: tuple[NodeId, ...] = ()
 
     def start(self, now_s: float) -> None:
         if self.core.config.dial:
@@ -95,10 +94,13 @@ class Links:
         ids = tuple(sorted(bytes(m.node_id) for m in roster.members if "executor" in m.roles))
         self.executor_members = len(ids)
         self.executor_ids = ids
-        if tuple(roster.voters) != self._voters:
-            self._voters = tuple(roster.voters)
-            if tuple(roster.voters) != tuple(core.consensus.voters()):
-                core.lease(lrq.ChangeVoters(roster.version, tuple(roster.voters)), _ignore)
+        # Under the version that set these voters, which every node uses (a joiner that
+        # took the roster's own version would name a set the voters do not serve), and
+        # against the lease core's set, not the last roster's (a joiner's first roster
+        # may be one that does not name it yet).
+        voters, since = tuple(roster.voters), roster.voter_set_version()
+        if voters != tuple(core.consensus.voters()) and since > core.consensus.version():
+            core.lease(lrq.ChangeVoters(since, voters), _ignore)
         self._refresh_peers()
         if core.config.dial and core._started:
             self.dial_soon(core.now_s)

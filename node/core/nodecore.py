@@ -159,7 +159,9 @@ class NodeCore:
             open_record=open_record,
         )
         held = m.roster
-        voters = VoterSet(held.version, held.voters) if held else VoterSet(1, ())
+        # (no roster yet: a set no roster's precedes, so the first one this node takes
+        # applies, even the founder's v1)
+        voters = VoterSet(held.voter_set_version(), held.voters) if held else VoterSet(0, ())
         self.consensus = ConsensusCore(
             self.node_id,
             store,

@@ -60,6 +60,22 @@ def test_changes_bump_the_version_and_keep_rules() -> None:
     assert r.free_name("b") == "b-2"
 
 
+def test_a_roster_names_the_version_that_set_its_voters() -> None:
+    """Every node addresses the voter set by that version, whichever roster it saw
+    first (a joiner sees one that adds it, after the voters were set)."""
+    r = genesis_roster(OWNER, "lab", "a")
+    assert r.voter_set_version() == 1
+    r = r.with_member(Member(B.node_id, "b", ("executor",)))
+    assert r.version == 2 and r.voter_set_version() == 1
+    r = three_voters()
+    assert r.version == 4 and r.voter_set_version() == 4
+    r = r.with_member(Member(D.node_id, "d", ())).without_member(D.node_id)
+    assert r.version == 6 and r.voter_set_version() == 4
+    assert replace(r, voters_since=0).voter_set_version() == 6  # signed before it was kept
+    with pytest.raises(ValidationError, match="voters_since"):
+        replace(r, voters_since=7)
+
+
 def test_accept_only_newer_rosters_signed_by_the_owner() -> None:
     r1 = genesis_roster(OWNER, "lab", "a")
     r2 = r1.with_member(Member(B.node_id, "b", ("executor",)))
