@@ -94,6 +94,7 @@ COUNTERS = (
     "ihave_sent",
     "ihave_ignored",
     "iwant_sent",
+    "own_seqs_skipped",  # own sequence numbers passed over after a lost store (resume_after)
     "iwant_served",
     "iwant_ignored",
     "grafts_sent",
@@ -183,6 +184,26 @@ class GossipCore:
         record a joiner brought; `reached`: peers that have it another way). Returns
         "accepted" or the counter it was dropped under."""
         return self._receive(now_s, self.node_id, env, _prefixes(reached), sure=True)
+
+    def highest_seq(self, author: NodeId) -> int:
+        """The highest sequence number of `author`'s records this node has heard of."""
+        ledger = self.ledger
+        return max(ledger.hwm.get(author, 0), max(ledger.ahead.get(author, ()), default=0))
+
+    def resume_after(self, seq: int) -> None:
+        """Records of this node's up to `seq` exist, from a life whose store was lost (its
+        key kept): number new ones past them, and past `OWN_SEQ_MARGIN` more that may be
+        on their way, or the peers that hold the old ones would drop the new as copies.
+        The skipped numbers count as held here, so the peers that ask for them hear they
+        are gone."""
+        ledger = self.ledger
+        floor = seq + OWN_SEQ_MARGIN if seq > 0 else 0
+        if floor < ledger.next_seq:
+            return
+        self.counters["own_seqs_skipped"] += floor - ledger.next_seq + 1
+        if floor > ledger.hwm.get(self.node_id, 0):
+            ledger.skip(self.node_id, ledger.hwm.get(self.node_id, 0) + 1, floor)
+        ledger.bump_next_seq(floor + 1)
 
     def set_peers(self, now_s: float, peers: Collection[NodeId]) -> None:
         """The members this node is connected to now (the driver calls it on changes)."""
@@ -657,6 +678,9 @@ class GossipCore:
 
 _NOBODY: frozenset[bytes] = frozenset()
 GONE_CLAIMS_MAX = 64  # members whose Gone claims about one author are kept
+# Own records a node that lost its store may have published past what the member that
+# told it of them had heard (well inside the peers' ahead window, ahead_max).
+OWN_SEQ_MARGIN = 256
 
 _HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
     Push: GossipCore._on_push,

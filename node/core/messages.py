@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 ADDRS_MAX = 16
+SEEN_SEQ_LIMIT = 1 << 62  # far below the 8 bytes a record key gives a sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,13 @@ class JoinForward:
 class JoinAccepted:
     roster: Envelope
     peers: tuple[PeerAddrs, ...]
+    # the joiner's highest gossip sequence number the admitting node heard of (a node
+    # that lost its store and kept its key must not number records again from 1)
+    seen_seq: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seen_seq < SEEN_SEQ_LIMIT:
+            raise ValueError(f"seen_seq {self.seen_seq} out of range")
 
 
 class RosterTag(enum.IntEnum):

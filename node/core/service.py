@@ -375,7 +375,7 @@ def admit(core: NodeCore, rid: int, req: rq.Admit) -> None:
     assert env is not None
     own = PeerAddrs(core.node_id, core.links.addrs)
     log.info("admitted %s as %s (roles %s)", short_id(req.joiner), member.name, member.roles)
-    core.answer(rid, JoinAccepted(env, (own,)))
+    core.answer(rid, JoinAccepted(env, (own,), core.gossip.highest_seq(req.joiner)))
 
 
 def joined(core: NodeCore, rid: int, req: rq.Joined) -> None:
@@ -389,6 +389,8 @@ def joined(core: NodeCore, rid: int, req: rq.Joined) -> None:
     for p in accepted.peers:
         writes += m.learn_addrs(p.node_id, tuple(p.addrs))
     core.write(writes)
+    core.gossip.resume_after(accepted.seen_seq)  # (its writes go with the gossip effects)
+    core.touch("gossip")
     core.links.was_member = True
     core.links.roster_changed()
     core.links.hello_all()  # the peers we connected to before we were a member

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from colonynode.gossip import Gone, GossipConfig, IWant, Push, SeqRange, seal_record
 from colonynode.gossip._ledger import TABLE_AHEAD, TABLE_RECORDS
+from colonynode.gossip.core import OWN_SEQ_MARGIN
+from colonynode.storage import MemoryStore
 from tests.gossip.harness import Colony
 
 
@@ -128,3 +130,41 @@ def test_a_gone_is_taken_from_the_author_or_two_other_members_never_from_one() -
     assert node.digest()[author] == hwm + 20  # what both said
     node.on_message(now, author, Gone((SeqRange(author, hwm + 21, hwm + 30),)))
     assert node.digest()[author] == hwm + 30  # its author alone
+
+
+def test_a_node_that_lost_its_store_numbers_new_records_past_its_old_ones() -> None:
+    """A node whose store was lost (its key kept) starts again at sequence 1: peers that
+    hold its old records would drop the new ones as copies, for good. Told how far its
+    old records went (the join's `seen_seq`), it numbers past them, and the peers get
+    past the numbers it skipped (it says they are gone)."""
+    colony = Colony(3)
+    author = colony.node_id(0)
+    for i in range(3):
+        colony.publish(0, f"old {i}")
+    assert all(core.ledger.hwm[author] == 3 for core in colony.cores)
+    colony.crash(0)
+    colony.stores[0] = MemoryStore()  # the store is lost, the key is not
+    colony.restart(0)
+    assert colony.cores[0].ledger.next_seq == 1
+    seen = colony.cores[1].highest_seq(author)
+    assert seen == 3
+    colony.cores[0].resume_after(seen)
+    new = colony.publish(0, "new")
+    seq = colony.cores[0].ledger.hwm[author]
+    assert seq > 3 + OWN_SEQ_MARGIN - 1 and colony.cores[0].stats()["own_seqs_skipped"] > 0
+    colony.tick_all(colony.now_s + 3.0, step_s=0.25)
+    for core in colony.cores[1:]:
+        assert core.ledger.get(author, seq) == new  # accepted, not dropped as a copy
+        assert core.ledger.hwm[author] == seq  # the skipped numbers are gone: no gap
+
+
+def test_without_resume_a_node_that_lost_its_store_is_not_heard() -> None:
+    """What resume_after prevents (the test above's premise)."""
+    colony = Colony(3)
+    author = colony.node_id(0)
+    colony.publish(0, "old")
+    colony.crash(0)
+    colony.stores[0] = MemoryStore()
+    colony.restart(0)
+    new = colony.publish(0, "new")
+    assert colony.cores[1].ledger.get(author, 1) != new

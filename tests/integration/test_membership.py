@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from tests.integration.harness import Colony, cli, cli_json, wait_until
+from tests.integration.harness import Colony, cli, cli_json, state_of, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +102,35 @@ def test_join_through_any_member_is_forwarded_to_the_owner(colony: Colony) -> No
         wait_until(f"{d.name} to list c", lambda d=d: d.member_names() == {"a", "b", "c"})
     assert c.status()["roster_version"] == 3
     assert b.status()["counters"]["joins_forwarded"] == 1
+
+
+def test_a_node_that_joined_the_founder_alone_submits_at_once(colony: Colony) -> None:
+    """Its first roster is the founder's v1, its admission v2 with the same voter: it
+    addresses the voter set by the version that set it (v1), the one the founder serves
+    (it used to have no voters at all, or name v2: never acknowledged)."""
+    a = colony.founder("a")
+    b = colony.joined("b", via=a)
+    pid = cli("run", "noop", "--executortype", "none", "--data-dir", str(b.dir)).stdout.strip()
+    wait_until("a to hold it", lambda: state_of(a, pid) == "WAITING")
+
+
+def test_a_member_that_lost_its_store_and_kept_its_key_is_heard_again(colony: Colony) -> None:
+    """b's LMDB store is lost, its identity key kept; it joins again with its invite. Its
+    old records are held by a: were its new ones numbered from 1 again, a would drop them
+    as copies (its new processes never in a's view). The join tells it how far they went."""
+    a = colony.founder("a")
+    b = colony.daemon("b")
+    token = a.invite()
+    b.join(a.addr(), token)
+    wait_until("b to connect", lambda: b.status()["connected_peers"] == 1)
+    old = [cli("run", "noop", "--executortype", "none", "--data-dir", str(b.dir)).stdout.strip()
+           for _ in range(3)]  # fmt: skip
+    for pid in old:
+        wait_until(f"a to hold {pid}", lambda pid=pid: state_of(a, pid) == "WAITING")
+    assert b.stop() == 0
+    shutil.rmtree(b.dir / "store")  # identity.key and node.json stay
+    b.join(a.addr(), token)  # the same node with its invite again: admitted as it was
+    wait_until("b to connect again", lambda: b.status()["connected_peers"] == 1)
+    new = cli("run", "noop", "--executortype", "none", "--data-dir", str(b.dir)).stdout.strip()
+    wait_until("a to hold the new process", lambda: state_of(a, new) == "WAITING")
+    assert b.status()["gossip"]["own_seqs_skipped"] > 0
