@@ -16,7 +16,10 @@ Wire: frames of a 4-byte big-endian length and a msgpack array.
 
 A frame over `FRAME_BYTES_MAX` or that is not msgpack closes its connection, a request
 of the wrong shape is answered 400; both are counted (`colonynode status`, `local_api`),
-and the node serves on.
+and the node serves on. A connection holds one of `CONNECTIONS_MAX` slots: one that has
+not said hello within `FRAME_S`, or that began a frame and did not finish it within
+`FRAME_S`, is closed (`timeouts`), so stalled clients cannot take them all. Between
+requests a connection may idle as long as it likes (an executor's stays open).
 """
 
 from __future__ import annotations
@@ -45,13 +48,18 @@ SOCKET_NAME = "api.sock"
 SOCKET_PATH_MAX = 100  # a Unix socket's path is at most 107 bytes (Linux), 103 (macOS)
 FRAME_BYTES_MAX = API_BODY_BYTES_MAX + 64 * 1024  # a request: its body and its target
 CONNECTIONS_MAX = 1024
+FRAME_S = 10.0  # to say hello, and to finish a frame once begun
 RECEIVE_BYTES = 256 * 1024
 COUNTERS = ("connections", "refused", "requests", "bad_requests", "bad_frames", "unauthorized",
-            "errors")  # fmt: skip
+            "errors", "timeouts")  # fmt: skip
 
 
 class BadFrame(Exception):
     pass
+
+
+class FrameTimeout(BadFrame):
+    """A frame begun and not finished within FRAME_S."""
 
 
 class LocalRequest:
@@ -116,7 +124,12 @@ class LocalApi:
         counters["connections"] += 1
         frames = _Frames(stream)
         try:
-            hello = await frames.read()
+            hello = None
+            with trio.move_on_after(FRAME_S) as scope:
+                hello = await frames.read()
+            if scope.cancelled_caught:
+                counters["timeouts"] += 1
+                return
             token = hello[1] if isinstance(hello, list) and len(hello) == 2 else None
             if (
                 not isinstance(token, str)
@@ -130,6 +143,8 @@ class LocalApi:
             while (request := await frames.read()) is not None:
                 counters["requests"] += 1
                 await stream.send_all(_frame(await self._answer(request)))
+        except FrameTimeout:
+            counters["timeouts"] += 1
         except BadFrame as exc:
             counters["bad_frames"] += 1
             log.info("local API: a bad frame closes its connection (%s)", exc)
@@ -205,14 +220,20 @@ class _Frames:
         return True
 
     async def read(self) -> Any:
-        """The next frame's value; None at the end of the stream."""
-        if not await self._fill(4):
+        """The next frame's value; None at the end of the stream. Waits as long as it
+        takes for a frame to begin; FrameTimeout if it does not end within FRAME_S."""
+        if not await self._fill(1):
             return None
-        n = int.from_bytes(self.buf[:4], "big")
-        if n > FRAME_BYTES_MAX:
-            raise BadFrame(f"a frame of {n} bytes, over {FRAME_BYTES_MAX}")
-        if not await self._fill(4 + n):
-            return None
+        with trio.move_on_after(FRAME_S) as scope:
+            if not await self._fill(4):
+                return None
+            n = int.from_bytes(self.buf[:4], "big")
+            if n > FRAME_BYTES_MAX:
+                raise BadFrame(f"a frame of {n} bytes, over {FRAME_BYTES_MAX}")
+            if not await self._fill(4 + n):
+                return None
+        if scope.cancelled_caught:
+            raise FrameTimeout(f"a frame not finished in {FRAME_S:g} s")
         payload = bytes(self.buf[4 : 4 + n])
         del self.buf[: 4 + n]
         try:
