@@ -62,6 +62,13 @@ class Closing:
             if state is not None and state.closed:
                 return
             if not event.committed or view is None:  # not settled at the voters yet
+                # One voter's closed result held no majority: the process may be open at
+                # the others, its lease lapsed (replace seed 1564: RUNNING at two new
+                # voters, a close at the third that was never committed). Claimable here
+                # again, and an expiry tried (the voters take it only for a lapsed lease
+                # with its retries spent); the read again later.
+                self.book.unmark_closed_elsewhere(pid)
+                self.expire(pid)
                 self.host.at(self.host.now_s + SETTLE_RETRY_S, lambda now_s: self.settle(pid))
                 return
             self.counters["settled"] += 1

@@ -421,6 +421,12 @@ class ProcessBook:
         if entry is not None and not entry["state"].closed:
             entry["busy_until_s"] = float("inf")
 
+    def unmark_closed_elsewhere(self, pid: bytes) -> None:
+        """A majority read did not find it closed after all: claimable again."""
+        entry = self._procs.get(pid)
+        if entry is not None and entry.get("busy_until_s") == float("inf"):
+            entry["busy_until_s"] = 0.0
+
     def state_of(self, pid: bytes) -> State | None:
         entry = self._procs.get(pid)
         return None if entry is None or "spec" not in entry else entry["state"]
