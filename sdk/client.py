@@ -89,10 +89,12 @@ class Client:
         result: dict[str, Any] = self.api.post("/v1/processes", body)
         return result
 
-    def submit_many(self, specs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def submit_many(self, specs: Iterable[dict[str, Any]],
+                    brief: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         """Submit many function specs, `SUBMIT_BATCH` a request; the processes in order,
         each once a majority of voters holds it. A bad spec fails before any is sent;
-        SubmitFailed if some were not acknowledged (the others were)."""
+        SubmitFailed if some were not acknowledged (the others were). `brief`: each
+        process as its id and state only (cheaper for the node and the client)."""
         specs = list(specs)
         for i, spec in enumerate(specs):
             try:
@@ -102,8 +104,10 @@ class Client:
         out: list[dict[str, Any] | None] = []
         errors: dict[int, str] = {}
         for start in range(0, len(specs), SUBMIT_BATCH):
-            reply = self.api.post("/v1/processes/batch",
-                                  {"specs": specs[start : start + SUBMIT_BATCH]})  # fmt: skip
+            body: dict[str, Any] = {"specs": specs[start : start + SUBMIT_BATCH]}
+            if brief:
+                body["brief"] = True
+            reply = self.api.post("/v1/processes/batch", body)
             for proc in reply["processes"]:
                 if "error" in proc:
                     errors[len(out)] = proc["error"]["message"]
@@ -123,7 +127,7 @@ class Client:
         conditions = {"executortype": executortype, **spec.pop("conditions", {})}
         specs = [{"funcname": funcname, "args": list(args), **spec, "conditions": conditions}
                  for args in zip(*iterables, strict=False)]  # fmt: skip
-        pids = [p["processid"] for p in self.submit_many(specs)]
+        pids = [p["processid"] for p in self.submit_many(specs, brief=True)]
         return self._in_order(pids, timeout_s)
 
     def _in_order(self, pids: list[str], timeout_s: float | None) -> Iterator[list[Any]]:
@@ -135,13 +139,13 @@ class Client:
         while i < len(pids):
             if pids[i] not in done:
                 window = [p for p in pids[i : i + MAP_WINDOW] if p not in done]
-                for proc in self._closed_among(window, deadline, len(pids) - i):
+                for proc in self._closed_among(window, deadline, len(pids) - i, brief=True):
                     done[proc["processid"]] = proc
                 continue
             proc = done.pop(pids[i])
             i += 1
             if proc["state"] != "SUCCESS":
-                raise ProcessFailed(proc)
+                raise ProcessFailed(self.get(proc["processid"]))  # the whole process
             yield list(proc.get("output") or [])
 
     def as_completed(self, processids: Iterable[str],
@@ -156,15 +160,17 @@ class Client:
                     del left[proc["processid"]]
                     yield proc
 
-    def _closed_among(self, pids: list[str], deadline: float | None,
-                      open_n: int) -> list[dict[str, Any]]:  # fmt: skip
+    def _closed_among(self, pids: list[str], deadline: float | None, open_n: int,
+                      brief: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         """One long-poll: those of `pids` closed once one is (maybe none, at the poll's
         end); WaitTimeout past `deadline` (`open_n`: how many are open, to say so)."""
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise WaitTimeout(f"{open_n} processes still open when the timeout ran out")
         poll_s = POLL_S_MAX if remaining is None else min(remaining, POLL_S_MAX)
-        body = {"processids": pids, "timeout_s": round(poll_s, 3)}
+        body: dict[str, Any] = {"processids": pids, "timeout_s": round(poll_s, 3)}
+        if brief:
+            body["brief"] = True
         closed: list[dict[str, Any]] = self.api.post("/v1/processes/wait", body)["processes"]
         return [p for p in closed if p["state"] in CLOSED]
 

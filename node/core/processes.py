@@ -459,6 +459,18 @@ class ProcessBook:
             out.append(self.as_json(pid, entry))
         return out
 
+    def brief(self, pid: bytes, *, closed: bool = False) -> dict[str, Any] | None:
+        """What a many-call client needs of a process: its id and state (`closed`: and
+        its output and errors), without the whole object's cost to build and send."""
+        entry = self._procs.get(pid)
+        if entry is None or "spec" not in entry:
+            return None
+        out = {"processid": pid.hex(), "state": entry["state"].name}
+        if closed:
+            out["output"] = entry.get("output", [])
+            out["errors"] = entry.get("errors", [])
+        return out
+
     def as_json(self, pid: bytes, entry: dict[str, Any]) -> dict[str, Any]:
         submitter = entry.get("submitter")
         out = {

@@ -76,9 +76,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class SubmitProcess:
-    """Answered with the process once a majority of voters holds it durably."""
+    """Answered with the process once a majority of voters holds it durably (`brief`:
+    its id and state only, `ProcessBook.brief`)."""
 
     spec: FunctionSpec
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class WaitAny:
 
     pids: tuple[bytes, ...]
     timeout_s: float
+    brief: bool = False  # each process as `ProcessBook.brief`
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
 
     def then(event: Any) -> None:
         if event.acked:
-            core.answer(rid, core.book.get(pid))
+            core.answer(rid, core.book.brief(pid) if req.brief else core.book.get(pid))
         else:
             core.answer(rid, error=_refused(pid, event))
 

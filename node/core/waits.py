@@ -46,6 +46,13 @@ class Group:
 
     pids: tuple[bytes, ...]
     done: bool = False
+    brief: bool = False  # answered as `ProcessBook.brief`
+
+
+def _closed_views(core: NodeCore, group: Group) -> list[Any]:
+    if group.brief:
+        return [core.book.brief(pid, closed=True) for pid in group.pids if _closed(core, pid)]
+    return [core.book.get(pid) for pid in group.pids if _closed(core, pid)]
 
 
 @dataclass(eq=False)
@@ -117,7 +124,7 @@ def _answer_group(core: NodeCore, req: int, group: Group) -> None:
         for wait in [w for w in core.waits.get(pid, ()) if w.group is group]:
             alive = _remove(core, wait) or alive
     if alive:
-        core.answer(req, [core.book.get(pid) for pid in group.pids if _closed(core, pid)])
+        core.answer(req, _closed_views(core, group))
 
 
 def wake_waits(core: NodeCore, pid: bytes) -> None:
@@ -154,11 +161,11 @@ def wait_any(core: NodeCore, rid: int, req: rq.WaitAny) -> None:
     pids = tuple(dict.fromkeys(req.pids))
     if not pids or len(pids) > WAIT_ANY_PIDS_MAX:
         raise ValidationError(f"processids: give 1..{WAIT_ANY_PIDS_MAX} process ids")
-    closed = [core.book.get(pid) for pid in pids if _closed(core, pid)]
+    group = Group(pids, brief=req.brief)
+    closed = _closed_views(core, group)
     if closed or req.timeout_s <= 0:
         core.answer(rid, closed)
         return
-    group = Group(pids)
     added: list[Wait] = []
     try:
         for pid in pids:

@@ -108,6 +108,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _brief(body: Any) -> bool:
+    """The `brief` body field: processes answered by id and state (and, closed, output
+    and errors) only, for a client of many calls (`Client.map`)."""
+    value = body.get("brief", False)
+    if not isinstance(value, bool):
+        raise ValidationError("brief must be true or false")
+    return value
+
+
 def _number(params: Any, name: str, default: float) -> float:
     """A numeric query parameter or body field, or a ValidationError naming it."""
     text = params.get(name)
@@ -349,13 +358,14 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         return await node.call(rq.WaitProcess(pid_of(proc["processid"]), wait_s))
 
     async def submit_batch(request: Request) -> Any:
-        specs = (await _body(request)).get("specs")
+        body = await _body(request)
+        specs, brief = body.get("specs"), _brief(body)
         if not isinstance(specs, list) or not 1 <= len(specs) <= SUBMIT_BATCH_MAX:
             raise ValidationError(f"specs: a list of 1..{SUBMIT_BATCH_MAX} function specs")
         reqs = []
         for i, spec in enumerate(specs):  # every spec is valid, or nothing is submitted
             try:
-                reqs.append(rq.SubmitProcess(parse_spec(spec)))
+                reqs.append(rq.SubmitProcess(parse_spec(spec), brief))
             except ValidationError as exc:
                 raise ValidationError(f"specs[{i}]: {exc}") from None
         answers = await node.call_many(reqs)
@@ -371,7 +381,8 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         if not isinstance(pids, list):
             raise ValidationError("processids: a list of process ids")
         timeout_s = _number(body, "timeout_s", 30)
-        return {"processes": await node.call(rq.WaitAny(tuple(map(pid_of, pids)), timeout_s))}
+        wait = rq.WaitAny(tuple(map(pid_of, pids)), timeout_s, _brief(body))
+        return {"processes": await node.call(wait)}
 
     async def submit_workflow(request: Request) -> Any:
         return await node.call(rq.SubmitWorkflow(tuple(parse_workflow(await _body(request)))))

@@ -292,3 +292,10 @@ def test_an_endpoint_that_fails_fails_its_request_not_the_socket() -> None:
     status, _, body = run(api._answer(["GET", "/broken", None]))
     assert status == 500 and api.counters["errors"] == 1, body
     assert run(api._answer(["GET", "/fine", None]))[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/processes/batch", "/v1/processes/wait"])
+def test_brief_is_true_or_false_or_a_bad_request(path: str) -> None:
+    body = {"specs": [SPEC], "processids": ["00" * 16], "timeout_s": 0, "brief": "yes"}
+    status, _, answer = run(_API._request(["POST", path, json.dumps(body).encode()]))
+    assert status == 400 and b"brief must be true or false" in answer, answer

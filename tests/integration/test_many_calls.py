@@ -76,8 +76,9 @@ def test_map_over_a_thousand_calls_yields_every_output_in_order(
         results = client.map("add", [1, 2], [1], executortype="py")  # zip: the shortest
         assert list(results) == [[2]]
         mapped = client.map("boom", ["x", "y"], executortype="py")
-        with pytest.raises(ProcessFailed, match="ValueError: no x"):
+        with pytest.raises(ProcessFailed, match="ValueError: no x") as failed:
             next(mapped)
+        assert failed.value.process["spec"]["funcname"] == "boom"  # the whole process
 
 
 def test_one_request_submits_and_waits_and_the_submitters_executor_claims_it_at_once(

@@ -9,7 +9,7 @@ from colonynode.core.errors import ValidationError
 from colonynode.core.scheduling import ExecutorAdvert
 from colonynode.node.core import requests as rq
 from colonynode.node.core.waits import WAIT_ANY_PIDS_MAX
-from tests.node.colony import Colony, submit
+from tests.node.colony import Colony, spec, submit
 
 
 def run_one(colony: Colony, node: int, executor: str, output: int) -> bytes:
@@ -75,3 +75,19 @@ def test_wait_any_refuses_no_pids_or_too_many(pids: tuple[bytes, ...]) -> None:
     colony = Colony(3)
     with pytest.raises(ValidationError, match="processids"):
         colony.result(0, rq.WaitAny(pids, timeout_s=1))
+
+
+def test_brief_answers_name_id_state_and_output_only() -> None:
+    """`brief` (what Client.map asks): a submission answered by its id and state, a
+    closed process by its id, state, output and errors; the whole process otherwise."""
+    colony = Colony(5)
+    sub = colony.result(0, rq.SubmitProcess(spec(), brief=True))
+    assert set(sub) == {"processid", "state"} and sub["state"] == "WAITING"
+    pid = bytes.fromhex(sub["processid"])
+    executor = attach(colony, 3)
+    assert run_one(colony, 3, executor, 5) == pid
+    colony.run_until(lambda: colony.core(0).book.state_of(pid).closed)  # type: ignore[union-attr]
+    brief = colony.result(0, rq.WaitAny((pid,), timeout_s=5, brief=True))
+    assert brief == [{"processid": pid.hex(), "state": "SUCCESS", "output": [5], "errors": []}]
+    whole = colony.result(0, rq.WaitAny((pid,), timeout_s=5))
+    assert whole[0]["spec"]["funcname"] == "f" and whole[0]["output"] == [5]
