@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from colonynode.consensus import events as ev
-from colonynode.consensus import repair
+from colonynode.consensus import outcomes, repair
 from colonynode.consensus import requests as rq
 from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX, HeldLeases, Lease
 from colonynode.consensus.messages import (
@@ -46,7 +46,6 @@ from colonynode.consensus.messages import (
     Close,
     Expire,
     Outcome,
-    Push,
     Read,
     Reason,
     Release,
@@ -58,15 +57,12 @@ from colonynode.consensus.messages import (
 from colonynode.consensus.quorum import VoteResult, majority, tally
 from colonynode.consensus.register import (
     ABORT_STATES,
-    CLOSED_STATES,
     ERRORS_MAX,
     Timing,
 )
 from colonynode.consensus.verdicts import (
-    committed_view,
     most_common_refusal,
     read_outcome,
-    shows_waiting,
 )
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
@@ -75,7 +71,6 @@ __all__ = ["CLAIM_BATCH_MAX", "ClaimerConfig", "ClaimerCore"]
 
 OPS_MAX = 10_000  # requests in flight (submits, claims, closes, releases, expires, cancels, reads)
 EPOCHS_MAX = 10_000  # highest epochs remembered per pid (oldest forgotten first)
-COMMITTED_MAX = 1_024  # recent closes/expires/cancels remembered, to repair late refusers
 RETRY_MAX_S = 2.0  # the longest a request waits between two sends to a voter
 RTT_AVERAGE = 0.125  # weight of the newest sample in the smoothed round trip (TCP's)
 QUEUED_S = 0.001  # a request's first wait grows this much for each request in flight
@@ -355,9 +350,9 @@ class ClaimerCore:
             op = None  # a reply to another claim (an older one, another incarnation)
         if op is None or (tag is not Tag.READ and op.epoch != verdict.epoch):
             if tag is Tag.CLAIM and verdict.ok:
-                self._release_stray(sender, verdict)
+                outcomes.release_stray(self, sender, verdict)
             elif op is None and tag in _TERMINAL and not verdict.ok:
-                self._repair_late(tag, sender, verdict)
+                outcomes.repair_late(self, tag, sender, verdict)
             return
         if op.sends == 1 and sender not in op.verdicts:  # Karn: never from a resent one
             sample_s = now_s - op.sent_s
@@ -487,7 +482,7 @@ class ClaimerCore:
                 return
             _, settled = read_outcome(voters, op.verdicts)
             if settled:
-                self._finish_read(now_s, op, Reason.OK)
+                outcomes.finish_read(self, now_s, op, Reason.OK)
             else:  # a result may be committed among the voters yet to answer
                 op.timeout_s = min(op.timeout_s, now_s + self.config.read_grace_s)
                 self._schedule(op)
@@ -507,36 +502,7 @@ class ClaimerCore:
 
     def _finish(self, now_s: float, op: _Op, reason: Reason | None) -> None:
         """The op is decided (`reason` OK or a refusal) or timed out (None)."""
-        _FINISH[op.tag](self, now_s, op, reason)
-
-    def _finish_submit(self, now_s: float, op: _Op, reason: Reason | None) -> None:
-        self.ops.pop((op.tag, op.pid), None)
-        ok = reason is Reason.OK
-        self._emit(ev.Submitted(op.pid, ok, None if ok else reason, tuple(op.reqs)))
-
-    def _finish_claim(self, now_s: float, op: _Op, reason: Reason | None) -> None:
-        self.ops.pop((op.tag, op.pid), None)
-        pid, reqs = op.pid, tuple(op.reqs)
-        lease_s = op.msg.lease_s
-        ok = reason is Reason.OK
-        in_time = now_s < self.timing.claimer_deadline_s(op.sent_s, lease_s)
-        if ok and in_time and len(self.held) < LEASES_MAX:
-            deadline_s = self.held.grant(pid, op.epoch, lease_s, op.sent_s)
-            self._emit(ev.Granted(pid, op.epoch, deadline_s, reqs))
-            return
-        for voter, verdict in op.verdicts.items():
-            if verdict.ok:
-                self._send(voter, Release(pid, op.epoch, self.version()))
-        fix = repair.after_failed_claim(pid, self.voters(), op.verdicts)
-        if fix is not None:
-            self._send(*fix)
-        if reason is Reason.STALE_EPOCH and not op.again and shows_waiting(op.verdicts):
-            # Refused only for an epoch others have used: the process waits. Ask once
-            # more, at once, above the epoch the refusals showed.
-            self._claim_again(now_s, op)
-            return
-        left_s = max((v.lease_left_s for v in op.verdicts.values()), default=0.0)
-        self._emit(ev.ClaimFailed(pid, op.epoch, None if ok else reason, reqs, left_s))
+        outcomes.FINISH[op.tag](self, now_s, op, reason)
 
     def _claim_again(self, now_s: float, op: _Op) -> None:
         epoch = self.epochs.get(op.pid, op.epoch) + 1
@@ -552,85 +518,6 @@ class ClaimerCore:
         for voter in self.voters():
             self._send(voter, msg)
 
-    def _finish_terminal(self, now_s: float, op: _Op, reason: Reason | None) -> None:
-        """A close, expire or cancel is decided; a committed one is repaired at the voters
-        that refused it, and answered with the register a majority holds."""
-        self.ops.pop((op.tag, op.pid), None)
-        pid, reqs = op.pid, tuple(op.reqs)
-        ok = reason is Reason.OK
-        why = None if ok else reason
-        view = committed_view(op.verdicts) if ok else None
-        if ok:
-            self._repair_committed(op)
-        if op.tag is Tag.CLOSE:
-            self._emit(ev.Closed(pid, op.epoch, op.outcome, ok, why, view, reqs))
-        elif op.tag is Tag.EXPIRE:
-            self._emit(ev.Expired(pid, ok, why, view, reqs))
-        else:
-            if ok:
-                self.held.end_closed(pid)
-            self._emit(ev.Cancelled(pid, op.msg.state, ok, why, view, reqs))
-
-    def _finish_release(self, now_s: float, op: _Op, reason: Reason | None) -> None:
-        self.ops.pop((op.tag, op.pid), None)  # nobody waits for it
-
-    def _finish_read(self, now_s: float, op: _Op, reason: Reason | None) -> None:
-        """Settled, or timed out: the best the voters that answered could tell."""
-        self.ops.pop((op.tag, op.pid), None)
-        committed, _ = read_outcome(self.voters(), op.verdicts)
-        views = [v.view for v in op.verdicts.values() if v.view is not None]
-        best = committed
-        if best is None and views:
-            best = max(views, key=lambda v: (v.state in CLOSED_STATES, v.epoch))
-        pid, nonce = op.msg.pid, op.msg.nonce
-        answered = len(op.verdicts)
-        if committed is None:
-            self._push_split(pid, op.verdicts)
-        self._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered, tuple(op.reqs)))
-
-    # -- repair (repair.py) -------------------------------------------------------------
-
-    def _push_split(self, pid: bytes, verdicts: dict[NodeId, Verdict]) -> None:
-        """A read found every voter holding the process closed, with results no
-        majority shares: have each voter send its register to every other, so they
-        can settle (split.py)."""
-        voters = self.voters()
-        if not repair.is_split(voters, verdicts):
-            return
-        self.splits_pushed += 1
-        for voter in voters:
-            self._send(voter, Push(pid, tuple(v for v in voters if v != voter)))
-
-    def _repair_committed(self, op: _Op) -> None:
-        """A close, expire or cancel committed: the voters that refused it and are still
-        open (a straggler whose lease had not run out yet, say) are sent the result by
-        one that accepted, and so are those whose refusal comes later. Pushing a
-        committed result is always safe: it is the only result a majority can commit."""
-        source, push = repair.after_commit(op.pid, op.verdicts)
-        if source is None:
-            return
-        key = (op.tag, op.pid)
-        if len(self.committed) >= COMMITTED_MAX and key not in self.committed:
-            del self.committed[next(iter(self.committed))]
-        self.committed[key] = (op.epoch, source)
-        if push is not None:
-            self._send(source, push)
-
-    def _repair_late(self, tag: Tag, voter: NodeId, verdict: Verdict) -> None:
-        known = self.committed.get((tag, verdict.pid))
-        if known is None or repair.is_closed(verdict):
-            return
-        epoch, source = known
-        if epoch == verdict.epoch and source != voter:
-            self._send(source, Push(verdict.pid, (voter,)))
-
-    def _release_stray(self, voter: NodeId, verdict: Verdict) -> None:
-        """A grant for a claim this node no longer waits for: give it back."""
-        lease = self.held.get(verdict.pid)
-        if lease is not None and lease.epoch == verdict.epoch:
-            return  # a late duplicate of a grant that is part of the lease held
-        self._send(voter, Release(verdict.pid, verdict.epoch, self.version()))
-
 
 _TERMINAL = (Tag.CLOSE, Tag.CANCEL, Tag.EXPIRE)  # requests that close a process
 
@@ -644,14 +531,4 @@ _REQUESTS: dict[type, Callable[[ClaimerCore, float, Any, Reqs], None]] = {
     rq.ExpireProcess: ClaimerCore._expire,
     rq.CancelProcess: ClaimerCore._cancel,
     rq.ReadRegister: ClaimerCore._read,
-}
-
-_FINISH: dict[Tag, Callable[[ClaimerCore, float, _Op, Reason | None], None]] = {
-    Tag.SUBMIT: ClaimerCore._finish_submit,
-    Tag.CLAIM: ClaimerCore._finish_claim,
-    Tag.CLOSE: ClaimerCore._finish_terminal,
-    Tag.EXPIRE: ClaimerCore._finish_terminal,
-    Tag.CANCEL: ClaimerCore._finish_terminal,
-    Tag.RELEASE: ClaimerCore._finish_release,
-    Tag.READ: ClaimerCore._finish_read,
 }

@@ -70,6 +70,7 @@ from colonynode.consensus.voter_routes import (  # noqa: F401 (CLAIM_ITEMS_MAX: 
     batch,
     one_unfenced,
     submitted,
+    with_frozen,
 )
 from colonynode.core.effects import Effects
 from colonynode.core.ids import NodeId
@@ -361,7 +362,7 @@ class VoterCore:
             self._reply(sender, Reply(route.tag, refused, nonce, msg.version))
             return
         if self.frozen and any(pid in self.frozen for pid, _ in items):
-            verdicts = self._with_frozen(now_s, sender, msg, route, items)
+            verdicts = with_frozen(self, now_s, sender, msg, route, items)
             self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
             return
         if route.role and not self.has_role(sender, route.role):
@@ -378,24 +379,6 @@ class VoterCore:
             decide = route.decide
             verdicts = tuple(decide(self, now_s, sender, msg, pid, epoch) for pid, epoch in items)
         self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
-
-    def _with_frozen(self, now_s: float, sender: NodeId, msg: Any, route: Route,
-                items: list[tuple[bytes, int]]) -> tuple[Verdict, ...]:  # fmt: skip
-        """The verdicts of a request that names a frozen process: FROZEN for it (no
-        claim, close, cancel or read of it counts until it is settled), the usual for
-        the others."""
-        out = []
-        for pid, epoch in items:
-            if pid in self.frozen:
-                out.append(self._verdict(pid, epoch, Reason.FROZEN, None))
-            elif route.role and not self.has_role(sender, route.role):
-                out.append(self._verdict(pid, epoch, Reason.NOT_ALLOWED, None))
-            elif route.transition is not None:
-                out.append(self._apply(now_s, sender, msg, pid, epoch, route.transition))
-            else:
-                assert route.decide is not None
-                out.append(route.decide(self, now_s, sender, msg, pid, epoch))
-        return tuple(out)
 
     # -- register transitions (register.py decides; one per request type in _ROUTES) ----
 

@@ -1,5 +1,6 @@
 """How a voter handles each message type: the shape of one row of its routing table
-(voter.py's `_ROUTES`, dispatch by table as in h11's `_state.py`)."""
+(voter.py's `_ROUTES`, dispatch by table as in h11's `_state.py`), and the verdicts of
+a request that names a frozen process (`with_frozen`)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,22 @@ class Route:
     role: str = ""
     transition: Transition | None = None
     decide: Decide | None = None
+
+
+def with_frozen(voter: VoterCore, now_s: float, sender: NodeId, msg: Any, route: Route,
+                items: list[tuple[bytes, int]]) -> tuple[Verdict, ...]:  # fmt: skip
+    """The verdicts of a request that names a frozen process: FROZEN for it (no
+    claim, close, cancel or read of it counts until it is settled), the usual for
+    the others."""
+    out = []
+    for pid, epoch in items:
+        if pid in voter.frozen:
+            out.append(voter._verdict(pid, epoch, Reason.FROZEN, None))
+        elif route.role and not voter.has_role(sender, route.role):
+            out.append(voter._verdict(pid, epoch, Reason.NOT_ALLOWED, None))
+        elif route.transition is not None:
+            out.append(voter._apply(now_s, sender, msg, pid, epoch, route.transition))
+        else:
+            assert route.decide is not None
+            out.append(route.decide(voter, now_s, sender, msg, pid, epoch))
+    return tuple(out)

@@ -27,7 +27,8 @@ One topic per colony, GossipSub-style:
 
 Application calls: `publish`, `publish_envelope`, `set_peers`, `stats`; events:
 `Accepted` for every newly held record (own records included, `local=True`).
-All state changes happen in this module; `_ledger.Ledger` holds the records.
+All state changes happen in this module and in `_pull` (IHAVE, IWANT, Gone and
+anti-entropy), split off by job; `_ledger.Ledger` holds the records.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
+from colonynode.gossip import _pull
 from colonynode.gossip._ledger import Ledger
 from colonynode.gossip.config import GossipConfig
 from colonynode.gossip.events import Accepted
@@ -61,7 +63,6 @@ from colonynode.gossip.records import (
     RECORD_DOMAIN,
     RecordBody,
     RecordId,
-    SeqRange,
     open_body,
     ranges_of,
     seal_record,
@@ -385,95 +386,6 @@ class GossipCore:
                 continue
             self._queue(p, env)
 
-    # -- lazy gossip ----------------------------------------------------------------------
-
-    def _on_ihave(self, now_s: float, sender: NodeId, msg: IHave) -> None:
-        n = self._ihave_hb.get(sender, 0) + 1
-        self._ihave_hb[sender] = n
-        if n > self.config.ihave_per_peer_hb_max:
-            self.counters["ihave_ignored"] += 1
-            return
-        self._want(now_s, sender, msg.ranges)
-
-    def _want(self, now_s: float, peer: NodeId, ranges: Collection[SeqRange]) -> None:
-        """Ask `peer` for the records of `ranges` this node lacks and did not just ask."""
-        config = self.config
-        budget = config.iwant_records_max
-        pending = self._pending
-        ledger = self.ledger
-        wanted: list[RecordId] = []
-        until = now_s + config.iwant_followup_s
-        pending_max = config.iwant_pending_max
-        examined = 4 * budget  # bounds the work one message can cause
-        for r in ranges:
-            author = r.author
-            if r.last <= ledger.hwm.get(author, 0) or not self.is_member(author):
-                continue
-            for seq in ledger.missing(author, r.first, r.last):
-                examined -= 1
-                if budget <= 0 or examined < 0 or len(pending) >= pending_max:
-                    break
-                key = (author, seq)
-                asked = pending.get(key)
-                if asked is not None and asked > now_s:
-                    continue
-                pending[key] = until
-                wanted.append(key)
-                budget -= 1
-        if wanted:
-            self.counters["iwant_sent"] += len(wanted)
-            self._send(peer, IWant(tuple(ranges_of(wanted, config.ihave_ranges_max))))
-
-    def _on_iwant(self, now_s: float, sender: NodeId, msg: IWant) -> None:
-        n = self._iwant_hb.get(sender, 0) + 1
-        self._iwant_hb[sender] = n
-        if n > self.config.iwant_per_peer_hb_max:
-            self.counters["iwant_ignored"] += 1
-            return
-        budget = self.config.iwant_records_max
-        ledger = self.ledger
-        gone: list[RecordId] = []
-        for r in msg.ranges:
-            hwm = ledger.hwm.get(r.author, 0)
-            seq = r.first
-            while seq <= r.last and budget > 0:
-                budget -= 1
-                env = ledger.get(r.author, seq)
-                if env is not None:
-                    self._queue(sender, env)
-                    self.counters["iwant_served"] += 1
-                elif seq <= hwm:
-                    gone.append((r.author, seq))
-                seq += 1
-        if gone:
-            self.counters["gone_sent"] += len(gone)
-            self._send(sender, Gone(tuple(ranges_of(gone, self.config.ihave_ranges_max))))
-
-    def _on_gone(self, now_s: float, sender: NodeId, msg: Gone) -> None:
-        """Records a peer compacted: skip them, if their author says so, or two other
-        members do (up to where both say): one member's word alone would let it blind
-        this node to another's records, which it would then never ask for again."""
-        ledger = self.ledger
-        for r in msg.ranges:
-            author = r.author
-            if not self.is_member(author) or not r.first <= ledger.hwm.get(author, 0) + 1:
-                continue
-            if sender == author:
-                last = r.last
-            else:
-                claims = self._gone_claims.setdefault(author, {})
-                if sender not in claims and len(claims) >= GONE_CLAIMS_MAX:
-                    continue
-                claims[sender] = max(claims.get(sender, 0), r.last)
-                if len(claims) < 2:
-                    self.counters["gone_held"] += 1
-                    continue
-                last = sorted(claims.values())[-2]  # what two members say at least
-            before = ledger.hwm.get(author, 0)
-            if ledger.skip(author, before + 1, last):
-                self.counters["gone_skipped"] += ledger.hwm.get(author, 0) - before
-                self._gone_claims.pop(author, None)
-
     # -- mesh -----------------------------------------------------------------------------
 
     def _on_graft(self, now_s: float, sender: NodeId, msg: Graft) -> None:
@@ -521,52 +433,6 @@ class GossipCore:
                 del self.mesh[p]
                 self.counters["prunes_sent"] += 1
                 self._send(p, Prune(config.prune_backoff_s))
-
-    # -- anti-entropy ---------------------------------------------------------------------
-
-    def _on_summary(self, now_s: float, sender: NodeId, msg: Summary) -> None:
-        ledger = self.ledger
-        if msg.digest_hash == ledger.digest_hash() and msg.authors == len(ledger.hwm):
-            return
-        self.counters["ae_digests"] += 1
-        self._send(sender, Digest(ledger.digest()))
-
-    def _on_digest(self, now_s: float, sender: NodeId, msg: Digest) -> None:
-        n = self._ihave_hb.get(sender, 0) + 1  # digests share the IHAVE budget
-        self._ihave_hb[sender] = n
-        if n > self.config.ihave_per_peer_hb_max:
-            self.counters["ihave_ignored"] += 1
-            return
-        ledger = self.ledger
-        theirs = msg.hwms
-        # What they lack: push it (bounded), or say it is gone.
-        budget = self.config.ae_records_max
-        gone: list[RecordId] = []
-        for author, hwm in ledger.hwm.items():
-            seq = theirs.get(author, 0) + 1
-            while seq <= hwm and budget > 0:
-                budget -= 1
-                env = ledger.get(author, seq)
-                if env is None:
-                    gone.append((author, seq))
-                else:
-                    self._queue(sender, env)
-                    self.counters["ae_pushed"] += 1
-                seq += 1
-            if budget <= 0:
-                break
-        if gone:
-            self.counters["gone_sent"] += len(gone)
-            self._send(sender, Gone(tuple(ranges_of(gone, self.config.ihave_ranges_max))))
-        # What we lack: ask for exactly those ranges.
-        lacking = []
-        for author, hwm in theirs.items():
-            if author == self.node_id:
-                ledger.bump_next_seq(hwm + 1)
-            if hwm > ledger.hwm.get(author, 0):
-                lacking.append(SeqRange(author, ledger.hwm.get(author, 0) + 1, hwm))
-        if lacking:
-            self._want(now_s, sender, lacking)
 
     # -- the heartbeat --------------------------------------------------------------------
 
@@ -677,20 +543,19 @@ class GossipCore:
 
 
 _NOBODY: frozenset[bytes] = frozenset()
-GONE_CLAIMS_MAX = 64  # members whose Gone claims about one author are kept
 # Own records a node that lost its store may have published past what the member that
 # told it of them had heard (well inside the peers' ahead window, ahead_max).
 OWN_SEQ_MARGIN = 256
 
 _HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
     Push: GossipCore._on_push,
-    IHave: GossipCore._on_ihave,
-    IWant: GossipCore._on_iwant,
+    IHave: _pull.on_ihave,
+    IWant: _pull.on_iwant,
     Graft: GossipCore._on_graft,
     Prune: GossipCore._on_prune,
-    Summary: GossipCore._on_summary,
-    Digest: GossipCore._on_digest,
-    Gone: GossipCore._on_gone,
+    Summary: _pull.on_summary,
+    Digest: _pull.on_digest,
+    Gone: _pull.on_gone,
 }
 
 
