@@ -12,7 +12,13 @@ Tables (values are msgpack; the store adds the schema version):
 | `gossip.rec` | author (32 B) + seq (8 B, big-endian) | `[payload, signature, kind]` |
 | `gossip.hwm` | author | highest contiguous seq held or compacted |
 | `gossip.ahead` | author + seq | 1 (held past the hwm) |
-| `gossip.meta` | `next_seq` | this node's next own sequence number |
+| `gossip.meta` | `next_seq` | no own sequence number from here on was ever handed out |
+
+Own sequence numbers are reserved `SEQ_BLOCK` at a time (`next_seq` stored is the end of
+the reservation, written again when half of it is used), so a restarted node resumes past
+every number it may have used, including one sent in a record before its turn's commit
+(the daemon's early Submit, node/core/nodecore.py). The numbers a restart passes over
+count as held (compacted): a peer that asks for them hears they are gone.
 
 Retention: a body is compacted (its row deleted; the hwm still covers it)
 `retention_of(kind)` seconds after it was accepted here. Monotonic time does not survive
@@ -48,6 +54,7 @@ TABLE_RECORDS = "gossip.rec"
 TABLE_HWM = "gossip.hwm"
 TABLE_AHEAD = "gossip.ahead"
 TABLE_META = "gossip.meta"
+SEQ_BLOCK = 256  # own sequence numbers reserved a durable write at a time
 _AUTHOR_BYTES = 32
 
 
@@ -96,6 +103,8 @@ class Ledger:
             self._boot_kinds.append((author, seq, str(value[2])))
         self.bodies = len(self._boot_kinds)
         self.next_seq = int(store.get(TABLE_META, b"next_seq") or 1)
+        self.reserved = self.next_seq  # no own number at or past it was handed out
+        self.reserved_out = self.reserved  # the reservation in the writes handed out
 
     def start(self, now_s: float) -> None:
         """The first tick: stored bodies count as accepted now (see the module doc)."""
@@ -177,15 +186,21 @@ class Ledger:
     def bump_next_seq(self, at_least: int) -> None:
         if at_least > self.next_seq:
             self.next_seq = at_least
-            self.writes.append((TABLE_META, b"next_seq", at_least))
+            self._reserve()
             self.own = True
 
     def take_seq(self) -> int:
         seq = self.next_seq
         self.next_seq = seq + 1
-        self.writes.append((TABLE_META, b"next_seq", self.next_seq))
+        if self.next_seq + SEQ_BLOCK // 2 > self.reserved:
+            self._reserve()
         self.own = True
+        assert seq < self.reserved, "an own sequence number past the reservation"
         return seq
+
+    def _reserve(self) -> None:
+        self.reserved = max(self.reserved, self.next_seq + SEQ_BLOCK)
+        self.writes.append((TABLE_META, b"next_seq", self.reserved))
 
     def compact(self, now_s: float) -> int:
         """Drop the bodies whose retention ran out (at most compact_per_hb_max)."""

@@ -95,7 +95,7 @@ COUNTERS = (
     "ihave_sent",
     "ihave_ignored",
     "iwant_sent",
-    "own_seqs_skipped",  # own sequence numbers passed over after a lost store (resume_after)
+    "own_seqs_skipped",  # own sequence numbers passed over (a restart, a lost store)
     "iwant_served",
     "iwant_ignored",
     "grafts_sent",
@@ -141,6 +141,7 @@ class GossipCore:
         self.open_record = open_record or open_body
         self.ledger = Ledger(store, config)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._pass_reserved_seqs()
         self.peers: list[NodeId] = []
         self._peer_set: set[NodeId] = set()
         self.mesh: dict[NodeId, None] = {}  # an ordered set
@@ -205,6 +206,17 @@ class GossipCore:
         if floor > ledger.hwm.get(self.node_id, 0):
             ledger.skip(self.node_id, ledger.hwm.get(self.node_id, 0) + 1, floor)
         ledger.bump_next_seq(floor + 1)
+
+    def _pass_reserved_seqs(self) -> None:
+        """A restart resumes numbering at the stored reservation (_ledger.py): the numbers
+        between the last own record held and it count as held, so peers that heard of a
+        later one (or of one of them, sent before a commit a crash prevented) hear they
+        are gone instead of waiting for them."""
+        ledger, me = self.ledger, self.node_id
+        held = ledger.hwm.get(me, 0)
+        if ledger.next_seq - 1 > held:
+            ledger.skip(me, held + 1, ledger.next_seq - 1)
+            self.counters["own_seqs_skipped"] += ledger.next_seq - 1 - held
 
     def set_peers(self, now_s: float, peers: Collection[NodeId]) -> None:
         """The members this node is connected to now (the driver calls it on changes)."""
@@ -273,6 +285,7 @@ class GossipCore:
             # them again (anti-entropy). Its own must be durable before they are sent.
             effects.durability = BEFORE_SENDS if ledger.own else LAZY
             ledger.own = False
+            ledger.reserved_out = ledger.reserved  # committed with these writes
         effects.wake_at_s = 0.0 if self.next_heartbeat_s is None else self.next_heartbeat_s
         return effects
 

@@ -90,13 +90,21 @@ def channel_of(msg: Any) -> str:
 # decides them on its own; this node's own vote on them (it may be a voter too) counts
 # only in a later turn, once its write is durable. They may leave before the writes of
 # their turn are committed (docs/performance.md). A Submit carries this node's gossip
-# record (whose sequence number must be durable first), and a Claim that follows a
-# Submit to the same voter must not pass it.
-EARLY = frozenset({lm.Claim, lm.Renew, lm.Close, lm.Release, lm.Cancel, lm.Expire, lm.Read})
+# record: it may leave early only while every own sequence number handed out lies below
+# a reservation already durable (gossip/_ledger.py), so a crash before the commit never
+# lets the number be used again; a Claim that follows a Submit to the same voter never
+# passes it.
+EARLY = frozenset({lm.Submit, lm.Claim, lm.Renew, lm.Close, lm.Release, lm.Cancel, lm.Expire,
+                   lm.Read})  # fmt: skip
 
 
-def early_sends(sends: list[tuple[NodeId, Any]]) -> list[tuple[NodeId, Any]]:
-    """The messages of a batch that may leave before its writes are durable."""
+def early_sends(
+    sends: list[tuple[NodeId, Any]], *, submits: bool = False
+) -> list[tuple[NodeId, Any]]:
+    """The messages of a batch that may leave before its writes are durable (Submits
+    only if `submits`: NodeCore.early_sends says)."""
+    if submits:
+        return [(to, msg) for to, msg in sends if type(msg) in EARLY]
     held = {to for to, msg in sends if type(msg) is lm.Submit}
     return [(to, msg) for to, msg in sends if type(msg) in EARLY and to not in held]
 
@@ -158,6 +166,8 @@ class NodeCore:
             verify=verify,
             open_record=open_record,
         )
+        # own sequence numbers below it were reserved by a turn already committed
+        self._seqs_durable_below = self.gossip.ledger.reserved
         held = m.roster
         # (no roster yet: a set no roster's precedes, so the first one this node takes
         # applies, even the founder's v1)
@@ -297,7 +307,17 @@ class NodeCore:
             else:
                 del self.waits[pid]
 
+    def early_sends(self, sends: list[tuple[NodeId, Any]]) -> list[tuple[NodeId, Any]]:
+        """The sends of the turn just taken that may leave before its commit (EARLY):
+        Submits too while every own sequence number handed out lies below a reservation
+        an earlier turn made durable. (The daemon's driver only; the simulator commits
+        every batch before its sends.)"""
+        return early_sends(sends, submits=self.gossip.ledger.next_seq <= self._seqs_durable_below)
+
     def take_effects(self) -> Effects:
+        # What the last turn's writes reserved is durable before this turn's sends (a
+        # reservation is an own write: never deferred, effects.py).
+        self._seqs_durable_below = self.gossip.ledger.reserved_out
         for _ in range(PUMP_ROUNDS_MAX):
             self.announcements.publish()  # those of the step, and of the pumps' events
             if not self._dirty:

@@ -283,7 +283,7 @@ class NodeDriver(CoreDriver):
             writer,
             channel_of=channel_of,
             on_events=self._events,
-            early=early_sends,
+            early=core.early_sends,
         )
 
     def _events(self, events: list[Any]) -> None:

@@ -3,9 +3,13 @@ retention compacts bodies; GONE lets a node move past what everyone compacted.""
 
 from __future__ import annotations
 
+import random
+
+from colonynode.core.identity import Identity
 from colonynode.gossip import Gone, GossipConfig, IWant, Push, SeqRange, seal_record
-from colonynode.gossip._ledger import TABLE_AHEAD, TABLE_RECORDS
-from colonynode.gossip.core import OWN_SEQ_MARGIN
+from colonynode.gossip.records import open_body
+from colonynode.gossip._ledger import SEQ_BLOCK, TABLE_AHEAD, TABLE_META, TABLE_RECORDS
+from colonynode.gossip.core import OWN_SEQ_MARGIN, GossipCore
 from colonynode.storage import MemoryStore
 from tests.gossip.harness import Colony
 
@@ -25,14 +29,49 @@ def test_a_restarted_node_does_not_deliver_old_records_again() -> None:
 
 
 def test_the_own_sequence_survives_a_restart() -> None:
+    """A restart resumes past the reservation; the numbers passed over are gone."""
     colony = Colony(3)
+    author = colony.node_id(0)
     colony.publish(0, "one")
     colony.publish(0, "two")
     colony.crash(0)
     colony.restart(0)
     env = colony.publish(0, "three")
-    assert [e.seq for e in colony.accepted(1)] == [1, 2, 3]
-    assert env.author == colony.node_id(0)
+    seqs = [e.seq for e in colony.accepted(1)]
+    assert seqs[:2] == [1, 2] and seqs[2] > 2 and env.author == author
+    assert colony.cores[0].stats()["own_seqs_skipped"] == seqs[2] - 3
+    colony.tick_all(colony.now_s + 3.0, step_s=0.25)
+    for core in colony.cores[1:]:
+        assert core.ledger.get(author, seqs[2]) == env
+        assert core.ledger.hwm[author] == seqs[2]  # told the passed-over ones are gone
+
+
+def test_a_record_sent_before_its_commit_keeps_its_number_after_a_crash() -> None:
+    """What the daemon's early Submit relies on: a number below the durable reservation
+    is never handed out again, even when the record that used it was never committed."""
+    ident, store = Identity(bytes([9]) * 32), MemoryStore()
+    core = GossipCore(ident, store, random.Random(0), is_member=lambda n: True)
+    core.publish(0.0, "note", "committed")
+    store.apply(core.take_effects().writes)
+    reserved = core.ledger.reserved
+    lost = core.publish(0.0, "note", "sent, never committed")
+    core.take_effects()  # its writes are lost in the crash
+    lost_seq = open_body(lost).seq
+    assert lost_seq < reserved  # within what the first commit reserved
+    again = GossipCore(ident, store, random.Random(1), is_member=lambda n: True)
+    assert open_body(again.publish(0.0, "note", "after the restart")).seq > lost_seq
+    assert again.ledger.hwm[ident.node_id] >= lost_seq  # a peer asking for it hears gone
+
+
+def test_numbers_are_reserved_a_block_at_a_time() -> None:
+    ident, store = Identity(bytes([9]) * 32), MemoryStore()
+    core = GossipCore(ident, store, random.Random(0), is_member=lambda n: True)
+    writes = []
+    for k in range(SEQ_BLOCK):
+        core.publish(0.0, "note", k)
+        writes += [w for w in core.take_effects().writes if w[0] == TABLE_META]
+    assert 2 <= len(writes) <= 3  # not one a record
+    assert all(value > core.ledger.next_seq - 1 for _, _, value in writes[-1:])
 
 
 def test_a_node_with_a_lost_store_learns_its_sequence_back_from_a_digest() -> None:

@@ -165,3 +165,29 @@ def test_every_message_travels_on_a_known_channel() -> None:
     channels = {channel_of(msg) for _, _, msg in colony.net.sent}
     assert channels <= {"gossip", "dht", "lease", "roster"} and "roster" in channels
     assert any(isinstance(msg, Hello) for _, _, msg in colony.net.sent)
+
+
+def test_a_submit_leaves_before_its_commit_only_below_a_durable_reservation() -> None:
+    """The daemon sends a small turn's Submits before its commit (the submitter's commit
+    and the voters' overlap) only while every own sequence number handed out lies below
+    a reservation an earlier turn committed."""
+    colony = Colony(5)
+    fresh = colony.core(4)  # its first own number is reserved in this very turn
+    fresh.request(colony.net.t, rq.SubmitProcess(spec()))
+    sends = fresh.take_effects().sends
+    assert any(isinstance(m, Submit) for _, m in sends)
+    assert not [m for _, m in fresh.early_sends(sends) if isinstance(m, Submit)]
+    core = colony.core(3)
+    assert colony.result(3, rq.SubmitProcess(spec())) is not None  # reserved and committed
+    now = colony.net.t
+    core.request(now, rq.SubmitProcess(spec()))
+    early = core.early_sends(core.take_effects().sends)
+    for voter in colony.identities[:3]:
+        assert [type(m) for to, m in early if to == voter.node_id] == [Submit]
+    # A turn that hands out more numbers than the committed reservation covers.
+    while core.gossip.ledger.next_seq <= core.gossip.ledger.reserved_out:
+        core.gossip.publish(now, "note", "filler")
+    core.request(now, rq.SubmitProcess(spec()))
+    sends = core.take_effects().sends
+    assert any(isinstance(m, Submit) for _, m in sends)
+    assert not [m for _, m in core.early_sends(sends) if isinstance(m, Submit | Claim)]
