@@ -43,7 +43,6 @@ from colonynode.node.core import (
     RunStopped,
     Silenced,
     channel_of,
-    early_sends,
 )
 from colonynode.node.core.nodecore import CHANNELS
 from colonynode.storage._trio import StoreWriter

@@ -7,9 +7,9 @@ import random
 
 from colonynode.core.identity import Identity
 from colonynode.gossip import Gone, GossipConfig, IWant, Push, SeqRange, seal_record
-from colonynode.gossip.records import open_body
 from colonynode.gossip._ledger import SEQ_BLOCK, TABLE_AHEAD, TABLE_META, TABLE_RECORDS
 from colonynode.gossip.core import OWN_SEQ_MARGIN, GossipCore
+from colonynode.gossip.records import open_body
 from colonynode.storage import MemoryStore
 from tests.gossip.harness import Colony
 
