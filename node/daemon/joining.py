@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING
 
 import trio
-from libp2p.abc import INetStream
 
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, peer_id_str, short_id
@@ -21,7 +20,8 @@ from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.node.core import JoinFailed
 from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import JOIN_CODEC, JoinAccepted, JoinForward, JoinRequest
-from colonynode.node.daemon.p2p import DialError, node_id_of
+from colonynode.node.daemon.links import LinkStream
+from colonynode.node.daemon.p2p import DialError
 from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 
 if TYPE_CHECKING:
@@ -31,15 +31,15 @@ __all__ = ["JOIN_PROTOCOL", "JoinFailed", "join", "serve_join"]
 
 log = logging.getLogger("colonynode.node")
 
-JOIN_PROTOCOL = "/colony/join/1"
+JOIN_PROTOCOL = "/colony/join/1"  # the join channel's protocol id on a link
 JOIN_S = 20.0
 
 
-async def serve_join(node: Node, stream: INetStream) -> None:
+async def serve_join(node: Node, stream: LinkStream) -> None:
     frames = FrameStream(stream, JOIN_CODEC, FRAME_BYTES_MAX)
     membership = node.core.membership
     try:
-        sender = node_id_of(stream.muxed_conn.peer_id)
+        sender = stream.peer
         with trio.fail_after(JOIN_S):
             msgs = await frames.read_batch()
             if len(msgs) != 1 or not isinstance(msgs[0], JoinRequest | JoinForward):

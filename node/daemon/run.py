@@ -1,7 +1,7 @@
 """The daemon: one Trio nursery of thin adapters around one NodeCore (DESIGN.md §10).
 
 `colonynode start` and `colonynode join` end up in `run_daemon`. `Node.run` starts the
-libp2p host and its transport, the driver that runs NodeCore (receive -> step ->
+transport (Noise-secured links to peers), the driver that runs NodeCore (receive -> step ->
 persist -> send -> answer), the dialer NodeCore asks for, and the local HTTP API.
 Shutdown on SIGINT or SIGTERM is clean: the API handle is removed, the leases held are
 released, connections are closed, the store is closed.
@@ -16,14 +16,11 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import multiaddr
 import trio
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
 from colonynode.core.errors import ColonyError
@@ -36,7 +33,6 @@ from colonynode.node.core import Dial, Disconnect, NodeConfig, NodeCore, Silence
 from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import JOIN_CODEC, ROSTER_CODEC
 from colonynode.node.daemon.driver import NodeDriver
-from colonynode.node.daemon.host import build_host
 from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
 from colonynode.node.daemon.local_api import SOCKET_NAME, SOCKET_PATH_MAX, LocalApi
@@ -53,31 +49,6 @@ log = logging.getLogger("colonynode.node")
 
 DIALS_IN_FLIGHT_MAX = 8
 PEERS_RECHECK_S = 1.0
-
-
-class _Events(INotifee):
-    """Connection events, handed to the node without blocking libp2p's connect path."""
-
-    def __init__(self, changed: Callable[[], None]) -> None:
-        self._changed = changed
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        self._changed()
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        self._changed()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def listen(self, network: INetwork, multiaddr: Any) -> None:
-        return None
-
-    async def listen_close(self, network: INetwork, multiaddr: Any) -> None:
-        return None
 
 
 class Node:
@@ -146,6 +117,7 @@ class Node:
             "refused_streams": counters.get("refused_streams", 0)
             + core_counters["refused_streams"],
             "bad_frames": counters.get("bad_frames", 0),
+            "handshakes_failed": counters.get("handshakes_failed", 0),
             "joins_refused": core_counters["joins_refused"],
             "send_dropped": counters.get("send_dropped", 0),
             "joins_forwarded": counters.get("joins_forwarded", 0),
@@ -220,7 +192,7 @@ class Node:
             self._driver.set_connected(list(self._transport.peers()))
 
     async def _watch_peers(self) -> None:
-        # Connection events can race libp2p's own bookkeeping: re-check every second.
+        # Belt and braces for the links' own change events: re-check every second.
         while True:
             self._peers_changed()
             await trio.sleep(PEERS_RECHECK_S)
@@ -274,45 +246,43 @@ class Node:
     ) -> None:
         set_node_id(self.identity.short_id)
         self.started_s = trio.current_time()
-        host = build_host(self.identity)
-        listen = [multiaddr.Multiaddr(a)
-                  for a in sticky(self.settings.listen, self.settings.bound_ports)]  # fmt: skip
+        listen = sticky(self.settings.listen, self.settings.bound_ports)
         if join_with is not None:
             self.settings.colony = parse_invite(join_with[1])[0].colony
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            async with host.run(listen_addrs=listen):
-                self._transport = transport = P2PTransport(host, nursery, self._gate)
-                self._channels(transport)
-                self._driver = NodeDriver(
-                    self.core, transport, StoreWriter(self.store), on_notice=self._on_notice
-                )
-                host.set_stream_handler(JOIN_PROTOCOL, partial(serve_join, self))  # type: ignore[arg-type]
-                host.get_network().register_notifee(_Events(self._peers_changed))
-                try:
-                    await nursery.start(self.driver.run)
-                    self.core.set_addrs(trio.current_time(), transport.addrs())
-                    self._keep_ports(transport.addrs())
-                    if join_with is not None:
-                        await join(self, *join_with)
-                    for addr in transport.addrs():
-                        log.info("listening on %s", addr)
-                    nursery.start_soon(self._watch_peers)
-                    stop = trio.Event()
-                    await nursery.start(self._serve_api, stop)
-                    self._log_ready()
-                    task_status.started()
-                    await self._until_signal()
-                    stop.set()
-                    await self._release_leases()
-                    with trio.move_on_after(2):
-                        await self.driver.close()  # the lazy writes that wait
-                finally:
-                    self.datadir.remove_api_handle()
-                    with trio.move_on_after(3) as cleanup:
-                        cleanup.shield = True
-                        await host.close()
-                nursery.cancel_scope.cancel()
+            transport = P2PTransport(self.identity, nursery, self._gate, self._peers_changed)
+            self._transport = transport
+            self._channels(transport)
+            transport.set_stream_handler("join", partial(serve_join, self))
+            await transport.listen(listen)
+            self._driver = NodeDriver(
+                self.core, transport, StoreWriter(self.store), on_notice=self._on_notice
+            )
+            try:
+                await nursery.start(self.driver.run)
+                self.core.set_addrs(trio.current_time(), transport.addrs())
+                self._keep_ports(transport.addrs())
+                if join_with is not None:
+                    await join(self, *join_with)
+                for addr in transport.addrs():
+                    log.info("listening on %s", addr)
+                nursery.start_soon(self._watch_peers)
+                stop = trio.Event()
+                await nursery.start(self._serve_api, stop)
+                self._log_ready()
+                task_status.started()
+                await self._until_signal()
+                stop.set()
+                await self._release_leases()
+                with trio.move_on_after(2):
+                    await self.driver.close()  # the lazy writes that wait
+            finally:
+                self.datadir.remove_api_handle()
+                with trio.move_on_after(3) as cleanup:
+                    cleanup.shield = True
+                    await transport.close()
+            nursery.cancel_scope.cancel()
 
     def _log_ready(self) -> None:
         roster = self.core.membership.roster

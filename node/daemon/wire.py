@@ -1,25 +1,25 @@
-"""Length-prefixed frames on libp2p streams, with our own error envelope (DESIGN.md §4).
+"""Length-prefixed frames of one protocol's messages, with our own error envelope
+(DESIGN.md §4).
 
-A frame is a 4-byte big-endian length and that many bytes of canonical CBOR:
-``[0, [msg, ...]]`` carries a batch of messages of the stream's protocol,
-``[1, code, message]`` an error the remote should show (handler exceptions in py-libp2p
-reach the client only as a generic failure, so we send ours).
+A frame body is canonical CBOR: ``[0, [msg, ...]]`` carries a batch of messages of the
+channel's protocol, ``[1, code, message]`` an error the remote should show. On a link's
+channel (links.py) a body is a link frame's; on a request stream (the join), a frame is
+a 4-byte big-endian length and that many bytes (`FrameStream`).
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import cbor2
-from libp2p.abc import INetStream
-from libp2p.network.stream.exceptions import StreamError
 
 from colonynode.core.codec import MessageCodec, decode_raw
 from colonynode.core.errors import ColonyError, DecodeError, LimitExceeded
-from colonynode.core.limits import FRAME_BYTES_MAX
+from colonynode.core.limits import FRAME_BYTES_MAX, DecodeLimits
 
-__all__ = ["FrameStream", "RemoteError", "StreamClosed"]
+__all__ = ["KIND_BATCH", "ByteStream", "FrameStream", "RemoteError", "StreamClosed",
+           "decode_batch"]  # fmt: skip
 
 KIND_BATCH = 0
 KIND_ERROR = 1
@@ -36,11 +36,36 @@ class RemoteError(ColonyError):
         self.code = code
 
 
+class ByteStream(Protocol):
+    """What FrameStream reads and writes (a link's request stream): `read` returns b""
+    at the end; a closed stream raises StreamClosed."""
+
+    async def read(self, n: int | None = None) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
+def decode_batch(body: bytes, codec: MessageCodec, limits: DecodeLimits | None = None) -> list[Any]:
+    """A frame body's messages; RemoteError if it is an error frame."""
+    value = decode_raw(body, limits or codec.limits)
+    if type(value) is list and len(value) == 3 and value[0] == KIND_ERROR:
+        raise RemoteError(str(value[1])[:64], str(value[2])[:500])
+    if type(value) is not list or len(value) != 2 or value[0] != KIND_BATCH:
+        raise DecodeError("frame is neither a batch nor an error")
+    if type(value[1]) is not list:
+        raise DecodeError(f"a {codec.name} batch is an array of messages")
+    return codec.decode_list(value[1])  # each message's conversion checks limits
+
+
 class FrameStream:
     """Read and write whole frames of one protocol's messages on one stream."""
 
     def __init__(
-        self, stream: INetStream, codec: MessageCodec, frame_bytes_max: int = FRAME_BYTES_MAX
+        self, stream: ByteStream, codec: MessageCodec, frame_bytes_max: int = FRAME_BYTES_MAX
     ) -> None:
         self.stream = stream
         self.codec = codec
@@ -49,10 +74,7 @@ class FrameStream:
 
     async def _read_exactly(self, n: int) -> bytes:
         while len(self._buf) < n:
-            try:
-                chunk = await self.stream.read(max(n - len(self._buf), 65536))
-            except StreamError as exc:
-                raise StreamClosed(f"stream closed: {type(exc).__name__}") from None
+            chunk = await self.stream.read(max(n - len(self._buf), 65536))
             if not chunk:
                 raise StreamClosed("stream closed")
             self._buf += chunk
@@ -65,14 +87,7 @@ class FrameStream:
         (length,) = _LEN.unpack(await self._read_exactly(_LEN.size))
         if length > self.frame_bytes_max:
             raise LimitExceeded(f"frame of {length} bytes over the {self.frame_bytes_max} cap")
-        value = decode_raw(await self._read_exactly(length), self.codec.limits)
-        if type(value) is list and len(value) == 3 and value[0] == KIND_ERROR:
-            raise RemoteError(str(value[1])[:64], str(value[2])[:500])
-        if type(value) is not list or len(value) != 2 or value[0] != KIND_BATCH:
-            raise DecodeError("frame is neither a batch nor an error")
-        if type(value[1]) is not list:
-            raise DecodeError(f"a {self.codec.name} batch is an array of messages")
-        return self.codec.decode_list(value[1])  # each message's conversion checks limits
+        return decode_batch(await self._read_exactly(length), self.codec)
 
     async def write_batch(self, msgs: list[Any]) -> int:
         wire = [KIND_BATCH, [self.codec.encode_one(m) for m in msgs]]
@@ -84,10 +99,7 @@ class FrameStream:
     async def _write(self, body: bytes) -> int:
         if len(body) > self.frame_bytes_max:
             raise LimitExceeded(f"frame of {len(body)} bytes over the {self.frame_bytes_max} cap")
-        try:
-            await self.stream.write(_LEN.pack(len(body)) + body)
-        except StreamError as exc:
-            raise StreamClosed(f"stream closed: {type(exc).__name__}") from None
+        await self.stream.write(_LEN.pack(len(body)) + body)
         return len(body)
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The Trio driver: persist before send, timers, batching; and a core over real libp2p."""
+"""The Trio driver: persist before send, timers, batching; and a core over real links."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import multiaddr
 import trio
 import trio.testing
 
@@ -17,7 +16,6 @@ from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
 from colonynode.core.transport import Receiver
 from colonynode.node.daemon.driver import CoreDriver
-from colonynode.node.daemon.host import build_host
 from colonynode.node.daemon.p2p import Channel, P2PTransport
 from colonynode.simulations.ping import Echo, EchoReceived, Ping, PingCore
 from colonynode.storage._trio import StoreWriter
@@ -183,37 +181,35 @@ async def test_persisted_returns_once_the_calls_before_it_are_durable() -> None:
 PING_CODEC = MessageCodec("ping", {1: Ping, 2: Echo})
 
 
-async def test_ping_core_over_real_libp2p_between_two_hosts() -> None:
+async def test_ping_core_over_real_links_between_two_transports() -> None:
     ids = [Identity.generate(), Identity.generate()]
-    hosts = [build_host(i) for i in ids]
-    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
     progress = Progress()
     async with trio.open_nursery() as nursery:
-        async with hosts[0].run(listen_addrs=listen), hosts[1].run(listen_addrs=listen):
-            drivers = []
-            for me, other, host in ((ids[0], ids[1], hosts[0]), (ids[1], ids[0], hosts[1])):
-                transport = P2PTransport(host, nursery, gate=lambda peer, ch: True)
-                transport.add_channel(Channel("ping", "/test/ping/1", PING_CODEC))
-                core = PingCore(me.node_id, [other.node_id], random.Random(1), interval_s=0.05)
-                driver = CoreDriver(
-                    core,
-                    "ping",
-                    transport,
-                    StoreWriter(MemoryStore(), off_loop=False),
-                    on_events=progress,
-                )
-                drivers.append((transport, driver))
-            await drivers[0][0].connect(str(hosts[1].get_addrs()[0]))
-            for _, driver in drivers:
-                await nursery.start(driver.run)
+        drivers = []
+        for me, other in ((ids[0], ids[1]), (ids[1], ids[0])):
+            transport = P2PTransport(me, nursery, gate=lambda peer, ch: True)
+            transport.add_channel(Channel("ping", "/test/ping/1", PING_CODEC))
+            await transport.listen(["/ip4/127.0.0.1/tcp/0"])
+            core = PingCore(me.node_id, [other.node_id], random.Random(1), interval_s=0.05)
+            driver = CoreDriver(
+                core,
+                "ping",
+                transport,
+                StoreWriter(MemoryStore(), off_loop=False),
+                on_events=progress,
+            )
+            drivers.append((transport, driver))
+        await drivers[0][0].connect(drivers[1][0].addrs()[0])
+        for _, driver in drivers:
+            await nursery.start(driver.run)
 
-            def echoes() -> list[EchoReceived]:
-                return [e for e in progress.events if isinstance(e, EchoReceived)]
+        def echoes() -> list[EchoReceived]:
+            return [e for e in progress.events if isinstance(e, EchoReceived)]
 
-            await progress.until(lambda: len({e.peer for e in echoes()}) == 2)
-            await progress.until(lambda: len(echoes()) >= 10)
-            for h in hosts:
-                await h.close()
+        await progress.until(lambda: len({e.peer for e in echoes()}) == 2)
+        await progress.until(lambda: len(echoes()) >= 10)
+        for transport, _ in drivers:
+            await transport.close()
         nursery.cancel_scope.cancel()
     got = [e for e in progress.events if isinstance(e, EchoReceived)]
     assert {e.peer for e in got} == {ids[0].node_id, ids[1].node_id}

@@ -1,22 +1,26 @@
-"""The libp2p transport: queued batches coalesce into frames under the cap, never over it;
-a stream's receive window is credited back once half of it was read, not every frame."""
+"""The daemon's transport: Noise-secured links on real TCP sockets on 127.0.0.1. Queued
+batches coalesce into frames under the cap, never over it; a link authenticates its
+peer; non-members reach only the open channels; a bad frame closes that link, never the
+transport; request streams answer and end."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import multiaddr
 import pytest
 import trio
-from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from colonynode.core.codec import MessageCodec
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
-from colonynode.node.daemon.host import build_host
-from colonynode.node.daemon.p2p import Channel, P2PTransport
+from colonynode.node.daemon.links import DATA, LinkStream, Noise, frame
+from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport, parse_addr
+from colonynode.node.daemon.wire import FrameStream, RemoteError
+
+LISTEN = ["/ip4/127.0.0.1/tcp/0"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,87 +30,189 @@ class Blob:
 
 
 CODEC = MessageCodec("blob", {1: Blob})
+BLOB = Channel("blob", "/test/blob/1", CODEC)
+OPEN = Channel("open", "/test/open/1", CODEC, open_to_non_members=True)
+
+
+class Changes:
+    """A transport's link changes (its on_change), to wait on without polling."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def __call__(self) -> None:
+        self.event.set()
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        with trio.fail_after(timeout_s):
+            while not condition():
+                await self.event.wait()
+                self.event = trio.Event()
+
+
+@asynccontextmanager
+async def transports(
+    n: int, gate: Callable[[NodeId, str], bool] = lambda p, c: True, **limits: Any
+) -> AsyncIterator[tuple[list[Identity], list[P2PTransport]]]:
+    ids = [Identity.generate() for _ in range(n)]
+    async with trio.open_nursery() as nursery:
+        ts = [P2PTransport(i, nursery, gate, Changes(), handshake_s=2.0, **limits) for i in ids]
+        for t in ts:
+            t.add_channel(BLOB)
+            t.add_channel(OPEN)
+            await t.listen(LISTEN)
+        yield ids, ts
+        for t in ts:
+            await t.close()
+        nursery.cancel_scope.cancel()
+
+
+def collect(into: list[int], done: trio.Event, n: int) -> Callable[..., None]:
+    def receive(sender: NodeId, channel: str, msgs: Sequence[Any]) -> None:
+        into.extend(m.n for m in msgs)
+        if len(into) >= n:
+            done.set()
+
+    return receive
 
 
 async def test_big_batches_split_into_frames_and_an_oversized_message_is_dropped() -> None:
-    ids = [Identity.generate(), Identity.generate()]
-    hosts = [build_host(i) for i in ids]
-    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
     got: list[int] = []
     done = trio.Event()
-
-    def receive(sender: NodeId, channel: str, msgs: Sequence[Any]) -> None:
-        got.extend(m.n for m in msgs)
-        if len(got) >= 10:
-            done.set()
-
-    async with trio.open_nursery() as nursery:
-        async with hosts[0].run(listen_addrs=listen), hosts[1].run(listen_addrs=listen):
-            ts = [P2PTransport(h, nursery, gate=lambda p, c: True) for h in hosts]
-            for t in ts:
-                t.add_channel(Channel("blob", "/test/blob/1", CODEC))
-            ts[1].set_receiver("blob", receive)
-            await ts[0].connect(str(hosts[1].get_addrs()[0]))
-            # 2 MB queued at once: more than one frame may carry (1 MiB cap).
-            too_big = Blob(-1, b"y" * (1_200_000))
-            batch = [Blob(i, b"x" * 200_000) for i in range(5)]
-            assert ts[0].send(ids[1].node_id, "blob", batch)
-            assert ts[0].send(ids[1].node_id, "blob", [too_big])
-            assert ts[0].send(
-                ids[1].node_id, "blob", [Blob(i, b"x" * 200_000) for i in range(5, 10)]
-            )
-            with trio.fail_after(20):
-                await done.wait()
-            for h in hosts:
-                await h.close()
-        nursery.cancel_scope.cancel()
-    assert got == list(range(10))
-    assert ts[0].counters["oversized_dropped"] == 1
-    assert ts[0].counters["frames_out_blob"] >= 3
+    async with transports(2) as (ids, ts):
+        ts[1].set_receiver("blob", collect(got, done, 10))
+        assert await ts[0].connect(ts[1].addrs()[0]) == ids[1].node_id
+        # 2 MB queued at once: more than one frame may carry (1 MiB cap).
+        too_big = Blob(-1, b"y" * (1_200_000))
+        assert ts[0].send(ids[1].node_id, "blob", [Blob(i, b"x" * 200_000) for i in range(5)])
+        assert ts[0].send(ids[1].node_id, "blob", [too_big])
+        assert ts[0].send(ids[1].node_id, "blob", [Blob(i, b"x" * 200_000) for i in range(5, 10)])
+        with trio.fail_after(20):
+            await done.wait()
+        assert got == list(range(10))
+        assert ts[0].counters["oversized_dropped"] == 1
+        assert ts[0].counters["frames_out_blob"] >= 2
+        assert ts[1].counters["frames_in_blob"] == ts[0].counters["frames_out_blob"]
 
 
-async def test_frames_one_at_a_time_are_not_each_answered_with_a_window_update(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    updates: list[int] = []
-    send_update = YamuxStream.send_window_update
-
-    async def counted(self: YamuxStream, increment: int, skip_lock: bool = False) -> None:
-        updates.append(increment)
-        await send_update(self, increment, skip_lock)
-
-    monkeypatch.setattr(YamuxStream, "send_window_update", counted)
-    ids = [Identity.generate(), Identity.generate()]
-    hosts = [build_host(i) for i in ids]
-    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+async def test_a_link_goes_both_ways_and_a_send_to_no_link_is_refused() -> None:
     got: list[int] = []
-    arrived = trio.Event()
+    done = trio.Event()
+    async with transports(3) as (ids, ts):
+        ts[0].set_receiver("blob", collect(got, done, 1))
+        await ts[0].connect(ts[1].addrs()[0])
+        changes = ts[1]._on_change
+        assert isinstance(changes, Changes)  # the listener knows its dialer after the HELLOs
+        await changes.until(lambda: ids[0].node_id in ts[1].peers())
+        assert ts[1].send(ids[0].node_id, "blob", [Blob(7, b"")])  # back on the same link
+        with trio.fail_after(5):
+            await done.wait()
+        assert got == [7]
+        assert not ts[0].send(ids[2].node_id, "blob", [Blob(8, b"")])  # never dialled
 
-    def receive(sender: NodeId, channel: str, msgs: Sequence[Any]) -> None:
-        got.extend(m.n for m in msgs)
-        arrived.set()
 
-    frames, size = 300, 2_000  # 600 KB in all: more than two 256 KiB windows
-    async with trio.open_nursery() as nursery:
-        async with hosts[0].run(listen_addrs=listen), hosts[1].run(listen_addrs=listen):
-            ts = [P2PTransport(h, nursery, gate=lambda p, c: True) for h in hosts]
-            for t in ts:
-                t.add_channel(Channel("blob", "/test/blob/1", CODEC))
-            ts[1].set_receiver("blob", receive)
-            await ts[0].connect(str(hosts[1].get_addrs()[0]))
-            before = len(updates)  # the handshake's streams may have credited some
-            with trio.fail_after(30):
-                for i in range(frames):  # each waits for the last: one frame each
-                    arrived = trio.Event()
-                    assert ts[0].send(ids[1].node_id, "blob", [Blob(i, b"x" * size)])
-                    await arrived.wait()
-            sent = updates[before:]
-            for h in hosts:
-                await h.close()
-        nursery.cancel_scope.cancel()
-    assert got == list(range(frames))
-    assert ts[0].counters["frames_out_blob"] == frames
-    # Credit goes back once per half window read (~128 KiB): about 5 for 600 KB, where
-    # a credit for every read is one a frame.
-    assert 2 <= len(sent) <= 10, len(sent)
-    assert sum(sent) >= frames * size - 256 * 1024  # what was read was credited back
+async def test_a_dial_to_an_address_whose_peer_id_is_not_the_listeners_fails() -> None:
+    async with transports(3) as (ids, ts):
+        host, port, _ = parse_addr(ts[1].addrs()[0])
+        wrong = f"/ip4/{host}/tcp/{port}/p2p/{ids[2].peer_id}"
+        with trio.fail_after(10), pytest.raises(DialError):
+            await ts[0].connect(wrong)
+        assert list(ts[0].peers()) == []
+
+
+async def test_a_non_member_reaches_only_the_open_channels() -> None:
+    blobs: list[int] = []
+    opens: list[int] = []
+    done = trio.Event()
+    async with transports(2, gate=lambda peer, channel: False) as (ids, ts):
+        ts[1].set_receiver("blob", collect(blobs, trio.Event(), 1))
+        ts[1].set_receiver("open", collect(opens, done, 1))
+        await ts[0].connect(ts[1].addrs()[0])
+        assert ts[0].send(ids[1].node_id, "blob", [Blob(1, b"")])
+        assert ts[0].send(ids[1].node_id, "blob", [Blob(2, b"")])
+        assert ts[0].send(ids[1].node_id, "open", [Blob(3, b"")])
+        with trio.fail_after(5):
+            await done.wait()  # after the blobs on the same link
+        assert opens == [3] and blobs == []
+        assert ts[1].counters["refused_streams"] == 1  # once a channel and link
+
+
+async def test_a_bad_frame_closes_that_link_and_the_transport_keeps_serving() -> None:
+    async with transports(2) as (ids, ts):
+        host, port, _ = parse_addr(ts[1].addrs()[0])
+        sock = await trio.open_tcp_stream(host, port)
+        link = await Noise(ids[0]).secure(sock, ids[1].node_id)
+        await link.hello([BLOB.protocol])
+        await link.read_hello()
+        await link.write(frame(1, DATA, 0, b"\xff\xfe not cbor"))
+        with trio.fail_after(5):  # the listener closes the link
+            while True:
+                try:
+                    await link.read_frame()
+                except Exception:
+                    break
+        await link.aclose()
+        assert ts[1].counters["bad_frames"] == 1
+        got: list[int] = []
+        done = trio.Event()
+        ts[1].set_receiver("blob", collect(got, done, 1))
+        await ts[0].connect(ts[1].addrs()[0])  # a new link works
+        assert ts[0].send(ids[1].node_id, "blob", [Blob(5, b"")])
+        with trio.fail_after(5):
+            await done.wait()
+
+
+async def test_a_plaintext_dialer_is_dropped_and_counted() -> None:
+    async with transports(1) as (_, ts):
+        host, port, _ = parse_addr(ts[0].addrs()[0])
+        sock = await trio.open_tcp_stream(host, port)
+        hello = b"\x13/multistream/1.0.0\n\x0d/plaintext/2.0.0\n"
+        await sock.send_all(hello * 200)  # Noise reads a first message, then waits
+        with trio.fail_after(10):  # for the handshake's deadline (2 s here)
+            rest = b""
+            while chunk := await sock.receive_some(4096):
+                rest += chunk
+        await sock.aclose()
+        assert ts[0].counters["handshakes_failed"] == 1 and list(ts[0].peers()) == []
+
+
+async def test_a_request_stream_is_answered_and_ended() -> None:
+    async def echo(stream: LinkStream) -> None:
+        frames = FrameStream(stream, CODEC)
+        msgs = await frames.read_batch()
+        await frames.write_batch([Blob(m.n + 1, m.data) for m in msgs])
+
+    async def refuse(stream: LinkStream) -> None:
+        await FrameStream(stream, CODEC).write_error("nope", "not today")
+
+    async with transports(2) as (ids, ts):
+        ts[1].set_stream_handler("blob", echo)
+        ts[1].set_stream_handler("open", refuse)
+        await ts[0].connect(ts[1].addrs()[0])
+        with trio.fail_after(5):
+            for k in range(3):  # streams one after another on one link
+                frames = await ts[0].open(ids[1].node_id, "blob")
+                await frames.write_batch([Blob(k, b"q")])
+                assert await frames.read_batch() == [Blob(k + 1, b"q")]
+                await frames.close()
+            frames = await ts[0].open(ids[1].node_id, "open")
+            await frames.write_batch([Blob(0, b"")])
+            with pytest.raises(RemoteError, match="not today"):
+                await frames.read_batch()
+
+
+async def test_strangers_links_are_few_and_short_lived_members_links_stay() -> None:
+    members: set[NodeId] = set()
+    async with transports(5, lambda peer, c: peer in members, strangers_max=2,
+                          stranger_link_s=1.0) as (ids, ts):  # fmt: skip
+        members.update((ids[0].node_id, ids[4].node_id))
+        await ts[4].connect(ts[0].addrs()[0])  # a member, first: its link is the oldest
+        for t in ts[1:3]:  # two strangers: the most it keeps
+            await t.connect(ts[0].addrs()[0])
+        with trio.fail_after(5), pytest.raises(DialError):
+            await ts[3].connect(ts[0].addrs()[0])  # a third is refused
+        assert ts[0].counters["links_refused"] == 1
+        changes = ts[0]._on_change
+        assert isinstance(changes, Changes)
+        await changes.until(lambda: set(ts[0].peers()) == {ids[4].node_id})
+        assert ts[0].counters["stranger_links_closed"] == 2  # their time ran out, not its
