@@ -18,7 +18,7 @@ Own sequence numbers are reserved `SEQ_BLOCK` at a time (`next_seq` stored is th
 the reservation, written again when half of it is used), so a restarted node resumes past
 every number it may have used, including one sent in a record before its turn's commit
 (the daemon's early Submit, node/core/nodecore.py). The numbers a restart passes over
-count as held (compacted): a peer that asks for them hears they are gone.
+are filled with void records at its first tick (core.py, `_pass_reserved_seqs`).
 
 Retention: a body is compacted (its row deleted; the hwm still covers it)
 `retention_of(kind)` seconds after it was accepted here. Monotonic time does not survive
@@ -54,7 +54,7 @@ TABLE_RECORDS = "gossip.rec"
 TABLE_HWM = "gossip.hwm"
 TABLE_AHEAD = "gossip.ahead"
 TABLE_META = "gossip.meta"
-SEQ_BLOCK = 256  # own sequence numbers reserved a durable write at a time
+SEQ_BLOCK = 16  # own sequence numbers reserved a durable write at a time
 _AUTHOR_BYTES = 32
 
 
