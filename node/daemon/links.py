@@ -19,6 +19,7 @@ STREAM_FRAMES_MAX, streams a link by STREAMS_MAX.
 
 from __future__ import annotations
 
+import socket
 import struct
 from typing import Any
 
@@ -51,6 +52,28 @@ CHANNELS_MAX = 32  # protocol ids a HELLO may list
 PROTOCOL_CHARS_MAX = 128
 
 
+# A peer that vanished without a FIN or RST (a laptop that slept, a cut cable): the
+# link errors once sent data has waited LINK_UNACKED_S for an acknowledgement, or, idle,
+# after KEEPALIVE probes go unanswered, instead of TCP's ~15 minutes of retransmissions.
+LINK_UNACKED_S = 30
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 15, 5, 3
+
+
+def tune_socket(sock: trio.SocketStream) -> None:
+    """Keepalive and a bound on unacknowledged data (Linux; elsewhere what exists)."""
+    raw = sock.socket
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+        ("TCP_USER_TIMEOUT", LINK_UNACKED_S * 1000),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            raw.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 class Noise:
     """This node's side of the handshake: its identity key, a fresh static X25519 key."""
 
@@ -61,6 +84,7 @@ class Noise:
 
     async def secure(self, sock: trio.SocketStream, expect: NodeId | None) -> Link:
         """Run the handshake on `sock` (as dialer when `expect`, the peer it must be)."""
+        tune_socket(sock)
         raw = RawConnection(TrioTCPStream(sock), expect is not None)
         if expect is None:
             session = await self._transport.secure_inbound(raw)

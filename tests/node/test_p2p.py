@@ -216,3 +216,22 @@ async def test_strangers_links_are_few_and_short_lived_members_links_stay() -> N
         assert isinstance(changes, Changes)
         await changes.until(lambda: set(ts[0].peers()) == {ids[4].node_id})
         assert ts[0].counters["stranger_links_closed"] == 2  # their time ran out, not its
+
+
+async def test_a_links_socket_gives_up_on_a_silent_peer_within_seconds() -> None:
+    """Keepalive and TCP_USER_TIMEOUT are set on both ends of a link (a peer that
+    vanished without a FIN is noticed in ~30 s, not after TCP's ~15 minutes)."""
+    import socket
+
+    async with transports(2) as (ids, ts):
+        await ts[0].connect(ts[1].addrs()[0])
+        changes = ts[1]._on_change
+        assert isinstance(changes, Changes)
+        await changes.until(lambda: ids[0].node_id in ts[1].peers())
+        for t, peer in ((ts[0], ids[1].node_id), (ts[1], ids[0].node_id)):
+            link = t._link_to(peer)
+            assert link is not None
+            raw = link.sock.socket
+            assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
+            assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 15
