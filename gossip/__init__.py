@@ -9,7 +9,7 @@
 """
 
 from colonynode.gossip.config import GossipConfig
-from colonynode.gossip.core import COUNTERS, GossipCore, Verify, verify_record
+from colonynode.gossip.core import COUNTERS, VOID_KIND, GossipCore, Verify, verify_record
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import (
     CODEC,
@@ -41,6 +41,7 @@ __all__ = [
     "COUNTERS",
     "ENVELOPE_KIND",
     "RECORD_DOMAIN",
+    "VOID_KIND",
     "Accepted",
     "Digest",
     "Gone",

@@ -49,6 +49,7 @@ from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
 from colonynode.gossip import (
     RECORD_DOMAIN,
+    VOID_KIND,
     Accepted,
     GossipConfig,
     GossipCore,
@@ -203,6 +204,8 @@ class GossipValidity(BaseChecker):
                 env = event.envelope
                 if not self.valid(env):
                     found.append(f"honest node {node} accepted an invalid {env!r}")
+                elif event.kind == VOID_KIND:
+                    continue
                 elif not event.local and (event.author, event.seq) not in self.s.index:
                     found.append(f"node {node} accepted {env!r}, which nobody published")
         return found
@@ -396,6 +399,8 @@ class GossipScenario(Scenario):
 
     def on_event(self, world: World, node: SimNode[Any], event: Any) -> None:
         if type(event) is not Accepted or not self.honest[node.index]:
+            return
+        if event.kind == VOID_KIND:  # a number a restart passed over: no record of ours
             return
         now_s = world.now_s
         key = (event.author, event.seq)
