@@ -29,7 +29,13 @@ from colonynode.core.ids import NodeId, node_id_from_peer_id, peer_id_str, short
 from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.core.transport import Receiver
 from colonynode.node.daemon.links import DATA, END, STREAMS_MAX, Link, LinkStream, Noise, frame
-from colonynode.node.daemon.wire import KIND_BATCH, FrameStream, StreamClosed, decode_batch
+from colonynode.node.daemon.wire import (
+    KIND_BATCH,
+    FrameStream,
+    RemoteError,
+    StreamClosed,
+    decode_batch,
+)
 
 __all__ = ["Channel", "DialError", "P2PTransport", "full_addr", "parse_addr"]
 
@@ -336,8 +342,8 @@ class P2PTransport:
                     self._stream_frame(link, index, kind, sid, body)
         except (StreamClosed, trio.ClosedResourceError):
             pass
-        except (DecodeError, LimitExceeded) as exc:
-            self.counters["bad_frames"] += 1
+        except (DecodeError, LimitExceeded, RemoteError) as exc:  # (nobody sends errors
+            self.counters["bad_frames"] += 1  # on a channel's batches: it is a bad frame)
             log.info("bad frame from %s: %s; closing that link", short_id(peer), exc)
         except Exception:
             self.counters["handler_errors"] += 1

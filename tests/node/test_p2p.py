@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
 import pytest
 import trio
 
@@ -137,14 +138,17 @@ async def test_a_non_member_reaches_only_the_open_channels() -> None:
         assert ts[1].counters["refused_streams"] == 1  # once a channel and link
 
 
-async def test_a_bad_frame_closes_that_link_and_the_transport_keeps_serving() -> None:
+@pytest.mark.parametrize(
+    "bad", [b"\xff\xfe not cbor", cbor2.dumps([1, "oops", "an error frame on a channel"])]
+)
+async def test_a_bad_frame_closes_that_link_and_the_transport_keeps_serving(bad: bytes) -> None:
     async with transports(2) as (ids, ts):
         host, port, _ = parse_addr(ts[1].addrs()[0])
         sock = await trio.open_tcp_stream(host, port)
         link = await Noise(ids[0]).secure(sock, ids[1].node_id)
         await link.hello([BLOB.protocol])
         await link.read_hello()
-        await link.write(frame(1, DATA, 0, b"\xff\xfe not cbor"))
+        await link.write(frame(1, DATA, 0, bad))
         with trio.fail_after(5):  # the listener closes the link
             while True:
                 try:
