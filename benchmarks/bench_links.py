@@ -34,6 +34,21 @@ async def _timed(name: str, frames: int, round_trip: Exchange) -> dict[str, floa
     return {"cpu_us_a_round_trip": 1e6 * cpu / frames, "wall_us_a_round_trip": 1e6 * wall / frames}
 
 
+def _echoed(
+    write: Callable[[bytes], Awaitable[object]], read: Callable[[], Awaitable[bytes]], size: int
+) -> Exchange:
+    """One length-prefixed payload out, and as many bytes back (an echoing peer)."""
+    payload = _LEN.pack(size) + b"x" * size
+
+    async def once() -> None:
+        await write(payload)
+        got = 0
+        while got < len(payload):
+            got += len(await read())
+
+    return once
+
+
 async def bench_links(frames: int, size: int) -> dict[str, float]:
     a, b = Identity.generate(), Identity.generate()
     ready: trio.Event = trio.Event()
@@ -99,14 +114,7 @@ async def bench_libp2p(frames: int, size: int) -> dict[str, float]:
         addr = str(b.get_addrs()[0])
         await a.connect(info_from_p2p_addr(multiaddr.Multiaddr(addr)))
         stream = await a.new_stream(b.get_id(), ["/bench/1"])
-        payload = _LEN.pack(size) + b"x" * size
-
-        async def once() -> None:
-            await stream.write(payload)
-            got = 0
-            while got < len(payload):
-                got += len(await stream.read(65536))
-
+        once = _echoed(stream.write, lambda: stream.read(65536), size)
         out = await _timed("libp2p", frames, once)
         await a.close()
         await b.close()
@@ -121,14 +129,7 @@ async def bench_plain(frames: int, size: int) -> dict[str, float]:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(trio.serve_tcp, serve, 0)
         sock = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
-        payload = _LEN.pack(size) + b"x" * size
-
-        async def once() -> None:
-            await sock.send_all(payload)
-            got = 0
-            while got < len(payload):
-                got += len(await sock.receive_some(65536))
-
+        once = _echoed(sock.send_all, lambda: sock.receive_some(65536), size)
         out = await _timed("plain", frames, once)
         nursery.cancel_scope.cancel()
     return out

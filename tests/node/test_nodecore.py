@@ -6,7 +6,7 @@ from __future__ import annotations
 from colonynode.consensus.messages import Claim, Submit
 from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED
 from colonynode.core.scheduling import ExecutorAdvert
-from colonynode.node.core import NotFound, PermissionDenied, channel_of
+from colonynode.node.core import Dial, NotFound, PermissionDenied, channel_of
 from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import Hello
 from colonynode.node.core.processes import OWN_CLAIM_QUIET_S
@@ -191,3 +191,18 @@ def test_a_submit_leaves_before_its_commit_only_below_a_durable_reservation() ->
     sends = core.take_effects().sends
     assert any(isinstance(m, Submit) for _, m in sends)
     assert not [m for _, m in core.early_sends(sends) if isinstance(m, Submit | Claim)]
+
+
+def test_a_member_it_is_not_connected_to_is_looked_up_in_the_dht_and_dialled() -> None:
+    """A member this node cannot reach is found through its signed /peer/ record in the
+    DHT (the daemon then dials the address found), whatever hints it may have had."""
+    colony = Colony(5, dial=True)
+    ids = [x.node_id for x in colony.identities]
+    addr = f"/ip4/10.0.0.4/tcp/4001/p2p/{colony.identities[4].peer_id}"
+    colony.net.call(4, lambda core, now: core.set_addrs(now, (addr,)))
+    for i, away in ((3, 4), (4, 3)):  # 3 and 4 are not connected to each other
+        peers = [p for j, p in enumerate(ids) if j not in (i, away)]
+        colony.net.call(i, lambda core, now, peers=peers: core.set_connected(now, peers))
+    colony.run_until(lambda: colony.core(3).links.found_addrs >= 1, 60)
+    dials = [n.addr for n in colony.net.events(3, Dial)]
+    assert addr in dials
