@@ -23,13 +23,20 @@ __all__ = ["GONE_CLAIMS_MAX", "on_digest", "on_gone", "on_ihave", "on_iwant", "o
 GONE_CLAIMS_MAX = 64  # members whose Gone claims about one author are kept
 
 
+def _within(core: GossipCore, counts: dict[NodeId, int], sender: NodeId, limit: int,
+            ignored: str) -> bool:  # fmt: skip
+    """Count one more message of `sender`'s this heartbeat; False (counted as `ignored`)
+    once it is over `limit`."""
+    n = counts[sender] = counts.get(sender, 0) + 1
+    if n > limit:
+        core.counters[ignored] += 1
+        return False
+    return True
+
+
 def on_ihave(core: GossipCore, now_s: float, sender: NodeId, msg: IHave) -> None:
-    n = core._ihave_hb.get(sender, 0) + 1
-    core._ihave_hb[sender] = n
-    if n > core.config.ihave_per_peer_hb_max:
-        core.counters["ihave_ignored"] += 1
-        return
-    want(core, now_s, sender, msg.ranges)
+    if _within(core, core._ihave_hb, sender, core.config.ihave_per_peer_hb_max, "ihave_ignored"):
+        want(core, now_s, sender, msg.ranges)
 
 
 def want(core: GossipCore, now_s: float, peer: NodeId, ranges: Collection[SeqRange]) -> None:
@@ -63,10 +70,8 @@ def want(core: GossipCore, now_s: float, peer: NodeId, ranges: Collection[SeqRan
 
 
 def on_iwant(core: GossipCore, now_s: float, sender: NodeId, msg: IWant) -> None:
-    n = core._iwant_hb.get(sender, 0) + 1
-    core._iwant_hb[sender] = n
-    if n > core.config.iwant_per_peer_hb_max:
-        core.counters["iwant_ignored"] += 1
+    if not _within(core, core._iwant_hb, sender, core.config.iwant_per_peer_hb_max,
+                   "iwant_ignored"):  # fmt: skip
         return
     budget = core.config.iwant_records_max
     ledger = core.ledger
@@ -123,10 +128,8 @@ def on_summary(core: GossipCore, now_s: float, sender: NodeId, msg: Summary) -> 
 
 
 def on_digest(core: GossipCore, now_s: float, sender: NodeId, msg: Digest) -> None:
-    n = core._ihave_hb.get(sender, 0) + 1  # digests share the IHAVE budget
-    core._ihave_hb[sender] = n
-    if n > core.config.ihave_per_peer_hb_max:
-        core.counters["ihave_ignored"] += 1
+    limit = core.config.ihave_per_peer_hb_max  # digests share the IHAVE budget
+    if not _within(core, core._ihave_hb, sender, limit, "ihave_ignored"):
         return
     ledger = core.ledger
     theirs = msg.hwms

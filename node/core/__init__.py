@@ -7,7 +7,7 @@ clock (tests/test_layering.py). The Trio daemon that runs it is node/daemon/.
 
 from colonynode.node.core import requests
 from colonynode.node.core.errors import JoinFailed, NotFound, NotHolder, NotOwner, PermissionDenied
-from colonynode.node.core.nodecore import CHANNELS, NodeConfig, NodeCore, channel_of, early_sends
+from colonynode.node.core.nodecore import CHANNELS, NodeConfig, NodeCore, channel_of
 from colonynode.node.core.requests import Answer, Dial, Disconnect, RunStopped, Silenced
 
 __all__ = [
@@ -25,6 +25,5 @@ __all__ = [
     "RunStopped",
     "Silenced",
     "channel_of",
-    "early_sends",
     "requests",
 ]

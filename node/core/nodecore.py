@@ -64,7 +64,7 @@ from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
 from colonynode.storage.api import Store
 
-__all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of", "early_sends"]
+__all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of"]
 
 PUMP_ROUNDS_MAX = 64  # rounds of one take_effects; more means parts keep waking each other
 TIMERS_MAX = 200_000  # pending timers (long-polls, rounds, sweeps)
@@ -96,17 +96,6 @@ def channel_of(msg: Any) -> str:
 # passes it.
 EARLY = frozenset({lm.Submit, lm.Claim, lm.Renew, lm.Close, lm.Release, lm.Cancel, lm.Expire,
                    lm.Read})  # fmt: skip
-
-
-def early_sends(
-    sends: list[tuple[NodeId, Any]], *, submits: bool = False
-) -> list[tuple[NodeId, Any]]:
-    """The messages of a batch that may leave before its writes are durable (Submits
-    only if `submits`: NodeCore.early_sends says)."""
-    if submits:
-        return [(to, msg) for to, msg in sends if type(msg) in EARLY]
-    held = {to for to, msg in sends if type(msg) is lm.Submit}
-    return [(to, msg) for to, msg in sends if type(msg) in EARLY and to not in held]
 
 
 @dataclass(frozen=True)
@@ -312,7 +301,10 @@ class NodeCore:
         Submits too while every own sequence number handed out lies below a reservation
         an earlier turn made durable. (The daemon's driver only; the simulator commits
         every batch before its sends.)"""
-        return early_sends(sends, submits=self.gossip.ledger.next_seq <= self._seqs_durable_below)
+        if self.gossip.ledger.next_seq <= self._seqs_durable_below:
+            return [(to, msg) for to, msg in sends if type(msg) in EARLY]
+        held = {to for to, msg in sends if type(msg) is lm.Submit}
+        return [(to, msg) for to, msg in sends if type(msg) in EARLY and to not in held]
 
     def take_effects(self) -> Effects:
         # What the last turn's writes reserved is durable before this turn's sends (a

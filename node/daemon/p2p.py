@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cbor2
 import multiaddr
 import trio
 
@@ -30,14 +29,14 @@ from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.core.transport import Receiver
 from colonynode.node.daemon.links import DATA, END, STREAMS_MAX, Link, LinkStream, Noise, frame
 from colonynode.node.daemon.wire import (
-    KIND_BATCH,
     FrameStream,
     RemoteError,
     StreamClosed,
     decode_batch,
+    encode_batch,
 )
 
-__all__ = ["Channel", "DialError", "P2PTransport", "full_addr", "parse_addr"]
+__all__ = ["Channel", "DialError", "P2PTransport", "parse_addr"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,6 @@ DIAL_S = 10.0
 
 class DialError(ColonyError):
     pass
-
-
-def full_addr(addr: str, nid: NodeId) -> str:
-    """`addr` ending in /p2p/<peer id> (what `connect` dials)."""
-    return addr if "/p2p/" in addr else f"{addr}/p2p/{peer_id_str(nid)}"
 
 
 def parse_addr(addr: str) -> tuple[str, int, NodeId | None]:
@@ -430,7 +424,7 @@ class P2PTransport:
         """`msgs` as one frame, or halves of it while a frame would be too big."""
         index = self._by_name[name]
         codec = self._channels[index - 1].codec
-        body = cbor2.dumps([KIND_BATCH, [codec.encode_one(m) for m in msgs]], canonical=True)
+        body = encode_batch(msgs, codec)
         if len(body) <= FRAME_BYTES_MAX:
             self.counters[f"frames_out_{name}"] += 1
             return frame(index, DATA, 0, body)

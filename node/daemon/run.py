@@ -48,7 +48,6 @@ __all__ = ["JoinFailed", "Node", "run_daemon"]
 log = logging.getLogger("colonynode.node")
 
 DIALS_IN_FLIGHT_MAX = 8
-PEERS_RECHECK_S = 1.0
 
 
 class Node:
@@ -191,12 +190,6 @@ class Node:
         if self._driver is not None and self._transport is not None:
             self._driver.set_connected(list(self._transport.peers()))
 
-    async def _watch_peers(self) -> None:
-        # Belt and braces for the links' own change events: re-check every second.
-        while True:
-            self._peers_changed()
-            await trio.sleep(PEERS_RECHECK_S)
-
     def _on_notice(self, notice: Any) -> None:
         nursery = self._nursery
         assert nursery is not None
@@ -267,7 +260,6 @@ class Node:
                     await join(self, *join_with)
                 for addr in transport.addrs():
                     log.info("listening on %s", addr)
-                nursery.start_soon(self._watch_peers)
                 stop = trio.Event()
                 await nursery.start(self._serve_api, stop)
                 self._log_ready()

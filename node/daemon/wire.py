@@ -16,10 +16,10 @@ import cbor2
 
 from colonynode.core.codec import MessageCodec, decode_raw
 from colonynode.core.errors import ColonyError, DecodeError, LimitExceeded
-from colonynode.core.limits import FRAME_BYTES_MAX, DecodeLimits
+from colonynode.core.limits import FRAME_BYTES_MAX
 
 __all__ = ["KIND_BATCH", "ByteStream", "FrameStream", "RemoteError", "StreamClosed",
-           "decode_batch"]  # fmt: skip
+           "decode_batch", "encode_batch"]  # fmt: skip
 
 KIND_BATCH = 0
 KIND_ERROR = 1
@@ -49,9 +49,14 @@ class ByteStream(Protocol):
     async def reset(self) -> None: ...
 
 
-def decode_batch(body: bytes, codec: MessageCodec, limits: DecodeLimits | None = None) -> list[Any]:
+def encode_batch(msgs: list[Any], codec: MessageCodec) -> bytes:
+    """A frame body of `msgs`."""
+    return cbor2.dumps([KIND_BATCH, [codec.encode_one(m) for m in msgs]], canonical=True)
+
+
+def decode_batch(body: bytes, codec: MessageCodec) -> list[Any]:
     """A frame body's messages; RemoteError if it is an error frame."""
-    value = decode_raw(body, limits or codec.limits)
+    value = decode_raw(body, codec.limits)
     if type(value) is list and len(value) == 3 and value[0] == KIND_ERROR:
         raise RemoteError(str(value[1])[:64], str(value[2])[:500])
     if type(value) is not list or len(value) != 2 or value[0] != KIND_BATCH:
@@ -90,8 +95,7 @@ class FrameStream:
         return decode_batch(await self._read_exactly(length), self.codec)
 
     async def write_batch(self, msgs: list[Any]) -> int:
-        wire = [KIND_BATCH, [self.codec.encode_one(m) for m in msgs]]
-        return await self._write(cbor2.dumps(wire, canonical=True))
+        return await self._write(encode_batch(msgs, self.codec))
 
     async def write_error(self, code: str, message: str) -> None:
         await self._write(cbor2.dumps([KIND_ERROR, code, message], canonical=True))
