@@ -31,11 +31,32 @@ ListenOpt = typer.Option(
 )
 ApiOpt = typer.Option(None, "--api", help="Local API HOST:PORT [default: 127.0.0.1:0].")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+ColoniesPortOpt = typer.Option(
+    None,
+    "--colonies-port",
+    help="Serve the Colonies-compatible API (pycolonies) on PORT (0: any free port; "
+    "kept for the next start; 'off' to stop serving it).",
+)
+ColoniesHostOpt = typer.Option(
+    "127.0.0.1", "--colonies-host", help="Address the Colonies API binds [default: 127.0.0.1]."
+)
 
 
 def _default_name() -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-._") or "node"
     return name[:40]
+
+
+def _colonies(settings: Any, port: str | None, host: str) -> None:
+    """`--colonies-port` turns the gateway on (kept in node.json); `off` turns it off."""
+    if port is None:
+        return
+    if port == "off":
+        settings.colonies = None
+        return
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ColonyError(f"--colonies-port {port!r} is not a port (0-65535) or 'off'")
+    settings.colonies = f"{host}:{int(port)}"
 
 
 def _settings(data_dir: str | None, name: str | None, listen: list[str] | None, api: str | None):  # type: ignore[no-untyped-def]
@@ -88,13 +109,18 @@ def start(
     name: str | None = NameOpt,
     listen: list[str] | None = ListenOpt,
     api: str | None = ApiOpt,
+    colonies_port: str | None = ColoniesPortOpt,
+    colonies_host: str = ColoniesHostOpt,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C stops it cleanly)."""
     from colonynode.node.daemon import run_daemon
     from colonynode.node.logs import setup_logging
 
     dd, settings = _settings(data_dir, name, listen, api)
+    _colonies(settings, colonies_port, colonies_host)
     dd.load_identity()  # one-line error pointing to init/join when there is none
+    if colonies_port is not None:
+        dd.save_settings(settings)
     setup_logging()
     run_daemon(dd.path, settings, None)
 
@@ -106,6 +132,8 @@ def join(
     name: str | None = NameOpt,
     listen: list[str] | None = ListenOpt,
     api: str | None = ApiOpt,
+    colonies_port: str | None = ColoniesPortOpt,
+    colonies_host: str = ColoniesHostOpt,
 ) -> None:
     """Join a colony with an invite, then run the daemon like `start`."""
     from colonynode.core.invite import parse_invite
@@ -114,6 +142,7 @@ def join(
 
     parse_invite(invite)  # a damaged or forged token fails here, before anything is created
     dd, settings = _settings(data_dir, name, listen, api)
+    _colonies(settings, colonies_port, colonies_host)
     created = not dd.has_identity()
     fresh_settings = dd.load_settings() is None
     dd.load_or_create_identity()
@@ -293,6 +322,22 @@ def voters_set(
     typer.echo(f"voters: {' '.join(reply['voters'])} (roster v{reply['roster_version']})")
 
 
+gateway_app = typer.Typer(help="The Colonies-compatible API (pycolonies).", no_args_is_help=True)
+
+
+@gateway_app.command("env")
+def gateway_env(data_dir: str | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Print the exports pycolonies programs need: eval "$(colonynode gateway env)"."""
+    import shlex
+
+    env = _client(data_dir).post("/v1/colonies/env", {})
+    if as_json:
+        _print_json(env)
+        return
+    for key, value in env.items():
+        typer.echo(f"export {key}={shlex.quote(str(value))}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("start")(start)
@@ -304,3 +349,4 @@ def register(app: typer.Typer) -> None:
     app.command("remove-member")(remove_member)
     app.add_typer(voters_app, name="voters")
     app.add_typer(gossip_app, name="gossip")
+    app.add_typer(gateway_app, name="gateway")

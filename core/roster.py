@@ -18,9 +18,11 @@ from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId, peer_id_str, short_id
 
 __all__ = [
+    "COLONIES_ROLES",
     "ROLES",
     "ROSTER_DOMAIN",
     "VOTER_COUNTS",
+    "ColoniesKey",
     "Member",
     "Roster",
     "accept_roster",
@@ -33,6 +35,11 @@ ROLES = ("executor", "reader", "submitter")  # sorted
 VOTER_COUNTS = (1, 3, 5)
 MEMBERS_MAX = 4096
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+COLONIES_ROLES = ("colony", "executor", "user")  # who a Colonies key is (ColoniesKey)
+COLONIES_KEYS_MAX = 1024
+COLONIES_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+COLONIES_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+PENDING, APPROVED, REJECTED = 0, 1, 2  # a Colonies executor's state (ColonyOS's numbers)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -64,6 +71,34 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class ColoniesKey:
+    """A ColonyOS identity (a secp256k1 key) that every node's Colonies gateway accepts
+    (docs/colonies-api.md): `key_id` is ColonyOS's id of the key (SHA3-256 hex of its
+    uncompressed public key's hex). Role `colony`: the colony's own key (its owner's),
+    `user`: a submitter, `executor`: added by the colony key, and served only once
+    approved (`state`, ColonyOS's PENDING 0, APPROVED 1, REJECTED 2)."""
+
+    key_id: str
+    role: str
+    name: str
+    executortype: str = ""
+    state: int = APPROVED
+    added_unix_s: int = 0
+
+    def __post_init__(self) -> None:
+        if not COLONIES_ID_RE.match(self.key_id):
+            raise ValidationError("a Colonies key id is 64 lowercase hex digits")
+        if self.role not in COLONIES_ROLES:
+            raise ValidationError(f"unknown Colonies role {self.role!r}")
+        if not COLONIES_NAME_RE.match(self.name):
+            raise ValidationError("a Colonies name is 1-128 characters, no control ones")
+        if len(self.executortype) > 128:
+            raise ValidationError("an executor type is at most 128 characters")
+        if self.state not in (PENDING, APPROVED, REJECTED):
+            raise ValidationError(f"unknown executor state {self.state}")
+
+
+@dataclass(frozen=True, slots=True)
 class Roster:
     colony: str
     owner: NodeId
@@ -75,9 +110,13 @@ class Roster:
     # version). The lease core's voter-set version: a joiner must use the same number
     # the voters serve, whatever roster it sees first.
     voters_since: int = 0
+    # the ColonyOS identities the colony's gateways accept (appended: a roster signed
+    # before it decodes with none)
+    colonies: tuple[ColoniesKey, ...] = ()
 
     def __post_init__(self) -> None:
         check_name("colony", self.colony)
+        self._check_colonies()
         if self.version < 1:
             raise ValidationError("roster versions start at 1")
         if not 0 <= self.voters_since <= self.version:
@@ -100,7 +139,37 @@ class Roster:
             if v not in ids:
                 raise ValidationError(f"voter {short_id(v)} is not a member")
 
+    def _check_colonies(self) -> None:
+        keys = self.colonies
+        if len(keys) > COLONIES_KEYS_MAX:
+            raise ValidationError(f"more than {COLONIES_KEYS_MAX} Colonies keys")
+        if len({k.key_id for k in keys}) != len(keys):
+            raise ValidationError("a Colonies key is listed twice")
+        executors = [k.name for k in keys if k.role == "executor"]
+        if len(set(executors)) != len(executors):
+            raise ValidationError("two Colonies executors share a name")
+        if sum(1 for k in keys if k.role == "colony") > 1:
+            raise ValidationError("a colony has one Colonies colony key")
+
     # -- reads ---------------------------------------------------------------------------
+
+    def colonies_key(self, key_id: str) -> ColoniesKey | None:
+        for k in self.colonies:
+            if k.key_id == key_id:
+                return k
+        return None
+
+    def colonies_executor(self, name: str) -> ColoniesKey | None:
+        for k in self.colonies:
+            if k.role == "executor" and k.name == name:
+                return k
+        return None
+
+    def colony_key_id(self) -> str | None:
+        for k in self.colonies:
+            if k.role == "colony":
+                return k.key_id
+        return None
 
     def member(self, nid: NodeId) -> Member | None:
         for m in self.members:
@@ -161,6 +230,15 @@ class Roster:
     def with_voters(self, voters: tuple[NodeId, ...]) -> Roster:
         return replace(self, version=self.version + 1, voters=voters,
                        voters_since=self.version + 1)  # fmt: skip
+
+    def with_colonies_key(self, key: ColoniesKey) -> Roster:
+        """`key` added, or in place of the entry with its id."""
+        keys = [k for k in self.colonies if k.key_id != key.key_id]
+        return replace(self, version=self.version + 1, colonies=(*keys, key))
+
+    def without_colonies_key(self, key_id: str) -> Roster:
+        keys = tuple(k for k in self.colonies if k.key_id != key_id)
+        return replace(self, version=self.version + 1, colonies=keys)
 
     def free_name(self, wanted: str) -> str:
         """`wanted`, or `wanted-2`, `wanted-3`, ... if a member already has it."""

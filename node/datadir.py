@@ -4,6 +4,8 @@
     <data-dir>/node.json      name, colony, owner, listen and API addresses, bootstrap peers
     <data-dir>/api.json       written by a running daemon: API url, bearer token, pid (0600)
     <data-dir>/store/         LMDB environment (roster, spent invites, peers, ...)
+    <data-dir>/colonies-*.key the node's ColonyOS keys (secp256k1, hex, mode 0600): the
+                              colony's (owner's node) and this node's user's
 
 `COLONYNODE_HOME` stands in for `--data-dir`; the default is the platform's user data dir.
 """
@@ -66,6 +68,7 @@ class NodeSettings:
     api: str = "127.0.0.1:0"
     bootstrap: list[str] = field(default_factory=list)
     bound_ports: dict[str, int] = field(default_factory=dict)  # tcp/0 entry -> its last port
+    colonies: str | None = None  # HOST:PORT of the Colonies-compatible API (None: off)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSettings:

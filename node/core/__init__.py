@@ -6,7 +6,14 @@ clock (tests/test_layering.py). The Trio daemon that runs it is node/daemon/.
 """
 
 from colonynode.node.core import requests
-from colonynode.node.core.errors import JoinFailed, NotFound, NotHolder, NotOwner, PermissionDenied
+from colonynode.node.core.errors import (
+    JoinFailed,
+    NotFound,
+    NotHolder,
+    NotOwner,
+    PermissionDenied,
+    UnknownExecutor,
+)
 from colonynode.node.core.nodecore import CHANNELS, NodeConfig, NodeCore, channel_of
 from colonynode.node.core.requests import Answer, Dial, Disconnect, RunStopped, Silenced
 
@@ -24,6 +31,7 @@ __all__ = [
     "PermissionDenied",
     "RunStopped",
     "Silenced",
+    "UnknownExecutor",
     "channel_of",
     "requests",
 ]

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from colonynode.core.errors import ColonyError
 
-__all__ = ["JoinFailed", "NotFound", "NotHolder", "NotOwner", "PermissionDenied"]
+__all__ = [
+    "JoinFailed",
+    "NotFound",
+    "NotHolder",
+    "NotOwner",
+    "PermissionDenied",
+    "UnknownExecutor",
+]
 
 
 class PermissionDenied(ColonyError):
@@ -18,6 +25,10 @@ class NotFound(ColonyError):
 
 class NotHolder(ColonyError):
     """This node (or this executor) does not hold the process's lease."""
+
+
+class UnknownExecutor(ColonyError):
+    """No executor of that id is attached to this node (detached, or a restart)."""
 
 
 class NotOwner(PermissionDenied):

@@ -37,6 +37,7 @@ from colonynode.consensus.held import CLAIM_BATCH_MAX
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.process import FunctionSpec, State
 from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.node.core.errors import UnknownExecutor
 from colonynode.node.core.processes import RELEASED_KIND, ProcessBook
 from colonynode.node.core.requests import Assign, RegisterExecutor
 
@@ -227,7 +228,7 @@ class Slots:
     def executor(self, executor_id: str) -> Executor:
         ex = self.executors.get(executor_id)
         if ex is None:
-            raise ColonyError(
+            raise UnknownExecutor(
                 f"no executor {executor_id} is attached to this node (detached after"
                 f" {EXECUTOR_SILENT_S:.0f} s of silence, or the node restarted): register again"
             )

@@ -9,7 +9,7 @@ and role checks go through an index rebuilt on every roster change: gossip asks
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from colonynode.core.codec import from_wire, to_wire
@@ -18,8 +18,18 @@ from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId, peer_id_str, short_id
 from colonynode.core.invite import InviteError, check_invite, parse_invite
-from colonynode.core.roster import Member, Roster, accept_roster, sign_roster
-from colonynode.node.core.errors import NotOwner
+from colonynode.core.roster import (
+    APPROVED,
+    PENDING,
+    REJECTED,
+    ColoniesKey,
+    Member,
+    Roster,
+    accept_roster,
+    sign_roster,
+)
+from colonynode.node.core.errors import NotFound, NotOwner, PermissionDenied
+from colonynode.node.core.requests import ColoniesKeyChange
 from colonynode.storage.api import Store, Write
 
 __all__ = ["Membership", "NotOwner"]
@@ -32,6 +42,8 @@ T_SPENT = "invites_spent"
 T_PEERS = "peers"
 K_ROSTER = b"roster"
 KNOWN_PEERS_MAX = 4096
+_ADDS = {"add_colony": "colony", "add_user": "user", "add_executor": "executor"}
+_STATES = {"approve": APPROVED, "reject": REJECTED}
 
 
 @dataclass
@@ -154,6 +166,58 @@ class Membership:
         if set(ids) == set(roster.voters) and len(ids) == len(roster.voters):
             raise ValidationError("those are the voters already")
         return self._publish(roster.with_voters(ids))
+
+    def change_colonies_key(
+        self, req: ColoniesKeyChange, now_unix_s: float
+    ) -> tuple[ColoniesKey | None, list[Write]]:
+        """The owner's change to the Colonies keys (docs/colonies-api.md): the colony's
+        own key by the owner's node, a member's user key by that member (with the
+        submitter role) or the colony key, executors by the colony key alone (the
+        request's `signer`), as in ColonyOS. Returns the entry as it stands (None:
+        removed) and the writes (none: nothing changed)."""
+        roster = self._require_owner()
+        colony_key = roster.colony_key_id()
+        if req.op == "add_colony":
+            if req.member != self.identity.node_id:
+                raise PermissionDenied("only the owner's node sets the colony's Colonies key")
+            if colony_key not in (None, req.key_id):
+                raise ValidationError("the colony has a Colonies colony key already")
+        elif req.op == "add_user":
+            submitter = req.member is not None and roster.has_role(req.member, "submitter")
+            if not submitter and (colony_key is None or req.signer != colony_key):
+                raise PermissionDenied("a user is added by the colony key or a submitter node")
+        elif colony_key is None or req.signer != colony_key:
+            raise PermissionDenied("Access denied: only the colony's key manages executors")
+        role = _ADDS.get(req.op)
+        if role is not None:
+            key = ColoniesKey(req.key_id, role, req.name, req.executortype,
+                              PENDING if role == "executor" else APPROVED,
+                              int(now_unix_s))  # fmt: skip
+            return self._add_colonies_key(roster, key)
+        found = roster.colonies_executor(req.name)
+        if found is None:
+            raise NotFound(f"no executor named {req.name!r} in colony {roster.colony}")
+        if req.op == "remove":
+            return None, self._publish(roster.without_colonies_key(found.key_id))
+        state = _STATES.get(req.op)
+        if state is None:
+            raise ValidationError(f"unknown Colonies key change {req.op!r}")
+        if found.state == state:
+            return found, []
+        changed = replace(found, state=state)
+        return changed, self._publish(roster.with_colonies_key(changed))
+
+    def _add_colonies_key(
+        self, roster: Roster, key: ColoniesKey
+    ) -> tuple[ColoniesKey | None, list[Write]]:
+        held = roster.colonies_key(key.key_id)
+        if held is not None:
+            if (held.role, held.name) == (key.role, key.name):
+                return held, []  # the same key asked again: idempotent
+            raise ValidationError(f"that key is already the Colonies {held.role} {held.name!r}")
+        if key.role == "executor" and roster.colonies_executor(key.name) is not None:
+            raise ValidationError(f"an executor named {key.name!r} exists already")
+        return key, self._publish(roster.with_colonies_key(key))
 
     def describe(self) -> list[dict[str, Any]]:
         if self.roster is None:

@@ -16,6 +16,8 @@ __all__ = [
     "JoinAccepted",
     "JoinForward",
     "JoinRequest",
+    "KeysChange",
+    "KeysChanged",
     "PeerAddrs",
     "RosterUpdate",
 ]
@@ -76,6 +78,26 @@ class JoinAccepted:
             raise ValueError(f"seen_seq {self.seen_seq} out of range")
 
 
+@dataclass(frozen=True, slots=True)
+class KeysChange:
+    """A member relays a change to the roster's Colonies keys to the owner's node
+    (docs/colonies-api.md): the ColonyOS request that asks for it as signed (`payload`,
+    `signature`: the owner checks the colony key's signature itself), or, with neither,
+    the member's own user key (`key_id`, `name`)."""
+
+    payload: str
+    signature: str
+    key_id: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeysChanged:
+    """The owner's answer: the roster as it stands after the change."""
+
+    roster: Envelope
+
+
 class RosterTag(enum.IntEnum):
     """append-only: values are wire format"""
 
@@ -89,6 +111,8 @@ class JoinTag(enum.IntEnum):
     JOIN_REQUEST = 1
     JOIN_ACCEPTED = 2
     JOIN_FORWARD = 3
+    KEYS_CHANGE = 4
+    KEYS_CHANGED = 5
 
 
 ROSTER_CODEC = MessageCodec(
@@ -100,5 +124,7 @@ JOIN_CODEC = MessageCodec(
         JoinTag.JOIN_REQUEST: JoinRequest,
         JoinTag.JOIN_ACCEPTED: JoinAccepted,
         JoinTag.JOIN_FORWARD: JoinForward,
+        JoinTag.KEYS_CHANGE: KeysChange,
+        JoinTag.KEYS_CHANGED: KeysChanged,
     },
 )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from colonynode.consensus.requests import Request as LeaseRequest
+from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import FunctionSpec
@@ -338,6 +339,29 @@ class Joined:
 
 
 @dataclass(frozen=True, slots=True)
+class ColoniesKeyChange:
+    """A change to the roster's Colonies keys (docs/colonies-api.md), made by the owner's
+    node; answered `{key, roster_version}` (`key`: the entry as it stands, or None once
+    removed). `signer`: the Colonies key id that signed the request asking for it (the
+    daemon checked the signature), "" for a member's request for its own user key
+    (`member`). `op`: add_colony, add_user, add_executor, approve, reject, remove."""
+
+    op: str
+    key_id: str = ""
+    name: str = ""
+    executortype: str = ""
+    signer: str = ""
+    member: NodeId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRoster:
+    """A roster envelope from the owner's answer: taken if newer (answered True then)."""
+
+    roster: Envelope
+
+
+@dataclass(frozen=True, slots=True)
 class PublishRecord:
     """A signed gossip record for every member; answered `{author, seq, kind}`."""
 
@@ -358,6 +382,8 @@ Request = (
     | WaitAny
     | ProcessLogs
     | CancelProcess
+    | ColoniesKeyChange
+    | OfferRoster
     | RegisterExecutor
     | Assign
     | CloseRun

@@ -357,6 +357,19 @@ def set_voters(core: NodeCore, rid: int, req: rq.SetVoters) -> None:
     core.answer(rid, {"voters": list(req.names), "roster_version": roster.version})
 
 
+def colonies_key_change(core: NodeCore, rid: int, req: rq.ColoniesKeyChange) -> None:
+    entry, writes = core.membership.change_colonies_key(req, core.unix_ns() / 1e9)
+    if writes:
+        core.links.publish_change(writes)
+    roster = core.membership.roster
+    assert roster is not None
+    core.answer(rid, {"key": entry, "roster_version": roster.version})
+
+
+def offer_roster(core: NodeCore, rid: int, req: rq.OfferRoster) -> None:
+    core.answer(rid, core.links.take_roster(req.roster, via=None))
+
+
 def admit(core: NodeCore, rid: int, req: rq.Admit) -> None:
     """The owner's node: check the invite, add the joiner, persist, then answer."""
     m = core.membership
@@ -509,6 +522,8 @@ HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
     rq.RemoveMember: remove_member,
     rq.SetVoters: set_voters,
     rq.Admit: admit,
+    rq.ColoniesKeyChange: colonies_key_change,
+    rq.OfferRoster: offer_roster,
     rq.Joined: joined,
     rq.PublishRecord: publish_record,
     rq.ReleaseAll: release_all,

@@ -64,6 +64,7 @@ class NodeApi(Protocol):
         self, state: str | None, limit: int, offset: int, filters: dict[str, str]
     ) -> list[dict[str, Any]]: ...
     def metrics_text(self) -> str: ...
+    async def colonies_env(self) -> dict[str, str]: ...
 
 
 def pid_of(value: Any, what: str = "process id") -> bytes:
@@ -549,6 +550,9 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
     async def metrics(_: Request) -> Any:
         return Response(node.metrics_text(), media_type="text/plain; version=0.0.4")
 
+    async def colonies_env(_: Request) -> Any:
+        return await node.colonies_env()
+
     post, get = ["POST"], ["GET"]
     routes: list[ApiRoute] = [
         ("/v1/status", read(node.status), get),
@@ -594,6 +598,7 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/executors/{eid}/log", executor_log, post),
         ("/v1/executors/{eid}/detach", executor_detach, post),
         ("/v1/executors/{eid}/attributes", executor_attribute, post),
+        ("/v1/colonies/env", colonies_env, post),
         ("/metrics", metrics, get),
     ]
     return routes

@@ -19,7 +19,14 @@ from colonynode.core.invite import parse_invite
 from colonynode.core.limits import FRAME_BYTES_MAX
 from colonynode.node.core import JoinFailed
 from colonynode.node.core import requests as rq
-from colonynode.node.core.messages import JOIN_CODEC, JoinAccepted, JoinForward, JoinRequest
+from colonynode.node.core.messages import (
+    JOIN_CODEC,
+    JoinAccepted,
+    JoinForward,
+    JoinRequest,
+    KeysChange,
+)
+from colonynode.node.daemon.colonies.owner import serve_keys_change
 from colonynode.node.daemon.links import LinkStream
 from colonynode.node.daemon.p2p import DialError
 from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
@@ -42,6 +49,9 @@ async def serve_join(node: Node, stream: LinkStream) -> None:
         sender = stream.peer
         with trio.fail_after(JOIN_S):
             msgs = await frames.read_batch()
+            if len(msgs) == 1 and isinstance(msgs[0], KeysChange):
+                await _keys_change(node, frames, sender, msgs[0])
+                return
             if len(msgs) != 1 or not isinstance(msgs[0], JoinRequest | JoinForward):
                 await frames.write_error("bad_request", "expected one JoinRequest")
                 return
@@ -73,6 +83,21 @@ async def serve_join(node: Node, stream: LinkStream) -> None:
         await frames.reset()
     finally:
         await frames.close()
+
+
+async def _keys_change(node: Node, frames: FrameStream, sender: NodeId, msg: KeysChange) -> None:
+    """A member relays a change to the Colonies keys (node/daemon/colonies/owner.py)."""
+    membership = node.core.membership
+    if not membership.is_member(sender) or not membership.is_owner:
+        node.transport.counters["refused_streams"] += 1
+        await frames.write_error("403", "only a member asks, and only the owner's node answers")
+        return
+    try:
+        reply = await serve_keys_change(node, sender, msg)
+    except RemoteError as exc:
+        await frames.write_error(exc.code, str(exc))
+        return
+    await frames.write_batch([reply])
 
 
 async def _admit(node: Node, joiner: NodeId, req: JoinRequest) -> JoinAccepted | RemoteError:

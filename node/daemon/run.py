@@ -23,15 +23,28 @@ from typing import Any
 import trio
 
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
-from colonynode.core.errors import ColonyError
+from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.invite import InviteError, parse_invite
 from colonynode.dht import CODEC as DHT_CODEC
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
-from colonynode.node.core import Dial, Disconnect, NodeConfig, NodeCore, Silenced, service
+from colonynode.node.core import (
+    Dial,
+    Disconnect,
+    NodeConfig,
+    NodeCore,
+    PermissionDenied,
+    Silenced,
+    service,
+)
 from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import JOIN_CODEC, ROSTER_CODEC
+from colonynode.node.daemon.colonies import ColoniesGateway
+from colonynode.node.daemon.colonies import owner as colonies_owner
+from colonynode.node.daemon.colonies.keys import key_id as colonies_key_id
+from colonynode.node.daemon.colonies.keys import load_or_create_key
+from colonynode.node.daemon.colonies.rpc import RpcError
 from colonynode.node.daemon.driver import NodeDriver
 from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
@@ -76,6 +89,8 @@ class Node:
         self._driver: NodeDriver | None = None
         self._nursery: trio.Nursery | None = None
         self._dialing: set[str] = set()
+        self.gateway: ColoniesGateway | None = None
+        self.gateway_url = ""
 
     @property
     def transport(self) -> P2PTransport:
@@ -109,6 +124,10 @@ class Node:
         st["api"] = self.api_url
         if self.local_api is not None:
             st["local_api"] = dict(self.local_api.counters)
+        if self.gateway is not None:
+            st["colonies"] = {"url": self.gateway_url, **self.gateway.counters,
+                              **self.gateway.executors.counters}  # fmt: skip
+        st["driver"] = dict(self.driver.counters)
         st["connected_peers"] = len(transport.peers()) if transport else 0
         st["uptime_s"] = round(trio.current_time() - self.started_s, 3)
         core_counters = st.pop("counters")
@@ -262,6 +281,8 @@ class Node:
                     log.info("listening on %s", addr)
                 stop = trio.Event()
                 await nursery.start(self._serve_api, stop)
+                if self.settings.colonies:
+                    await self._serve_colonies(stop)
                 self._log_ready()
                 task_status.started()
                 await self._until_signal()
@@ -275,6 +296,55 @@ class Node:
                     cleanup.shield = True
                     await transport.close()
             nursery.cancel_scope.cancel()
+
+    async def _serve_colonies(self, stop: trio.Event) -> None:
+        """The Colonies-compatible API (node/daemon/colonies/), with the colony's key
+        in the roster once the owner's node serves it."""
+        assert self._nursery is not None and self.settings.colonies
+        gateway = ColoniesGateway(self)
+        self.gateway_url = await self._nursery.start(gateway.serve, self.settings.colonies, stop)
+        self.gateway = gateway
+        log.info("Colonies API on %s", self.gateway_url)
+        if self.core.membership.is_owner:
+            await self._colonies_keys()
+
+    async def _colonies_keys(self) -> dict[str, str]:
+        """This node's ColonyOS keys, in the roster: its user's, and on the owner's node
+        the colony's (made on first use, kept 0600 in the data dir)."""
+        keys: dict[str, str] = {}
+        if self.core.membership.is_owner:
+            colony = load_or_create_key(self.datadir.path / "colonies-colony.key")
+            me = self.identity.node_id
+            name = self.core.colony()
+            await self.call(
+                rq.ColoniesKeyChange("add_colony", colonies_key_id(colony), name, member=me)
+            )
+            keys["COLONIES_COLONY_PRVKEY"] = colony
+        user = load_or_create_key(self.datadir.path / "colonies-user.key")
+        try:
+            await colonies_owner.change_key(self, "", "", key_id=colonies_key_id(user),
+                                            name=f"{self.settings.name}-user")  # fmt: skip
+        except RpcError as exc:
+            raise (PermissionDenied if exc.status == 403 else ColonyError)(exc.message) from None
+        keys["COLONIES_PRVKEY"] = user
+        return keys
+
+    async def colonies_env(self) -> dict[str, str]:
+        """What `colonynode gateway env` exports for pycolonies programs."""
+        if self.gateway is None:
+            raise ValidationError(
+                "this node serves no Colonies API: start it with --colonies-port PORT"
+            )
+        hostport = self.gateway_url.split("://", 1)[-1]
+        host, _, port = hostport.rpartition(":")
+        return {
+            "COLONIES_SERVER_HOST": host.strip("[]"),
+            "COLONIES_SERVER_PORT": port,
+            "COLONIES_SERVER_TLS": "false",
+            "COLONIES_COLONY_NAME": self.core.colony(),
+            "COLONIES_EXECUTOR_NAME": f"{self.settings.name}-executor",
+            **await self._colonies_keys(),
+        }
 
     def _log_ready(self) -> None:
         roster = self.core.membership.roster

@@ -142,6 +142,7 @@ class Daemon:
         self.log_path = data_dir.parent / f"{name}.log"
         self.started_at = 0.0
         self.prefix: list[str] = []  # e.g. `ip netns exec NS` (tests/chaos/netns.py)
+        self.extra: list[str] = []  # more `start`/`join` options, e.g. --colonies-port 0
         self.listen = LISTEN
 
     def init(self, colony: str = "lab") -> None:
@@ -153,7 +154,7 @@ class Daemon:
         self.started_at = time.monotonic()
         argv = [*self.prefix, CLI, *args, "--data-dir", str(self.dir), "--name", self.name]
         self.proc = subprocess.Popen(
-            [*argv, "--listen", self.listen],
+            [*argv, "--listen", self.listen, *self.extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
