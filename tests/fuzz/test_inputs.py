@@ -179,6 +179,17 @@ class SteppedNode:
     def metrics_text(self) -> str:
         return ""
 
+    async def colonies_env(self) -> dict[str, str]:
+        raise ColonyError("this node serves no Colonies API: start it with --colonies-port PORT")
+
+    @property
+    def core(self) -> Any:  # what the Colonies gateway reads (tests/fuzz/test_colonies.py)
+        return self.colony.core(0)
+
+    @property
+    def identity(self) -> Any:
+        return self.colony.identities[0]
+
     def now_s(self) -> float:
         return self.colony.net.t
 
