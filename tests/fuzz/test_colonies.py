@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from colonynode.node.core import requests as rq
 from colonynode.node.daemon.colonies import ColoniesGateway, keys
 from colonynode.node.daemon.colonies.rpc import RPCS
+from colonynode.node.daemon.colonies.schedules import SCHEDULE_RPCS
 from tests.fuzz.strategies import EXAMPLES, json_values
 from tests.fuzz.test_inputs import SLOW, SPEC, SteppedNode, bent
 from tests.node.colony import Colony
@@ -28,7 +29,11 @@ MSG = {"colonyname": "lab", "processid": "ab" * 16, "timeout": -1, "count": 5, "
        "executorname": "e", "fun": {"executorname": "e", "colonyname": "lab", "funcname": "f"},
        "out": [1], "errors": ["x"], "message": "m", "since": 0, "processgraphid": "g",
        "attribute": {"key": "k", "value": "v", "targetid": "ab" * 16, "attributetype": 1},
-       "attributeid": "aa"}  # fmt: skip
+       "attributeid": "aa", "cronid": "cc" * 16, "generatorid": "dd" * 16, "arg": "a",
+       "cron": {"name": "c", "colonyname": "lab", "cronexpression": "0/5 * * * * *",
+                "interval": -1, "workflowspec": json.dumps({"functionspecs": [SPEC]})},
+       "generator": {"name": "g", "colonyname": "lab", "trigger": 2, "timeout": -1,
+                     "workflowspec": {"functionspecs": [SPEC]}}}  # fmt: skip
 
 
 def gateway() -> ColoniesGateway:
@@ -55,7 +60,8 @@ def often(draw: st.DrawFn, p_in_10: int) -> bool:
 def bodies(draw: st.DrawFn) -> bytes:
     """Mostly well-formed, well-signed requests of every RPC, one field bent; now and
     then a forged signature, another payload type, a damaged payload or envelope."""
-    msgtype = draw(st.sampled_from([*RPCS, "subscribeprocessmsg", "removeprocessmsg", ""]))
+    served = [*RPCS, *SCHEDULE_RPCS]
+    msgtype = draw(st.sampled_from([*served, "subscribeprocessmsg", "removeprocessmsg", ""]))
     msg = draw(bent(MSG)) if often(draw, 8) else draw(json_values)
     if isinstance(msg, dict) and often(draw, 9):
         msg = {**msg, "msgtype": msgtype}
@@ -65,7 +71,7 @@ def bodies(draw: st.DrawFn) -> bytes:
     key = draw(st.sampled_from([COLONY_KEY, EXECUTOR_KEY])) if often(draw, 8) else STRANGER_KEY
     signature = keys.sign(payload, key) if often(draw, 9) else draw(
         st.sampled_from(["", "00" * 65, "zz", keys.sign(payload + "x", key)]))  # fmt: skip
-    payloadtype = msgtype if often(draw, 9) else draw(st.sampled_from([*RPCS, "x"]))
+    payloadtype = msgtype if often(draw, 9) else draw(st.sampled_from([*served, "x"]))
     envelope: Any = {"payloadtype": payloadtype, "payload": payload, "signature": signature}
     if not often(draw, 9):
         envelope = draw(bent(envelope) | json_values)

@@ -360,3 +360,40 @@ def test_a_killed_gateway_executor_s_process_finishes_elsewhere(
         assert done["state"] == "SUCCESS" and done["output"] == ["doomed"]
         assert done["executor"] == "rescuer" and done["retries"] >= 1
         assert ex.log("rescuer").count(f"assigned {pid}") == 1
+
+
+CRON = """
+import json, sys
+from pycolonies import Workflow, colonies_client, func_spec
+
+colonies, colonyname, _, _, prvkey = colonies_client()
+step = func_spec(func="echo", args=["tick"], colonyname=colonyname, executortype="pycol",
+                 maxexectime=30, maxretries=3)
+step.nodename = "tick"
+workflow = Workflow(colonyname=colonyname, functionspecs=[step])
+if sys.argv[1] == "add":
+    cron = colonies.add_cron("ticker", "0/1 * * * * *", False, workflow, colonyname, prvkey)
+    print(json.dumps({"cronid": cron["cronid"], "name": cron["name"],
+                      "listed": [c["name"] for c in colonies.get_crons(colonyname, 10, prvkey)]}))
+else:
+    colonies.del_cron(sys.argv[2], prvkey)
+    print(json.dumps({"listed": [c["name"] for c in colonies.get_crons(colonyname, 10, prvkey)]}))
+"""
+
+
+def test_a_pycolonies_cron_fires_on_the_colony_and_is_removed(
+    gateways: tuple[list[Daemon], PyExecutors],
+) -> None:
+    (a, b, c), ex = gateways
+    env_b = gateway_env(b)
+    ex.start(with_colony_key(env_b, gateway_env(a)), "py-b")
+    added = python(gateway_env(c), CRON, "add")
+    assert added["name"] == "ticker" and added["listed"] == ["ticker"]
+    with Client(a.dir) as client:
+
+        def ticked() -> list[dict[str, Any]]:
+            return [p for p in client.list("SUCCESS") if p.get("cronid") == added["cronid"]]
+
+        done = wait_until("a tick ran", ticked, timeout_s=30)
+        assert done[0]["output"] == ["tick"] and done[0]["executor"] == "py-b"
+    assert python(env_b, CRON, "remove", added["cronid"])["listed"] == []

@@ -32,6 +32,7 @@ from colonynode.node.daemon.colonies import owner, pubsub, shapes
 from colonynode.node.daemon.colonies.executors import GatewayExecutors
 from colonynode.node.daemon.colonies.keys import BadSignature, recover_id
 from colonynode.node.daemon.colonies.rpc import RPCS, Caller, Rpc, RpcError, error_body
+from colonynode.node.daemon.colonies.schedules import SCHEDULE_RPCS
 
 if TYPE_CHECKING:
     from colonynode.node.daemon.run import Node
@@ -167,7 +168,7 @@ class ColoniesGateway:
         if not all(isinstance(f, str) for f in fields[:2]):
             raise RpcError(400, "payloadtype and payload are strings")
         payloadtype, payload = str(fields[0]), str(fields[1])
-        rpc = RPCS.get(payloadtype)
+        rpc = RPCS.get(payloadtype) or SCHEDULE_RPCS.get(payloadtype)
         if rpc is None:
             self.counters["unserved"] += 1
             raise RpcError(
