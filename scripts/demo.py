@@ -8,7 +8,8 @@
    held expire and their processes finish on c, each result committed exactly once.
 3. A results table (who ran what, how long); a workflow whose last step adds its
    parents' outputs, a function's log lines followed from another node, and a running
-   process cancelled; a gossip record, a DHT file record, and a
+   process cancelled; pycolonies programs through two nodes' Colonies-compatible APIs; a
+   gossip record, a DHT file record, and a
    seeded simulation of the same protocol code; then everything stops and the temporary
    data dirs are removed.
 """
@@ -102,6 +103,58 @@ def seconds(a: str | None, b: str | None) -> str:
     return f"{(parse(b) - parse(a)).total_seconds():.2f}"
 
 
+PY_EXECUTOR = """
+from pycolonies import Crypto, colonies_client
+colonies, colony, colony_key, _, _ = colonies_client()
+crypto = Crypto(); key = crypto.prvkey()
+colonies.add_executor({"executorname": "hello-executor", "executorid": crypto.id(key),
+                       "colonyname": colony, "executortype": "hello"}, colony_key)
+colonies.approve_executor(colony, "hello-executor", colony_key)
+print("registered", flush=True)
+while True:
+    try:
+        process = colonies.assign(colony, 10, key)
+    except Exception:
+        continue
+    colonies.add_log(process.processid, "Hello from executor", key)
+    colonies.close(process.processid, ["hello" + "world"], key)
+"""
+PY_SUBMIT = """
+from pycolonies import colonies_client, func_spec
+colonies, colony, _, _, key = colonies_client()
+spec = func_spec(func="helloworld", args=[], colonyname=colony, executortype="hello",
+                 maxexectime=10, maxretries=3)
+process = colonies.wait(colonies.submit_func_spec(spec, key), 30, key)
+print(f"pycolonies on a's gateway: {process.processid} -> {process.output[0]}")
+"""
+
+
+def pycolonies_demo(root: Path, a: Daemon, c: Daemon) -> None:
+    """pycolonies programs, unmodified, against two nodes' Colonies-compatible APIs."""
+    import os
+
+    console.print("\n[bold]pycolonies against the Colonies-compatible API[/bold]: an "
+                  "executor through c's gateway, a submitter through a's")  # fmt: skip
+    show("gateway", "env", "--data-dir", str(c.dir))
+    env_a = cli_json("gateway", "env", "--data-dir", str(a.dir))
+    env_c = {**cli_json("gateway", "env", "--data-dir", str(c.dir)),
+             "COLONIES_COLONY_PRVKEY": env_a["COLONIES_COLONY_PRVKEY"]}  # fmt: skip
+    (root / "hello_executor.py").write_text(PY_EXECUTOR)
+    (root / "submit_hello.py").write_text(PY_SUBMIT)
+    log = (root / "hello-executor.log").open("ab")
+    executor = subprocess.Popen([sys.executable, str(root / "hello_executor.py")],
+                                env={**os.environ, **env_c}, stdout=log,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_until("the pycolonies executor", lambda: "registered" in (
+            root / "hello-executor.log").read_text(), timeout_s=30)  # fmt: skip
+        subprocess.run([sys.executable, str(root / "submit_hello.py")], check=True,
+                       env={**os.environ, **env_a}, timeout=60)  # fmt: skip
+    finally:
+        executor.kill()
+        executor.wait()
+
+
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="colonynode-demo-"))
     colony = Colony(root)
@@ -109,9 +162,13 @@ def main() -> int:
     t0 = time.monotonic()
     try:
         console.print(f"[bold]colonynode demo[/bold]: three daemons in {root}")
-        a = colony.founder("a")
+        a = colony.daemon("a")
+        a.init("lab")
+        a.extra = ["--colonies-port", "0"]  # the Colonies-compatible API, for pycolonies
+        a.start()
         b = colony.joined("b", via=a)
         c = colony.daemon("c")
+        c.extra = ["--colonies-port", "0"]
         c.join(b.addr(), a.invite())
         console.print("a created colony lab; b joined through a; c joined through b")
         cli("voters", "set", "a", "b", "c", "--data-dir", str(a.dir))
@@ -207,6 +264,8 @@ def main() -> int:
         batched = cli_json("ps", "--generator", gid, "--data-dir", str(c.dir))
         console.print("a generator, trigger 2, four args packed on a and c:",
                       sorted(p["output"][0] for p in batched), "(each arg used once)")  # fmt: skip
+
+        pycolonies_demo(root, a, c)
 
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
