@@ -93,6 +93,17 @@ class SubmitWorkflow:
 
 
 @dataclass(frozen=True, slots=True)
+class AddChild:
+    """A new step of a workflow, child of `parent`, which must be RUNNING in `graph`
+    (ColonyOS's addchild): it waits for the parent and gets its output as input.
+    Answered with the child once a majority of voters holds it."""
+
+    graph: bytes
+    parent: bytes
+    spec: FunctionSpec
+
+
+@dataclass(frozen=True, slots=True)
 class GetProcess:
     """This node's view of a process; `consistent` overlays a majority read."""
 
@@ -377,6 +388,7 @@ class ReleaseAll:
 Request = (
     SubmitProcess
     | SubmitWorkflow
+    | AddChild
     | GetProcess
     | WaitProcess
     | WaitAny

@@ -156,6 +156,32 @@ def submit_graph(
         _acknowledge(core, pid, s, submitted_ns, signed[s.nodename], _bind(done, pid), tick=tick)
 
 
+def add_child(core: NodeCore, rid: int, req: rq.AddChild) -> None:
+    may_submit(core)
+    parent = core.book.get(req.parent)
+    if parent is None:
+        raise NotFound(f"no process {req.parent.hex()} is known here")
+    if parent["processgraphid"] != req.graph.hex():
+        raise ValidationError(
+            f"process {req.parent.hex()} does not belong to processgraph {req.graph.hex()}"
+        )
+    if parent["state"] != State.RUNNING.name:
+        raise ValidationError(f"process {req.parent.hex()} is not running")
+    pid, submitted = core.rng.randbytes(16), core.unix_ns()
+    record = {"processid": pid.hex(), "spec": spec_to_json(req.spec), "submission_ns": submitted,
+              "processgraphid": req.graph.hex(), "parents": [req.parent.hex()],
+              "children": []}  # fmt: skip
+    signed = _publish_submission(core, record, pid, req.spec)
+
+    def then(event: Any) -> None:
+        if event.acked:
+            core.answer(rid, core.book.get(pid))
+        else:
+            core.answer(rid, error=_refused(pid, event))
+
+    _acknowledge(core, pid, req.spec, submitted, signed, then)
+
+
 def _bind(fn: Callable[[bytes, Any], None], pid: bytes) -> Callable[[Any], None]:
     return lambda event: fn(pid, event)
 
@@ -502,6 +528,7 @@ HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
     rq.RunCron: run_cron,
     rq.SubmitProcess: submit_process,
     rq.SubmitWorkflow: submit_workflow,
+    rq.AddChild: add_child,
     rq.GetProcess: get_process,
     rq.WaitProcess: waits.wait_process,
     rq.WaitAny: waits.wait_any,

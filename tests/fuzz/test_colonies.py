@@ -29,7 +29,7 @@ MSG = {"colonyname": "lab", "processid": "ab" * 16, "timeout": -1, "count": 5, "
        "executorname": "e", "fun": {"executorname": "e", "colonyname": "lab", "funcname": "f"},
        "out": [1], "errors": ["x"], "message": "m", "since": 0, "processgraphid": "g",
        "attribute": {"key": "k", "value": "v", "targetid": "ab" * 16, "attributetype": 1},
-       "attributeid": "aa", "cronid": "cc" * 16, "generatorid": "dd" * 16, "arg": "a",
+       "attributeid": "aa", "parentprocessid": "ab" * 16, "insert": False, "cronid": "cc" * 16, "generatorid": "dd" * 16, "arg": "a",
        "cron": {"name": "c", "colonyname": "lab", "cronexpression": "0/5 * * * * *",
                 "interval": -1, "workflowspec": json.dumps({"functionspecs": [SPEC]})},
        "generator": {"name": "g", "colonyname": "lab", "trigger": 2, "timeout": -1,

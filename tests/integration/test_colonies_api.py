@@ -34,12 +34,13 @@ pytestmark = pytest.mark.integration
 # A ColonyOS executor written with pycolonies' public API, as its examples are: a fresh
 # key added and approved with the colony key, one function registered, then assign in a
 # loop. It runs what it is given: `echo` returns its args, `sum` adds its args and its
-# input (a workflow parent's output), `hang` never returns on an executor its args name
+# input (a workflow parent's output), `spawn` adds a `sum` step after itself to its
+# workflow (addchild), `hang` never returns on an executor its args name
 # (elsewhere it echoes), and code shipped in `env.code` (func_spec(func=<a function>)) is
 # run.
 EXECUTOR = """
 import base64, os, sys, time
-from pycolonies import Crypto, colonies_client
+from pycolonies import Crypto, colonies_client, func_spec
 
 colonies, colonyname, colony_prvkey, _, _ = colonies_client()
 name, executortype = sys.argv[1], sys.argv[2]
@@ -67,6 +68,12 @@ while True:
         out = [eval(spec.funcname)(*spec.args)]
     elif spec.funcname == "sum":
         out = [sum(int(x) for x in list(spec.args) + list(process.input or []))]
+    elif spec.funcname == "spawn":  # a step after this one, in its workflow
+        later = func_spec(func="sum", args=[100], colonyname=colonyname,
+                          executortype=executortype, maxexectime=30, maxretries=3)
+        colonies.add_child(process.processgraphid, process.processid, "", later, "later",
+                           False, prvkey)
+        out = [1]
     elif spec.funcname == "fail":
         colonies.fail(process.processid, ["failed on purpose"], prvkey)
         continue
@@ -360,6 +367,33 @@ def test_a_killed_gateway_executor_s_process_finishes_elsewhere(
         assert done["state"] == "SUCCESS" and done["output"] == ["doomed"]
         assert done["executor"] == "rescuer" and done["retries"] >= 1
         assert ex.log("rescuer").count(f"assigned {pid}") == 1
+
+
+SPAWN = """
+import json
+from pycolonies import Workflow, colonies_client, func_spec
+
+colonies, colonyname, _, _, prvkey = colonies_client()
+step = func_spec(func="spawn", args=[], colonyname=colonyname, executortype="pycol",
+                 maxexectime=30, maxretries=3)
+graph = colonies.submit_workflow(Workflow(colonyname=colonyname, functionspecs=[step]), prvkey)
+colonies.wait(colonies.get_process(graph.processids[0], prvkey), 60, prvkey)
+steps = colonies.get_processes_for_workflow(graph.processgraphid, colonyname, prvkey)
+later = [s for s in steps if s["spec"]["nodename"] == "later"][0]
+later = colonies.wait(colonies.get_process(later["processid"], prvkey), 60, prvkey)
+print(json.dumps({"steps": len(steps), "input": later.input, "output": later.output,
+                  "parents": later.parents}))
+"""
+
+
+def test_a_pycolonies_executor_adds_a_step_to_its_running_workflow(
+    gateways: tuple[list[Daemon], PyExecutors],
+) -> None:
+    (a, b, c), ex = gateways
+    ex.start(with_colony_key(gateway_env(b), gateway_env(a)), "py-b")
+    got = python(gateway_env(c), SPAWN)
+    assert got["steps"] == 2 and got["input"] == [1] and got["output"] == [101]
+    assert len(got["parents"]) == 1
 
 
 CRON = """

@@ -93,3 +93,28 @@ def test_a_roster_with_colonies_keys_survives_the_wire_and_refuses_duplicates() 
         ColoniesKey("not-hex", "user", "u")
     with pytest.raises(ValidationError):
         ColoniesKey(USER, "admin", "u")
+
+
+def test_a_running_step_adds_a_child_that_waits_for_it_and_takes_its_output() -> None:
+    """ColonyOS's addchild (the Colonies gateway's addchildmsg): a new step of the
+    running process's graph, run after it with its output as input."""
+    from tests.node.colony import spec
+    from tests.node.test_nodecore import attach
+
+    colony = Colony(5)
+    graph = colony.result(0, rq.SubmitWorkflow((spec(nodename="p"),)))
+    parent = bytes.fromhex(graph["processes"][0]["processid"])
+    gid = bytes.fromhex(graph["processgraphid"])
+    executor = attach(colony, 3)
+    with pytest.raises(ValidationError):  # not running yet
+        colony.result(3, rq.AddChild(gid, parent, spec(nodename="c", args=[1])))
+    assert colony.result(3, rq.Assign(executor, timeout_s=5))["processid"] == parent.hex()
+    child = colony.result(3, rq.AddChild(gid, parent, spec(nodename="c", args=[1])))
+    assert child["parents"] == [parent.hex()] and child["processgraphid"] == gid.hex()
+    idle = attach(colony, 4, "idle")
+    assert colony.result(4, rq.Assign(idle, timeout_s=2)) is None  # it waits for its parent
+    colony.result(3, rq.CloseRun(executor, parent, True, [41]))
+    got = colony.result(4, rq.Assign(idle, timeout_s=5))
+    assert got["processid"] == child["processid"] and got["input"] == [41]
+    with pytest.raises(ValidationError):  # another graph's process is no parent here
+        colony.result(4, rq.AddChild(b"\x01" * 16, bytes.fromhex(got["processid"]), spec()))

@@ -215,6 +215,26 @@ async def submit_workflow(gw: ColoniesGateway, caller: Caller, msg: dict[str, An
     return shapes.graph_json(answer["processgraphid"], gw.colony, answer["processes"])
 
 
+async def add_child(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
+    """A running process's executor adds a step after it to its workflow (ColonyOS's
+    addchild; `insert`, which puts it between the parent and its children, is not
+    served)."""
+    key = _executor(caller)
+    if msg.get("insert"):
+        raise RpcError(400, "colonynode does not serve addchildmsg with insert")
+    spec = _spec(gw, msg.get("spec"), "add child to processgraph")
+    parent = _pid(msg.get("parentprocessid"), "add child to processgraph")
+    graph = _str(msg, "processgraphid")
+    if gw.executors.run(key, parent) is None:
+        raise RpcError(400, f"Process with Id {parent.hex()} is not assigned to executor "
+                            f"with Id {key.key_id}")  # fmt: skip
+    try:
+        view = await gw.node.call(rq.AddChild(bytes.fromhex(graph), parent, spec))
+    except ValueError:
+        raise RpcError(400, "Failed to add child to processgraph, invalid processgraphid") from None
+    return _process(gw, view)
+
+
 async def assign(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
     _colony(gw, msg.get("colonyname"))
     key = _executor(caller)
@@ -433,4 +453,5 @@ RPCS: dict[str, Rpc] = {
     "getprocessgraphmsg": Rpc("get processgraph", MEMBER, get_graph),
     "getprocessgraphsmsg": Rpc("get processgraphs", MEMBER, get_graphs),
     "getcolonystatsmsg": Rpc("get colony statistics", MEMBER, colony_stats),
+    "addchildmsg": Rpc("add child to processgraph", ("executor",), add_child),
 }
