@@ -9,6 +9,7 @@ pycolonies' examples do) and one `colonynode executor run` executor (one slot).
 - assigns/s: `--calls` no-op processes submitted at once (one `submit_many`), run by
   the three pycolonies executors (gateway) or the three native ones (SDK); from the
   submission to the last close.
+- the CPU a call of the three daemons and of the executors, in that phase;
 - submit-to-close latency: `--sequential` calls one after another, by a pycolonies
   program (`submit_func_spec`, then `wait` over /pubsub) or by `Client.run`.
 
@@ -66,6 +67,28 @@ print(json.dumps(took))
 """
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds of these processes and every process under them, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 class Stack:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -106,15 +129,22 @@ class Stack:
                        timeout_s=60)  # fmt: skip
         self.client = Client(a.dir)
 
-    def rate(self, executortype: str, n: int) -> float:
+    def rate(self, executortype: str, n: int) -> dict[str, float]:
+        """Calls a second, and the CPU a call of the daemons and of the executors (each
+        with its worker processes)."""
         specs = [{"funcname": "noop", "args": [i], "maxexectime": 30,
                   "conditions": {"executortype": executortype}} for i in range(n)]  # fmt: skip
+        daemons = [d.proc.pid for d in self.nodes if d.proc is not None]
+        cpu0 = (_cpu_s(daemons), _cpu_s([p.pid for p in self.procs]))
         t0 = time.perf_counter()
         pids = [p["processid"] for p in self.client.submit_many(specs, brief=True)]
         done = list(self.client.as_completed(pids, timeout_s=300))
         took = time.perf_counter() - t0
+        cpu1 = (_cpu_s(daemons), _cpu_s([p.pid for p in self.procs]))
         assert all(p["state"] == "SUCCESS" for p in done), "a no-op failed"
-        return n / took
+        return {"assigns_per_s": n / took,
+                "daemons_cpu_ms_per_call": 1000 * (cpu1[0] - cpu0[0]) / n,
+                "executors_cpu_ms_per_call": 1000 * (cpu1[1] - cpu0[1]) / n}  # fmt: skip
 
     def gateway_latencies(self, n: int) -> dict[str, float]:
         env = {**os.environ, **self.envs[1]}  # a submitter on b's gateway
@@ -150,16 +180,17 @@ def main() -> int:
             stack.rate("gw", 30)  # warm both paths
             stack.rate("bench", 30)
             result: dict[str, Any] = {
-                "gateway": {"assigns_per_s": stack.rate("gw", args.calls),
+                "gateway": {**stack.rate("gw", args.calls),
                             **stack.gateway_latencies(args.sequential)},
-                "sdk": {"assigns_per_s": stack.rate("bench", args.calls),
-                        **stack.sdk_latencies(args.sequential)},
+                "sdk": {**stack.rate("bench", args.calls), **stack.sdk_latencies(args.sequential)},
             }  # fmt: skip
         finally:
             stack.close()
     print(f"{'':22}{'gateway (pycolonies)':>22}{'colonynode SDK':>18}")
     for key, label in (("assigns_per_s", "assigns/s"), ("p50_ms", "submit-close p50 ms"),
-                       ("p99_ms", "submit-close p99 ms")):  # fmt: skip
+                       ("p99_ms", "submit-close p99 ms"),
+                       ("daemons_cpu_ms_per_call", "daemons CPU ms/call"),
+                       ("executors_cpu_ms_per_call", "executors CPU ms/call")):  # fmt: skip
         print(f"{label:22}{result['gateway'][key]:>22.1f}{result['sdk'][key]:>18.1f}")
     result["calls"], result["sequential"] = args.calls, args.sequential
     print(json.dumps(result))
