@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.compare import FUNCTIONS, latencies, pct
+from benchmarks.compare import FUNCTIONS, descendants, latencies, pct, stop_all
 from colonynode.sdk import Client
 from tests.integration.harness import CLI, Colony, Daemon, cli, cli_json, wait_until
 
@@ -69,18 +69,8 @@ print(json.dumps(took))
 
 def _cpu_s(pids: list[int]) -> float:
     """CPU seconds of these processes and every process under them, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0.0, list(pids)
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
+    total = 0.0
+    for pid in descendants(pids):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -159,13 +149,7 @@ class Stack:
 
     def close(self) -> None:
         self.client.close()
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs)
         self.colony.stop_all()
 
 

@@ -38,8 +38,8 @@ def noop(i: int) -> None:
     return None
 
 
-def rss_mib() -> float:
-    """This process and all its descendants, from /proc."""
+def descendants(pids: list[int]) -> list[int]:
+    """These processes and every process under them, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -48,10 +48,18 @@ def rss_mib() -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [os.getpid()]
+    out, todo = [], list(pids)
     while todo:
         pid = todo.pop()
+        out.append(pid)
         todo += children.get(pid, [])
+    return out
+
+
+def rss_mib() -> float:
+    """This process and all its descendants, from /proc."""
+    total = 0
+    for pid in descendants([os.getpid()]):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -59,6 +67,17 @@ def rss_mib() -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate, then kill what has not exited within 10 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -116,13 +135,7 @@ class ColonyStack:
 
     def close(self) -> None:
         self.client.close()
-        for e in self.executors:
-            e.terminate()
-        for e in self.executors:
-            try:
-                e.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                e.kill()
+        stop_all(self.executors)
         self.colony.stop_all()
 
 

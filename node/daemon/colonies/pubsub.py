@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 from colonynode.node.core import NotFound
 from colonynode.node.core import requests as rq
 from colonynode.node.daemon.colonies import shapes
-from colonynode.node.daemon.colonies.rpc import Rpc, RpcError, error_body
+from colonynode.node.daemon.colonies.rpc import Rpc, RpcError, envelope_of, error_body
 
 if TYPE_CHECKING:
     from colonynode.node.daemon.colonies.server import ColoniesGateway
@@ -72,11 +72,8 @@ def _b64(value: Any) -> str:
 def _subscription(gw: ColoniesGateway, text: str) -> tuple[bytes, str, float]:
     if len(text) > FRAME_BYTES_MAX:
         raise RpcError(400, f"a subscription is at most {FRAME_BYTES_MAX} bytes")
-    try:
-        envelope = json.loads(text)
-    except ValueError as exc:
-        raise RpcError(400, f"the request is not JSON: {exc}") from None
-    if not isinstance(envelope, dict) or envelope.get("payloadtype") != "subscribeprocessmsg":
+    envelope = envelope_of(text)
+    if envelope.get("payloadtype") != "subscribeprocessmsg":
         raise RpcError(400, "expected a subscribeprocessmsg")
     payload, signature = envelope.get("payload"), envelope.get("signature")
     if not isinstance(payload, str) or not isinstance(signature, str):

@@ -26,7 +26,7 @@ from colonynode.node.daemon.colonies.shapes import STATE_NAMES
 if TYPE_CHECKING:
     from colonynode.node.daemon.colonies.server import ColoniesGateway
 
-__all__ = ["RPCS", "Caller", "Rpc", "RpcError", "error_body"]
+__all__ = ["RPCS", "Caller", "Rpc", "RpcError", "envelope_of", "error_body"]
 
 VERSION = "colonynode-0.1.0"
 ASSIGN_S_MAX = 60.0
@@ -47,6 +47,17 @@ def error_body(status: int, message: str) -> str:
     message}), error: true}` (the HTTP status is `status` too)."""
     payload = base64.b64encode(json.dumps({"status": status, "message": message}).encode())
     return json.dumps({"payloadtype": "error", "payload": payload.decode(), "error": True})
+
+
+def envelope_of(raw: str | bytes) -> dict[str, Any]:
+    """A request's outer JSON object (RpcError 400 if it is none)."""
+    try:
+        envelope = json.loads(raw)
+    except ValueError as exc:
+        raise RpcError(400, f"the request is not JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise RpcError(400, "the request is not a JSON object")
+    return envelope
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,14 @@ from colonynode.node.core import NotFound, PermissionDenied
 from colonynode.node.daemon.colonies import owner, pubsub, shapes
 from colonynode.node.daemon.colonies.executors import GatewayExecutors
 from colonynode.node.daemon.colonies.keys import BadSignature, recover_id
-from colonynode.node.daemon.colonies.rpc import RPCS, Caller, Rpc, RpcError, error_body
+from colonynode.node.daemon.colonies.rpc import (
+    RPCS,
+    Caller,
+    Rpc,
+    RpcError,
+    envelope_of,
+    error_body,
+)
 from colonynode.node.daemon.colonies.schedules import SCHEDULE_RPCS
 
 if TYPE_CHECKING:
@@ -158,12 +165,7 @@ class ColoniesGateway:
     async def _answer(self, raw: bytes) -> tuple[str, Any]:
         if len(raw) > BODY_BYTES_MAX:
             raise RpcError(400, f"request body over {BODY_BYTES_MAX} bytes")
-        try:
-            envelope = json.loads(raw)
-        except ValueError as exc:
-            raise RpcError(400, f"the request is not JSON: {exc}") from None
-        if not isinstance(envelope, dict):
-            raise RpcError(400, "the request is not a JSON object")
+        envelope = envelope_of(raw)
         fields = [envelope.get(f) for f in ("payloadtype", "payload", "signature")]
         if not all(isinstance(f, str) for f in fields[:2]):
             raise RpcError(400, "payloadtype and payload are strings")
