@@ -306,7 +306,10 @@ class Node:
         self.gateway = gateway
         log.info("Colonies API on %s", self.gateway_url)
         if self.core.membership.is_owner:
-            await self._colonies_keys()
+            try:
+                await self._colonies_keys()
+            except ColonyError as exc:  # the node serves on; `gateway env` says it again
+                log.warning("Colonies API: the colony's key is not in the roster: %s", exc)
 
     async def _colonies_keys(self) -> dict[str, str]:
         """This node's ColonyOS keys, in the roster: its user's, and on the owner's node

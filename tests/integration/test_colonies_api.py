@@ -331,11 +331,26 @@ def test_strangers_forgeries_and_bad_requests_are_refused_and_counted(
     with pytest.raises(RpcFailed) as bad:
         _reply(requests.post(url, data=b"{not json", timeout=30))
     assert bad.value.status == 400
+    # /pubsub: a stranger's subscription and a frame that is no JSON get an error frame.
+    from websocket import create_connection
+
+    ws_url = f"ws://{env['COLONIES_SERVER_HOST']}:{env['COLONIES_SERVER_PORT']}/pubsub"
+    sub = {"msgtype": "subscribeprocessmsg", "processid": "ab" * 16, "state": 2, "timeout": 5,
+           "colonyname": "lab", "executortype": "pycol"}  # fmt: skip
+    payload = base64.b64encode(json.dumps(sub).encode()).decode()
+    for frame, status in ((json.dumps({"payloadtype": "subscribeprocessmsg", "payload": payload,
+                                       "signature": Crypto().sign(payload, stranger)}), 403),
+                          ("{", 400)):  # fmt: skip
+        ws = create_connection(ws_url, timeout=30)
+        ws.send(frame)
+        reply = json.loads(ws.recv())
+        ws.close()
+        assert reply["error"] and json.loads(base64.b64decode(reply["payload"]))["status"] == status
     # Nothing was submitted, and the node counted each refusal and serves on.
     assert Client(b.dir).list() == []
     counters = b.status()["colonies"]
     assert counters["denied"] >= 4 and counters["bad_signatures"] >= 1
-    assert counters["bad_requests"] >= 3 and counters["unserved"] == 1
+    assert counters["bad_requests"] >= 4 and counters["unserved"] == 1
     assert rpc(env, "getcolonymsg", {"colonyname": "lab"}, user)["name"] == "lab"
     assert requests.get(url.replace("/api", "/health"), timeout=30).status_code == 200
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["serve"]
 
+SUBSCRIPTIONS_MAX = 1024  # open /pubsub waits a node serves at once
+FIRST_FRAME_S = 10.0  # to send the subscription once connected
 SUBSCRIBE = Rpc("subscribe to process", ("colony", "user", "executor"), None)
 TIMEOUT_S_MAX = 3600.0
 POLL_S = 0.25  # a wait for WAITING or RUNNING polls the view (closes are waited for)
@@ -37,15 +39,33 @@ CLOSED = ("SUCCESS", "FAILED", "CANCELLED")
 
 async def serve(gw: ColoniesGateway, ws: WebSocket) -> None:
     """One subscription a socket (pycolonies opens one a wait)."""
-    text = await ws.receive_text()
+    text = None
+    with trio.move_on_after(FIRST_FRAME_S):
+        text = await ws.receive_text()
+    if text is None:  # a socket that says nothing holds no slot
+        gw.count_refusal(400)
+        await _close(ws)
+        return
     gw.counters["requests"] += 1
     try:
+        if gw.subscriptions >= SUBSCRIPTIONS_MAX:
+            raise RpcError(503, f"this node serves {SUBSCRIPTIONS_MAX} waits already: try again")
         pid, state, timeout_s = _subscription(gw, text)
     except RpcError as exc:
         gw.count_refusal(exc.status)
         await ws.send_text(error_body(exc.status, exc.message))
         await _close(ws)
         return
+    gw.subscriptions += 1
+    try:
+        await _wait(gw, ws, pid, state, timeout_s)
+    finally:
+        gw.subscriptions -= 1
+    await _close(ws)
+
+
+async def _wait(gw: ColoniesGateway, ws: WebSocket, pid: bytes, state: str,
+                timeout_s: float) -> None:  # fmt: skip
     with trio.move_on_after(timeout_s):
         view = await _until(gw, pid, state)
         process = shapes.process_json(view, gw.colony, gw.executor_id_of)
@@ -53,7 +73,6 @@ async def serve(gw: ColoniesGateway, ws: WebSocket) -> None:
         await ws.send_text(json.dumps(body))
         while True:  # ColonyOS keeps the socket open: the client closes it (pycolonies does)
             await ws.receive_text()
-    await _close(ws)
 
 
 async def _close(ws: WebSocket) -> None:

@@ -85,6 +85,7 @@ class ColoniesGateway:
         self.executors = GatewayExecutors(node)
         self.attributes = _Attributes()
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.subscriptions = 0  # open /pubsub waits
 
     # -- what the RPCs read ------------------------------------------------------------
 
