@@ -268,9 +268,8 @@ class Node:
             self._channels(transport)
             transport.set_stream_handler("join", partial(serve_join, self))
             await transport.listen(listen)
-            self._driver = NodeDriver(
-                self.core, transport, StoreWriter(self.store), on_notice=self._on_notice
-            )
+            writer = StoreWriter(self.store)
+            self._driver = NodeDriver(self.core, transport, writer, on_notice=self._on_notice)
             try:
                 await nursery.start(self.driver.run)
                 self.core.set_addrs(trio.current_time(), transport.addrs())
@@ -296,6 +295,7 @@ class Node:
                     cleanup.shield = True
                     await transport.close()
             nursery.cancel_scope.cancel()
+        writer.close()
 
     async def _serve_colonies(self, stop: trio.Event) -> None:
         """The Colonies-compatible API (node/daemon/colonies/), with the colony's key
