@@ -37,6 +37,12 @@ ColoniesPortOpt = typer.Option(
     help="Serve the Colonies-compatible API (pycolonies) on PORT (0: any free port; "
     "kept for the next start; 'off' to stop serving it).",
 )
+MdnsOpt = typer.Option(
+    None,
+    "--mdns/--no-mdns",
+    help="Advertise this node and find the colony's members on the LAN (mDNS); kept for "
+    "the next start.",
+)
 ColoniesHostOpt = typer.Option(
     "127.0.0.1", "--colonies-host", help="Address the Colonies API binds [default: 127.0.0.1]."
 )
@@ -111,6 +117,7 @@ def start(
     api: str | None = ApiOpt,
     colonies_port: str | None = ColoniesPortOpt,
     colonies_host: str = ColoniesHostOpt,
+    mdns: bool | None = MdnsOpt,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C stops it cleanly)."""
     from colonynode.node.daemon import run_daemon
@@ -118,15 +125,19 @@ def start(
 
     dd, settings = _settings(data_dir, name, listen, api)
     _colonies(settings, colonies_port, colonies_host)
+    if mdns is not None:
+        settings.mdns = mdns
     dd.load_identity()  # one-line error pointing to init/join when there is none
-    if colonies_port is not None:
+    if colonies_port is not None or mdns is not None:
         dd.save_settings(settings)
     setup_logging()
     run_daemon(dd.path, settings, None)
 
 
 def join(
-    addr: str = typer.Argument(..., help="A member's multiaddr, ending in /p2p/<peer id>."),
+    addr: str = typer.Argument(
+        "", help="A member's multiaddr, ending in /p2p/<peer id> (none with --mdns)."
+    ),
     invite: str = typer.Option(..., "--invite", help="The token from `colonynode invite`."),
     data_dir: str | None = DataDirOpt,
     name: str | None = NameOpt,
@@ -134,15 +145,21 @@ def join(
     api: str | None = ApiOpt,
     colonies_port: str | None = ColoniesPortOpt,
     colonies_host: str = ColoniesHostOpt,
+    mdns: bool | None = MdnsOpt,
 ) -> None:
-    """Join a colony with an invite, then run the daemon like `start`."""
+    """Join a colony with an invite, then run the daemon like `start`. With --mdns and
+    no address, through the first member of the invite's colony found on the LAN."""
     from colonynode.core.invite import parse_invite
     from colonynode.node.daemon import run_daemon
     from colonynode.node.logs import setup_logging
 
     parse_invite(invite)  # a damaged or forged token fails here, before anything is created
+    if not addr and not mdns:
+        raise ColonyError("give a member's multiaddr, or --mdns to find one on the LAN")
     dd, settings = _settings(data_dir, name, listen, api)
     _colonies(settings, colonies_port, colonies_host)
+    if mdns is not None:
+        settings.mdns = mdns
     created = not dd.has_identity()
     fresh_settings = dd.load_settings() is None
     dd.load_or_create_identity()

@@ -69,6 +69,7 @@ class NodeSettings:
     bootstrap: list[str] = field(default_factory=list)
     bound_ports: dict[str, int] = field(default_factory=dict)  # tcp/0 entry -> its last port
     colonies: str | None = None  # HOST:PORT of the Colonies-compatible API (None: off)
+    mdns: bool = False  # advertise and find members on the LAN (node/daemon/lan.py)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSettings:

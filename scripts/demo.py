@@ -9,6 +9,7 @@
 3. A results table (who ran what, how long); a workflow whose last step adds its
    parents' outputs, a function's log lines followed from another node, and a running
    process cancelled; pycolonies programs through two nodes' Colonies-compatible APIs; a
+   node joining with no address through mDNS (in a private network namespace); a
    gossip record, a DHT file record, and a
    seeded simulation of the same protocol code; then everything stops and the temporary
    data dirs are removed.
@@ -155,6 +156,38 @@ def pycolonies_demo(root: Path, a: Daemon, c: Daemon) -> None:
         executor.wait()
 
 
+def lan_demo(root: Path) -> None:
+    """Two more daemons in a private network namespace (multicast on its loopback, so
+    nothing leaves the machine): the second joins with no address, through mDNS."""
+    import os
+
+    console.print("\n[bold]A colony on a LAN[/bold]: `join --mdns` finds a member with no"
+                  " address (in a private network namespace)")  # fmt: skip
+    if os.geteuid() != 0:
+        console.print("skipped: a private network namespace needs root")
+        return
+    ns = f"cndemo{os.getpid() % 100_000}"
+    ip = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)  # noqa: E731
+    ip("netns", "add", ns)
+    lan = Colony(root / "lan")
+    try:
+        for args in (("link", "set", "lo", "up"), ("link", "set", "lo", "multicast", "on"),
+                     ("route", "add", "224.0.0.0/4", "dev", "lo")):  # fmt: skip
+            ip("netns", "exec", ns, "ip", *args)
+        home, laptop = lan.daemon("home"), lan.daemon("laptop")
+        for d in (home, laptop):
+            d.prefix, d.extra = ["ip", "netns", "exec", ns], ["--mdns"]
+        home.init("house")
+        home.start()
+        token = home.invite()
+        console.print(f"[bold]$ colonynode join --mdns --invite {token[:16]}...[/bold]")
+        laptop.join("", token)
+        show("members", "--data-dir", str(laptop.dir))
+    finally:
+        lan.stop_all()
+        ip("netns", "del", ns)
+
+
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="colonynode-demo-"))
     colony = Colony(root)
@@ -266,6 +299,7 @@ def main() -> int:
                       sorted(p["output"][0] for p in batched), "(each arg used once)")  # fmt: skip
 
         pycolonies_demo(root, a, c)
+        lan_demo(root)
 
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))

@@ -366,6 +366,16 @@ class ColoniesKeyChange:
 
 
 @dataclass(frozen=True, slots=True)
+class LanPeer:
+    """A node seen on the LAN (an mDNS advert, node/daemon/lan.py): a hint of a
+    member's addresses, never an identity (the dial's Noise handshake checks the peer
+    id each address names). Answered True if it is a member this node will dial."""
+
+    node: NodeId
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OfferRoster:
     """A roster envelope from the owner's answer: taken if newer (answered True then)."""
 
@@ -396,6 +406,7 @@ Request = (
     | CancelProcess
     | ColoniesKeyChange
     | OfferRoster
+    | LanPeer
     | RegisterExecutor
     | Assign
     | CloseRun

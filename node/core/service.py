@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HANDLERS"]
 
+LAN_ADDRS_MAX = 8  # addresses taken from one LAN advert
+
 log = logging.getLogger("colonynode.node")
 
 # -- processes ------------------------------------------------------------------------
@@ -392,6 +394,18 @@ def colonies_key_change(core: NodeCore, rid: int, req: rq.ColoniesKeyChange) -> 
     core.answer(rid, {"key": entry, "roster_version": roster.version})
 
 
+def lan_peer(core: NodeCore, rid: int, req: rq.LanPeer) -> None:
+    m = core.membership
+    suffix = f"/p2p/{peer_id_str(req.node)}"
+    addrs = tuple(a for a in req.addrs[:LAN_ADDRS_MAX] if a.endswith(suffix))
+    if req.node == core.node_id or not m.is_member(req.node) or not addrs:
+        core.answer(rid, False)
+        return
+    core.write(m.learn_addrs(req.node, addrs, own=False))
+    core.links.dial_soon(core.now_s)
+    core.answer(rid, True)
+
+
 def offer_roster(core: NodeCore, rid: int, req: rq.OfferRoster) -> None:
     core.answer(rid, core.links.take_roster(req.roster, via=None))
 
@@ -551,6 +565,7 @@ HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
     rq.Admit: admit,
     rq.ColoniesKeyChange: colonies_key_change,
     rq.OfferRoster: offer_roster,
+    rq.LanPeer: lan_peer,
     rq.Joined: joined,
     rq.PublishRecord: publish_record,
     rq.ReleaseAll: release_all,

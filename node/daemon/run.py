@@ -48,6 +48,7 @@ from colonynode.node.daemon.colonies.rpc import RpcError
 from colonynode.node.daemon.driver import NodeDriver
 from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
+from colonynode.node.daemon.lan import Advert, Lan, find_member
 from colonynode.node.daemon.local_api import SOCKET_NAME, SOCKET_PATH_MAX, LocalApi
 from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport
 from colonynode.node.daemon.ports import remember, sticky
@@ -90,6 +91,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._dialing: set[str] = set()
         self.gateway: ColoniesGateway | None = None
+        self.lan: Lan | None = None
         self.gateway_url = ""
 
     @property
@@ -124,6 +126,8 @@ class Node:
         st["api"] = self.api_url
         if self.local_api is not None:
             st["local_api"] = dict(self.local_api.counters)
+        if self.lan is not None:
+            st["lan"] = dict(self.lan.counters)
         if self.gateway is not None:
             st["colonies"] = {"url": self.gateway_url, **self.gateway.counters,
                               **self.gateway.executors.counters}  # fmt: skip
@@ -275,13 +279,15 @@ class Node:
                 self.core.set_addrs(trio.current_time(), transport.addrs())
                 self._keep_ports(transport.addrs())
                 if join_with is not None:
-                    await join(self, *join_with)
+                    await join(self, await self._join_addr(join_with[0]), join_with[1])
                 for addr in transport.addrs():
                     log.info("listening on %s", addr)
                 stop = trio.Event()
                 await nursery.start(self._serve_api, stop)
                 if self.settings.colonies:
                     await self._serve_colonies(stop)
+                if self.settings.mdns:
+                    await self._serve_lan()
                 self._log_ready()
                 task_status.started()
                 await self._until_signal()
@@ -296,6 +302,40 @@ class Node:
                     await transport.close()
             nursery.cancel_scope.cancel()
         writer.close()
+
+    async def _join_addr(self, addr: str) -> str:
+        """`join`'s address, or with none (`join --mdns`) a member's heard on the LAN."""
+        if addr:
+            return addr
+        colony = self.core.config.colony or str(self.settings.colony)
+        log.info("looking for a member of colony %s on the LAN (mDNS)", colony)
+        try:
+            advert = await find_member(colony, LAN_FIND_S)
+        except trio.TooSlowError:
+            raise JoinFailed(
+                f"no member of colony {colony} answered on the LAN within {LAN_FIND_S:.0f} s:"
+                " give a member's multiaddr instead"
+            ) from None
+        log.info("found %s on the LAN at %s", advert.peer_id, advert.addrs[0])
+        return advert.addrs[0]
+
+    async def _serve_lan(self) -> None:
+        """Advertise this node on the LAN and take members' adverts as address hints."""
+        assert self._nursery is not None
+        ports = [a.split("/tcp/")[1].split("/")[0] for a in self.transport.addrs() if "/tcp/" in a]
+        lan = Lan(self.core.colony(), self.identity.peer_id, self._on_advert)
+        await self._nursery.start(lan.run, int(ports[0]) if ports else None)
+        self.lan = lan
+
+    def _on_advert(self, advert: Advert) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._lan_hint, advert)
+
+    async def _lan_hint(self, advert: Advert) -> None:
+        try:
+            await self.call(rq.LanPeer(nid_of(advert.peer_id), advert.addrs))
+        except ColonyError as exc:
+            log.debug("LAN advert of %s: %s", advert.peer_id, exc)
 
     async def _serve_colonies(self, stop: trio.Event) -> None:
         """The Colonies-compatible API (node/daemon/colonies/), with the colony's key
@@ -405,6 +445,8 @@ class Node:
         log.info("local API on %s%s", self.api_url, f" and {sock}" if sock else "")
         task_status.started()
 
+
+LAN_FIND_S = 20.0  # `join --mdns`: how long to look for a member on the LAN
 
 # Allocations between young collections, and young/middle collections between older ones.
 GC_THRESHOLDS = (50_000, 20, 100)
