@@ -320,12 +320,18 @@ class Node:
         return advert.addrs[0]
 
     async def _serve_lan(self) -> None:
-        """Advertise this node on the LAN and take members' adverts as address hints."""
+        """Advertise this node on the LAN and take members' adverts as address hints
+        (in the background: zeroconf takes ~1.7 s to start, the node is ready before)."""
         assert self._nursery is not None
         ports = [a.split("/tcp/")[1].split("/")[0] for a in self.transport.addrs() if "/tcp/" in a]
-        lan = Lan(self.core.colony(), self.identity.peer_id, self._on_advert)
-        await self._nursery.start(lan.run, int(ports[0]) if ports else None)
-        self.lan = lan
+        self.lan = Lan(self.core.colony(), self.identity.peer_id, self._on_advert)
+        self._nursery.start_soon(self._run_lan, self.lan, int(ports[0]) if ports else None)
+
+    async def _run_lan(self, lan: Lan, port: int | None) -> None:
+        try:
+            await lan.run(port)
+        except Exception as exc:  # zeroconf's errors are its own: the node serves on
+            log.warning("LAN discovery stopped: %s: %s", type(exc).__name__, exc)
 
     def _on_advert(self, advert: Advert) -> None:
         assert self._nursery is not None
