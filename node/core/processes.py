@@ -243,6 +243,12 @@ class ProcessBook:
             )
             if isinstance(body.get("input"), list):  # a cron's previous graph's output
                 entry["input"] = body["input"]
+            initiator = body.get("initiator")  # a ColonyOS identity's (the gateway)
+            if isinstance(initiator, dict) and all(
+                isinstance(initiator.get(k), str) and len(initiator[k]) <= 128
+                for k in ("id", "name")
+            ):
+                entry["initiator"] = {"id": initiator["id"], "name": initiator["name"]}
             for key in ("cronid", "generatorid"):  # started by a cron or a generator
                 if isinstance(body.get(key), str):
                     entry[key] = body[key]
@@ -493,5 +499,6 @@ class ProcessBook:
             "input": self.input_of(pid) if entry.get("parents") or "input" in entry else [],
             "cronid": entry.get("cronid"),
             "generatorid": entry.get("generatorid"),
+            "initiator": entry.get("initiator"),
         }
         return out

@@ -76,12 +76,25 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class Initiator:
+    """Who asked for a process, where that is more than the submitting node: a ColonyOS
+    identity through the Colonies gateway (its key id and name)."""
+
+    id: str
+    name: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitProcess:
     """Answered with the process once a majority of voters holds it durably (`brief`:
     its id and state only, `ProcessBook.brief`)."""
 
     spec: FunctionSpec
     brief: bool = False
+    initiator: Initiator | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,7 @@ class SubmitWorkflow:
     `{processgraphid, processes}` once a majority holds every step."""
 
     specs: tuple[FunctionSpec, ...]
+    initiator: Initiator | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,8 @@ def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
     may_submit(core)
     pid, submitted = core.rng.randbytes(16), core.unix_ns()
     record = {"processid": pid.hex(), "spec": spec_to_json(req.spec), "submission_ns": submitted}
+    if req.initiator is not None:
+        record["initiator"] = req.initiator.as_json()
     own = core.scheduler.own_want(req.spec, submitted)  # the short path: it runs here
     if own is not None:
         record[OWN_CLAIM_KEY] = True
@@ -108,7 +110,8 @@ def submit_workflow(core: NodeCore, rid: int, req: rq.SubmitWorkflow) -> None:
         else:
             core.answer(rid, {"processgraphid": graph.hex(), "processes": views})
 
-    submit_graph(core, req.specs, graph, pids, core.unix_ns(), then)
+    extra = None if req.initiator is None else {"initiator": req.initiator.as_json()}
+    submit_graph(core, req.specs, graph, pids, core.unix_ns(), then, extra=extra)
 
 
 def submit_graph(

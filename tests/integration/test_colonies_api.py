@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from colonynode.node.daemon.colonies.keys import key_id
 from colonynode.sdk import Client
 from tests.integration.harness import (
     Colony,
@@ -95,7 +96,8 @@ process = colonies.submit_func_spec(spec, prvkey)
 process = colonies.wait(process, 60, prvkey)
 logs = colonies.get_process_log(colonyname, process.processid, 100, 0, prvkey)
 print(json.dumps({"processid": process.processid, "state": process.state,
-                  "output": process.output, "logs": [ln["message"] for ln in logs]}))
+                  "output": process.output, "logs": [ln["message"] for ln in logs],
+                  "initiator": process.initiatorname}))
 """
 
 # Code shipping, as pycolonies' python_executor example does it.
@@ -227,10 +229,11 @@ def test_pycolonies_programs_run_unmodified_across_gateways(
     ex.start(with_colony_key(env_b, env_a), "py-b")  # added and approved through b
     got = python(env_c, SUBMIT, "echo", "pycol", '["helloworld"]', "30")  # submitted via c
     assert got["output"] == ["helloworld"] and got["state"] == 2
-    assert got["logs"] == ["py-b runs echo"]
+    assert got["logs"] == ["py-b runs echo"] and got["initiator"] == "c-user"
     # The same process in the colony's own view, on the node that neither served it.
     view = Client(a.dir).get(got["processid"])
     assert view["state"] == "SUCCESS" and view["executor"] == "py-b"
+    assert view["initiator"] == {"id": key_id(env_c["COLONIES_PRVKEY"]), "name": "c-user"}
     # Code shipping (python_executor's way) and a workflow whose child gets its parent's
     # output as input.
     assert python(env_c, SHIP) == {"output": [42]}

@@ -205,9 +205,13 @@ def _spec(gw: ColoniesGateway, data: Any, verb: str) -> Any:
         raise RpcError(400, f"Failed to {verb}, {exc}") from None
 
 
+def _initiator(caller: Caller) -> rq.Initiator:
+    return rq.Initiator(caller.key_id, caller.key.name if caller.key is not None else "")
+
+
 async def submit_spec(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
     spec = _spec(gw, msg.get("spec"), "submit function spec")
-    return _process(gw, await gw.node.call(rq.SubmitProcess(spec)))
+    return _process(gw, await gw.node.call(rq.SubmitProcess(spec, initiator=_initiator(caller))))
 
 
 async def submit_workflow(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
@@ -222,7 +226,7 @@ async def submit_workflow(gw: ColoniesGateway, caller: Caller, msg: dict[str, An
         specs = tuple(parse_workflow({"functionspecs": data.get("functionspecs") or []}))
     except ColonyError as exc:
         raise RpcError(400, f"Failed to submit workflow, {exc}") from None
-    answer = await gw.node.call(rq.SubmitWorkflow(specs))
+    answer = await gw.node.call(rq.SubmitWorkflow(specs, _initiator(caller)))
     return shapes.graph_json(answer["processgraphid"], gw.colony, answer["processes"])
 
 

@@ -73,8 +73,8 @@ def process_json(
     assigned = view.get("executor") if state != 0 else None
     return {
         "processid": pid,
-        "initiatorid": "",
-        "initiatorname": "",
+        "initiatorid": (view.get("initiator") or {}).get("id", ""),
+        "initiatorname": (view.get("initiator") or {}).get("name", ""),
         "assignedexecutorid": executor_id(assigned) if assigned else "",
         "isassigned": state == 1,
         "state": state,
