@@ -5,8 +5,8 @@ listening port on every IPv4 address of its interfaces, and browses for the othe
 An advert is a hint, never an identity: a member's advert gives NodeCore addresses to
 dial (`LanPeer`), each ending in the peer id it names, and the dial's Noise handshake
 proves that peer id or fails; a stranger's or another colony's advert is ignored.
-`join --mdns` without an address joins through the first member of the invite's colony
-it finds.
+`join --mdns` without an address joins through the owner's node, which the invite names,
+once it hears its advert (the token goes to no other peer).
 
 python-zeroconf runs on its own threads; its start and a registration block for ~1.7 s,
 so they run off the Trio loop (`trio.to_thread`), and what its browser hears comes back
@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["SERVICE", "Advert", "Lan", "advert_of", "find_member"]
+__all__ = ["SERVICE", "Advert", "Lan", "advert_of", "find_owner"]
 
 log = logging.getLogger("colonynode.lan")
 
@@ -59,10 +59,13 @@ def advert_of(info: Any) -> Advert | None:
 
 
 def _local_ipv4() -> list[str]:
+    """This machine's IPv4 addresses to advertise: not loopback or link-local ones,
+    unless it has no other (a namespace with loopback alone, as the tests run)."""
     import ifaddr
 
-    ips = [ip.ip for a in ifaddr.get_adapters() for ip in a.ips if isinstance(ip.ip, str)]
-    return sorted(set(ips), key=lambda ip: ip.startswith("127."))[:ADDRS_MAX]
+    ips = sorted({ip.ip for a in ifaddr.get_adapters() for ip in a.ips if isinstance(ip.ip, str)})
+    routable = [ip for ip in ips if not ip.startswith(("127.", "169.254."))]
+    return (routable or ips)[:ADDRS_MAX]
 
 
 class Lan:
@@ -125,15 +128,18 @@ class Lan:
                 await trio.to_thread.run_sync(zc.close)  # says goodbye: unregisters
 
 
-async def find_member(colony: str, timeout_s: float) -> Advert:
-    """The first advert of a member of `colony` heard on the LAN within `timeout_s`
-    (`join --mdns`); TooSlowError if none."""
+async def find_owner(colony: str, owner_peer_id: str, timeout_s: float) -> Advert:
+    """The advert of the colony's owner's node heard on the LAN within `timeout_s`
+    (`join --mdns`); TooSlowError if none. Only the owner's: the invite names it, the
+    dial's Noise handshake proves it, and the token goes to no one else (a false advert
+    of any other peer id could take the token and join with it)."""
     found: list[Advert] = []
     done = trio.Event()
 
     def take(advert: Advert) -> None:
-        found.append(advert)
-        done.set()
+        if advert.peer_id == owner_peer_id and not done.is_set():
+            found.append(advert)
+            done.set()
 
     with trio.fail_after(timeout_s):
         async with trio.open_nursery() as nursery:

@@ -48,7 +48,7 @@ from colonynode.node.daemon.colonies.rpc import RpcError
 from colonynode.node.daemon.driver import NodeDriver
 from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
-from colonynode.node.daemon.lan import Advert, Lan, find_member
+from colonynode.node.daemon.lan import Advert, Lan, find_owner
 from colonynode.node.daemon.local_api import SOCKET_NAME, SOCKET_PATH_MAX, LocalApi
 from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport
 from colonynode.node.daemon.ports import remember, sticky
@@ -260,6 +260,15 @@ class Node:
         join_with: tuple[str, str] | None = None,
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        writer = StoreWriter(self.store)
+        try:
+            await self._run(writer, join_with, task_status)
+        finally:
+            writer.close()  # its thread ends, whatever ended the run
+
+    async def _run(
+        self, writer: StoreWriter, join_with: tuple[str, str] | None, task_status: Any
+    ) -> None:
         set_node_id(self.identity.short_id)
         self.started_s = trio.current_time()
         listen = sticky(self.settings.listen, self.settings.bound_ports)
@@ -272,14 +281,13 @@ class Node:
             self._channels(transport)
             transport.set_stream_handler("join", partial(serve_join, self))
             await transport.listen(listen)
-            writer = StoreWriter(self.store)
             self._driver = NodeDriver(self.core, transport, writer, on_notice=self._on_notice)
             try:
                 await nursery.start(self.driver.run)
                 self.core.set_addrs(trio.current_time(), transport.addrs())
                 self._keep_ports(transport.addrs())
                 if join_with is not None:
-                    await join(self, await self._join_addr(join_with[0]), join_with[1])
+                    await self._join(*join_with)
                 for addr in transport.addrs():
                     log.info("listening on %s", addr)
                 stop = trio.Event()
@@ -301,23 +309,35 @@ class Node:
                     cleanup.shield = True
                     await transport.close()
             nursery.cancel_scope.cancel()
-        writer.close()
 
-    async def _join_addr(self, addr: str) -> str:
-        """`join`'s address, or with none (`join --mdns`) a member's heard on the LAN."""
+    async def _join_addrs(self, addr: str, token: str) -> list[str]:
+        """`join`'s address, or with none (`join --mdns`) the owner's node's addresses
+        heard on the LAN (the invite names it)."""
         if addr:
-            return addr
-        colony = self.core.config.colony or str(self.settings.colony)
-        log.info("looking for a member of colony %s on the LAN (mDNS)", colony)
+            return [addr]
+        invite = parse_invite(token)[0]
+        owner = peer_id_str(invite.owner)
+        log.info("looking for colony %s's owner %s on the LAN (mDNS)", invite.colony, owner)
         try:
-            advert = await find_member(colony, LAN_FIND_S)
+            advert = await find_owner(invite.colony, owner, LAN_FIND_S)
         except trio.TooSlowError:
             raise JoinFailed(
-                f"no member of colony {colony} answered on the LAN within {LAN_FIND_S:.0f} s:"
-                " give a member's multiaddr instead"
+                f"the owner's node of colony {invite.colony} did not answer on the LAN within"
+                f" {LAN_FIND_S:.0f} s: give a member's multiaddr instead"
             ) from None
-        log.info("found %s on the LAN at %s", advert.peer_id, advert.addrs[0])
-        return advert.addrs[0]
+        log.info("found the owner's node on the LAN at %s", ", ".join(advert.addrs))
+        return list(advert.addrs)
+
+    async def _join(self, addr: str, token: str) -> None:
+        """Join through `addr`, or (`join --mdns`) through each address heard in turn."""
+        addrs = await self._join_addrs(addr, token)
+        for i, each in enumerate(addrs):
+            try:
+                await join(self, each, token)
+                return
+            except JoinFailed:
+                if i == len(addrs) - 1:
+                    raise
 
     async def _serve_lan(self) -> None:
         """Advertise this node on the LAN and take members' adverts as address hints

@@ -334,6 +334,9 @@ def test_strangers_forgeries_and_bad_requests_are_refused_and_counted(
     with pytest.raises(RpcFailed) as bad:
         _reply(requests.post(url, data=b"{not json", timeout=30))
     assert bad.value.status == 400
+    with pytest.raises(RpcFailed) as bad:  # over 1 MiB: refused before it is read whole
+        _reply(requests.post(url, data=b"x" * (2 << 20), timeout=30))
+    assert bad.value.status == 400 and "over" in bad.value.message
     # /pubsub: a stranger's subscription and a frame that is no JSON get an error frame.
     from websocket import create_connection
 
@@ -353,7 +356,7 @@ def test_strangers_forgeries_and_bad_requests_are_refused_and_counted(
     assert Client(b.dir).list() == []
     counters = b.status()["colonies"]
     assert counters["denied"] >= 4 and counters["bad_signatures"] >= 1
-    assert counters["bad_requests"] >= 4 and counters["unserved"] == 1
+    assert counters["bad_requests"] >= 5 and counters["unserved"] == 1
     assert rpc(env, "getcolonymsg", {"colonyname": "lab"}, user)["name"] == "lab"
     assert requests.get(url.replace("/api", "/health"), timeout=30).status_code == 200
 

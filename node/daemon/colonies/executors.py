@@ -6,9 +6,10 @@ whenever the node detached it: its `assign` is the node's `assign`, its close th
 close, under the same leases. A pycolonies executor calls nothing while it runs a
 process, where the node's executors heartbeat every few seconds: the gateway heartbeats
 for it while the run is within its `maxexectime` and the executor was heard from within
-ColonyOS's 600 s. Past its `maxexectime` the run's lease is dropped (the executor
-detached): the voters let it expire and the process is retried elsewhere, a retry
-counted, as ColonyOS returns a process past its exec deadline to WAITING.
+ColonyOS's 600 s. Past its `maxexectime` that run's lease is dropped: the voters let it
+expire and the process is retried elsewhere, a retry counted, as ColonyOS returns a
+process past its exec deadline to WAITING. Entries of executors the roster dropped, or
+quiet past 600 s with nothing running, are forgotten.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from colonynode.consensus import requests as lrq
 from colonynode.core.errors import ColonyError
 from colonynode.core.roster import ColoniesKey
 from colonynode.core.scheduling import ExecutorAdvert
@@ -39,6 +41,7 @@ RUN_S_MAX = 600.0  # a run without maxexectime is heartbeaten while the executor
 EXECUTORS_MAX = 1024  # the roster's cap on Colonies keys
 FUNCTIONS_MAX = 256  # functions an executor registers here
 RUNS_MAX = 256  # runs of one executor the gateway keeps
+SLOTS = 4  # assigns of one ColonyOS executor that may wait at once (a threaded one)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Attached:
     last_call_s: float = 0.0
     runs: dict[bytes, Run] = field(default_factory=dict)
     functions: dict[str, int] = field(default_factory=dict)  # name -> times added
+    registering: trio.Lock = field(default_factory=trio.Lock)  # one registration at once
 
 
 class GatewayExecutors:
@@ -93,13 +97,15 @@ class GatewayExecutors:
         att = self.attached(key)
         att.last_call_s = trio.current_time()
         for attempt in (0, 1):
-            if att.executor_id is None:
-                advert = ExecutorAdvert(key.name, key.executortype)
-                answer = await self.node.call(rq.RegisterExecutor(advert))
-                att.executor_id = answer["executor_id"]
-                self.counters["attached"] += 1
+            async with att.registering:  # two calls at once register it once
+                if att.executor_id is None:
+                    advert = ExecutorAdvert(key.name, key.executortype)
+                    answer = await self.node.call(rq.RegisterExecutor(advert, slots=SLOTS))
+                    att.executor_id = answer["executor_id"]
+                    self.counters["attached"] += 1
+            eid = att.executor_id
             try:
-                return await self.node.call(make(att.executor_id))
+                return await self.node.call(make(eid))
             except UnknownExecutor:
                 att.executor_id = None
                 att.runs.clear()
@@ -124,27 +130,42 @@ class GatewayExecutors:
             att.runs.pop(pid, None)
 
     async def keep_alive(self) -> None:
-        """Heartbeat for the executors that run something, as long as they may."""
+        """Heartbeat for the executors that run something, as long as they may; forget
+        the ones the roster dropped or that went quiet with nothing running."""
         while True:
             await trio.sleep(HEARTBEAT_S)  # a period, not a wait for convergence
             for att in list(self.by_key.values()):
-                if att.runs and att.executor_id is not None:
-                    await self._beat(att)
+                try:
+                    if att.runs and att.executor_id is not None:
+                        await self._beat(att)
+                except ColonyError as exc:  # (NoAnswer, a full node): next period
+                    log.warning("Colonies executor %s: heartbeat failed: %s", att.key.name, exc)
+            self._evict()
+
+    def _evict(self) -> None:
+        roster = self.node.core.membership.roster
+        now_s = trio.current_time()
+        for key_id, att in list(self.by_key.items()):
+            gone = roster is None or roster.colonies_key(key_id) != att.key
+            if gone or (not att.runs and now_s - att.last_call_s > SILENT_S):
+                del self.by_key[key_id]
 
     async def _beat(self, att: Attached) -> None:
         now_s = trio.current_time()
-        expired = [pid for pid, run in att.runs.items() if now_s > run.deadline_s]
         eid = att.executor_id
         assert eid is not None
+        expired = [pid for pid, run in att.runs.items() if now_s > run.deadline_s]
+        if now_s - att.last_call_s > SILENT_S:
+            expired = list(att.runs)
+        for pid in expired:  # past its maxexectime: its lease goes, its process is retried
+            del att.runs[pid]
+            self.counters["runs_expired"] += 1
+            log.info("Colonies executor %s: process %s past its maxexectime: lease dropped",
+                     att.key.name, pid.hex())  # fmt: skip
+            await self.node.call(rq.Lease(lrq.DropLease(pid)))
+        if not att.runs:
+            return
         try:
-            if expired or now_s - att.last_call_s > SILENT_S:
-                self.counters["runs_expired"] += len(expired) or len(att.runs)
-                log.info("Colonies executor %s: %d runs past their maxexectime: detached",
-                         att.key.name, len(expired) or len(att.runs))  # fmt: skip
-                att.executor_id = None
-                att.runs.clear()
-                await self.node.call(rq.Detach(eid, release=False))
-                return
             answer = await self.node.call(rq.Heartbeat(eid))
         except UnknownExecutor:
             att.executor_id = None

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import trio
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from colonynode.node.core import NotFound
 from colonynode.node.core import requests as rq
@@ -54,8 +54,8 @@ async def serve(gw: ColoniesGateway, ws: WebSocket) -> None:
     except RpcError as exc:
         gw.count_refusal(exc.status)
         await ws.send_text(error_body(exc.status, exc.message))
-        await _close(ws)
-        return
+        await _until_closed(ws, FIRST_FRAME_S)  # the client closes (a close from both
+        return  # ends at once can break hypercorn's send: serve() serves again then)
     gw.subscriptions += 1
     try:
         await _wait(gw, ws, pid, state, timeout_s)
@@ -73,6 +73,17 @@ async def _wait(gw: ColoniesGateway, ws: WebSocket, pid: bytes, state: str,
         await ws.send_text(json.dumps(body))
         while True:  # ColonyOS keeps the socket open: the client closes it (pycolonies does)
             await ws.receive_text()
+
+
+async def _until_closed(ws: WebSocket, timeout_s: float) -> None:
+    """Let the client close the socket; close it ourselves after `timeout_s`."""
+    with trio.move_on_after(timeout_s):
+        try:
+            while True:
+                await ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+    await _close(ws)
 
 
 async def _close(ws: WebSocket) -> None:

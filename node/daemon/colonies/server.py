@@ -79,6 +79,19 @@ def error(status: int, message: str) -> Response:
                     media_type="text/plain; charset=utf-8")  # fmt: skip
 
 
+async def _body(request: Request) -> bytes | None:
+    """The request's body, read no further than BODY_BYTES_MAX (None: longer)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > BODY_BYTES_MAX:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > BODY_BYTES_MAX:
+            return None
+    return bytes(body)
+
+
 class ColoniesGateway:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -200,7 +213,12 @@ class ColoniesGateway:
 
     def app(self) -> Starlette:
         async def api(request: Request) -> Response:
-            return await self.answer(await request.body())
+            body = await _body(request)
+            if body is None:
+                self.counters["requests"] += 1
+                self.count_refusal(400)
+                return error(400, f"request body over {BODY_BYTES_MAX} bytes")
+            return await self.answer(body)
 
         async def health(_: Request) -> Response:
             return Response("", media_type="text/plain; charset=utf-8")
@@ -221,18 +239,43 @@ class ColoniesGateway:
     async def serve(self, bind: str, stop: trio.Event,
                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
         from hypercorn.config import Config
-        from hypercorn.trio import serve
 
         config = Config()
         config.bind = [bind]
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = 1.0
+        config.websocket_max_message_size = pubsub.FRAME_BYTES_MAX
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.executors.keep_alive)
-            binds = await nursery.start(
-                partial(serve, self.app(), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-            )
-            task_status.started(str(binds[0]))
+            url = await nursery.start(self._serve_http, config, stop)
+            task_status.started(url)
             await stop.wait()
             nursery.cancel_scope.cancel()
+
+    async def _serve_http(self, config: Any, stop: trio.Event,
+                          task_status: Any = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        """hypercorn, served again on the same address if it fails: a client can make
+        its websocket code raise out of its task group (a close racing a send), and
+        that must end neither the node nor the gateway."""
+        from hypercorn.trio import serve
+
+        started = False
+        while not stop.is_set():
+            try:
+                async with trio.open_nursery() as inner:
+                    binds = await inner.start(
+                        partial(serve, self.app(), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+                    )
+                    if not started:
+                        url = str(binds[0])
+                        config.bind = [url.split("://", 1)[-1]]  # port 0: keep the one it got
+                        task_status.started(url)
+                        started = True
+                return
+            except Exception as exc:  # (an ExceptionGroup of hypercorn's; never Cancelled)
+                if not started:
+                    raise
+                self.counters["errors"] += 1
+                log.warning("Colonies API: the HTTP server failed (%s); serving again",
+                            type(exc).__name__)  # fmt: skip
