@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 # (elsewhere it echoes), and code shipped in `env.code` (func_spec(func=<a function>)) is
 # run.
 EXECUTOR = """
-import base64, os, sys, time
+import base64, os, sys, threading
 from pycolonies import Crypto, colonies_client, func_spec
 
 colonies, colonyname, colony_prvkey, _, _ = colonies_client()
@@ -63,7 +63,7 @@ while True:
     print("assigned", process.processid, spec.funcname, flush=True)
     colonies.add_log(process.processid, f"{name} runs {spec.funcname}", prvkey)
     if spec.funcname == "hang" and name in spec.args:
-        time.sleep(3600)
+        threading.Event().wait()  # a run that never ends, until the test kills it
     if "code" in spec.env:
         exec(base64.b64decode(spec.env["code"]).decode())
         out = [eval(spec.funcname)(*spec.args)]

@@ -23,8 +23,7 @@ def _ip(*args: str) -> None:
 def lan(tmp_path: Path) -> Iterator[tuple[Colony, list[str]]]:
     """A colony whose daemons run in one network namespace (`ip netns exec`): loopback
     up, multicast on, 224.0.0.0/4 routed to it."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a network namespace (CI runs as root)")
+    assert os.geteuid() == 0, "LAN tests need root for a private network namespace (CI has it)"
     ns = f"cnlan{os.getpid() % 100_000}"
     _ip("netns", "add", ns)
     colony = Colony(tmp_path)
