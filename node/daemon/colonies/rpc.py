@@ -26,7 +26,7 @@ from colonynode.node.daemon.colonies.shapes import STATE_NAMES
 if TYPE_CHECKING:
     from colonynode.node.daemon.colonies.server import ColoniesGateway
 
-__all__ = ["RPCS", "Caller", "Rpc", "RpcError", "envelope_of", "error_body"]
+__all__ = ["RPCS", "Caller", "Rpc", "RpcError", "check_colony", "envelope_of", "error_body"]
 
 VERSION = "colonynode-0.1.0"
 ASSIGN_S_MAX = 60.0
@@ -78,7 +78,7 @@ class Rpc:
     handler: Handler | None  # None: a change to the executors, made by the server (owner.py)
 
 
-def _colony(gw: ColoniesGateway, name: Any) -> None:
+def check_colony(gw: ColoniesGateway, name: Any) -> None:
     if name != gw.colony:
         raise RpcError(403, f"Colony with name {name} does not exists")
 
@@ -129,7 +129,7 @@ async def version(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> A
 
 
 async def get_colony(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     return {"colonyid": gw.colony_id(), "name": gw.colony}
 
 
@@ -138,13 +138,13 @@ async def get_colonies(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any])
 
 
 async def get_executors(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     return [shapes.executor_json(k, gw.colony) for k in gw.roster().colonies
             if k.role == "executor"]  # fmt: skip
 
 
 async def get_executor(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     key = gw.roster().colonies_executor(_str(msg, "executorname"))
     if key is None:
         raise RpcError(500, "Failed to get executor, executor is nil")
@@ -165,7 +165,7 @@ async def add_function(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any])
     fun = msg.get("fun")
     if not isinstance(fun, dict):
         raise RpcError(400, "Failed to add function, msg.Function is nil")
-    _colony(gw, fun.get("colonyname"))
+    check_colony(gw, fun.get("colonyname"))
     key = _executor(caller)
     if _str(fun, "executorname") != key.name:
         raise RpcError(403, "Not allowed to add a function to another executor")
@@ -176,7 +176,7 @@ async def add_function(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any])
 
 
 async def get_functions(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     name = _str(msg, "executorname")
     roster = gw.roster()
     out = []
@@ -198,7 +198,7 @@ def _spec(gw: ColoniesGateway, data: Any, verb: str) -> Any:
     if not isinstance(data, dict):
         raise RpcError(400, f"Failed to {verb}, spec is nil")
     conditions = data.get("conditions")
-    _colony(gw, conditions.get("colonyname") if isinstance(conditions, dict) else None)
+    check_colony(gw, conditions.get("colonyname") if isinstance(conditions, dict) else None)
     try:
         return parse_spec(data)
     except ColonyError as exc:
@@ -218,10 +218,10 @@ async def submit_workflow(gw: ColoniesGateway, caller: Caller, msg: dict[str, An
     data = msg.get("spec")
     if not isinstance(data, dict):
         raise RpcError(400, "Failed to submit workflow, spec is nil")
-    _colony(gw, data.get("colonyname"))
+    check_colony(gw, data.get("colonyname"))
     for spec in data.get("functionspecs") or ():
         if isinstance(spec, dict) and isinstance(spec.get("conditions"), dict):
-            _colony(gw, spec["conditions"].get("colonyname") or gw.colony)
+            check_colony(gw, spec["conditions"].get("colonyname") or gw.colony)
     try:
         specs = tuple(parse_workflow({"functionspecs": data.get("functionspecs") or []}))
     except ColonyError as exc:
@@ -251,7 +251,7 @@ async def add_child(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) ->
 
 
 async def assign(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     key = _executor(caller)
     timeout = _int(msg, "timeout")
     if timeout == 0:
@@ -271,7 +271,7 @@ async def get_process(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) 
 
 
 async def get_processes(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     state = _int(msg, "state", -1)
     if state != -1 and state not in STATE_NAMES:
         raise RpcError(400, "Failed to get processes, invalid msg.State")
@@ -345,7 +345,7 @@ async def add_log(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> A
 
 
 async def get_logs(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     if _str(msg, "executorname"):
         raise RpcError(400, "colonynode reads logs by process (processid), not by executor")
     pid = _pid(msg.get("processid"), "get logs")
@@ -405,7 +405,7 @@ async def get_graph(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) ->
 
 
 async def get_graphs(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     count = _int(msg, "count", COUNT_MAX)
     if count > COUNT_MAX:
         raise RpcError(400, f"Count is larger than MaxCount limit <{COUNT_MAX}>")
@@ -420,7 +420,7 @@ async def get_graphs(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -
 
 
 async def colony_stats(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     executors = [k for k in gw.roster().colonies if k.role == "executor"]
     views = gw.node.list_processes(None, 10_000, 0, {})
     by_state = {name: 0 for name in shapes.STATES}

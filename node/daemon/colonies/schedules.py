@@ -8,14 +8,19 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from colonynode.node.core import requests as rq
-from colonynode.node.daemon.colonies.rpc import MEMBER, Caller, Rpc, RpcError
+from colonynode.node.daemon.colonies.rpc import (
+    COUNT_MAX,
+    MEMBER,
+    Caller,
+    Rpc,
+    RpcError,
+    check_colony,
+)
 
 if TYPE_CHECKING:
     from colonynode.node.daemon.colonies.server import ColoniesGateway
 
 __all__ = ["SCHEDULE_RPCS"]
-
-COUNT_MAX = 100
 
 
 def _workflow(value: Any, verb: str) -> Any:
@@ -51,16 +56,11 @@ def _count(msg: dict[str, Any]) -> int:
     return max(count, 0)
 
 
-def _colony(gw: ColoniesGateway, name: Any) -> None:
-    if name != gw.colony:
-        raise RpcError(403, f"Colony with name {name} does not exists")
-
-
 async def add_cron(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
     cron = msg.get("cron")
     if not isinstance(cron, dict):
         raise RpcError(400, "Failed to add cron, cron is nil")
-    _colony(gw, cron.get("colonyname"))
+    check_colony(gw, cron.get("colonyname"))
     wait = cron.get("waitforprevprocessgraph", cron.get("waitforprevprocessgrap", False))
     body = {"name": cron.get("name"), "cronexpression": cron.get("cronexpression", ""),
             "interval": cron.get("interval", -1), "random": cron.get("random", False),
@@ -74,7 +74,7 @@ async def get_cron(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> 
 
 
 async def get_crons(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     crons = await gw.node.call(rq.ListCrons())
     return [_out(c) for c in crons[: _count(msg)]]
 
@@ -94,7 +94,7 @@ async def add_generator(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]
     gen = msg.get("generator")
     if not isinstance(gen, dict):
         raise RpcError(400, "Failed to add generator, generator is nil")
-    _colony(gw, gen.get("colonyname"))
+    check_colony(gw, gen.get("colonyname"))
     body = {"name": gen.get("name"), "trigger": gen.get("trigger"),
             "timeout": gen.get("timeout", -1),
             "workflowspec": _workflow(gen.get("workflowspec"), "add generator")}  # fmt: skip
@@ -107,7 +107,7 @@ async def get_generator(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]
 
 
 async def get_generators(gw: ColoniesGateway, caller: Caller, msg: dict[str, Any]) -> Any:
-    _colony(gw, msg.get("colonyname"))
+    check_colony(gw, msg.get("colonyname"))
     gens = await gw.node.call(rq.ListGenerators())
     return [_out(g) for g in gens[: _count(msg)]]
 
