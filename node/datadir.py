@@ -70,6 +70,7 @@ class NodeSettings:
     bound_ports: dict[str, int] = field(default_factory=dict)  # tcp/0 entry -> its last port
     colonies: str | None = None  # HOST:PORT of the Colonies-compatible API (None: off)
     mdns: bool = False  # advertise and find members on the LAN (node/daemon/lan.py)
+    fs_quota_bytes: int = 64 << 30  # ColonyFS chunk bytes this node holds at most
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSettings:

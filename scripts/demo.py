@@ -308,9 +308,9 @@ def main() -> int:
         show("gossip", "ls", "--kind", "note", "--data-dir", str(a.dir))
         digest = hashlib.sha256(b"demo").hexdigest()
         record = {"label": "demo", "name": "pi.txt", "id": "r1", "sha256": digest, "size": 4}
-        ApiClient.for_data_dir(c.dir).post("/v1/fs/revisions", record)
+        ApiClient.for_data_dir(c.dir).post("/v1/dht/fs/revisions", record)
         console.print("DHT file record put on c, read on a:",
-                      api.get("/v1/fs/demo/pi.txt")["revisions"])  # fmt: skip
+                      api.get("/v1/dht/fs/demo/pi.txt")["revisions"])  # fmt: skip
         show("simulate", "--scenario", "ping", "--nodes", "500", "--seed", "1", "--faults", "chaos")
         console.print(
             "\n[bold]The same NodeCore the daemons run, 100 of them in one process[/bold]"

@@ -55,6 +55,7 @@ from colonynode.gossip.records import open_body
 from colonynode.node.core import colony, service, waits
 from colonynode.node.core.announce import Announcements
 from colonynode.node.core.crons import CRON_KIND, Crons
+from colonynode.node.core.fs import FS_KIND, FsIndex
 from colonynode.node.core.generators import GENERATOR_KIND, Generators
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
@@ -182,6 +183,7 @@ class NodeCore:
         )
         self.book = ProcessBook(parse=parse_spec or parse_process_spec, me=self.node_id)
         self.crons = Crons(self)
+        self.fs = FsIndex()
         self.generators = Generators(self)
         self.book.on_scheduled = self._scheduled_process
         self._load_processes()
@@ -224,6 +226,8 @@ class NodeCore:
                 self.crons.on_record(author, body.kind, body.body)
             elif body.kind.startswith(GENERATOR_KIND):
                 self.generators.on_record(author, body.kind, body.body)
+            elif body.kind.startswith(FS_KIND):
+                self.fs.on_record(author, body.kind, body.body)
         for author, body, seq in later:  # after the crons: a tick's records name its cron
             self.book.on_record(author, body.kind, body.body, seq=seq)
 
@@ -431,6 +435,9 @@ class NodeCore:
             elif event.kind.startswith(GENERATOR_KIND):
                 if not event.local:
                     self.generators.on_record(event.author, event.kind, event.body)
+            elif event.kind.startswith(FS_KIND):
+                if not event.local:
+                    self.fs.on_record(event.author, event.kind, event.body)
             else:
                 self.links.on_record(event)
 
@@ -516,6 +523,11 @@ class NodeCore:
             },
             "crons": {"defined": len(self.crons.crons), **self.crons.counters},
             "generators": {"defined": len(self.generators.generators), **self.generators.counters},
+            "fs": {
+                "labels": len(self.fs.labels),
+                "snapshots": len(self.fs.snapshots),
+                **self.fs.counters,
+            },
             "counters": dict(self.counters),
         }
 

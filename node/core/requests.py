@@ -42,7 +42,11 @@ __all__ = [
     "Disconnect",
     "FindPeer",
     "FsAddRevision",
+    "FsCommit",
     "FsGet",
+    "FsRemove",
+    "FsSnapshot",
+    "FsSnapshotRemove",
     "GetCron",
     "GetGenerator",
     "GetProcess",
@@ -319,6 +323,33 @@ class FsGet:
 
 
 @dataclass(frozen=True, slots=True)
+class FsCommit:
+    """ColonyFS revisions whose chunks are stored (each a dict: label, name, sha256,
+    size, chunks, tree); answered with their JSON once a majority of voters holds them."""
+
+    files: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FsRemove:
+    """Every revision of `name` in `label`, or (no name) of every file under `label`."""
+
+    label: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FsSnapshot:
+    label: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FsSnapshotRemove:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class FindPeer:
     """A member's addresses from its signed /peer/ record (answered with a tuple)."""
 
@@ -431,6 +462,10 @@ Request = (
     | Lease
     | FsAddRevision
     | FsGet
+    | FsCommit
+    | FsRemove
+    | FsSnapshot
+    | FsSnapshotRemove
     | FindPeer
     | CreateInvite
     | RemoveMember

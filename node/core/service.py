@@ -23,6 +23,7 @@ from colonynode.node.core import requests as rq
 from colonynode.node.core import runs, waits
 from colonynode.node.core.crons import may_submit
 from colonynode.node.core.errors import NotFound, NotHolder, PermissionDenied
+from colonynode.node.core.fs import fs_handlers
 from colonynode.node.core.members import (
     admit,
     colonies_key_change,
@@ -477,6 +478,7 @@ HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
     rq.Joined: joined,
     rq.PublishRecord: publish_record,
     rq.ReleaseAll: release_all,
+    **fs_handlers(),
 }
 
 

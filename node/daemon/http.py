@@ -414,8 +414,8 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/leases/claim", lease_claim, post),
         ("/v1/leases/close", lease_close, post),
         ("/v1/leases/{pid}", lease_read, get),
-        ("/v1/fs/revisions", fs_add, post),
-        ("/v1/fs/{label}/{name}", fs_get, get),
+        ("/v1/dht/fs/revisions", fs_add, post),
+        ("/v1/dht/fs/{label}/{name}", fs_get, get),
         ("/v1/dht/peers/{peer_id}", find_peer, get),
         ("/v1/processes", submit_process, post),
         ("/v1/processes/batch", submit_batch, post),
@@ -448,4 +448,9 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/colonies/env", colonies_env, post),
         ("/metrics", metrics, get),
     ]
+    fs = getattr(node, "fs", None)
+    if fs is not None:
+        from colonynode.node.daemon.fs.routes import fs_routes
+
+        routes += fs_routes(fs)
     return routes

@@ -46,6 +46,8 @@ from colonynode.node.daemon.colonies.keys import key_id as colonies_key_id
 from colonynode.node.daemon.colonies.keys import load_or_create_key
 from colonynode.node.daemon.colonies.rpc import RpcError
 from colonynode.node.daemon.driver import NodeDriver
+from colonynode.node.daemon.fs.service import FsService
+from colonynode.node.daemon.fs.transfer import FS_CODEC, serve_chunks
 from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
 from colonynode.node.daemon.lan import Advert, Lan, find_owner
@@ -93,6 +95,7 @@ class Node:
         self.gateway: ColoniesGateway | None = None
         self.lan: Lan | None = None
         self.gateway_url = ""
+        self.fs = FsService(self, datadir.path / "chunks", settings.fs_quota_bytes)
 
     @property
     def transport(self) -> P2PTransport:
@@ -128,6 +131,7 @@ class Node:
             st["local_api"] = dict(self.local_api.counters)
         if self.lan is not None:
             st["lan"] = dict(self.lan.counters)
+        st["fs"] = {**st.get("fs", {}), **self.fs.stats()}
         if self.gateway is not None:
             st["colonies"] = {"url": self.gateway_url, **self.gateway.counters,
                               **self.gateway.executors.counters}  # fmt: skip
@@ -246,6 +250,7 @@ class Node:
         transport.add_channel(Channel("gossip", f"/colony/{colony}/gossip/1", GOSSIP_CODEC))
         transport.add_channel(Channel("dht", f"/colony/{colony}/dht/1", DHT_CODEC))
         transport.add_channel(Channel("lease", f"/colony/{colony}/lease/1", LEASE_CODEC))
+        transport.add_channel(Channel("fs", f"/colony/{colony}/fs/1", FS_CODEC))
 
     def _keep_ports(self, addrs: list[str]) -> None:
         """Remember the ports `tcp/0` got, for the next start (ports.py)."""
@@ -280,6 +285,9 @@ class Node:
             self._transport = transport
             self._channels(transport)
             transport.set_stream_handler("join", partial(serve_join, self))
+            fs = self.fs
+            transport.set_stream_handler("fs", partial(serve_chunks, fs.store, fs.counters))
+            await nursery.start(fs.run)
             await transport.listen(listen)
             self._driver = NodeDriver(self.core, transport, writer, on_notice=self._on_notice)
             try:

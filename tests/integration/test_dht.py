@@ -39,11 +39,11 @@ def test_a_joined_through_b_is_found_by_e_through_the_dht(colony: Colony) -> Non
 
     digest = hashlib.sha256(b"hello colony").hexdigest()
     put = ApiClient.for_data_dir(a.dir).post(
-        "/v1/fs/revisions",
+        "/v1/dht/fs/revisions",
         {"label": "docs", "name": "hello.txt", "id": "r1", "sha256": digest, "size": 12},
     )
     assert put["ok"] is True and put["stored"] >= 1
-    got = ApiClient.for_data_dir(e.dir).get("/v1/fs/docs/hello.txt")
+    got = ApiClient.for_data_dir(e.dir).get("/v1/dht/fs/docs/hello.txt")
     assert got["found"] is True and got["latest"] == "r1"
     assert got["revisions"][0]["sha256"] == digest
     assert got["revisions"][0]["author"] == a.status()["peer_id"]

@@ -1,0 +1,173 @@
+"""The chunk store: content-addressed chunks as files under ``<data dir>/chunks``.
+
+A chunk's path is ``chunks/<first two hex digits>/<64 hex digits>``; it is written to a
+temporary name and renamed into place, so a reader sees a whole chunk or none. Writes are
+made durable in batches: `flush` syncs the file system holding the store (syncfs(2), one
+call for every chunk written since), so a transfer pays one sync, not one per chunk.
+Every read checks the bytes against the id; a chunk that fails is deleted and counted.
+Blocking work runs off the Trio thread (`trio.to_thread`). A quota bounds the bytes held.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+import trio
+
+from colonynode.core.errors import ColonyError
+
+__all__ = ["ChunkStore", "QuotaExceeded", "chunk_id"]
+
+DEFAULT_QUOTA_BYTES = 64 << 30
+
+
+class QuotaExceeded(ColonyError):
+    """This node holds its quota of chunk bytes."""
+
+
+def chunk_id(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _syncfs(path: Path) -> None:
+    """Make every write to the file system holding `path` durable (Linux's syncfs(2);
+    elsewhere a global sync)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+            os.sync()
+    except OSError:
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+class ChunkStore:
+    def __init__(self, root: Path, quota_bytes: int = DEFAULT_QUOTA_BYTES) -> None:
+        self.root = root
+        self.quota_bytes = quota_bytes
+        root.mkdir(parents=True, exist_ok=True)
+        self.used_bytes = 0
+        self.chunks = 0
+        self.counters = {"stored": 0, "bad": 0, "quota_refused": 0, "collected": 0}
+        self._unsynced = 0
+
+    def scan(self) -> None:
+        """Count what the store holds (at start); left-over temporary files go."""
+        used = n = 0
+        for sub in self.root.iterdir():
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub):
+                if entry.name.startswith("."):
+                    os.unlink(entry.path)
+                    continue
+                used += entry.stat().st_size
+                n += 1
+        self.used_bytes, self.chunks = used, n
+
+    def path(self, cid: bytes) -> Path:
+        h = cid.hex()
+        return self.root / h[:2] / h
+
+    def has(self, cid: bytes) -> bool:
+        return self.path(cid).exists()
+
+    def ids(self) -> list[bytes]:
+        out = []
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir():
+                out += [bytes.fromhex(e.name) for e in os.scandir(sub)
+                        if len(e.name) == 64 and not e.name.startswith(".")]  # fmt: skip
+        return out
+
+    # -- blocking parts (run in a thread) -----------------------------------------------
+
+    def _write(self, cid: bytes, data: bytes) -> bool:
+        path = self.path(cid)
+        if path.exists():
+            return False
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return True
+
+    def _read(self, cid: bytes) -> tuple[bytes | None, int]:
+        """(the verified bytes or None, the bytes freed by deleting a corrupt copy)."""
+        try:
+            data = self.path(cid).read_bytes()
+        except FileNotFoundError:
+            return None, 0
+        if chunk_id(data) != cid:
+            return None, self._delete(cid)
+        return data, 0
+
+    def _delete(self, cid: bytes) -> int:
+        try:
+            size = self.path(cid).stat().st_size
+            self.path(cid).unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    # -- async API ----------------------------------------------------------------------
+
+    async def put(self, chunks: list[tuple[bytes, bytes]]) -> None:
+        """Keep (id, data) pairs whose ids the caller checked; QuotaExceeded when full.
+        Not durable until `flush`."""
+        size = sum(len(d) for _, d in chunks)
+        if self.used_bytes + size > self.quota_bytes:
+            self.counters["quota_refused"] += 1
+            raise QuotaExceeded(
+                f"this node's ColonyFS quota of {self.quota_bytes} bytes is full "
+                f"({self.used_bytes} held); free space or raise fs_quota_bytes"
+            )
+
+        def write_all() -> tuple[int, int]:
+            n = added = 0
+            for cid, data in chunks:
+                if self._write(cid, data):
+                    n += 1
+                    added += len(data)
+            return n, added
+
+        n, added = await trio.to_thread.run_sync(write_all)
+        self.used_bytes += added
+        self.chunks += n
+        self.counters["stored"] += n
+        self._unsynced += n
+
+    async def flush(self) -> None:
+        """Everything written so far is durable when this returns."""
+        if self._unsynced:
+            self._unsynced = 0
+            await trio.to_thread.run_sync(_syncfs, self.root)
+
+    async def get(self, cids: list[bytes]) -> list[bytes | None]:
+        """Each chunk's verified bytes, or None (missing, or corrupt: then deleted)."""
+        got = await trio.to_thread.run_sync(lambda: [self._read(c) for c in cids])
+        for data, freed in got:
+            if data is None and freed:
+                self.counters["bad"] += 1
+                self.used_bytes -= freed
+                self.chunks -= 1
+        return [data for data, _ in got]
+
+    async def delete(self, cids: list[bytes]) -> int:
+        freed = await trio.to_thread.run_sync(lambda: [self._delete(c) for c in cids])
+        self.used_bytes -= sum(freed)
+        gone = sum(1 for f in freed if f)
+        self.chunks -= gone
+        self.counters["collected"] += gone
+        return gone
+
+    def stats(self) -> dict[str, int]:
+        return {"chunks": self.chunks, "used_bytes": self.used_bytes,
+                "quota_bytes": self.quota_bytes, **self.counters}  # fmt: skip

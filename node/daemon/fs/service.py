@@ -1,0 +1,292 @@
+"""ColonyFS on one node: what the local API's /v1/fs routes call (docs/colonyfs.md).
+
+Reads of the index (ls, info, labels, snapshots) are NodeCore's FsIndex; writes of it go
+through NodeCore requests; bytes move in files.py; directories sync in dirsync.py.
+Long operations run as *transfers*: the caller may wait for the result, or take the
+transfer's id and poll its progress (the CLI's progress bars).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from colonynode.core.errors import ColonyError, ValidationError
+from colonynode.core.ids import NodeId
+from colonynode.node.core import requests as rq
+from colonynode.node.core.errors import NotFound
+from colonynode.node.core.fs import FsIndex, Revision, check_label, check_name, placement
+from colonynode.node.daemon.fs import files
+from colonynode.node.daemon.fs.chunks import ChunkStore
+from colonynode.node.daemon.fs.files import Progress
+from colonynode.node.daemon.fs.transfer import FsPeer
+
+if TYPE_CHECKING:
+    from colonynode.node.daemon.run import Node
+
+__all__ = ["FsService"]
+
+TRANSFERS_KEPT = 64  # finished transfers remembered for their callers
+TRANSFERS_RUNNING_MAX = 16
+
+
+class FsService:
+    def __init__(self, node: Node, root: Path, quota_bytes: int) -> None:
+        self.node = node
+        self.me: NodeId = node.identity.node_id
+        self.store = ChunkStore(root, quota_bytes)
+        self.log = logging.getLogger("colonynode.fs")
+        self.counters: dict[str, int] = defaultdict(int)
+        self.transfers: OrderedDict[str, Progress] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def index(self) -> FsIndex:
+        return self.node.core.fs
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self.store.scan)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.store.stats(), **self.counters, "transfers": len(self.transfers)}
+
+    # -- peers --------------------------------------------------------------------------
+
+    def members(self) -> list[NodeId]:
+        roster = self.node.core.membership.roster
+        return [m.node_id for m in roster.members] if roster else [self.me]
+
+    def up_members(self) -> list[NodeId]:
+        """This node and the members it is connected to."""
+        connected = set(self.node.transport.peers())
+        return [m for m in self.members() if m == self.me or m in connected]
+
+    def holders(self, cid: bytes) -> list[NodeId]:
+        """Connected members in `cid`'s placement order over every member: where a
+        chunk is, unless the members changed since it was written."""
+        connected = set(self.node.transport.peers())
+        ranked = placement(cid, self.members(), len(self.members()))
+        return [m for m in ranked if m in connected][: files.HOLDERS_TRIED]
+
+    async def provider_of(self, cid: bytes, tried: set[NodeId]) -> NodeId | None:
+        """A connected member not yet asked (for chunks placed when the members differed)."""
+        for m in self.up_members():
+            if m != self.me and m not in tried:
+                return m
+        return None
+
+    async def open_peer(self, peer: NodeId) -> FsPeer:
+        return FsPeer(await self.node.transport.open(peer, "fs"))
+
+    # -- transfers ----------------------------------------------------------------------
+
+    async def run_transfer(
+        self, kind: str, work: Callable[[Progress], Awaitable[Any]], *, detach: bool
+    ) -> dict[str, Any]:
+        """Run `work`; its progress's JSON when done, or at once (`detach`)."""
+        running = sum(1 for t in self.transfers.values() if t.state == "running")
+        if running >= TRANSFERS_RUNNING_MAX:
+            raise ColonyError(f"{running} transfers are running; wait for one to end")
+        progress = Progress(kind)
+        self.transfers[progress.id] = progress
+        while len(self.transfers) > TRANSFERS_KEPT:
+            oldest = next(iter(self.transfers))
+            if self.transfers[oldest].state == "running":
+                break
+            self.transfers.popitem(last=False)
+        done = trio.Event()
+
+        async def go() -> None:
+            try:
+                progress.result = await work(progress)
+                progress.state = "done"
+            except Exception as exc:  # the transfer fails; the node serves on
+                progress.state, progress.error = "failed", _reason(exc)
+                self.counters["transfers_failed"] += 1
+                if not isinstance(exc, ColonyError | OSError):
+                    self.log.exception("a %s transfer failed", kind)
+            finally:
+                done.set()
+
+        assert self._nursery is not None
+        self._nursery.start_soon(go)
+        if not detach:
+            await done.wait()
+            if progress.state == "failed":
+                raise ColonyError(progress.error)
+        return progress.json()
+
+    def transfer(self, tid: str) -> dict[str, Any]:
+        progress = self.transfers.get(tid)
+        if progress is None:
+            raise NotFound(f"no transfer {tid} on this node")
+        return progress.json()
+
+    # -- files --------------------------------------------------------------------------
+
+    async def put(self, path: str, label: str, name: str, *, detach: bool) -> dict[str, Any]:
+        source = _local_file(path)
+        label, name = check_label(label), check_name(name or source.name)
+
+        async def work(progress: Progress) -> Any:
+            return (await files.upload(self, [(source, label, name)], progress))[0]
+
+        return await self.run_transfer("put", work, detach=detach)
+
+    def revision(self, label: str, name: str, revision: str = "") -> tuple[Revision, int]:
+        label, name = check_label(label), check_name(name)
+        entry = self.index.entry(label, name)
+        live = entry.live() if entry else []
+        if not live:
+            raise NotFound(f"no file {name!r} in {label}")
+        if not revision:
+            return live[-1], len(live)
+        for i, rev in enumerate(live):
+            if rev.id == revision:
+                return rev, i + 1
+        raise NotFound(f"{label}/{name} has no revision {revision}")
+
+    async def get(
+        self, label: str, name: str, directory: str, revision: str, *, detach: bool
+    ) -> dict[str, Any]:
+        rev, _ = self.revision(label, name, revision)
+        target = _local_dir(directory, create=True) / rev.name
+
+        async def work(progress: Progress) -> Any:
+            await files.download(self, [(rev, target)], progress)
+            return {"path": str(target), **rev.json(self.revision(label, name, rev.id)[1])}
+
+        return await self.run_transfer("get", work, detach=detach)
+
+    def ls(self, label: str) -> list[dict[str, Any]]:
+        label = check_label(label)
+        return [rev.json(seq) for rev, seq in self.index.files(label)]
+
+    def info(self, label: str, name: str) -> list[dict[str, Any]]:
+        label, name = check_label(label), check_name(name)
+        entry = self.index.entry(label, name)
+        live = entry.live() if entry else []
+        if not live:
+            raise NotFound(f"no file {name!r} in {label}")
+        return [rev.json(i + 1) for i, rev in enumerate(live)]
+
+    def labels(self) -> list[dict[str, Any]]:
+        return [{"label": k, "files": v} for k, v in self.index.label_counts().items()]
+
+    async def remove(self, label: str, name: str) -> Any:
+        return await self.node.call(rq.FsRemove(check_label(label), check_name(name)))
+
+    async def remove_label(self, label: str) -> Any:
+        return await self.node.call(rq.FsRemove(check_label(label)))
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    async def snapshot_create(self, label: str, name: str) -> Any:
+        return await self.node.call(rq.FsSnapshot(label, name))
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        snaps = sorted(self.index.snapshots.values(), key=lambda s: (s.time_ns, s.id))
+        return [s.json() for s in snaps]
+
+    def snapshot(self, name: str) -> dict[str, Any]:
+        snap = self.index.snapshot_named(check_name(name))
+        if snap is None:
+            raise NotFound(f"no snapshot named {name!r}")
+        out = snap.json()
+        out["fileids"] = [f[2] for f in snap.files]
+        return out
+
+    async def snapshot_remove(self, name: str) -> Any:
+        return await self.node.call(rq.FsSnapshotRemove(check_name(name)))
+
+    async def snapshot_download(self, name: str, directory: str, *, detach: bool) -> Any:
+        snap = self.index.snapshot_named(check_name(name))
+        if snap is None:
+            raise NotFound(f"no snapshot named {name!r}")
+        root = _local_dir(directory, create=True)
+        items = []
+        for label, fname, rid in snap.files:
+            rev = self.index.by_id.get(rid)
+            if rev is None:
+                raise NotFound(f"snapshot {name} names revision {rid}, unknown here yet")
+            items.append((rev, safe_join(root, relative_label(label, snap.label), fname)))
+
+        async def work(progress: Progress) -> Any:
+            written = await files.download(self, items, progress)
+            return {"snapshot": snap.json(), "downloaded": len(written), "dir": str(root)}
+
+        return await self.run_transfer("snapshot-download", work, detach=detach)
+
+    # -- sync ---------------------------------------------------------------------------
+
+    async def sync(
+        self, label: str, directory: str, *, keeplocal: bool, dry: bool, detach: bool
+    ) -> dict[str, Any]:
+        from colonynode.node.daemon.fs import dirsync
+
+        label = check_label(label)
+        root = _local_dir(directory, create=True)
+
+        async def work(progress: Progress) -> Any:
+            return await dirsync.sync(self, label, root, keeplocal=keeplocal, dry=dry,
+                                      progress=progress)  # fmt: skip
+
+        return await self.run_transfer("sync", work, detach=detach)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first ColonyError or OSError in `exc` (an exception group's too), as a line."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            reason = _reason(inner)
+            if reason:
+                return reason
+    if isinstance(exc, ColonyError | OSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def relative_label(label: str, root: str) -> list[str]:
+    """`label`'s parts below `root` (a sub-label of it, or itself)."""
+    rest = label[len(root.rstrip("/")) :].strip("/")
+    return rest.split("/") if rest else []
+
+
+def safe_join(root: Path, parts: list[str], name: str) -> Path:
+    """`root`/parts/name, refused if it would leave `root` (a '..' part, a symlink out)."""
+    for part in [*parts, name]:
+        check_name(part)
+    path = root.joinpath(*parts, name)
+    real_root = root.resolve()
+    if not path.parent.resolve().is_relative_to(real_root):
+        raise ValidationError(f"{path} is outside {root} (a symlink?)")
+    return path
+
+
+def _local_file(path: str) -> Path:
+    p = Path(path)
+    if not p.is_absolute():
+        raise ValidationError("give the file as an absolute path (the CLI does)")
+    if not p.is_file():
+        raise ValidationError(f"{path} is not a file")
+    return p
+
+
+def _local_dir(path: str, *, create: bool) -> Path:
+    p = Path(path)
+    if not p.is_absolute():
+        raise ValidationError("give the directory as an absolute path (the CLI does)")
+    if create:
+        p.mkdir(parents=True, exist_ok=True)
+    if not p.is_dir():
+        raise ValidationError(f"{path} is not a directory")
+    return p

@@ -1,0 +1,171 @@
+"""The chunk protocol (``/colony/<name>/fs/1``): request streams between members.
+
+    Store(chunks)  -> Stored(ids)     keep these chunks (ids: the receiver's own hashes)
+    Flush()        -> Flushed()       make every chunk this stream stored durable
+    Fetch(ids)     -> Chunks(chunks, missing)
+    Has(ids)       -> Holding(ids)    which of these this node holds
+
+A client keeps one stream a peer for an operation and at most one request in flight on
+it (a stream holds STREAM_FRAMES_MAX unread frames; a reader that runs behind never
+overflows it). A request's chunks total at most BATCH_BYTES, so every frame is under the
+link's 1 MiB frame cap. A stream ends with the operation; an error answer (a full quota)
+is an error frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from colonynode.core.codec import MessageCodec
+from colonynode.core.errors import ColonyError, DecodeError
+from colonynode.core.limits import WIRE
+from colonynode.node.core.fs import CHUNK_BYTES
+from colonynode.node.daemon.fs.chunks import ChunkStore, chunk_id
+from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
+
+__all__ = ["BATCH_BYTES", "FS_CODEC", "FsPeer", "serve_chunks"]
+
+log = logging.getLogger("colonynode.fs")
+
+BATCH_BYTES = 3 * CHUNK_BYTES  # the chunk bytes of one request or answer at most
+IDS_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    chunks: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunks:
+    chunks: tuple[bytes, ...]
+    missing: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Has:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    ids: tuple[bytes, ...]
+
+
+FS_CODEC = MessageCodec(
+    "fs",
+    {1: Store, 2: Stored, 3: Flush, 4: Flushed, 5: Fetch, 6: Chunks, 7: Has, 8: Holding},
+    WIRE,
+)
+assert WIRE.str_bytes_max >= CHUNK_BYTES and WIRE.frame_bytes_max >= BATCH_BYTES + 64 * 1024
+
+
+def _one(msgs: list[Any], kind: type) -> Any:
+    if len(msgs) != 1 or not isinstance(msgs[0], kind):
+        raise DecodeError(f"expected one {kind.__name__}")
+    return msgs[0]
+
+
+async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any) -> None:
+    """Answer one peer's requests on one stream until it ends."""
+    frames = FrameStream(stream, FS_CODEC)
+    try:
+        while True:
+            try:
+                msgs = await frames.read_batch()
+            except StreamClosed:
+                return
+            if len(msgs) != 1:
+                raise DecodeError("one request a frame")
+            msg = msgs[0]
+            if isinstance(msg, Store):
+                if sum(len(c) for c in msg.chunks) > BATCH_BYTES:
+                    raise DecodeError("a Store over the batch cap")
+                pairs = [(chunk_id(c), c) for c in msg.chunks]
+                try:
+                    await store.put(pairs)
+                except ColonyError as exc:
+                    await frames.write_error("refused", str(exc))
+                    continue
+                counters["chunks_received"] += len(pairs)
+                await frames.write_batch([Stored(tuple(cid for cid, _ in pairs))])
+            elif isinstance(msg, Flush):
+                await store.flush()
+                await frames.write_batch([Flushed()])
+            elif isinstance(msg, Fetch):
+                await frames.write_batch([await _fetch(store, msg.ids, counters)])
+            elif isinstance(msg, Has):
+                held = tuple(c for c in msg.ids if store.has(c))
+                await frames.write_batch([Holding(held)])
+            else:
+                raise DecodeError(f"{type(msg).__name__} is not a request")
+    except (DecodeError, RemoteError) as exc:
+        counters["bad_requests"] += 1
+        log.info("a bad chunk request: %s", exc)
+        await frames.reset()
+
+
+async def _fetch(store: ChunkStore, ids: tuple[bytes, ...], counters: dict[str, int]) -> Chunks:
+    got = await store.get(list(ids))
+    chunks: list[bytes] = []
+    missing: list[bytes] = []
+    size = 0
+    for cid, data in zip(ids, got, strict=True):
+        if data is None or size + len(data) > BATCH_BYTES:
+            missing.append(cid)
+        else:
+            chunks.append(data)
+            size += len(data)
+    counters["chunks_served"] += len(chunks)
+    return Chunks(tuple(chunks), tuple(missing))
+
+
+class FsPeer:
+    """A client's stream to one peer for one operation: one request at a time."""
+
+    def __init__(self, frames: FrameStream) -> None:
+        self.frames = frames
+
+    async def _ask(self, msg: Any, kind: type) -> Any:
+        await self.frames.write_batch([msg])
+        return _one(await self.frames.read_batch(), kind)
+
+    async def store(self, chunks: list[bytes]) -> tuple[bytes, ...]:
+        got: Stored = await self._ask(Store(tuple(chunks)), Stored)
+        return got.ids
+
+    async def flush(self) -> None:
+        await self._ask(Flush(), Flushed)
+
+    async def fetch(self, ids: list[bytes]) -> Chunks:
+        got: Chunks = await self._ask(Fetch(tuple(ids)), Chunks)
+        return got
+
+    async def has(self, ids: list[bytes]) -> set[bytes]:
+        got: Holding = await self._ask(Has(tuple(ids)), Holding)
+        return set(got.ids)
+
+    async def close(self) -> None:
+        await self.frames.close()
