@@ -288,11 +288,19 @@ def executor_run(
         help="Calls run at once, each in a worker process of its own (default: the"
         " machine's cores).",
     ),
+    fs_dir: str | None = typer.Option(
+        None,
+        "--fs-dir",
+        help="The root of the specs' ColonyFS dirs, synced before and after each run, and"
+        " the functions' working directory (default: fs/ in the data dir).",
+    ),
     data_dir: str | None = DataDirOpt,
 ) -> None:
     """Serve a file's functions through the node of --data-dir until interrupted."""
     import os
+    from pathlib import Path
 
+    from colonynode.node.datadir import resolve_data_dir
     from colonynode.node.logs import setup_logging
     from colonynode.sdk.executor import Executor
     from colonynode.sdk.functions import load_functions
@@ -306,9 +314,11 @@ def executor_run(
     try:
         client = _client(data_dir)
         node_name = client.get("/v1/status")["name"]
+        root = Path(fs_dir or resolve_data_dir(data_dir) / "fs").absolute()
         ex = Executor(client, runner, executortype, name or f"{node_name}-{executortype}",
                       concurrency=concurrency or os.cpu_count() or 1,
-                      reconnect=lambda: _client(data_dir))  # fmt: skip
+                      reconnect=lambda: _client(data_dir),
+                      fs_dir=root)  # fmt: skip
     except BaseException:
         runner.close()
         raise

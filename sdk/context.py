@@ -34,6 +34,7 @@ class ProcessContext:
     processid: str
     spec: dict[str, Any]
     input: list[Any] = field(default_factory=list)
+    fs_dir: str = ""  # the executor's ColonyFS root (its spec's fs dirs are under it)
     lines: list[str] = field(default_factory=list)
     attributes: list[tuple[str, str]] = field(default_factory=list)
     dropped: int = 0

@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from colonynode.core.errors import ColonyError
@@ -38,6 +39,7 @@ from colonynode.node.apiclient import ApiClient, ApiError, DaemonNotRunning
 from colonynode.sdk.context import ProcessContext, route_stdout
 from colonynode.sdk.functions import FunctionError
 from colonynode.sdk.runners import ProcessRunner, Run, Runner, ThreadRunner
+from colonynode.sdk.spec_fs import SpecFs
 
 __all__ = ["Executor"]
 
@@ -64,6 +66,7 @@ class Executor:
         heartbeat_s: float = HEARTBEAT_S,
         concurrency: int = 1,
         reconnect: Callable[[], ApiClient] | None = None,
+        fs_dir: Path | None = None,
     ) -> None:
         """`functions`: a runner (`ProcessRunner(path)` runs them in a worker process
         that can be killed), or a dict of functions to call on threads of this one.
@@ -71,7 +74,9 @@ class Executor:
         process each, for a `ProcessRunner`), with a long-poll of its own for work.
         `reconnect`: a fresh client of the same node (its handle read again); with it,
         an executor whose node went away (killed, restarted, paused) waits for the node
-        and registers again instead of exiting."""
+        and registers again instead of exiting. `fs_dir`: the root of the spec's `fs`
+        dirs (synced before and after each run, sdk/spec_fs.py) and a worker process's
+        working directory during a run."""
         if not 1 <= concurrency <= CONCURRENCY_MAX:
             raise ColonyError(f"concurrency must be 1..{CONCURRENCY_MAX}, not {concurrency}")
         self.client = client
@@ -80,6 +85,9 @@ class Executor:
         self.executortype = executortype
         self.name = name
         self.heartbeat_s = heartbeat_s
+        self.fs_dir = fs_dir
+        if fs_dir is not None:
+            fs_dir.mkdir(parents=True, exist_ok=True)
         self.done = 0
         self.abandoned = 0
         self.refused = 0  # results the voters would not commit
@@ -240,9 +248,10 @@ class Executor:
         if spec["funcname"] not in runner.names:
             errors = [f"{self.name} has no function {spec['funcname']!r}"]
             return {"processid": pid, "success": False, "errors": errors, "elapsed_s": 0.0}
-        ctx = ProcessContext(pid, spec, list(proc.get("input") or []))
+        fs_dir = "" if self.fs_dir is None else str(self.fs_dir.resolve())
+        ctx = ProcessContext(pid, spec, list(proc.get("input") or []), fs_dir)
         t0 = time.monotonic()
-        outcome = self._run(runner, ctx)
+        outcome = self._run_with_fs(runner, ctx)
         elapsed_s = round(time.monotonic() - t0, 6)
         with self._lock:
             self.done += 1
@@ -256,6 +265,45 @@ class Executor:
                     "elapsed_s": elapsed_s}  # fmt: skip
         return {"processid": pid, "success": True, "output": outcome["output"],
                 "elapsed_s": elapsed_s}  # fmt: skip
+
+    def _run_with_fs(self, runner: Runner, ctx: ProcessContext) -> dict[str, Any]:
+        """`_run`, with the spec's fs dirs synced down before and up after."""
+        if self.fs_dir is None:
+            return self._run(runner, ctx)
+        try:
+            spec_fs = SpecFs(self.client, self.fs_dir, ctx.spec, ctx.processid)
+        except ColonyError as exc:
+            return {"error": str(exc)}
+        if not spec_fs.wanted:
+            return self._run(runner, ctx)
+        failed = self._heartbeating(ctx, spec_fs.before)
+        if failed is not None:
+            return failed
+        outcome = self._run(runner, ctx)
+        if "abandoned" in outcome:
+            return outcome
+        failed = self._heartbeating(ctx, spec_fs.after)
+        return outcome if failed is None else failed
+
+    def _heartbeating(self, ctx: ProcessContext, work: Callable[[], None]) -> dict[str, Any] | None:
+        """Run `work` (a sync) while heartbeating the lease: None when it succeeded, else
+        the outcome to report (its error, or abandoned when the lease was lost)."""
+        errors: list[str] = []
+
+        def target(_: Run) -> None:
+            try:
+                work()
+            except (ColonyError, OSError) as exc:
+                errors.append(str(exc))
+
+        run = Run(target, f"fs-{ctx.processid[:8]}")
+        while True:
+            run.join(self.heartbeat_s)
+            if run.done:
+                return {"error": errors[0]} if errors else None
+            status = self._flush(ctx)
+            if status != "held":
+                return {"abandoned": f"was {status} during its fs sync"}
 
     def _run(self, runner: Runner, ctx: ProcessContext) -> dict[str, Any]:
         spec = ctx.spec

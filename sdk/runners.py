@@ -129,7 +129,7 @@ class ProcessRunner:
         conn, proc = self._conn, self._proc
         assert conn is not None
         conn.send(("run", ctx.spec["funcname"], args, kwargs, ctx.processid, ctx.spec,
-                   ctx.input))  # fmt: skip
+                   ctx.input, ctx.fs_dir))  # fmt: skip
 
         def relay(run: Run) -> None:
             try:
@@ -251,8 +251,10 @@ def _serve(conn: Connection, path: str, parent_pid: int) -> None:
             return
         if msg[0] != "run":
             return
-        _, name, args, kwargs, pid, spec, given = msg
-        ctx = _RemoteContext(pid, spec, list(given), send=send)
+        _, name, args, kwargs, pid, spec, given, fs_dir = msg
+        ctx = _RemoteContext(pid, spec, list(given), fs_dir, send=send)
+        if fs_dir:
+            os.chdir(fs_dir)  # a worker runs one call at a time: its own working directory
         bind(ctx)
         try:
             outcome: dict[str, Any] = {"output": run_function(functions[name], args, kwargs)}

@@ -90,7 +90,11 @@ def fs_routes(fs: FsService) -> list[tuple[str, Any, list[str]]]:
         return await fs.snapshot_remove(request.path_params["name"])
 
     async def transfer(request: Request) -> Any:
-        return fs.transfer(request.path_params["tid"])
+        try:
+            wait_s = float(request.query_params.get("wait_s", "0"))
+        except ValueError:
+            raise ValidationError("wait_s is a number of seconds") from None
+        return await fs.transfer(request.path_params["tid"], wait_s)
 
     post, get = ["POST"], ["GET"]
     return [

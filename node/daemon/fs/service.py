@@ -20,7 +20,14 @@ from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId
 from colonynode.node.core import requests as rq
 from colonynode.node.core.errors import NotFound
-from colonynode.node.core.fs import FsIndex, Revision, check_label, check_name, placement
+from colonynode.node.core.fs import (
+    FsIndex,
+    Revision,
+    Snapshot,
+    check_label,
+    check_name,
+    placement,
+)
 from colonynode.node.daemon.fs import files
 from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.fs.files import Progress
@@ -33,6 +40,7 @@ __all__ = ["FsService"]
 
 TRANSFERS_KEPT = 64  # finished transfers remembered for their callers
 TRANSFERS_RUNNING_MAX = 16
+TRANSFER_WAIT_MAX_S = 30.0  # the longest GET /v1/fs/transfers/{id}?wait_s= waits
 
 
 class FsService:
@@ -44,6 +52,7 @@ class FsService:
         self.counters: dict[str, int] = defaultdict(int)
         self.transfers: OrderedDict[str, Progress] = OrderedDict()
         self._nursery: trio.Nursery | None = None
+        self._done: dict[str, trio.Event] = {}
 
     @property
     def index(self) -> FsIndex:
@@ -98,12 +107,13 @@ class FsService:
             raise ColonyError(f"{running} transfers are running; wait for one to end")
         progress = Progress(kind)
         self.transfers[progress.id] = progress
+        done = self._done[progress.id] = trio.Event()
         while len(self.transfers) > TRANSFERS_KEPT:
             oldest = next(iter(self.transfers))
             if self.transfers[oldest].state == "running":
                 break
-            self.transfers.popitem(last=False)
-        done = trio.Event()
+            gone, _ = self.transfers.popitem(last=False)
+            self._done.pop(gone, None)
 
         async def go() -> None:
             try:
@@ -125,10 +135,13 @@ class FsService:
                 raise ColonyError(progress.error)
         return progress.json()
 
-    def transfer(self, tid: str) -> dict[str, Any]:
-        progress = self.transfers.get(tid)
-        if progress is None:
+    async def transfer(self, tid: str, wait_s: float = 0.0) -> dict[str, Any]:
+        """A transfer's progress, once it ended or `wait_s` passed (a long-poll)."""
+        progress, done = self.transfers.get(tid), self._done.get(tid)
+        if progress is None or done is None:
             raise NotFound(f"no transfer {tid} on this node")
+        with trio.move_on_after(min(max(wait_s, 0.0), TRANSFER_WAIT_MAX_S)):
+            await done.wait()
         return progress.json()
 
     # -- files --------------------------------------------------------------------------
@@ -197,10 +210,15 @@ class FsService:
         snaps = sorted(self.index.snapshots.values(), key=lambda s: (s.time_ns, s.id))
         return [s.json() for s in snaps]
 
-    def snapshot(self, name: str) -> dict[str, Any]:
-        snap = self.index.snapshot_named(check_name(name))
+    def _snapshot(self, key: str) -> Snapshot:
+        """A snapshot by id or by name."""
+        snap = self.index.snapshots.get(key) or self.index.snapshot_named(check_name(key))
         if snap is None:
-            raise NotFound(f"no snapshot named {name!r}")
+            raise NotFound(f"no snapshot named {key!r}")
+        return snap
+
+    def snapshot(self, name: str) -> dict[str, Any]:
+        snap = self._snapshot(name)
         out = snap.json()
         out["fileids"] = [f[2] for f in snap.files]
         return out
@@ -209,9 +227,7 @@ class FsService:
         return await self.node.call(rq.FsSnapshotRemove(check_name(name)))
 
     async def snapshot_download(self, name: str, directory: str, *, detach: bool) -> Any:
-        snap = self.index.snapshot_named(check_name(name))
-        if snap is None:
-            raise NotFound(f"no snapshot named {name!r}")
+        snap = self._snapshot(name)
         root = _local_dir(directory, create=True)
         items = []
         for label, fname, rid in snap.files:
