@@ -71,6 +71,9 @@ class NodeSettings:
     colonies: str | None = None  # HOST:PORT of the Colonies-compatible API (None: off)
     mdns: bool = False  # advertise and find members on the LAN (node/daemon/lan.py)
     fs_quota_bytes: int = 64 << 30  # ColonyFS chunk bytes this node holds at most
+    fs_repair_s: float = 30.0  # how often ColonyFS checks its chunks' copies (repair.py)
+    fs_grace_s: float = 300.0  # a member away longer no longer counts as a chunk's holder
+    fs_gc_grace_s: float = 600.0  # an unreferenced chunk is kept at least this long
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSettings:

@@ -51,6 +51,7 @@ __all__ = [
     "check_label",
     "check_name",
     "placement",
+    "plan_repair",
 ]
 
 FS_KIND = "fs-"  # the prefix of every ColonyFS record kind
@@ -287,18 +288,31 @@ class FsIndex:
         named = [s for s in self.snapshots.values() if s.name == name]
         return max(named, key=lambda s: (s.time_ns, s.id)) if named else None
 
-    def referenced(self) -> tuple[set[bytes], set[bytes]]:
-        """(chunks a live revision or a snapshot names, chunks only removed ones name):
-        manifest chunks for a `tree` revision, its data chunks are the caller's to add."""
+    def referenced(self) -> tuple[set[bytes], set[bytes], list[tuple[Revision, bool]]]:
+        """(chunks a live revision or a snapshot names, chunks only removed revisions name,
+        the `tree` revisions and whether each lives): a tree revision names its manifest
+        chunks only; the data chunks they list are the caller's to add."""
         live: set[bytes] = set()
         dead: set[bytes] = set()
+        trees: list[tuple[Revision, bool]] = []
         kept = {f[2] for s in self.snapshots.values() for f in s.files}
         for names in self.labels.values():
             for entry in names.values():
                 for rid, rev in entry.revisions.items():
                     alive = rid not in entry.removed or rid in kept
                     (live if alive else dead).update(rev.chunks)
-        return live, dead - live
+                    if rev.tree:
+                        trees.append((rev, alive))
+        return live, dead - live, trees
+
+
+def plan_repair(
+    cid: bytes, me: NodeId, alive: Sequence[NodeId], holding: Iterable[NodeId]
+) -> list[NodeId]:
+    """The members `me` (a holder of `cid`) should copy it to: those of its placement
+    among the `alive` members (R of them, fewer if fewer are alive) not known to hold it."""
+    held = set(holding) | {me}
+    return [m for m in placement(cid, alive, min(REPLICAS, len(alive))) if m not in held]
 
 
 def _list(body: Any, key: str) -> list[Any]:
@@ -449,6 +463,19 @@ def fs_snapshot_remove(core: NodeCore, rid: int, req: rq.FsSnapshotRemove) -> No
                   _answer_when_held(core, rid, {"removed": snap.id}))  # fmt: skip
 
 
+def fs_provide(core: NodeCore, rid: int, req: rq.FsProvide) -> None:
+    core.dht_call(lambda dht, now: dht.add_provider(now, req.key),
+                  lambda result: core.answer(rid, bool(result.ok)))  # fmt: skip
+
+
+def fs_providers(core: NodeCore, rid: int, req: rq.FsProviders) -> None:
+    def found(result: Any) -> None:
+        core.answer(rid, tuple(p.node_id for p in result.providers))
+
+    core.dht_call(lambda dht, now: dht.get_providers(now, req.key), found)
+
+
 def fs_handlers() -> dict[type, Callable[[NodeCore, int, Any], None]]:
     return {rq.FsCommit: fs_commit, rq.FsRemove: fs_remove, rq.FsSnapshot: fs_snapshot,
-            rq.FsSnapshotRemove: fs_snapshot_remove}  # fmt: skip
+            rq.FsSnapshotRemove: fs_snapshot_remove, rq.FsProvide: fs_provide,
+            rq.FsProviders: fs_providers}  # fmt: skip

@@ -44,6 +44,8 @@ __all__ = [
     "FsAddRevision",
     "FsCommit",
     "FsGet",
+    "FsProvide",
+    "FsProviders",
     "FsRemove",
     "FsSnapshot",
     "FsSnapshotRemove",
@@ -350,6 +352,21 @@ class FsSnapshotRemove:
 
 
 @dataclass(frozen=True, slots=True)
+class FsProvide:
+    """Announce in the DHT that this node holds chunk `key` (answered with whether a
+    provider record was stored)."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FsProviders:
+    """The members a DHT provider record names for chunk `key` (a tuple of NodeIds)."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class FindPeer:
     """A member's addresses from its signed /peer/ record (answered with a tuple)."""
 
@@ -466,6 +483,8 @@ Request = (
     | FsRemove
     | FsSnapshot
     | FsSnapshotRemove
+    | FsProvide
+    | FsProviders
     | FindPeer
     | CreateInvite
     | RemoveMember

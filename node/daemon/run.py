@@ -95,7 +95,7 @@ class Node:
         self.gateway: ColoniesGateway | None = None
         self.lan: Lan | None = None
         self.gateway_url = ""
-        self.fs = FsService(self, datadir.path / "chunks", settings.fs_quota_bytes)
+        self.fs = FsService(self, datadir.path / "chunks", settings)
 
     @property
     def transport(self) -> P2PTransport:

@@ -91,6 +91,7 @@ class ChunkStore:
     def _write(self, cid: bytes, data: bytes) -> bool:
         path = self.path(cid)
         if path.exists():
+            os.utime(path)  # stored again: young for collection's grace (repair.py)
             return False
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")

@@ -31,10 +31,12 @@ from colonynode.node.core.fs import (
 from colonynode.node.daemon.fs import files
 from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.fs.files import Progress
+from colonynode.node.daemon.fs.repair import Repair
 from colonynode.node.daemon.fs.transfer import FsPeer
 
 if TYPE_CHECKING:
     from colonynode.node.daemon.run import Node
+    from colonynode.node.datadir import NodeSettings
 
 __all__ = ["FsService"]
 
@@ -44,10 +46,12 @@ TRANSFER_WAIT_MAX_S = 30.0  # the longest GET /v1/fs/transfers/{id}?wait_s= wait
 
 
 class FsService:
-    def __init__(self, node: Node, root: Path, quota_bytes: int) -> None:
+    def __init__(self, node: Node, root: Path, settings: NodeSettings) -> None:
         self.node = node
         self.me: NodeId = node.identity.node_id
-        self.store = ChunkStore(root, quota_bytes)
+        self.store = ChunkStore(root, settings.fs_quota_bytes)
+        self.repair = Repair(self, every_s=settings.fs_repair_s, grace_s=settings.fs_grace_s,
+                             gc_grace_s=settings.fs_gc_grace_s)  # fmt: skip
         self.log = logging.getLogger("colonynode.fs")
         self.counters: dict[str, int] = defaultdict(int)
         self.transfers: OrderedDict[str, Progress] = OrderedDict()
@@ -63,7 +67,7 @@ class FsService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            await self.repair.run()
 
     def stats(self) -> dict[str, Any]:
         return {**self.store.stats(), **self.counters, "transfers": len(self.transfers)}
@@ -87,10 +91,16 @@ class FsService:
         return [m for m in ranked if m in connected][: files.HOLDERS_TRIED]
 
     async def provider_of(self, cid: bytes, tried: set[NodeId]) -> NodeId | None:
-        """A connected member not yet asked (for chunks placed when the members differed)."""
-        for m in self.up_members():
-            if m != self.me and m not in tried:
-                return m
+        """A holder off the placement (the members changed since the chunk was written):
+        a connected provider the DHT names, else any connected member not yet asked."""
+        connected = set(self.node.transport.peers())
+        try:
+            named = await self.node.call(rq.FsProviders(cid))
+        except ColonyError:
+            named = ()
+        for m in [*named, *self.up_members()]:
+            if m != self.me and m not in tried and m in connected:
+                return NodeId(m)
         return None
 
     async def open_peer(self, peer: NodeId) -> FsPeer:
