@@ -30,6 +30,7 @@ import trio
 
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, short_id
+from colonynode.node.core.errors import PermissionDenied
 from colonynode.node.core.fs import (
     CHUNK_BYTES,
     HASH_BYTES,
@@ -165,6 +166,17 @@ class _Pushes:
         self.fs.log.info("storing chunks on %s failed: %s", short_id(peer), exc)
 
 
+def _open_and_read(path: Path, whole: Any, n: int) -> tuple[Any, list[bytes]]:
+    """The first `n` chunks of `path`, and the open file if there may be more (a small
+    file costs one thread hop)."""
+    f = open(path, "rb")  # noqa: SIM115 (closed below, or by the caller)
+    datas = _read_chunks(f, whole, n)
+    if len(datas) < n:
+        f.close()
+        return None, datas
+    return f, datas
+
+
 def _read_chunks(f: Any, whole: Any, n: int) -> list[bytes]:
     out = []
     for _ in range(n):
@@ -180,6 +192,8 @@ async def upload(
     fs: FsService, files: list[tuple[Path, str, str]], progress: Progress
 ) -> list[dict[str, Any]]:
     """Store `files` ((path, label, name)) and commit a revision of each; their JSON."""
+    if not fs.node.core.membership.has_role(fs.me, "submitter"):
+        raise PermissionDenied("this node does not have the submitter role")
     up = fs.up_members()
     r = min(REPLICAS, len(up))
     need = min(2, len(up))
@@ -197,14 +211,18 @@ async def upload(
         for path, label, name in files:
             whole = hashlib.sha256()
             ids: list[bytes] = []
-            with await trio.to_thread.run_sync(open, path, "rb") as f:
+            f, datas = await trio.to_thread.run_sync(_open_and_read, path, whole, READ_CHUNKS)
+            try:
                 while True:
-                    datas = await trio.to_thread.run_sync(_read_chunks, f, whole, READ_CHUNKS)
                     for data in datas:
                         ids.append(await put_chunk(data))
                         progress.bytes_done += len(data)
-                    if len(datas) < READ_CHUNKS:
+                    if f is None or len(datas) < READ_CHUNKS:
                         break
+                    datas = await trio.to_thread.run_sync(_read_chunks, f, whole, READ_CHUNKS)
+            finally:
+                if f is not None:
+                    f.close()
             tree = len(ids) > INLINE_CHUNKS_MAX
             if tree:
                 joined = b"".join(ids)
@@ -313,6 +331,23 @@ async def _fetch_into(
         fs.counters["chunks_fetched"] += len(got.chunks)
 
 
+def _by_holder(
+    fs: FsService, work: list[tuple[int, int, bytes, int]]
+) -> list[tuple[int, int, bytes, int]]:
+    """`work` grouped by each chunk's first connected holder (this node for a chunk it
+    holds), so a batch of small chunks is one request to one peer."""
+
+    def first(item: tuple[int, int, bytes, int]) -> bytes:
+        if fs.store.has(item[2]):
+            return b""
+        holders = fs.holders(item[2])
+        return bytes(holders[0]) if holders else b"\xff"
+
+    if len(work) < 2:
+        return work
+    return sorted(work, key=first)  # stable: a big file's chunks keep their order
+
+
 def _batches(work: list[tuple[int, int, bytes, int]]) -> list[list[tuple[int, int, bytes, int]]]:
     out: list[list[tuple[int, int, bytes, int]]] = []
     size = BATCH_BYTES
@@ -344,7 +379,7 @@ async def download(
             for i, cid in enumerate(ids):
                 size = min(CHUNK_BYTES, rev.size - i * CHUNK_BYTES)
                 work.append((len(targets) - 1, i * CHUNK_BYTES, cid, size))
-        batches = _batches(work)
+        batches = _batches(_by_holder(fs, work))
         send, receive = trio.open_memory_channel[list[tuple[int, int, bytes, int]]](len(batches))
         for batch in batches:
             send.send_nowait(batch)

@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from colonynode.core.codec import MessageCodec
 from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.limits import WIRE
@@ -117,7 +119,7 @@ async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any)
             elif isinstance(msg, Fetch):
                 await frames.write_batch([await _fetch(store, msg.ids, counters)])
             elif isinstance(msg, Has):
-                held = tuple(c for c in msg.ids if store.has(c))
+                held = await trio.to_thread.run_sync(_held, store, msg.ids)
                 await frames.write_batch([Holding(held)])
             else:
                 raise DecodeError(f"{type(msg).__name__} is not a request")
@@ -125,6 +127,10 @@ async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any)
         counters["bad_requests"] += 1
         log.info("a bad chunk request: %s", exc)
         await frames.reset()
+
+
+def _held(store: ChunkStore, ids: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    return tuple(c for c in ids if store.has(c))
 
 
 async def _fetch(store: ChunkStore, ids: tuple[bytes, ...], counters: dict[str, int]) -> Chunks:
