@@ -26,6 +26,7 @@ from typing import Any
 from colonynode.core.errors import ColonyError
 from colonynode.core.process import parse_spec, parse_workflow
 from colonynode.node.apiclient import ApiClient
+from colonynode.sdk.fs import Fs
 
 __all__ = ["Client", "ProcessFailed", "SubmitFailed", "WaitTimeout"]
 
@@ -75,6 +76,11 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def fs(self) -> Fs:
+        """ColonyFS through this node: put, get, sync, ls, snapshots (sdk/fs.py)."""
+        return Fs(self.api)
 
     # -- submitting ---------------------------------------------------------------------
 

@@ -18,31 +18,14 @@ names a `mount` (docs/decisions.md).
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.node.apiclient import ApiClient
+from colonynode.sdk.fs import Fs
 
-__all__ = ["SpecFs", "run_transfer"]
-
-WAIT_S = 10.0  # one long-poll of a transfer
-TRANSFER_WAIT_S = 24 * 3600.0
-
-
-def run_transfer(client: ApiClient, path: str, body: dict[str, Any]) -> Any:
-    """POST a ColonyFS transfer detached and poll it to its end: its result, or the
-    ColonyError it failed with."""
-    got = client.post(path, {**body, "detach": True})
-    deadline = time.monotonic() + TRANSFER_WAIT_S
-    while got["state"] == "running":
-        if time.monotonic() > deadline:
-            raise ColonyError(f"transfer {got['id']} still runs after {TRANSFER_WAIT_S} s")
-        got = client.get(f"/v1/fs/transfers/{got['id']}?wait_s={WAIT_S}")
-    if got["state"] == "failed":
-        raise ColonyError(got["error"])
-    return got["result"]
+__all__ = ["SpecFs"]
 
 
 def _first(text: str, pid: str) -> str:
@@ -58,7 +41,7 @@ class SpecFs:
         fs = spec.get("fs") or {}
         if not isinstance(fs, dict):
             raise ValidationError("a spec's fs is an object")
-        self.client = client
+        self.fs = Fs(client)
         self.root = root
         self.dirs = [d for d in fs.get("dirs") or [] if isinstance(d, dict)]
         self.snapshots = [s for s in fs.get("snapshots") or [] if isinstance(s, dict)]
@@ -86,8 +69,7 @@ class SpecFs:
         keeplocal = _flag(conflicts.get("keeplocal"), True)
         label, path = self._label(entry), self._dir(entry)
         try:
-            run_transfer(self.client, "/v1/fs/sync",
-                         {"label": label, "dir": str(path), "keeplocal": keeplocal})  # fmt: skip
+            self.fs.sync(label, path, keeplocal=keeplocal)
         except ColonyError as exc:
             raise ColonyError(f"fs sync of {label} with {path} failed: {exc}") from None
 
@@ -96,7 +78,7 @@ class SpecFs:
             sid = str(snap.get("snapshotid") or snap.get("name") or "")
             path = self._dir(snap)
             try:
-                run_transfer(self.client, f"/v1/fs/snapshots/{sid}/download", {"dir": str(path)})
+                self.fs.snapshot_download(sid, path)
             except ColonyError as exc:
                 raise ColonyError(f"fs snapshot {sid} download failed: {exc}") from None
         for entry in self.dirs:

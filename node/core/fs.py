@@ -219,15 +219,18 @@ class FsIndex:
                 for rev in revs:
                     self._add(rev)
             elif kind == RM_KIND:
-                for item in _list(body, "files"):
-                    self._remove(item)
+                removals = [_removal(item) for item in _list(body, "files")]
+                for label, name, ids in removals:  # all parsed first: whole or refused
+                    entry = self.labels.setdefault(label, {}).setdefault(name, FileEntry())
+                    entry.removed.update(ids)
+                    self.counters["removals"] += len(ids)
             elif kind == SNAPSHOT_KIND:
                 self._snapshot(body, author)
             elif kind == SNAPSHOT_RM_KIND:
                 sid = str(body["id"])
                 self.removed_snapshots.add(sid)
                 self.snapshots.pop(sid, None)
-        except (ColonyError, KeyError, TypeError, ValueError):
+        except (ColonyError, KeyError, IndexError, TypeError, ValueError):
             self.counters["records_refused"] += 1
 
     def _add(self, rev: Revision) -> None:
@@ -240,15 +243,9 @@ class FsIndex:
             self.by_id[rev.id] = rev
             self.counters["revisions"] += 1
 
-    def _remove(self, item: Any) -> None:
-        label, name = check_label(item["l"]), check_name(item["n"])
-        ids = [str(i) for i in item["ids"]]
-        entry = self.labels.setdefault(label, {}).setdefault(name, FileEntry())
-        entry.removed.update(ids)
-        self.counters["removals"] += len(ids)
-
     def _snapshot(self, body: Any, author: NodeId) -> None:
-        files = tuple((check_label(f[0]), check_name(f[1]), str(f[2])) for f in body["files"])
+        files = tuple((check_label(f[0]), check_name(f[1]), str(f[2]))
+                      for f in _list(body, "files"))  # fmt: skip
         snap = Snapshot(str(body["id"]), check_name(body["name"]), check_label(body["label"]),
                         files, author, int(body["t"]))  # fmt: skip
         if snap.id not in self.removed_snapshots and len(self.snapshots) < SNAPSHOTS_MAX:
@@ -313,6 +310,13 @@ def plan_repair(
     among the `alive` members (R of them, fewer if fewer are alive) not known to hold it."""
     held = set(holding) | {me}
     return [m for m in placement(cid, alive, min(REPLICAS, len(alive))) if m not in held]
+
+
+def _removal(item: Any) -> tuple[str, str, list[str]]:
+    ids = item["ids"]
+    if not isinstance(ids, list):
+        raise ValidationError("a removal's ids are a list")
+    return check_label(item["l"]), check_name(item["n"]), [str(i) for i in ids]
 
 
 def _list(body: Any, key: str) -> list[Any]:

@@ -31,6 +31,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import msgpack
 import trio
@@ -175,7 +176,8 @@ class LocalApi:
             self.counters["bad_requests"] += 1
             return _error(400, "bad_request", "a request is [method, target, body bytes or nil]")
         method, target, body = request
-        path, _, query = target.partition("?")
+        raw, _, query = target.partition("?")
+        path = unquote(raw)  # as an HTTP server does: a name may hold %20 and the like
         scope = {"type": "http", "path": path, "method": method, "root_path": ""}
         allowed = False
         for route, fn in self._routes:

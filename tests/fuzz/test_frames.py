@@ -20,9 +20,10 @@ from colonynode.core.errors import DecodeError
 from colonynode.dht.messages import CODEC as DHT_CODEC
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
 from colonynode.node.core.messages import JOIN_CODEC, ROSTER_CODEC
+from colonynode.node.daemon.fs.transfer import FS_CODEC
 from tests.fuzz.strategies import EXAMPLES, frames_of, messages_of_type, mutated
 
-CODECS = [GOSSIP_CODEC, LEASE_CODEC, DHT_CODEC, ROSTER_CODEC, JOIN_CODEC]
+CODECS = [GOSSIP_CODEC, LEASE_CODEC, DHT_CODEC, ROSTER_CODEC, JOIN_CODEC, FS_CODEC]
 SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=SLOW)
 DECODE_S_MAX = 1.0  # a frame of at most 1 MiB decodes (or is refused) well within this

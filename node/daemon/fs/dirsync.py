@@ -44,7 +44,7 @@ def _skip(name: str) -> bool:
 def scan(root: Path, label: str) -> tuple[dict[tuple[str, str], Path], list[str]]:
     """Every regular file under `root` as (label, name) -> path, and what was skipped."""
     found: dict[tuple[str, str], Path] = {}
-    skipped: list[str] = []
+    skipped: list[str] = []  # (a dry run's directory may not exist: nothing is found)
     for here, dirs, names in os.walk(root, followlinks=False):
         rel = Path(here).relative_to(root)
         try:

@@ -400,7 +400,7 @@ async def download(
         for t in targets:
             if t.fd >= 0:
                 os.close(t.fd)
-                t.tmp.unlink(missing_ok=True)
+            t.tmp.unlink(missing_ok=True)  # gone once renamed; else what a failure left
 
 
 async def _fetch_batch(

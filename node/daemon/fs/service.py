@@ -260,7 +260,7 @@ class FsService:
         from colonynode.node.daemon.fs import dirsync
 
         label = check_label(label)
-        root = _local_dir(directory, create=True)
+        root = _local_dir(directory, create=not dry, missing_ok=dry)
 
         async def work(progress: Progress) -> Any:
             return await dirsync.sync(self, label, root, keeplocal=keeplocal, dry=dry,
@@ -307,12 +307,14 @@ def _local_file(path: str) -> Path:
     return p
 
 
-def _local_dir(path: str, *, create: bool) -> Path:
+def _local_dir(path: str, *, create: bool, missing_ok: bool = False) -> Path:
     p = Path(path)
     if not p.is_absolute():
         raise ValidationError("give the directory as an absolute path (the CLI does)")
     if create:
         p.mkdir(parents=True, exist_ok=True)
+    if missing_ok and not p.exists():
+        return p
     if not p.is_dir():
         raise ValidationError(f"{path} is not a directory")
     return p
