@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
@@ -74,6 +73,14 @@ def countdown(n):
 @function
 def boom():
     raise RuntimeError("this function always fails")
+
+@function
+def wordcount():
+    from pathlib import Path
+    words = sum(len(p.read_text().split()) for p in Path("in").glob("*.txt"))
+    Path("out").mkdir(exist_ok=True)
+    Path("out/count.txt").write_text(f"{words} words\\n")
+    return words
 """
 console = Console()
 
@@ -154,6 +161,39 @@ def pycolonies_demo(root: Path, a: Daemon, c: Daemon) -> None:
     finally:
         executor.kill()
         executor.wait()
+
+
+def colonyfs_demo(root: Path, a: Daemon, c: Daemon) -> None:
+    """A directory synced up on a and down on c; a process whose spec syncs /in and /out."""
+    import os
+
+    console.print("\n[bold]ColonyFS[/bold]: files kept in the colony itself (chunks on three"
+                  " members, records held by the voters)")  # fmt: skip
+    src = root / "fs-a"
+    (src / "raw").mkdir(parents=True)
+    (src / "notes.txt").write_text("colonies keep their own files\n")
+    (src / "raw" / "sample.bin").write_bytes(os.urandom(700_000))
+    show("fs", "sync", "-l", "/demo", "-d", str(src), "--yes", "--data-dir", str(a.dir))
+    wait_until("c to list a's files", lambda: cli_json(
+        "fs", "ls", "-l", "/demo/raw", "--json", "--data-dir", str(c.dir)))  # fmt: skip
+    dst = root / "fs-c"
+    show("fs", "sync", "-l", "/demo", "-d", str(dst), "--yes", "--data-dir", str(c.dir))
+    same = all((dst / p.relative_to(src)).read_bytes() == p.read_bytes()
+               for p in src.rglob("*") if p.is_file())  # fmt: skip
+    console.print("synced up on a and down on c, byte for byte:", same)
+    show("fs", "label", "ls", "--data-dir", str(c.dir))
+    words = root / "words.txt"
+    words.write_text("a colony is one computer made of many\n")
+    cli("fs", "put", str(words), "-l", "/in", "--data-dir", str(a.dir))
+    fs = {"dirs": [{"label": "/in", "dir": "in"}, {"label": "/out/{processid}", "dir": "out"}]}
+    with Client(a.dir) as colony:
+        wait_until("c to list /in", lambda: colony.fs.ls("/in") != [])
+        proc = colony.wait(colony.submit(spec("wordcount", fs=fs))["processid"], timeout_s=60)
+        label = f"/out/{proc['processid']}"
+        wait_until("the output's record", lambda: colony.fs.ls(label) != [])
+        got = colony.fs.get(label, "count.txt", root / "fs-out")
+    console.print(f"a process synced /in down and {label} up:",
+                  Path(got["path"]).read_text().strip())  # fmt: skip
 
 
 def lan_demo(root: Path) -> None:
@@ -299,6 +339,7 @@ def main() -> int:
                       sorted(p["output"][0] for p in batched), "(each arg used once)")  # fmt: skip
 
         pycolonies_demo(root, a, c)
+        colonyfs_demo(root, a, c)
         lan_demo(root)
 
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
@@ -306,11 +347,6 @@ def main() -> int:
         wait_until("a to hold c's note", lambda: cli_json(
             "gossip", "ls", "--kind", "note", "--data-dir", str(a.dir)))  # fmt: skip
         show("gossip", "ls", "--kind", "note", "--data-dir", str(a.dir))
-        digest = hashlib.sha256(b"demo").hexdigest()
-        record = {"label": "demo", "name": "pi.txt", "id": "r1", "sha256": digest, "size": 4}
-        ApiClient.for_data_dir(c.dir).post("/v1/dht/fs/revisions", record)
-        console.print("DHT file record put on c, read on a:",
-                      api.get("/v1/dht/fs/demo/pi.txt")["revisions"])  # fmt: skip
         show("simulate", "--scenario", "ping", "--nodes", "500", "--seed", "1", "--faults", "chaos")
         console.print(
             "\n[bold]The same NodeCore the daemons run, 100 of them in one process[/bold]"
