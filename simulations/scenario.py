@@ -60,6 +60,7 @@ SCENARIO_MODULES: list[str] = [
     "colonynode.simulations.claims_scenario",
     "colonynode.simulations.gossip_scenario",
     "colonynode.simulations.dht_scenario",
+    "colonynode.simulations.fs_scenario",
 ]
 
 _REGISTRY: dict[str, type[Scenario]] = {}
