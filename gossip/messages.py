@@ -33,6 +33,7 @@ __all__ = [
     "CODEC",
     "DIGEST_ENTRIES_MAX",
     "DIGEST_HASH_BYTES",
+    "PUSH_BYTES_MAX",
     "RANGES_PER_MESSAGE_MAX",
     "RECORDS_PER_MESSAGE_MAX",
     "SENT_TO_ID_BYTES",
@@ -51,6 +52,10 @@ __all__ = [
 # Bounds every message obeys; checked when built and when received. A push of 64 records
 # of ~200 bytes is ~13 KB: under the ~20 KB a frame costs the same CPU for (DESIGN.md §4).
 RECORDS_PER_MESSAGE_MAX = 64
+# A push's records' bytes at most (a single record may exceed it: it goes alone), so a
+# push of big records (a ColonyFS commit of thousands of files is ~160 KB a record)
+# stays well under the 1 MiB frame cap, which drops a message over it whole.
+PUSH_BYTES_MAX = 256 * 1024
 RANGES_PER_MESSAGE_MAX = 1024
 DIGEST_ENTRIES_MAX = 4096  # = roster MEMBERS_MAX = codec items_max
 DIGEST_HASH_BYTES = 16

@@ -103,3 +103,21 @@ def test_iwants_from_one_peer_are_bounded_per_heartbeat() -> None:
     pushes = [m for _, m in core.take_effects().sends if isinstance(m, Push)]
     assert len(pushes) == 1 and len(pushes[0].records) == 2  # two IWANTs served, batched
     assert core.stats()["iwant_ignored"] == 2
+
+
+def test_pushes_of_big_records_stay_under_the_byte_budget_and_all_arrive() -> None:
+    """Ten records of ~150 KB (a ColonyFS commit of thousands of files) in one step: each
+    push holds at most PUSH_BYTES_MAX of them (one alone when it is bigger), so none is
+    over the 1 MiB frame cap that would drop it whole."""
+    from colonynode.gossip.messages import CODEC, PUSH_BYTES_MAX
+
+    colony = Colony(2)
+    core = colony.cores[0]
+    for k in range(10):
+        core.publish(colony.now_s, "big", "x" * 150_000 + str(k))
+    pushes = [m for _, m in core.take_effects().sends if isinstance(m, Push)]
+    assert sum(len(p.records) for p in pushes) == 10 and len(pushes) >= 5
+    for push in pushes:
+        size = sum(len(e.payload) for e in push.records)
+        assert len(push.records) == 1 or size <= PUSH_BYTES_MAX
+        assert len(CODEC.encode_batch([push])) < (1 << 20)
