@@ -45,7 +45,7 @@ HELLO, DATA, END = 0, 1, 2
 _HEADER = struct.Struct(">IBBI")  # length, channel, kind, stream
 _NOISE_LEN = struct.Struct(">H")
 NOISE_PLAINTEXT_MAX = 65535 - 16  # a Noise transport message, less its tag
-READ_BYTES = 65536
+READ_BYTES = 256 * 1024  # a bulk transfer's reads: fewer turns of the loop
 STREAMS_MAX = 16  # request streams open on one link at a time
 STREAM_FRAMES_MAX = 16  # frames a request stream holds unread
 CHANNELS_MAX = 32  # protocol ids a HELLO may list
@@ -149,7 +149,8 @@ class Link:
                     raise LimitExceeded(f"frame of {length} bytes over the {FRAME_BYTES_MAX} cap")
                 end = _HEADER.size + length
                 if len(plain) >= end:
-                    body = bytes(plain[_HEADER.size : end])
+                    with memoryview(plain) as view:  # one copy, not a slice and a copy
+                        body = bytes(view[_HEADER.size : end])
                     del plain[:end]
                     return channel, kind, stream, body
             if not self._decrypt_one():
@@ -162,7 +163,8 @@ class Link:
         (n,) = _NOISE_LEN.unpack_from(cipher)
         if len(cipher) < _NOISE_LEN.size + n:
             return False
-        sealed = bytes(cipher[_NOISE_LEN.size : _NOISE_LEN.size + n])
+        with memoryview(cipher) as view:
+            sealed = bytes(view[_NOISE_LEN.size : _NOISE_LEN.size + n])
         del cipher[: _NOISE_LEN.size + n]
         try:
             self._plain += self._noise.decrypt(sealed)

@@ -78,13 +78,22 @@ class FrameStream:
         self._buf = bytearray()
 
     async def _read_exactly(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            chunk = await self.stream.read(max(n - len(self._buf), 65536))
+        buf = self._buf
+        if not buf:  # the common case: a whole frame in one read, taken without copies
+            first = await self.stream.read(max(n, 65536))
+            if not first:
+                raise StreamClosed("stream closed")
+            if len(first) == n:
+                return first
+            buf += first
+        while len(buf) < n:
+            chunk = await self.stream.read(max(n - len(buf), 65536))
             if not chunk:
                 raise StreamClosed("stream closed")
-            self._buf += chunk
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+            buf += chunk
+        with memoryview(buf) as view:
+            out = bytes(view[:n])
+        del buf[:n]
         return out
 
     async def read_batch(self) -> list[Any]:

@@ -157,11 +157,11 @@ def test_the_chunk_store_verifies_reads_and_keeps_its_quota(tmp_path: Path) -> N
     async def main() -> None:
         store = ChunkStore(tmp_path / "chunks", quota_bytes=100)
         good = b"a" * 60
-        await store.put([(chunk_id(good), good)])
+        assert await store.put([good]) == [chunk_id(good)]
         await store.flush()
         assert store.has(chunk_id(good)) and store.used_bytes == 60
         with pytest.raises(QuotaExceeded, match="quota"):
-            await store.put([(chunk_id(b"b" * 50), b"b" * 50)])
+            await store.put([b"b" * 50])
         assert store.counters["quota_refused"] == 1
         store.path(chunk_id(good)).write_bytes(b"z" * 60)  # the disk rotted
         assert await store.get([chunk_id(good)]) == [None]

@@ -100,6 +100,18 @@ class ChunkStore:
         os.replace(tmp, path)
         return True
 
+    def read_verified(self, cid: bytes) -> tuple[bytes | None, int]:
+        """(the verified bytes or None, the bytes freed by deleting a corrupt copy): off
+        the Trio thread only; `count_bad` the frees after."""
+        return self._read(cid)
+
+    def count_bad(self, freed: list[int]) -> None:
+        """Corrupt copies `read_verified` deleted (their sizes)."""
+        for size in freed:
+            self.counters["bad"] += 1
+            self.used_bytes -= size
+            self.chunks -= 1
+
     def _read(self, cid: bytes) -> tuple[bytes | None, int]:
         """(the verified bytes or None, the bytes freed by deleting a corrupt copy)."""
         try:
@@ -120,10 +132,10 @@ class ChunkStore:
 
     # -- async API ----------------------------------------------------------------------
 
-    async def put(self, chunks: list[tuple[bytes, bytes]]) -> None:
-        """Keep (id, data) pairs whose ids the caller checked; QuotaExceeded when full.
-        Not durable until `flush`."""
-        size = sum(len(d) for _, d in chunks)
+    async def put(self, datas: list[bytes], ids: list[bytes] | None = None) -> list[bytes]:
+        """Keep chunks (their `ids` when the caller hashed them, else hashed here, off the
+        Trio thread): their ids. QuotaExceeded when full. Not durable until `flush`."""
+        size = sum(len(d) for d in datas)
         if self.used_bytes + size > self.quota_bytes:
             self.counters["quota_refused"] += 1
             raise QuotaExceeded(
@@ -131,19 +143,21 @@ class ChunkStore:
                 f"({self.used_bytes} held); free space or raise fs_quota_bytes"
             )
 
-        def write_all() -> tuple[int, int]:
+        def write_all() -> tuple[list[bytes], int, int]:
+            cids = ids if ids is not None else [chunk_id(d) for d in datas]
             n = added = 0
-            for cid, data in chunks:
+            for cid, data in zip(cids, datas, strict=True):
                 if self._write(cid, data):
                     n += 1
                     added += len(data)
-            return n, added
+            return cids, n, added
 
-        n, added = await trio.to_thread.run_sync(write_all)
+        cids, n, added = await trio.to_thread.run_sync(write_all)
         self.used_bytes += added
         self.chunks += n
         self.counters["stored"] += n
         self._unsynced += n
+        return cids
 
     async def flush(self) -> None:
         """Everything written so far is durable when this returns."""
@@ -154,11 +168,7 @@ class ChunkStore:
     async def get(self, cids: list[bytes]) -> list[bytes | None]:
         """Each chunk's verified bytes, or None (missing, or corrupt: then deleted)."""
         got = await trio.to_thread.run_sync(lambda: [self._read(c) for c in cids])
-        for data, freed in got:
-            if data is None and freed:
-                self.counters["bad"] += 1
-                self.used_bytes -= freed
-                self.chunks -= 1
+        self.count_bad([freed for data, freed in got if data is None and freed])
         return [data for data, _ in got]
 
     async def delete(self, cids: list[bytes]) -> int:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "download", "upload"]
 
 QUEUE_BATCHES = 4  # batches waiting for one peer at most
+SENDERS_A_PEER = 2  # store requests in flight to one peer (a stream each)
 READ_CHUNKS = 4  # chunks read from a file in one thread hop
 FETCHERS = 4
 HOLDERS_TRIED = 8  # connected holders asked for a chunk, in placement order
@@ -88,20 +89,19 @@ class _Pushes:
     def __init__(self, fs: FsService, nursery: trio.Nursery) -> None:
         self.fs = fs
         self.nursery = nursery
-        self.queues: dict[NodeId, trio.MemorySendChannel[list[bytes]]] = {}
-        self.pending: dict[NodeId, list[bytes]] = {}
+        self.queues: dict[NodeId, trio.MemorySendChannel[list[tuple[bytes, bytes]]]] = {}
+        self.pending: dict[NodeId, list[tuple[bytes, bytes]]] = {}
         self.pending_bytes: dict[NodeId, int] = {}
         self.copies: dict[bytes, int] = {}
         self.errors: dict[NodeId, str] = {}
-        self.acked: dict[NodeId, list[bytes]] = {}  # stored, not yet flushed
 
     async def add(self, cid: bytes, data: bytes, targets: list[NodeId]) -> None:
         for peer in targets:
             if self.pending_bytes.get(peer, 0) + len(data) > BATCH_BYTES:
                 await self._send(peer)
-            self.pending.setdefault(peer, []).append(data)
+            self.pending.setdefault(peer, []).append((cid, data))
             self.pending_bytes[peer] = self.pending_bytes.get(peer, 0) + len(data)
-            if self.pending_bytes[peer] >= CHUNK_BYTES:
+            if self.pending_bytes[peer] + CHUNK_BYTES > BATCH_BYTES:  # the next may not fit
                 await self._send(peer)
 
     async def _send(self, peer: NodeId) -> None:
@@ -111,9 +111,11 @@ class _Pushes:
             return
         queue = self.queues.get(peer)
         if queue is None:
-            send, receive = trio.open_memory_channel[list[bytes]](QUEUE_BATCHES)
+            send, receive = trio.open_memory_channel[list[tuple[bytes, bytes]]](QUEUE_BATCHES)
             self.queues[peer] = queue = send
-            self.nursery.start_soon(self._sender, peer, receive)
+            for _ in range(1 if peer == self.fs.me else SENDERS_A_PEER):
+                self.nursery.start_soon(self._sender, peer, receive.clone())
+            receive.close()
         await queue.send(batch)
 
     async def finish(self) -> None:
@@ -122,7 +124,9 @@ class _Pushes:
         for queue in self.queues.values():
             await queue.aclose()
 
-    async def _sender(self, peer: NodeId, queue: trio.MemoryReceiveChannel[list[bytes]]) -> None:
+    async def _sender(
+        self, peer: NodeId, queue: trio.MemoryReceiveChannel[list[tuple[bytes, bytes]]]
+    ) -> None:
         """Send `peer` its batches, then ask it to flush; the chunks count as copies only
         then. After a failure the queue is drained (the producer must not wait on a
         dead peer)."""
@@ -135,13 +139,12 @@ class _Pushes:
                     if peer in self.errors:
                         continue
                     try:
+                        datas = [d for _, d in batch]
                         if peer == fs.me:
-                            pairs = [(chunk_id(d), d) for d in batch]
-                            await fs.store.put(pairs)
-                            stored += [cid for cid, _ in pairs]
+                            stored += await fs.store.put(datas, [c for c, _ in batch])
                         else:
                             client = client or await fs.open_peer(peer)
-                            stored += await client.store(batch)
+                            stored += await client.store(datas)
                         fs.counters["chunks_sent"] += len(batch)
                     except (StreamClosed, RemoteError, ColonyError, OSError) as exc:
                         self._failed(peer, exc)
@@ -166,9 +169,9 @@ class _Pushes:
         self.fs.log.info("storing chunks on %s failed: %s", short_id(peer), exc)
 
 
-def _open_and_read(path: Path, whole: Any, n: int) -> tuple[Any, list[bytes]]:
-    """The first `n` chunks of `path`, and the open file if there may be more (a small
-    file costs one thread hop)."""
+def _open_and_read(path: Path, whole: Any, n: int) -> tuple[Any, list[tuple[bytes, bytes]]]:
+    """The first `n` chunks of `path` (id, bytes), and the open file if there may be
+    more (a small file costs one thread hop)."""
     f = open(path, "rb")  # noqa: SIM115 (closed below, or by the caller)
     datas = _read_chunks(f, whole, n)
     if len(datas) < n:
@@ -177,14 +180,15 @@ def _open_and_read(path: Path, whole: Any, n: int) -> tuple[Any, list[bytes]]:
     return f, datas
 
 
-def _read_chunks(f: Any, whole: Any, n: int) -> list[bytes]:
+def _read_chunks(f: Any, whole: Any, n: int) -> list[tuple[bytes, bytes]]:
+    """Up to `n` chunks (id, bytes) of `f`, hashed here (called off the Trio thread)."""
     out = []
     for _ in range(n):
         data = f.read(CHUNK_BYTES)
         if not data:
             break
         whole.update(data)
-        out.append(data)
+        out.append((chunk_id(data), data))
     return out
 
 
@@ -214,8 +218,8 @@ async def upload(
             f, datas = await trio.to_thread.run_sync(_open_and_read, path, whole, READ_CHUNKS)
             try:
                 while True:
-                    for data in datas:
-                        ids.append(await put_chunk(data))
+                    for cid, data in datas:
+                        ids.append(await put_chunk(data, cid))
                         progress.bytes_done += len(data)
                     if f is None or len(datas) < READ_CHUNKS:
                         break
@@ -409,18 +413,80 @@ async def _fetch_batch(
     targets: list[_Target],
     clients: dict[NodeId, FsPeer],
 ) -> None:
+    """Write one batch's chunks at their offsets: those this node holds, then the rest
+    from their holders in placement order; each step's reads, hashing and writes in one
+    thread hop."""
     where: dict[bytes, list[tuple[int, int]]] = {}
     for t, offset, cid, _ in batch:
         where.setdefault(cid, []).append((t, offset))
-    got: list[tuple[bytes, bytes]] = []
-    await _fetch_into(fs, list(where), lambda c, d: got.append((c, d)), clients)
+    store = fs.store
 
-    def write() -> None:
-        for cid, data in got:
-            for t, offset in where[cid]:
+    def local() -> tuple[list[bytes], list[int]]:
+        missing, freed = [], []
+        for cid, spots in where.items():
+            data, bad = store.read_verified(cid)
+            if data is None:
+                missing.append(cid)
+                if bad:
+                    freed.append(bad)
+                continue
+            for t, offset in spots:
                 os.pwrite(targets[t].fd, data, offset)
+        return missing, freed
 
-    await trio.to_thread.run_sync(write)
+    left, freed = await trio.to_thread.run_sync(local)
+    store.count_bad(freed)
+    tried: dict[bytes, set[NodeId]] = {cid: set() for cid in left}
+    while left:
+        asked = tried[left[0]]
+        peer = next((p for p in fs.holders(left[0]) if p not in asked), None)
+        if peer is None:
+            peer = await fs.provider_of(left[0], asked)
+        if peer is None:
+            raise TransferFailed(
+                f"chunk {left[0].hex()[:16]} is on no member this node can reach "
+                f"(asked {len(asked)})"
+            )
+        for cid in left:
+            tried[cid].add(peer)
+        try:
+            client = clients.get(peer) or await fs.open_peer(peer)
+            clients[peer] = client
+            got = await client.fetch(left)
+        except (StreamClosed, RemoteError, ColonyError) as exc:
+            fs.counters["fetch_failures"] += 1
+            fs.log.info("fetch from %s failed: %s", short_id(peer), exc)
+            old = clients.pop(peer, None)
+            if old is not None:
+                await old.close()
+            continue
+        written, bad = await trio.to_thread.run_sync(
+            _verify_and_write, got.chunks, frozenset(left), where, targets
+        )
+        fs.counters["bad_chunks"] += bad
+        fs.counters["chunks_fetched"] += len(written)
+        left = [c for c in left if c not in written]
+
+
+def _verify_and_write(
+    chunks: tuple[bytes, ...],
+    wanted: frozenset[bytes],
+    where: dict[bytes, list[tuple[int, int]]],
+    targets: list[_Target],
+) -> tuple[set[bytes], int]:
+    """Write each chunk that hashes to one we asked for at its offsets (off the Trio
+    thread): (the ids written, how many were bytes of no chunk we asked for)."""
+    written: set[bytes] = set()
+    bad = 0
+    for data in chunks:
+        cid = chunk_id(data)
+        if cid not in wanted or cid in written:
+            bad += 1
+            continue
+        for t, offset in where[cid]:
+            os.pwrite(targets[t].fd, data, offset)
+        written.add(cid)
+    return written, bad
 
 
 async def _fetcher(

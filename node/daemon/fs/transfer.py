@@ -24,7 +24,7 @@ from colonynode.core.codec import MessageCodec
 from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.limits import WIRE
 from colonynode.node.core.fs import CHUNK_BYTES
-from colonynode.node.daemon.fs.chunks import ChunkStore, chunk_id
+from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 
 __all__ = ["BATCH_BYTES", "FS_CODEC", "FsPeer", "serve_chunks"]
@@ -105,14 +105,13 @@ async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any)
             if isinstance(msg, Store):
                 if sum(len(c) for c in msg.chunks) > BATCH_BYTES:
                     raise DecodeError("a Store over the batch cap")
-                pairs = [(chunk_id(c), c) for c in msg.chunks]
                 try:
-                    await store.put(pairs)
+                    ids = await store.put(list(msg.chunks))
                 except ColonyError as exc:
                     await frames.write_error("refused", str(exc))
                     continue
-                counters["chunks_received"] += len(pairs)
-                await frames.write_batch([Stored(tuple(cid for cid, _ in pairs))])
+                counters["chunks_received"] += len(ids)
+                await frames.write_batch([Stored(tuple(ids))])
             elif isinstance(msg, Flush):
                 await store.flush()
                 await frames.write_batch([Flushed()])
