@@ -267,10 +267,12 @@ class LinkStream:
             out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, prefix: bytes = b"") -> None:
+        """`prefix` + `data` as one frame (joined once: a bulk body is not copied twice)."""
         if self._done:
             raise StreamClosed("stream closed")
-        await self.link.write(frame(self.channel, DATA, self.sid, data))
+        head = _HEADER.pack(len(prefix) + len(data), self.channel, DATA, self.sid)
+        await self.link.write(b"".join((head, prefix, data)))
 
     async def close(self) -> None:
         """No more writes (an END); reads go on until the peer's END."""

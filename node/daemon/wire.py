@@ -42,7 +42,8 @@ class ByteStream(Protocol):
 
     async def read(self, n: int | None = None) -> bytes: ...
 
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, data: bytes, prefix: bytes = b"") -> None:
+        """`prefix` then `data`."""
 
     async def close(self) -> None: ...
 
@@ -112,7 +113,7 @@ class FrameStream:
     async def _write(self, body: bytes) -> int:
         if len(body) > self.frame_bytes_max:
             raise LimitExceeded(f"frame of {len(body)} bytes over the {self.frame_bytes_max} cap")
-        await self.stream.write(_LEN.pack(len(body)) + body)
+        await self.stream.write(body, _LEN.pack(len(body)))  # the stream joins them once
         return len(body)
 
     async def close(self) -> None:

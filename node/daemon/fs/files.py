@@ -51,7 +51,7 @@ __all__ = ["Progress", "download", "upload"]
 QUEUE_BATCHES = 4  # batches waiting for one peer at most
 SENDERS_A_PEER = 2  # store requests in flight to one peer (a stream each)
 READ_CHUNKS = 4  # chunks read from a file in one thread hop
-FETCHERS = 4
+FETCHERS = 6  # requests in flight for a get (a stream each; a link has 16)
 HOLDERS_TRIED = 8  # connected holders asked for a chunk, in placement order
 
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Repair"]
 
 IDS_A_PASS = 20_000
+PEERS_AT_ONCE = 4  # peers a pass repairs copies on at the same time
 PROVIDES_A_PASS = 64
 
 
@@ -115,7 +116,15 @@ class Repair:
             for peer in plan_repair(cid, fs.me, alive, ()):
                 if peer in connected:
                     asks[peer].append(cid)
-        for peer, ids in asks.items():
+        limit = trio.CapacityLimiter(PEERS_AT_ONCE)
+        async with trio.open_nursery() as nursery:
+            for peer, ids in asks.items():
+                nursery.start_soon(self._repair_on, peer, ids, limit)
+
+    async def _repair_on(self, peer: NodeId, ids: list[bytes], limit: trio.CapacityLimiter) -> None:
+        """Copy to `peer` the chunks of `ids` it lacks (one peer's failure is its own)."""
+        fs = self.fs
+        async with limit:
             try:
                 client = await fs.open_peer(peer)
                 try:

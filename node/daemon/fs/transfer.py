@@ -3,7 +3,7 @@
     Store(chunks)  -> Stored(ids)     keep these chunks (ids: the receiver's own hashes)
     Flush()        -> Flushed()       make every chunk this stream stored durable
     Fetch(ids)     -> Chunks(chunks, missing)
-    Has(ids)       -> Holding(ids)    which of these this node holds
+    Has(ids)       -> Holding(ids)    which of these this node holds durably
 
 A client keeps one stream a peer for an operation and at most one request in flight on
 it (a stream holds STREAM_FRAMES_MAX unread frames; a reader that runs behind never
@@ -33,6 +33,8 @@ log = logging.getLogger("colonynode.fs")
 
 BATCH_BYTES = 3 * CHUNK_BYTES  # the chunk bytes of one request or answer at most
 IDS_MAX = 4096
+REQUEST_S = 60.0  # a request's answer at most this late
+FLUSH_S = 600.0  # a flush's: it syncs a disk (gigabytes, on an SD card, take minutes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any)
             elif isinstance(msg, Fetch):
                 await frames.write_batch([await _fetch(store, msg.ids, counters)])
             elif isinstance(msg, Has):
+                await store.flush()  # what it says it holds is durable, not just written
                 held = await trio.to_thread.run_sync(_held, store, msg.ids)
                 await frames.write_batch([Holding(held)])
             else:
@@ -148,21 +151,25 @@ async def _fetch(store: ChunkStore, ids: tuple[bytes, ...], counters: dict[str, 
 
 
 class FsPeer:
-    """A client's stream to one peer for one operation: one request at a time."""
+    """A client's stream to one peer for one operation: one request at a time, each
+    answered within REQUEST_S (a peer that hangs with its link up fails the request)."""
 
     def __init__(self, frames: FrameStream) -> None:
         self.frames = frames
 
-    async def _ask(self, msg: Any, kind: type) -> Any:
-        await self.frames.write_batch([msg])
-        return _one(await self.frames.read_batch(), kind)
+    async def _ask(self, msg: Any, kind: type, within_s: float = REQUEST_S) -> Any:
+        with trio.move_on_after(within_s):
+            await self.frames.write_batch([msg])
+            return _one(await self.frames.read_batch(), kind)
+        await self.frames.reset()
+        raise StreamClosed(f"no answer to {type(msg).__name__} within {within_s:.0f} s")
 
     async def store(self, chunks: list[bytes]) -> tuple[bytes, ...]:
         got: Stored = await self._ask(Store(tuple(chunks)), Stored)
         return got.ids
 
     async def flush(self) -> None:
-        await self._ask(Flush(), Flushed)
+        await self._ask(Flush(), Flushed, FLUSH_S)
 
     async def fetch(self, ids: list[bytes]) -> Chunks:
         got: Chunks = await self._ask(Fetch(tuple(ids)), Chunks)
