@@ -285,6 +285,9 @@ async def fetch_chunks(fs: FsService, ids: list[bytes]) -> list[bytes]:
     return [out[c] for c in ids]
 
 
+Take = Callable[[tuple[bytes, ...], frozenset[bytes]], tuple[set[bytes], int]]
+
+
 async def _fetch_into(
     fs: FsService,
     ids: list[bytes],
@@ -292,13 +295,33 @@ async def _fetch_into(
     clients: dict[NodeId, FsPeer],
 ) -> None:
     """Each chunk of `ids` (together at most BATCH_BYTES): from the local store, else
-    from its holders in placement order; `put(cid, data)` for each, verified."""
+    from its holders; `put(cid, data)` for each, verified."""
     left = list(dict.fromkeys(ids))
     local = await fs.store.get(left)
     for cid, data in zip(list(left), local, strict=True):
         if data is not None:
             put(cid, data)
             left.remove(cid)
+
+    def take(chunks: tuple[bytes, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
+        taken: set[bytes] = set()
+        for data in chunks:
+            cid = chunk_id(data)
+            if cid in wanted and cid not in taken:
+                put(cid, data)
+                taken.add(cid)
+        return taken, len(chunks) - len(taken)
+
+    await _fetch_remote(fs, left, clients, take)
+
+
+async def _fetch_remote(
+    fs: FsService, left: list[bytes], clients: dict[NodeId, FsPeer], take: Take
+) -> None:
+    """The chunks of `left` from their holders: the first connected one in placement
+    order not yet asked, then the DHT's providers, then any member; each answer handed
+    to `take` off the Trio thread (it verifies each chunk's bytes against the ids asked
+    for: those it took, and how many it refused)."""
     tried: dict[bytes, set[NodeId]] = {cid: set() for cid in left}
     while left:
         asked = tried[left[0]]
@@ -323,16 +346,10 @@ async def _fetch_into(
             if old is not None:
                 await old.close()
             continue
-        wanted = set(left)
-        for data in got.chunks:
-            cid = chunk_id(data)
-            if cid not in wanted:
-                fs.counters["bad_chunks"] += 1  # bytes that hash to no chunk we asked for
-                continue
-            put(cid, data)
-            left.remove(cid)
-            wanted.discard(cid)
-        fs.counters["chunks_fetched"] += len(got.chunks)
+        taken, bad = await trio.to_thread.run_sync(take, got.chunks, frozenset(left))
+        fs.counters["bad_chunks"] += bad
+        fs.counters["chunks_fetched"] += len(taken)
+        left = [c for c in left if c not in taken]
 
 
 def _by_holder(
@@ -436,36 +453,11 @@ async def _fetch_batch(
 
     left, freed = await trio.to_thread.run_sync(local)
     store.count_bad(freed)
-    tried: dict[bytes, set[NodeId]] = {cid: set() for cid in left}
-    while left:
-        asked = tried[left[0]]
-        peer = next((p for p in fs.holders(left[0]) if p not in asked), None)
-        if peer is None:
-            peer = await fs.provider_of(left[0], asked)
-        if peer is None:
-            raise TransferFailed(
-                f"chunk {left[0].hex()[:16]} is on no member this node can reach "
-                f"(asked {len(asked)})"
-            )
-        for cid in left:
-            tried[cid].add(peer)
-        try:
-            client = clients.get(peer) or await fs.open_peer(peer)
-            clients[peer] = client
-            got = await client.fetch(left)
-        except (StreamClosed, RemoteError, ColonyError) as exc:
-            fs.counters["fetch_failures"] += 1
-            fs.log.info("fetch from %s failed: %s", short_id(peer), exc)
-            old = clients.pop(peer, None)
-            if old is not None:
-                await old.close()
-            continue
-        written, bad = await trio.to_thread.run_sync(
-            _verify_and_write, got.chunks, frozenset(left), where, targets
-        )
-        fs.counters["bad_chunks"] += bad
-        fs.counters["chunks_fetched"] += len(written)
-        left = [c for c in left if c not in written]
+
+    def take(chunks: tuple[bytes, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
+        return _verify_and_write(chunks, wanted, where, targets)
+
+    await _fetch_remote(fs, left, clients, take)
 
 
 def _verify_and_write(
