@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from colonynode.node.apiclient import ApiClient, ApiError
-from colonynode.node.core.fs import CHUNK_BYTES
+from colonynode.node.core.fs import CHUNK_BYTES, INLINE_CHUNKS_MAX
 from colonynode.sdk import Client
 from tests.integration.harness import Colony, Daemon, Executors, three_voters, wait_until
 
@@ -208,3 +208,18 @@ def test_a_full_quota_is_a_clear_error_and_nothing_is_committed(
     assert "quota" in str(refused.value) and "nothing was committed" in str(refused.value)
     assert api(a).get("/v1/fs/files?label=/q") == []
     assert b.status()["fs"]["quota_refused"] >= 1
+
+
+def test_a_file_of_more_chunks_than_a_revision_lists_goes_through_manifests(
+    colony: Colony, tmp_path: Path
+) -> None:
+    a, b, _ = three_voters(colony)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:  # INLINE_CHUNKS_MAX + 3 chunks, the last one short
+        for _ in range(INLINE_CHUNKS_MAX + 2):
+            f.write(os.urandom(CHUNK_BYTES))
+        f.write(b"tail")
+    rev = put(a, big, "/m")
+    assert rev["tree"] is True and rev["chunks"] == 1  # one manifest names them all
+    wait_until("b sees it", lambda: sees(b, "/m", "big.bin", sha(big)))
+    assert sha(get(b, "/m", "big.bin", tmp_path / "got")) == sha(big)
