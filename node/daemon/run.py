@@ -203,6 +203,11 @@ class Node:
             kind = "gauge" if key == "executors" else "counter"
             name = f"colonynode_{key}" + ("" if kind == "gauge" else "_total")
             lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
+        gauges = {"chunks", "used_bytes", "quota_bytes", "labels", "snapshots", "transfers"}
+        for key, value in sorted(st.get("fs", {}).items()):
+            kind = "gauge" if key in gauges else "counter"
+            name = f"colonynode_fs_{key}" + ("" if kind == "gauge" else "_total")
+            lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
         lines.append("# TYPE colonynode_processes gauge")
         for state, count in sorted(self.core.book.count_by_state().items()):
             lines.append(f'colonynode_processes{{state="{state}"}} {count}')

@@ -187,6 +187,10 @@ def test_a_corrupted_chunk_is_refused_and_fetched_from_another_holder(
     held[0].write_bytes(b"not the bytes of this chunk" + held[0].read_bytes()[27:])
     assert get(b, "/d", "data.bin", tmp_path / "out").read_bytes() == data.read_bytes()
     assert b.status()["fs"]["bad"] == 1  # refused, counted, deleted; fetched from a or c
+    metrics = api(b).get_text("/metrics")
+    assert (
+        "colonynode_fs_bad_total 1" in metrics and "colonynode_fs_chunks 1" in metrics
+    )  # the get keeps no copy
 
 
 def test_a_full_quota_is_a_clear_error_and_nothing_is_committed(
