@@ -30,7 +30,8 @@ def shout():
     text = Path("in/words.txt").read_text()
     Path("out").mkdir(exist_ok=True)
     Path("out/loud.txt").write_text(text.upper())
-    return current().fs_dir
+    frozen = Path("frozen/words.txt")
+    return [current().fs_dir, frozen.read_text() if frozen.exists() else None]
 """
 
 
@@ -131,19 +132,27 @@ def test_a_process_syncs_its_input_down_and_its_output_up(colony: Colony, tmp_pa
     try:
         ex.start(b)
         words = tmp_path / "words.txt"
-        words.write_text("quiet words\n")
+        words.write_text("first words\n")
         put(a, words, "/in")
+        snap = api(a).post("/v1/fs/snapshots", {"label": "/in", "name": "in-v1"})
+        words.write_text("quiet words\n")
+        put(a, words, "/in")  # the latest; the snapshot keeps the first
         wait_until("b sees the input", lambda: sees(b, "/in", "words.txt", sha(words)))
+        wait_until("b sees the snapshot", lambda: api(b).get("/v1/fs/snapshots") != [])
         spec = {"funcname": "shout", "conditions": {"executortype": "py"}, "maxexectime": 60,
                 "fs": {"mount": "/cfs", "dirs": [
                     {"label": "/in", "dir": "in", "keepfiles": False},
-                    {"label": "/out/{processid}", "dir": "out", "keepfiles": False}]}}  # fmt: skip
+                    {"label": "/out/{processid}", "dir": "out", "keepfiles": False}],
+                    "snapshots": [{"snapshotid": snap["snapshotid"], "label": "/in",
+                                   "dir": "frozen", "keepsnapshot": False}]}}  # fmt: skip
         with Client(a.dir) as client:
             proc = client.wait(client.submit(spec)["processid"], timeout_s=60)
         assert proc["state"] == "SUCCESS", proc
         pid, fs_root = proc["processid"], Path(proc["output"][0])
         assert fs_root == (b.dir / "fs").resolve()
+        assert proc["output"][1] == "first words\n"  # the snapshot, downloaded before
         assert not (fs_root / "in").exists() and not (fs_root / "out").exists()  # keepfiles
+        assert not (fs_root / "frozen").exists()  # keepsnapshot false
         label = f"/out/{pid}"
         wait_until("c sees the output", lambda: api(c).get(f"/v1/fs/files?label={label}") != [])
         assert get(c, label, "loud.txt", tmp_path / "got").read_text() == "QUIET WORDS\n"
