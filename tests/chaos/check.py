@@ -220,3 +220,31 @@ def check_generator(generatorid: str, packs: list[Pack], views: Views) -> tuple[
     out += [f"acknowledged arg {p.arg!r} (via {p.node}) is in no batch"
             for p in packs if p.ok and p.arg not in used]  # fmt: skip
     return out, len(batches)
+
+
+def check_files(puts: list[Any], final: Any) -> list[str]:
+    """ColonyFS's violations (tests/chaos/files.py: `puts` are FilePut, `final` a
+    FilesFinal): every acknowledged put listed everywhere with its checksum and read back
+    byte for byte; every listed file put, with a checksum put under its name."""
+    out: list[str] = []
+    put_sums: dict[str, set[str]] = {}
+    for p in puts:
+        put_sums.setdefault(p.name, set()).add(p.sha256)
+    for node, held in sorted(final.listings.items()):
+        if held is None:
+            out.append(f"node {node} gave no file listing after healing")
+            continue
+        for p in puts:
+            if p.fileid and held.get(p.name) != p.sha256:
+                got = held.get(p.name, "nothing")
+                out.append(f"acknowledged file {p.name} (via {p.node}) is {got} at {node}")
+        for name, sha in sorted(held.items()):
+            if sha not in put_sums.get(name, set()):
+                out.append(f"{node} lists {name} with checksum {sha[:16]}, never put")
+    for p in puts:
+        if not p.fileid:
+            continue
+        sha, where = final.reads.get(p.name, ("", "not read"))
+        if sha != p.sha256:
+            out.append(f"acknowledged file {p.name} read back as {sha[:16] or where}")
+    return out

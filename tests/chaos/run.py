@@ -30,6 +30,7 @@ from typing import Any
 from colonynode.node.core.processes import iso_time
 from tests.chaos import check as checker
 from tests.chaos.check import CRON_INTERVAL_S
+from tests.chaos.files import Filer, all_listed, read_files
 from tests.chaos.nemesis import KINDS, Nemesis
 from tests.chaos.netns import Net
 from tests.chaos.workload import (
@@ -143,12 +144,15 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
     first = daemons[sorted(daemons)[0]]
     cronid, generatorid = add_cron(first), add_generator(first)
     packer = Packer(daemons, generatorid, rate=2.0, seed=args.seed, avoid=nemesis.killed)
+    filer = Filer(daemons, root, rate=1.0, seed=args.seed, avoid=nemesis.killed)
     started = time.monotonic()
     load.start()
     packer.start()
+    filer.start()
     nemesis.run(until_s=started + args.duration_s)
     load.stop()
     packer.stop()
+    filer.stop()
     say(f"faults over ({len(nemesis.log)} injected); every fault ended, healing")
     restarted = nemesis.restarted + _heal(daemons, ex)
     healed_at = iso_time(time.time_ns())  # the views' clock: the cron's ticks are wall time
@@ -175,13 +179,20 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
                    lambda: batched(daemons, generatorid, acked_args), wait_s)  # fmt: skip
     except AssertionError:
         pass  # check_generator reports it
+    acked_files = {p.name: p.sha256 for p in filer.puts if p.fileid}
+    try:
+        wait_until("every acknowledged file listed on every node",
+                   lambda: all_listed(daemons, acked_files), wait_s)  # fmt: skip
+    except AssertionError:
+        pass  # check_files reports it
+    files_final = read_files(daemons, filer.puts, root, rng)
     final = read_final(daemons, sorted(acked), rng)
     log = Path(exec_log)
     executions = checker.read_executions(log.read_text() if log.exists() else "")
     violations = checker.check(load.history, executions, final)
     cron_found, ticks = checker.check_cron(cronid, final.views, healed_at)
     gen_found, batches = checker.check_generator(generatorid, packer.packs, final.views)
-    violations += cron_found + gen_found
+    violations += cron_found + gen_found + checker.check_files(filer.puts, files_final)
     runs = sum(len(v) for v in executions.values())
     return {
         "injected": dict(sorted(nemesis.counts().items())),
@@ -196,6 +207,8 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
         "args_packed": len(packer.packs),
         "args_acknowledged": len(acked_args),
         "generator_batches": batches,
+        "files_put": len(filer.puts),
+        "files_acknowledged": len(acked_files),
         "violations": violations,
     }
 
@@ -226,7 +239,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"{result.get('settled_after_heal_s')} s after healing; the cron fired "
           f"{result.get('cron_ticks')} ticks; {result.get('args_acknowledged')} of "
           f"{result.get('args_packed')} packed args acknowledged, in "
-          f"{result.get('generator_batches')} batches")  # fmt: skip
+          f"{result.get('generator_batches')} batches; {result.get('files_acknowledged')} of "
+          f"{result.get('files_put')} ColonyFS puts acknowledged")  # fmt: skip
     violations = result.get("violations", [])
     if not violations:
         print("found: no violation")

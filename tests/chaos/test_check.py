@@ -13,6 +13,7 @@ from tests.chaos.check import (
     Submission,
     check,
     check_cron,
+    check_files,
     check_generator,
     read_executions,
 )
@@ -152,3 +153,19 @@ def test_an_arg_in_two_batches_a_lost_arg_and_an_invented_one_are_reported() -> 
         "batch g2 has arg 'zz', never packed",
         "acknowledged arg 'a2' (via a) is in no batch",
     ]
+
+
+def test_files_acknowledged_must_be_listed_everywhere_read_back_and_nothing_invented() -> None:
+    from tests.chaos.files import FilePut, FilesFinal
+
+    puts = [FilePut("f0", "a", "s0", fileid="r0"), FilePut("f1", "b", "s1", error="timeout")]
+    ok = FilesFinal({"a": {"f0": "s0"}, "b": {"f0": "s0", "f1": "s1"}}, {"f0": ("s0", "a")})
+    assert check_files(puts, ok) == []  # an unknown put may be there or not
+    lost = FilesFinal({"a": {"f0": "s0"}, "b": {}}, {"f0": ("s0", "a")})
+    assert check_files(puts, lost) == ["acknowledged file f0 (via a) is nothing at b"]
+    wrong = FilesFinal({"a": {"f0": "s0"}, "b": {"f0": "s0"}}, {"f0": ("sX", "a")})
+    assert check_files(puts, wrong) == ["acknowledged file f0 read back as sX"]
+    made_up = FilesFinal({"a": {"f0": "s0", "f9": "s9"}, "b": {"f0": "s0"}}, {"f0": ("s0", "a")})
+    assert check_files(puts, made_up) == ["a lists f9 with checksum s9, never put"]
+    silent = FilesFinal({"a": {"f0": "s0"}, "b": None}, {"f0": ("s0", "a")})
+    assert check_files(puts, silent) == ["node b gave no file listing after healing"]

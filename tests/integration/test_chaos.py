@@ -33,3 +33,4 @@ def test_a_short_chaos_run_loses_nothing_and_commits_each_call_once() -> None:
     assert result["acknowledged"] >= 100  # the colony kept taking work under the faults
     assert result["executions"] >= result["acknowledged"]
     assert result["settled_after_heal_s"] is not None
+    assert result["files_acknowledged"] >= 10  # ColonyFS puts went on under the faults
