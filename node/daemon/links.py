@@ -1,10 +1,11 @@
 """Links: Noise-secured TCP connections that carry every channel's frames to one peer.
 
-The handshake is libp2p's Noise XX (`libp2p.security.noise`): the same Ed25519 identity,
-peer id and signed handshake payload as a libp2p connection, so a link authenticates its
-peer as one did (DESIGN.md §3). What follows differs (docs/decisions.md, "Links, not
-libp2p streams"): no multistream-select and no Yamux, but on libp2p's Noise transport
-messages (a 2-byte length and at most 65,535 bytes of ciphertext) a byte stream of
+The handshake is libp2p's Noise XX (node/daemon/noise.py, byte for byte py-libp2p's): the
+same Ed25519 identity, peer id and signed handshake payload as a libp2p connection, so a
+link authenticates its peer as one did (DESIGN.md §3). What follows differs
+(docs/decisions.md, "Links, not libp2p streams"): no multistream-select and no Yamux,
+but on libp2p's Noise transport messages (a 2-byte length and at most 65,535 bytes of
+ciphertext) a byte stream of
 
     frame := length (u32) | channel (u8) | kind (u8) | stream (u32) | body (length bytes)
 
@@ -25,17 +26,12 @@ from typing import Any
 
 import cbor2
 import trio
-from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
-from libp2p.io.trio import TrioTCPStream
-from libp2p.network.connection.raw_connection import RawConnection
-from libp2p.peer.id import ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from colonynode.core.errors import DecodeError, LimitExceeded
 from colonynode.core.identity import Identity
-from colonynode.core.ids import NodeId, node_id_from_peer_id, peer_id_str
+from colonynode.core.ids import NodeId
 from colonynode.core.limits import FRAME_BYTES_MAX
-from colonynode.node.daemon.host import keypair_of
+from colonynode.node.daemon.noise import NoiseKey, handshake
 from colonynode.node.daemon.wire import StreamClosed
 
 __all__ = ["DATA", "END", "HELLO", "LINK_PROTOCOL", "Link", "LinkStream", "Noise"]
@@ -78,21 +74,12 @@ class Noise:
     """This node's side of the handshake: its identity key, a fresh static X25519 key."""
 
     def __init__(self, identity: Identity) -> None:
-        self._transport = NoiseTransport(
-            keypair_of(identity), noise_privkey=new_x25519_key_pair().private_key
-        )
+        self._key = NoiseKey(identity)
 
     async def secure(self, sock: trio.SocketStream, expect: NodeId | None) -> Link:
         """Run the handshake on `sock` (as dialer when `expect`, the peer it must be)."""
         tune_socket(sock)
-        raw = RawConnection(TrioTCPStream(sock), expect is not None)
-        if expect is None:
-            session = await self._transport.secure_inbound(raw)
-        else:
-            peer = ID.from_base58(peer_id_str(expect))
-            session = await self._transport.secure_outbound(raw, peer)
-        remote = node_id_from_peer_id(session.get_remote_peer().to_base58())
-        state = session.conn.noise_state  # type: ignore[attr-defined]
+        state, remote = await handshake(sock, self._key, expect)
         return Link(sock, state, remote, outbound=expect is not None)
 
 
