@@ -85,6 +85,12 @@ def init(
     name: str | None = NameOpt,
     listen: list[str] | None = ListenOpt,
     api: str | None = ApiOpt,
+    voters: str = typer.Option(
+        "auto",
+        "--voters",
+        help="auto: the owner's node keeps 1, 3 or 5 voters among the"
+        " members up (`voters auto`); pinned: only `voters set` changes them.",
+    ),
 ) -> None:
     """Create a colony: this node becomes its owner and first voter."""
     from colonynode.core.codec import to_wire
@@ -99,7 +105,10 @@ def init(
     identity = dd.load_or_create_identity()
     store = LmdbStore(dd.path)
     try:
-        env = sign_roster(identity, genesis_roster(identity, colony, settings.name))
+        if voters not in ("auto", "pinned"):
+            raise ColonyError("--voters is auto or pinned")
+        mode = {"voters": "auto"} if voters == "auto" else {}
+        env = sign_roster(identity, genesis_roster(identity, colony, settings.name, mode))
         store.apply([("membership", b"roster", to_wire(env))], sync=True)
     finally:
         store.close()
@@ -334,9 +343,30 @@ def voters_set(
     names: list[str] = typer.Argument(..., help="1, 3 or 5 member names or peer ids."),
     data_dir: str | None = DataDirOpt,
 ) -> None:
-    """Make these members the colony's voters (owner only)."""
+    """Make these members the colony's voters, pinned (owner only; ends `voters auto`)."""
     reply = _client(data_dir).post("/v1/voters", {"voters": names})
     typer.echo(f"voters: {' '.join(reply['voters'])} (roster v{reply['roster_version']})")
+
+
+@voters_app.command("auto")
+def voters_auto(
+    never: list[str] = typer.Option(
+        [], "--never", help="A member that never votes (a laptop that sleeps); repeatable."
+    ),
+    grace_s: float | None = typer.Option(
+        None, "--grace-s", help="How long a voter may be away before it is replaced (60)."
+    ),
+    data_dir: str | None = DataDirOpt,
+) -> None:
+    """Let the owner's node keep 1, 3 or 5 voters among the members up, replacing one
+    away past the grace period (owner only; `voters set` pins them again)."""
+    body: dict[str, Any] = {"auto": True, "grace_s": grace_s}
+    if never:
+        body["never"] = never
+    reply = _client(data_dir).post("/v1/voters", body)
+    skip = f"; never: {', '.join(reply['never_vote'])}" if reply["never_vote"] else ""
+    typer.echo(f"voters: auto, replaced after {reply['grace_s']:g} s away{skip}"
+               f" (roster v{reply['roster_version']})")  # fmt: skip
 
 
 gateway_app = typer.Typer(help="The Colonies-compatible API (pycolonies).", no_args_is_help=True)

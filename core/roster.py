@@ -250,7 +250,9 @@ class Roster:
         return name
 
 
-def genesis_roster(owner: Identity, colony: str, name: str) -> Roster:
+def genesis_roster(
+    owner: Identity, colony: str, name: str, settings: dict[str, Any] | None = None
+) -> Roster:
     """Version 1: the owner alone, with every role, as the only voter."""
     return Roster(
         colony=colony,
@@ -258,6 +260,7 @@ def genesis_roster(owner: Identity, colony: str, name: str) -> Roster:
         version=1,
         members=(Member(owner.node_id, name, ROLES),),
         voters=(owner.node_id,),
+        settings=dict(settings or {}),
         voters_since=1,
     )
 

@@ -342,6 +342,8 @@ def main() -> int:
         colonyfs_demo(root, a, c)
         lan_demo(root)
 
+        console.print("\n[bold]Voters that manage themselves[/bold] (a, b and c stay: all up)")
+        show("voters", "auto", "--data-dir", str(a.dir))
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
         wait_until("a to hold c's note", lambda: cli_json(

@@ -5,14 +5,23 @@ them; Membership decides, node/core/membership.py)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from colonynode.core.errors import ColonyError
+from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import peer_id_str, short_id
 from colonynode.core.invite import issue_invite
 from colonynode.node.core import requests as rq
 from colonynode.node.core.errors import JoinFailed, PermissionDenied
 from colonynode.node.core.messages import JoinAccepted, PeerAddrs
+from colonynode.node.core.voters_auto import (
+    AUTO,
+    GRACE_KEY,
+    GRACE_S_MAX,
+    GRACE_S_MIN,
+    MODE_KEY,
+    NEVER_KEY,
+    settings_of,
+)
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
@@ -51,6 +60,23 @@ def set_voters(core: NodeCore, rid: int, req: rq.SetVoters) -> None:
     roster = core.membership.roster
     assert roster is not None
     core.answer(rid, {"voters": list(req.names), "roster_version": roster.version})
+
+
+def auto_voters(core: NodeCore, rid: int, req: rq.AutoVoters) -> None:
+    settings: dict[str, Any] = {MODE_KEY: AUTO}
+    if req.never is not None:
+        settings[NEVER_KEY] = sorted(set(req.never))
+    if req.grace_s is not None:
+        if not GRACE_S_MIN <= req.grace_s <= GRACE_S_MAX:
+            raise ValidationError(f"grace_s is {GRACE_S_MIN:g}..{GRACE_S_MAX:g} seconds")
+        settings[GRACE_KEY] = float(req.grace_s)
+    writes = core.membership.set_voters_auto(settings)
+    core.links.publish_change(writes)
+    roster = core.membership.roster
+    assert roster is not None
+    _, never, grace_s = settings_of(roster)
+    core.answer(rid, {"voters": AUTO, "never_vote": sorted(never), "grace_s": grace_s,
+                      "roster_version": roster.version})  # fmt: skip
 
 
 def colonies_key_change(core: NodeCore, rid: int, req: rq.ColoniesKeyChange) -> None:

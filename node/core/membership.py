@@ -34,6 +34,8 @@ from colonynode.storage.api import Store, Write
 
 __all__ = ["Membership", "NotOwner"]
 
+VOTERS_MODE_KEY = "voters"  # the roster setting node/core/voters_auto.py reads
+
 log = logging.getLogger(__name__)
 ADDRS_KEPT_MAX = 16  # addresses kept a member
 
@@ -161,11 +163,30 @@ class Membership:
         return member, self._publish(roster.without_member(member.node_id))
 
     def set_voters(self, names: list[str]) -> list[Write]:
+        """`voters set`: these voters, pinned (auto mode ends: voters_auto.py)."""
         roster = self._require_owner()
         ids = tuple(roster.find(n).node_id for n in names)
+        settings = {k: v for k, v in roster.settings.items() if k != VOTERS_MODE_KEY}
+        if set(ids) == set(roster.voters) and len(ids) == len(roster.voters):
+            if settings == roster.settings:
+                raise ValidationError("those are the voters already")
+            return self._publish(replace(roster, version=roster.version + 1, settings=settings))
+        return self._publish(replace(roster.with_voters(ids), settings=settings))
+
+    def set_voter_ids(self, ids: tuple[NodeId, ...]) -> list[Write]:
+        """Auto mode's new voters (node/core/voters_auto.py), its settings kept."""
+        roster = self._require_owner()
         if set(ids) == set(roster.voters) and len(ids) == len(roster.voters):
             raise ValidationError("those are the voters already")
         return self._publish(roster.with_voters(ids))
+
+    def set_voters_auto(self, settings: dict[str, Any]) -> list[Write]:
+        """`voters auto`: the roster's settings with auto mode's (voters_auto.py)."""
+        roster = self._require_owner()
+        merged = {**roster.settings, **settings}
+        for name in merged.get("never_vote", ()):
+            roster.find(name)  # a member's name, or NotFound-like ValidationError
+        return self._publish(replace(roster, version=roster.version + 1, settings=merged))
 
     def change_colonies_key(
         self, req: ColoniesKeyChange, now_unix_s: float

@@ -63,6 +63,7 @@ from colonynode.node.core.processes import LOG_KIND, PROCESS_KIND, ProcessBook
 from colonynode.node.core.requests import Answer, Request
 from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
+from colonynode.node.core.voters_auto import AutoVoters
 from colonynode.storage.api import Store
 
 __all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of"]
@@ -184,6 +185,7 @@ class NodeCore:
         self.book = ProcessBook(parse=parse_spec or parse_process_spec, me=self.node_id)
         self.crons = Crons(self)
         self.fs = FsIndex()
+        self.auto_voters = AutoVoters(self)
         self.generators = Generators(self)
         self.book.on_scheduled = self._scheduled_process
         self._load_processes()
@@ -253,6 +255,7 @@ class NodeCore:
             self._started = True
             self.scheduler.start(now_s)
             self.links.start(now_s)
+            self.auto_voters.start(now_s)
             self.crons.started = self.generators.started = True
             self.crons.replan()
             self.generators.replan()
@@ -270,6 +273,7 @@ class NodeCore:
         """The peers connected now (the driver calls it on every change)."""
         self.now_s = now_s
         self.links.set_connected(frozenset(peers))
+        self.auto_voters.connected(now_s, peers)
 
     def set_addrs(self, now_s: float, addrs: Collection[str]) -> None:
         """This node's own full addresses (published in its signed /peer/ record)."""
@@ -523,6 +527,7 @@ class NodeCore:
             },
             "crons": {"defined": len(self.crons.crons), **self.crons.counters},
             "generators": {"defined": len(self.generators.generators), **self.generators.counters},
+            "voters_auto": self.auto_voters.status(),
             "fs": {
                 "labels": len(self.fs.labels),
                 "snapshots": len(self.fs.snapshots),

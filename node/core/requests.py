@@ -34,6 +34,7 @@ __all__ = [
     "Admit",
     "Answer",
     "Assign",
+    "AutoVoters",
     "CancelProcess",
     "CloseRun",
     "CreateInvite",
@@ -395,6 +396,16 @@ class SetVoters:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoVoters:
+    """`voters auto`: the owner's node keeps the voters (node/core/voters_auto.py);
+    `never`: member names never to vote (None: as before), `grace_s`: how long a voter
+    may be away before it is replaced (None: as before)."""
+
+    never: tuple[str, ...] | None = None
+    grace_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Admit:
     """The owner's node admits `joiner` presenting `join` (answered with the
     `JoinAccepted` to send back, or an error the joiner should see)."""
@@ -489,6 +500,7 @@ Request = (
     | CreateInvite
     | RemoveMember
     | SetVoters
+    | AutoVoters
     | Admit
     | Joined
     | PublishRecord

@@ -26,6 +26,7 @@ from colonynode.node.core.errors import NotFound, NotHolder, PermissionDenied
 from colonynode.node.core.fs import fs_handlers
 from colonynode.node.core.members import (
     admit,
+    auto_voters,
     colonies_key_change,
     create_invite,
     joined,
@@ -471,6 +472,7 @@ HANDLERS: dict[type, Callable[[NodeCore, int, Any], None]] = {
     rq.CreateInvite: create_invite,
     rq.RemoveMember: remove_member,
     rq.SetVoters: set_voters,
+    rq.AutoVoters: auto_voters,
     rq.Admit: admit,
     rq.ColoniesKeyChange: colonies_key_change,
     rq.OfferRoster: offer_roster,

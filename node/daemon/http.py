@@ -145,7 +145,18 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         return await node.call(rq.RemoveMember(who))
 
     async def voters(request: Request) -> Any:
-        names = _strings((await _body(request)).get("voters"), "voters")
+        body = await _body(request)
+        if body.get("auto") is True:
+            never = body.get("never")
+            grace = body.get("grace_s")
+            if grace is not None and (
+                isinstance(grace, bool) or not isinstance(grace, int | float)
+            ):
+                raise ValidationError("grace_s must be a number of seconds")
+            return await node.call(rq.AutoVoters(
+                None if never is None else _strings(never, "never"),
+                None if grace is None else float(grace)))  # fmt: skip
+        names = _strings(body.get("voters"), "voters")
         return await node.call(rq.SetVoters(names))
 
     async def publish(request: Request) -> Any:

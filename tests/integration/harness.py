@@ -145,8 +145,10 @@ class Daemon:
         self.extra: list[str] = []  # more `start`/`join` options, e.g. --colonies-port 0
         self.listen = LISTEN
 
-    def init(self, colony: str = "lab") -> None:
-        cli("init", "--colony", colony, "--data-dir", str(self.dir), "--name", self.name)
+    def init(self, colony: str = "lab", voters: str = "pinned") -> None:
+        """Tests choose their voters (`voters set`) unless they ask for auto."""
+        cli("init", "--colony", colony, "--data-dir", str(self.dir), "--name", self.name,
+            "--voters", voters)  # fmt: skip
 
     def _spawn(self, *args: str) -> None:
         log = self.log_path.open("ab")
