@@ -85,7 +85,7 @@ def settings_of(roster: Any) -> tuple[bool, frozenset[str], float]:
 
 
 class AutoVoters:
-    """The owner's node's loop; every node tracks how long each member has been away."""
+    """The owner's node's loop, and how long each member has been away from it."""
 
     def __init__(self, core: NodeCore) -> None:
         self.core = core
@@ -105,9 +105,13 @@ class AutoVoters:
             self.core.at(now_s + CHECK_S, self._check)
 
     def connected(self, now_s: float, peers: Collection[NodeId]) -> None:
-        """Who is up changed: note since when each member is away."""
-        roster = self.core.membership.roster
-        for m in roster.members if roster else ():
+        """Who is up changed: note since when each member is away (the owner's node,
+        under auto: the others never decide)."""
+        m_ = self.core.membership
+        roster = m_.roster
+        if roster is None or not m_.is_owner or not settings_of(roster)[0]:
+            return
+        for m in roster.members:
             if m.node_id == self.core.node_id or m.node_id in peers:
                 self.down_since.pop(m.node_id, None)
             else:
