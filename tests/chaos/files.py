@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from colonynode.core.errors import ColonyError
 from colonynode.node.apiclient import ApiClient
+from tests.chaos.workload import Paced
 from tests.integration.harness import Daemon
 
 LABEL = "/chaos"
@@ -47,45 +46,29 @@ class FilesFinal:
     reads: dict[str, tuple[str, str]]  # name -> (sha256 read, node or why not)
 
 
-class Filer:
+class Filer(Paced):
     """One client putting a file of random bytes through a random node, `rate` a second."""
 
     def __init__(self, daemons: dict[str, Daemon], root: Path, rate: float, seed: int,
                  avoid: Any) -> None:  # fmt: skip
-        self.daemons, self.period_s, self.avoid = daemons, 1.0 / rate, avoid
+        super().__init__(daemons, rate, random.Random(seed * 104729), avoid, PUT_TIMEOUT_S * 3)
         self.root = root / "chaos-files"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.rng = random.Random(seed * 104729)
         self.puts: list[FilePut] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=PUT_TIMEOUT_S * 3)
-
-    def _run(self) -> None:
-        next_s = time.monotonic()
-        while not self._stop.is_set():
-            choices = sorted(set(self.daemons) - self.avoid()) or sorted(self.daemons)
-            node = self.rng.choice(choices)
-            name = f"file-{len(self.puts)}.bin"
-            data = self.rng.randbytes(self.rng.choice(SIZES))
-            path = self.root / name
-            path.write_bytes(data)
-            put = FilePut(name, node, hashlib.sha256(data).hexdigest())
-            try:
-                api = ApiClient.for_data_dir(self.daemons[node].dir, timeout_s=PUT_TIMEOUT_S)
-                got = api.post("/v1/fs/put", {"path": str(path), "label": LABEL})
-                put.fileid = str(got["result"]["fileid"])
-            except (ColonyError, OSError) as exc:
-                put.error = f"{type(exc).__name__}: {exc}"[:200]
-            self.puts.append(put)
-            next_s += self.period_s
-            self._stop.wait(max(0.0, next_s - time.monotonic()))  # pacing, not a wait for state
+    def step(self, node: str) -> None:
+        name = f"file-{len(self.puts)}.bin"
+        data = self.rng.randbytes(self.rng.choice(SIZES))
+        path = self.root / name
+        path.write_bytes(data)
+        put = FilePut(name, node, hashlib.sha256(data).hexdigest())
+        try:
+            api = ApiClient.for_data_dir(self.daemons[node].dir, timeout_s=PUT_TIMEOUT_S)
+            got = api.post("/v1/fs/put", {"path": str(path), "label": LABEL})
+            put.fileid = str(got["result"]["fileid"])
+        except (ColonyError, OSError) as exc:
+            put.error = f"{type(exc).__name__}: {exc}"[:200]
+        self.puts.append(put)
 
 
 def listing(d: Daemon) -> dict[str, str]:

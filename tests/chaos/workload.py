@@ -202,16 +202,14 @@ def add_generator(d: Daemon) -> str:
     return str(made["generatorid"])
 
 
-class Packer:
-    """One client packing args into the generator through random nodes, `rate` a second,
-    recording each as acknowledged or unknown."""
+class Paced:
+    """One client thread: `step(node)` through a random node the nemesis has not killed,
+    `rate` times a second, until stopped."""
 
-    def __init__(self, daemons: dict[str, Daemon], generatorid: str, rate: float, seed: int,
-                 avoid: Any) -> None:  # fmt: skip
-        self.daemons, self.generatorid, self.period_s = daemons, generatorid, 1.0 / rate
-        self.rng = random.Random(seed * 7919)
-        self.avoid = avoid
-        self.packs: list[Pack] = []
+    def __init__(self, daemons: dict[str, Daemon], rate: float, rng: random.Random,
+                 avoid: Any, stop_s: float = REQUEST_TIMEOUT_S * 3) -> None:  # fmt: skip
+        self.daemons, self.period_s, self.rng, self.avoid = daemons, 1.0 / rate, rng, avoid
+        self.stop_s = stop_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -220,22 +218,39 @@ class Packer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=REQUEST_TIMEOUT_S * 3)
+        self._thread.join(timeout=self.stop_s)
+
+    def step(self, node: str) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         next_s = time.monotonic()
         while not self._stop.is_set():
             choices = sorted(set(self.daemons) - self.avoid()) or sorted(self.daemons)
-            pack = Pack(f"arg-{len(self.packs)}", self.rng.choice(choices))
-            try:
-                with client_of(self.daemons[pack.node]) as client:
-                    client.pack(self.generatorid, pack.arg)
-                pack.ok = True
-            except (ColonyError, OSError) as exc:
-                pack.error = f"{type(exc).__name__}: {exc}"[:200]
-            self.packs.append(pack)
+            self.step(self.rng.choice(choices))
             next_s += self.period_s
             self._stop.wait(max(0.0, next_s - time.monotonic()))  # pacing, not a wait for state
+
+
+class Packer(Paced):
+    """One client packing args into the generator through random nodes, `rate` a second,
+    recording each as acknowledged or unknown."""
+
+    def __init__(self, daemons: dict[str, Daemon], generatorid: str, rate: float, seed: int,
+                 avoid: Any) -> None:  # fmt: skip
+        super().__init__(daemons, rate, random.Random(seed * 7919), avoid)
+        self.generatorid = generatorid
+        self.packs: list[Pack] = []
+
+    def step(self, node: str) -> None:
+        pack = Pack(f"arg-{len(self.packs)}", node)
+        try:
+            with client_of(self.daemons[pack.node]) as client:
+                client.pack(self.generatorid, pack.arg)
+            pack.ok = True
+        except (ColonyError, OSError) as exc:
+            pack.error = f"{type(exc).__name__}: {exc}"[:200]
+        self.packs.append(pack)
 
 
 def batched(daemons: dict[str, Daemon], generatorid: str, args: set[str]) -> bool:
