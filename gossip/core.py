@@ -48,7 +48,6 @@ from colonynode.gossip._ledger import Ledger
 from colonynode.gossip.config import GossipConfig
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import (
-    PUSH_BYTES_MAX,
     SENT_TO_ID_BYTES,
     SENT_TO_MAX,
     Digest,
@@ -59,6 +58,7 @@ from colonynode.gossip.messages import (
     Prune,
     Push,
     Summary,
+    split_push,
 )
 from colonynode.gossip.records import (
     RECORD_DOMAIN,
@@ -553,7 +553,7 @@ class GossipCore:
         relayed = 0
         for peer, box in self._outbox.items():
             relayed += len(box)
-            for chunk in _split(box, per):
+            for chunk in split_push(box, per):
                 sends.append((peer, Push(chunk, self._sent_to(peer, chunk, holders))))
         self.counters["relayed"] += relayed
         self._outbox = {}
@@ -582,23 +582,6 @@ _HANDLERS: dict[type, Callable[[GossipCore, float, NodeId, Any], None]] = {
     Digest: _pull.on_digest,
     Gone: _pull.on_gone,
 }
-
-
-def _split(box: list[Envelope], per: int) -> list[tuple[Envelope, ...]]:
-    """`box` in runs of at most `per` records and about PUSH_BYTES_MAX bytes."""
-    out: list[tuple[Envelope, ...]] = []
-    run: list[Envelope] = []
-    size = 0
-    for env in box:
-        n = len(env.payload) + len(env.signature) + 64
-        if run and (len(run) >= per or size + n > PUSH_BYTES_MAX):
-            out.append(tuple(run))
-            run, size = [], 0
-        run.append(env)
-        size += n
-    if run:
-        out.append(tuple(run))
-    return out
 
 
 def _prefixes(nodes: Collection[NodeId]) -> frozenset[bytes]:

@@ -47,6 +47,7 @@ __all__ = [
     "Prune",
     "Push",
     "Summary",
+    "split_push",
 ]
 
 # Bounds every message obeys; checked when built and when received. A push of 64 records
@@ -158,3 +159,20 @@ CODEC = MessageCodec(
         MessageTag.GONE: Gone,
     },
 )
+
+
+def split_push(box: list[Envelope], per: int) -> list[tuple[Envelope, ...]]:
+    """`box` in runs of at most `per` records and about PUSH_BYTES_MAX bytes."""
+    out: list[tuple[Envelope, ...]] = []
+    run: list[Envelope] = []
+    size = 0
+    for env in box:
+        n = len(env.payload) + len(env.signature) + 64
+        if run and (len(run) >= per or size + n > PUSH_BYTES_MAX):
+            out.append(tuple(run))
+            run, size = [], 0
+        run.append(env)
+        size += n
+    if run:
+        out.append(tuple(run))
+    return out
