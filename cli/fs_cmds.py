@@ -56,12 +56,11 @@ def _abs(path: str) -> str:
 
 
 def _root(label: str) -> str:
-    """A label as the node spells it (a leading '/', no trailing one)."""
-    return "/" + label.strip("/")
+    """A label as the node spells it (a leading '/', no trailing one), or the node's own
+    one-line refusal of it."""
+    from colonynode.node.core.fs import check_label
 
-
-def _under(label: str, root: str) -> bool:
-    return label == root or label.startswith(root.rstrip("/") + "/")
+    return check_label(label)
 
 
 def _files(n: int) -> str:
@@ -198,8 +197,10 @@ def ls(label: str = LabelOpt, data_dir: str | None = DataDirOpt, as_json: bool =
     if as_json:
         _print_json(rows)
         return
+    from colonynode.node.core.fs import under
+
     root = _root(label)
-    subs = [x for x in fs.labels() if x["label"] != root and _under(x["label"], root)]
+    subs = [x for x in fs.labels() if x["label"] != root and under(x["label"], root)]
     if not rows and not subs:
         typer.echo(f"no files in {root}")
         return
@@ -344,10 +345,12 @@ def label_ls(data_dir: str | None = DataDirOpt, as_json: bool = JsonOpt) -> None
 @label_app.command("rm")
 def label_rm(label: str = LabelOpt, yes: bool = YesOpt, data_dir: str | None = DataDirOpt) -> None:
     """Remove every file under a label and its sub-labels. Asks first unless --yes."""
+    from colonynode.node.core.fs import under
+
     fs = _fs(data_dir)
     root = _root(label)
     if not yes:
-        n = sum(x["files"] for x in fs.labels() if _under(x["label"], root))
+        n = sum(x["files"] for x in fs.labels() if under(x["label"], root))
         typer.confirm(f"remove {_files(n)} under {root} and its sub-labels?", abort=True)
     got = fs.remove_label(label)
     typer.echo(f"removed {_files(got['removed'])} under {root}")

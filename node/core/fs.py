@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from colonynode.core.codec import encode
 from colonynode.core.errors import ColonyError, ValidationError
@@ -61,7 +61,6 @@ SNAPSHOT_KIND, SNAPSHOT_RM_KIND = "fs-snapshot", "fs-snapshot-rm"
 CHUNK_BYTES = 256 * 1024  # a chunk's bytes at most (docs/colonyfs.md: why fixed-size)
 HASH_BYTES = 32
 INLINE_CHUNKS_MAX = 256  # chunk ids a revision names itself; beyond, manifest chunks
-IDS_PER_MANIFEST = CHUNK_BYTES // HASH_BYTES
 MANIFESTS_MAX = 1024  # 1024 manifests of 8,192 chunks of 256 KiB: 2 TiB a file
 REPLICAS = 3  # R: members holding each chunk (fewer in smaller colonies)
 PART_BYTES_MAX = 255  # one path component (a name, a label's part), as on most file systems
@@ -70,6 +69,7 @@ RECORD_BYTES_MAX = 160 * 1024  # one fs record's body, about (a gossip payload i
 FILES_A_REQUEST_MAX = 100_000
 SNAPSHOTS_MAX = 10_000
 ID_BYTES = 16  # a revision's or snapshot's id: 16 random bytes, as hex
+T = TypeVar("T")
 
 
 def _check_part(part: str, what: str) -> None:
@@ -256,6 +256,11 @@ class FsIndex:
     def entry(self, label: str, name: str) -> FileEntry | None:
         return self.labels.get(label, {}).get(name)
 
+    def live(self, label: str, name: str) -> list[Revision]:
+        """The live revisions of (label, name), oldest first (seq 1..n); [] for none."""
+        entry = self.entry(label, name)
+        return entry.live() if entry else []
+
     def latest(self, label: str, name: str) -> tuple[Revision, int] | None:
         entry = self.entry(label, name)
         return entry.latest() if entry else None
@@ -329,18 +334,24 @@ def _list(body: Any, key: str) -> list[Any]:
 # -- requests (NodeCore's handlers, registered in service.HANDLERS) ----------------------
 
 
-def _batches(items: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """`items` in runs of about RECORD_BYTES_MAX encoded bytes."""
-    out: list[list[dict[str, Any]]] = [[]]
-    size = 0
+def runs(items: Iterable[T], size: Callable[[T], int], limit: int) -> list[list[T]]:
+    """`items` in order, in runs of at most `limit` by `size` (an item bigger than `limit`
+    goes alone)."""
+    out: list[list[T]] = []
+    total = limit
     for item in items:
-        n = len(encode(item))
-        if out[-1] and size + n > RECORD_BYTES_MAX:
-            out.append([])
-            size = 0
-        out[-1].append(item)
-        size += n
-    return [b for b in out if b]
+        n = size(item)
+        if out and total + n <= limit:
+            out[-1].append(item)
+            total += n
+        else:
+            out.append([item])
+            total = n
+    return out
+
+
+def _encoded(item: Any) -> int:
+    return len(encode(item))
 
 
 def _publish_held(
@@ -384,15 +395,14 @@ def fs_commit(core: NodeCore, rid: int, req: rq.FsCommit) -> None:
                        core.rng.randbytes(ID_BYTES).hex(), bytes(f["sha256"]), int(f["size"]),
                        tuple(f["chunks"]), bool(f.get("tree")), core.node_id, now + i)  # fmt: skip
         revs.append(rev)
-    bodies = [{"files": [r.body() for r in batch]}
-              for batch in _batches_of(revs)]  # fmt: skip
+    items = [r.body() for r in revs]
+    bodies = [{"files": run} for run in runs(items, _encoded, RECORD_BYTES_MAX)]
     index = core.fs
 
     def value() -> list[dict[str, Any]]:
         out = []
         for rev in revs:
-            entry = index.entry(rev.label, rev.name)
-            live = entry.live() if entry else []
+            live = index.live(rev.label, rev.name)
             seq = next((i + 1 for i, r in enumerate(live) if r.id == rev.id), 0)
             out.append(rev.json(seq))
         return out
@@ -403,15 +413,6 @@ def fs_commit(core: NodeCore, rid: int, req: rq.FsCommit) -> None:
     _publish_held(core, PUT_KIND, bodies, f"{len(revs)} file revisions", then)
 
 
-def _batches_of(revs: list[Revision]) -> list[list[Revision]]:
-    by_body = _batches([r.body() for r in revs])
-    out, i = [], 0
-    for batch in by_body:
-        out.append(revs[i : i + len(batch)])
-        i += len(batch)
-    return out
-
-
 def fs_remove(core: NodeCore, rid: int, req: rq.FsRemove) -> None:
     """Every live revision of one file (`name`), or of every file under `label`."""
     may_submit(core)
@@ -419,19 +420,17 @@ def fs_remove(core: NodeCore, rid: int, req: rq.FsRemove) -> None:
     index = core.fs
     items = []
     if req.name:
-        entry = index.entry(label, check_name(req.name))
-        live = entry.live() if entry else []
+        live = index.live(label, check_name(req.name))
         if not live:
             raise NotFound(f"no file {req.name!r} in {label}")
         items.append({"l": label, "n": req.name, "ids": [r.id for r in live]})
     else:
         for rev, _ in index.files(label, recursive=True):
-            entry = index.entry(rev.label, rev.name)
-            assert entry is not None
-            items.append({"l": rev.label, "n": rev.name, "ids": [r.id for r in entry.live()]})
+            ids = [r.id for r in index.live(rev.label, rev.name)]
+            items.append({"l": rev.label, "n": rev.name, "ids": ids})
         if not items:
             raise NotFound(f"no files under {label}")
-    bodies = [{"files": b} for b in _batches(items)]
+    bodies = [{"files": run} for run in runs(items, _encoded, RECORD_BYTES_MAX)]
     removed = {"removed": len(items)}
     _publish_held(core, RM_KIND, bodies, f"removal of {len(items)} files",
                   _answer_when_held(core, rid, removed))  # fmt: skip

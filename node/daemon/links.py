@@ -207,8 +207,10 @@ class Link:
             await self.sock.aclose()
 
 
-def frame(channel: int, kind: int, stream: int, body: bytes) -> bytes:
-    return _HEADER.pack(len(body), channel, kind, stream) + body
+def frame(channel: int, kind: int, stream: int, body: bytes, prefix: bytes = b"") -> bytes:
+    """One frame of `prefix` + `body` (joined once: a bulk body is not copied twice)."""
+    head = _HEADER.pack(len(prefix) + len(body), channel, kind, stream)
+    return b"".join((head, prefix, body))
 
 
 class LinkStream:
@@ -255,11 +257,10 @@ class LinkStream:
         return out
 
     async def write(self, data: bytes, prefix: bytes = b"") -> None:
-        """`prefix` + `data` as one frame (joined once: a bulk body is not copied twice)."""
+        """`prefix` + `data` as one frame."""
         if self._done:
             raise StreamClosed("stream closed")
-        head = _HEADER.pack(len(prefix) + len(data), self.channel, DATA, self.sid)
-        await self.link.write(b"".join((head, prefix, data)))
+        await self.link.write(frame(self.channel, DATA, self.sid, data, prefix))
 
     async def close(self) -> None:
         """No more writes (an END); reads go on until the peer's END."""

@@ -26,7 +26,7 @@ from colonynode.node.core.fs import (
     placement,
 )
 from colonynode.node.daemon.fs.chunks import ChunkStore, QuotaExceeded, chunk_id
-from colonynode.node.daemon.fs.service import relative_label, safe_join
+from colonynode.node.daemon.fs.dirsync import relative_label, safe_join
 
 A, B = NodeId(b"\x01" * 32), NodeId(b"\x02" * 32)
 

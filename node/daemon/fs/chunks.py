@@ -100,11 +100,6 @@ class ChunkStore:
         os.replace(tmp, path)
         return True
 
-    def read_verified(self, cid: bytes) -> tuple[bytes | None, int]:
-        """(the verified bytes or None, the bytes freed by deleting a corrupt copy): off
-        the Trio thread only; `count_bad` the frees after."""
-        return self._read(cid)
-
     def count_bad(self, freed: list[int]) -> None:
         """Corrupt copies `read_verified` deleted (their sizes)."""
         for size in freed:
@@ -112,8 +107,9 @@ class ChunkStore:
             self.used_bytes -= size
             self.chunks -= 1
 
-    def _read(self, cid: bytes) -> tuple[bytes | None, int]:
-        """(the verified bytes or None, the bytes freed by deleting a corrupt copy)."""
+    def read_verified(self, cid: bytes) -> tuple[bytes | None, int]:
+        """(the verified bytes or None, the bytes freed by deleting a corrupt copy): off
+        the Trio thread only; `count_bad` the frees after."""
         try:
             data = self.path(cid).read_bytes()
         except FileNotFoundError:
@@ -167,7 +163,7 @@ class ChunkStore:
 
     async def get(self, cids: list[bytes]) -> list[bytes | None]:
         """Each chunk's verified bytes, or None (missing, or corrupt: then deleted)."""
-        got = await trio.to_thread.run_sync(lambda: [self._read(c) for c in cids])
+        got = await trio.to_thread.run_sync(lambda: [self.read_verified(c) for c in cids])
         self.count_bad([freed for data, freed in got if data is None and freed])
         return [data for data, _ in got]
 

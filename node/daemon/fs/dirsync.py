@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from colonynode.core.errors import ColonyError
+from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.node.core.fs import Revision, check_label, check_name
 from colonynode.node.daemon.fs import files
 from colonynode.node.daemon.fs.files import Progress
@@ -31,7 +31,7 @@ from colonynode.node.daemon.fs.files import Progress
 if TYPE_CHECKING:
     from colonynode.node.daemon.fs.service import FsService
 
-__all__ = ["CFS_FILE", "scan", "sync"]
+__all__ = ["CFS_FILE", "relative_label", "safe_join", "scan", "sync"]
 
 CFS_FILE = ".cfs"
 LISTED_MAX = 100  # names a result lists per kind (the counts are whole)
@@ -115,14 +115,29 @@ async def sync(
     if up:
         await files.upload(fs, [(local[k], k[0], k[1]) for k in up], progress)
     if down:
-        from colonynode.node.daemon.fs.service import relative_label, safe_join
-
         items = [(remote[k], safe_join(root, relative_label(k[0], label), k[1])) for k in down]
         await files.download(fs, items, progress)
     cfs = root / CFS_FILE
     if not cfs.exists():
         cfs.write_text(json.dumps({"label": label}) + "\n")
     return result
+
+
+def relative_label(label: str, root: str) -> list[str]:
+    """`label`'s parts below `root` (a sub-label of it, or itself)."""
+    rest = label[len(root.rstrip("/")) :].strip("/")
+    return rest.split("/") if rest else []
+
+
+def safe_join(root: Path, parts: list[str], name: str) -> Path:
+    """`root`/parts/name, refused if it would leave `root` (a '..' part, a symlink out)."""
+    for part in [*parts, name]:
+        check_name(part)
+    path = root.joinpath(*parts, name)
+    real_root = root.resolve()
+    if not path.parent.resolve().is_relative_to(real_root):
+        raise ValidationError(f"{path} is outside {root} (a symlink?)")
+    return path
 
 
 def _show(key: tuple[str, str]) -> str:

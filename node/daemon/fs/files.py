@@ -30,7 +30,8 @@ import trio
 
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, short_id
-from colonynode.node.core.errors import PermissionDenied
+from colonynode.node.core import requests as rq
+from colonynode.node.core.crons import may_submit
 from colonynode.node.core.fs import (
     CHUNK_BYTES,
     HASH_BYTES,
@@ -38,6 +39,7 @@ from colonynode.node.core.fs import (
     REPLICAS,
     Revision,
     placement,
+    runs,
 )
 from colonynode.node.daemon.fs.chunks import chunk_id
 from colonynode.node.daemon.fs.transfer import BATCH_BYTES, FsPeer
@@ -92,7 +94,7 @@ class _Pushes:
         self.queues: dict[NodeId, trio.MemorySendChannel[list[tuple[bytes, bytes]]]] = {}
         self.pending: dict[NodeId, list[tuple[bytes, bytes]]] = {}
         self.pending_bytes: dict[NodeId, int] = {}
-        self.copies: dict[bytes, int] = {}
+        self.copies: dict[bytes, set[NodeId]] = {}  # chunk -> the peers holding it durably
         self.errors: dict[NodeId, str] = {}
 
     async def add(self, cid: bytes, data: bytes, targets: list[NodeId]) -> None:
@@ -158,7 +160,7 @@ class _Pushes:
                     self._failed(peer, exc)
             if peer not in self.errors:
                 for cid in stored:
-                    self.copies[cid] = self.copies.get(cid, 0) + 1
+                    self.copies.setdefault(cid, set()).add(peer)
         finally:
             if client is not None:
                 await client.close()
@@ -196,30 +198,33 @@ async def upload(
     fs: FsService, files: list[tuple[Path, str, str]], progress: Progress
 ) -> list[dict[str, Any]]:
     """Store `files` ((path, label, name)) and commit a revision of each; their JSON."""
-    if not fs.node.core.membership.has_role(fs.me, "submitter"):
-        raise PermissionDenied("this node does not have the submitter role")
+    may_submit(fs.node.core)  # before a chunk is sent: the commit would refuse it
     up = fs.up_members()
     r = min(REPLICAS, len(up))
     need = min(2, len(up))
     progress.files_total = len(files)
     progress.bytes_total = sum(p.stat().st_size for p, _, _ in files)
     commits: list[dict[str, Any]] = []
+    sent: list[bytes] = []  # every chunk put, data and manifests: each must be durable
     async with trio.open_nursery() as nursery:
         pushes = _Pushes(fs, nursery)
 
         async def put_chunk(data: bytes, cid: bytes | None = None) -> bytes:
             cid = cid or chunk_id(data)
             await pushes.add(cid, data, placement(cid, up, r))
+            sent.append(cid)
             return cid
 
         for path, label, name in files:
             whole = hashlib.sha256()
             ids: list[bytes] = []
+            size = 0
             f, datas = await trio.to_thread.run_sync(_open_and_read, path, whole, READ_CHUNKS)
             try:
                 while True:
                     for cid, data in datas:
                         ids.append(await put_chunk(data, cid))
+                        size += len(data)
                         progress.bytes_done += len(data)
                     if f is None or len(datas) < READ_CHUNKS:
                         break
@@ -232,20 +237,17 @@ async def upload(
                 joined = b"".join(ids)
                 ids = [await put_chunk(joined[i : i + CHUNK_BYTES])
                        for i in range(0, len(joined), CHUNK_BYTES)]  # fmt: skip
-            size = path.stat().st_size
             commits.append({"label": label, "name": name, "sha256": whole.digest(),
                             "size": size, "chunks": tuple(ids), "tree": tree})  # fmt: skip
             progress.files_done += 1
         await pushes.finish()
-    short = [cid for c in commits for cid in c["chunks"] if pushes.copies.get(cid, 0) < need]
+    short = [cid for cid in dict.fromkeys(sent) if len(pushes.copies.get(cid, ())) < need]
     if short:
         why = "; ".join(f"{short_id(p)}: {e}" for p, e in sorted(pushes.errors.items()))
         raise TransferFailed(
             f"{len(short)} chunks are not durable on {need} nodes ({why or 'no member took them'});"
             " nothing was committed, try again"
         )
-    from colonynode.node.core import requests as rq
-
     out: list[dict[str, Any]] = await fs.node.call(rq.FsCommit(tuple(commits)))
     return out
 
@@ -258,7 +260,6 @@ class _Target:
     path: Path
     tmp: Path
     fd: int
-    left: int  # chunks not yet written
 
 
 async def chunk_ids(fs: FsService, rev: Revision) -> list[bytes]:
@@ -355,30 +356,16 @@ async def _fetch_remote(
 def _by_holder(
     fs: FsService, work: list[tuple[int, int, bytes, int]]
 ) -> list[tuple[int, int, bytes, int]]:
-    """`work` grouped by each chunk's first connected holder (this node for a chunk it
-    holds), so a batch of small chunks is one request to one peer."""
+    """`work` grouped by each chunk's first connected holder, so a batch of small chunks
+    is one request to one peer (what this node holds it reads itself, whatever the batch)."""
 
     def first(item: tuple[int, int, bytes, int]) -> bytes:
-        if fs.store.has(item[2]):
-            return b""
         holders = fs.holders(item[2])
         return bytes(holders[0]) if holders else b"\xff"
 
     if len(work) < 2:
         return work
     return sorted(work, key=first)  # stable: a big file's chunks keep their order
-
-
-def _batches(work: list[tuple[int, int, bytes, int]]) -> list[list[tuple[int, int, bytes, int]]]:
-    out: list[list[tuple[int, int, bytes, int]]] = []
-    size = BATCH_BYTES
-    for item in work:
-        if size + item[3] > BATCH_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(item)
-        size += item[3]
-    return out
 
 
 async def download(
@@ -396,11 +383,11 @@ async def download(
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.cfs-{secrets.token_hex(4)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            targets.append(_Target(path, tmp, fd, len(ids)))
+            targets.append(_Target(path, tmp, fd))
             for i, cid in enumerate(ids):
                 size = min(CHUNK_BYTES, rev.size - i * CHUNK_BYTES)
                 work.append((len(targets) - 1, i * CHUNK_BYTES, cid, size))
-        batches = _batches(_by_holder(fs, work))
+        batches = runs(_by_holder(fs, work), lambda item: item[3], BATCH_BYTES)
         send, receive = trio.open_memory_channel[list[tuple[int, int, bytes, int]]](len(batches))
         for batch in batches:
             send.send_nowait(batch)

@@ -104,7 +104,8 @@ class Repair:
             except FileNotFoundError:
                 return False
 
-        gone = await store.delete([c for c in cids if old(c)])
+        due = await trio.to_thread.run_sync(lambda: [c for c in cids if old(c)])
+        gone = await store.delete(due)
         if gone:
             self.fs.log.info("collected %d chunks no revision refers to", gone)
 

@@ -28,8 +28,9 @@ from colonynode.node.core.fs import (
     check_name,
     placement,
 )
-from colonynode.node.daemon.fs import files
+from colonynode.node.daemon.fs import dirsync, files
 from colonynode.node.daemon.fs.chunks import ChunkStore
+from colonynode.node.daemon.fs.dirsync import relative_label, safe_join
 from colonynode.node.daemon.fs.files import Progress
 from colonynode.node.daemon.fs.repair import Repair
 from colonynode.node.daemon.fs.transfer import FsPeer
@@ -87,7 +88,8 @@ class FsService:
         """Connected members in `cid`'s placement order over every member: where a
         chunk is, unless the members changed since it was written."""
         connected = set(self.node.transport.peers())
-        ranked = placement(cid, self.members(), len(self.members()))
+        members = self.members()
+        ranked = placement(cid, members, len(members))
         return [m for m in ranked if m in connected][: files.HOLDERS_TRIED]
 
     async def provider_of(self, cid: bytes, tried: set[NodeId]) -> NodeId | None:
@@ -165,12 +167,16 @@ class FsService:
 
         return await self.run_transfer("put", work, detach=detach)
 
-    def revision(self, label: str, name: str, revision: str = "") -> tuple[Revision, int]:
+    def _live(self, label: str, name: str) -> list[Revision]:
+        """The live revisions of a file (oldest first), or NotFound."""
         label, name = check_label(label), check_name(name)
-        entry = self.index.entry(label, name)
-        live = entry.live() if entry else []
+        live = self.index.live(label, name)
         if not live:
             raise NotFound(f"no file {name!r} in {label}")
+        return live
+
+    def revision(self, label: str, name: str, revision: str = "") -> tuple[Revision, int]:
+        live = self._live(label, name)
         if not revision:
             return live[-1], len(live)
         for i, rev in enumerate(live):
@@ -181,12 +187,12 @@ class FsService:
     async def get(
         self, label: str, name: str, directory: str, revision: str, *, detach: bool
     ) -> dict[str, Any]:
-        rev, _ = self.revision(label, name, revision)
+        rev, seq = self.revision(label, name, revision)
         target = _local_dir(directory, create=True) / rev.name
 
         async def work(progress: Progress) -> Any:
             await files.download(self, [(rev, target)], progress)
-            return {"path": str(target), **rev.json(self.revision(label, name, rev.id)[1])}
+            return {"path": str(target), **rev.json(seq)}
 
         return await self.run_transfer("get", work, detach=detach)
 
@@ -195,12 +201,7 @@ class FsService:
         return [rev.json(seq) for rev, seq in self.index.files(label)]
 
     def info(self, label: str, name: str) -> list[dict[str, Any]]:
-        label, name = check_label(label), check_name(name)
-        entry = self.index.entry(label, name)
-        live = entry.live() if entry else []
-        if not live:
-            raise NotFound(f"no file {name!r} in {label}")
-        return [rev.json(i + 1) for i, rev in enumerate(live)]
+        return [rev.json(i + 1) for i, rev in enumerate(self._live(label, name))]
 
     def labels(self) -> list[dict[str, Any]]:
         return [{"label": k, "files": v} for k, v in self.index.label_counts().items()]
@@ -257,8 +258,6 @@ class FsService:
     async def sync(
         self, label: str, directory: str, *, keeplocal: bool, dry: bool, detach: bool
     ) -> dict[str, Any]:
-        from colonynode.node.daemon.fs import dirsync
-
         label = check_label(label)
         root = _local_dir(directory, create=not dry, missing_ok=dry)
 
@@ -279,23 +278,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ColonyError | OSError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def relative_label(label: str, root: str) -> list[str]:
-    """`label`'s parts below `root` (a sub-label of it, or itself)."""
-    rest = label[len(root.rstrip("/")) :].strip("/")
-    return rest.split("/") if rest else []
-
-
-def safe_join(root: Path, parts: list[str], name: str) -> Path:
-    """`root`/parts/name, refused if it would leave `root` (a '..' part, a symlink out)."""
-    for part in [*parts, name]:
-        check_name(part)
-    path = root.joinpath(*parts, name)
-    real_root = root.resolve()
-    if not path.parent.resolve().is_relative_to(real_root):
-        raise ValidationError(f"{path} is outside {root} (a symlink?)")
-    return path
 
 
 def _local_file(path: str) -> Path:
