@@ -147,6 +147,11 @@ class ClaimerCore:
         self.claims_again = 0
         self.srtt_s = 0.0  # smoothed round trip of the voters' first answers
         self.heard_s: dict[NodeId, float] = {}  # voter -> when its last reply came
+        # voter -> (the voter-set version it serves, how many processes it holds frozen),
+        # from its latest answer to a Read (which names the version the voter serves,
+        # whatever the read asked): voter changes wait for a majority of the newest set
+        # to serve it with nothing frozen (lease.py `served`)
+        self.serving_seen: dict[NodeId, tuple[int, int]] = {}
         self.postponed = 0  # resends skipped (counter)
         # (due time, sequence, op key): when each op next needs a look (stale entries,
         # whose op is gone or due at another time, are skipped)
@@ -329,6 +334,8 @@ class ClaimerCore:
         if sender not in self.voters() or not isinstance(msg, Reply):
             return
         self.heard_s[sender] = now_s
+        if msg.request is Tag.READ and msg.version >= self.serving_seen.get(sender, (0, 0))[0]:
+            self.serving_seen[sender] = (msg.version, msg.frozen)
         if msg.version != self.version():
             # Decided under another voter set, or (a read) answered by a voter that does
             # not serve this one yet (a new voter in the middle of its handover holds

@@ -30,11 +30,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from colonynode.consensus import register as rg
-from colonynode.consensus.messages import State
+from colonynode.consensus.messages import RegisterCopy, State
 from colonynode.consensus.register import Register, Timing
 from colonynode.core.ids import NodeId
 
-__all__ = ["HANDOVER_CHUNK_MAX", "HandoverProgress", "VoterSet", "merge_handover"]
+__all__ = [
+    "HANDOVER_CHUNK_MAX",
+    "HandoverProgress",
+    "VoterSet",
+    "merge_handover",
+    "own_vote",
+    "page_end",
+    "page_of",
+]
 
 HANDOVER_CHUNK_MAX = 256  # registers per Handover message
 
@@ -105,6 +113,12 @@ class HandoverProgress:
     # pid -> old voter -> its closed register (to settle two different closed results)
     closed_by: dict[bytes, dict[NodeId, Register]] = field(default_factory=dict)
     contested: set[bytes] = field(default_factory=set)
+    # pids an old voter withheld (frozen at it: its own old vote is no result to hand
+    # on); frozen here too unless a majority of the old set handed over one result
+    withheld: set[bytes] = field(default_factory=set)
+    # pid -> this voter's own register (None: none) before the first copy was merged
+    # into it (what a frozen process goes back to: see voter.py `_hold_own_vote`)
+    before: dict[bytes, Register | None] = field(default_factory=dict)
 
     def pending(self) -> list[NodeId]:
         return [v for v in self.vset.previous if v not in self.done]
@@ -128,7 +142,7 @@ class HandoverProgress:
             return False, [], set()
         installs: list[Register] = []
         frozen: set[bytes] = set()
-        for pid in sorted(self.contested):
+        for pid in sorted(self.contested | self.withheld):
             copies = self.closed_by.get(pid, {})
             counts: dict[Any, list[Register]] = {}
             for voter in previous:
@@ -136,10 +150,11 @@ class HandoverProgress:
                 if reg is not None and voter in self.done:
                     counts.setdefault(_key(reg), []).append(reg)
             winner = next((regs[0] for regs in counts.values() if len(regs) >= need), None)
-            if winner is None and len(self.done) < len(previous):
+            if winner is None and (pid in self.withheld or len(self.done) < len(previous)):
                 # No majority yet: either result may have committed under the old set.
                 # (Picking the highest epoch is not safe: a repair or an earlier handover
                 # can make a lower-epoch close the committed one.) Frozen until more answer.
+                # Withheld by an old voter: that voter's answer for it is still out.
                 frozen.add(pid)
             elif winner is not None:
                 installs.append(winner)
@@ -148,3 +163,37 @@ class HandoverProgress:
 
 def _key(reg: Register) -> Any:
     return rg.commit_key(rg.view(reg))
+
+
+def own_vote(h: HandoverProgress, me: NodeId, pid: bytes, held: Register | None) -> Register | None:
+    """What voter `me` keeps of a process frozen at the end of handover `h` (`held`: its
+    register now; None: drop it): the closed result it voted for in the old set, or what
+    it held before the handover (open, or closed if it was an old voter: its own frozen
+    vote, withheld). A copy merged from another old voter must not help the new set make
+    a majority of a result the old set may not have committed; an open register keeps
+    the process's terms (an acknowledged submission stays held)."""
+    own = h.closed_by.get(pid, {}).get(me)
+    if own is not None:
+        return own
+    mine = h.before.get(pid, held)  # (a stored None: it held nothing before)
+    if mine is not None and (not mine.closed or me in h.vset.previous):
+        return mine
+    return None
+
+
+def page_of(
+    registers: dict[bytes, Register], after: bytes, hold: set[bytes]
+) -> tuple[tuple[RegisterCopy, ...], tuple[bytes, ...], bool]:
+    """An old voter's next Handover page after pid `after`: (copies, withheld, done).
+    The pids in `hold` (frozen at it) are named, not handed on."""
+    pids = sorted(p for p in registers.keys() | hold if p > after)  # (a frozen one may
+    page = pids[:HANDOVER_CHUNK_MAX]  # have no register here: its vote was not closed)
+    copies = tuple(rg.to_copy(registers[p]) for p in page if p not in hold)
+    withheld = tuple(p for p in page if p in hold)
+    return copies, withheld, len(pids) <= HANDOVER_CHUNK_MAX
+
+
+def page_end(msg: Any) -> bytes | None:
+    """The last pid a Handover page covers (None: an empty page)."""
+    last = [*(c.terms.pid for c in msg.copies[-1:]), *msg.withheld[-1:]]
+    return max(last) if last else None

@@ -80,6 +80,25 @@ class ConsensusCore:
     def version(self) -> int:
         return self.voter.vset.version
 
+    def served(self) -> bool:
+        """Has a majority of the newest voter set said (answering a Read) that it serves
+        that set? Only then may the roster's owner change the voters again: a set whose
+        handover has not finished holds nothing to hand on (sealing a majority of it
+        would not meet the majority that committed under the set before).
+        (docs/consensus.md, "A change waits for the last one".)"""
+        vset = self.voter.vset
+        seen = self.claimer.serving_seen
+        ready = sum(seen.get(v, (0, 0))[0] >= vset.version for v in vset.voters)
+        return ready >= vset.majority()
+
+    def frozen_at_voters(self) -> bool:
+        """Did a voter of the newest set, serving it, say it holds a process frozen? A
+        change hands such a process on frozen (handover.py), where only the old set's
+        late answers could settle it: auto mode waits a grace period first."""
+        vset = self.voter.vset
+        seen = self.claimer.serving_seen
+        return any(seen.get(v, (0, 0)) >= (vset.version, 1) for v in vset.voters)
+
     @property
     def is_voter(self) -> bool:
         return self.node_id in self.voter.vset.voters or self.voter.serving > 0

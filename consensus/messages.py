@@ -292,9 +292,14 @@ class Reply:
     verdicts: tuple[Verdict, ...]
     nonce: int = 0
     version: int = 0  # the voter-set version the voter decided under
+    # a Read's reply: how many processes the voter holds frozen (handover.py); the
+    # roster's owner changes the voters only once a majority of them holds none
+    frozen: int = 0
 
     def __post_init__(self) -> None:
         _nonce(self.nonce)
+        if not 0 <= self.frozen < 2**32:
+            raise ValueError(f"frozen {self.frozen} out of range")
 
 
 # -- repair (claimer -> voter -> voters) ---------------------------------------------
@@ -351,12 +356,15 @@ class HandoverRequest:
 
 @dataclass(frozen=True, slots=True)
 class Handover:
-    """Registers of a sealed voter, in pid order; `done` when there are no more."""
+    """Registers of a sealed voter, in pid order; `done` when there are no more.
+    `withheld`: the pids of this page's range the voter holds frozen and does not hand
+    on (handover.py): the new voter freezes them too."""
 
     version: int
     after: bytes
     copies: tuple[RegisterCopy, ...]
     done: bool
+    withheld: tuple[bytes, ...] = ()
 
 
 CODEC = MessageCodec(

@@ -30,10 +30,12 @@ from typing import Any
 from colonynode.consensus import register as rg
 from colonynode.consensus.events import Registered, VoterCommitted
 from colonynode.consensus.handover import (
-    HANDOVER_CHUNK_MAX,
     HandoverProgress,
     VoterSet,
     merge_handover,
+    own_vote,
+    page_end,
+    page_of,
 )
 from colonynode.consensus.messages import (
     LEASE_S_MAX,
@@ -234,12 +236,13 @@ class VoterCore:
             self._save_meta()
         # A process frozen here is handed over to the voters of the same change (they
         # settle it alike), not on to a newer set: its result is not this voter's to give.
+        # (It names them, withheld: the new voter freezes them too, rather than serve a
+        # stale copy of its own.)
         hold = self.frozen if msg.version > self.serving else set()
-        pids = sorted(p for p in self.registers if p > msg.after and p not in hold)
-        page = pids[:HANDOVER_CHUNK_MAX]
-        copies = tuple(rg.to_copy(self.registers[p]) for p in page)
-        done = len(pids) <= HANDOVER_CHUNK_MAX
-        self.effects.sends.append((sender, Handover(msg.version, msg.after, copies, done)))
+        copies, withheld, done = page_of(self.registers, msg.after, hold)
+        self.effects.sends.append(
+            (sender, Handover(msg.version, msg.after, copies, done, withheld))
+        )
 
     def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
         if self.handover is None and self.unsettled is not None:
@@ -248,6 +251,7 @@ class VoterCore:
         h = self.handover
         if h is None or not _expected(h, sender, msg):
             return  # a duplicate, a stale page, or not ours
+        h.withheld.update(msg.withheld)
         for copy in msg.copies:
             incoming = rg.from_copy(copy)
             local = self.registers.get(incoming.pid)
@@ -255,6 +259,7 @@ class VoterCore:
                 h.note_closed(sender, incoming, local)
             if local is None and len(self.registers) >= self.registers_max:
                 continue
+            h.before.setdefault(incoming.pid, local)
             merged = merge_handover(local, incoming, now_s, self.timing)
             if merged != local:
                 self._put(merged, now_s, Change.MERGE)
@@ -267,27 +272,27 @@ class VoterCore:
             self.handover = None
             self.frozen = frozen
             self.unsettled = h if frozen else None
+            self._save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
             for pid in sorted(frozen):
                 self._hold_own_vote(pid, h)
-            self._save_meta()
             for reg in self.registers.values():  # the results it serves from now on
                 if reg.closed and reg.pid not in self.frozen:
                     self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
 
     def _paged(self, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress) -> None:
         """One old voter's page is taken: note where it ended; ask for the next."""
-        if msg.copies:
-            h.cursor[sender] = msg.copies[-1].terms.pid
+        end = page_end(msg)
+        if end is not None:
+            h.cursor[sender] = end
         if msg.done:
             h.done.add(sender)
         else:
             self._ask(now_s, sender)
 
     def _hold_own_vote(self, pid: bytes, h: HandoverProgress) -> None:
-        """A frozen process keeps only the closed result this voter voted for in the old
-        set, if any: a copy merged from another old voter must not help the new set make
-        a majority of a result the old set may not have committed."""
-        own = h.closed_by.get(pid, {}).get(self.node_id)
+        """A frozen process keeps only what this voter held itself (handover.py
+        `own_vote`)."""
+        own = own_vote(h, self.node_id, pid, self.registers.get(pid))
         if own is not None:
             self.registers[pid] = own
             self.effects.writes.append((REGISTERS_TABLE, pid, rg.to_record(own)))
@@ -301,6 +306,7 @@ class VoterCore:
         may settle them (nothing else changes: the rest is served under the new set)."""
         if not _expected(h, sender, msg):
             return
+        h.withheld.update(p for p in msg.withheld if p in self.frozen)
         for copy in msg.copies:
             incoming = rg.from_copy(copy)
             if incoming.pid in self.frozen and incoming.closed:
@@ -309,6 +315,12 @@ class VoterCore:
         complete, installs, frozen = h.settle()
         if not complete:  # (asked again after a restart: not enough old voters yet)
             return
+        installed = {r.pid for r in installs}
+        # never thawed into nothing: with no result to install, no copy and no register
+        # here (a process frozen because an old voter withheld it, asked again after a
+        # restart), it would answer UNKNOWN_PID for an acknowledged process
+        frozen |= {p for p in self.frozen - installed
+                   if p not in self.registers and not h.closed_by.get(p)}  # fmt: skip
         thawed = self.frozen - frozen
         self.frozen = frozen
         told: set[bytes] = set()  # (`_put` announces a result this voter held open)
@@ -318,7 +330,6 @@ class VoterCore:
                 if old is None or not old.closed:
                     told.add(reg.pid)
                 self._put(reg, now_s, Change.SETTLE)
-        installed = {r.pid for r in installs}
         for pid in sorted(thawed - installed):  # every old voter answered: none committed
             held = self.registers.get(pid)
             if held is None or not held.closed:  # hold a closed copy, as a handover would,
@@ -363,7 +374,8 @@ class VoterCore:
             return
         if self.frozen and any(pid in self.frozen for pid, _ in items):
             verdicts = with_frozen(self, now_s, sender, msg, route, items)
-            self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
+            frozen = len(self.frozen) if route.tag is Tag.READ else 0
+            self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving, frozen))
             return
         if route.role and not self.has_role(sender, route.role):
             verdicts = tuple(
@@ -378,7 +390,8 @@ class VoterCore:
             assert route.decide is not None, f"{route.tag.name}: no transition and no decide"
             decide = route.decide
             verdicts = tuple(decide(self, now_s, sender, msg, pid, epoch) for pid, epoch in items)
-        self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving))
+        frozen = len(self.frozen) if route.tag is Tag.READ else 0
+        self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving, frozen))
 
     # -- register transitions (register.py decides; one per request type in _ROUTES) ----
 

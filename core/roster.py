@@ -23,6 +23,7 @@ __all__ = [
     "ROSTER_DOMAIN",
     "VOTER_COUNTS",
     "ColoniesKey",
+    "Former",
     "Member",
     "Roster",
     "accept_roster",
@@ -34,6 +35,8 @@ ROSTER_DOMAIN = "roster"
 ROLES = ("executor", "reader", "submitter")  # sorted
 VOTER_COUNTS = (1, 3, 5)
 MEMBERS_MAX = 4096
+FORMER_MAX = 1024  # removed members whose records stay valid (the oldest drop off)
+SEQ_LIMIT = 2**63  # gossip sequence numbers are below this
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 COLONIES_ROLES = ("colony", "executor", "user")  # who a Colonies key is (ColoniesKey)
 COLONIES_KEYS_MAX = 1024
@@ -68,6 +71,21 @@ class Member:
         check_name("member", self.name)
         if self.roles != check_roles(self.roles):
             raise ValidationError(f"roles of {self.name} must be sorted and unique")
+
+
+@dataclass(frozen=True, slots=True)
+class Former:
+    """A removed member: the gossip records it signed as a member (sequence numbers up
+    to `last_seq`, the highest the owner's node held when it removed it) stay valid,
+    so a node that joins or comes back later still learns what it did; anything it
+    signs after is refused."""
+
+    node_id: NodeId
+    last_seq: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.last_seq < SEQ_LIMIT:
+            raise ValidationError("a former member's last sequence number is out of range")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +131,13 @@ class Roster:
     # the ColonyOS identities the colony's gateways accept (appended: a roster signed
     # before it decodes with none)
     colonies: tuple[ColoniesKey, ...] = ()
+    # removed members, oldest first (appended: a roster signed before decodes with none)
+    former: tuple[Former, ...] = ()
 
     def __post_init__(self) -> None:
         check_name("colony", self.colony)
         self._check_colonies()
+        self._check_former()
         if self.version < 1:
             raise ValidationError("roster versions start at 1")
         if not 0 <= self.voters_since <= self.version:
@@ -151,7 +172,26 @@ class Roster:
         if sum(1 for k in keys if k.role == "colony") > 1:
             raise ValidationError("a colony has one Colonies colony key")
 
+    def _check_former(self) -> None:
+        if len(self.former) > FORMER_MAX:
+            raise ValidationError(f"more than {FORMER_MAX} former members")
+        gone = {f.node_id for f in self.former}
+        if len(gone) != len(self.former):
+            raise ValidationError("a former member is listed twice")
+        if any(m.node_id in gone for m in self.members):
+            raise ValidationError("a member is also listed as a former member")
+
     # -- reads ---------------------------------------------------------------------------
+
+    def author_seq_max(self, nid: NodeId) -> int | None:
+        """The highest gossip sequence number `nid` may have signed (None: none at
+        all): any for a member, up to its removal for a former member."""
+        if self.is_member(nid):
+            return SEQ_LIMIT - 1
+        for f in self.former:
+            if f.node_id == nid:
+                return f.last_seq
+        return None
 
     def colonies_key(self, key_id: str) -> ColoniesKey | None:
         for k in self.colonies:
@@ -212,9 +252,12 @@ class Roster:
             raise ValidationError(f"{short_id(member.node_id)} is already a member")
         if any(m.name == member.name for m in self.members):
             raise ValidationError(f"a member is already named {member.name!r}")
-        return replace(self, version=self.version + 1, members=(*self.members, member))
+        former = tuple(f for f in self.former if f.node_id != member.node_id)  # back again
+        return replace(self, version=self.version + 1, members=(*self.members, member),
+                       former=former)  # fmt: skip
 
-    def without_member(self, nid: NodeId) -> Roster:
+    def without_member(self, nid: NodeId, last_seq: int = 0) -> Roster:
+        """`nid` removed; its records up to `last_seq` stay valid (`Former`)."""
         m = self.member(nid)
         if m is None:
             raise ValidationError(f"{short_id(nid)} is not a member")
@@ -225,7 +268,8 @@ class Roster:
                 f"{m.name} is a voter: choose other voters first (colonynode voters set ...)"
             )
         members = tuple(x for x in self.members if x.node_id != nid)
-        return replace(self, version=self.version + 1, members=members)
+        former = (*self.former, Former(nid, last_seq))[-FORMER_MAX:]
+        return replace(self, version=self.version + 1, members=members, former=former)
 
     def with_voters(self, voters: tuple[NodeId, ...]) -> Roster:
         return replace(self, version=self.version + 1, voters=voters,

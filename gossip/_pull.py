@@ -51,9 +51,10 @@ def want(core: GossipCore, now_s: float, peer: NodeId, ranges: Collection[SeqRan
     examined = 4 * budget  # bounds the work one message can cause
     for r in ranges:
         author = r.author
-        if r.last <= ledger.hwm.get(author, 0) or not core.is_member(author):
+        last = min(r.last, core.author_seq_max(author) or 0)  # (a former member's: up to
+        if last <= ledger.hwm.get(author, 0):  # its removal)
             continue
-        for seq in ledger.missing(author, r.first, r.last):
+        for seq in ledger.missing(author, r.first, last):
             examined -= 1
             if budget <= 0 or examined < 0 or len(pending) >= pending_max:
                 break
@@ -100,7 +101,7 @@ def on_gone(core: GossipCore, now_s: float, sender: NodeId, msg: Gone) -> None:
     ledger = core.ledger
     for r in msg.ranges:
         author = r.author
-        if not core.is_member(author) or not r.first <= ledger.hwm.get(author, 0) + 1:
+        if core.author_seq_max(author) is None or not r.first <= ledger.hwm.get(author, 0) + 1:
             continue
         if sender == author:
             last = r.last

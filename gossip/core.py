@@ -119,6 +119,9 @@ def verify_record(env: Envelope) -> bool:
     return True
 
 
+SEQ_ANY = 2**63 - 1  # a member's records: any sequence number
+
+
 class GossipCore:
     """The gossip protocol of one node (see the module docstring)."""
 
@@ -132,12 +135,16 @@ class GossipCore:
         is_member: Callable[[NodeId], bool],
         verify: Verify | None = None,
         open_record: OpenBody | None = None,
+        author_seq_max: Callable[[NodeId], int | None] | None = None,
     ) -> None:
         self.identity = identity
         self.node_id = identity.node_id
         self.rng = rng
         self.config = config = config or GossipConfig.lan()
         self.is_member = is_member
+        # the highest sequence number an author may sign (None: none): any for a member,
+        # up to its removal for a former one (core/roster.py `Former`)
+        self.author_seq_max = author_seq_max or (lambda a: SEQ_ANY if is_member(a) else None)
         self.verify = verify or verify_record
         self.open_record = open_record or open_body
         self.ledger = Ledger(store, config)
@@ -328,7 +335,8 @@ class GossipCore:
         if env.domain != RECORD_DOMAIN:
             return self._invalid(now_s, sender, "malformed")
         author = env.author
-        if not self.is_member(author):
+        seq_max = self.author_seq_max(author)
+        if seq_max is None:
             return self._invalid(now_s, sender, "non_member_author")
         try:
             body = self.open_record(env)
@@ -336,6 +344,8 @@ class GossipCore:
             return self._invalid(now_s, sender, "malformed")
         ledger = self.ledger
         seq = body.seq
+        if seq > seq_max:  # signed by a former member after it was removed
+            return self._invalid(now_s, sender, "non_member_author")
         if ledger.has(author, seq):
             outcome = "duplicates"
             if seq <= ledger.hwm.get(author, 0) and ledger.get(author, seq) is None:

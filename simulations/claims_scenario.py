@@ -75,6 +75,7 @@ __all__ = ["ClaimsScenario", "percentile"]
 
 LATENCIES_MAX = 1_000_000
 PEER_REFRESH_S = 1.0
+SET_VOTERS_PATIENCE_S = 30.0  # `voters set` waits up to 15 s for the last change
 T0_NS = 1_800_000_000 * 10**9  # the simulated wall clock at global time 0
 
 
@@ -122,7 +123,7 @@ class ClaimsScenario(Scenario):
         "generators": 0,  # generators with args packed through the safety phase
     }
     main_series = "closes_per_s"
-    headline = (
+    headline: ClassVar[tuple[str, ...]] = (
         "double_commits",
         "overlapping_leases",
         "lost_submissions",
@@ -170,6 +171,7 @@ class ClaimsScenario(Scenario):
         self.open_memo = OpenMemo()
         self.spec_memo = SpecMemo()
         self.dead: set[int] = set()  # nodes that never come back (a replaced voter)
+        self.outsiders: set[int] = set()  # nodes not in the colony (not joined, or removed)
         self.links: list[list[int]] = []
         self.given: list[Any] = []
         self.roster_env: Any = None
@@ -234,7 +236,7 @@ class ClaimsScenario(Scenario):
                 rng,
                 unix_ns=lambda: T0_NS + int(world.now_s * 1e9),
                 config=config,
-                roster=self.roster_env,
+                roster=self.roster_of(index),
                 verify=self.memo,
                 open_record=self.open_memo,
                 parse_spec=self.spec_memo,
@@ -273,6 +275,10 @@ class ClaimsScenario(Scenario):
             self.crons.start(world)
             world.add_checker(self.crons)
         world.schedule(PEER_REFRESH_S, self._refresh_peers)
+
+    def roster_of(self, index: int) -> Any:
+        """The roster node `index`'s core starts from (its store's, if newer)."""
+        return self.roster_env
 
     def _connect(self, world: World) -> list[list[int]]:
         return random_links(world.rng_for("peers"), world.n, self.param_int("degree"))
@@ -401,13 +407,27 @@ class ClaimsScenario(Scenario):
         self.commits.add_config(2, new)
         names = tuple(f"n{i}" for i in new)
 
+        answered: list[bool] = []
+
+        wanted = {world.ids[i] for i in new}
+
         def retry(w: World) -> None:
+            core = w.nodes[self.owner].core
+            roster = None if core is None else core.membership.roster
+            if roster is not None and set(roster.voters) == wanted:
+                return  # an earlier ask got there
             if not self.ask(w, self.owner, rq.SetVoters(names), done):
                 w.schedule(w.now_s + 1.0, retry)
+            else:  # as a person would: no answer (the owner's node crashed), ask again
+                w.schedule(
+                    w.now_s + SET_VOTERS_PATIENCE_S, lambda w: None if answered else retry(w)
+                )
 
         def done(answer: Answer) -> None:
             if answer.error is not None:
                 world.schedule(world.now_s + 1.0, retry)
+            else:
+                answered.append(True)
 
         retry(world)
 
@@ -481,7 +501,7 @@ class ClaimsScenario(Scenario):
         result the voters committed (or None)."""
         for i, node in enumerate(world.nodes):
             core = node.core
-            if core is None or not node.alive or node.paused:
+            if core is None or not node.alive or node.paused or i in self.outsiders:
                 continue
             for pid in sorted(self.acked):
                 key = self.commits.committed.get(pid)

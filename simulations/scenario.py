@@ -61,6 +61,7 @@ SCENARIO_MODULES: list[str] = [
     "colonynode.simulations.gossip_scenario",
     "colonynode.simulations.dht_scenario",
     "colonynode.simulations.fs_scenario",
+    "colonynode.simulations.voters_scenario",
 ]
 
 _REGISTRY: dict[str, type[Scenario]] = {}

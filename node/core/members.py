@@ -21,6 +21,7 @@ from colonynode.node.core.voters_auto import (
     MODE_KEY,
     NEVER_KEY,
     settings_of,
+    when_served,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def create_invite(core: NodeCore, rid: int, req: rq.CreateInvite) -> None:
 
 
 def remove_member(core: NodeCore, rid: int, req: rq.RemoveMember) -> None:
-    member, writes = core.membership.remove(req.member)
+    member, writes = core.membership.remove(req.member, core.gossip.highest_seq)
     core.links.publish_change(writes)
     roster = core.membership.roster
     assert roster is not None
@@ -55,11 +56,32 @@ def remove_member(core: NodeCore, rid: int, req: rq.RemoveMember) -> None:
 
 
 def set_voters(core: NodeCore, rid: int, req: rq.SetVoters) -> None:
-    writes = core.membership.set_voters(list(req.names))
-    core.links.publish_change(writes)
+    """`voters set`: once a majority of the current voters serves their set (a change
+    on top of an unfinished handover could lose what that set committed), up to
+    SERVED_WAIT_S; a bad name or a non-owner is refused at once."""
     roster = core.membership.roster
-    assert roster is not None
-    core.answer(rid, {"voters": list(req.names), "roster_version": roster.version})
+    if roster is None or not core.membership.is_owner:
+        raise PermissionDenied("only the colony owner's node changes the voters")
+    for name in req.names:
+        roster.find(name)
+
+    def go() -> None:
+        try:
+            writes = core.membership.set_voters(list(req.names))
+        except ColonyError as exc:
+            core.answer(rid, error=exc)
+            return
+        core.links.publish_change(writes)
+        now = core.membership.roster
+        assert now is not None
+        core.answer(rid, {"voters": list(req.names), "roster_version": now.version})
+
+    def timed_out() -> None:
+        core.answer(rid, error=ColonyError(
+            "the last voter change is not yet served by a majority of its voters (its "
+            "handover waits for them): bring them up, then try again"))  # fmt: skip
+
+    when_served(core, go, timed_out)
 
 
 def auto_voters(core: NodeCore, rid: int, req: rq.AutoVoters) -> None:

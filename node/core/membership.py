@@ -9,6 +9,7 @@ and role checks go through an index rebuilt on every roster change: gossip asks
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from colonynode.core.roster import (
     APPROVED,
     PENDING,
     REJECTED,
+    SEQ_LIMIT,
     ColoniesKey,
     Member,
     Roster,
@@ -57,11 +59,13 @@ class Membership:
     addrs: dict[NodeId, tuple[str, ...]] = field(default_factory=dict)
     _members: dict[NodeId, Member] = field(default_factory=dict, repr=False)
     _voters: frozenset[NodeId] = field(default=frozenset(), repr=False)
+    _former: dict[NodeId, int] = field(default_factory=dict, repr=False)
 
     def _set(self, roster: Roster, env: Envelope) -> None:
         self.roster, self.envelope = roster, env
         self._members = {m.node_id: m for m in roster.members}
         self._voters = frozenset(roster.voters)
+        self._former = {f.node_id: f.last_seq for f in roster.former}
 
     @classmethod
     def load(cls, identity: Identity, store: Store) -> Membership:
@@ -132,6 +136,11 @@ class Membership:
         return self.roster
 
     def _publish(self, roster: Roster) -> list[Write]:
+        held = self.roster
+        if held is not None and roster.voters_since == 0 and roster.voters == held.voters:
+            # a roster from before `voters_since` was kept: a change that leaves the
+            # voters alone must not give their set a new version (a needless handover)
+            roster = replace(roster, voters_since=held.voter_set_version())
         env = sign_roster(self.identity, roster)
         self._set(roster, env)
         log.info("published roster v%d: %d members", roster.version, len(roster.members))
@@ -157,10 +166,21 @@ class Membership:
         writes.append((T_SPENT, invite.token_id, {"node": bytes(joiner), "at": int(now_unix_s)}))
         return member, writes
 
-    def remove(self, name_or_id: str) -> tuple[Member, list[Write]]:
+    def remove(
+        self, name_or_id: str, last_seq: Callable[[NodeId], int]
+    ) -> tuple[Member, list[Write]]:
+        """Remove a member; `last_seq(id)`: the highest sequence number of its gossip
+        records held here (those stay valid: core/roster.py `Former`)."""
         roster = self._require_owner()
         member = roster.find(name_or_id)
-        return member, self._publish(roster.without_member(member.node_id))
+        former = roster.without_member(member.node_id, last_seq(member.node_id))
+        return member, self._publish(former)
+
+    def author_seq_max(self, nid: NodeId) -> int | None:
+        """The highest gossip sequence number `nid` may sign (None: it may sign none)."""
+        if nid in self._members:
+            return SEQ_LIMIT - 1
+        return self._former.get(nid)
 
     def set_voters(self, names: list[str]) -> list[Write]:
         """`voters set`: these voters, pinned (auto mode ends: voters_auto.py)."""

@@ -156,6 +156,7 @@ class NodeCore:
             is_member=m.is_member,
             verify=verify,
             open_record=open_record,
+            author_seq_max=m.author_seq_max,
         )
         # own sequence numbers below it were reserved by a turn already committed
         self._seqs_durable_below = self.gossip.ledger.reserved

@@ -275,3 +275,51 @@ def test_only_a_voter_of_the_newest_set_a_voter_knows_may_seal_it() -> None:
     assert v.sealed == 2 and v.handovers_refused == 3 and not v.take_effects().sends
     v.on_message(1.0, A, HandoverRequest(2, b""))  # a voter of set 2 gets the registers
     assert [type(m).__name__ for _, m in v.take_effects().sends] == ["Handover"]
+
+
+def test_a_process_frozen_at_the_old_voters_stays_frozen_in_the_next_set() -> None:
+    """Found by the voters scenario (`--faults chaos`, seed 28): a process frozen at
+    every voter of set 2 (its deciding voter 0 dead) was withheld from set 3's handover
+    without a word, so set 3's voter, which had voted the uncommitted cancel itself in
+    set 1, served that cancel as committed: a second result. Withheld pids are named in
+    the Handover and frozen in the new set too."""
+    colony = Colony(voters=3, claimers=3)
+    colony.call(5, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(5)))))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "done")))
+    colony.deliver(drop=lambda s, d, m: d == 2 or s == 2)  # the close commits at 0 and 1
+    colony.call(5, lambda c, t: c.request(t, CancelProcess(PID)))
+    colony.deliver(drop=lambda s, d, m: d in (0, 1) or s in (0, 1))  # voter 2's cancel
+
+    dead = lambda s, d, m: 0 in (s, d)  # noqa: E731
+    for version, voters in ((2, (1, 2, 3)), (3, (2,))):
+        ids = tuple(nid(i) for i in voters)
+        for i in range(1, 6):
+            colony.call(i, lambda c, t, v=version, x=ids: c.request(t, ChangeVoters(v, x)))
+        for _ in range(10):
+            colony.deliver(drop=dead)
+            colony.advance(0.3)
+    voter = colony.core(2).voter
+    assert voter.serving == 3 and PID in voter.frozen
+    r = voter.register(PID)
+    assert r is not None and r.state is State.CANCELLED  # its own vote, held, not served
+    served = [e for e in colony.events(2, VoterCommitted) if e.pid == PID and e.version == 3]
+    assert served == []
+    colony.call(4, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.deliver(drop=dead)
+    assert {f.reason for f in colony.events(4, ClaimFailed)} == {Reason.FROZEN}
+
+
+def test_a_handover_page_names_what_it_withholds_and_its_range_ends_there() -> None:
+    from colonynode.consensus.handover import page_end, page_of
+    from colonynode.consensus.messages import Handover
+
+    regs = {bytes([i]) * 5: replace(reg(), terms=ProcessTerms(bytes([i]) * 5, nid(9)))
+            for i in range(1, 4)}  # fmt: skip
+    copies, withheld, done = page_of(regs, b"", {bytes([3]) * 5})
+    assert [c.terms.pid for c in copies] == [b"\x01" * 5, b"\x02" * 5]
+    assert withheld == (b"\x03" * 5,) and done
+    assert page_end(Handover(3, b"", copies, done, withheld)) == b"\x03" * 5
+    assert page_end(Handover(3, b"", (), True)) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from colonynode.core.codec import encode
 from colonynode.core.envelope import Envelope
 from colonynode.gossip import (
@@ -149,3 +151,27 @@ def test_a_re_injected_record_keeps_its_author_and_sequence() -> None:
         (event,) = colony.accepted(i)
         assert (event.author, event.seq, event.kind) == (owner.node_id, 5, "roster")
     assert colony.cores[0].publish_envelope(colony.now_s, roster_record) == "duplicates"
+
+
+def test_a_former_members_records_are_taken_up_to_its_removal_only() -> None:
+    """Found by the voters scenario (seed 30): a member removed from the roster made
+    every record it had signed invalid, so a node that joined or came back later never
+    learned the processes it had closed (they stayed WAITING there for good). A former
+    member's records up to its last one at removal stay valid; later ones do not."""
+    from colonynode.gossip import GossipCore
+    from colonynode.storage.memory import MemoryStore
+
+    colony = Colony(3)
+    former = colony.ids[2].node_id
+    caps = {colony.ids[0].node_id: 2**63 - 1, colony.ids[1].node_id: 2**63 - 1, former: 2}
+    core = GossipCore(colony.ids[0], MemoryStore(), random.Random(0),
+                      is_member=lambda n: n != former, author_seq_max=caps.get)  # fmt: skip
+    sender = colony.node_id(1)
+    signed = [seal_record(colony.ids[2], seq, "note", f"r{seq}") for seq in (1, 2, 3)]
+    core.on_message(0.0, sender, Push(tuple(signed)))
+    taken = [e.seq for e in core.take_effects().events if isinstance(e, Accepted)]
+    assert taken == [1, 2]
+    assert core.stats()["non_member_author"] == 1
+    stranger = seal_record(identity(7), 1, "note", "hi")
+    core.on_message(0.0, sender, Push((stranger,)))
+    assert core.stats()["non_member_author"] == 2

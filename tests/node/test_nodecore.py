@@ -206,3 +206,26 @@ def test_a_member_it_is_not_connected_to_is_looked_up_in_the_dht_and_dialled() -
     colony.run_until(lambda: colony.core(3).links.found_addrs >= 1, 60)
     dials = [n.addr for n in colony.net.events(3, Dial)]
     assert addr in dials
+
+
+def test_a_removed_members_processes_still_reach_a_node_that_was_down() -> None:
+    """Found by the voters scenario (seed 30): n4 ran a process and was removed; n2,
+    down meanwhile, came back and refused every record n4 had signed (its author no
+    longer a member), so it showed the process WAITING for good. The roster keeps a
+    former member's last sequence number; records up to it stay valid."""
+    colony = Colony(5)
+    colony.net.crash(2)
+    colony.connect_all()
+    pid = submit(colony, 4)
+    executor = attach(colony, 4)
+    got = colony.result(4, rq.Assign(executor, timeout_s=5))
+    assert got is not None and got["processid"] == pid.hex()
+    assert colony.result(4, rq.CloseRun(executor, pid, True, [7]))["committed"]
+    colony.result(0, rq.RemoveMember("n4"))
+    roster = colony.core(0).membership.roster
+    assert roster is not None and [f.last_seq > 0 for f in roster.former] == [True]
+    colony.net.crash(4)
+    colony.net.restart(2)
+    colony.connect_all()
+    view = colony.result(2, rq.WaitProcess(pid, timeout_s=30), max_s=60.0)
+    assert view["state"] == "SUCCESS" and view["output"] == [7]

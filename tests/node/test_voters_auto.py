@@ -95,3 +95,61 @@ def test_voters_set_pins_the_set_and_ends_auto_mode() -> None:
     c.net.advance(10.0)  # auto would grow it again; pinned, it stays
     c.net.stabilize()
     assert len(c.core(3).membership.roster.voters) == 1  # type: ignore[union-attr]
+
+
+def test_a_voter_change_waits_until_a_majority_serves_the_last_one() -> None:
+    """Found by the voters scenario (`--faults partitions`, seed 38): the owner signed
+    set v+1 while set v's handover had not finished (its voters had not heard of it), so
+    v+1 sealed voters that held nothing and a result set v-1 committed was lost. A change
+    now waits until a majority of the current set says it serves it; `voters set` waits
+    up to SERVED_WAIT_S, then says why."""
+    from colonynode.node.core import requests as rq
+    from colonynode.node.core.voters_auto import SERVED_WAIT_S
+    from tests.node.colony import Colony, submit
+
+    c = Colony(5, voters=1)
+    c.result(0, rq.SetVoters(("n0", "n1", "n2")))
+    c.net.crash(1)  # the new set cannot finish its handover: n0 alone serves it
+    c.net.crash(2)
+    rid = c.ask(0, rq.SetVoters(("n0", "n3", "n4")))
+    c.run_until(lambda: c.answer(0, rid) is not None, SERVED_WAIT_S + 5.0)
+    answer = c.answer(0, rid)
+    assert answer is not None and answer.error is not None
+    assert "not yet served by a majority" in str(answer.error)
+    assert len(c.core(0).membership.roster.voters) == 3  # type: ignore[union-attr]
+    c.net.restart(1)
+    c.net.restart(2)
+    c.connect_all()
+    c.result(0, rq.SetVoters(("n0", "n3", "n4")), max_s=SERVED_WAIT_S + 5.0)
+    ids = {c.identities[i].node_id for i in (0, 3, 4)}
+    c.run_until(lambda: all(c.core(i).consensus.voter.serving == c.core(0).consensus.version()
+                            for i in (0, 3, 4)), 20.0)  # fmt: skip
+    assert set(c.core(3).consensus.voters()) == ids
+    assert submit(c, 0)
+
+
+def test_an_owner_that_was_stopped_gives_every_member_a_fresh_grace() -> None:
+    """Found by the voters scenario (`--faults chaos`, seed 41): the owner's node, paused
+    13 s, woke with a stale view of who was connected and replaced two voters that were
+    up. A check that runs late judges nothing, and the time away restarts."""
+    from colonynode.node.core import requests as rq
+    from colonynode.node.core.voters_auto import STALL_S
+    from tests.node.colony import Colony
+
+    c = Colony(4, voters=1)
+    c.result(0, rq.AutoVoters(grace_s=3.0))
+    c.run_until(lambda: len(c.core(3).membership.roster.voters) == 3, 20.0)  # type: ignore[union-attr]
+    c.run_until(c.core(0).consensus.served, 20.0)  # (else no change could be made)
+    version = c.core(0).membership.roster.version  # type: ignore[union-attr]
+    ids = [x.node_id for x in c.identities]
+    others = [ids[2], ids[3]]  # a partition hid n1 from the owner's node, just before
+    c.net.call(0, lambda core, now: core.set_connected(now, others))
+    c.net.advance(STALL_S + 10.0, tick=False)  # it stops: no check runs meanwhile
+    c.net.tick(0)  # and wakes: its view is stale, n1 is not judged away 13 s
+    c.net.stabilize()
+    assert c.core(0).auto_voters.counters["stalls"] == 1
+    assert c.core(0).membership.roster.version == version  # type: ignore[union-attr]
+    c.connect_all()  # the view is fresh again: nothing to replace
+    c.net.advance(5.0)
+    c.net.stabilize()
+    assert c.core(0).membership.roster.version == version  # type: ignore[union-attr]
