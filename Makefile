@@ -52,10 +52,26 @@ lint: $(STAMP)
 typecheck: $(STAMP) .typecheck/colonynode/.links
 	MYPYPATH=.typecheck $(BIN)/mypy -p colonynode
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(VENV)/.browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# A real browser for the dashboard's test (tests/integration/test_dashboard.py): Debian's
+# chromium and its driver, installed only when absent (a browser download of its own
+# cannot work on machines that reach only the package registries).
+$(VENV)/.browser: $(VENV)/.sysdeps
+	@missing=""; \
+	for p in chromium chromium-driver; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
     from colonynode.cli import fs_cmds
 
     fs_cmds.register(app)
+    from colonynode.cli import watch_cmds
+
+    watch_cmds.register(app)
     from colonynode.cli import simulate as _simulate
 
     app.command("simulate")(_simulate.simulate)

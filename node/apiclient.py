@@ -97,6 +97,11 @@ class ApiClient:
         self._all: list[http.client.HTTPConnection | _SocketConnection] = []
         self._lock = threading.Lock()
 
+    @property
+    def token(self) -> str:
+        """The API token (`colonynode dashboard` puts it in the page's URL fragment)."""
+        return self._token
+
     @classmethod
     def for_data_dir(cls, data_dir: str | Path | None, **kw: Any) -> ApiClient:
         dd = DataDir(resolve_data_dir(data_dir))

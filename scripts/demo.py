@@ -344,6 +344,15 @@ def main() -> int:
 
         console.print("\n[bold]Voters that manage themselves[/bold] (a, b and c stay: all up)")
         show("voters", "auto", "--data-dir", str(a.dir))
+        console.print("the simulator checks it: joins, leaves, voter deaths, under faults")
+        show("simulate", "--scenario", "voters", "--seeds", "1..3", "--faults", "chaos")
+        console.print("\n[bold]Seeing the colony[/bold]: `colonynode top` (live; one frame "
+                      "here) and the web dashboard the node serves")  # fmt: skip
+        show("top", "--once", "--data-dir", str(a.dir))
+        url = subprocess.run([CLI, "dashboard", "--print", "--data-dir", str(a.dir)],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        console.print(f"`colonynode dashboard` opens {url.split('#')[0]} in a browser "
+                      "(the API token rides in the URL's fragment)")  # fmt: skip
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
         wait_until("a to hold c's note", lambda: cli_json(

@@ -72,6 +72,7 @@ class NodeApi(Protocol):
         self, state: str | None, limit: int, offset: int, filters: dict[str, str]
     ) -> list[dict[str, Any]]: ...
     def metrics_text(self) -> str: ...
+    def process_counts(self) -> dict[str, int]: ...
     async def colonies_env(self) -> dict[str, str]: ...
 
 
@@ -104,7 +105,9 @@ async def answer(fn: Endpoint, request: Request) -> tuple[int, Any]:
 
 
 def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette:
-    """The API over HTTP: every route of `api_routes`, behind the bearer token."""
+    """The API over HTTP: every route of `api_routes`, behind the bearer token, and the
+    dashboard's page at /ui (node/daemon/ui.py: it holds no data, its script reads these
+    routes with the token)."""
     expected = f"Bearer {token}".encode()
 
     def guarded(fn: Endpoint) -> Handler:
@@ -119,8 +122,11 @@ def build_app(node: NodeApi, token: str, *, me: NodeId, clock: Any) -> Starlette
 
         return endpoint
 
+    from colonynode.node.daemon.ui import ui_routes
+
     routes = api_routes(node, me=me, clock=clock)
-    return Starlette(routes=[Route(path, guarded(fn), methods=m) for path, fn, m in routes])
+    guarded_routes = [Route(path, guarded(fn), methods=m) for path, fn, m in routes]
+    return Starlette(routes=[*guarded_routes, *ui_routes()])
 
 
 def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
@@ -432,6 +438,7 @@ def api_routes(node: NodeApi, *, me: NodeId, clock: Any) -> list[ApiRoute]:
         ("/v1/processes/batch", submit_batch, post),
         ("/v1/processes/wait", wait_any, post),
         ("/v1/processes", list_processes, get),
+        ("/v1/processes/counts", read(node.process_counts), get),
         ("/v1/processes/{pid}", get_process, get),
         ("/v1/processes/{pid}/wait", wait_process, get),
         ("/v1/processes/{pid}/logs", process_logs, get),

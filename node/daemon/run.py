@@ -187,6 +187,9 @@ class Node:
     ) -> list[dict[str, Any]]:
         return service.list_processes(self.core, state, limit, offset, filters)
 
+    def process_counts(self) -> dict[str, int]:
+        return self.core.book.count_by_state()
+
     def metrics_text(self) -> str:
         st = self.status()
         lines = [
