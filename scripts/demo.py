@@ -342,7 +342,8 @@ def main() -> int:
         colonyfs_demo(root, a, c)
         lan_demo(root)
 
-        console.print("\n[bold]Voters that manage themselves[/bold] (a, b and c stay: all up)")
+        console.print("\n[bold]Voters that manage themselves[/bold] (b, killed above, would "
+                      "be replaced once away 60 s: the demo ends sooner)")  # fmt: skip
         show("voters", "auto", "--data-dir", str(a.dir))
         console.print("the simulator checks it: joins, leaves, voter deaths, under faults")
         show("simulate", "--scenario", "voters", "--seeds", "1..3", "--faults", "chaos")
