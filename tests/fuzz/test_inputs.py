@@ -179,6 +179,9 @@ class SteppedNode:
     def metrics_text(self) -> str:
         return ""
 
+    def process_counts(self) -> dict[str, int]:
+        return self.colony.core(0).book.count_by_state()
+
     async def colonies_env(self) -> dict[str, str]:
         raise ColonyError("this node serves no Colonies API: start it with --colonies-port PORT")
 
