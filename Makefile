@@ -18,12 +18,12 @@ DURATION ?= 300
 
 setup: $(STAMP)
 
-# System packages py-libp2p needs to build fastecdsa: installed only when absent.
-$(VENV)/.sysdeps:
+# Debian packages, installed only when absent (neither a command of that name nor an
+# installed package): $(call apt_missing,PACKAGES).
+define apt_missing
 	@missing=""; \
-	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
-	for p in libgmp-dev python3-dev; do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	for p in $(1); do \
+	  { command -v $$p || dpkg -s $$p; } >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -31,6 +31,11 @@ $(VENV)/.sysdeps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# System packages py-libp2p needs to build fastecdsa.
+$(VENV)/.sysdeps:
+	$(call apt_missing,gcc libgmp-dev python3-dev)
 	@[ -d $(VENV) ] || $(PYTHON) -m venv $(VENV)
 	@touch $@
 
@@ -58,19 +63,10 @@ pytest: $(STAMP) $(VENV)/.browser
 test: lint typecheck pytest
 
 # A real browser for the dashboard's test (tests/integration/test_dashboard.py): Debian's
-# chromium and its driver, installed only when absent (a browser download of its own
-# cannot work on machines that reach only the package registries).
+# chromium and its driver (a browser download of its own cannot work on machines that
+# reach only the package registries).
 $(VENV)/.browser: $(VENV)/.sysdeps
-	@missing=""; \
-	for p in chromium chromium-driver; do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing system packages:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_missing,chromium chromium-driver)
 	@touch $@
 
 demo: $(STAMP)
