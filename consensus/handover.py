@@ -171,14 +171,19 @@ def own_vote(h: HandoverProgress, me: NodeId, pid: bytes, held: Register | None)
     it held before the handover (open, or closed if it was an old voter: its own frozen
     vote, withheld). A copy merged from another old voter must not help the new set make
     a majority of a result the old set may not have committed; an open register keeps
-    the process's terms (an acknowledged submission stays held)."""
+    the process's terms (an acknowledged submission stays held), and a merged closed copy
+    is kept as an open register with the same terms."""
     own = h.closed_by.get(pid, {}).get(me)
     if own is not None:
         return own
     mine = h.before.get(pid, held)  # (a stored None: it held nothing before)
     if mine is not None and (not mine.closed or me in h.vset.previous):
         return mine
-    return None
+    if held is None:
+        return None
+    # Only a merged closed copy: keep the process's terms, open (it is frozen: nothing
+    # is decided with it), so the acknowledged submission stays held at a majority.
+    return Register(held.terms, State.WAITING, held.epoch, retries=held.retries)
 
 
 def page_of(

@@ -137,7 +137,8 @@ def on_digest(core: GossipCore, now_s: float, sender: NodeId, msg: Digest) -> No
     # What they lack: push it (bounded), or say it is gone.
     budget = core.config.ae_records_max
     gone: list[RecordId] = []
-    for author, hwm in ledger.hwm.items():
+    for author in [*ledger.hwm, *(a for a in ledger.ahead if a not in ledger.hwm)]:
+        hwm = ledger.hwm.get(author, 0)
         seq = theirs.get(author, 0) + 1
         while seq <= hwm and budget > 0:
             budget -= 1
@@ -148,6 +149,14 @@ def on_digest(core: GossipCore, now_s: float, sender: NodeId, msg: Digest) -> No
                 core._queue(sender, env)
                 core.counters["ae_pushed"] += 1
             seq += 1
+        # and what this node holds past a gap (they may lack it: the digests say only
+        # hwms), so that a gap nobody can fill does not hide it from them for good
+        for later in sorted(s for s in ledger.ahead.get(author, ()) if s >= seq)[:budget]:
+            env = ledger.get(author, later)
+            if env is not None:
+                budget -= 1
+                core._queue(sender, env)
+                core.counters["ae_pushed"] += 1
         if budget <= 0:
             break
     if gone:

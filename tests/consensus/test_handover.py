@@ -175,8 +175,9 @@ def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -
     """Replacing a dead voter (issue 18; `voter_change=replace` stalled 21 seeds in 3,000):
     voter 0 and 1 committed a close, voter 2 holds a cancel that never committed, and
     voter 0 dies. The new set {1, 2, 3} cannot tell which result committed, but it serves
-    every other process at once; that one answers FROZEN (and voter 3 holds no copy that
-    could make a majority) until voter 0 is back and settles it to the committed close."""
+    every other process at once; that one answers FROZEN (and voter 3 holds no closed copy
+    that could make a majority, only the process's terms) until voter 0 is back and
+    settles it to the committed close."""
     colony = Colony(voters=3, claimers=3)  # voters 0, 1, 2; nodes 3, 4, 5
     other = b"pid-2"
     for pid in (PID, other):
@@ -200,7 +201,8 @@ def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -
         colony.advance(0.3)
     assert [colony.core(i).voter.serving for i in (1, 2, 3)] == [2, 2, 2]
     assert all(PID in colony.core(i).voter.frozen for i in (1, 2, 3))
-    assert colony.core(3).voter.register(PID) is None  # no merged copy to vote with
+    held = colony.core(3).voter.register(PID)  # the terms, held (the submission stays at
+    assert held is not None and not held.closed  # a majority), open: no copy to vote with
     announced = lambda i: [e.view.state for e in colony.events(i, VoterCommitted)  # noqa: E731
                            if e.pid == PID and e.version == 2]  # fmt: skip
     assert [announced(i) for i in (1, 2, 3)] == [[], [], []]  # not served as closed yet

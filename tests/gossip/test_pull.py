@@ -108,3 +108,27 @@ def test_a_node_that_was_down_converges_by_anti_entropy_alone() -> None:
     assert colony.cores[5].digest() == colony.cores[0].digest()
     assert len(colony.accepted(5)) == 30
     assert colony.cores[5].stats()["iwant_sent"] >= 30
+
+
+def test_records_past_a_gap_no_one_can_fill_still_reach_a_node_that_was_down() -> None:
+    """Found by the voters scenario (partitions seed 87, chaos seed 28): a submitter killed
+    for good right after its submission left a gap in its sequence numbers that no one
+    could fill (its next record was never sent), so its later records sat past the gap
+    at the nodes that had them and never reached a node that came back: digests carry
+    only each author's contiguous high-water mark. Records held past a gap now count in
+    the digest hash, and a digest exchange pushes them too."""
+    colony = Colony(4, GossipConfig(history_gossip_hb=1))
+    colony.tick_all(1.0, step_s=0.25)
+    colony.crash(3)
+    author = colony.ids[2]
+    records = [seal_record(author, s, "note", s) for s in (1, 2, 4, 5)]  # 3: never sent
+    colony.net.call(0, lambda core, now_s: core.on_message(now_s, colony.node_id(2),
+                                                            Push(tuple(records))))  # fmt: skip
+    colony.crash(2)  # its author is gone for good: no one can fill the gap at 3
+    colony.tick_all(colony.now_s + 4.0, step_s=0.25)
+    assert colony.cores[1].digest()[author.node_id] == 2  # 1 and 2; 4 and 5 past the gap
+    colony.restart(3)
+    colony.tick_all(colony.now_s + 6.0, step_s=0.25)
+    got = sorted(e.seq for e in colony.accepted(3) if e.author == author.node_id)
+    assert got == [1, 2, 4, 5]
+    assert colony.cores[3].ledger.digest_hash() == colony.cores[0].ledger.digest_hash()
