@@ -150,7 +150,7 @@ class ClaimerCore:
         # voter -> (the voter-set version it serves, how many processes it holds frozen),
         # from its latest answer to a Read (which names the version the voter serves,
         # whatever the read asked): voter changes wait for a majority of the newest set
-        # to serve it with nothing frozen (lease.py `served`)
+        # to serve it (lease.py `served`), auto mode a while for frozen ones to settle
         self.serving_seen: dict[NodeId, tuple[int, int]] = {}
         self.postponed = 0  # resends skipped (counter)
         # (due time, sequence, op key): when each op next needs a look (stale entries,

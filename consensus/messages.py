@@ -292,8 +292,8 @@ class Reply:
     verdicts: tuple[Verdict, ...]
     nonce: int = 0
     version: int = 0  # the voter-set version the voter decided under
-    # a Read's reply: how many processes the voter holds frozen (handover.py); the
-    # roster's owner changes the voters only once a majority of them holds none
+    # a Read's reply: how many processes the voter holds frozen (handover.py); auto
+    # mode gives them a grace period to settle before it changes the voters
     frozen: int = 0
 
     def __post_init__(self) -> None:

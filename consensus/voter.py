@@ -374,10 +374,7 @@ class VoterCore:
             return
         if self.frozen and any(pid in self.frozen for pid, _ in items):
             verdicts = with_frozen(self, now_s, sender, msg, route, items)
-            frozen = len(self.frozen) if route.tag is Tag.READ else 0
-            self._reply(sender, Reply(route.tag, verdicts, nonce, self.serving, frozen))
-            return
-        if route.role and not self.has_role(sender, route.role):
+        elif route.role and not self.has_role(sender, route.role):
             verdicts = tuple(
                 self._verdict(pid, epoch, Reason.NOT_ALLOWED, None) for pid, epoch in items
             )

@@ -183,16 +183,6 @@ class Roster:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def author_seq_max(self, nid: NodeId) -> int | None:
-        """The highest gossip sequence number `nid` may have signed (None: none at
-        all): any for a member, up to its removal for a former member."""
-        if self.is_member(nid):
-            return SEQ_LIMIT - 1
-        for f in self.former:
-            if f.node_id == nid:
-                return f.last_seq
-        return None
-
     def colonies_key(self, key_id: str) -> ColoniesKey | None:
         for k in self.colonies:
             if k.key_id == key_id:

@@ -43,6 +43,7 @@ from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.identity import Identity
 from colonynode.core.ids import NodeId
+from colonynode.core.roster import SEQ_LIMIT
 from colonynode.gossip import _pull
 from colonynode.gossip._ledger import Ledger
 from colonynode.gossip.config import GossipConfig
@@ -119,7 +120,7 @@ def verify_record(env: Envelope) -> bool:
     return True
 
 
-SEQ_ANY = 2**63 - 1  # a member's records: any sequence number
+SEQ_ANY = SEQ_LIMIT - 1  # a member's records: any sequence number
 
 
 class GossipCore:

@@ -64,6 +64,7 @@ from colonynode.simulations.network import random_links
 from colonynode.simulations.node import as_asked
 from colonynode.simulations.scenario import Metric, ParamValue, Scenario, register_scenario
 from colonynode.simulations.sim_executors import EXECUTORTYPE, SimExecutors
+from colonynode.simulations.voter_change import change_voters
 from colonynode.simulations.workload import Fate, Job, Workload, WorkloadConfig
 from colonynode.storage.api import Store
 
@@ -75,7 +76,6 @@ __all__ = ["ClaimsScenario", "percentile"]
 
 LATENCIES_MAX = 1_000_000
 PEER_REFRESH_S = 1.0
-SET_VOTERS_PATIENCE_S = 30.0  # `voters set` waits up to 15 s for the last change
 T0_NS = 1_800_000_000 * 10**9  # the simulated wall clock at global time 0
 
 
@@ -251,7 +251,7 @@ class ClaimsScenario(Scenario):
         self.links = self._connect(world)
         self.given = [None] * world.n
         if self.param_str("voter_change"):
-            world.schedule(self.param_float("change_at_s"), self._change_voters)
+            world.schedule(self.param_float("change_at_s"), lambda w: change_voters(self, w))
         self.commits = CommitChecker(self.voter_indexes)
         for checker in (self.commits, self.leases, self.scheduling):
             world.add_checker(checker)
@@ -390,46 +390,6 @@ class ClaimsScenario(Scenario):
                 self.cancels_foreign += foreign
 
         world.schedule(at_s, at)
-
-    def _change_voters(self, world: World) -> None:
-        """The owner changes the voter set (roster v -> v+1); it reaches every node by
-        RosterUpdate and gossip, and the new voters take over (seal-then-serve)."""
-        change = self.param_str("voter_change")
-        if change == "grow":
-            new = [0, 1, 2, 3, 4]
-        elif change == "shrink":
-            new = [0, 1, 2]
-        else:  # replace: voter 0 dies for good, node 3 takes its place
-            world.nodes[0].crash()
-            self.dead.add(0)
-            new = [1, 2, 3]
-        self.voter_indexes = new
-        self.commits.add_config(2, new)
-        names = tuple(f"n{i}" for i in new)
-
-        answered: list[bool] = []
-
-        wanted = {world.ids[i] for i in new}
-
-        def retry(w: World) -> None:
-            core = w.nodes[self.owner].core
-            roster = None if core is None else core.membership.roster
-            if roster is not None and set(roster.voters) == wanted:
-                return  # an earlier ask got there
-            if not self.ask(w, self.owner, rq.SetVoters(names), done):
-                w.schedule(w.now_s + 1.0, retry)
-            else:  # as a person would: no answer (the owner's node crashed), ask again
-                w.schedule(
-                    w.now_s + SET_VOTERS_PATIENCE_S, lambda w: None if answered else retry(w)
-                )
-
-        def done(answer: Answer) -> None:
-            if answer.error is not None:
-                world.schedule(world.now_s + 1.0, retry)
-            else:
-                answered.append(True)
-
-        retry(world)
 
     # -- events -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ and role checks go through an index rebuilt on every roster change: gossip asks
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -182,10 +182,17 @@ class Membership:
             return SEQ_LIMIT - 1
         return self._former.get(nid)
 
+    def voter_ids(self, names: Sequence[str]) -> tuple[NodeId, ...]:
+        """The members `names` name (NotOwner off the owner's node, an error naming an
+        unknown one)."""
+        roster = self._require_owner()
+        return tuple(roster.find(n).node_id for n in names)
+
     def set_voters(self, names: list[str]) -> list[Write]:
         """`voters set`: these voters, pinned (auto mode ends: voters_auto.py)."""
-        roster = self._require_owner()
-        ids = tuple(roster.find(n).node_id for n in names)
+        ids = self.voter_ids(names)
+        roster = self.roster
+        assert roster is not None  # (voter_ids checked it)
         settings = {k: v for k, v in roster.settings.items() if k != VOTERS_MODE_KEY}
         if set(ids) == set(roster.voters) and len(ids) == len(roster.voters):
             if settings == roster.settings:
