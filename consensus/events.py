@@ -17,6 +17,7 @@ __all__ = [
     "Cancelled",
     "ClaimFailed",
     "Closed",
+    "Compacted",
     "Dropped",
     "Expired",
     "Granted",
@@ -185,3 +186,14 @@ class VoterCommitted:
     pid: bytes
     view: RegisterView
     version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """A voter dropped these closed registers (compaction.py): no voter of set
+    `version` held any of them open. `views`: what they held (the voter's node
+    announces a result its own view never heard of: after this, nobody can read it)."""
+
+    pids: tuple[bytes, ...]
+    version: int
+    views: tuple[RegisterView, ...] = ()

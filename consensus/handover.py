@@ -27,18 +27,25 @@ majority never mixes the two sets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import register as rg
-from colonynode.consensus.messages import RegisterCopy, State
+from colonynode.consensus.events import VoterCommitted
+from colonynode.consensus.messages import Handover, RegisterCopy, State
 from colonynode.consensus.register import Register, Timing
+from colonynode.consensus.voter_invariants import Change
 from colonynode.core.ids import NodeId
+
+if TYPE_CHECKING:
+    from colonynode.consensus.voter import VoterCore
 
 __all__ = [
     "HANDOVER_CHUNK_MAX",
     "HandoverProgress",
     "VoterSet",
+    "expected",
     "merge_handover",
+    "on_late_handover",
     "own_vote",
     "page_end",
     "page_of",
@@ -202,3 +209,58 @@ def page_end(msg: Any) -> bytes | None:
     """The last pid a Handover page covers (None: an empty page)."""
     last = [*(c.terms.pid for c in msg.copies[-1:]), *msg.withheld[-1:]]
     return max(last) if last else None
+
+
+def expected(h: HandoverProgress, sender: NodeId, msg: Handover) -> bool:
+    """Is `msg` the next page this handover waits for from `sender`?"""
+    return (msg.version == h.vset.version and sender in h.vset.previous
+            and sender not in h.done and msg.after == h.cursor.get(sender, b""))  # fmt: skip
+
+
+def on_late_handover(
+    voter: VoterCore, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress
+) -> None:
+    """An old voter that was out answers at last: its copies of the frozen processes
+    may settle them (nothing else changes: the rest is served under the new set)."""
+    if not expected(h, sender, msg):
+        return
+    h.withheld.update(p for p in msg.withheld if p in voter.frozen)
+    for copy in msg.copies:
+        incoming = rg.from_copy(copy)
+        if incoming.pid in voter.frozen and incoming.closed:
+            h.note_closed(sender, incoming, voter.registers.get(incoming.pid))
+    voter._paged(now_s, sender, msg, h)
+    complete, installs, frozen = h.settle()
+    if not complete:  # (asked again after a restart: not enough old voters yet)
+        return
+    installed = {r.pid for r in installs}
+    # never thawed into nothing: with no result to install, no copy and no register
+    # here (a process frozen because an old voter withheld it, asked again after a
+    # restart), it would answer UNKNOWN_PID for an acknowledged process
+    frozen |= {p for p in voter.frozen - installed
+               if p not in voter.registers and not h.closed_by.get(p)}  # fmt: skip
+    thawed = voter.frozen - frozen
+    voter.frozen = frozen
+    told: set[bytes] = set()  # (`_put` announces a result this voter held open)
+    for reg in installs:
+        if reg.pid in thawed:
+            old = voter.registers.get(reg.pid)
+            if old is None or not old.closed:
+                told.add(reg.pid)
+            voter._put(reg, now_s, Change.SETTLE)
+    for pid in sorted(thawed - installed):  # every old voter answered: none committed
+        held = voter.registers.get(pid)
+        if held is None or not held.closed:  # hold a closed copy, as a handover would,
+            copies = h.closed_by.get(pid, {})  # so that split settlement can end it
+            first = next((copies[v] for v in h.vset.previous if v in copies), None)
+            if first is not None:
+                voter._put(merge_handover(held, first, now_s, voter.timing), now_s,
+                          Change.SETTLE)  # fmt: skip
+                told.add(pid)
+    for pid in sorted(thawed - told):  # the result it serves from now on
+        held = voter.registers.get(pid)
+        if held is not None and held.closed:
+            voter.effects.events.append(VoterCommitted(pid, rg.view(held), voter.serving))
+    if not frozen:
+        voter.unsettled = None
+    voter.save_meta()

@@ -22,6 +22,7 @@ import random
 from typing import Any
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
+from colonynode.consensus.compaction import Retention
 from colonynode.consensus.events import VotersChanged
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.register import Timing
@@ -53,6 +54,7 @@ class ConsensusCore:
         has_role: HasRole = _anyone,
         config: ClaimerConfig | None = None,
         timing: Timing | None = None,
+        retention: Retention | None = None,
         planted_bug: str = "",
     ) -> None:
         self.node_id = node_id
@@ -64,6 +66,7 @@ class ConsensusCore:
             timing=timing,
             has_role=has_role,
             voter_set=initial,
+            retention=retention,
             retry_s=(config or ClaimerConfig()).retry_s,
             planted_bug=planted_bug,
         )

@@ -26,6 +26,8 @@ __all__ = [
     "Claim",
     "ClaimItem",
     "Close",
+    "Compact",
+    "CompactAnswer",
     "Expire",
     "Handover",
     "HandoverRequest",
@@ -65,6 +67,8 @@ class Tag(IntEnum):
     HANDOVER_REQUEST = 13
     HANDOVER = 14
     CANCEL = 15
+    COMPACT = 16
+    COMPACT_ANSWER = 17
 
 
 class Outcome(IntEnum):
@@ -97,6 +101,7 @@ class Reason(IntEnum):
     BAD_STATE = 17  # a Cancel that asks for a state other than CANCELLED or FAILED
     BUSY = 18  # never sent: this node did not start the request (too many in flight)
     FROZEN = 19  # its result could not be settled in a voter-set change (an old voter is out)
+    COMPACTED = 20  # a Submit at or before the voters' compaction horizon (compaction.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +370,47 @@ class Handover:
     copies: tuple[RegisterCopy, ...]
     done: bool
     withheld: tuple[bytes, ...] = ()
+    horizon: int = 0  # the sender's compaction horizon (compaction.py; 0: an older sender's)
+
+
+# -- compaction (voter -> the other voters of its set -> voter) ----------------------
+
+COMPACT_PIDS_MAX = 256  # processes one Compact names
+
+
+@dataclass(frozen=True, slots=True)
+class Compact:
+    """A voter of set `version` that would drop the closed registers `pids` asks every
+    other voter of its set whether it holds any of them open or closed otherwise
+    (`results`: a digest of each one's closed result, in order); each first raises its
+    compaction horizon to `horizon` (the highest `seq` among them)."""
+
+    version: int
+    pids: tuple[bytes, ...]
+    horizon: int
+    results: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.pids) > COMPACT_PIDS_MAX:
+            raise ValueError(f"{len(self.pids)} pids in one Compact, over {COMPACT_PIDS_MAX}")
+        if len(self.results) != len(self.pids) or any(len(r) > 32 for r in self.results):
+            raise ValueError("a Compact names one result digest (<= 32 bytes) per pid")
+        for pid in self.pids:
+            _pid(pid)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactAnswer:
+    """The asked pids this voter holds closed with the same result, or not at all."""
+
+    version: int
+    pids: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.pids) > COMPACT_PIDS_MAX:
+            raise ValueError(f"{len(self.pids)} pids in one CompactAnswer, over {COMPACT_PIDS_MAX}")
+        for pid in self.pids:
+            _pid(pid)
 
 
 CODEC = MessageCodec(
@@ -383,5 +429,7 @@ CODEC = MessageCodec(
         Tag.HANDOVER_REQUEST: HandoverRequest,
         Tag.HANDOVER: Handover,
         Tag.CANCEL: Cancel,
+        Tag.COMPACT: Compact,
+        Tag.COMPACT_ANSWER: CompactAnswer,
     },
 )

@@ -27,12 +27,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from colonynode.consensus import compaction as cp
 from colonynode.consensus import register as rg
+from colonynode.consensus.compaction import Compaction, Retention
 from colonynode.consensus.events import Registered, VoterCommitted
 from colonynode.consensus.handover import (
     HandoverProgress,
     VoterSet,
+    expected,
     merge_handover,
+    on_late_handover,
     own_vote,
     page_end,
     page_of,
@@ -42,6 +46,8 @@ from colonynode.consensus.messages import (
     Cancel,
     Claim,
     Close,
+    Compact,
+    CompactAnswer,
     Expire,
     Handover,
     HandoverRequest,
@@ -106,6 +112,7 @@ class VoterCore:
         has_role: HasRole = _anyone,
         voter_set: VoterSet | None = None,
         registers_max: int = REGISTERS_MAX,
+        retention: Retention | None = None,
         retry_s: float = 0.25,
         planted_bug: str = "",
     ) -> None:
@@ -119,6 +126,7 @@ class VoterCore:
         self._meta_unsaved = meta is None  # written at the first step, before any reply
         # processes a handover could not settle (handover.py): answered FROZEN
         self.frozen: set[bytes] = set()
+        self.compaction = Compaction(retention or Retention())
         if meta is None:
             self.vset = initial
             first = not initial.previous and node_id in initial.voters
@@ -129,6 +137,7 @@ class VoterCore:
             self.serving = int(meta["serving"])
             self.sealed = int(meta["sealed"])
             self.frozen = {bytes(p) for p in meta.get("frozen", ())}
+            self.compaction.horizon = int(meta.get("horizon", 0))
         # a newer set given at construction (it changed while this node was down)
         self._newer = initial if initial.version > self.vset.version else None
         self.handover: HandoverProgress | None = None
@@ -158,8 +167,10 @@ class VoterCore:
             self.registers = {
                 pid: rg.restarted(reg, now_s, timing) for pid, reg in self.registers.items()
             }
+            for pid in sorted(p for p, reg in self.registers.items() if reg.closed):
+                self.compaction.saw_closed(pid, now_s)  # its retention starts again
             if self._meta_unsaved:
-                self._save_meta()  # a restart must know which version it served
+                self.save_meta()  # a restart must know which version it served
             if self._newer is not None:
                 self.set_voters(now_s, self._newer)
             self._start_handover(now_s)
@@ -175,12 +186,14 @@ class VoterCore:
             for voter in h.pending():
                 if now_s >= h.next_s.get(voter, now_s):
                     self._ask(now_s, voter)
+        cp.on_tick(self, now_s)
 
     def next_wake_s(self) -> float | None:
         h = self.handover or self.unsettled
-        if h is None:
-            return None
-        times = [h.next_s[v] for v in h.pending() if v in h.next_s]
+        times = [h.next_s[v] for v in h.pending() if v in h.next_s] if h is not None else []
+        compact_s = self.compaction.next_wake_s(len(self.registers), self.registers_max)
+        if compact_s is not None and self.serves and h is None:
+            times.append(compact_s)
         return min(times) if times else None
 
     # -- voter-set changes (handover.py) ------------------------------------------------
@@ -196,7 +209,7 @@ class VoterCore:
             return
         self.vset = vset
         self.sealed = max(self.sealed, vset.version)
-        self._save_meta()
+        self.save_meta()
         self._start_handover(now_s)
 
     def _start_handover(self, now_s: float) -> None:
@@ -207,15 +220,20 @@ class VoterCore:
             return
         if not vset.previous:
             self.serving = vset.version
-            self._save_meta()
+            self.save_meta()
             return
         self.handover = HandoverProgress(vset, next_s={v: now_s for v in vset.previous})
 
-    def _save_meta(self) -> None:
+    def save_meta(self) -> None:
         self._meta_unsaved = False
         record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed,
-                  "frozen": sorted(self.frozen)}  # fmt: skip
+                  "frozen": sorted(self.frozen), "horizon": self.compaction.horizon}  # fmt: skip
         self.effects.writes.append((META_TABLE, META_KEY, record))
+
+    def forget(self, pid: bytes) -> None:
+        """Drop a register (durably, with this step's reply)."""
+        if self.registers.pop(pid, None) is not None:
+            self.effects.writes.append((REGISTERS_TABLE, pid, None))
 
     def _ask(self, now_s: float, voter: NodeId) -> None:
         h = self.handover or self.unsettled
@@ -233,25 +251,28 @@ class VoterCore:
             return
         if msg.version > self.sealed:
             self.sealed = msg.version  # durable before the registers go out
-            self._save_meta()
+            self.save_meta()
         # A process frozen here is handed over to the voters of the same change (they
         # settle it alike), not on to a newer set: its result is not this voter's to give.
         # (It names them, withheld: the new voter freezes them too, rather than serve a
         # stale copy of its own.)
         hold = self.frozen if msg.version > self.serving else set()
         copies, withheld, done = page_of(self.registers, msg.after, hold)
+        horizon = self.compaction.horizon
         self.effects.sends.append(
-            (sender, Handover(msg.version, msg.after, copies, done, withheld))
+            (sender, Handover(msg.version, msg.after, copies, done, withheld, horizon))
         )
 
     def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
         if self.handover is None and self.unsettled is not None:
-            self._on_late_handover(now_s, sender, msg, self.unsettled)
+            on_late_handover(self, now_s, sender, msg, self.unsettled)
             return
         h = self.handover
-        if h is None or not _expected(h, sender, msg):
+        if h is None or not expected(h, sender, msg):
             return  # a duplicate, a stale page, or not ours
         h.withheld.update(msg.withheld)
+        if self.compaction.raise_horizon(msg.horizon):
+            self.save_meta()
         for copy in msg.copies:
             incoming = rg.from_copy(copy)
             local = self.registers.get(incoming.pid)
@@ -272,7 +293,7 @@ class VoterCore:
             self.handover = None
             self.frozen = frozen
             self.unsettled = h if frozen else None
-            self._save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
+            self.save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
             for pid in sorted(frozen):
                 self._hold_own_vote(pid, h)
             for reg in self.registers.values():  # the results it serves from now on
@@ -296,56 +317,8 @@ class VoterCore:
         if own is not None:
             self.registers[pid] = own
             self.effects.writes.append((REGISTERS_TABLE, pid, rg.to_record(own)))
-        elif self.registers.pop(pid, None) is not None:
-            self.effects.writes.append((REGISTERS_TABLE, pid, None))
-
-    def _on_late_handover(
-        self, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress
-    ) -> None:
-        """An old voter that was out answers at last: its copies of the frozen processes
-        may settle them (nothing else changes: the rest is served under the new set)."""
-        if not _expected(h, sender, msg):
-            return
-        h.withheld.update(p for p in msg.withheld if p in self.frozen)
-        for copy in msg.copies:
-            incoming = rg.from_copy(copy)
-            if incoming.pid in self.frozen and incoming.closed:
-                h.note_closed(sender, incoming, self.registers.get(incoming.pid))
-        self._paged(now_s, sender, msg, h)
-        complete, installs, frozen = h.settle()
-        if not complete:  # (asked again after a restart: not enough old voters yet)
-            return
-        installed = {r.pid for r in installs}
-        # never thawed into nothing: with no result to install, no copy and no register
-        # here (a process frozen because an old voter withheld it, asked again after a
-        # restart), it would answer UNKNOWN_PID for an acknowledged process
-        frozen |= {p for p in self.frozen - installed
-                   if p not in self.registers and not h.closed_by.get(p)}  # fmt: skip
-        thawed = self.frozen - frozen
-        self.frozen = frozen
-        told: set[bytes] = set()  # (`_put` announces a result this voter held open)
-        for reg in installs:
-            if reg.pid in thawed:
-                old = self.registers.get(reg.pid)
-                if old is None or not old.closed:
-                    told.add(reg.pid)
-                self._put(reg, now_s, Change.SETTLE)
-        for pid in sorted(thawed - installed):  # every old voter answered: none committed
-            held = self.registers.get(pid)
-            if held is None or not held.closed:  # hold a closed copy, as a handover would,
-                copies = h.closed_by.get(pid, {})  # so that split settlement can end it
-                first = next((copies[v] for v in h.vset.previous if v in copies), None)
-                if first is not None:
-                    self._put(merge_handover(held, first, now_s, self.timing), now_s,
-                              Change.SETTLE)  # fmt: skip
-                    told.add(pid)
-        for pid in sorted(thawed - told):  # the result it serves from now on
-            held = self.registers.get(pid)
-            if held is not None and held.closed:
-                self.effects.events.append(VoterCommitted(pid, rg.view(held), self.serving))
-        if not frozen:
-            self.unsettled = None
-        self._save_meta()
+        else:
+            self.forget(pid)
 
     def handles(self, msg: Any) -> bool:
         return type(msg) in _ROUTES
@@ -499,6 +472,8 @@ class VoterCore:
         if not self.has_role(sender, "submitter") or terms.submitter != sender:
             return self._verdict(pid, 0, Reason.NOT_ALLOWED, self.registers.get(pid))
         reg = self.registers.get(pid)
+        if reg is None and self.compaction.refuses(terms):
+            return self._verdict(pid, 0, Reason.COMPACTED, None)
         if reg is None and len(self.registers) >= self.registers_max:
             return self._verdict(pid, 0, Reason.FULL, None)
         new, reason = rg.submit(reg, terms, now_s)
@@ -561,6 +536,8 @@ class VoterCore:
         if change is not Change.STEP and reg.state is State.RUNNING:
             assert_full_lease(self.timing, reg, now_s, reg.lease_s, change.value)
         self.registers[reg.pid] = reg
+        if reg.closed:
+            self.compaction.saw_closed(reg.pid, now_s)
         newly = old is None or not old.closed or change is Change.SPLIT
         if self.handover is None and reg.closed and newly and reg.pid not in self.frozen:
             self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
@@ -571,12 +548,6 @@ class VoterCore:
 
     def register(self, pid: bytes) -> Register | None:
         return self.registers.get(pid)
-
-
-def _expected(h: HandoverProgress, sender: NodeId, msg: Handover) -> bool:
-    """Is `msg` the next page this handover waits for from `sender`?"""
-    return (msg.version == h.vset.version and sender in h.vset.previous
-            and sender not in h.done and msg.after == h.cursor.get(sender, b""))  # fmt: skip
 
 
 _ROUTES: dict[type, Route] = {
@@ -592,4 +563,6 @@ _ROUTES: dict[type, Route] = {
     Merge: Route(Tag.MERGE, handle=VoterCore._on_merge),
     HandoverRequest: Route(Tag.HANDOVER_REQUEST, handle=VoterCore._on_handover_request),
     Handover: Route(Tag.HANDOVER, handle=VoterCore._on_handover),
+    Compact: Route(Tag.COMPACT, handle=cp.on_compact),
+    CompactAnswer: Route(Tag.COMPACT_ANSWER, handle=cp.on_answer),
 }

@@ -21,11 +21,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus.events import (
     Cancelled,
     Closed,
+    Compacted,
     Expired,
     Granted,
     LeaseEnded,
@@ -184,12 +186,15 @@ class CancelChecker(BaseChecker):
         return found
 
 
-def lost_submissions(world: World, acked: set[bytes], commits: CommitChecker) -> list[bytes]:
+def lost_submissions(
+    world: World, acked: set[bytes], commits: CommitChecker, compacted: Set[bytes] = frozenset()
+) -> list[bytes]:
     """Acknowledged submissions no voter set holds durably at a majority (a sealed old
-    voter keeps its registers: during a handover the old set still counts)."""
+    voter keeps its registers: during a handover the old set still counts), and none
+    dropped as closed everywhere (consensus/compaction.py)."""
     lost: list[bytes] = []
     voters = sorted({i for c in commits.configs.values() for i in c})
-    for pid in sorted(acked):
+    for pid in sorted(acked - compacted):
         held = set()
         for i in voters:
             store = world.nodes[i].store
@@ -210,9 +215,16 @@ class LostSubmissions(BaseChecker):
     def __init__(self, acked: set[bytes], commits: CommitChecker) -> None:
         self.acked = acked
         self.commits = commits
+        self.compacted: set[bytes] = set()  # dropped by a voter once closed everywhere
+
+    def after_step(self, world: World) -> list[str]:
+        for _, event in world.step_events:
+            if isinstance(event, Compacted):
+                self.compacted.update(event.pids)
+        return []
 
     def at_end(self, world: World) -> list[str]:
-        lost = lost_submissions(world, self.acked, self.commits)
+        lost = lost_submissions(world, self.acked, self.commits, self.compacted)
         if not lost:
             return []
         return [f"{len(lost)} acknowledged submissions lost, e.g. {lost[0].hex()}"]

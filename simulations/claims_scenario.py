@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.claimer import ClaimerConfig
+from colonynode.consensus.compaction import RETENTION_S, Retention
 from colonynode.consensus.messages import Reason
 from colonynode.consensus.register import Timing
 from colonynode.core.effects import ProtocolCore
@@ -121,6 +122,7 @@ class ClaimsScenario(Scenario):
         "crons": 0,  # crons on an interval, fired by the NodeCores (simulations/cron_load.py)
         "cron_interval_s": 2,
         "generators": 0,  # generators with args packed through the safety phase
+        "retention_s": 0.0,  # voters drop closed registers this long after (0: 600 s)
     }
     main_series = "closes_per_s"
     headline: ClassVar[tuple[str, ...]] = (
@@ -223,6 +225,7 @@ class ClaimsScenario(Scenario):
             timing=self.timing,
             dial=False,
             lease_s=lease_s,
+            retention=Retention.of(self.param_float("retention_s") or RETENTION_S),
             planted_bug=self.param_str("planted_bug"),
         )
         identity_of = {x.node_id: x for x in self.identities}
@@ -255,7 +258,8 @@ class ClaimsScenario(Scenario):
         self.commits = CommitChecker(self.voter_indexes)
         for checker in (self.commits, self.leases, self.scheduling):
             world.add_checker(checker)
-        world.add_checker(LostSubmissions(self.acked, self.commits))
+        self.lost = LostSubmissions(self.acked, self.commits)
+        world.add_checker(self.lost)
         world.add_checker(CancelChecker(self.submitter_of, self.owner))
         self.rng = world.rng_for("claims")
         self.cancel_rng = world.rng_for("cancels")  # its own stream: the rest is unchanged
@@ -504,8 +508,11 @@ class ClaimsScenario(Scenario):
         return {
             "double_commits": len(self.commits.doubles),
             "overlapping_leases": self.leases.overlaps,
-            "lost_submissions": len(lost_submissions(world, self.acked, self.commits)),
+            "lost_submissions": len(
+                lost_submissions(world, self.acked, self.commits, self.lost.compacted)
+            ),
             "unfinished_after_liveness": len(self._unfinished()),
+            "compacted": len(self.lost.compacted),  # processes some voter dropped closed
             "submissions": self.submitted,
             "submissions_acked": len(self.acked),
             "claims_committed": self.granted,

@@ -76,6 +76,16 @@ class Closing:
 
         self.host.lease(lrq.ReadRegister(pid), done)
 
+    def compacted(self, pids: tuple[bytes, ...], views: tuple[Any, ...]) -> None:
+        """This node's voter dropped these closed registers (consensus/compaction.py):
+        a result its view has not heard of is announced now (nobody can read it later;
+        its closing record was lost with the node that committed it)."""
+        for pid, view in zip(pids, views, strict=True):
+            state = self.book.state_of(pid)
+            if state is not None and not state.closed:
+                self.counters["settled"] += 1
+                self.announce_close(pid, State(view.state), view.output, [], 0, None, view)
+
     def expire(self, pid: bytes) -> None:
         """Close FAILED a process whose retries or wait time ran out (any node may)."""
 

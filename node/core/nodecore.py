@@ -33,6 +33,7 @@ from colonynode.consensus import events as lev
 from colonynode.consensus import messages as lm
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.claimer import ClaimerConfig
+from colonynode.consensus.compaction import Retention
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
@@ -59,7 +60,7 @@ from colonynode.node.core.fs import FS_KIND, FsIndex
 from colonynode.node.core.generators import GENERATOR_KIND, Generators
 from colonynode.node.core.membership import Membership
 from colonynode.node.core.messages import ROSTER_CODEC
-from colonynode.node.core.processes import LOG_KIND, PROCESS_KIND, ProcessBook
+from colonynode.node.core.processes import LOG_KIND, PROCESS_KIND, RETENTION_S, ProcessBook
 from colonynode.node.core.requests import Answer, Request
 from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
@@ -71,6 +72,7 @@ __all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of"]
 PUMP_ROUNDS_MAX = 64  # rounds of one take_effects; more means parts keep waking each other
 TIMERS_MAX = 200_000  # pending timers (long-polls, rounds, sweeps)
 CALLBACKS_MAX = 200_000  # lease and DHT requests in flight for this node's own purposes
+COMPACT_EVERY_S = 60.0  # how often the process view compacts what closed past its retention
 
 CHANNELS: dict[type, str] = {}
 for _name, _codec in (
@@ -111,6 +113,8 @@ class NodeConfig:
     dht: DhtConfig = field(default_factory=DhtConfig)
     claimer: ClaimerConfig = field(default_factory=ClaimerConfig)
     timing: Timing = field(default_factory=Timing)
+    retention: Retention = field(default_factory=Retention)  # of closed registers (voters)
+    view_retention_s: float = RETENTION_S  # of closed processes' details in the view
     dial: bool = True  # plan dials (the simulator connects nodes itself)
     lease_s: float = 10.0  # the lease the scheduler claims for its executors' runs
     planted_bug: str = ""  # the simulator's checkers' tests only (consensus/voter.py)
@@ -172,6 +176,7 @@ class NodeCore:
             has_role=m.has_role,
             config=config.claimer,
             timing=config.timing,
+            retention=config.retention,
             planted_bug=config.planted_bug,
         )
         self.dht = DhtCore(
@@ -260,6 +265,7 @@ class NodeCore:
             self.crons.started = self.generators.started = True
             self.crons.replan()
             self.generators.replan()
+            self.at(now_s + self._compact_every_s(), self._compact_view)
         for name, core in self._cores.items():
             wake = self._wakes[name]
             if wake is not None and wake <= now_s:
@@ -349,6 +355,13 @@ class NodeCore:
         handle = _EVENTS[name]
         for event in fx.events:
             handle(self, event)
+
+    def _compact_every_s(self) -> float:
+        return min(COMPACT_EVERY_S, max(self.config.view_retention_s / 2, 1.0))
+
+    def _compact_view(self, now_s: float) -> None:
+        self.at(now_s + self._compact_every_s(), self._compact_view)
+        self.book.compact(self.unix_ns(), self.config.view_retention_s)
 
     # -- what the parts use -----------------------------------------------------------
 
@@ -459,6 +472,8 @@ class NodeCore:
             self.scheduler.on_lease_ended(event)  # (a packed arg's is no run's)
         elif isinstance(event, lev.Registered) and event.terms.record:
             self._keep_submission(event.terms.record)
+        elif isinstance(event, lev.Compacted):
+            self.scheduler.closing.compacted(event.pids, event.views)
         self._fx.events.append(event)  # for the simulator's checkers
 
     def _keep_submission(self, record: bytes) -> None:
@@ -529,6 +544,7 @@ class NodeCore:
             "crons": {"defined": len(self.crons.crons), **self.crons.counters},
             "generators": {"defined": len(self.generators.generators), **self.generators.counters},
             "voters_auto": self.auto_voters.status(),
+            "retention": self._retention_status(),
             "fs": {
                 "labels": len(self.fs.labels),
                 "snapshots": len(self.fs.snapshots),
@@ -536,6 +552,14 @@ class NodeCore:
             },
             "counters": dict(self.counters),
         }
+
+    def _retention_status(self) -> dict[str, int]:
+        """What the view and this node's voter hold, and what compaction took."""
+        voter, book = self.consensus.voter, self.book
+        return {"view": len(book), "view_compacted": book.compacted,
+                "view_forgotten_open": book.forgotten_open, "registers": len(voter.registers),
+                "registers_dropped": voter.compaction.dropped,
+                "compacted_submits_refused": voter.compaction.refused}  # fmt: skip
 
     def name(self) -> str:
         me = self.membership.member(self.node_id)

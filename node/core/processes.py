@@ -32,6 +32,7 @@ import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from colonynode.consensus.messages import ProcessTerms
@@ -70,7 +71,8 @@ ATTRIBUTE_KIND = "process-attribute"
 ANNOUNCED_KINDS = (RELEASED_KIND, RUNNING_KIND, CLOSED_KIND)  # batched, published in this order
 ANNOUNCE_ITEMS_MAX = 64  # processes one announcement record names
 ANNOUNCE_BYTES_MAX = 64 * 1024  # about this much of them (outputs) in one record
-PROCESSES_MAX = 100_000  # processes held in the view; the oldest are forgotten first
+PROCESSES_MAX = 100_000  # processes held in the view; the oldest closed are forgotten first
+RETENTION_S = 3600.0  # a process closed longer ago keeps only its outcome here (`compact`)
 RUNNING_QUIET_S = 10.0  # after hearing a process started, leave it to its holder this long
 OWN_CLAIM_KEY = "submitterclaims"  # a submission record's flag: its submitter claims it
 OWN_CLAIM_QUIET_S = 1.0  # ... so others leave it this long (a claim's timeout) first
@@ -144,6 +146,12 @@ class ProcessBook:
         self.me = me  # this node: its own records' hints are not for it
         self._procs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._open: dict[bytes, None] = {}  # pids not closed, in arrival order
+        # closed pids in the order they closed here: the first forgotten when full; and
+        # those not compacted yet, with their end time (unix ns; 0: not known yet)
+        self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self._whole: OrderedDict[bytes, int] = OrderedDict()
+        self.forgotten_open = 0  # open processes forgotten because the view was full
+        self.compacted = 0
         # The open processes whose spec is known, by (priority time, pid): a claim round
         # reads the head of the queue, not all of it.
         self._queue: list[tuple[int, bytes]] = []
@@ -188,7 +196,13 @@ class ProcessBook:
             entry = self._procs[pid] = {"state": State.WAITING}
             self._open[pid] = None
             while len(self._procs) > PROCESSES_MAX:
-                evicted, old = self._procs.popitem(last=False)
+                if self._closed:
+                    evicted = self._closed.popitem(last=False)[0]
+                    old = self._procs.pop(evicted)
+                    self._whole.pop(evicted, None)
+                else:  # every process held is open: the oldest goes (counted)
+                    evicted, old = self._procs.popitem(last=False)
+                    self.forgotten_open += 1
                 self._open.pop(evicted, None)
                 self._dequeue(old)
         return entry
@@ -291,6 +305,10 @@ class ProcessBook:
             if entry["state"].closed:
                 self._open.pop(pid, None)
                 self._dequeue(entry)
+                if pid not in self._closed:
+                    self._closed[pid] = None
+                    end_ns = body.get("end_ns")
+                    self._whole[pid] = end_ns if type(end_ns) is int else 0
             for key in ("output", "errors", "epoch", "retries", "executor", "end_ns", "start_ns"):
                 if key in body:
                     entry[key] = body[key]
@@ -310,6 +328,30 @@ class ProcessBook:
             return
         if self.on_change is not None:
             self.on_change(pid)
+
+    def compact(self, now_ns: int, retention_s: float = RETENTION_S) -> int:
+        """Processes closed more than `retention_s` ago keep their outcome, output,
+        errors, times and the small part of their spec; their arguments, environment,
+        logs index and attributes go. Returns how many were compacted."""
+        horizon_ns = now_ns - int(retention_s * 1e9)
+        n = 0
+        for pid, end_ns in list(self._whole.items()):
+            if end_ns == 0:  # its end time was not said: its retention starts now
+                self._whole[pid] = now_ns
+                continue
+            if end_ns > horizon_ns:
+                break  # (closing order is about end order; a later one waits a pass)
+            del self._whole[pid]
+            entry = self._procs[pid]
+            spec = entry.get("spec")
+            if spec is not None:
+                entry["spec"] = replace(spec, args=(), kwargs={}, fs={}, env={}, channels=())
+            for key in ("logs", "attributes", "input", "busy_until_s", "arrived_s"):
+                entry.pop(key, None)
+            entry["compacted"] = True
+            n += 1
+        self.compacted += n
+        return n
 
     # -- workflows ----------------------------------------------------------------------
 
@@ -501,4 +543,6 @@ class ProcessBook:
             "generatorid": entry.get("generatorid"),
             "initiator": entry.get("initiator"),
         }
+        if entry.get("compacted"):
+            out["compacted"] = True  # past the view's retention: outcome only
         return out

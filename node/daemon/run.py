@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from colonynode.consensus.compaction import Retention
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.identity import Identity
@@ -80,6 +81,8 @@ class Node:
             name=settings.name,
             colony=settings.colony or "",
             bootstrap=tuple(settings.bootstrap),
+            retention=Retention.of(settings.retention_s),
+            view_retention_s=settings.view_retention_s,
         )
         self.core = NodeCore(
             identity, store, random.Random(secrets.randbits(64)), unix_ns=time.time_ns,

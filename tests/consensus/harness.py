@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 from colonynode.consensus import ClaimerConfig, ConsensusCore, Timing
+from colonynode.consensus.compaction import Retention
 from colonynode.consensus.voter import HasRole
 from colonynode.core.ids import NodeId
 from colonynode.simulations.stepped import InFlight, SteppedNet
@@ -81,7 +82,9 @@ class Colony:
         rates: dict[int, float] | None = None,
         planted_bug: str = "",
         has_role: HasRole | None = None,
+        retention: Retention | None = None,
     ) -> None:
+        self.retention = retention
         self.has_role: HasRole = has_role or (lambda node, role: True)
         self.voter_ids = tuple(nid(i) for i in range(voters))
         self.config = config or ClaimerConfig(lease_s=2.0)
@@ -99,6 +102,7 @@ class Colony:
             has_role=self.has_role,
             config=self.config if i >= len(self.voter_ids) else ClaimerConfig(lease_s=2.0),
             timing=TIMING,
+            retention=self.retention,
             planted_bug=self.planted_bug,
         )
 

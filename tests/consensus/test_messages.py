@@ -12,6 +12,8 @@ from colonynode.consensus.messages import (
     Claim,
     ClaimItem,
     Close,
+    Compact,
+    CompactAnswer,
     Expire,
     Handover,
     HandoverRequest,
@@ -58,6 +60,9 @@ MESSAGES: list[Any] = [
     Claim((ClaimItem(b"a", 1),), 2.5, "", 7),
     Cancel(b"pid", State.CANCELLED),
     Cancel(b"pid", State.FAILED, ("parent p0 failed",), 2),
+    Handover(2, b"", (), True, (b"frozen",), 1_700_000_000_000_000_000),
+    Compact(3, (b"p1", b"p2"), 1_700_000_000_000_000_000, (b"r1" * 4, b"r2" * 4)),
+    CompactAnswer(3, (b"p1",)),
     Reply(Tag.CANCEL, (Verdict(b"pid", 0, Reason.BAD_STATE, None),), 0, 2),
     Merge(RegisterCopy(TERMS, State.CANCELLED, 4, None, 2.0, 1, None, ("cancelled",))),
 ]

@@ -22,6 +22,8 @@ from colonynode.consensus.messages import (
     Claim,
     ClaimItem,
     Close,
+    Compact,
+    CompactAnswer,
     Expire,
     Handover,
     HandoverRequest,
@@ -72,6 +74,8 @@ SAMPLES: dict[type, Any] = {
     Merge: Merge(RegisterCopy(TERMS, State.SUCCESS, 1, EXE, LEASE_S, 0, "o", ()), 1),
     HandoverRequest: HandoverRequest(2, b""),
     Handover: Handover(2, b"", (), True),
+    Compact: Compact(1, (PID,), 5, (b"12345678",)),
+    CompactAnswer: CompactAnswer(1, (PID,)),
     Reply: Reply(Tag.READ, ()),
 }
 REPLIES = (Reply,)  # voter -> claimer: the claimer's to handle

@@ -98,3 +98,38 @@ def test_list_filters_and_pages_newest_first() -> None:
     assert [p["processid"] for p in even] == [pids[i].hex() for i in (6, 4, 2, 0)]
     page = book.list(None, 2, offset=2)
     assert [p["processid"] for p in page] == [pids[4].hex(), pids[3].hex()]
+
+
+def test_a_closed_process_keeps_only_its_outcome_after_the_retention() -> None:
+    book = ProcessBook()
+    submit(book, A, args=[1, "big"], env={"K": "v"})
+    book.on_record(ME, LOG_KIND, {"processid": A.hex()}, seq=7)
+    book.on_record(ME, ATTRIBUTE_KIND, {"processid": A.hex(), "key": "k", "value": 1})
+    book.on_record(ME, CLOSED_KIND, {"processid": A.hex(), "state": "SUCCESS",
+                                     "output": [42], "end_ns": 10 * 10**9})  # fmt: skip
+    submit(book, B)  # open: never compacted
+    assert book.compact(now_ns=15 * 10**9, retention_s=10.0) == 0  # 5 s after: kept whole
+    assert book.compact(now_ns=21 * 10**9, retention_s=10.0) == 1
+    view = book.get(A)
+    assert view is not None and view["compacted"] is True
+    assert view["state"] == "SUCCESS" and view["output"] == [42]
+    assert view["spec"]["funcname"] == "f" and view["spec"]["args"] == []
+    assert view["spec"]["env"] == {} and view["attributes"] == [] and book.log_index(A) == []
+    assert "compacted" not in (book.get(B) or {})
+    assert book.compact(now_ns=99 * 10**9, retention_s=10.0) == 0  # once
+
+
+def test_a_full_view_forgets_the_oldest_closed_process_not_an_open_one(monkeypatch: Any) -> None:
+    import colonynode.node.core.processes as processes
+
+    monkeypatch.setattr(processes, "PROCESSES_MAX", 3)
+    book = ProcessBook()
+    submit(book, A)  # the oldest, and open
+    submit(book, B)
+    close(book, B, "SUCCESS", [1])
+    submit(book, C)
+    submit(book, b"\xdd" * 16)  # one too many
+    assert book.state_of(B) is None  # the closed one went
+    assert book.state_of(A) is State.WAITING and book.forgotten_open == 0
+    submit(book, b"\xee" * 16)  # every one held is open now: the oldest goes, counted
+    assert book.state_of(A) is None and book.forgotten_open == 1

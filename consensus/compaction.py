@@ -1,0 +1,262 @@
+"""Compaction: a voter drops the closed registers it no longer needs (docs/consensus.md).
+
+A closed register matters to the voters for a while after the close: a retransmitted
+close or claim is answered from it, and a voter-set change hands it over. The outcome
+and output live on in every node's process view (gossip), so a voter drops a closed
+register `retention_s` after it saw it closed (its own monotonic time; a restart counts
+as seeing it anew), or after `pressed_s` once it holds `pressed_fraction` of
+`registers_max`. Without this a voter that had taken `registers_max` submissions
+refused every new one (FULL) for good.
+
+Dropping must not let the process run again. A register comes back only three ways: a
+`Submit` (the submitter's, retransmitted late), a `Merge` (repair) and a handover page,
+the last two only from a voter that holds it. So a voter drops a register only when:
+
+- **Every voter of its set holds the same result, or nothing.** Before it drops closed
+  registers, a voter asks every other voter of the set it serves (`Compact`, with a
+  digest of each result); each answers which of them it holds closed with that result
+  or not at all (`CompactAnswer`), and one that holds one open, or closed otherwise, is
+  sent this voter's closed copy (a `Merge`: it closes an open one; two results go to
+  split settlement, split.py). Only once every other voter said so for a pid is it
+  dropped here. So no handover page of this set, and no repair from it, can carry the
+  process open again: a page or a copy comes from a voter of the set, and none holds it
+  open (a set change stops the round: answers name the version they were given under).
+  And the result is one: the voter's node announces it if its view has not heard it
+  (`Compacted.views`: nobody could read it afterwards). A pid not agreed on after
+  ASKS_MAX asks waits another retention (a voter that is down holds up compaction until
+  it is back or replaced: voters auto replaces it after its grace; a pinned set with a
+  voter down for long fills to `registers_max` and refuses FULL, as before).
+- **The horizon**, against a late `Submit`. Each register's terms carry `seq`, the
+  submitter's wall-clock time of the submission (ns). A voter keeps a horizon: the
+  highest `seq` among the registers it dropped or was asked about (`Compact.horizon`,
+  raised before it answers, durable with its answer; a new voter takes the highest of
+  its handover pages'). A `Submit` of a pid it does not hold with `seq` at or below its
+  horizon is refused COMPACTED. Every pid dropped anywhere has its `seq` at or below the
+  horizon of every voter of the set before it is dropped, so a late `Submit` of it
+  (a submitter paused with the frame queued) finds no voter to take it, and with no
+  open copy anywhere, no repair or page can make one. The cost: a submitter whose clock
+  is behind another submitter's by more than the retention (at least `pressed_s`) is
+  refused COMPACTED. Merges and handover pages are taken whatever their `seq` (the
+  voters' repair of an old open process must go on: the claims scenario under chaos
+  stalled on one when merges were refused too).
+
+Part of the voter: pure functions of the voter's state, no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from colonynode.consensus import register as rg
+from colonynode.consensus.events import Compacted
+from colonynode.consensus.messages import (
+    COMPACT_PIDS_MAX,
+    Compact,
+    CompactAnswer,
+    Merge,
+    ProcessTerms,
+    RegisterView,
+)
+from colonynode.consensus.register import Register
+from colonynode.core.ids import NodeId
+
+if TYPE_CHECKING:
+    from colonynode.consensus.voter import VoterCore
+
+__all__ = ["ASKS_MAX", "ASK_AGAIN_S", "PRESSED_S", "RETENTION_S", "Compaction", "Retention"]
+
+ASK_AGAIN_S = 2.0  # a Compact not answered by every voter is asked again after this
+ASKS_MAX = 5  # ... this many times; the pids not agreed on then wait another retention
+RETENTION_S = 600.0  # a closed register is kept this long after this voter saw it closed
+PRESSED_S = 60.0  # ... or this long, once the table is pressed_fraction full
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a voter keeps a closed register (see the module docstring).
+
+    The defaults: a process closed ten minutes ago is long past any retransmission, and
+    every node's view holds its outcome; under pressure, one minute (the submitters'
+    clocks must then agree within about a minute, as NTP keeps them)."""
+
+    retention_s: float = RETENTION_S
+    pressed_s: float = PRESSED_S
+    pressed_fraction: float = 0.75
+
+    def __post_init__(self) -> None:
+        assert 0.0 <= self.pressed_s <= self.retention_s, "pressed_s within retention_s"
+        assert 0.0 < self.pressed_fraction <= 1.0
+
+    @classmethod
+    def of(cls, retention_s: float) -> Retention:
+        """`retention_s` (a node's setting), pressed no shorter than the default's
+        one minute, unless the retention itself is shorter."""
+        retention_s = max(retention_s, 0.0)
+        return cls(retention_s, min(retention_s, PRESSED_S))
+
+
+@dataclass(slots=True)
+class Compaction:
+    """One voter's compaction: when its closed registers closed, and the round under way."""
+
+    retention: Retention = field(default_factory=Retention)
+    horizon: int = 0  # durable in the voter's meta record
+    # closed registers held here, in the order this voter saw them closed: pid -> when
+    closed_s: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
+    # the round under way: the pids asked about, and the voters that said "not open"
+    asked: dict[bytes, set[NodeId]] = field(default_factory=dict)
+    asked_version: int = 0
+    asks: int = 0
+    ask_again_s: float = 0.0
+    dropped: int = 0
+    refused: int = 0  # Submits and Merges refused by the horizon
+
+    def saw_closed(self, pid: bytes, now_s: float) -> None:
+        if pid not in self.closed_s:
+            self.closed_s[pid] = now_s
+
+    def refuses(self, terms: ProcessTerms) -> bool:
+        """A pid not held here, at or below the horizon: it may be one dropped."""
+        refused = self.horizon > 0 and terms.seq <= self.horizon
+        self.refused += refused
+        return refused
+
+    def raise_horizon(self, seq: int) -> bool:
+        if seq <= self.horizon:
+            return False
+        self.horizon = seq
+        return True
+
+    def next_wake_s(self, registers: int, registers_max: int) -> float | None:
+        if self.asked:
+            return self.ask_again_s
+        if not self.closed_s:
+            return None
+        first = next(iter(self.closed_s.values()))
+        return first + self._keep_s(registers, registers_max)
+
+    def _keep_s(self, registers: int, registers_max: int) -> float:
+        r = self.retention
+        pressed = registers >= r.pressed_fraction * registers_max
+        return r.pressed_s if pressed else r.retention_s
+
+    def due(self, voter: VoterCore, now_s: float) -> list[bytes]:
+        """The closed registers past their retention, oldest first (at most one Compact's
+        worth); entries no longer closed here are forgotten on the way."""
+        keep_s = self._keep_s(len(voter.registers), voter.registers_max)
+        out: list[bytes] = []
+        for pid, closed_s in list(self.closed_s.items()):
+            if now_s - closed_s < keep_s or len(out) >= COMPACT_PIDS_MAX:
+                break
+            reg = voter.registers.get(pid)
+            if reg is None or not reg.closed:
+                del self.closed_s[pid]
+            elif pid not in voter.frozen:
+                out.append(pid)
+        return out
+
+
+# -- the voter's side: asking, answering, dropping ---------------------------------------
+
+
+def on_tick(voter: VoterCore, now_s: float) -> None:
+    """Start a round for the registers past retention, or ask again the voters out."""
+    c = voter.compaction
+    if not voter.serves or voter.handover is not None or voter.unsettled is not None:
+        c.asked.clear()  # a set change (or a frozen process) stops the round
+        return
+    if c.asked and c.asked_version != voter.serving:
+        c.asked.clear()
+    if c.asked and now_s >= c.ask_again_s and c.asks >= ASKS_MAX:
+        for pid in sorted(c.asked):  # not agreed on: try again a retention later
+            if c.closed_s.pop(pid, None) is not None:
+                c.closed_s[pid] = now_s
+        c.asked.clear()
+    if c.asked:
+        if now_s >= c.ask_again_s:
+            _ask(voter, now_s, sorted(c.asked))
+        return
+    pids = c.due(voter, now_s)
+    if not pids:
+        return
+    others = [v for v in voter.vset.voters if v != voter.node_id]
+    if not others:  # a voter alone: nobody else could hold a copy
+        _drop(voter, pids)
+        return
+    c.asked = {pid: set() for pid in pids}
+    c.asked_version = voter.serving
+    c.asks = 0
+    _ask(voter, now_s, pids)
+
+
+def result_of(reg: Register) -> bytes:
+    """A digest of a closed register's result (what split.py compares: commit_key)."""
+    key = repr(rg.commit_key(rg.view(reg))).encode()
+    return hashlib.blake2b(key, digest_size=8).digest()
+
+
+def _ask(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
+    c = voter.compaction
+    c.asks += 1
+    c.ask_again_s = now_s + ASK_AGAIN_S
+    held = [p for p in pids if p in voter.registers]
+    horizon = max((voter.registers[p].terms.seq for p in held), default=0)
+    results = tuple(result_of(voter.registers[p]) for p in held)
+    for to in voter.vset.voters:
+        if to != voter.node_id and any(to not in c.asked[p] for p in held):
+            voter.effects.sends.append((to, Compact(voter.serving, tuple(held), horizon, results)))
+
+
+def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> None:
+    """Another voter of this set asks which of `msg.pids` this voter holds open."""
+    if not voter.serves or msg.version != voter.serving or sender not in voter.vset.voters:
+        return
+    if voter.compaction.raise_horizon(msg.horizon):
+        voter.save_meta()  # durable with the answer (it is sent after the writes)
+    same = tuple(
+        pid for pid, result in zip(msg.pids, msg.results, strict=True)
+        if pid not in voter.frozen and ((r := voter.registers.get(pid)) is None
+                                        or (r.closed and result_of(r) == result))
+    )  # fmt: skip
+    voter.effects.sends.append((sender, CompactAnswer(msg.version, same)))
+
+
+def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer) -> None:
+    """A voter's answer: count it; send the closed copy to one that holds it open (or
+    closed otherwise); drop what every other voter holds the same or not at all."""
+    c = voter.compaction
+    if msg.version != c.asked_version or msg.version != voter.serving or not c.asked:
+        return
+    said = set(msg.pids)
+    for pid, voters in c.asked.items():
+        if pid in said:
+            voters.add(sender)
+        elif (reg := voter.registers.get(pid)) is not None and reg.closed:
+            voter.effects.sends.append((sender, Merge(rg.to_copy(reg), voter.serving)))
+    others = {v for v in voter.vset.voters if v != voter.node_id}
+    done = sorted(pid for pid, voters in c.asked.items() if voters >= others)
+    for pid in done:
+        del c.asked[pid]
+    _drop(voter, done)
+
+
+def _drop(voter: VoterCore, pids: list[bytes]) -> None:
+    c = voter.compaction
+    dropped: list[bytes] = []
+    views: list[RegisterView] = []
+    for pid in pids:
+        reg = voter.registers.get(pid)
+        c.closed_s.pop(pid, None)
+        if reg is None or not reg.closed or pid in voter.frozen:
+            continue
+        c.raise_horizon(reg.terms.seq)
+        voter.forget(pid)
+        dropped.append(pid)
+        views.append(rg.view(reg))
+    if dropped:
+        c.dropped += len(dropped)
+        voter.save_meta()
+        voter.effects.events.append(Compacted(tuple(dropped), voter.serving, tuple(views)))

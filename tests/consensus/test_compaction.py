@@ -1,0 +1,199 @@
+"""Compaction (consensus/compaction.py): voters drop closed registers once no voter of
+their set holds them open, and nothing dropped runs again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from colonynode.consensus import Outcome, ProcessTerms, Reason, State
+from colonynode.consensus.compaction import ASK_AGAIN_S, ASKS_MAX, Retention
+from colonynode.consensus.events import Compacted, Granted, Submitted
+from colonynode.consensus.messages import Close, Compact, Merge, RegisterCopy
+from colonynode.consensus.requests import ClaimLeases, CloseProcess, SubmitProcess
+from colonynode.consensus.voter import META_KEY, META_TABLE, REGISTERS_TABLE
+from tests.consensus.harness import Colony, nid
+
+RETENTION = Retention(retention_s=30.0, pressed_s=5.0, pressed_fraction=0.75)
+C1 = 3  # the claimer node of a 3-voter colony
+VOTERS = (0, 1, 2)
+
+
+def submit(colony: Colony, pid: bytes, seq: int) -> list[Submitted]:
+    terms = ProcessTerms(pid, nid(C1), seq=seq)
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    return [e for e in colony.events(C1, Submitted) if e.pid == pid]
+
+
+def run_to_success(colony: Colony, pid: bytes, seq: int, drop: Any = None) -> None:
+    assert submit(colony, pid, seq)[-1].acked
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((pid,))))
+    colony.deliver()
+    assert any(e.pid == pid for e in colony.events(C1, Granted))
+    colony.call(C1, lambda c, t: c.request(t, CloseProcess(pid, Outcome.SUCCESS, "out")))
+    colony.deliver(drop=drop)
+
+
+def held(colony: Colony, voter: int, pid: bytes) -> bool:
+    return colony.core(voter).voter.register(pid) is not None
+
+
+def wait(colony: Colony, seconds: float, step_s: float = 1.0) -> None:
+    """Let `seconds` pass in steps, delivering what each tick sends."""
+    for _ in range(int(seconds / step_s)):
+        colony.advance(step_s)
+        colony.deliver()
+
+
+def test_a_closed_register_is_dropped_everywhere_after_its_retention() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"p", seq=1_000)
+    wait(colony, RETENTION.retention_s - 2)
+    assert all(held(colony, v, b"p") for v in VOTERS)  # not before its time
+    wait(colony, 2 + 2 * ASK_AGAIN_S)
+    for v in VOTERS:
+        assert not held(colony, v, b"p")
+        assert colony.nodes[v].store.durable_get(REGISTERS_TABLE, b"p") is None
+        assert colony.core(v).voter.compaction.horizon == 1_000
+        assert [e.pids for e in colony.events(v, Compacted)] == [(b"p",)]
+
+
+def test_nothing_is_dropped_while_a_voter_is_down_and_then_once_it_answers() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"p", seq=1_000)
+    colony.crash(2)
+    wait(colony, RETENTION.retention_s + 5 * ASK_AGAIN_S)
+    assert held(colony, 0, b"p") and held(colony, 1, b"p")  # voter 2 did not say
+    colony.restart(2)
+    wait(colony, RETENTION.retention_s + 3 * ASK_AGAIN_S)
+    assert not any(held(colony, v, b"p") for v in VOTERS)
+
+
+def test_a_voter_that_holds_it_open_is_sent_the_close_and_only_then_is_it_dropped() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+
+    def no_close_to_2(src: Any, dst: Any, msg: Any) -> bool:  # nor the repair after it
+        return isinstance(msg, (Close, Merge)) and dst == 2
+
+    run_to_success(colony, b"p", seq=1_000, drop=no_close_to_2)
+    open_at_2 = colony.core(2).voter.register(b"p")
+    assert open_at_2 is not None and open_at_2.state is State.RUNNING
+    answers: list[tuple[int, bool]] = []  # (asker, voter 2 still open when it answered)
+
+    def watch(src: Any, dst: Any, msg: Any) -> bool:
+        if isinstance(msg, Compact) and dst == 2:
+            reg = colony.core(2).voter.register(b"p")
+            answers.append((src, reg is not None and not reg.closed))
+        return False
+
+    for _ in range(int(RETENTION.retention_s + 4 * ASK_AGAIN_S)):
+        colony.advance(1.0)
+        colony.deliver(drop=watch)
+    assert answers[0][1], "voter 2 was asked while it held the process open"
+    assert not held(colony, 0, b"p") and not held(colony, 1, b"p")
+    at_2 = colony.core(2).voter.register(b"p")  # closed by the asker's Merge first
+    assert at_2 is not None and at_2.state is State.SUCCESS and at_2.output == "out"
+    wait(colony, RETENTION.retention_s)  # its own retention, from when it saw it closed
+    assert not held(colony, 2, b"p")
+
+
+def test_a_late_submit_of_a_dropped_process_is_refused_compacted_and_a_new_one_taken() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"p", seq=1_000)
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    late = submit(colony, b"p", seq=1_000)[-1]
+    assert not late.acked and late.reason is Reason.COMPACTED
+    assert not any(held(colony, v, b"p") for v in VOTERS)
+    assert submit(colony, b"q", seq=2_000)[-1].acked
+
+
+def test_repair_of_an_old_open_process_goes_on_below_the_horizon() -> None:
+    """Voter 0 missed an acknowledged submission older than the horizon: the repair
+    that gives it a copy is taken (the claims scenario under chaos stalled when it
+    was refused)."""
+    colony = Colony(claimers=1, retention=RETENTION)
+    assert submit(colony, b"old", seq=500)[-1].acked
+    colony.core(0).voter.forget(b"old")  # as if it had missed the Submit
+    colony.core(0).take_effects()
+    run_to_success(colony, b"p", seq=1_000)
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    assert colony.core(0).voter.compaction.horizon == 1_000 and not held(colony, 0, b"old")
+    copy = RegisterCopy(ProcessTerms(b"old", nid(C1), seq=500), State.WAITING, 0, None, 0.0, 0)
+    colony.inflight.append((1, 0, Merge(copy, colony.core(0).voter.serving)))
+    colony.deliver()
+    assert held(colony, 0, b"old")
+
+
+def test_the_horizon_and_the_retention_survive_a_restart() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"p", seq=1_000)
+    run_to_success(colony, b"q", seq=900)
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    assert colony.nodes[0].store.durable_get(META_TABLE, META_KEY)["horizon"] == 1_000
+    colony.crash(0)
+    colony.restart(0)
+    colony.tick(0)
+    assert colony.core(0).voter.compaction.horizon == 1_000
+    run_to_success(colony, b"r", seq=3_000)
+    colony.crash(1)
+    colony.restart(1)  # its retention of r starts again from its restart
+    wait(colony, RETENTION.retention_s - 2)
+    assert held(colony, 1, b"r")
+
+
+def test_under_pressure_closed_registers_go_after_the_shorter_retention() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    for v in VOTERS:
+        colony.core(v).voter.registers_max = 4
+    for i in range(3):  # 3 of 4: past the pressed fraction
+        run_to_success(colony, bytes([i + 1]), seq=1_000 + i)
+    wait(colony, RETENTION.pressed_s + 2 * ASK_AGAIN_S)
+    assert not any(held(colony, v, bytes([1])) for v in VOTERS)
+    assert submit(colony, b"x", seq=5_000)[-1].acked  # room again, not FULL
+
+
+def test_open_registers_are_never_dropped() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    for v in VOTERS:
+        colony.core(v).voter.registers_max = 2
+    assert submit(colony, b"a", seq=1)[-1].acked
+    assert submit(colony, b"b", seq=2)[-1].acked
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    assert all(held(colony, v, p) for v in VOTERS for p in (b"a", b"b"))
+    full = submit(colony, b"c", seq=3)[-1]
+    assert not full.acked and full.reason is Reason.FULL
+
+
+def test_a_voter_alone_drops_without_asking() -> None:
+    colony = Colony(voters=1, claimers=1, retention=RETENTION)
+    pid = b"p"
+    terms = ProcessTerms(pid, nid(1), seq=7)
+    colony.call(1, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    colony.call(1, lambda c, t: c.request(t, ClaimLeases((pid,))))
+    colony.deliver()
+    colony.call(1, lambda c, t: c.request(t, CloseProcess(pid, Outcome.SUCCESS, "out")))
+    colony.deliver()
+    asked: list[Any] = []
+    for _ in range(int(RETENTION.retention_s + 2)):
+        colony.advance(1.0)
+        colony.deliver(drop=lambda s, d, m: asked.append(m) if isinstance(m, Compact) else False)
+    assert not held(colony, 0, pid) and not asked
+
+
+def test_voters_that_hold_two_results_keep_them_and_ask_again_a_retention_later() -> None:
+    """A split (one voter closed it otherwise, split.py): dropping would leave its
+    result to whichever copy survives, so nobody drops it."""
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"p", seq=1_000)
+    at_2 = colony.core(2).voter.registers[b"p"]
+    colony.core(2).voter.registers[b"p"] = replace(at_2, state=State.FAILED, holder=None)
+    compacts: list[float] = []
+    for _ in range(int(RETENTION.retention_s + (ASKS_MAX + 2) * ASK_AGAIN_S)):
+        colony.advance(1.0)
+        colony.deliver(drop=lambda s, d, m: bool(compacts.append(colony.t))
+                       if isinstance(m, Compact) and s == 0 else False)  # fmt: skip
+    assert all(held(colony, v, b"p") for v in VOTERS)
+    assert len(set(compacts)) == ASKS_MAX  # then it waits: no asking forever
+    assert not colony.events(0, Compacted)
