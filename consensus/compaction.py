@@ -183,7 +183,8 @@ def on_tick(voter: VoterCore, now_s: float) -> None:
     if not pids:
         return
     others = [v for v in voter.vset.voters if v != voter.node_id]
-    if not others:  # a voter alone: nobody else could hold a copy
+    if not others or voter.planted_bug == "compact_unasked":  # (alone: nobody else could
+        _drop(voter, pids)  # hold a copy; the bug: the simulator's checkers' test)
         _drop(voter, pids)
         return
     c.asked = {pid: set() for pid in pids}

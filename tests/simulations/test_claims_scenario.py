@@ -256,3 +256,22 @@ def test_the_cron_checker_catches_a_tick_fired_twice_and_an_arg_used_twice(
         if any(caught in v.message for v in result.violations):
             return
     raise AssertionError(f"planted bug {bug} not caught in 10 seeds")
+
+
+def test_compaction_under_chaos_holds_every_checker_and_really_drops_registers() -> None:
+    """Voters keep closed registers 3 s (consensus/compaction.py): nothing dropped runs
+    again, nothing acknowledged is lost, every view learns every result."""
+    compacted = 0
+    for seed in range(1, 9):
+        result = run(seed, "chaos", retention_s=3.0)
+        assert_clean(result)
+        compacted += int(result.metrics["compacted"])
+    assert compacted >= 50, "too few registers dropped to tell anything"
+
+
+def test_compaction_without_asking_the_other_voters_is_caught() -> None:
+    """The planted bug drops a closed register without asking whether another voter
+    holds it open: a repair makes it open again, and it runs twice."""
+    caught = run(34, "chaos", retention_s=3.0, planted_bug="compact_unasked")
+    assert "double-commits" in {v.checker for v in caught.violations}
+    assert_clean(run(34, "chaos", retention_s=3.0))
