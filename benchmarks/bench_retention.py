@@ -81,18 +81,24 @@ def run(processes: int, rate: float, retention_s: float, every: int) -> dict[str
         for k, pid in enumerate(pids):
             terms = ProcessTerms(pid, ids[CLAIMER], seq=now_ns + k)
             net.call(CLAIMER, lambda c, t, terms=terms: c.request(t, SubmitProcess(terms)))
-            book.on_record(ids[CLAIMER], PROCESS_KIND, {"processid": pid.hex(),
-                           "spec": spec_json(first + k), "submission_ns": now_ns + k}, net.t)  # fmt: skip
+            body = {
+                "processid": pid.hex(),
+                "spec": spec_json(first + k),
+                "submission_ns": now_ns + k,
+            }
+            book.on_record(ids[CLAIMER], PROCESS_KIND, body, net.t)
         net.deliver()
         acked = [e.pid for e in net.events(CLAIMER, Submitted) if e.acked]
         refused += len(pids) - len(acked)
         if acked:
             net.call(CLAIMER, lambda c, t, a=tuple(acked): c.request(t, ClaimLeases(a)))
             net.deliver()
+            end_ns = T0_NS + int(net.t * 1e9)
             for pid in acked:
-                net.call(CLAIMER, lambda c, t, p=pid: c.request(t, CloseProcess(p, Outcome.SUCCESS, [1])))
-                book.on_record(ids[CLAIMER], CLOSED_KIND, {"processid": pid.hex(), "state": "SUCCESS",
-                               "output": [1], "end_ns": T0_NS + int(net.t * 1e9)}, net.t)  # fmt: skip
+                close = CloseProcess(pid, Outcome.SUCCESS, [1])
+                net.call(CLAIMER, lambda c, t, close=close: c.request(t, close))
+                body = {"processid": pid.hex(), "state": "SUCCESS", "output": [1], "end_ns": end_ns}
+                book.on_record(ids[CLAIMER], CLOSED_KIND, body, net.t)
             net.deliver()
         net.advance(len(pids) / rate)
         net.deliver()
@@ -104,8 +110,8 @@ def run(processes: int, rate: float, retention_s: float, every: int) -> dict[str
         if done % every < BATCH or done == processes:
             held = max(len(net.core(v).voter.registers) for v in VOTERS)
             stored = max(sum(1 for _ in net.stores[v].scan(REGISTERS_TABLE)) for v in VOTERS)
-            print(f"{done:>10,} {net.t:>7.0f} {held:>10,} {stored:>8,} {refused:>8,} "
-                  f"{len(book):>8,} {book.compacted:>10,} {rss_mib():>8.1f}", flush=True)  # fmt: skip
+            row = f"{done:>10,} {net.t:>7.0f} {held:>10,} {stored:>8,} {refused:>8,} "
+            print(row + f"{len(book):>8,} {book.compacted:>10,} {rss_mib():>8.1f}", flush=True)
     held = max(len(net.core(v).voter.registers) for v in VOTERS)
     return {"registers": held, "refused": refused, "wall_s": time.perf_counter() - started}
 
@@ -123,9 +129,11 @@ def main() -> None:
         print(f"== {label}: retention {retention_s:,.0f} s, {args.rate:,.0f} processes/s")
         results[label] = run(args.processes, args.rate, retention_s, args.every)
     on, off = results["compaction on"], results["compaction off"]
-    print(f"at the end: a voter holds {on['registers']:,} registers with compaction "
-          f"({on['refused']:,} refused), {off['registers']:,} without ({off['refused']:,} "
-          f"refused FULL); {on['wall_s']:.0f} s and {off['wall_s']:.0f} s of wall time")
+    print(
+        f"at the end: a voter holds {on['registers']:,} registers with compaction "
+        f"({on['refused']:,} refused), {off['registers']:,} without ({off['refused']:,} "
+        f"refused FULL); {on['wall_s']:.0f} s and {off['wall_s']:.0f} s of wall time"
+    )
 
 
 if __name__ == "__main__":
