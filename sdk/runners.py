@@ -1,7 +1,9 @@
 """Where an executor's functions run: in a worker process (the default), or on threads.
 
-`ProcessRunner` keeps one worker process (started with the `spawn` method) that loads
-the functions file and runs one call at a time. What the call prints, from any thread,
+`ProcessRunner` keeps one worker process (a fresh interpreter, started with
+`subprocess`, talking over a socket pair) that loads the functions file and runs one
+call at a time. (Not multiprocessing's `spawn`: it also starts its resource tracker, a
+third process of 12.8 MiB that nothing here needs.) What the call prints, from any thread,
 and what it logs or sets as attributes come back over a pipe into the run's
 `ProcessContext`. When a run must stop (maxexectime, a lost lease, a cancel) the worker
 is killed, for real, and the next run starts a fresh one; a worker that dies by itself
@@ -16,9 +18,10 @@ be abandoned: a Python thread cannot be killed, so it may run on.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -90,18 +93,14 @@ class ProcessRunner:
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
-        self._proc: Any = None  # multiprocessing's SpawnProcess
+        self._proc: _Worker | None = None
         self._conn: Connection | None = None
         self.started = 0  # worker processes started (1 + one per kill or crash)
         self.names = self._start()
 
     def _start(self) -> list[str]:
-        mp = multiprocessing.get_context("spawn")
-        mine, theirs = mp.Pipe()
-        proc = mp.Process(target=_serve, args=(theirs, self.path, os.getpid()),
-                          name="colonynode-worker", daemon=True)  # fmt: skip
-        proc.start()
-        theirs.close()
+        proc = _Worker(self.path)
+        mine = proc.conn
         self.started += 1
         try:
             if not mine.poll(WORKER_START_S):
@@ -127,7 +126,7 @@ class ProcessRunner:
         if self._proc is None or not self._proc.is_alive():
             self._start()
         conn, proc = self._conn, self._proc
-        assert conn is not None
+        assert conn is not None and proc is not None
         conn.send(("run", ctx.spec["funcname"], args, kwargs, ctx.processid, ctx.spec,
                    ctx.input, ctx.fs_dir))  # fmt: skip
 
@@ -175,7 +174,42 @@ class ProcessRunner:
             _kill(proc)
 
 
-def _kill(proc: Any) -> None:
+class _Worker:
+    """A worker process: `python -c` of `_main`, its end of a socket pair by number."""
+
+    def __init__(self, path: str) -> None:
+        mine, theirs = socket.socketpair()
+        with theirs:
+            code = "from colonynode.sdk.runners import _main; _main()"
+            self.proc = subprocess.Popen(
+                [sys.executable, "-B", "-c", code, str(theirs.fileno()), path, str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        self.conn = Connection(mine.detach())
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll()
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def join(self, timeout_s: float) -> None:
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def terminate(self) -> None:
+        if self.is_alive():
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self.proc.kill()
+
+
+def _kill(proc: _Worker) -> None:
     if proc.is_alive():
         proc.terminate()
         proc.join(WORKER_STOP_S)
@@ -220,6 +254,12 @@ class _PipeOut:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+def _main() -> None:
+    """The worker process's entry: `python -c ... FD PATH PARENT_PID`."""
+    fd, path, parent_pid = sys.argv[1:4]
+    _serve(Connection(int(fd)), path, int(parent_pid))
 
 
 def _serve(conn: Connection, path: str, parent_pid: int) -> None:
