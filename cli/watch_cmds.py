@@ -43,11 +43,13 @@ def _frame(client: Any, rate: _Rate) -> Any:
         f" · {st['connected_peers']} of {len(members) - 1} members connected"
         f" · up {st['uptime_s']:.0f} s",
     )
-    table = Table("member", "state", "roles", "voter")
+    # (a node links to the voters and a sample of the others, not to everyone: a member
+    # not linked here may well be up; node/core/peerset.py)
+    table = Table("member", "link", "roles", "voter")
     for m in members:
-        state = "self" if m.get("self") else ("up" if m.get("connected") else "away")
+        state = "self" if m.get("self") else ("linked" if m.get("connected") else "not linked")
         name = m["name"] + (" (owner)" if m.get("owner") else "")
-        style = {"self": "bold", "up": "green", "away": "red"}[state]
+        style = {"self": "bold", "linked": "green", "not linked": "dim"}[state]
         table.add_row(name, Text(state, style=style), ",".join(m["roles"]),
                       "yes" if m["voter"] else "")  # fmt: skip
     va = st.get("voters_auto", {})

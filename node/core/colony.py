@@ -16,13 +16,15 @@ to dial, and the owner's roster changes (DESIGN.md §3, docs/decisions.md).
   dial proves the identity; a wrong hint costs a failed dial, and the member's own Hello
   replaces it). A roster stream from a non-member is refused and counted.
 - Dials: every `REDIAL_S`, or at once when an address or the roster changed, this node
-  asks its driver to dial every member it knows an address for and is not connected to
-  (small colonies: a full mesh), the bootstrap addresses while connected to nobody, and
-  looks up in the DHT every member it is not connected to (each at most every
-  `LOOKUP_EVERY_S`): one it knows no address for, and one whose known address may be
-  stale (a member restarted on a new port). A node that hears a member's own
-  addresses change (it restarted on a new port and reached us) sends its Hello, with
-  the new hint, to every member it is connected to; and the restarted member hears
+  asks its driver to dial every member it wants (peerset.py: the voters, a random sample
+  of members, the owner's candidates under voters auto; in small colonies every member)
+  and is not connected to, the bootstrap addresses while connected to nobody, and looks
+  up in the DHT every such member (each at most every `LOOKUP_EVERY_S`): one it knows no
+  address for, and one whose known address may be stale (a member restarted on a new
+  port). A node that is no voter closes links past LINKS_MAX to members it does not
+  want. A node that hears a member's own addresses change (it restarted on a new port
+  and reached us) sends its Hello, with the new hint, to every member it is connected
+  to; and the restarted member hears
   everyone's current addresses in the Hellos of the peers it reaches. So restarted
   members find each other through anyone they both reach (the chaos run found
   restarted daemons on new ports that stayed apart for good).
@@ -30,6 +32,7 @@ to dial, and the owner's roster changes (DESIGN.md §3, docs/decisions.md).
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import requests as lrq
@@ -41,7 +44,9 @@ from colonynode.dht import DhtCore, PeerInfo, PeerRecord
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.records import ENVELOPE_KIND, envelope_from_body, envelope_to_body
 from colonynode.node.core.messages import ADDRS_MAX, Hello, PeerAddrs, RosterUpdate
+from colonynode.node.core.peerset import LINKS_MAX, PeerSet
 from colonynode.node.core.requests import Dial, Disconnect, Silenced
+from colonynode.node.core.voters_auto import settings_of
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
@@ -69,6 +74,10 @@ class Links:
         self.found_addrs = 0
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
         self._dial_at: float | None = None
+        self.peers = PeerSet(core.node_id, random.Random(core.rng.getrandbits(64)))
+        self._order: dict[NodeId, None] = {}  # connected peers, in the order they came
+        self._closing: set[NodeId] = set()  # peers this node disconnects (pruned, removed)
+        self.pruned = 0
 
     def start(self, now_s: float) -> None:
         if self.core.config.dial:
@@ -129,14 +138,18 @@ class Links:
 
     def broadcast(self, skip: NodeId | None = None) -> None:
         env = self.membership.envelope
-        assert env is not None, "a roster to broadcast"
+        roster = self.membership.roster
+        assert env is not None and roster is not None, "a roster to broadcast"
+        removed = {f.node_id for f in roster.former}
         for peer in sorted(self.connected):
             if peer == skip:
                 continue
             if self.membership.is_member(peer):
                 self.core.send(peer, RosterUpdate(env))
-            else:  # removed from the colony: its connection is closed
+            elif peer in removed:  # removed from the colony: its connection is closed
                 self.core.emit(Disconnect(peer))
+            # (a stranger may be joining: the roster that admits another must not cut
+            # its join short; its link lives NON_MEMBER_LINK_S unless it joins)
 
     def gossip_roster(self) -> None:
         """The owner's node also publishes each roster as a gossip record."""
@@ -196,8 +209,13 @@ class Links:
     # -- connections ------------------------------------------------------------------------
 
     def set_connected(self, peers: frozenset[NodeId]) -> None:
-        new = peers - self.connected
+        new, gone = peers - self.connected, self.connected - peers
         self.connected = peers
+        for nid in sorted(gone):
+            self._order.pop(nid, None)
+        self._order.update(dict.fromkeys(sorted(new)))
+        self.peers.lost(gone, self._closing)
+        self._closing -= gone
         if self.silenced:  # a dial that was under way when we were removed
             for peer in sorted(new):
                 self.core.emit(Disconnect(peer))
@@ -207,6 +225,8 @@ class Links:
             for peer in sorted(new):
                 self.core.send(peer, hello)
         self._refresh_peers()
+        if new and self.core.config.dial:
+            self._prune(self.core.now_s)
 
     def hello_all(self) -> None:
         hello = self.hello()
@@ -278,28 +298,55 @@ class Links:
         if self.removed or self.silenced:
             return
         m = self.membership
+        wanted = self.wanted(now_s)
         targets: list[str] = []
-        for nid, addrs in list(m.addrs.items()):
-            if nid in self.connected or not m.is_member(nid):
-                continue
-            targets += [a for a in addrs if "/p2p/" in a][:DIALS_PER_MEMBER]
+        for nid in sorted(wanted - self.connected):
+            targets += [a for a in m.addrs.get(nid, ()) if "/p2p/" in a][:DIALS_PER_MEMBER]
         if not self.connected:
             targets += self.core.config.bootstrap
         else:
-            self._find_unreached_members(now_s)
+            self._find_unreached_members(now_s, wanted)
         for addr in targets:
             self.core.emit(Dial(addr))
+        self._prune(now_s, wanted)
 
-    def _find_unreached_members(self, now_s: float) -> None:
-        """Look up, through the DHT, the members we are not connected to: we know no
-        address for them, or the one we know no longer answers."""
+    def wanted(self, now_s: float) -> set[NodeId]:
+        """The members this node keeps links to (peerset.py)."""
+        m = self.membership
+        roster = m.roster
+        if roster is None:
+            return set()
+        members = [x.node_id for x in roster.members]
+        candidates: list[NodeId] = []
+        auto, never, _ = settings_of(roster)
+        if m.is_owner and auto:
+            candidates = [x.node_id for x in roster.members if x.name not in never]
+        return self.peers.wanted(now_s, members, roster.voters, self.connected, candidates)
+
+    def _prune(self, now_s: float, wanted: set[NodeId] | None = None) -> None:
+        """A node that is no voter closes links past LINKS_MAX to members it does not
+        want (a voter keeps every link: every member must reach it)."""
+        m = self.membership
+        roster = m.roster
+        if roster is None or self.core.node_id in roster.voters:
+            return
+        wanted = self.wanted(now_s) if wanted is None else wanted
+        linked = [n for n in self._order if m.is_member(n) and n not in self._closing]
+        for nid in self.peers.prune(linked, wanted, LINKS_MAX):
+            self.pruned += 1
+            self._closing.add(nid)
+            self.core.emit(Disconnect(nid))
+
+    def _find_unreached_members(self, now_s: float, wanted: set[NodeId]) -> None:
+        """Look up, through the DHT, the members we want and are not connected to: we
+        know no address for them, or the one we know no longer answers."""
         roster = self.membership.roster
         if roster is None:
             return
         me = self.core.node_id
         for member in roster.members:
             nid = member.node_id
-            if nid == me or nid in self.connected:
+            if nid == me or nid in self.connected or nid not in wanted:
                 continue
             if self._finding.get(nid, 0.0) > now_s:
                 continue

@@ -109,7 +109,7 @@ def test_top_prints_members_voters_executors_and_process_counts(
         client.run("add", 1, 1, executortype="py", timeout_s=60)
     out = cli("top", "--once", "--data-dir", str(b.dir)).stdout
     assert "b in colony lab" in out and "1 of 1 members connected" in out
-    assert "a (owner)" in out and "up" in out
+    assert "a (owner)" in out and "linked" in out
     assert "voters: a (pinned)" in out
     assert "executors here: 1" in out
     assert "success 1" in out

@@ -71,3 +71,43 @@ def test_a_hint_for_a_member_we_are_connected_to_or_naming_another_peer_is_ignor
     assert links._take_hints((PeerAddrs(ids[2], (not_its,)),)) == []
     assert c.core(0).membership.addrs[ids[2]] == (mine,)
     assert links._take_hints((PeerAddrs(ids[2], (elsewhere,)),)) != []  # 2 unreached now
+
+
+def test_a_node_that_is_no_voter_prunes_its_links_to_the_bound_and_a_voter_keeps_all() -> None:
+    from colonynode.node.core.peerset import LINKS_MAX
+    from colonynode.node.core.requests import Disconnect
+
+    colony = Colony(20, dial=True)  # every node was handed a link to every other
+    ids = [x.node_id for x in colony.identities]
+    closed = [e.peer for e in colony.net.events(10, Disconnect)]
+    assert len(closed) == len(ids) - 1 - LINKS_MAX
+    wanted = colony.core(10).links.wanted(colony.net.t)
+    assert not set(closed) & wanted and set(ids[:3]) <= wanted  # never a voter
+    assert colony.core(10).links.pruned == len(closed)
+    assert colony.net.events(0, Disconnect) == []  # a voter: every member reaches it
+
+
+def test_a_roster_change_does_not_cut_short_the_link_of_a_node_that_is_joining() -> None:
+    """Found with 30 daemons joining at once: the owner's node closed every link of a
+    non-member whenever a roster changed, so a join under way when another was admitted
+    lost its answer ("did not answer the join")."""
+    from colonynode.node.core import requests as rq
+    from colonynode.node.core.requests import Disconnect
+    from colonynode.simulations.stepped import SteppedNet
+    from tests.node.colony import identity, roster_of
+
+    class WithStranger(Colony):
+        def __init__(self) -> None:  # n5 holds no place in the roster: it is joining
+            self.envelope = roster_of(5)
+            self.identities = [identity(i) for i in range(6)]
+            self.config = Colony(1).config
+            self.net = SteppedNet([x.node_id for x in self.identities], self._make)
+            self.net.tick_all()
+            self.connect_all()
+
+    colony = WithStranger()
+    before = len(colony.net.events(0, Disconnect))  # (its Hello, as a member's, was refused)
+    colony.result(0, rq.RemoveMember("n4"))
+    cut = {e.peer for e in colony.net.events(0, Disconnect)[before:]}
+    assert colony.identities[4].node_id in cut  # removed: its link goes
+    assert colony.identities[5].node_id not in cut  # joining: its link stays
