@@ -11,10 +11,10 @@ Simulated time runs at `--rate` processes a second. Every process is submitted,
 claimed (in batches of 64) and closed SUCCESS: the whole life the voters see.
 
 It runs twice: with voters keeping closed registers for `--retention` seconds (and the
-view compacting after the same), and with compaction off (a retention longer than the
-run). Each prints, every `--every` processes: the registers the fullest voter holds in
-memory and on its store, submissions refused, the view's entries and how many are
-compacted, and the process's RSS. Without compaction the voters fill to their
+view compacting after the same), and with compaction off (a retention, pressed or not,
+longer than the run). Each prints, every `--every` processes: the registers the fullest
+voter holds in memory and on its store, submissions refused, the view's entries and how
+many are compacted, and the process's RSS. Without compaction the voters fill to their
 REGISTERS_MAX (100,000) and refuse every submission after it (FULL).
 """
 
@@ -60,14 +60,14 @@ def spec_json(i: int) -> dict[str, Any]:
             "conditions": {"executortype": "py"}}  # fmt: skip
 
 
-def run(processes: int, rate: float, retention_s: float, every: int) -> dict[str, Any]:
+def run(processes: int, rate: float, retention: Retention, every: int) -> dict[str, Any]:
     timing = Timing(drift=0.001, margin_s=0.05)
     ids = [nid(i) for i in range(4)]
 
     def make(i: int, store: MemoryStore, incarnation: int) -> ConsensusCore:
         return ConsensusCore(ids[i], store, random.Random(i), voters=tuple(ids[:3]),
                              config=ClaimerConfig(lease_s=10.0), timing=timing,
-                             retention=Retention.of(retention_s))  # fmt: skip
+                             retention=retention)  # fmt: skip
 
     net = SteppedNet(ids, make)
     book = ProcessBook()
@@ -102,7 +102,7 @@ def run(processes: int, rate: float, retention_s: float, every: int) -> dict[str
             net.deliver()
         net.advance(len(pids) / rate)
         net.deliver()
-        book.compact(T0_NS + int(net.t * 1e9), retention_s)
+        book.compact(T0_NS + int(net.t * 1e9), retention.retention_s)
         for events in net.node_events:  # what a daemon's driver hands on and forgets
             events.clear()
         net.sent.clear()
@@ -125,9 +125,11 @@ def main() -> None:
     args = ap.parse_args()
     off_s = 10 * args.processes / args.rate  # longer than the run: nothing is compacted
     results = {}
-    for label, retention_s in (("compaction on", args.retention), ("compaction off", off_s)):
-        print(f"== {label}: retention {retention_s:,.0f} s, {args.rate:,.0f} processes/s")
-        results[label] = run(args.processes, args.rate, retention_s, args.every)
+    for label, retention in (("compaction on", Retention.of(args.retention)),
+                             ("compaction off", Retention(off_s, off_s))):  # fmt: skip
+        print(f"== {label}: retention {retention.retention_s:,.0f} s (pressed "
+              f"{retention.pressed_s:,.0f} s), {args.rate:,.0f} processes/s")  # fmt: skip
+        results[label] = run(args.processes, args.rate, retention, args.every)
     on, off = results["compaction on"], results["compaction off"]
     print(
         f"at the end: a voter holds {on['registers']:,} registers with compaction "

@@ -44,7 +44,7 @@ from colonynode.dht import DhtCore, PeerInfo, PeerRecord
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.records import ENVELOPE_KIND, envelope_from_body, envelope_to_body
 from colonynode.node.core.messages import ADDRS_MAX, Hello, PeerAddrs, RosterUpdate
-from colonynode.node.core.peerset import LINKS_MAX, PeerSet
+from colonynode.node.core.peerset import CANDIDATES_MAX, LINK_GRACE_S, LINKS_MAX, PeerSet
 from colonynode.node.core.requests import Dial, Disconnect, Silenced
 from colonynode.node.core.voters_auto import settings_of
 
@@ -75,7 +75,7 @@ class Links:
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
         self._dial_at: float | None = None
         self.peers = PeerSet(core.node_id, random.Random(core.rng.getrandbits(64)))
-        self._order: dict[NodeId, None] = {}  # connected peers, in the order they came
+        self._order: dict[NodeId, float] = {}  # connected peers -> since when (in order)
         self._closing: set[NodeId] = set()  # peers this node disconnects (pruned, removed)
         self.pruned = 0
 
@@ -213,7 +213,7 @@ class Links:
         self.connected = peers
         for nid in sorted(gone):
             self._order.pop(nid, None)
-        self._order.update(dict.fromkeys(sorted(new)))
+        self._order.update(dict.fromkeys(sorted(new), self.core.now_s))
         self.peers.lost(gone, self._closing)
         self._closing -= gone
         if self.silenced:  # a dial that was under way when we were removed
@@ -227,6 +227,7 @@ class Links:
         self._refresh_peers()
         if new and self.core.config.dial:
             self._prune(self.core.now_s)
+            self.core.at(self.core.now_s + LINK_GRACE_S, self._prune)  # its grace ends
 
     def hello_all(self) -> None:
         hello = self.hello()
@@ -319,9 +320,29 @@ class Links:
         members = [x.node_id for x in roster.members]
         candidates: list[NodeId] = []
         auto, never, _ = settings_of(roster)
-        if m.is_owner and auto:
-            candidates = [x.node_id for x in roster.members if x.name not in never]
+        me = self.core.node_id
+        if auto and m.is_owner:
+            candidates = [x.node_id for x in roster.members
+                          if x.name not in never and x.node_id != me]  # fmt: skip
+        elif auto:  # one of the owner's first candidates wants the owner's node back
+            eligible = [x.node_id for x in roster.members
+                        if x.name not in never and x.node_id != roster.owner]  # fmt: skip
+            if me in eligible[:CANDIDATES_MAX]:
+                candidates = [roster.owner]
         return self.peers.wanted(now_s, members, roster.voters, self.connected, candidates)
+
+    def status(self) -> dict[str, int]:
+        """Links to members: to voters, to the others, those of them past the grace (at
+        most LINKS_MAX at a node that is no voter: pruned when a grace ends; counted a
+        second later, so that a count never falls between the two), and what the policy
+        did."""
+        m, now_s = self.membership, self.core.now_s
+        voters = set(m.roster.voters) if m.roster else set()
+        others = [t for n, t in self._order.items() if m.is_member(n) and n not in voters]
+        settled = sum(1 for t in others if now_s - t >= LINK_GRACE_S + 1.0)
+        return {"voters": sum(1 for n in self._order if n in voters), "others": len(others),
+                "others_settled": settled, "bound": LINKS_MAX, "pruned": self.pruned,
+                "replaced": self.peers.replaced}  # fmt: skip
 
     def _prune(self, now_s: float, wanted: set[NodeId] | None = None) -> None:
         """A node that is no voter closes links past LINKS_MAX to members it does not
@@ -331,8 +352,8 @@ class Links:
         if roster is None or self.core.node_id in roster.voters:
             return
         wanted = self.wanted(now_s) if wanted is None else wanted
-        linked = [n for n in self._order if m.is_member(n) and n not in self._closing]
-        for nid in self.peers.prune(linked, wanted, LINKS_MAX):
+        linked = {n: t for n, t in self._order.items() if m.is_member(n) and n not in self._closing}
+        for nid in self.peers.prune(now_s, linked, roster.voters, wanted):
             self.pruned += 1
             self._closing.add(nid)
             self.core.emit(Disconnect(nid))

@@ -545,6 +545,7 @@ class NodeCore:
             "generators": {"defined": len(self.generators.generators), **self.generators.counters},
             "voters_auto": self.auto_voters.status(),
             "retention": self._retention_status(),
+            "links": self.links.status(),
             "fs": {
                 "labels": len(self.fs.labels),
                 "snapshots": len(self.fs.snapshots),

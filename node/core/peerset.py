@@ -11,16 +11,20 @@ set, not every member.
   there is another to draw (in a small colony it stays, and is dialled again).
 - **The owner's node under voters auto** also keeps the first CANDIDATES_MAX eligible
   members (roster order, never-vote members left out, those set aside skipped): auto
-  chooses voters among the members up, which is to say linked to the owner's node.
-- **Whoever the DHT needs**: a lookup dials the peers it asks (dht/core.py `Dial`); such
-  links last until pruned.
+  chooses voters among the members up, which is to say linked to the owner's node. And
+  those candidates want the owner's node back (each can tell it is one from the roster),
+  so neither side closes what the other wants.
+- **Whoever the DHT or ColonyFS needs**: a lookup dials the peers it asks (dht/core.py
+  `Dial`), a transfer the holders of its chunks; such links last until pruned.
 
-Pruning: a node that is no voter closes links to members it does not want once it has
-more than LINKS_MAX (others dialled it: their samples), the most recent first, down to
-LINKS_MAX. A voter keeps every link (every member that claims must reach it): in a
-colony of n members a voter has n - 1 links, the others at most LINKS_MAX. In a colony
-of up to PEERS_WANTED + its voters + 1 members every member is in every sample: a full
-mesh, as before. No I/O, no clock.
+Pruning: a node that is no voter closes links to members that are neither voters nor
+wanted once it has more than LINKS_MAX of them (others dialled it: their samples, their
+lookups), the oldest first, down to LINKS_MAX; a link younger than LINK_GRACE_S is left
+alone (a lookup or a transfer that just dialled is using it). So a node that is no voter
+has at most (its voters) + LINKS_MAX links older than the grace. A voter keeps every
+link (every member that claims must reach it): in a colony of n members a voter has
+n - 1 links. In a colony of up to PEERS_WANTED + its voters + 1 members every member is
+in every sample: a full mesh, as before. No I/O, no clock.
 """
 
 from __future__ import annotations
@@ -34,13 +38,15 @@ __all__ = [
     "BACKOFF_S",
     "CANDIDATES_MAX",
     "LINKS_MAX",
+    "LINK_GRACE_S",
     "PEERS_WANTED",
     "SAMPLE_PATIENCE_S",
     "PeerSet",
 ]
 
 PEERS_WANTED = 6  # members sampled for gossip, besides the voters
-LINKS_MAX = 16  # a node that is no voter prunes its links to members down to this
+LINKS_MAX = 16  # a node that is no voter prunes its links to members that are no voters
+LINK_GRACE_S = 10.0  # ... but not one younger than this
 CANDIDATES_MAX = 8  # eligible members the owner's node keeps under voters auto
 SAMPLE_PATIENCE_S = 15.0  # a sampled member not linked after this long is replaced
 BACKOFF_S = 60.0  # a member set aside is not sampled again for this long
@@ -70,8 +76,8 @@ class PeerSet:
         """The members to be linked to now (`members`: the roster's, in order;
         `candidates`: the owner's eligible members, in order)."""
         member_set = set(members)
-        for nid in [n for n in self.sample if n not in member_set]:
-            del self.sample[nid]
+        for nid in [n for n in self.sample if n not in member_set or n in voters]:
+            del self.sample[nid]  # (a voter is wanted anyway: its slot goes to another)
         lost, self._lost = self._lost, set()
         for nid, since_s in sorted(self.sample.items()):
             late = nid not in connected and now_s - since_s > SAMPLE_PATIENCE_S
@@ -121,12 +127,19 @@ class PeerSet:
         self._lost |= {n for n in gone if n in self.sample and n not in closed_here}
 
     def prune(
-        self, connected: Sequence[NodeId], wanted: Collection[NodeId], links_max: int
+        self,
+        now_s: float,
+        linked: dict[NodeId, float],
+        voters: Collection[NodeId],
+        wanted: Collection[NodeId],
+        links_max: int = LINKS_MAX,
     ) -> list[NodeId]:
-        """The links to close: past `links_max`, unwanted ones, the most recent first
-        (`connected`: in the order they were made)."""
-        extra = len(connected) - links_max
+        """The links to close (`linked`: member -> since when, oldest first): past
+        `links_max` links to members that are no voters, unwanted ones older than the
+        grace, the oldest first."""
+        others = [n for n in linked if n not in voters]
+        extra = len(others) - links_max
         if extra <= 0:
             return []
-        unwanted = [n for n in connected if n not in wanted]
-        return unwanted[::-1][:extra]
+        old = [n for n in others if n not in wanted and now_s - linked[n] >= LINK_GRACE_S]
+        return old[:extra]

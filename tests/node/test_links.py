@@ -74,16 +74,19 @@ def test_a_hint_for_a_member_we_are_connected_to_or_naming_another_peer_is_ignor
 
 
 def test_a_node_that_is_no_voter_prunes_its_links_to_the_bound_and_a_voter_keeps_all() -> None:
-    from colonynode.node.core.peerset import LINKS_MAX
+    from colonynode.node.core.peerset import LINK_GRACE_S, LINKS_MAX
     from colonynode.node.core.requests import Disconnect
 
-    colony = Colony(20, dial=True)  # every node was handed a link to every other
+    colony = Colony(25, dial=True)  # every node was handed a link to every other
     ids = [x.node_id for x in colony.identities]
+    assert colony.net.events(10, Disconnect) == []  # not within the grace
+    colony.run_until(lambda: bool(colony.net.events(10, Disconnect)), LINK_GRACE_S + 10)
     closed = [e.peer for e in colony.net.events(10, Disconnect)]
-    assert len(closed) == len(ids) - 1 - LINKS_MAX
+    assert len(closed) == len(ids) - 1 - 3 - LINKS_MAX  # links to the others, to the bound
     wanted = colony.core(10).links.wanted(colony.net.t)
     assert not set(closed) & wanted and set(ids[:3]) <= wanted  # never a voter
-    assert colony.core(10).links.pruned == len(closed)
+    st = colony.core(10).links.status()
+    assert st["pruned"] == len(closed) and st["voters"] == 3
     assert colony.net.events(0, Disconnect) == []  # a voter: every member reaches it
 
 

@@ -9,6 +9,7 @@ from colonynode.core.ids import NodeId
 from colonynode.node.core.peerset import (
     BACKOFF_S,
     CANDIDATES_MAX,
+    LINK_GRACE_S,
     PEERS_WANTED,
     SAMPLE_PATIENCE_S,
     PeerSet,
@@ -75,14 +76,19 @@ def test_an_unreachable_sampled_member_is_replaced_after_the_patience() -> None:
     assert back == later  # the sample is full: it is not drawn again by itself
 
 
-def test_pruning_closes_unwanted_links_past_the_bound_newest_first() -> None:
+def test_pruning_closes_unwanted_links_past_the_bound_oldest_first_after_the_grace() -> None:
     p = PeerSet(ME, random.Random(1))
     wanted = p.wanted(0.0, MEMBERS, VOTERS, ())
     others = [n for n in MEMBERS if n != ME and n not in wanted]
-    linked = sorted(wanted) + others[:10]  # 19 links: 10 came from others' samples
-    closed = p.prune(linked, wanted, 16)
-    assert closed == others[7:10][::-1]
-    assert p.prune(linked[:16], wanted, 16) == []
+    # the voters and the sample (9), then 14 others dialled in, one a second
+    linked = dict.fromkeys(sorted(wanted), 0.0) | {n: float(i) for i, n in enumerate(others[:14])}
+    # 6 sampled + 14 others = 20 links to members that are no voters: 4 past the bound
+    assert p.prune(5.0, linked, VOTERS, wanted, 16) == []  # none past the grace yet
+    now_s = 13.0 + LINK_GRACE_S  # every one old enough
+    assert p.prune(now_s, linked, VOTERS, wanted, 16) == others[:4]  # the oldest first
+    young = {n: (now_s if n in others else 0.0) for n in linked}  # the others just came
+    assert p.prune(now_s, young, VOTERS, wanted, 16) == []  # a transfer may be using them
+    assert p.prune(now_s, dict(list(linked.items())[:19]), VOTERS, wanted, 16) == []
 
 
 def test_the_owners_node_under_auto_keeps_its_first_candidates() -> None:

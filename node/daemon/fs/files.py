@@ -199,7 +199,7 @@ async def upload(
 ) -> list[dict[str, Any]]:
     """Store `files` ((path, label, name)) and commit a revision of each; their JSON."""
     may_submit(fs.node.core)  # before a chunk is sent: the commit would refuse it
-    up = fs.up_members()
+    up = await fs.up_members()
     r = min(REPLICAS, len(up))
     need = min(2, len(up))
     progress.files_total = len(files)

@@ -6,8 +6,9 @@ Every `repair_s` a node looks at the chunks it holds:
   removal was seen, so this node has seen the revision too), not written or stored again
   for `gc_grace_s` (an upload of the same bytes in flight touches it), is deleted;
 - **repair**: for each chunk a live revision names (up to IDS_A_PASS a pass, a cursor
-  going round), the *alive* members are those connected, or seen within `grace_s`; a
-  member away longer, or gone from the roster, no longer counts. The chunk's placement
+  going round), the *alive* members are those linked, seen within `grace_s`, or that
+  answer a dial now (a node links to some members only: node/core/peerset.py); a member
+  away longer, or gone from the roster, no longer counts. The chunk's placement
   among the alive members (NodeCore's `plan_repair`) names who should hold it; those
   connected are asked which they hold (one Has of up to 4,096 ids a peer), and each
   holder copies what is missing to them, then asks them to flush. Every holder does this
@@ -63,14 +64,22 @@ class Repair:
                 self.fs.counters["repair_failures"] += 1
                 self.fs.log.info("a repair pass failed: %s", exc)
 
-    def alive(self) -> list[NodeId]:
+    async def alive(self, cids: list[bytes]) -> list[NodeId]:
+        """The members alive: linked, seen within the grace, or, among those that could
+        hold one of `cids`, answering a dial now (not every member: a node links to
+        some members only, and a pass must not link it to all)."""
         fs = self.fs
         transport = fs.node.transport
-        connected = set(transport.peers())
         seen = transport.last_seen_unix_s
         now = time.time()
+        start = self.started_unix
+        members = fs.members()
+        near = {m for cid in cids for m in placement(cid, members, REPLICAS + 2)}
+        quiet = [m for m in members if m != fs.me and m in near
+                 and now - seen.get(m, start) >= self.grace_s / 2]  # fmt: skip
+        up = await fs.reach(quiet)  # linked now, or linked by a dial (its frames: seen)
         return [m for m in fs.members()
-                if m == fs.me or m in connected
+                if m == fs.me or m in up
                 or now - seen.get(m, self.started_unix) < self.grace_s]  # fmt: skip
 
     async def run_pass(self) -> None:
@@ -90,7 +99,9 @@ class Repair:
             start = self.cursor % len(todo)
             todo = (todo[start:] + todo[:start])[:IDS_A_PASS]
             self.cursor = start + IDS_A_PASS
-        alive = self.alive()
+        if not todo:
+            return
+        alive = await self.alive(todo)
         await self._repair(todo, alive)
         await self._provide(todo, alive)
 
@@ -111,12 +122,10 @@ class Repair:
 
     async def _repair(self, cids: list[bytes], alive: list[NodeId]) -> None:
         fs = self.fs
-        connected = set(fs.node.transport.peers())
         asks: dict[NodeId, list[bytes]] = defaultdict(list)
         for cid in cids:
             for peer in plan_repair(cid, fs.me, alive, ()):
-                if peer in connected:
-                    asks[peer].append(cid)
+                asks[peer].append(cid)  # (open_peer dials one this node is not linked to)
         limit = trio.CapacityLimiter(PEERS_AT_ONCE)
         async with trio.open_nursery() as nursery:
             for peer, ids in asks.items():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from colonynode.core.errors import ColonyError, ValidationError
-from colonynode.core.ids import NodeId
+from colonynode.core.ids import NodeId, short_id
 from colonynode.node.core import requests as rq
 from colonynode.node.core.errors import NotFound
 from colonynode.node.core.fs import (
@@ -34,6 +34,8 @@ from colonynode.node.daemon.fs.dirsync import relative_label, safe_join
 from colonynode.node.daemon.fs.files import Progress
 from colonynode.node.daemon.fs.repair import Repair
 from colonynode.node.daemon.fs.transfer import FsPeer
+from colonynode.node.daemon.p2p import DialError
+from colonynode.node.daemon.wire import StreamClosed
 
 if TYPE_CHECKING:
     from colonynode.node.daemon.run import Node
@@ -44,6 +46,12 @@ __all__ = ["FsService"]
 TRANSFERS_KEPT = 64  # finished transfers remembered for their callers
 TRANSFERS_RUNNING_MAX = 16
 TRANSFER_WAIT_MAX_S = 30.0  # the longest GET /v1/fs/transfers/{id}?wait_s= waits
+# A node keeps links to some members, not all (node/core/peerset.py); ColonyFS needs the
+# holders of its chunks, so it dials them when it needs them:
+DIAL_S = 3.0  # a member that does not answer a dial this fast counts as away
+UNREACHABLE_S = 30.0  # ... and is not dialled again for this long
+UNREACHABLE_MAX = 4096
+DIALS_AT_ONCE = 8
 
 
 class FsService:
@@ -57,6 +65,8 @@ class FsService:
         self.counters: dict[str, int] = defaultdict(int)
         self.transfers: OrderedDict[str, Progress] = OrderedDict()
         self._nursery: trio.Nursery | None = None
+        self._unreachable: dict[NodeId, float] = {}  # member -> not dialled before (trio time)
+        self._dials = trio.CapacityLimiter(DIALS_AT_ONCE)
         self._done: dict[str, trio.Event] = {}
 
     @property
@@ -79,33 +89,69 @@ class FsService:
         roster = self.node.core.membership.roster
         return [m.node_id for m in roster.members] if roster else [self.me]
 
-    def up_members(self) -> list[NodeId]:
-        """This node and the members it is connected to."""
-        connected = set(self.node.transport.peers())
-        return [m for m in self.members() if m == self.me or m in connected]
+    async def up_members(self) -> list[NodeId]:
+        """This node and the members it is linked to or can link to now (dialled)."""
+        others = [m for m in self.members() if m != self.me]
+        up = await self.reach(others)
+        return [m for m in self.members() if m == self.me or m in up]
+
+    async def reach(self, peers: list[NodeId]) -> set[NodeId]:
+        """Those of `peers` this node is linked to, after dialling the others it knows an
+        address for (not one that failed a dial within UNREACHABLE_S)."""
+        transport = self.node.transport
+        linked = set(transport.peers())
+        now = trio.current_time()
+        todo = [p for p in peers
+                if p not in linked and self._unreachable.get(p, -1.0) <= now]  # fmt: skip
+        if todo:
+            async with trio.open_nursery() as nursery:
+                for peer in todo:
+                    nursery.start_soon(self._dial, peer)
+            linked = set(transport.peers())
+        return {p for p in peers if p in linked}
+
+    async def _dial(self, peer: NodeId) -> None:
+        addrs = self.node.core.membership.addrs.get(peer, ())
+        async with self._dials:
+            with trio.move_on_after(DIAL_S):
+                for addr in [a for a in addrs if "/p2p/" in a][:2]:
+                    try:
+                        await self.node.transport.connect(addr)
+                        self.counters["dials"] += 1
+                        return
+                    except DialError:
+                        continue
+        if len(self._unreachable) >= UNREACHABLE_MAX:
+            self._unreachable.clear()
+        self._unreachable[peer] = trio.current_time() + UNREACHABLE_S
+        self.counters["dials_failed"] += 1
 
     def holders(self, cid: bytes) -> list[NodeId]:
-        """Connected members in `cid`'s placement order over every member: where a
-        chunk is, unless the members changed since it was written."""
-        connected = set(self.node.transport.peers())
+        """Members in `cid`'s placement order over every member, but those that failed a
+        dial lately: where a chunk is, unless the members changed since it was written."""
+        now = trio.current_time()
         members = self.members()
         ranked = placement(cid, members, len(members))
-        return [m for m in ranked if m in connected][: files.HOLDERS_TRIED]
+        ok = [m for m in ranked if m != self.me and self._unreachable.get(m, -1.0) <= now]
+        return ok[: files.HOLDERS_TRIED]
 
     async def provider_of(self, cid: bytes, tried: set[NodeId]) -> NodeId | None:
         """A holder off the placement (the members changed since the chunk was written):
-        a connected provider the DHT names, else any connected member not yet asked."""
-        connected = set(self.node.transport.peers())
+        a provider the DHT names, else any member up not yet asked."""
         try:
             named = await self.node.call(rq.FsProviders(cid))
         except ColonyError:
             named = ()
-        for m in [*named, *self.up_members()]:
-            if m != self.me and m not in tried and m in connected:
+        for m in [*named, *await self.up_members()]:
+            if m != self.me and m not in tried and await self.reach([NodeId(m)]):
                 return NodeId(m)
         return None
 
     async def open_peer(self, peer: NodeId) -> FsPeer:
+        """A stream to `peer`'s ColonyFS, dialling it first if this node is not linked
+        to it."""
+        if not await self.reach([peer]):
+            raise StreamClosed(f"{short_id(peer)} cannot be reached")
         return FsPeer(await self.node.transport.open(peer, "fs"))
 
     # -- transfers ----------------------------------------------------------------------
