@@ -16,8 +16,9 @@ the last two only from a voter that holds it. So a voter drops a register only w
   registers, a voter asks every other voter of the set it serves (`Compact`, with a
   digest of each result); each answers which of them it holds closed with that result
   or not at all (`CompactAnswer`), and one that holds one open, or closed otherwise, is
-  sent this voter's closed copy (a `Merge`: it closes an open one; two results go to
-  split settlement, split.py). Only once every other voter said so for a pid is it
+  sent this voter's closed copy (a `Merge`: it closes an open one; one that holds
+  another result adopts this one when a majority holds it, `Merge.majority`, the
+  committed result; else split.py). Only once every other voter said so for a pid is it
   dropped here. So no handover page of this set, and no repair from it, can carry the
   process open again: a page or a copy comes from a voter of the set, and none holds it
   open (a set change stops the round: answers name the version they were given under).
@@ -39,6 +40,14 @@ the last two only from a voter that holds it. So a voter drops a register only w
   refused COMPACTED. Merges and handover pages are taken whatever their `seq` (the
   voters' repair of an old open process must go on: the claims scenario under chaos
   stalled on one when merges were refused too).
+- **Promises**, against a late copy. A voter that answered "the same, or none" for a pid
+  (or dropped it) takes no open copy of it, by Merge or Submit, for a retention: one
+  sent before the drop and delivered late is refused.
+- **Only ordinary processes** (`ProcessTerms.compactable`): not a register with a `tick`
+  (its pid comes from the tick: the same process may be submitted again, and only the
+  register says it ran), not a `kept` one (definitions and packed args, read back after
+  they closed), and not one submitted "after" this voter's clock (a submitter's clock
+  far ahead would raise every horizon past the submissions to come).
 
 Part of the voter: pure functions of the voter's state, no I/O, no clock.
 """
@@ -70,6 +79,7 @@ __all__ = ["ASKS_MAX", "ASK_AGAIN_S", "PRESSED_S", "RETENTION_S", "Compaction", 
 
 ASK_AGAIN_S = 2.0  # a Compact not answered by every voter is asked again after this
 ASKS_MAX = 5  # ... this many times; the pids not agreed on then wait another retention
+PROMISED_MAX = 200_000  # pids promised (see Compaction.promised); the oldest go first
 RETENTION_S = 600.0  # a closed register is kept this long after this voter saw it closed
 PRESSED_S = 60.0  # ... or this long, once the table is pressed_fraction full
 
@@ -106,23 +116,58 @@ class Compaction:
     horizon: int = 0  # durable in the voter's meta record
     # closed registers held here, in the order this voter saw them closed: pid -> when
     closed_s: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
-    # the round under way: the pids asked about, and the voters that said "not open"
+    # the round under way: the pids asked about, the voters that agreed (the same result
+    # or none), and those of them that hold the same result
     asked: dict[bytes, set[NodeId]] = field(default_factory=dict)
+    holding: dict[bytes, set[NodeId]] = field(default_factory=dict)
     asked_version: int = 0
     asks: int = 0
     ask_again_s: float = 0.0
+    # pids this voter said it holds closed or not at all, or dropped: an open copy of one
+    # that comes after (a Merge or a Submit sent before, delayed) is refused, until then
+    promised: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
     dropped: int = 0
-    refused: int = 0  # Submits and Merges refused by the horizon
+    refused: int = 0  # Submits and Merges refused by the horizon or a promise
+    adopted: int = 0  # minority results replaced by a majority's
 
-    def saw_closed(self, pid: bytes, now_s: float) -> None:
-        if pid not in self.closed_s:
-            self.closed_s[pid] = now_s
+    def saw_closed(self, reg: Register, now_s: float, unix_ns: int | None = None) -> None:
+        """A register closed here. Not an ordinary process (`compactable`) is never
+        dropped, nor one whose submission time is ahead of this voter's clock (that
+        seq would raise every voter's horizon past the submissions to come)."""
+        if reg.pid in self.closed_s or not reg.terms.compactable:
+            return
+        if unix_ns is not None and reg.terms.seq > unix_ns:
+            return
+        self.closed_s[reg.pid] = now_s
 
-    def refuses(self, terms: ProcessTerms) -> bool:
-        """A pid not held here, at or below the horizon: it may be one dropped."""
-        refused = self.horizon > 0 and terms.seq <= self.horizon
+    def promise(self, pid: bytes, now_s: float) -> None:
+        self.promised.pop(pid, None)
+        self.promised[pid] = now_s + self.retention.retention_s
+        while len(self.promised) > PROMISED_MAX:
+            self.promised.popitem(last=False)
+
+    def refuses(self, terms: ProcessTerms, now_s: float, *, submit: bool) -> bool:
+        """An open copy (`submit`: a Submit) of a pid not held here that may be one
+        dropped: promised, or (a Submit) at or below the horizon. Only an ordinary
+        process is ever dropped (`ProcessTerms.compactable`)."""
+        if not terms.compactable:
+            return False
+        until_s = self.promised.get(terms.pid)
+        refused = until_s is not None and now_s < until_s
+        refused = refused or (submit and self.horizon > 0 and 0 < terms.seq <= self.horizon)
         self.refused += refused
         return refused
+
+    def end_round(self) -> None:
+        self.asked.clear()
+        self.holding.clear()
+
+    def expire_promises(self, now_s: float) -> None:
+        while self.promised:
+            pid, until_s = next(iter(self.promised.items()))
+            if until_s > now_s:
+                return
+            del self.promised[pid]
 
     def raise_horizon(self, seq: int) -> bool:
         if seq <= self.horizon:
@@ -148,14 +193,17 @@ class Compaction:
         worth); entries no longer closed here are forgotten on the way."""
         keep_s = self._keep_s(len(voter.registers), voter.registers_max)
         out: list[bytes] = []
-        for pid, closed_s in list(self.closed_s.items()):
-            if now_s - closed_s < keep_s or len(out) >= COMPACT_PIDS_MAX:
+        gone: list[bytes] = []
+        for pid, closed_s in self.closed_s.items():  # (oldest first: stops at the first
+            if now_s - closed_s < keep_s or len(out) >= COMPACT_PIDS_MAX:  # one not due)
                 break
             reg = voter.registers.get(pid)
             if reg is None or not reg.closed:
-                del self.closed_s[pid]
+                gone.append(pid)
             elif pid not in voter.frozen:
                 out.append(pid)
+        for pid in gone:
+            del self.closed_s[pid]
         return out
 
 
@@ -165,16 +213,17 @@ class Compaction:
 def on_tick(voter: VoterCore, now_s: float) -> None:
     """Start a round for the registers past retention, or ask again the voters out."""
     c = voter.compaction
+    c.expire_promises(now_s)
     if not voter.serves or voter.handover is not None or voter.unsettled is not None:
-        c.asked.clear()  # a set change (or a frozen process) stops the round
+        c.end_round()  # a set change (or a frozen process) stops the round
         return
     if c.asked and c.asked_version != voter.serving:
-        c.asked.clear()
+        c.end_round()
     if c.asked and now_s >= c.ask_again_s and c.asks >= ASKS_MAX:
         for pid in sorted(c.asked):  # not agreed on: try again a retention later
             if c.closed_s.pop(pid, None) is not None:
                 c.closed_s[pid] = now_s
-        c.asked.clear()
+        c.end_round()
     if c.asked:
         if now_s >= c.ask_again_s:
             _ask(voter, now_s, sorted(c.asked))
@@ -184,8 +233,7 @@ def on_tick(voter: VoterCore, now_s: float) -> None:
         return
     others = [v for v in voter.vset.voters if v != voter.node_id]
     if not others or voter.planted_bug == "compact_unasked":  # (alone: nobody else could
-        _drop(voter, pids)  # hold a copy; the bug: the simulator's checkers' test)
-        _drop(voter, pids)
+        _drop(voter, now_s, pids)  # hold a copy; the bug: the simulator's checkers' test)
         return
     c.asked = {pid: set() for pid in pids}
     c.asked_version = voter.serving
@@ -215,36 +263,52 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
     """Another voter of this set asks which of `msg.pids` this voter holds open."""
     if not voter.serves or msg.version != voter.serving or sender not in voter.vset.voters:
         return
-    if voter.compaction.raise_horizon(msg.horizon):
+    c = voter.compaction
+    if c.raise_horizon(msg.horizon):
         voter.save_meta()  # durable with the answer (it is sent after the writes)
-    same = tuple(
-        pid for pid, result in zip(msg.pids, msg.results, strict=True)
-        if pid not in voter.frozen and ((r := voter.registers.get(pid)) is None
-                                        or (r.closed and result_of(r) == result))
-    )  # fmt: skip
-    voter.effects.sends.append((sender, CompactAnswer(msg.version, same)))
+    agree, same = [], []
+    for pid, result in zip(msg.pids, msg.results, strict=True):
+        reg = voter.registers.get(pid)
+        if pid in voter.frozen or (reg is not None and not reg.closed):
+            continue
+        if reg is not None and result_of(reg) != result:
+            continue
+        agree.append(pid)
+        if reg is not None:
+            same.append(pid)
+        c.promise(pid, now_s)  # no open copy of it from now on: it may be dropped
+    voter.effects.sends.append((sender, CompactAnswer(msg.version, tuple(agree), tuple(same))))
 
 
 def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer) -> None:
     """A voter's answer: count it; send the closed copy to one that holds it open (or
     closed otherwise); drop what every other voter holds the same or not at all."""
     c = voter.compaction
-    if msg.version != c.asked_version or msg.version != voter.serving or not c.asked:
+    if not voter.serves or not c.asked:
         return
-    said = set(msg.pids)
+    if msg.version != c.asked_version or msg.version != voter.serving:
+        return
+    said, same = set(msg.pids), set(msg.same)
+    majority = len(voter.vset.voters) // 2 + 1
     for pid, voters in c.asked.items():
         if pid in said:
             voters.add(sender)
+            if pid in same:
+                c.holding.setdefault(pid, set()).add(sender)
         elif (reg := voter.registers.get(pid)) is not None and reg.closed:
-            voter.effects.sends.append((sender, Merge(rg.to_copy(reg), voter.serving)))
+            # (held by a majority, this result is the committed one: the voter with
+            # another adopts it, split.py leaves a minority's result alone otherwise)
+            held = len(c.holding.get(pid, ())) + 1 >= majority
+            voter.effects.sends.append((sender, Merge(rg.to_copy(reg), voter.serving, held)))
     others = {v for v in voter.vset.voters if v != voter.node_id}
     done = sorted(pid for pid, voters in c.asked.items() if voters >= others)
     for pid in done:
         del c.asked[pid]
-    _drop(voter, done)
+        c.holding.pop(pid, None)
+    _drop(voter, now_s, done)
 
 
-def _drop(voter: VoterCore, pids: list[bytes]) -> None:
+def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
     c = voter.compaction
     dropped: list[bytes] = []
     views: list[RegisterView] = []
@@ -254,6 +318,7 @@ def _drop(voter: VoterCore, pids: list[bytes]) -> None:
         if reg is None or not reg.closed or pid in voter.frozen:
             continue
         c.raise_horizon(reg.terms.seq)
+        c.promise(pid, now_s)
         voter.forget(pid)
         dropped.append(pid)
         views.append(rg.view(reg))

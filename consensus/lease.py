@@ -19,6 +19,7 @@ application, and call `on_tick` at `wake_at_s`.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
@@ -55,6 +56,7 @@ class ConsensusCore:
         config: ClaimerConfig | None = None,
         timing: Timing | None = None,
         retention: Retention | None = None,
+        unix_ns: Callable[[], int | None] = lambda: None,
         planted_bug: str = "",
     ) -> None:
         self.node_id = node_id
@@ -67,6 +69,7 @@ class ConsensusCore:
             has_role=has_role,
             voter_set=initial,
             retention=retention,
+            unix_ns=unix_ns,
             retry_s=(config or ClaimerConfig()).retry_s,
             planted_bug=planted_bug,
         )

@@ -130,6 +130,15 @@ class ProcessTerms:
     # any member may fire the tick. Registers of one pid with the same non-empty `tick`
     # are the same firing, whoever submitted it (register.same_process).
     tick: bytes = b""
+    # A register its submitter reads back after it is closed (a cron's or a generator's
+    # definition, a packed arg: node/core/crons.py `hold_definition`): never compacted.
+    # Nor is one with a `tick`: its pid comes from the tick, so the same process may be
+    # submitted again, and only the register says it ran (consensus/compaction.py).
+    kept: bool = False
+
+    @property
+    def compactable(self) -> bool:
+        return not self.kept and not self.tick
 
     def __post_init__(self) -> None:
         _pid(self.pid)
@@ -344,6 +353,9 @@ class Merge:
 
     copy: RegisterCopy
     version: int = 0  # the voter-set version its sender serves (0: an older sender's)
+    # a closed result a majority of the set holds (compaction.py found it so): a voter
+    # that holds another closed result adopts it (that one was never committed)
+    majority: bool = False
 
 
 # -- voter-set change (new voter -> old voter -> new voter) --------------------------
@@ -401,13 +413,15 @@ class Compact:
 
 @dataclass(frozen=True, slots=True)
 class CompactAnswer:
-    """The asked pids this voter holds closed with the same result, or not at all."""
+    """The asked pids this voter holds closed with the same result, or not at all
+    (`pids`), and those of them it holds (`same`)."""
 
     version: int
     pids: tuple[bytes, ...]
+    same: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
-        if len(self.pids) > COMPACT_PIDS_MAX:
+        if len(self.pids) > COMPACT_PIDS_MAX or len(self.same) > len(self.pids):
             raise ValueError(f"{len(self.pids)} pids in one CompactAnswer, over {COMPACT_PIDS_MAX}")
         for pid in self.pids:
             _pid(pid)

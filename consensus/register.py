@@ -406,6 +406,7 @@ def to_record(reg: Register) -> dict[str, Any]:
             t.maxretries,
             t.record,
             t.tick,
+            t.kept,
         ],
         "state": int(reg.state),
         "epoch": reg.epoch,
@@ -433,6 +434,7 @@ def from_record(record: dict[str, Any]) -> Register:
             int(maxretries),
             bytes(rest[0]) if rest else b"",  # written before the record was kept: none
             bytes(rest[1]) if len(rest) > 1 else b"",  # written before crons: no tick
+            bool(rest[2]) if len(rest) > 2 else False,  # written before compaction
         ),
         state=State(record["state"]),
         epoch=int(record["epoch"]),

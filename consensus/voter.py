@@ -113,6 +113,7 @@ class VoterCore:
         voter_set: VoterSet | None = None,
         registers_max: int = REGISTERS_MAX,
         retention: Retention | None = None,
+        unix_ns: Callable[[], int | None] = lambda: None,
         retry_s: float = 0.25,
         planted_bug: str = "",
     ) -> None:
@@ -127,6 +128,7 @@ class VoterCore:
         # processes a handover could not settle (handover.py): answered FROZEN
         self.frozen: set[bytes] = set()
         self.compaction = Compaction(retention or Retention())
+        self.unix_ns = unix_ns  # wall-clock time, for compaction (None: not known)
         if meta is None:
             self.vset = initial
             first = not initial.previous and node_id in initial.voters
@@ -168,7 +170,7 @@ class VoterCore:
                 pid: rg.restarted(reg, now_s, timing) for pid, reg in self.registers.items()
             }
             for pid in sorted(p for p, reg in self.registers.items() if reg.closed):
-                self.compaction.saw_closed(pid, now_s)  # its retention starts again
+                self.compaction.saw_closed(self.registers[pid], now_s, self.unix_ns())
             if self._meta_unsaved:
                 self.save_meta()  # a restart must know which version it served
             if self._newer is not None:
@@ -472,7 +474,7 @@ class VoterCore:
         if not self.has_role(sender, "submitter") or terms.submitter != sender:
             return self._verdict(pid, 0, Reason.NOT_ALLOWED, self.registers.get(pid))
         reg = self.registers.get(pid)
-        if reg is None and self.compaction.refuses(terms):
+        if reg is None and self.compaction.refuses(terms, now_s, submit=True):
             return self._verdict(pid, 0, Reason.COMPACTED, None)
         if reg is None and len(self.registers) >= self.registers_max:
             return self._verdict(pid, 0, Reason.FULL, None)
@@ -506,7 +508,14 @@ class VoterCore:
         reg = self.registers.get(incoming.pid)
         if reg is None and len(self.registers) >= self.registers_max:
             return
+        late = reg is None and not incoming.closed  # an open copy sent before a drop, late?
+        if late and self.compaction.refuses(incoming.terms, now_s, submit=False):
+            return  # (compaction.py)
         if reg is not None and reg.closed and incoming.closed:
+            if msg.majority and rg.commit_key(rg.view(reg)) != rg.commit_key(rg.view(incoming)):
+                self.compaction.adopted += 1  # a majority holds it: ours never committed
+                self._put(replace(incoming, expiry_s=0.0, started_s=0.0), now_s, Change.SPLIT)
+                return
             self._note_split(now_s, sender, reg, incoming)
             return
         new, reason = rg.merge(reg, incoming, now_s, self.timing)
@@ -537,7 +546,7 @@ class VoterCore:
             assert_full_lease(self.timing, reg, now_s, reg.lease_s, change.value)
         self.registers[reg.pid] = reg
         if reg.closed:
-            self.compaction.saw_closed(reg.pid, now_s)
+            self.compaction.saw_closed(reg, now_s, self.unix_ns())
         newly = old is None or not old.closed or change is Change.SPLIT
         if self.handover is None and reg.closed and newly and reg.pid not in self.frozen:
             self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))

@@ -124,7 +124,8 @@ def hold_definition(
 ) -> None:
     """Have the voters keep a signed record in a register no executor claims (no process
     view holds it); `then(None)` once a majority holds it durably, else the error."""
-    terms = ProcessTerms(pid, core.node_id, seq=seq, maxretries=maxretries, record=encode(env))
+    terms = ProcessTerms(pid, core.node_id, seq=seq, maxretries=maxretries, record=encode(env),
+                         kept=True)  # fmt: skip
 
     def done(event: Any) -> None:
         if event.acked:

@@ -37,6 +37,7 @@ class Arg:
     packed_ns: int
     batch: str | None = None  # the graph that used it, once known
     unknown_until_s: float = 0.0  # the voters did not know it (not acknowledged yet)
+    arrived_s: float = 0.0  # when this node heard of it (its own clock)
 
 
 @dataclass

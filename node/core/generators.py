@@ -26,6 +26,7 @@ voters take it once) with the decided set, deciding it first if the taker had no
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,9 @@ DECIDE_TRIES_MAX = 10  # rounds at a batch's decision before it is left to recov
 DECISIONS_KEPT_MAX = 1024
 REFUSED = (Reason.STALE_EPOCH, Reason.CLOSED, Reason.NOT_HOLDER, Reason.LEASE_HELD)
 UNKNOWN_QUIET_S = 10.0  # an arg the voters did not know is left out this long
+# ... and for good, once heard of this long ago (its submission gives up after
+# ClaimerConfig.op_timeout_s, 30 s, from its packing, which came before we heard of it)
+NEVER_HELD_S = 45.0
 REPLAN_S_MAX = 30.0
 _S_NS = 10**9
 Submitted = Callable[[ColonyError | None, list[dict[str, Any]]], None]
@@ -91,7 +95,7 @@ class Generators:
         self._decisions: dict[bytes, None] = {}  # decision registers this node worked on
         self._timer_at_s: float | None = None
         self.counters: dict[str, int] = dict.fromkeys(
-            ("batches", "batches_partial", "batches_recovered", "args_packed"), 0
+            ("batches", "batches_partial", "batches_recovered", "args_packed", "args_never_held"), 0
         )
 
     def owns(self, pid: bytes) -> bool:
@@ -140,7 +144,7 @@ class Generators:
         if not isinstance(value, str) or argid in gen.args:
             return
         if sum(len(g.args) for g in self.generators.values()) < ARGS_MAX:
-            gen.args[argid] = Arg(argid, value, packed_ns)
+            gen.args[argid] = Arg(argid, value, packed_ns, arrived_s=self.core.now_s)
 
     def on_process(self, body: dict[str, Any], pid: bytes) -> None:
         """A process record of a batch's graph: its args are used."""
@@ -238,6 +242,12 @@ class Generators:
                 arg = gen.args.get(event.pid)  # packed, but no majority holds it (yet)
                 if arg is not None:
                     arg.unknown_until_s = self.core.now_s + UNKNOWN_QUIET_S
+                    if self.core.now_s - arg.arrived_s > NEVER_HELD_S:
+                        # Its packer's submission has given up by now (it was published
+                        # first; the packer died before a majority held it): it will
+                        # never be held. Left in, it broke every batch it was drawn into.
+                        arg.unknown_until_s = math.inf
+                        self.counters["args_never_held"] += 1
             if answers[0] == len(args):
                 self._close(gen, graph, args, tuple(p for p in args if p in granted))
 

@@ -177,6 +177,7 @@ class NodeCore:
             config=config.claimer,
             timing=config.timing,
             retention=config.retention,
+            unix_ns=unix_ns,
             planted_bug=config.planted_bug,
         )
         self.dht = DhtCore(

@@ -6,6 +6,7 @@ before it sends."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus import ClaimerConfig, ConsensusCore, Timing
@@ -83,8 +84,10 @@ class Colony:
         planted_bug: str = "",
         has_role: HasRole | None = None,
         retention: Retention | None = None,
+        unix_ns: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.retention = retention
+        self.unix_ns = unix_ns
         self.has_role: HasRole = has_role or (lambda node, role: True)
         self.voter_ids = tuple(nid(i) for i in range(voters))
         self.config = config or ClaimerConfig(lease_s=2.0)
@@ -103,6 +106,7 @@ class Colony:
             config=self.config if i >= len(self.voter_ids) else ClaimerConfig(lease_s=2.0),
             timing=TIMING,
             retention=self.retention,
+            unix_ns=self.unix_ns,
             planted_bug=self.planted_bug,
         )
 

@@ -170,3 +170,25 @@ def test_an_arg_that_comes_before_its_generator_is_kept_for_it() -> None:
     assert gid not in fresh.generators
     fresh.on_record(None, "generator", definition)
     assert [a.value for a in fresh.get(gid).open_args()] == ["early"]
+
+
+def test_an_arg_that_was_published_but_never_held_is_left_out_for_good() -> None:
+    """Found by the claims scenario with compaction (chaos seed 46): two args whose
+    packer died after publishing them but before a majority held them were drawn into
+    every batch in turn (each left out only 10 s at a time), so no batch was ever whole
+    and an acknowledged arg was never used. Once such an arg is older than any
+    submission's timeout, it is left out for good."""
+    from colonynode.consensus import messages as lm
+    from colonynode.node.core.generators import NEVER_HELD_S
+
+    colony = Colony(5)
+    gid = add(colony, trigger=2)
+    colony.ask(3, rq.PackGenerator(gid, "ghost"))  # no voter ever hears of it
+    colony.run_until(lambda: colony.net.t > NEVER_HELD_S + 1, max_s=NEVER_HELD_S + 5,
+                     drop=lambda s, d, m: isinstance(m, lm.Submit))  # fmt: skip
+    pack(colony, 1, gid, "a1")
+    pack(colony, 2, gid, "a2")
+    colony.run_until(lambda: len(batches(colony, 4, gid)) == 1, max_s=30)
+    assert batches(colony, 4, gid) == [["a1", "a2"]]
+    never = sum(colony.core(i).generators.counters["args_never_held"] for i in range(5))
+    assert never >= 1
