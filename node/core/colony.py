@@ -74,7 +74,10 @@ class Links:
         self.found_addrs = 0
         self._finding: dict[NodeId, float] = {}  # member -> no DHT lookup before this time
         self._dial_at: float | None = None
-        self.peers = PeerSet(core.node_id, random.Random(core.rng.getrandbits(64)))
+        # (drawn from the node's rng only where it dials: the simulator links nodes itself,
+        # and its seeds replay as before)
+        seed = core.rng.getrandbits(64) if core.config.dial else 0
+        self.peers = PeerSet(core.node_id, random.Random(seed))
         self._order: dict[NodeId, float] = {}  # connected peers -> since when (in order)
         self._closing: set[NodeId] = set()  # peers this node disconnects (pruned, removed)
         self.pruned = 0
