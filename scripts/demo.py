@@ -354,6 +354,15 @@ def main() -> int:
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         console.print(f"`colonynode dashboard` opens {url.split('#')[0]} in a browser "
                       "(the API token rides in the URL's fragment)")  # fmt: skip
+        st = cli_json("status", "--data-dir", str(a.dir))
+        ret, links = st["retention"], st["links"]
+        console.print(
+            f"\n[bold]Bounded over time[/bold] (`status --json`): a's voter holds "
+            f"{ret['registers']} registers (closed ones are dropped 10 min after, once every "
+            f"voter holds the result), its view {ret['view']} processes; it links to "
+            f"{links['voters']} other voter(s) and {links['others']} other member(s) (at most "
+            f"{links['bound']} besides the voters, in colonies larger than this one)"
+        )
         console.print("\n[bold]Other subsystems between the same daemons[/bold]")
         cli("gossip", "publish", "note", '{"text": "hello from c"}', "--data-dir", str(c.dir))
         wait_until("a to hold c's note", lambda: cli_json(
