@@ -334,13 +334,15 @@ class ProcessBook:
         errors, times and the small part of their spec; their arguments, environment,
         logs index and attributes go. Returns how many were compacted."""
         horizon_ns = now_ns - int(retention_s * 1e9)
-        n = 0
-        for pid, end_ns in list(self._whole.items()):
+        due: list[bytes] = []
+        for pid, end_ns in self._whole.items():  # (oldest first: no copy of all of it)
             if end_ns == 0:  # its end time was not said: its retention starts now
-                self._whole[pid] = now_ns
-                continue
-            if end_ns > horizon_ns:
+                self._whole[pid] = now_ns  # (a value, not a key: iterating goes on)
+            elif end_ns > horizon_ns:
                 break  # (closing order is about end order; a later one waits a pass)
+            else:
+                due.append(pid)
+        for pid in due:
             del self._whole[pid]
             entry = self._procs[pid]
             spec = entry.get("spec")
@@ -349,9 +351,8 @@ class ProcessBook:
             for key in ("logs", "attributes", "input", "busy_until_s", "arrived_s"):
                 entry.pop(key, None)
             entry["compacted"] = True
-            n += 1
-        self.compacted += n
-        return n
+        self.compacted += len(due)
+        return len(due)
 
     # -- workflows ----------------------------------------------------------------------
 

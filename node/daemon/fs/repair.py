@@ -74,11 +74,13 @@ class Repair:
         now = time.time()
         start = self.started_unix
         members = fs.members()
-        near = {m for cid in cids for m in placement(cid, members, REPLICAS + 2)}
-        quiet = [m for m in members if m != fs.me and m in near
-                 and now - seen.get(m, start) >= self.grace_s / 2]  # fmt: skip
-        up = await fs.reach(quiet)  # linked now, or linked by a dial (its frames: seen)
-        return [m for m in fs.members()
+        quiet = {m for m in members
+                 if m != fs.me and now - seen.get(m, start) >= self.grace_s / 2}  # fmt: skip
+        if quiet:  # (the placements only then: a hash a member for every chunk held)
+            near = {m for cid in cids for m in placement(cid, members, REPLICAS + 2)}
+            quiet &= near
+        up = await fs.reach(sorted(quiet))  # linked now, or by a dial (its frames: seen)
+        return [m for m in members
                 if m == fs.me or m in up
                 or now - seen.get(m, self.started_unix) < self.grace_s]  # fmt: skip
 
