@@ -43,11 +43,21 @@ the last two only from a voter that holds it. So a voter drops a register only w
 - **Promises**, against a late copy. A voter that answered "the same, or none" for a pid
   (or dropped it) takes no open copy of it, by Merge or Submit, for a retention: one
   sent before the drop and delivered late is refused.
-- **Only ordinary processes** (`ProcessTerms.compactable`): not a register with a `tick`
-  (its pid comes from the tick: the same process may be submitted again, and only the
-  register says it ran), not a `kept` one (definitions and packed args, read back after
-  they closed), and not one submitted "after" this voter's clock (a submitter's clock
-  far ahead would raise every horizon past the submissions to come).
+- **Series horizons**, against a tick fired again. A cron tick's process has its pid
+  from the tick: any member may submit it, late, with the tick's time as its `seq`. Its
+  terms name the cron (`series`), whose ticks come in `seq` order, and the voter keeps
+  a horizon per series (raised as the horizon is, with `Compact.series`; a new voter
+  takes its old voter's with the last handover page): a Submit of the series at or
+  below it is refused COMPACTED (the firing node takes that as fired long ago). The
+  global horizon does not apply to a series (a tick fired late, after the previous
+  graph, has a `seq` older than ordinary processes dropped meanwhile), nor a series
+  horizon to anything else. At most `SERIES_MAX` series: the ticks of more are kept.
+- **Only what can be fenced** (`ProcessTerms.compactable`): not a register with a `tick`
+  but no series (a generator's batch or decision: the same process may be submitted
+  again, with a new `seq`, and only the register says it ran), not a `kept` one
+  (definitions and packed args, read back after they closed), and not one submitted
+  "after" this voter's clock (a submitter's clock far ahead would raise every horizon
+  past the submissions to come).
 
 Part of the voter: pure functions of the voter's state, no I/O, no clock.
 """
@@ -63,6 +73,7 @@ from colonynode.consensus import register as rg
 from colonynode.consensus.events import Compacted
 from colonynode.consensus.messages import (
     COMPACT_PIDS_MAX,
+    SERIES_MAX,
     Compact,
     CompactAnswer,
     Merge,
@@ -114,6 +125,7 @@ class Compaction:
 
     retention: Retention = field(default_factory=Retention)
     horizon: int = 0  # durable in the voter's meta record
+    series: dict[bytes, int] = field(default_factory=dict)  # series -> its horizon (ditto)
     # closed registers held here, in the order this voter saw them closed: pid -> when
     closed_s: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
     # the round under way: the pids asked about, the voters that agreed (the same result
@@ -136,6 +148,8 @@ class Compaction:
         seq would raise every voter's horizon past the submissions to come)."""
         if reg.pid in self.closed_s or not reg.terms.compactable:
             return
+        if not self.has_room(reg.terms.series):
+            return
         if unix_ns is not None and reg.terms.seq > unix_ns:
             return
         self.closed_s[reg.pid] = now_s
@@ -146,15 +160,21 @@ class Compaction:
         while len(self.promised) > PROMISED_MAX:
             self.promised.popitem(last=False)
 
-    def refuses(self, terms: ProcessTerms, now_s: float, *, submit: bool) -> bool:
+    def refuses(
+        self, terms: ProcessTerms, now_s: float, *, submit: bool, fence_series: bool = True
+    ) -> bool:
         """An open copy (`submit`: a Submit) of a pid not held here that may be one
-        dropped: promised, or (a Submit) at or below the horizon. Only an ordinary
-        process is ever dropped (`ProcessTerms.compactable`)."""
+        dropped: promised, or (a Submit) at or below the horizon (its series' if it has
+        one). Only what `ProcessTerms.compactable` says is ever dropped. (`fence_series`
+        False: the planted bug ``series_unfenced``, for the simulator's checkers.)"""
         if not terms.compactable:
             return False
         until_s = self.promised.get(terms.pid)
         refused = until_s is not None and now_s < until_s
-        refused = refused or (submit and self.horizon > 0 and 0 < terms.seq <= self.horizon)
+        if submit and terms.series:
+            refused = refused or (fence_series and terms.seq <= self.series.get(terms.series, -1))
+        elif submit:
+            refused = refused or (self.horizon > 0 and 0 < terms.seq <= self.horizon)
         self.refused += refused
         return refused
 
@@ -174,6 +194,26 @@ class Compaction:
             return False
         self.horizon = seq
         return True
+
+    def has_room(self, series: bytes) -> bool:
+        """May a register of `series` be dropped (b"": not a series)? Its horizon must
+        be kept, and at most SERIES_MAX are."""
+        return not series or series in self.series or len(self.series) < SERIES_MAX
+
+    def raise_series(self, series: bytes, seq: int, *, kept: bool = False) -> bool:
+        """`kept`: an old voter's, taken whatever the room (they fence its drops)."""
+        assert kept or self.has_room(series), "a series horizon is raised only with room"
+        if seq <= self.series.get(series, -1):
+            return False
+        self.series[series] = seq
+        return True
+
+    def raise_of(self, terms: ProcessTerms) -> bool:
+        """Raise the horizon a dropped register's Submit is refused by: its series'
+        or the global one."""
+        if terms.series:
+            return self.raise_series(terms.series, terms.seq)
+        return self.raise_horizon(terms.seq)
 
     def next_wake_s(self, registers: int, registers_max: int) -> float | None:
         if self.asked:
@@ -252,11 +292,17 @@ def _ask(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
     c.asks += 1
     c.ask_again_s = now_s + ASK_AGAIN_S
     held = [p for p in pids if p in voter.registers]
-    horizon = max((voter.registers[p].terms.seq for p in held), default=0)
+    terms = [voter.registers[p].terms for p in held]
+    horizon = max((t.seq for t in terms if not t.series), default=0)
+    series: dict[bytes, int] = {}
+    for t in terms:
+        if t.series:
+            series[t.series] = max(series.get(t.series, t.seq), t.seq)
     results = tuple(result_of(voter.registers[p]) for p in held)
+    msg = Compact(voter.serving, tuple(held), horizon, results, tuple(sorted(series.items())))
     for to in voter.vset.voters:
         if to != voter.node_id and any(to not in c.asked[p] for p in held):
-            voter.effects.sends.append((to, Compact(voter.serving, tuple(held), horizon, results)))
+            voter.effects.sends.append((to, msg))
 
 
 def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> None:
@@ -264,13 +310,23 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
     if not voter.serves or msg.version != voter.serving or sender not in voter.vset.voters:
         return
     c = voter.compaction
-    if c.raise_horizon(msg.horizon):
+    raised = c.raise_horizon(msg.horizon)
+    kept = set()  # the series whose horizons this voter keeps (raised before it answers)
+    for series, seq in msg.series:
+        if c.has_room(series):
+            raised = c.raise_series(series, seq) or raised
+            kept.add(series)
+    if raised:
         voter.save_meta()  # durable with the answer (it is sent after the writes)
     agree, same = [], []
     for pid, result in zip(msg.pids, msg.results, strict=True):
         reg = voter.registers.get(pid)
         if pid in voter.frozen or (reg is not None and not reg.closed):
             continue
+        if reg is not None and reg.terms.series and reg.terms.series not in kept:
+            continue  # (no room for its horizon: it stays)
+        if reg is None and len(kept) < len(msg.series):
+            continue  # (it may be of a series whose horizon is not kept here)
         if reg is not None and result_of(reg) != result:
             continue
         agree.append(pid)
@@ -317,7 +373,9 @@ def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
         c.closed_s.pop(pid, None)
         if reg is None or not reg.closed or pid in voter.frozen:
             continue
-        c.raise_horizon(reg.terms.seq)
+        if not c.has_room(reg.terms.series):
+            continue  # (its series' horizon could not be kept: it stays)
+        c.raise_of(reg.terms)
         c.promise(pid, now_s)
         voter.forget(pid)
         dropped.append(pid)

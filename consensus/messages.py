@@ -132,16 +132,22 @@ class ProcessTerms:
     tick: bytes = b""
     # A register its submitter reads back after it is closed (a cron's or a generator's
     # definition, a packed arg: node/core/crons.py `hold_definition`): never compacted.
-    # Nor is one with a `tick`: its pid comes from the tick, so the same process may be
-    # submitted again, and only the register says it ran (consensus/compaction.py).
+    # Nor is one with a `tick` and no `series`: its pid comes from the tick, so the same
+    # process may be submitted again, and only the register says it ran.
     kept: bool = False
+    # The ticks of one series (a cron's: its id) come in `seq` order (the tick's time):
+    # once one is dropped, a Submit of the series at or below its seq is refused
+    # COMPACTED (consensus/compaction.py, "series horizons"), so a tick never runs twice.
+    series: bytes = b""
 
     @property
     def compactable(self) -> bool:
-        return not self.kept and not self.tick
+        return not self.kept and (not self.tick or bool(self.series))
 
     def __post_init__(self) -> None:
         _pid(self.pid)
+        if len(self.series) > SERIES_ID_MAX:
+            raise ValueError(f"a series id of {len(self.series)} bytes, over {SERIES_ID_MAX}")
 
 
 # -- requests (claimer -> voter) -----------------------------------------------------
@@ -165,6 +171,7 @@ class ClaimItem:
 LEASE_S_MAX = 3600.0  # the longest lease a voter grants (a longer claim is refused)
 NONCE_MAX = (1 << 64) - 1  # nonces are unsigned 64-bit (a read's is part of its op key)
 PID_BYTES_MAX = 64  # a process id: 1..64 bytes (it keys the voters' registers)
+SERIES_ID_MAX = 32  # a series id (ProcessTerms.series): a cron's id
 
 
 def _pid(value: bytes) -> None:
@@ -383,11 +390,21 @@ class Handover:
     done: bool
     withheld: tuple[bytes, ...] = ()
     horizon: int = 0  # the sender's compaction horizon (compaction.py; 0: an older sender's)
+    series: tuple[tuple[bytes, int], ...] = ()  # ... and its series horizons (`done` page)
+
+    def __post_init__(self) -> None:
+        _series_horizons(self.series, 2 * SERIES_MAX)  # (a set's, and a new voter's own)
 
 
 # -- compaction (voter -> the other voters of its set -> voter) ----------------------
 
 COMPACT_PIDS_MAX = 256  # processes one Compact names
+SERIES_MAX = 4096  # series horizons a voter keeps (compaction.py); one Handover carries them
+
+
+def _series_horizons(series: tuple[tuple[bytes, int], ...], most: int) -> None:
+    if len(series) > most or any(len(s) > SERIES_ID_MAX for s, _ in series):
+        raise ValueError(f"{len(series)} series horizons, over {most} (or a long id)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,8 +418,10 @@ class Compact:
     pids: tuple[bytes, ...]
     horizon: int
     results: tuple[bytes, ...] = ()
+    series: tuple[tuple[bytes, int], ...] = ()  # (series, the highest seq among its pids)
 
     def __post_init__(self) -> None:
+        _series_horizons(self.series, COMPACT_PIDS_MAX)
         if len(self.pids) > COMPACT_PIDS_MAX:
             raise ValueError(f"{len(self.pids)} pids in one Compact, over {COMPACT_PIDS_MAX}")
         if len(self.results) != len(self.pids) or any(len(r) > 32 for r in self.results):

@@ -407,6 +407,7 @@ def to_record(reg: Register) -> dict[str, Any]:
             t.record,
             t.tick,
             t.kept,
+            t.series,
         ],
         "state": int(reg.state),
         "epoch": reg.epoch,
@@ -435,6 +436,7 @@ def from_record(record: dict[str, Any]) -> Register:
             bytes(rest[0]) if rest else b"",  # written before the record was kept: none
             bytes(rest[1]) if len(rest) > 1 else b"",  # written before crons: no tick
             bool(rest[2]) if len(rest) > 2 else False,  # written before compaction
+            bytes(rest[3]) if len(rest) > 3 else b"",  # written before series horizons
         ),
         state=State(record["state"]),
         epoch=int(record["epoch"]),

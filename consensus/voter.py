@@ -43,6 +43,7 @@ from colonynode.consensus.handover import (
 )
 from colonynode.consensus.messages import (
     LEASE_S_MAX,
+    SERIES_MAX,
     Cancel,
     Claim,
     Close,
@@ -140,6 +141,7 @@ class VoterCore:
             self.sealed = int(meta["sealed"])
             self.frozen = {bytes(p) for p in meta.get("frozen", ())}
             self.compaction.horizon = int(meta.get("horizon", 0))
+            self.compaction.series = {bytes(k): int(v) for k, v in meta.get("series", ())}
         # a newer set given at construction (it changed while this node was down)
         self._newer = initial if initial.version > self.vset.version else None
         self.handover: HandoverProgress | None = None
@@ -229,7 +231,8 @@ class VoterCore:
     def save_meta(self) -> None:
         self._meta_unsaved = False
         record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed,
-                  "frozen": sorted(self.frozen), "horizon": self.compaction.horizon}  # fmt: skip
+                  "frozen": sorted(self.frozen), "horizon": self.compaction.horizon,
+                  "series": sorted(self.compaction.series.items())}  # fmt: skip
         self.effects.writes.append((META_TABLE, META_KEY, record))
 
     def forget(self, pid: bytes) -> None:
@@ -260,9 +263,10 @@ class VoterCore:
         # stale copy of its own.)
         hold = self.frozen if msg.version > self.serving else set()
         copies, withheld, done = page_of(self.registers, msg.after, hold)
-        horizon = self.compaction.horizon
+        c = self.compaction
+        series = tuple(sorted(c.series.items())[: 2 * SERIES_MAX]) if done else ()  # (last page)
         self.effects.sends.append(
-            (sender, Handover(msg.version, msg.after, copies, done, withheld, horizon))
+            (sender, Handover(msg.version, msg.after, copies, done, withheld, c.horizon, series))
         )
 
     def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
@@ -273,7 +277,10 @@ class VoterCore:
         if h is None or not expected(h, sender, msg):
             return  # a duplicate, a stale page, or not ours
         h.withheld.update(msg.withheld)
-        if self.compaction.raise_horizon(msg.horizon):
+        raised = self.compaction.raise_horizon(msg.horizon)
+        for series, seq in msg.series:  # (all of them, room or not: the old set's fence)
+            raised = self.compaction.raise_series(series, seq, kept=True) or raised
+        if raised:
             self.save_meta()
         for copy in msg.copies:
             incoming = rg.from_copy(copy)
@@ -474,7 +481,8 @@ class VoterCore:
         if not self.has_role(sender, "submitter") or terms.submitter != sender:
             return self._verdict(pid, 0, Reason.NOT_ALLOWED, self.registers.get(pid))
         reg = self.registers.get(pid)
-        if reg is None and self.compaction.refuses(terms, now_s, submit=True):
+        fence = self.planted_bug != "series_unfenced"
+        if reg is None and self.compaction.refuses(terms, now_s, submit=True, fence_series=fence):
             return self._verdict(pid, 0, Reason.COMPACTED, None)
         if reg is None and len(self.registers) >= self.registers_max:
             return self._verdict(pid, 0, Reason.FULL, None)

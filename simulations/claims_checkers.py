@@ -11,6 +11,9 @@
   releases or drops the lease);
 - ``lost-submissions`` (at the end): a submission acknowledged to its submitter that a
   majority of voters does not hold durably;
+- ``dropped-taken-again``: a voter took a Submit of a process (a new register) after a
+  voter had dropped it closed (consensus/compaction.py): it could run again (a cron
+  tick fired late, a submission retransmitted past the horizon);
 - ``scheduling``: a claim round of a node's NodeCore left a ready process that its
   waiting executors match ahead (by more than the near-tie window) of one it chose, or
   left an executor waiting while a ready process it matches was not chosen; or a node
@@ -31,6 +34,7 @@ from colonynode.consensus.events import (
     Expired,
     Granted,
     LeaseEnded,
+    Registered,
     Renewed,
     VoterCommitted,
 )
@@ -228,6 +232,30 @@ class LostSubmissions(BaseChecker):
         if not lost:
             return []
         return [f"{len(lost)} acknowledged submissions lost, e.g. {lost[0].hex()}"]
+
+
+class DroppedTakenAgain(BaseChecker):
+    """No voter takes a Submit of a process once a voter dropped it: every voter of the
+    set promised and raised its horizon (or the tick's series horizon) before the drop."""
+
+    name = "dropped-taken-again"
+
+    def __init__(self) -> None:
+        self.dropped: dict[bytes, int] = {}  # pid -> the first voter that dropped it
+        self.taken_again = 0
+
+    def after_step(self, world: World) -> list[str]:
+        found: list[str] = []
+        for node, event in world.step_events:
+            if isinstance(event, Compacted):
+                for pid in event.pids:
+                    self.dropped.setdefault(pid, node)
+            elif isinstance(event, Registered) and event.terms.pid in self.dropped:
+                self.taken_again += 1
+                pid = event.terms.pid
+                found.append(f"process {pid.hex()}: voter {node} took its Submit after "
+                             f"voter {self.dropped[pid]} dropped it")  # fmt: skip
+        return found
 
 
 class SchedulingChecker(BaseChecker):

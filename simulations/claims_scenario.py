@@ -53,6 +53,7 @@ from colonynode.node.core import requests as rq
 from colonynode.simulations.claims_checkers import (
     CancelChecker,
     CommitChecker,
+    DroppedTakenAgain,
     LeaseChecker,
     LostSubmissions,
     SchedulingChecker,
@@ -260,6 +261,8 @@ class ClaimsScenario(Scenario):
             world.add_checker(checker)
         self.lost = LostSubmissions(self.acked, self.commits)
         world.add_checker(self.lost)
+        self.dropped = DroppedTakenAgain()
+        world.add_checker(self.dropped)
         world.add_checker(CancelChecker(self.submitter_of, self.owner))
         self.rng = world.rng_for("claims")
         self.cancel_rng = world.rng_for("cancels")  # its own stream: the rest is unchanged
@@ -513,6 +516,7 @@ class ClaimsScenario(Scenario):
             ),
             "unfinished_after_liveness": len(self._unfinished()),
             "compacted": len(self.lost.compacted),  # processes some voter dropped closed
+            "dropped_taken_again": self.dropped.taken_again,
             "submissions": self.submitted,
             "submissions_acked": len(self.acked),
             "claims_committed": self.granted,

@@ -166,9 +166,11 @@ class CronLoad(BaseChecker):
 
     def metrics(self, world: World) -> dict[str, int]:
         ticks = sum(len(c.fired) for c in self._crons(world).values())
-        fired = sum(n.core.crons.counters["fired"] for n in world.nodes if n.core is not None)
+        cores = [n.core for n in world.nodes if n.core is not None]
+        fired = sum(c.crons.counters["fired"] for c in cores)
+        late = sum(c.crons.counters["compacted"] for c in cores)  # refused: a series horizon
         off = len(self.off_schedule)
-        return {"cron_ticks_fired": ticks, "cron_firings": fired,
+        return {"cron_ticks_fired": ticks, "cron_firings": fired, "cron_firings_compacted": late,
                 "cron_ticks_off_schedule": off, **self.gens.metrics()}  # fmt: skip
 
 

@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import requests as lrq
-from colonynode.consensus.messages import ProcessTerms
+from colonynode.consensus.messages import ProcessTerms, Reason
 from colonynode.core.codec import encode
 from colonynode.core.cron import Schedule, parse_schedule
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import FunctionSpec, parse_workflow, spec_to_json
-from colonynode.node.core.errors import NotFound, PermissionDenied
+from colonynode.node.core.errors import NotAcknowledged, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
@@ -57,6 +57,7 @@ __all__ = [
 
 CRON_KIND = "cron"
 CRON_REMOVED_KIND = "cron-removed"
+CRONID_BYTES = 16
 CRONS_MAX = 10_000  # definitions a node keeps; more are refused (add) or dropped (gossip)
 EARLY_MAX = 10_000  # tick records held for crons whose definition has not come yet
 FIRED_KEEP_MAX = 16  # fired ticks remembered a cron (the latest decide)
@@ -176,7 +177,7 @@ class Crons:
         self.started = False  # NodeCore's first tick starts the timer
         self._early: dict[bytes, list[tuple[dict[str, Any], bytes]]] = {}  # ticks before crons
         self.counters: dict[str, int] = dict.fromkeys(
-            ("fired", "fired_elsewhere", "skipped_previous_running", "refused"), 0
+            ("fired", "fired_elsewhere", "skipped_previous_running", "refused", "compacted"), 0
         )
 
     # -- what gossip tells --------------------------------------------------------------
@@ -187,6 +188,8 @@ class Crons:
         try:
             cronid = bytes.fromhex(body["cronid"])
         except ValueError:
+            return
+        if len(cronid) != CRONID_BYTES:  # (it names its ticks' series at the voters)
             return
         if kind == CRON_REMOVED_KIND:
             self.removed.add(cronid)
@@ -305,7 +308,9 @@ class Crons:
         root_input = self._previous_output(cron, tick_ns)
 
         def done(error: ColonyError | None, views: list[dict[str, Any]]) -> None:
-            if error is not None:
+            if isinstance(error, NotAcknowledged) and error.reason == Reason.COMPACTED.name:
+                self.counters["compacted"] += 1  # a later tick ran and was compacted: this
+            elif error is not None:  # one is past (the voters' series horizon), not retried
                 self.counters["refused"] += 1
                 if self._tried.get(cron.cronid) == tick_ns:
                     self._tried[cron.cronid] = tick_ns - 1  # try again on the next wake
@@ -315,7 +320,8 @@ class Crons:
         fresh = tick_ns not in cron.fired
         submit_graph(self.core, cron.specs, graph, pids, tick_ns, done,
                      extra={"cronid": cron.cronid.hex(), "tick_ns": tick_ns},
-                     root_input=root_input, tick=tick_id(cron.cronid, tick_ns, "tick"))  # fmt: skip
+                     root_input=root_input, tick=tick_id(cron.cronid, tick_ns, "tick"),
+                     series=cron.cronid)  # fmt: skip
         self.counters["fired" if fresh else "fired_elsewhere"] += 1
         return graph
 
@@ -345,7 +351,7 @@ class Crons:
         may_submit(core)
         if len(self.crons) >= CRONS_MAX:
             raise ColonyError(f"this colony has {CRONS_MAX} crons; remove some first")
-        cronid = core.rng.randbytes(16)
+        cronid = core.rng.randbytes(CRONID_BYTES)
         record = {**body, "cronid": cronid.hex(), "created_ns": core.unix_ns()}
         _, specs = parse_cron(record, cronid)
         record["workflowspec"] = {"functionspecs": [spec_to_json(s) for s in specs]}

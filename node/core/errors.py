@@ -7,6 +7,7 @@ from colonynode.core.errors import ColonyError
 
 __all__ = [
     "JoinFailed",
+    "NotAcknowledged",
     "NotFound",
     "NotHolder",
     "NotOwner",
@@ -37,3 +38,12 @@ class NotOwner(PermissionDenied):
 
 class JoinFailed(ColonyError):
     pass
+
+
+class NotAcknowledged(ColonyError):
+    """A majority of the voters did not take a submission: `reason` is theirs (a
+    consensus `Reason` name), or None when they did not answer in time."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason

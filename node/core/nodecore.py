@@ -561,6 +561,7 @@ class NodeCore:
         return {"view": len(book), "view_compacted": book.compacted,
                 "view_forgotten_open": book.forgotten_open, "registers": len(voter.registers),
                 "registers_dropped": voter.compaction.dropped,
+                "series_horizons": len(voter.compaction.series),
                 "compacted_submits_refused": voter.compaction.refused}  # fmt: skip
 
     def name(self) -> str:

@@ -89,6 +89,7 @@ def terms_of(
     record: bytes = b"",
     *,
     tick: bytes = b"",
+    series: bytes = b"",
 ) -> ProcessTerms:
     """The register's terms of a process; `record`: its signed gossip record (encoded),
     which every voter keeps with the register."""
@@ -106,6 +107,7 @@ def terms_of(
         maxretries=spec.maxretries,
         record=record,
         tick=tick,
+        series=series,
     )
 
 

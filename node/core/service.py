@@ -22,7 +22,7 @@ from colonynode.gossip.records import ENVELOPE_KIND, open_body
 from colonynode.node.core import requests as rq
 from colonynode.node.core import runs, waits
 from colonynode.node.core.crons import may_submit
-from colonynode.node.core.errors import NotFound, NotHolder, PermissionDenied
+from colonynode.node.core.errors import NotAcknowledged, NotFound, NotHolder, PermissionDenied
 from colonynode.node.core.fs import fs_handlers
 from colonynode.node.core.members import (
     admit,
@@ -68,19 +68,22 @@ def _acknowledge(
     then: Callable[[Any], None],
     *,
     tick: bytes = b"",
+    series: bytes = b"",
 ) -> None:
     def done(event: Any) -> None:
         if event.acked:
             core.book.mark_acked(pid)
         then(event)
 
-    terms = terms_of(pid, spec, core.node_id, submitted_ns, record, tick=tick)
+    terms = terms_of(pid, spec, core.node_id, submitted_ns, record, tick=tick, series=series)
     core.lease(lrq.SubmitProcess(terms), done)
 
 
-def _refused(pid: bytes, event: Any) -> ColonyError:
-    why = event.reason.name if event.reason is not None else "no answer"
-    return ColonyError(f"process {pid.hex()} was not acknowledged by a majority of voters ({why})")
+def _refused(pid: bytes, event: Any) -> NotAcknowledged:
+    reason = event.reason.name if event.reason is not None else None
+    why = reason or "no answer"
+    msg = f"process {pid.hex()} was not acknowledged by a majority of voters ({why})"
+    return NotAcknowledged(msg, reason)
 
 
 def submit_process(core: NodeCore, rid: int, req: rq.SubmitProcess) -> None:
@@ -133,10 +136,12 @@ def submit_graph(
     extra: dict[str, Any] | None = None,
     root_input: list[Any] | None = None,
     tick: bytes = b"",
+    series: bytes = b"",
 ) -> None:
     """Publish and register every step of a graph; `then(error, views)` once a majority
     answered for each. `extra` goes into every step's record, `root_input` into the
-    roots' (a cron's previous graph's output), `tick` into the terms (a cron tick)."""
+    roots' (a cron's previous graph's output), `tick` and `series` into the terms (a
+    cron tick: ProcessTerms)."""
     children: dict[str, list[str]] = {s.nodename: [] for s in specs}
     for s in specs:
         for dep in s.conditions.dependencies:
@@ -166,7 +171,8 @@ def submit_graph(
 
     for s in specs:
         pid = pids[s.nodename]
-        _acknowledge(core, pid, s, submitted_ns, signed[s.nodename], _bind(done, pid), tick=tick)
+        _acknowledge(core, pid, s, submitted_ns, signed[s.nodename], _bind(done, pid),
+                     tick=tick, series=series)  # fmt: skip
 
 
 def add_child(core: NodeCore, rid: int, req: rq.AddChild) -> None:

@@ -10,8 +10,13 @@ from colonynode.consensus import Outcome, ProcessTerms, Reason, State
 from colonynode.consensus import register as rg
 from colonynode.consensus.compaction import ASK_AGAIN_S, ASKS_MAX, Retention
 from colonynode.consensus.events import Compacted, Granted, Submitted
-from colonynode.consensus.messages import Close, Compact, Merge, RegisterCopy
-from colonynode.consensus.requests import ClaimLeases, CloseProcess, SubmitProcess
+from colonynode.consensus.messages import SERIES_MAX, Close, Compact, Merge, RegisterCopy
+from colonynode.consensus.requests import (
+    ChangeVoters,
+    ClaimLeases,
+    CloseProcess,
+    SubmitProcess,
+)
 from colonynode.consensus.voter import META_KEY, META_TABLE, REGISTERS_TABLE
 from tests.consensus.harness import Colony, nid
 
@@ -237,8 +242,8 @@ def test_an_open_copy_sent_before_the_drop_and_late_is_not_taken() -> None:
 
 def test_definitions_and_tick_processes_are_never_dropped_nor_refused() -> None:
     """A cron's or a generator's register (`kept`) is read back after it closed; a tick's
-    process may be submitted again under the same pid: neither is ever dropped, and the
-    horizon does not refuse them."""
+    process without a series (a generator's batch) may be submitted again under the same
+    pid, with a new seq: neither is ever dropped, and the horizon does not refuse them."""
     colony = Colony(claimers=1, retention=RETENTION)
     run_to_success(colony, b"p", seq=5_000)
     for pid, kw in ((b"def", {"kept": True}), (b"tick", {"tick": b"t1"})):
@@ -267,3 +272,74 @@ def test_a_submission_time_ahead_of_the_voters_clock_is_never_dropped() -> None:
     wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
     assert all(held(colony, v, b"future") and not held(colony, v, b"now") for v in VOTERS)
     assert colony.core(0).voter.compaction.horizon == 9_000
+
+
+def close_tick(colony: Colony, pid: bytes, seq: int, series: bytes) -> Submitted:
+    """Submit a cron tick's process (`tick` and `series`), claim and close it."""
+    terms = ProcessTerms(pid, nid(C1), seq=seq, tick=b"t-" + pid, series=series)
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    answer = [e for e in colony.events(C1, Submitted) if e.pid == pid][-1]
+    if answer.acked:
+        colony.call(C1, lambda c, t: c.request(t, ClaimLeases((pid,))))
+        colony.deliver()
+        colony.call(C1, lambda c, t: c.request(t, CloseProcess(pid, Outcome.SUCCESS, 1)))
+        colony.deliver()
+    return answer
+
+
+def test_a_crons_tick_is_dropped_and_never_taken_again_nor_an_earlier_one() -> None:
+    """A cron's ticks (`series`: the cron) are dropped like any process; then a Submit
+    of the same tick, or of an earlier tick of that cron, is refused COMPACTED (the
+    tick's pid is the same whoever fires it: only the series horizon says it ran). A
+    later tick, another cron's earlier tick and an ordinary process are taken."""
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"p", seq=9_000)  # raises the global horizon past the ticks
+    assert close_tick(colony, b"c1-t2", seq=2_000, series=b"cron1").acked
+    assert close_tick(colony, b"c2-t5", seq=5_000, series=b"cron2").acked
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    for v in VOTERS:
+        c = colony.core(v).voter.compaction
+        assert not held(colony, v, b"c1-t2") and not held(colony, v, b"c2-t5")
+        assert c.series == {b"cron1": 2_000, b"cron2": 5_000} and c.horizon == 9_000
+    for pid, seq, series in ((b"c1-t2", 2_000, b"cron1"), (b"c1-t1", 1_000, b"cron1")):
+        late = close_tick(colony, pid, seq, series)
+        assert not late.acked and late.reason is Reason.COMPACTED
+    assert close_tick(colony, b"c1-t3", seq=3_000, series=b"cron1").acked
+    assert close_tick(colony, b"c2-t4", seq=4_000, series=b"cron1x").acked  # another cron
+    assert submit(colony, b"q", seq=9_500)[-1].acked
+
+
+def test_series_horizons_survive_a_restart_and_go_to_a_new_voter_with_the_handover() -> None:
+    colony = Colony(voters=3, claimers=3, retention=RETENTION)
+    assert close_tick(colony, b"c1-t2", seq=2_000, series=b"cron1").acked
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    assert not held(colony, 0, b"c1-t2")
+    assert colony.nodes[0].store.durable_get(META_TABLE, META_KEY)["series"] == [[b"cron1", 2_000]]
+    colony.crash(0)
+    colony.restart(0)
+    colony.tick(0)
+    assert colony.core(0).voter.compaction.series == {b"cron1": 2_000}
+    ids = tuple(nid(i) for i in (1, 2, 4))  # node 4 replaces voter 0
+    for i in range(len(colony.nodes)):
+        colony.call(i, lambda c, t: c.request(t, ChangeVoters(2, ids)))
+    for _ in range(20):
+        colony.deliver()
+        colony.advance(0.1)
+    assert colony.core(4).voter.serving == 2
+    assert colony.core(4).voter.compaction.series == {b"cron1": 2_000}
+    late = close_tick(colony, b"c1-t2", seq=2_000, series=b"cron1")
+    assert not late.acked and late.reason is Reason.COMPACTED
+
+
+def test_a_tick_of_a_new_series_is_kept_once_series_max_horizons_are_held() -> None:
+    """At most SERIES_MAX series horizons are kept: the ticks of another series are never
+    dropped (a horizon not kept could not refuse them)."""
+    colony = Colony(claimers=1, retention=RETENTION)
+    for v in VOTERS:
+        c = colony.core(v).voter.compaction
+        c.series = {i.to_bytes(4, "big"): 1 for i in range(SERIES_MAX)}
+    assert close_tick(colony, b"full-t1", seq=2_000, series=b"new-cron").acked
+    assert close_tick(colony, b"old-t1", seq=2_000, series=(7).to_bytes(4, "big")).acked
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    assert all(held(colony, v, b"full-t1") and not held(colony, v, b"old-t1") for v in VOTERS)

@@ -19,6 +19,10 @@ from colonynode.sdk import function
 @function
 def add(a, b):
     return a + b
+
+@function
+def ticker(*previous):  # a cron's roots get the previous tick's output
+    return "ticked"
 """
 
 SHORT = {"retention_s": 2.0, "view_retention_s": 2.0}
@@ -63,3 +67,38 @@ def test_closed_processes_are_compacted_everywhere_and_the_colony_goes_on(
         second = list(client.map("add", [100, 200], [1, 2], executortype="py"))
         assert second == [[101], [202]]  # no submission refused after compaction
         assert all(retention(d)["compacted_submits_refused"] == 0 for d in nodes)
+
+
+def test_a_crons_ticks_are_compacted_and_each_tick_still_runs_once(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    """A cron firing every second: the voters drop its ticks' registers (one series
+    horizon each, not one register a tick), and every tick ran exactly once."""
+    nodes, ex = setup
+    for d in nodes:
+        short_retention(d)
+    for d in nodes:
+        wait_until(f"{d.name}: mesh", lambda d=d: d.status()["connected_peers"] == 2)
+    a = nodes[0]
+    ex.start(nodes[1], concurrency=2)
+    spec = {"nodename": "tick", "funcname": "ticker", "args": [],
+            "conditions": {"executortype": "py"}}  # fmt: skip
+    with Client(a.dir) as client:
+        cronid = client.add_cron("ticker", [spec], interval_s=1)["cronid"]
+
+        def retention(d: Daemon) -> dict[str, int]:
+            return d.status()["retention"]  # type: ignore[no-any-return]
+
+        for d in nodes:
+            dropped = lambda d=d: retention(d)["registers_dropped"] >= 10  # noqa: E731
+            wait_until(f"{d.name}: ten ticks dropped", dropped, timeout_s=90)
+            held = retention(d)
+            assert held["series_horizons"] == 1
+            # the cron's definition and the ticks within the last retention or so
+            assert held["registers"] < held["registers_dropped"]
+        runs = [p for p in client.list("SUCCESS") if p.get("processgraphid")]
+        assert len(runs) >= 10 and not client.list("FAILED")
+        assert {p["spec"]["funcname"] for p in runs} == {"ticker"}
+        graphs = [p["processgraphid"] for p in runs]
+        assert len(graphs) == len(set(graphs)), "a tick's graph ran twice"
+        assert client.get_cron(cronid)["lastrun"]

@@ -15,7 +15,13 @@ from colonynode.simulations.workload import Fate, Job
 from colonynode.simulations.world import World
 
 NAMED = ("none", "lossy", "partitions", "crashes", "chaos")
-SAFETY = ("double_commits", "overlapping_leases", "lost_submissions", "unfinished_after_liveness")
+SAFETY = (
+    "double_commits",
+    "overlapping_leases",
+    "lost_submissions",
+    "unfinished_after_liveness",
+    "dropped_taken_again",
+)
 
 
 SWEEP_SAFETY_S = 10.0  # the CI sweep: shorter safety phases, more seeds
@@ -278,3 +284,18 @@ def test_compaction_without_asking_the_other_voters_is_caught() -> None:
             assert_clean(run(seed, "chaos", retention_s=3.0))  # the same seed, no bug
             return
     raise AssertionError("compact_unasked not caught as a double commit in 50 seeds")
+
+
+def test_a_crons_ticks_are_compacted_and_a_late_firing_is_refused_by_the_series_horizon() -> None:
+    """Voters drop a cron tick's register like any other (its `series`: the cron), and a
+    firing that comes after the drop (a member that was cut off or paused) is refused.
+    The planted bug takes it (no series horizon): the checker sees a voter take it."""
+    for seed in range(1, 31):
+        caught = run(seed, "chaos", retention_s=3.0, crons=2, planted_bug="series_unfenced")
+        if "dropped-taken-again" in {v.checker for v in caught.violations}:
+            clean = run(seed, "chaos", retention_s=3.0, crons=2)  # the same seed, no bug
+            assert_clean(clean)
+            assert clean.metrics["cron_firings_compacted"] > 0  # refused, not taken
+            assert clean.metrics["dropped_taken_again"] == 0
+            return
+    raise AssertionError("series_unfenced not caught in 30 seeds")
