@@ -114,6 +114,7 @@ class Links:
         if voters != tuple(core.consensus.voters()) and since > core.consensus.version():
             core.lease(lrq.ChangeVoters(since, voters), _ignore)
         self._refresh_peers()
+        core.vouches.roster_changed()
         if core.config.dial and core._started:
             self.dial_soon(core.now_s)
 

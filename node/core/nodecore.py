@@ -65,6 +65,7 @@ from colonynode.node.core.requests import Answer, Request
 from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
 from colonynode.node.core.voters_auto import AutoVoters
+from colonynode.node.core.vouch import VOUCH_KIND, Vouches
 from colonynode.storage.api import Store
 
 __all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of"]
@@ -192,6 +193,7 @@ class NodeCore:
         self.book = ProcessBook(parse=parse_spec or parse_process_spec, me=self.node_id)
         self.crons = Crons(self)
         self.fs = FsIndex()
+        self.vouches = Vouches(self)
         self.auto_voters = AutoVoters(self)
         self.generators = Generators(self)
         self.book.on_scheduled = self._scheduled_process
@@ -237,6 +239,8 @@ class NodeCore:
                 self.generators.on_record(author, body.kind, body.body)
             elif body.kind.startswith(FS_KIND):
                 self.fs.on_record(author, body.kind, body.body)
+            elif body.kind == VOUCH_KIND:  # (judged again: what it holds may be new)
+                self.vouches.on_record(Accepted(author, seq, body.kind, body.body, env))
         for author, body, seq in later:  # after the crons: a tick's records name its cron
             self.book.on_record(author, body.kind, body.body, seq=seq)
 
@@ -266,6 +270,7 @@ class NodeCore:
             self.crons.started = self.generators.started = True
             self.crons.replan()
             self.generators.replan()
+            self.vouches.roster_changed()
             self.at(now_s + self._compact_every_s(), self._compact_view)
         for name, core in self._cores.items():
             wake = self._wakes[name]
@@ -457,8 +462,14 @@ class NodeCore:
             elif event.kind.startswith(FS_KIND):
                 if not event.local:
                     self.fs.on_record(event.author, event.kind, event.body)
+            elif event.kind == VOUCH_KIND:
+                self.vouches.on_record(event)
             else:
                 self.links.on_record(event)
+
+    def take_record(self, event: Accepted) -> None:
+        """A record that came another way than gossip (a voter's vouch: vouch.py)."""
+        self._on_gossip(event)
 
     def _on_lease(self, event: Any) -> None:
         for rid in getattr(event, "reqs", ()):

@@ -3,14 +3,21 @@ real gossip, DHT and lease cores, requests answered by id, long-polls and deadli
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from colonynode.consensus.messages import Claim, Submit
 from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED
+from colonynode.core.codec import decode_raw, encode, from_wire, to_wire
+from colonynode.core.envelope import Envelope
 from colonynode.core.scheduling import ExecutorAdvert
+from colonynode.gossip.events import Accepted
+from colonynode.gossip.records import open_body, seal_record
 from colonynode.node.core import Dial, NotFound, PermissionDenied, channel_of
 from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import Hello
 from colonynode.node.core.processes import OWN_CLAIM_QUIET_S
-from tests.node.colony import Colony, spec, submit
+from colonynode.node.core.vouch import VOUCH_KIND
+from tests.node.colony import Colony, identity, spec, submit
 
 PY = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
 
@@ -229,3 +236,44 @@ def test_a_removed_members_processes_still_reach_a_node_that_was_down() -> None:
     colony.connect_all()
     view = colony.result(2, rq.WaitProcess(pid, timeout_s=30), max_s=60.0)
     assert view["state"] == "SUCCESS" and view["output"] == [7]
+
+
+def test_a_removed_members_acknowledged_process_the_owner_never_had_still_reaches_all() -> None:
+    """Found by the voters scenario (chaos seeds 102 and 197): n4 submitted a process
+    the voters acknowledged, and the owner's node, cut off from n4, removed it with a
+    cut below that submission's record: every node that did not hold the record by then
+    refused it, and never showed the process. The voters that took it vouch for it."""
+    colony = Colony(5)
+    colony.net.crash(3)
+    colony.connect_all()
+    rid = colony.ask(4, rq.SubmitProcess(spec()))
+    cut_off = lambda src, dst, msg: dst == 0 or src == 0  # noqa: E731 (the owner: no word)
+    colony.run_until(lambda: colony.answer(4, rid) is not None, drop=cut_off)
+    answer = colony.answer(4, rid)
+    assert answer is not None and answer.error is None
+    pid = bytes.fromhex(answer.value["processid"])
+    assert colony.core(0).book.get(pid) is None
+    colony.result(0, rq.RemoveMember("n4"))
+    roster = colony.core(0).membership.roster
+    assert roster is not None
+    record = colony.core(1).consensus.voter.registers[pid].terms.record
+    seq = open_body(from_wire(Envelope, decode_raw(record))).seq
+    assert [f.last_seq < seq for f in roster.former] == [True]  # the record is past it
+    colony.net.crash(4)
+    colony.net.restart(3)
+    colony.connect_all()
+    colony.run_until(lambda: all(colony.core(i).book.get(pid) is not None for i in (0, 3)))
+    assert colony.core(3).vouches.counters["taken"] >= 1
+    assert colony.core(1).vouches.counters["vouched"] >= 1
+
+
+def test_a_vouch_of_junk_or_of_a_strangers_record_is_refused_and_counted() -> None:
+    colony = Colony(5)
+    stranger = seal_record(identity(9), 1, "process", {"processid": "ab" * 16})
+    junk = {"records": [b"junk", 5, encode(to_wire(stranger))]}
+    event = Accepted(colony.identities[1].node_id, 7, VOUCH_KIND, junk, stranger)
+    vouches = colony.core(3).vouches
+    vouches.on_record(event)
+    vouches.on_record(replace(event, body="not a vouch"))
+    assert vouches.counters["refused"] == 3 and vouches.counters["taken"] == 0
+    assert colony.core(3).book.get(bytes.fromhex("ab" * 16)) is None
