@@ -49,6 +49,7 @@ __all__ = [
     "own_vote",
     "page_end",
     "page_of",
+    "refreeze",
 ]
 
 HANDOVER_CHUNK_MAX = 256  # registers per Handover message
@@ -168,6 +169,13 @@ class HandoverProgress:
         return True, installs, frozen
 
 
+def refreeze(voter: VoterCore, frozen: set[bytes], version: int) -> None:
+    """The processes frozen at `voter` once the handover to `version` settled what it
+    could; each keeps the version of the change that first froze it here."""
+    voter.frozen = frozen
+    voter.frozen_at = {p: voter.frozen_at.get(p, version) for p in frozen}
+
+
 def _key(reg: Register) -> Any:
     return rg.commit_key(rg.view(reg))
 
@@ -240,7 +248,7 @@ def on_late_handover(
     frozen |= {p for p in voter.frozen - installed
                if p not in voter.registers and not h.closed_by.get(p)}  # fmt: skip
     thawed = voter.frozen - frozen
-    voter.frozen = frozen
+    refreeze(voter, frozen, h.vset.version)
     told: set[bytes] = set()  # (`_put` announces a result this voter held open)
     for reg in installs:
         if reg.pid in thawed:

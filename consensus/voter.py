@@ -40,6 +40,7 @@ from colonynode.consensus.handover import (
     own_vote,
     page_end,
     page_of,
+    refreeze,
 )
 from colonynode.consensus.messages import (
     LEASE_S_MAX,
@@ -128,6 +129,7 @@ class VoterCore:
         self._meta_unsaved = meta is None  # written at the first step, before any reply
         # processes a handover could not settle (handover.py): answered FROZEN
         self.frozen: set[bytes] = set()
+        self.frozen_at: dict[bytes, int] = {}  # pid -> the version whose handover froze it
         self.compaction = Compaction(retention or Retention())
         self.unix_ns = unix_ns  # wall-clock time, for compaction (None: not known)
         if meta is None:
@@ -140,6 +142,8 @@ class VoterCore:
             self.serving = int(meta["serving"])
             self.sealed = int(meta["sealed"])
             self.frozen = {bytes(p) for p in meta.get("frozen", ())}
+            at = {bytes(p): int(v) for p, v in meta.get("frozen_at", ())}
+            self.frozen_at = {p: at.get(p, self.serving) for p in self.frozen}
             self.compaction.horizon = int(meta.get("horizon", 0))
             self.compaction.series = {bytes(k): int(v) for k, v in meta.get("series", ())}
         # a newer set given at construction (it changed while this node was down)
@@ -231,7 +235,8 @@ class VoterCore:
     def save_meta(self) -> None:
         self._meta_unsaved = False
         record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed,
-                  "frozen": sorted(self.frozen), "horizon": self.compaction.horizon,
+                  "frozen": sorted(self.frozen), "frozen_at": sorted(self.frozen_at.items()),
+                  "horizon": self.compaction.horizon,
                   "series": sorted(self.compaction.series.items())}  # fmt: skip
         self.effects.writes.append((META_TABLE, META_KEY, record))
 
@@ -257,11 +262,13 @@ class VoterCore:
         if msg.version > self.sealed:
             self.sealed = msg.version  # durable before the registers go out
             self.save_meta()
-        # A process frozen here is handed over to the voters of the same change (they
-        # settle it alike), not on to a newer set: its result is not this voter's to give.
-        # (It names them, withheld: the new voter freezes them too, rather than serve a
-        # stale copy of its own.)
-        hold = self.frozen if msg.version > self.serving else set()
+        # A process frozen here is handed over to the voters of the change that froze it
+        # (they settle it alike), not on to a newer set: its result is not this voter's
+        # to give. (It names them, withheld: the new voter freezes them too, rather than
+        # serve a stale copy of its own.) Nor to a later change this voter serves too:
+        # its own copy is its vote in the set before the first change, no result of the
+        # set the asker takes over from (voters chaos seed 271: a double commit).
+        hold = {p for p in self.frozen if self.frozen_at.get(p) != msg.version}
         copies, withheld, done = page_of(self.registers, msg.after, hold)
         c = self.compaction
         series = tuple(sorted(c.series.items())[: 2 * SERIES_MAX]) if done else ()  # (last page)
@@ -300,7 +307,7 @@ class VoterCore:
                 self._put(reg, now_s, Change.SETTLE)
             self.serving = h.vset.version
             self.handover = None
-            self.frozen = frozen
+            refreeze(self, frozen, h.vset.version)
             self.unsettled = h if frozen else None
             self.save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
             for pid in sorted(frozen):

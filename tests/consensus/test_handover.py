@@ -12,7 +12,7 @@ from colonynode.consensus import ClaimFailed, Granted, Outcome, ProcessTerms, Re
 from colonynode.consensus import register as rg
 from colonynode.consensus.events import VoterCommitted
 from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover
-from colonynode.consensus.messages import HandoverRequest, Merge, State
+from colonynode.consensus.messages import Handover, HandoverRequest, Merge, State
 from colonynode.consensus.register import Register
 from colonynode.consensus.requests import (
     CancelProcess,
@@ -325,3 +325,37 @@ def test_a_handover_page_names_what_it_withholds_and_its_range_ends_there() -> N
     assert withheld == (b"\x03" * 5,) and done
     assert page_end(Handover(3, b"", copies, done, withheld)) == b"\x03" * 5
     assert page_end(Handover(3, b"", (), True)) is None
+
+
+def test_a_process_frozen_in_an_earlier_change_is_withheld_from_a_later_set_it_serves_too() -> None:
+    """Voters chaos seed 271: voter V froze P in the change to set 2 (its own copy, a
+    minority close of set 1, is kept as its vote); V also serves set 3 and was asked by
+    another voter of set 3. Handed on as a copy, that vote counted as set 2's result: a
+    second result next to the one set 1 committed. It is withheld; a process frozen in
+    the change to set 3 itself is still handed to that change's voters."""
+    me = NodeId(b"V" * 32)
+    v = VoterCore(me, MemoryStore(), timing=TIMING, voter_set=VoterSet(3, (A, me), (me,)))
+    v.on_tick(0.0)
+    v.serving = 3
+    own_vote_of_set_1 = reg(State.SUCCESS, 1, nid(5))
+    v.registers[PID] = own_vote_of_set_1
+    v.registers[b"pid-3"] = replace(own_vote_of_set_1, terms=ProcessTerms(b"pid-3", nid(9)))
+    v.frozen, v.frozen_at = {PID, b"pid-3"}, {PID: 2, b"pid-3": 3}
+    v.take_effects()
+    v.on_message(1.0, A, HandoverRequest(3, b""))
+    ((to, page),) = v.take_effects().sends
+    assert to == A and isinstance(page, Handover) and page.done
+    assert page.withheld == (PID,)
+    assert [c.terms.pid for c in page.copies] == [b"pid-3"]
+
+
+def test_the_version_that_froze_a_process_survives_a_restart() -> None:
+    store = MemoryStore()
+    me = NodeId(b"V" * 32)
+    v = VoterCore(me, store, timing=TIMING, voter_set=VoterSet(3, (A, me), (me,)))
+    v.on_tick(0.0)
+    v.frozen, v.frozen_at = {PID}, {PID: 2}
+    v.save_meta()
+    store.apply(v.take_effects().writes)
+    again = VoterCore(me, store, timing=TIMING, voter_set=VoterSet(3, (A, me), (me,)))
+    assert again.frozen == {PID} and again.frozen_at == {PID: 2}
