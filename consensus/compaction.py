@@ -254,7 +254,7 @@ def on_tick(voter: VoterCore, now_s: float) -> None:
     """Start a round for the registers past retention, or ask again the voters out."""
     c = voter.compaction
     c.expire_promises(now_s)
-    if not voter.serves or voter.handover is not None or voter.unsettled is not None:
+    if not voter.serves or voter.handover is not None or voter.unsettled:
         c.end_round()  # a set change (or a frozen process) stops the round
         return
     if c.asked and c.asked_version != voter.serving:

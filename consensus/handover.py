@@ -12,7 +12,8 @@ The roster's voter set has a version. When version v+1 names a new set:
   nothing committed and the first result is kept. If neither (an old voter that may
   hold the deciding copy has not answered: it may be dead for good), the process is
   *frozen*: the new voter serves everything else, answers FROZEN for it and keeps asking
-  the old voters still out, and settles it when enough of them answer. (Before, it
+  the old voters about it (settle.py, across later changes too), and settles it when
+  enough of them answer. (Before, it
   waited for them to serve anything: the whole colony stalled on one such process when
   an old voter was dead; `voter_change=replace`, 21 seeds in 3,000.)
 
@@ -30,14 +31,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import register as rg
-from colonynode.consensus.events import VoterCommitted
 from colonynode.consensus.messages import Handover, RegisterCopy, State
 from colonynode.consensus.register import Register, Timing
-from colonynode.consensus.voter_invariants import Change
 from colonynode.core.ids import NodeId
 
 if TYPE_CHECKING:
-    from colonynode.consensus.voter import VoterCore
+    pass
 
 __all__ = [
     "HANDOVER_CHUNK_MAX",
@@ -45,11 +44,9 @@ __all__ = [
     "VoterSet",
     "expected",
     "merge_handover",
-    "on_late_handover",
     "own_vote",
     "page_end",
     "page_of",
-    "refreeze",
 ]
 
 HANDOVER_CHUNK_MAX = 256  # registers per Handover message
@@ -59,21 +56,26 @@ HANDOVER_CHUNK_MAX = 256  # registers per Handover message
 class VoterSet:
     version: int
     voters: tuple[NodeId, ...]
-    previous: tuple[NodeId, ...] = ()  # the set of version - 1 (empty for the first)
+    previous: tuple[NodeId, ...] = ()  # the set before (empty for the first)
+    # ... and its version, as this node knew it (0: not known). Versions are the roster's
+    # and not consecutive: a roster change that keeps the voters names no set.
+    previous_version: int = 0
 
     def majority(self) -> int:
         return len(self.voters) // 2 + 1
 
     def to_record(self) -> list[Any]:
-        return [self.version, [bytes(v) for v in self.voters], [bytes(v) for v in self.previous]]
+        return [self.version, [bytes(v) for v in self.voters], [bytes(v) for v in self.previous],
+                self.previous_version]  # fmt: skip
 
     @staticmethod
     def from_record(record: list[Any]) -> VoterSet:
-        version, voters, previous = record
+        version, voters, previous, *rest = record
         return VoterSet(
             int(version),
             tuple(NodeId(bytes(v)) for v in voters),
             tuple(NodeId(bytes(v)) for v in previous),
+            int(rest[0]) if rest else 0,  # (written before it was kept)
         )
 
 
@@ -125,8 +127,14 @@ class HandoverProgress:
     # on); frozen here too unless a majority of the old set handed over one result
     withheld: set[bytes] = field(default_factory=set)
     # pid -> this voter's own register (None: none) before the first copy was merged
-    # into it (what a frozen process goes back to: see voter.py `_hold_own_vote`)
+    # into it (what a frozen process goes back to: see settle.py `_hold_own_vote`)
     before: dict[bytes, Register | None] = field(default_factory=dict)
+    # once complete (settle.py): the pids it froze and still asks about, and per pid the
+    # old voters that withheld it or answered with no closed copy
+    pids: set[bytes] = field(default_factory=set)
+    withheld_by: dict[bytes, set[NodeId]] = field(default_factory=dict)
+    none_by: dict[bytes, set[NodeId]] = field(default_factory=dict)
+    resettle_s: float = 0.0
 
     def pending(self) -> list[NodeId]:
         return [v for v in self.vset.previous if v not in self.done]
@@ -169,13 +177,6 @@ class HandoverProgress:
         return True, installs, frozen
 
 
-def refreeze(voter: VoterCore, frozen: set[bytes], version: int) -> None:
-    """The processes frozen at `voter` once the handover to `version` settled what it
-    could; each keeps the version of the change that first froze it here."""
-    voter.frozen = frozen
-    voter.frozen_at = {p: voter.frozen_at.get(p, version) for p in frozen}
-
-
 def _key(reg: Register) -> Any:
     return rg.commit_key(rg.view(reg))
 
@@ -183,16 +184,19 @@ def _key(reg: Register) -> Any:
 def own_vote(h: HandoverProgress, me: NodeId, pid: bytes, held: Register | None) -> Register | None:
     """What voter `me` keeps of a process frozen at the end of handover `h` (`held`: its
     register now; None: drop it): the closed result it voted for in the old set, or what
-    it held before the handover (open, or closed if it was an old voter: its own frozen
-    vote, withheld). A copy merged from another old voter must not help the new set make
-    a majority of a result the old set may not have committed; an open register keeps
-    the process's terms (an acknowledged submission stays held), and a merged closed copy
-    is kept as an open register with the same terms."""
+    it held before the handover: its own vote in the last set it served (settle.py
+    `vote_of`), open or closed, withheld from any other set. A copy merged from another
+    old voter must not help the new set make a majority of a result the old set may not
+    have committed; an open register keeps the process's terms (an acknowledged
+    submission stays held), and a merged closed copy alone is kept as an open register
+    with the same terms. (A voter that was no old voter, closed before: its vote in an
+    earlier set, kept as it is; it was once made open, and the vote that decided an
+    earlier frozen process was lost: voters chaos seed 271.)"""
     own = h.closed_by.get(pid, {}).get(me)
     if own is not None:
         return own
     mine = h.before.get(pid, held)  # (a stored None: it held nothing before)
-    if mine is not None and (not mine.closed or me in h.vset.previous):
+    if mine is not None:
         return mine
     if held is None:
         return None
@@ -202,10 +206,21 @@ def own_vote(h: HandoverProgress, me: NodeId, pid: bytes, held: Register | None)
 
 
 def page_of(
-    registers: dict[bytes, Register], after: bytes, hold: set[bytes]
+    registers: dict[bytes, Register],
+    after: bytes,
+    hold: set[bytes],
+    only: tuple[bytes, ...] = (),
+    omit: set[bytes] | None = None,
 ) -> tuple[tuple[RegisterCopy, ...], tuple[bytes, ...], bool]:
-    """An old voter's next Handover page after pid `after`: (copies, withheld, done).
-    The pids in `hold` (frozen at it) are named, not handed on."""
+    """An old voter's next Handover page after pid `after`, or of the pids `only`:
+    (copies, withheld, done). The pids in `hold` (frozen at it) are named, not handed on;
+    those in `omit` are left out (held as none)."""
+    if omit:
+        registers = {p: r for p, r in registers.items() if p not in omit}
+    if only:
+        pids = sorted(p for p in set(only) if p in registers or p in hold)
+        copies = tuple(rg.to_copy(registers[p]) for p in pids if p not in hold)
+        return copies, tuple(p for p in pids if p in hold), True
     pids = sorted(p for p in registers.keys() | hold if p > after)  # (a frozen one may
     page = pids[:HANDOVER_CHUNK_MAX]  # have no register here: its vote was not closed)
     copies = tuple(rg.to_copy(registers[p]) for p in page if p not in hold)
@@ -223,52 +238,3 @@ def expected(h: HandoverProgress, sender: NodeId, msg: Handover) -> bool:
     """Is `msg` the next page this handover waits for from `sender`?"""
     return (msg.version == h.vset.version and sender in h.vset.previous
             and sender not in h.done and msg.after == h.cursor.get(sender, b""))  # fmt: skip
-
-
-def on_late_handover(
-    voter: VoterCore, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress
-) -> None:
-    """An old voter that was out answers at last: its copies of the frozen processes
-    may settle them (nothing else changes: the rest is served under the new set)."""
-    if not expected(h, sender, msg):
-        return
-    h.withheld.update(p for p in msg.withheld if p in voter.frozen)
-    for copy in msg.copies:
-        incoming = rg.from_copy(copy)
-        if incoming.pid in voter.frozen and incoming.closed:
-            h.note_closed(sender, incoming, voter.registers.get(incoming.pid))
-    voter._paged(now_s, sender, msg, h)
-    complete, installs, frozen = h.settle()
-    if not complete:  # (asked again after a restart: not enough old voters yet)
-        return
-    installed = {r.pid for r in installs}
-    # never thawed into nothing: with no result to install, no copy and no register
-    # here (a process frozen because an old voter withheld it, asked again after a
-    # restart), it would answer UNKNOWN_PID for an acknowledged process
-    frozen |= {p for p in voter.frozen - installed
-               if p not in voter.registers and not h.closed_by.get(p)}  # fmt: skip
-    thawed = voter.frozen - frozen
-    refreeze(voter, frozen, h.vset.version)
-    told: set[bytes] = set()  # (`_put` announces a result this voter held open)
-    for reg in installs:
-        if reg.pid in thawed:
-            old = voter.registers.get(reg.pid)
-            if old is None or not old.closed:
-                told.add(reg.pid)
-            voter._put(reg, now_s, Change.SETTLE)
-    for pid in sorted(thawed - installed):  # every old voter answered: none committed
-        held = voter.registers.get(pid)
-        if held is None or not held.closed:  # hold a closed copy, as a handover would,
-            copies = h.closed_by.get(pid, {})  # so that split settlement can end it
-            first = next((copies[v] for v in h.vset.previous if v in copies), None)
-            if first is not None:
-                voter._put(merge_handover(held, first, now_s, voter.timing), now_s,
-                          Change.SETTLE)  # fmt: skip
-                told.add(pid)
-    for pid in sorted(thawed - told):  # the result it serves from now on
-        held = voter.registers.get(pid)
-        if held is not None and held.closed:
-            voter.effects.events.append(VoterCommitted(pid, rg.view(held), voter.serving))
-    if not frozen:
-        voter.unsettled = None
-    voter.save_meta()

@@ -128,7 +128,8 @@ class ConsensusCore:
         if req.version <= self.voter.vset.version:
             return False
         prev = self.voter.vset.voters if req.previous is None else req.previous
-        self.voter.set_voters(now_s, VoterSet(req.version, tuple(req.voters), tuple(prev)))
+        vset = VoterSet(req.version, tuple(req.voters), tuple(prev), self.voter.vset.version)
+        self.voter.set_voters(now_s, vset)
         self.claimer.on_voters_changed(now_s)
         return True
 

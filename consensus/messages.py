@@ -172,6 +172,7 @@ LEASE_S_MAX = 3600.0  # the longest lease a voter grants (a longer claim is refu
 NONCE_MAX = (1 << 64) - 1  # nonces are unsigned 64-bit (a read's is part of its op key)
 PID_BYTES_MAX = 64  # a process id: 1..64 bytes (it keys the voters' registers)
 SERIES_ID_MAX = 32  # a series id (ProcessTerms.series): a cron's id
+SETTLE_PIDS_MAX = 256  # frozen processes one HandoverRequest asks about (settle.py)
 
 
 def _pid(value: bytes) -> None:
@@ -372,10 +373,22 @@ class Merge:
 class HandoverRequest:
     """A voter of set `version` asks a voter of the previous set for its registers
     after pid `after` (b"" first). The old voter seals itself first: it stops accepting
-    any change under the older version, so what it hands over is final."""
+    any change under the older version, so what it hands over is final. With `only`: its
+    registers of those pids alone (a process still frozen after the handover: settle.py),
+    whatever set the old voter serves now."""
 
     version: int
     after: bytes
+    only: tuple[bytes, ...] = ()
+    asked: int = 0  # the version of the previous set, as the asker knows it (0: not known)
+
+    def __post_init__(self) -> None:
+        if len(self.only) > SETTLE_PIDS_MAX:
+            raise ValueError(
+                f"{len(self.only)} pids in one HandoverRequest, over {SETTLE_PIDS_MAX}"
+            )
+        for pid in self.only:
+            _pid(pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,9 +404,14 @@ class Handover:
     withheld: tuple[bytes, ...] = ()
     horizon: int = 0  # the sender's compaction horizon (compaction.py; 0: an older sender's)
     series: tuple[tuple[bytes, int], ...] = ()  # ... and its series horizons (`done` page)
+    only: tuple[bytes, ...] = ()  # the pids a request `only` asked about (the answer's)
 
     def __post_init__(self) -> None:
         _series_horizons(self.series, 2 * SERIES_MAX)  # (a set's, and a new voter's own)
+        if len(self.only) > SETTLE_PIDS_MAX:
+            raise ValueError(
+                f"{len(self.only)} pids in one Handover answer, over {SETTLE_PIDS_MAX}"
+            )
 
 
 # -- compaction (voter -> the other voters of its set -> voter) ----------------------

@@ -29,6 +29,7 @@ from typing import Any
 
 from colonynode.consensus import compaction as cp
 from colonynode.consensus import register as rg
+from colonynode.consensus import settle as st
 from colonynode.consensus.compaction import Compaction, Retention
 from colonynode.consensus.events import Registered, VoterCommitted
 from colonynode.consensus.handover import (
@@ -36,11 +37,8 @@ from colonynode.consensus.handover import (
     VoterSet,
     expected,
     merge_handover,
-    on_late_handover,
-    own_vote,
     page_end,
     page_of,
-    refreeze,
 )
 from colonynode.consensus.messages import (
     LEASE_S_MAX,
@@ -129,7 +127,10 @@ class VoterCore:
         self._meta_unsaved = meta is None  # written at the first step, before any reply
         # processes a handover could not settle (handover.py): answered FROZEN
         self.frozen: set[bytes] = set()
-        self.frozen_at: dict[bytes, int] = {}  # pid -> the version whose handover froze it
+        # pid -> the version of the set whose vote this voter's register of it is (settle.py)
+        self.vote_of: dict[bytes, int] = {}
+        # the changes that froze processes and still ask the old voters (settle.py)
+        self.unsettled: list[HandoverProgress] = []
         self.compaction = Compaction(retention or Retention())
         self.unix_ns = unix_ns  # wall-clock time, for compaction (None: not known)
         if meta is None:
@@ -142,15 +143,14 @@ class VoterCore:
             self.serving = int(meta["serving"])
             self.sealed = int(meta["sealed"])
             self.frozen = {bytes(p) for p in meta.get("frozen", ())}
-            at = {bytes(p): int(v) for p, v in meta.get("frozen_at", ())}
-            self.frozen_at = {p: at.get(p, self.serving) for p in self.frozen}
+            of = {bytes(p): int(v) for p, v in meta.get("vote_of", ())}
+            self.vote_of = {p: of.get(p, self.serving - 1) for p in self.frozen}
+            self.unsettled = st.from_record(meta.get("unsettled", []), 0.0)
             self.compaction.horizon = int(meta.get("horizon", 0))
             self.compaction.series = {bytes(k): int(v) for k, v in meta.get("series", ())}
         # a newer set given at construction (it changed while this node was down)
         self._newer = initial if initial.version > self.vset.version else None
         self.handover: HandoverProgress | None = None
-        # a finished handover that left processes frozen: it still asks the old voters out
-        self.unsettled: HandoverProgress | None = None
         self.registers_max = registers_max
         self.planted_bug = planted_bug
         self.registers: dict[bytes, Register] = {}
@@ -182,25 +182,30 @@ class VoterCore:
             if self._newer is not None:
                 self.set_voters(now_s, self._newer)
             self._start_handover(now_s)
-            if self.frozen and self.handover is None and self.vset.previous:
-                # frozen before a restart: ask the old voters again, from the start
-                previous = self.vset.previous
-                self.unsettled = HandoverProgress(self.vset, next_s=dict.fromkeys(previous, now_s))
+            tracked = {p for h in self.unsettled for p in h.pids}
+            if self.frozen - tracked and self.vset.previous:  # (frozen before progresses
+                h = HandoverProgress(self.vset)  # were kept: the last change's voters)
+                h.pids = self.frozen - tracked
+                self.unsettled.append(h)
 
     def on_tick(self, now_s: float) -> None:
         self._stamp(now_s)
-        h = self.handover or self.unsettled
+        h = self.handover
         if h is not None:
             for voter in h.pending():
                 if now_s >= h.next_s.get(voter, now_s):
                     self._ask(now_s, voter)
+        st.on_tick(self, now_s)
         cp.on_tick(self, now_s)
 
     def next_wake_s(self) -> float | None:
-        h = self.handover or self.unsettled
+        h = self.handover
         times = [h.next_s[v] for v in h.pending() if v in h.next_s] if h is not None else []
+        settle_s = st.next_wake_s(self)
+        if settle_s is not None:
+            times.append(settle_s)
         compact_s = self.compaction.next_wake_s(len(self.registers), self.registers_max)
-        if compact_s is not None and self.serves and h is None:
+        if compact_s is not None and self.serves and h is None and not self.unsettled:
             times.append(compact_s)
         return min(times) if times else None
 
@@ -235,8 +240,8 @@ class VoterCore:
     def save_meta(self) -> None:
         self._meta_unsaved = False
         record = {"vset": self.vset.to_record(), "serving": self.serving, "sealed": self.sealed,
-                  "frozen": sorted(self.frozen), "frozen_at": sorted(self.frozen_at.items()),
-                  "horizon": self.compaction.horizon,
+                  "frozen": sorted(self.frozen), "vote_of": sorted(self.vote_of.items()),
+                  "unsettled": st.to_record(self), "horizon": self.compaction.horizon,
                   "series": sorted(self.compaction.series.items())}  # fmt: skip
         self.effects.writes.append((META_TABLE, META_KEY, record))
 
@@ -246,13 +251,24 @@ class VoterCore:
             self.effects.writes.append((REGISTERS_TABLE, pid, None))
 
     def _ask(self, now_s: float, voter: NodeId) -> None:
-        h = self.handover or self.unsettled
+        h = self.handover
         assert h is not None
         h.next_s[voter] = now_s + self.retry_s
-        request = HandoverRequest(h.vset.version, h.cursor.get(voter, b""))
+        request = HandoverRequest(h.vset.version, h.cursor.get(voter, b""), (),
+                                  h.vset.previous_version)  # fmt: skip
         self.effects.sends.append((voter, request))
 
     def _on_handover_request(self, now_s: float, sender: NodeId, msg: HandoverRequest) -> None:
+        if msg.only and msg.version < self.vset.version:
+            # About frozen processes of an older change (settle.py): sealed past it
+            # already (`set_voters`), this voter only reads them out.
+            asked = st.asked_of(msg)
+            hold = st.hold(self, asked, late=msg.only)
+            omit = st.unvoted(self, asked)
+            copies, withheld, _ = page_of(self.registers, b"", hold, msg.only, omit)
+            answer = Handover(msg.version, b"", copies, True, withheld, only=msg.only)
+            self.effects.sends.append((sender, answer))
+            return
         if msg.version != self.vset.version or sender not in self.vset.voters:
             # Only a voter of the newest set this voter knows (from the owner's roster)
             # may seal it: any member could otherwise seal every voter and stall the
@@ -268,17 +284,18 @@ class VoterCore:
         # serve a stale copy of its own.) Nor to a later change this voter serves too:
         # its own copy is its vote in the set before the first change, no result of the
         # set the asker takes over from (voters chaos seed 271: a double commit).
-        hold = {p for p in self.frozen if self.frozen_at.get(p) != msg.version}
-        copies, withheld, done = page_of(self.registers, msg.after, hold)
+        asked = st.asked_of(msg)
+        copies, withheld, done = page_of(self.registers, msg.after, st.hold(self, asked),
+                                         msg.only, st.unvoted(self, asked))  # fmt: skip
         c = self.compaction
         series = tuple(sorted(c.series.items())[: 2 * SERIES_MAX]) if done else ()  # (last page)
-        self.effects.sends.append(
-            (sender, Handover(msg.version, msg.after, copies, done, withheld, c.horizon, series))
-        )
+        answer = Handover(msg.version, msg.after, copies, done, withheld, c.horizon, series,
+                          msg.only)  # fmt: skip
+        self.effects.sends.append((sender, answer))
 
     def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
-        if self.handover is None and self.unsettled is not None:
-            on_late_handover(self, now_s, sender, msg, self.unsettled)
+        if msg.only:
+            st.on_answer(self, now_s, sender, msg)
             return
         h = self.handover
         if h is None or not expected(h, sender, msg):
@@ -294,6 +311,8 @@ class VoterCore:
             local = self.registers.get(incoming.pid)
             if incoming.closed:
                 h.note_closed(sender, incoming, local)
+            if incoming.pid in self.frozen:
+                continue  # (frozen by an earlier change: its own vote stays, settle.py)
             if local is None and len(self.registers) >= self.registers_max:
                 continue
             h.before.setdefault(incoming.pid, local)
@@ -303,18 +322,7 @@ class VoterCore:
         self._paged(now_s, sender, msg, h)
         complete, installs, frozen = h.settle()
         if complete:
-            for reg in installs:
-                self._put(reg, now_s, Change.SETTLE)
-            self.serving = h.vset.version
-            self.handover = None
-            refreeze(self, frozen, h.vset.version)
-            self.unsettled = h if frozen else None
-            self.save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
-            for pid in sorted(frozen):
-                self._hold_own_vote(pid, h)
-            for reg in self.registers.values():  # the results it serves from now on
-                if reg.closed and reg.pid not in self.frozen:
-                    self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
+            st.complete(self, now_s, h, installs, frozen)
 
     def _paged(self, now_s: float, sender: NodeId, msg: Handover, h: HandoverProgress) -> None:
         """One old voter's page is taken: note where it ended; ask for the next."""
@@ -325,16 +333,6 @@ class VoterCore:
             h.done.add(sender)
         else:
             self._ask(now_s, sender)
-
-    def _hold_own_vote(self, pid: bytes, h: HandoverProgress) -> None:
-        """A frozen process keeps only what this voter held itself (handover.py
-        `own_vote`)."""
-        own = own_vote(h, self.node_id, pid, self.registers.get(pid))
-        if own is not None:
-            self.registers[pid] = own
-            self.effects.writes.append((REGISTERS_TABLE, pid, rg.to_record(own)))
-        else:
-            self.forget(pid)
 
     def handles(self, msg: Any) -> bool:
         return type(msg) in _ROUTES

@@ -418,10 +418,13 @@ class VoterStrength(BaseChecker):
     def _tick(self, world: World) -> list[str]:
         now_s = world.now_s
         sig = tuple(node.alive for node in world.nodes)
+        was = self.alive_sig
         if sig != self.alive_sig:
             self.alive_sig, self.changed_alive_s = sig, now_s
         for i, alive in enumerate(sig):  # away since: a restart the owner's node had
-            if not alive:  # no refresh to see does not end it
+            if alive and was and not was[i]:  # no refresh to see does not end it
+                self.up_since[i] = now_s  # (restarted: up from now, booted or not yet)
+            if not alive:
                 self.down_at.setdefault(i, now_s)
             elif now_s - self.up_since.get(i, now_s) > PEER_REFRESH_S + TICK_S:
                 self.down_at.pop(i, None)

@@ -340,7 +340,10 @@ def test_a_process_frozen_in_an_earlier_change_is_withheld_from_a_later_set_it_s
     own_vote_of_set_1 = reg(State.SUCCESS, 1, nid(5))
     v.registers[PID] = own_vote_of_set_1
     v.registers[b"pid-3"] = replace(own_vote_of_set_1, terms=ProcessTerms(b"pid-3", nid(9)))
-    v.frozen, v.frozen_at = {PID, b"pid-3"}, {PID: 2, b"pid-3": 3}
+    v.frozen, v.vote_of = {PID, b"pid-3"}, {PID: 1, b"pid-3": 2}  # (sets 1 and 2's votes)
+    froze_2, froze_3 = HandoverProgress(VoterSet(2, (me,))), HandoverProgress(VoterSet(3, (me,)))
+    froze_2.pids, froze_3.pids = {PID}, {b"pid-3"}  # (the changes that froze them here)
+    v.unsettled = [froze_2, froze_3]
     v.take_effects()
     v.on_message(1.0, A, HandoverRequest(3, b""))
     ((to, page),) = v.take_effects().sends
@@ -349,13 +352,54 @@ def test_a_process_frozen_in_an_earlier_change_is_withheld_from_a_later_set_it_s
     assert [c.terms.pid for c in page.copies] == [b"pid-3"]
 
 
-def test_the_version_that_froze_a_process_survives_a_restart() -> None:
+def test_the_set_whose_vote_a_frozen_register_is_survives_a_restart() -> None:
     store = MemoryStore()
     me = NodeId(b"V" * 32)
     v = VoterCore(me, store, timing=TIMING, voter_set=VoterSet(3, (A, me), (me,)))
     v.on_tick(0.0)
-    v.frozen, v.frozen_at = {PID}, {PID: 2}
+    v.frozen, v.vote_of = {PID}, {PID: 1}
     v.save_meta()
     store.apply(v.take_effects().writes)
     again = VoterCore(me, store, timing=TIMING, voter_set=VoterSet(3, (A, me), (me,)))
-    assert again.frozen == {PID} and again.frozen_at == {PID: 2}
+    assert again.frozen == {PID} and again.vote_of == {PID: 1}
+
+
+def test_a_process_frozen_across_two_changes_is_settled_once_the_old_voter_is_back() -> None:
+    """Voters chaos seed 80: a process frozen in the change to set 2 (the voter whose
+    copy decides it is out) was frozen again in the change to set 3; each voter then
+    asked only the voters of the set just before, so the first set's answer was never
+    asked for again: frozen for good. Each change now keeps asking about what it froze,
+    and a later change settles once the set before it can hand the result on."""
+    colony = Colony(voters=3, claimers=3)  # voters 0, 1, 2; nodes 3, 4, 5
+    colony.call(5, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(5)))))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.request(t, ClaimLeases((PID,))))
+    colony.deliver()
+    colony.call(5, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "done")))
+    colony.deliver(drop=lambda s, d, m: d == 2 or s == 2)  # the close reaches 0 and 1
+    colony.call(5, lambda c, t: c.request(t, CancelProcess(PID)))
+    colony.deliver(drop=lambda s, d, m: d in (0, 1) or s in (0, 1))  # the cancel reaches 2
+    dead = lambda s, d, m: 0 in (s, d)  # noqa: E731
+
+    def change(version: int, voters: tuple[int, ...], nodes: range) -> None:
+        ids = tuple(nid(i) for i in voters)
+        for i in nodes:
+            colony.call(i, lambda c, t: c.request(t, ChangeVoters(version, ids)))
+        for _ in range(10):
+            colony.deliver(drop=dead if 0 not in nodes else None)
+            colony.advance(0.3)
+
+    change(2, (1, 2, 3), range(1, 6))
+    assert all(PID in colony.core(i).voter.frozen for i in (1, 2, 3))
+    change(3, (1, 2, 4), range(1, 6))
+    assert [colony.core(i).voter.serving for i in (1, 2, 4)] == [3, 3, 3]
+    assert all(PID in colony.core(i).voter.frozen for i in (1, 2, 3, 4))
+    colony.crash(4)  # what a change froze, and asks about, survives a restart
+    colony.restart(4)
+    assert [h.vset.version for h in colony.core(4).voter.unsettled] == [3]
+    change(3, (1, 2, 4), range(0, 1))  # voter 0 is back, and hears of set 3 only
+    for i in (1, 2, 3, 4):
+        voter = colony.core(i).voter
+        r = voter.register(PID)
+        assert PID not in voter.frozen and not voter.unsettled, i
+        assert r is not None and (r.state, r.output) == (State.SUCCESS, "done"), i
