@@ -171,16 +171,11 @@ def test_property_merge_keeps_the_highest_epoch_a_lease_and_any_closed_result(
     assert merge_handover(None, incoming, now_s, TIMING).epoch == e2
 
 
-def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -> None:
-    """Replacing a dead voter (issue 18; `voter_change=replace` stalled 21 seeds in 3,000):
-    voter 0 and 1 committed a close, voter 2 holds a cancel that never committed, and
-    voter 0 dies. The new set {1, 2, 3} cannot tell which result committed, but it serves
-    every other process at once; that one answers FROZEN (and voter 3 holds no closed copy
-    that could make a majority, only the process's terms) until voter 0 is back and
-    settles it to the committed close."""
-    colony = Colony(voters=3, claimers=3)  # voters 0, 1, 2; nodes 3, 4, 5
-    other = b"pid-2"
-    for pid in (PID, other):
+def close_at_0_and_1_cancel_at_2(*others: bytes) -> Colony:
+    """Voters 0, 1, 2 (nodes 3, 4, 5 claim): PID's close committed at voters 0 and 1, a
+    stray cancel of it held by voter 2 alone; `others` submitted, open."""
+    colony = Colony(voters=3, claimers=3)
+    for pid in (PID, *others):
         colony.call(5, lambda c, t, p=pid: c.request(t, SubmitProcess(ProcessTerms(p, nid(5)))))
     colony.deliver()
     colony.call(5, lambda c, t: c.request(t, ClaimLeases((PID,))))
@@ -189,6 +184,18 @@ def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -
     colony.deliver(drop=lambda s, d, m: d == 2 or s == 2)  # the close reaches 0 and 1
     colony.call(5, lambda c, t: c.request(t, CancelProcess(PID)))
     colony.deliver(drop=lambda s, d, m: d in (0, 1) or s in (0, 1))  # the cancel reaches 2
+    return colony
+
+
+def test_a_result_the_old_voters_out_decide_is_frozen_and_the_rest_is_served() -> None:
+    """Replacing a dead voter (issue 18; `voter_change=replace` stalled 21 seeds in 3,000):
+    voter 0 and 1 committed a close, voter 2 holds a cancel that never committed, and
+    voter 0 dies. The new set {1, 2, 3} cannot tell which result committed, but it serves
+    every other process at once; that one answers FROZEN (and voter 3 holds no closed copy
+    that could make a majority, only the process's terms) until voter 0 is back and
+    settles it to the committed close."""
+    other = b"pid-2"
+    colony = close_at_0_and_1_cancel_at_2(other)
     states = [colony.core(i).voter.register(PID).state for i in range(3)]  # type: ignore[union-attr]
     assert states == [State.SUCCESS, State.SUCCESS, State.CANCELLED]
 
@@ -370,15 +377,7 @@ def test_a_process_frozen_across_two_changes_is_settled_once_the_old_voter_is_ba
     asked only the voters of the set just before, so the first set's answer was never
     asked for again: frozen for good. Each change now keeps asking about what it froze,
     and a later change settles once the set before it can hand the result on."""
-    colony = Colony(voters=3, claimers=3)  # voters 0, 1, 2; nodes 3, 4, 5
-    colony.call(5, lambda c, t: c.request(t, SubmitProcess(ProcessTerms(PID, nid(5)))))
-    colony.deliver()
-    colony.call(5, lambda c, t: c.request(t, ClaimLeases((PID,))))
-    colony.deliver()
-    colony.call(5, lambda c, t: c.request(t, CloseProcess(PID, Outcome.SUCCESS, "done")))
-    colony.deliver(drop=lambda s, d, m: d == 2 or s == 2)  # the close reaches 0 and 1
-    colony.call(5, lambda c, t: c.request(t, CancelProcess(PID)))
-    colony.deliver(drop=lambda s, d, m: d in (0, 1) or s in (0, 1))  # the cancel reaches 2
+    colony = close_at_0_and_1_cancel_at_2()
     dead = lambda s, d, m: 0 in (s, d)  # noqa: E731
 
     def change(version: int, voters: tuple[int, ...], nodes: range) -> None:
