@@ -67,7 +67,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import register as rg
 from colonynode.consensus.events import Compacted
@@ -141,6 +141,7 @@ class Compaction:
     dropped: int = 0
     refused: int = 0  # Submits and Merges refused by the horizon or a promise
     adopted: int = 0  # minority results replaced by a majority's
+    stale: int = 0  # registers of an older set forgotten at a handover (forget_dropped)
 
     def saw_closed(self, reg: Register, now_s: float, unix_ns: int | None = None) -> None:
         """A register closed here. Not an ordinary process (`compactable`) is never
@@ -234,16 +235,22 @@ class Compaction:
         keep_s = self._keep_s(len(voter.registers), voter.registers_max)
         out: list[bytes] = []
         gone: list[bytes] = []
+        later: list[bytes] = []
         for pid, closed_s in self.closed_s.items():  # (oldest first: stops at the first
             if now_s - closed_s < keep_s or len(out) >= COMPACT_PIDS_MAX:  # one not due)
                 break
             reg = voter.registers.get(pid)
             if reg is None or not reg.closed:
                 gone.append(pid)
-            elif pid not in voter.frozen:
+            elif pid in voter.frozen:
+                later.append(pid)  # (a retention later: its wake must move on)
+            else:
                 out.append(pid)
         for pid in gone:
             del self.closed_s[pid]
+        for pid in later:
+            del self.closed_s[pid]
+            self.closed_s[pid] = now_s
         return out
 
 
@@ -254,9 +261,9 @@ def on_tick(voter: VoterCore, now_s: float) -> None:
     """Start a round for the registers past retention, or ask again the voters out."""
     c = voter.compaction
     c.expire_promises(now_s)
-    if not voter.serves or voter.handover is not None or voter.unsettled:
-        c.end_round()  # a set change (or a frozen process) stops the round
-        return
+    if not voter.serves or voter.handover is not None:
+        c.end_round()  # a set change stops the round (a frozen process is only skipped:
+        return  # one frozen for good, its deciding voter dead, once stopped it for good)
     if c.asked and c.asked_version != voter.serving:
         c.end_round()
     if c.asked and now_s >= c.ask_again_s and c.asks >= ASKS_MAX:
@@ -362,6 +369,29 @@ def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer
         del c.asked[pid]
         c.holding.pop(pid, None)
     _drop(voter, now_s, done)
+
+
+def forget_dropped(voter: VoterCore, h: Any) -> None:
+    """A handover to a new set completed: forget the registers this voter kept from an
+    older set it served that no old voter's page named, at or below the horizons the
+    pages brought. The old set dropped them (every voter of that set agreed, and
+    raised its horizons first), or never held them (never acknowledged); kept, a stale
+    open copy came back into the new set and ran again (voters chaos seed 51 with
+    `retention_s=3`: a double commit, and the voter that returned after the drop
+    repaired the others with it)."""
+    c = voter.compaction
+    for pid in sorted(voter.registers.keys() - h.seen - voter.frozen):
+        terms = voter.registers[pid].terms
+        if not terms.compactable:
+            continue
+        if terms.series:
+            below = terms.seq <= c.series.get(terms.series, -1)
+        else:
+            below = c.horizon > 0 and 0 < terms.seq <= c.horizon
+        if below:
+            c.closed_s.pop(pid, None)
+            c.stale += 1
+            voter.forget(pid)
 
 
 def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:

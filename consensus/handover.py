@@ -132,6 +132,7 @@ class HandoverProgress:
     # once complete (settle.py): the pids it froze and still asks about, and per pid the
     # old voters that withheld it or answered with no closed copy
     pids: set[bytes] = field(default_factory=set)
+    seen: set[bytes] = field(default_factory=set)  # every pid a page named (copy or withheld)
     withheld_by: dict[bytes, set[NodeId]] = field(default_factory=dict)
     none_by: dict[bytes, set[NodeId]] = field(default_factory=dict)
     resettle_s: float = 0.0

@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import register as rg
+from colonynode.consensus.compaction import forget_dropped
 from colonynode.consensus.events import VoterCommitted
 from colonynode.consensus.handover import HandoverProgress, VoterSet, merge_handover, own_vote
 from colonynode.consensus.messages import SETTLE_PIDS_MAX, Handover, HandoverRequest
@@ -63,7 +64,8 @@ def hold(voter: VoterCore, asked: int, *, late: tuple[bytes, ...] = ()) -> set[b
     that change on with it frozen (no vote: withheld until that change settles it).
     `late`: the pids an older change than this voter's newest asks about
     (`HandoverRequest.only`): once it served a set after `asked`, a process not frozen
-    here may hold what a later set did with it, no vote of that set's: withheld too."""
+    here may hold what a later set did with it, no vote of that set's, or be gone
+    (compacted by a later set: no "none" either): withheld too."""
     first: dict[bytes, int] = {}
     for h in voter.unsettled:
         for p in h.pids:
@@ -71,7 +73,7 @@ def hold(voter: VoterCore, asked: int, *, late: tuple[bytes, ...] = ()) -> set[b
     out = {p for p in voter.frozen
            if not voter.vote_of.get(p, asked + 1) <= asked < first.get(p, asked + 1)}  # fmt: skip
     if late and voter.serving > asked:
-        out |= {p for p in late if p in voter.registers and p not in voter.frozen}
+        out |= {p for p in late if p not in voter.frozen}
     return out - unvoted(voter, asked)
 
 
@@ -104,6 +106,7 @@ def complete(voter: VoterCore, now_s: float, h: HandoverProgress, installs: list
         h.resettle_s = now_s + RESETTLE_S
         voter.unsettled.append(h)
     voter.unsettled = [u for u in voter.unsettled if u.pids]  # (an install ended some)
+    forget_dropped(voter, h)
     voter.save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
     for pid in sorted(newly):
         _hold_own_vote(voter, pid, h)

@@ -205,7 +205,7 @@ class VoterCore:
         if settle_s is not None:
             times.append(settle_s)
         compact_s = self.compaction.next_wake_s(len(self.registers), self.registers_max)
-        if compact_s is not None and self.serves and h is None and not self.unsettled:
+        if compact_s is not None and self.serves and h is None:
             times.append(compact_s)
         return min(times) if times else None
 
@@ -301,6 +301,7 @@ class VoterCore:
         if h is None or not expected(h, sender, msg):
             return  # a duplicate, a stale page, or not ours
         h.withheld.update(msg.withheld)
+        h.seen.update([*(c.terms.pid for c in msg.copies), *msg.withheld])
         raised = self.compaction.raise_horizon(msg.horizon)
         for series, seq in msg.series:  # (all of them, room or not: the old set's fence)
             raised = self.compaction.raise_series(series, seq, kept=True) or raised

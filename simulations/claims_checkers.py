@@ -235,13 +235,16 @@ class LostSubmissions(BaseChecker):
 
 
 class DroppedTakenAgain(BaseChecker):
-    """No voter takes a Submit of a process once a voter dropped it: every voter of the
-    set promised and raised its horizon (or the tick's series horizon) before the drop."""
+    """No voter of the set that dropped a process, or of a later one, takes a Submit of
+    it: every voter of the set promised and raised its horizon (or the tick's series
+    horizon) before the drop, and a new voter takes the horizons with its handover. (A
+    voter of an older set still serving it, cut off from its change, may: no majority
+    of that sealed set can take it with it.)"""
 
     name = "dropped-taken-again"
 
     def __init__(self) -> None:
-        self.dropped: dict[bytes, int] = {}  # pid -> the first voter that dropped it
+        self.dropped: dict[bytes, tuple[int, int]] = {}  # pid -> (voter, version) of a drop
         self.taken_again = 0
 
     def after_step(self, world: World) -> list[str]:
@@ -249,12 +252,16 @@ class DroppedTakenAgain(BaseChecker):
         for node, event in world.step_events:
             if isinstance(event, Compacted):
                 for pid in event.pids:
-                    self.dropped.setdefault(pid, node)
+                    self.dropped.setdefault(pid, (node, event.version))
             elif isinstance(event, Registered) and event.terms.pid in self.dropped:
-                self.taken_again += 1
                 pid = event.terms.pid
+                dropper, version = self.dropped[pid]
+                core = world.nodes[node].core
+                if core is not None and core.consensus.voter.serving < version:
+                    continue
+                self.taken_again += 1
                 found.append(f"process {pid.hex()}: voter {node} took its Submit after "
-                             f"voter {self.dropped[pid]} dropped it")  # fmt: skip
+                             f"voter {dropper} dropped it")  # fmt: skip
         return found
 
 

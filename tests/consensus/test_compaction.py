@@ -10,6 +10,7 @@ from colonynode.consensus import Outcome, ProcessTerms, Reason, State
 from colonynode.consensus import register as rg
 from colonynode.consensus.compaction import ASK_AGAIN_S, ASKS_MAX, Retention
 from colonynode.consensus.events import Compacted, Granted, Submitted
+from colonynode.consensus.handover import HandoverProgress, VoterSet
 from colonynode.consensus.messages import SERIES_MAX, Close, Compact, Merge, RegisterCopy
 from colonynode.consensus.requests import (
     ChangeVoters,
@@ -343,3 +344,55 @@ def test_a_tick_of_a_new_series_is_kept_once_series_max_horizons_are_held() -> N
     assert close_tick(colony, b"old-t1", seq=2_000, series=(7).to_bytes(4, "big")).acked
     wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
     assert all(held(colony, v, b"full-t1") and not held(colony, v, b"old-t1") for v in VOTERS)
+
+
+def test_a_frozen_process_is_kept_and_does_not_stop_compaction_of_the_others() -> None:
+    """A process frozen for good (the old voter whose vote decides it is dead) once
+    stopped every compaction round at its voters, for good: the table filled. Now only
+    the frozen process is kept."""
+    colony = Colony(claimers=1, retention=RETENTION)
+    run_to_success(colony, b"f", seq=900)
+    for v in VOTERS:
+        voter = colony.core(v).voter
+        frozen_by = HandoverProgress(VoterSet(1, (), (nid(C1),)))  # (no voter: no answer)
+        frozen_by.pids = {b"f"}
+        voter.frozen, voter.vote_of, voter.unsettled = {b"f"}, {b"f": 0}, [frozen_by]
+    run_to_success(colony, b"p", seq=1_000)
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    assert all(held(colony, v, b"f") and not held(colony, v, b"p") for v in VOTERS)
+
+
+def test_a_voter_back_in_a_later_set_forgets_its_stale_copy_of_a_dropped_process() -> None:
+    """Voters chaos seed 51 (`retention_s=3`): voter 2 of set 1 held a process open when
+    set 2, without it, closed and dropped it; back in set 3, its stale open copy came
+    back with it and the process ran again. Its handover forgets what no old voter's
+    page names at or below the horizon the pages bring."""
+    colony = Colony(voters=3, claimers=2, retention=RETENTION)  # voters 0, 1, 2; 3, 4
+    terms = ProcessTerms(b"p", nid(4), seq=1_000)
+    colony.call(4, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    cut_2 = lambda s, d, m: 2 in (s, d)  # noqa: E731
+
+    def change(version: int, voters: tuple[int, ...]) -> None:
+        for i in range(5):
+            colony.call(
+                i, lambda c, t: c.request(t, ChangeVoters(version, tuple(map(nid, voters))))
+            )
+        for _ in range(10):
+            colony.deliver(drop=cut_2 if 2 not in voters else None)
+            colony.advance(0.3)
+
+    change(2, (0, 1, 3))
+    colony.call(4, lambda c, t: c.request(t, ClaimLeases((b"p",))))
+    colony.deliver(drop=cut_2)
+    colony.call(4, lambda c, t: c.request(t, CloseProcess(b"p", Outcome.SUCCESS, "out")))
+    colony.deliver(drop=cut_2)
+    for _ in range(int(RETENTION.retention_s + 2 * ASK_AGAIN_S)):
+        colony.advance(1.0)
+        colony.deliver(drop=cut_2)
+    assert not any(held(colony, v, b"p") for v in (0, 1, 3))
+    stale = colony.core(2).voter.register(b"p")
+    assert stale is not None and not stale.closed  # what it held when it was cut off
+    change(3, (0, 1, 2))
+    assert colony.core(2).voter.serving == 3
+    assert not held(colony, 2, b"p") and colony.core(2).voter.compaction.stale == 1

@@ -75,3 +75,19 @@ def test_a_voter_that_never_served_the_set_asked_about_answers_none_for_a_frozen
     ((_, answer),) = v.take_effects().sends
     assert isinstance(answer, Handover) and answer.only == (PID,)
     assert answer.copies == () and answer.withheld == ()
+
+
+def test_a_voter_that_served_a_later_set_withholds_what_it_no_longer_holds_as_that_sets() -> None:
+    """Asked by an older change about set 3, a voter serving set 5 withholds a process
+    it holds (what set 5 did with it is no vote of set 3) or no longer holds (compacted
+    under set 5: "none" would count as no vote of set 3)."""
+    me = NodeId(b"V" * 32)
+    v = VoterCore(me, MemoryStore(), timing=TIMING, voter_set=VoterSet(5, (nid(1), me)))
+    v.on_tick(0.0)
+    v.serving = 5
+    v.registers[PID] = closed(State.SUCCESS)
+    v.take_effects()
+    v.on_message(1.0, nid(1), HandoverRequest(4, b"", (PID, b"gone"), 3))
+    ((_, answer),) = v.take_effects().sends
+    assert isinstance(answer, Handover) and answer.copies == ()
+    assert answer.withheld == (b"gone", PID)
