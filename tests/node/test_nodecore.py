@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from colonynode.consensus import ProcessTerms, State
+from colonynode.consensus import register as rg
 from colonynode.consensus.messages import Claim, Submit
-from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED
+from colonynode.consensus.register import REASON_EXPIRED, REASON_WAITED, Register
 from colonynode.core.codec import decode_raw, encode, from_wire, to_wire
 from colonynode.core.envelope import Envelope
 from colonynode.core.scheduling import ExecutorAdvert
@@ -277,3 +279,22 @@ def test_a_vouch_of_junk_or_of_a_strangers_record_is_refused_and_counted() -> No
     vouches.on_record(replace(event, body="not a vouch"))
     assert vouches.counters["refused"] == 3 and vouches.counters["taken"] == 0
     assert colony.core(3).book.get(bytes.fromhex("ab" * 16)) is None
+
+
+def test_a_result_compacted_before_the_view_held_its_process_is_still_announced() -> None:
+    """Voters partitions seed 97 (`retention_s=3`): a lone voter dropped a closed
+    register before its own view had the submission, announced nothing, and every
+    view showed the process WAITING for good. The result goes out whatever the view."""
+    colony = Colony(5)
+    pid = bytes(range(16))
+    closed = Register(ProcessTerms(pid, colony.identities[4].node_id), State.SUCCESS, 1)
+    core = colony.core(0)
+    assert core.book.state_of(pid) is None
+    core.scheduler.closing.compacted((pid,), (rg.view(replace(closed, output=[7])),))
+    colony.net.stabilize()
+    body = {"processid": pid.hex(), "spec": {"funcname": "f", "conditions": {"executortype": "py"}},
+            "submission_ns": 1}  # fmt: skip
+    for i in range(5):  # the submission, late, everywhere
+        colony.core(i).book.on_record(colony.identities[4].node_id, "process", body)
+    colony.run_until(lambda: all(colony.core(i).book.state_of(pid) is State.SUCCESS
+                                 for i in range(5)))  # fmt: skip
