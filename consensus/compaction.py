@@ -172,12 +172,17 @@ class Compaction:
             return False
         until_s = self.promised.get(terms.pid)
         refused = until_s is not None and now_s < until_s
-        if submit and terms.series:
-            refused = refused or (fence_series and terms.seq <= self.series.get(terms.series, -1))
-        elif submit:
-            refused = refused or (self.horizon > 0 and 0 < terms.seq <= self.horizon)
+        if submit:
+            refused = refused or self.fenced(terms, fence_series=fence_series)
         self.refused += refused
         return refused
+
+    def fenced(self, terms: ProcessTerms, *, fence_series: bool = True) -> bool:
+        """Is `terms`'s seq at or below its horizon (its series', if it has one), so
+        that it may be one dropped?"""
+        if terms.series:
+            return fence_series and terms.seq <= self.series.get(terms.series, -1)
+        return self.horizon > 0 and 0 < terms.seq <= self.horizon
 
     def end_round(self) -> None:
         self.asked.clear()
@@ -382,13 +387,7 @@ def forget_dropped(voter: VoterCore, h: Any) -> None:
     c = voter.compaction
     for pid in sorted(voter.registers.keys() - h.seen - voter.frozen):
         terms = voter.registers[pid].terms
-        if not terms.compactable:
-            continue
-        if terms.series:
-            below = terms.seq <= c.series.get(terms.series, -1)
-        else:
-            below = c.horizon > 0 and 0 < terms.seq <= c.horizon
-        if below:
+        if terms.compactable and c.fenced(terms):
             c.closed_s.pop(pid, None)
             c.stale += 1
             voter.forget(pid)

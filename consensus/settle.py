@@ -105,14 +105,13 @@ def complete(voter: VoterCore, now_s: float, h: HandoverProgress, installs: list
         h.pids = set(frozen)
         h.resettle_s = now_s + RESETTLE_S
         voter.unsettled.append(h)
-    voter.unsettled = [u for u in voter.unsettled if u.pids]  # (an install ended some)
     forget_dropped(voter, h)
     voter.save_meta()  # frozen, before any copy is dropped (a crash keeps a prefix)
     for pid in sorted(newly):
         _hold_own_vote(voter, pid, h)
     for pid in sorted(h.pids):  # what the answers so far already decide (`verdict`)
         _settle(voter, now_s, h, pid)
-    voter.unsettled = [u for u in voter.unsettled if u.pids]
+    _prune(voter)  # (an install ends a pid in every progress)
     for reg in voter.registers.values():  # the results it serves from now on
         if reg.closed and reg.pid not in voter.frozen:
             voter.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), voter.serving))
@@ -121,12 +120,9 @@ def complete(voter: VoterCore, now_s: float, h: HandoverProgress, installs: list
 def _hold_own_vote(voter: VoterCore, pid: bytes, h: HandoverProgress) -> None:
     """A frozen process keeps only what this voter held itself (handover.py
     `own_vote`)."""
-    from colonynode.consensus.voter import REGISTERS_TABLE  # (voter.py imports this)
-
     own = own_vote(h, voter.node_id, pid, voter.registers.get(pid))
     if own is not None:
-        voter.registers[pid] = own
-        voter.effects.writes.append((REGISTERS_TABLE, pid, rg.to_record(own)))
+        voter.keep(own)
     else:
         voter.forget(pid)
 
@@ -171,7 +167,7 @@ def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: Handover) -> 
             h.none_by[pid].add(sender)
     for pid in sorted(set(msg.only) & h.pids):
         _settle(voter, now_s, h, pid)
-    voter.unsettled = [u for u in voter.unsettled if u.pids]
+    _prune(voter)
     voter.save_meta()
 
 
@@ -241,6 +237,10 @@ def _settle(voter: VoterCore, now_s: float, h: HandoverProgress, pid: bytes) -> 
         voter.effects.events.append(VoterCommitted(pid, rg.view(now), voter.serving))
 
 
+def _prune(voter: VoterCore) -> None:
+    voter.unsettled = [u for u in voter.unsettled if u.pids]
+
+
 def _untrack(voter: VoterCore, pid: bytes) -> None:
     for u in voter.unsettled:
         u.pids.discard(pid)
@@ -256,12 +256,11 @@ def to_record(voter: VoterCore) -> list[Any]:
              h.vset.previous_version] for h in voter.unsettled]  # fmt: skip
 
 
-def from_record(record: list[Any], now_s: float) -> list[HandoverProgress]:
+def from_record(record: list[Any]) -> list[HandoverProgress]:
     out = []
-    for version, previous, pids, *rest in record:
+    for version, previous, pids, previous_version in record:
         old = tuple(NodeId(bytes(v)) for v in previous)
-        h = HandoverProgress(VoterSet(int(version), (), old, int(rest[0]) if rest else 0))
+        h = HandoverProgress(VoterSet(int(version), (), old, int(previous_version)))
         h.pids = {bytes(p) for p in pids}
-        h.resettle_s = now_s
-        out.append(h)
+        out.append(h)  # (asks at the first tick: `resettle_s` 0)
     return out

@@ -145,7 +145,7 @@ class VoterCore:
             self.frozen = {bytes(p) for p in meta.get("frozen", ())}
             of = {bytes(p): int(v) for p, v in meta.get("vote_of", ())}
             self.vote_of = {p: of.get(p, self.serving - 1) for p in self.frozen}
-            self.unsettled = st.from_record(meta.get("unsettled", []), 0.0)
+            self.unsettled = st.from_record(meta.get("unsettled", []))
             self.compaction.horizon = int(meta.get("horizon", 0))
             self.compaction.series = {bytes(k): int(v) for k, v in meta.get("series", ())}
         # a newer set given at construction (it changed while this node was down)
@@ -245,6 +245,12 @@ class VoterCore:
                   "series": sorted(self.compaction.series.items())}  # fmt: skip
         self.effects.writes.append((META_TABLE, META_KEY, record))
 
+    def keep(self, reg: Register) -> None:
+        """Hold a register as it is, durably: no transition (a frozen process's own
+        vote, settle.py)."""
+        self.registers[reg.pid] = reg
+        self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
+
     def forget(self, pid: bytes) -> None:
         """Drop a register (durably, with this step's reply)."""
         if self.registers.pop(pid, None) is not None:
@@ -259,17 +265,10 @@ class VoterCore:
         self.effects.sends.append((voter, request))
 
     def _on_handover_request(self, now_s: float, sender: NodeId, msg: HandoverRequest) -> None:
-        if msg.only and msg.version < self.vset.version:
-            # About frozen processes of an older change (settle.py): sealed past it
-            # already (`set_voters`), this voter only reads them out.
-            asked = st.asked_of(msg)
-            hold = st.hold(self, asked, late=msg.only)
-            omit = st.unvoted(self, asked)
-            copies, withheld, _ = page_of(self.registers, b"", hold, msg.only, omit)
-            answer = Handover(msg.version, b"", copies, True, withheld, only=msg.only)
-            self.effects.sends.append((sender, answer))
-            return
-        if msg.version != self.vset.version or sender not in self.vset.voters:
+        # About frozen processes of an older change (settle.py): sealed past it already
+        # (`set_voters`), this voter only reads them out.
+        late = msg.only if msg.only and msg.version < self.vset.version else ()
+        if not late and (msg.version != self.vset.version or sender not in self.vset.voters):
             # Only a voter of the newest set this voter knows (from the owner's roster)
             # may seal it: any member could otherwise seal every voter and stall the
             # colony. A new voter that asked too early asks again.
@@ -285,10 +284,11 @@ class VoterCore:
         # its own copy is its vote in the set before the first change, no result of the
         # set the asker takes over from (voters chaos seed 271: a double commit).
         asked = st.asked_of(msg)
-        copies, withheld, done = page_of(self.registers, msg.after, st.hold(self, asked),
+        copies, withheld, done = page_of(self.registers, msg.after, st.hold(self, asked, late=late),
                                          msg.only, st.unvoted(self, asked))  # fmt: skip
         c = self.compaction
-        series = tuple(sorted(c.series.items())[: 2 * SERIES_MAX]) if done else ()  # (last page)
+        last = done and not msg.only  # (the last page of a handover brings the series')
+        series = tuple(sorted(c.series.items())[: 2 * SERIES_MAX]) if last else ()
         answer = Handover(msg.version, msg.after, copies, done, withheld, c.horizon, series,
                           msg.only)  # fmt: skip
         self.effects.sends.append((sender, answer))

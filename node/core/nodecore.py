@@ -38,7 +38,6 @@ from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.lease import ConsensusCore
 from colonynode.consensus.messages import CODEC as LEASE_CODEC
 from colonynode.consensus.register import Timing
-from colonynode.core.codec import decode_raw, from_wire
 from colonynode.core.effects import BEFORE_ALL, LAZY, Effects, Write
 from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError
@@ -65,7 +64,7 @@ from colonynode.node.core.requests import Answer, Request
 from colonynode.node.core.requests import Dial as DialNotice
 from colonynode.node.core.scheduler import Scheduler
 from colonynode.node.core.voters_auto import AutoVoters
-from colonynode.node.core.vouch import VOUCH_KIND, Vouches
+from colonynode.node.core.vouch import VOUCH_KIND, Vouches, envelope_of
 from colonynode.storage.api import Store
 
 __all__ = ["CHANNELS", "EARLY", "NodeConfig", "NodeCore", "channel_of"]
@@ -491,9 +490,8 @@ class NodeCore:
     def _keep_submission(self, record: bytes) -> None:
         """This voter took a register: it holds the submission's gossip record too
         (persisted with the register, before its acknowledgement is sent)."""
-        try:
-            env = from_wire(Envelope, decode_raw(record))  # the conversion checks limits
-        except (ColonyError, ValueError, TypeError):
+        env = envelope_of(record)
+        if env is None:
             return  # a submitter that sent no valid record: the register stands alone
         # Every voter got it in its own Submit: relays to them are duplicates.
         if self.gossip.publish_envelope(self.now_s, env, reached=self.consensus.voters()) == (

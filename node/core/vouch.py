@@ -30,11 +30,12 @@ from colonynode.core.envelope import Envelope
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.gossip.events import Accepted
+from colonynode.gossip.records import open_body
 
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
 
-__all__ = ["VOUCH_KIND", "Vouches"]
+__all__ = ["VOUCH_KIND", "Vouches", "envelope_of"]
 
 VOUCH_KIND = "vouch"
 VOUCH_BATCH_MAX = 64  # records one vouch record carries
@@ -100,7 +101,7 @@ class Vouches:
             return
         gossip = core.gossip
         for record in records[:VOUCH_BATCH_MAX]:
-            env = _envelope(record)
+            env = envelope_of(record)
             if env is None:
                 self.counters["refused"] += 1
                 continue
@@ -124,7 +125,8 @@ class Vouches:
         return node in roster.voters or node in self.core.consensus.voter.vset.previous
 
 
-def _envelope(record: Any) -> Envelope | None:
+def envelope_of(record: Any) -> Envelope | None:
+    """The signed envelope a register keeps (`ProcessTerms.record`), or None."""
     if not isinstance(record, bytes):
         return None
     try:
@@ -135,9 +137,7 @@ def _envelope(record: Any) -> Envelope | None:
 
 def _seq_of(record: bytes) -> int:
     """The sequence number of a register's signed record (0: not one)."""
-    from colonynode.gossip.records import open_body
-
-    env = _envelope(record)
+    env = envelope_of(record)
     if env is None:
         return 0
     try:
