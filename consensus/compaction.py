@@ -52,12 +52,26 @@ the last two only from a voter that holds it. So a voter drops a register only w
   global horizon does not apply to a series (a tick fired late, after the previous
   graph, has a `seq` older than ordinary processes dropped meanwhile), nor a series
   horizon to anything else. At most `SERIES_MAX` series: the ticks of more are kept.
+- **Pins**, for what the application still needs. The voter's application may pin a
+  register (`Pinned`, a pure function of the voter's state: a generator's arg under a
+  lease or closed as a batch's whose workflow is not held yet, node/core/
+  generator_defs.py `pinned`). A pinned register of a series is a floor: no register
+  of that series with a `seq` at or above it is dropped, nor agreed to (`on_compact`
+  agrees to none of a series asked about at or above its floor, and does not raise that
+  series' horizon), so the series' horizon stays below the floor at the voter. The
+  first Submit of what the pinned register waits for (a batch's decision and workflow,
+  with a `seq` above the floor) is then never refused COMPACTED by this voter; once it
+  is held the pin goes, and a later Submit of it, after it was dropped, is fenced as
+  any other. A grant names the series' horizon at the granting voter
+  (`Verdict.horizon`), so that the batch can take a `seq` above it.
 - **Only what can be fenced** (`ProcessTerms.compactable`): not a register with a `tick`
-  but no series (a generator's batch or decision: the same process may be submitted
-  again, with a new `seq`, and only the register says it ran), not a `kept` one
-  (definitions and packed args, read back after they closed), and not one submitted
+  but no series (the same process may be submitted again, with a new `seq`, and only
+  the register says it ran), not a `kept` one (definitions, read back after they
+  closed), and not one submitted
   "after" this voter's clock (a submitter's clock far ahead would raise every horizon
-  past the submissions to come).
+  past the submissions to come). A generator's args, batch decisions and batch
+  workflows are each a series of their generator (`seq`: pack time, and the batch's),
+  held back by pins until the batch's workflow is held.
 
 Part of the voter: pure functions of the voter's state, no I/O, no clock.
 """
@@ -66,6 +80,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +101,18 @@ from colonynode.core.ids import NodeId
 if TYPE_CHECKING:
     from colonynode.consensus.voter import VoterCore
 
-__all__ = ["ASKS_MAX", "ASK_AGAIN_S", "PRESSED_S", "RETENTION_S", "Compaction", "Retention"]
+__all__ = ["ASKS_MAX", "ASK_AGAIN_S", "PRESSED_S", "RETENTION_S", "Compaction", "Pinned",
+           "Retention", "unpinned"]  # fmt: skip
+
+# pinned(voter, register, now_s): does the application still need this register, and
+# every later one of its series (see "Pins" above)? Pure: the voter's state and now_s.
+# A closed register once found unpinned stays so (it is not asked again).
+Pinned = Callable[["VoterCore", Register, float], bool]
+
+
+def unpinned(voter: VoterCore, reg: Register, now_s: float) -> bool:
+    return False
+
 
 ASK_AGAIN_S = 2.0  # a Compact not answered by every voter is asked again after this
 ASKS_MAX = 5  # ... this many times; the pids not agreed on then wait another retention
@@ -128,6 +154,8 @@ class Compaction:
     series: dict[bytes, int] = field(default_factory=dict)  # series -> its horizon (ditto)
     # closed registers held here, in the order this voter saw them closed: pid -> when
     closed_s: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
+    by_series: dict[bytes, set[bytes]] = field(default_factory=dict)  # registers held
+    unpinned: set[bytes] = field(default_factory=set)  # closed ones found unpinned
     # the round under way: the pids asked about, the voters that agreed (the same result
     # or none), and those of them that hold the same result
     asked: dict[bytes, set[NodeId]] = field(default_factory=dict)
@@ -154,6 +182,52 @@ class Compaction:
         if unix_ns is not None and reg.terms.seq > unix_ns:
             return
         self.closed_s[reg.pid] = now_s
+
+    def index(self, reg: Register) -> None:
+        """A register held here (new or changed: asked again whether it is pinned)."""
+        self.unpinned.discard(reg.pid)
+        if reg.terms.series:
+            self.by_series.setdefault(reg.terms.series, set()).add(reg.pid)
+
+    def unindex(self, reg: Register) -> None:
+        self.unpinned.discard(reg.pid)
+        pids = self.by_series.get(reg.terms.series)
+        if pids is not None:
+            pids.discard(reg.pid)
+            if not pids:
+                del self.by_series[reg.terms.series]
+
+    def of(self, reg: Register) -> int:
+        """The horizon of a register's series here (-1: none, or not of a series)."""
+        return self.series.get(reg.terms.series, -1) if reg.terms.series else -1
+
+    def floor(self, voter: VoterCore, series: bytes, now_s: float) -> int | None:
+        """The lowest seq of a pinned register of `series` held here (None: none)."""
+        seqs = []
+        for pid in self.by_series.get(series, ()):
+            reg = voter.registers.get(pid)
+            if reg is None or reg.terms.series != series or pid in self.unpinned:
+                continue
+            if voter.pinned(voter, reg, now_s):
+                seqs.append(reg.terms.seq)
+            elif reg.closed:
+                self.unpinned.add(pid)
+        return min(seqs) if seqs else None
+
+    def below_floor(self, voter: VoterCore, terms: ProcessTerms, now_s: float,
+                    floors: dict[bytes, int | None]) -> bool:  # fmt: skip
+        """May a register with these terms go, as far as pins go: not of a series, or
+        below its series' floor? (`floors`: the floors found so far, this step.)"""
+        return self.below(voter, terms.series, terms.seq, now_s, floors)
+
+    def below(self, voter: VoterCore, series: bytes, seq: int, now_s: float,
+              floors: dict[bytes, int | None]) -> bool:  # fmt: skip
+        if not series or series not in self.by_series:
+            return True
+        if series not in floors:
+            floors[series] = self.floor(voter, series, now_s)
+        f = floors[series]
+        return f is None or seq < f
 
     def promise(self, pid: bytes, now_s: float) -> None:
         self.promised.pop(pid, None)
@@ -241,13 +315,14 @@ class Compaction:
         out: list[bytes] = []
         gone: list[bytes] = []
         later: list[bytes] = []
+        floors: dict[bytes, int | None] = {}
         for pid, closed_s in self.closed_s.items():  # (oldest first: stops at the first
             if now_s - closed_s < keep_s or len(out) >= COMPACT_PIDS_MAX:  # one not due)
                 break
             reg = voter.registers.get(pid)
             if reg is None or not reg.closed:
                 gone.append(pid)
-            elif pid in voter.frozen:
+            elif pid in voter.frozen or not self.below_floor(voter, reg.terms, now_s, floors):
                 later.append(pid)  # (a retention later: its wake must move on)
             else:
                 out.append(pid)
@@ -324,12 +399,16 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
     c = voter.compaction
     raised = c.raise_horizon(msg.horizon)
     kept = set()  # the series whose horizons this voter keeps (raised before it answers)
+    floors: dict[bytes, int | None] = {}
+    pinned = set()  # series asked about at or above a pin here: agreed only below it
     for series, seq in msg.series:
-        if c.has_room(series):
+        if not c.has_room(series):
+            continue
+        kept.add(series)
+        if c.below(voter, series, seq, now_s, floors):
             raised = c.raise_series(series, seq) or raised
-            kept.add(series)
-    if raised:
-        voter.save_meta()  # durable with the answer (it is sent after the writes)
+        else:
+            pinned.add(series)
     agree, same = [], []
     for pid, result in zip(msg.pids, msg.results, strict=True):
         reg = voter.registers.get(pid)
@@ -337,14 +416,20 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
             continue
         if reg is not None and reg.terms.series and reg.terms.series not in kept:
             continue  # (no room for its horizon: it stays)
-        if reg is None and len(kept) < len(msg.series):
-            continue  # (it may be of a series whose horizon is not kept here)
+        if reg is None and (len(kept) < len(msg.series) or pinned):
+            continue  # (it may be of a series whose horizon is not kept here, or pinned)
         if reg is not None and result_of(reg) != result:
             continue
+        if reg is not None and reg.terms.series in pinned:
+            if not c.below_floor(voter, reg.terms, now_s, floors):
+                continue
+            raised = c.raise_of(reg.terms) or raised  # (only as far as it agrees)
         agree.append(pid)
         if reg is not None:
             same.append(pid)
         c.promise(pid, now_s)  # no open copy of it from now on: it may be dropped
+    if raised:
+        voter.save_meta()  # durable with the answer (it is sent after the writes)
     voter.effects.sends.append((sender, CompactAnswer(msg.version, tuple(agree), tuple(same))))
 
 
@@ -397,6 +482,7 @@ def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
     c = voter.compaction
     dropped: list[bytes] = []
     views: list[RegisterView] = []
+    floors: dict[bytes, int | None] = {}
     for pid in pids:
         reg = voter.registers.get(pid)
         c.closed_s.pop(pid, None)
@@ -404,6 +490,9 @@ def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
             continue
         if not c.has_room(reg.terms.series):
             continue  # (its series' horizon could not be kept: it stays)
+        if not c.below_floor(voter, reg.terms, now_s, floors):
+            c.closed_s[pid] = now_s  # (pinned since it was asked about: a retention later)
+            continue
         c.raise_of(reg.terms)
         c.promise(pid, now_s)
         voter.forget(pid)

@@ -52,6 +52,7 @@ class Granted:
     epoch: int
     deadline_s: float
     reqs: Reqs = field(default=(), compare=False)
+    horizon: int = -1  # the highest series horizon a granting voter named (Verdict.horizon)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
-from colonynode.consensus.compaction import Retention
+from colonynode.consensus.compaction import Pinned, Retention
 from colonynode.consensus.events import VotersChanged
 from colonynode.consensus.handover import VoterSet
 from colonynode.consensus.register import Timing
@@ -57,6 +57,7 @@ class ConsensusCore:
         timing: Timing | None = None,
         retention: Retention | None = None,
         unix_ns: Callable[[], int | None] = lambda: None,
+        pinned: Pinned | None = None,
         planted_bug: str = "",
     ) -> None:
         self.node_id = node_id
@@ -70,6 +71,7 @@ class ConsensusCore:
             voter_set=initial,
             retention=retention,
             unix_ns=unix_ns,
+            pinned=pinned,
             retry_s=(config or ClaimerConfig()).retry_s,
             planted_bug=planted_bug,
         )

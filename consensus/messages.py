@@ -296,6 +296,9 @@ class Verdict:
     # LEASE_HELD: how long the lease this voter granted has left (its own clock), so a
     # claimer does not ask again before it may have lapsed
     lease_left_s: float = 0.0
+    # OK, for a register of a series: the voter's horizon of that series (-1: none), so
+    # a generator's batch takes a seq above it (node/core/generators.py `_close`)
+    horizon: int = -1
 
     @property
     def ok(self) -> bool:

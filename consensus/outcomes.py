@@ -37,7 +37,8 @@ def finish_claim(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason | N
     in_time = now_s < claimer.timing.claimer_deadline_s(op.sent_s, lease_s)
     if ok and in_time and len(claimer.held) < LEASES_MAX:
         deadline_s = claimer.held.grant(pid, op.epoch, lease_s, op.sent_s)
-        claimer._emit(ev.Granted(pid, op.epoch, deadline_s, reqs))
+        horizon = max((v.horizon for v in op.verdicts.values() if v.ok), default=-1)
+        claimer._emit(ev.Granted(pid, op.epoch, deadline_s, reqs, horizon))
         return
     for voter, verdict in op.verdicts.items():
         if verdict.ok:

@@ -30,7 +30,7 @@ from typing import Any
 from colonynode.consensus import compaction as cp
 from colonynode.consensus import register as rg
 from colonynode.consensus import settle as st
-from colonynode.consensus.compaction import Compaction, Retention
+from colonynode.consensus.compaction import Compaction, Pinned, Retention
 from colonynode.consensus.events import Registered, VoterCommitted
 from colonynode.consensus.handover import (
     HandoverProgress,
@@ -114,6 +114,7 @@ class VoterCore:
         registers_max: int = REGISTERS_MAX,
         retention: Retention | None = None,
         unix_ns: Callable[[], int | None] = lambda: None,
+        pinned: Pinned | None = None,
         retry_s: float = 0.25,
         planted_bug: str = "",
     ) -> None:
@@ -133,6 +134,7 @@ class VoterCore:
         self.unsettled: list[HandoverProgress] = []
         self.compaction = Compaction(retention or Retention())
         self.unix_ns = unix_ns  # wall-clock time, for compaction (None: not known)
+        self.pinned = pinned or cp.unpinned  # the application's (compaction.py, "pins")
         if meta is None:
             self.vset = initial
             first = not initial.previous and node_id in initial.voters
@@ -155,7 +157,8 @@ class VoterCore:
         self.planted_bug = planted_bug
         self.registers: dict[bytes, Register] = {}
         for key, record in store.scan(REGISTERS_TABLE, limit=registers_max):
-            self.registers[bytes(key)] = rg.from_record(record)
+            reg = self.registers[bytes(key)] = rg.from_record(record)
+            self.compaction.index(reg)
         self.now_s = 0.0  # the time of the request being answered
         self._stamped = False  # the restart rule (and a handover) start at the first step
         self.effects = Effects()
@@ -249,11 +252,13 @@ class VoterCore:
         """Hold a register as it is, durably: no transition (a frozen process's own
         vote, settle.py)."""
         self.registers[reg.pid] = reg
+        self.compaction.index(reg)
         self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
 
     def forget(self, pid: bytes) -> None:
         """Drop a register (durably, with this step's reply)."""
-        if self.registers.pop(pid, None) is not None:
+        if (reg := self.registers.pop(pid, None)) is not None:
+            self.compaction.unindex(reg)
             self.effects.writes.append((REGISTERS_TABLE, pid, None))
 
     def _ask(self, now_s: float, voter: NodeId) -> None:
@@ -460,7 +465,8 @@ class VoterCore:
         left_s = 0.0
         if reason is Reason.LEASE_HELD and reg is not None:
             left_s = max(0.0, reg.expiry_s - self.now_s)
-        return Verdict(pid, epoch, reason, None if reg is None else rg.view(reg), left_s)
+        view, horizon = (None, -1) if reg is None else (rg.view(reg), self.compaction.of(reg))
+        return Verdict(pid, epoch, reason, view, left_s, horizon if reason is Reason.OK else -1)
 
     def _apply(
         self,
@@ -559,6 +565,7 @@ class VoterCore:
         if change is not Change.STEP and reg.state is State.RUNNING:
             assert_full_lease(self.timing, reg, now_s, reg.lease_s, change.value)
         self.registers[reg.pid] = reg
+        self.compaction.index(reg)
         if reg.closed:
             self.compaction.saw_closed(reg, now_s, self.unix_ns())
         newly = old is None or not old.closed or change is Change.SPLIT

@@ -22,6 +22,7 @@ from colonynode.simulations.sim_executors import EXECUTORTYPE
 from colonynode.simulations.workload import Fate, Job
 
 if TYPE_CHECKING:
+    from colonynode.node.core.nodecore import NodeCore
     from colonynode.simulations.claims_scenario import ClaimsScenario
     from colonynode.simulations.world import World
 
@@ -171,7 +172,7 @@ class CronLoad(BaseChecker):
         late = sum(c.crons.counters["compacted"] for c in cores)  # refused: a series horizon
         off = len(self.off_schedule)
         return {"cron_ticks_fired": ticks, "cron_firings": fired, "cron_firings_compacted": late,
-                "cron_ticks_off_schedule": off, **self.gens.metrics()}  # fmt: skip
+                "cron_ticks_off_schedule": off, **self.gens.metrics(cores)}  # fmt: skip
 
 
 class GeneratorLoad:
@@ -261,7 +262,13 @@ class GeneratorLoad:
                     found.append(f"batch {view['processgraphid'][:8]}: args out of pack order")
         return found[:3]
 
-    def metrics(self) -> dict[str, int]:
+    def metrics(self, cores: list[NodeCore]) -> dict[str, int]:
+        """... and the most registers of the generators one voter holds at the end
+        (compacted once each batch's workflow is held: with a short `retention_s`, few)."""
         if not self.count:
             return {}
-        return {"generator_args_packed": self.packs, "generator_args_acked": len(self.acked)}
+        gids = set(self.gids)
+        held = max((sum(r.terms.series in gids for r in c.consensus.voter.registers.values())
+                    for c in cores), default=0)  # fmt: skip
+        return {"generator_args_packed": self.packs, "generator_args_acked": len(self.acked),
+                "generator_registers_held": held}  # fmt: skip

@@ -122,15 +122,21 @@ def hold_definition(
     then: Callable[[ColonyError | None], None],
     *,
     maxretries: int = 0,
+    series: bytes = b"",
 ) -> None:
     """Have the voters keep a signed record in a register no executor claims (no process
-    view holds it); `then(None)` once a majority holds it durably, else the error."""
+    view holds it); `then(None)` once a majority holds it durably, else the error. Kept
+    for good, unless it is of a `series` (a generator's arg: compacted as its series'
+    registers are, consensus/compaction.py)."""
     terms = ProcessTerms(pid, core.node_id, seq=seq, maxretries=maxretries, record=encode(env),
-                         kept=True)  # fmt: skip
+                         kept=not series, series=series)  # fmt: skip
 
     def done(event: Any) -> None:
         if event.acked:
             then(None)
+        elif event.reason is Reason.COMPACTED:
+            then(ColonyError(f"{what} was refused: the voters compacted records newer than "
+                             "this node's clock; check the clock (NTP)"))  # fmt: skip
         else:
             then(ColonyError(f"{what} was not acknowledged by a majority of voters; try again"))
 

@@ -9,7 +9,8 @@ only once a majority holds it durably.
 Firing. When a node sees `trigger` open args of a generator (or a non-empty queue whose
 oldest arg is older than `timeout`), it takes the first of them in pack order (the
 packing node's clock, then the arg id), claims their registers in one batched claim and
-closes each it was granted with the output ``{"batch": graph id, "args": [...]}``. An
+closes each it was granted with the output ``{"batch": graph id, "args": [...], "at":
+seq, "steps": [...]}`` (generator_defs.Batch). An
 arg's register is closed once, under the lease of the node that claimed it (the lease
 quorum's exactly-once), so an arg belongs to exactly one batch whoever raced for it.
 Which of them the batch used is then settled once, in the batch's decision register
@@ -21,13 +22,24 @@ tries again later. If the firing node dies between the closes and the submission
 another node that tries to claim one of those args is refused CLOSED, reads the register
 from a majority, learns the batch and submits its workflow itself (the same ids: the
 voters take it once) with the decided set, deciding it first if the taker had not.
+
+Compaction (bounded state, #19). Every register of a generator's (its args, its
+batches' decisions and workflow steps) is of the generator's series, a batch's with the
+batch's seq (`at`: above every granting voter's horizon of the series and every arg's
+pack time). The voters drop them like any closed register, except what a pin holds back
+(generator_defs.py `pinned`): an arg under a lease, or closed as a batch's whose
+workflow is not held yet, so the batch can be recovered from it and taken however late.
+A batch's register refused COMPACTED was held, ran and was dropped since: done. A used
+arg is forgotten here USED_KEPT_S after it was used.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import events as lev
@@ -37,11 +49,13 @@ from colonynode.core.errors import ColonyError, ValidationError
 from colonynode.core.ids import NodeId, peer_id_str
 from colonynode.core.process import spec_to_json
 from colonynode.node.core.crons import hold_definition, may_submit, turn_of
-from colonynode.node.core.errors import NotFound
+from colonynode.node.core.errors import NotAcknowledged, NotFound
 from colonynode.node.core.generator_defs import (
     Arg,
+    Batch,
     Generator,
     batch_id,
+    batch_of,
     decision_id,
     listed,
     parse_generator,
@@ -75,8 +89,9 @@ UNKNOWN_QUIET_S = 10.0  # an arg the voters did not know is left out this long
 # ClaimerConfig.op_timeout_s, 30 s, from its packing, which came before we heard of it)
 NEVER_HELD_S = 45.0
 REPLAN_S_MAX = 30.0
+SUBMIT_TRIES_MAX = 10  # submissions of a batch's workflow not acknowledged, RETRY_S apart
+USED_KEPT_S = 3600.0  # a used arg is forgotten here this long after (its register goes too)
 _S_NS = 10**9
-Submitted = Callable[[ColonyError | None, list[dict[str, Any]]], None]
 
 
 class Generators:
@@ -94,9 +109,10 @@ class Generators:
         self._early: dict[bytes, list[dict[str, Any]]] = {}  # args of generators not heard yet
         self._decisions: dict[bytes, None] = {}  # decision registers this node worked on
         self._timer_at_s: float | None = None
+        self._used: deque[tuple[float, bytes, bytes]] = deque()  # (since, generator, arg)
         self.counters: dict[str, int] = dict.fromkeys(
-            ("batches", "batches_partial", "batches_recovered", "args_packed", "args_never_held"), 0
-        )
+            ("batches", "batches_partial", "batches_recovered", "batches_compacted",
+             "args_packed", "args_never_held"), 0)  # fmt: skip
 
     def owns(self, pid: bytes) -> bool:
         """A register of a packed arg or of a batch's decision (never a process)."""
@@ -151,6 +167,7 @@ class Generators:
         try:
             gen = self.generators.get(bytes.fromhex(str(body.get("generatorid"))))
             graph, used = str(body["processgraphid"]), body["generatorargs"]
+            graph_id = bytes.fromhex(graph)
         except (KeyError, ValueError, TypeError):
             return
         if gen is None or not isinstance(used, list):
@@ -162,9 +179,7 @@ class Generators:
             except ValueError:
                 continue
             ids.add(argid)
-            arg = gen.args.get(argid)
-            if arg is not None:
-                arg.batch = graph
+        self._ran(gen, graph_id, tuple(ids))
         if graph not in gen.graph_args:
             gen.graphs.append(graph)
             del gen.graphs[:-16]
@@ -226,16 +241,18 @@ class Generators:
         gid = gen.generatorid
         graph = batch_id(gid, args)
         if self.core.config.planted_bug == "generator_no_claims":  # the checkers' test
-            self.submit(gen, graph, args, then=None)
+            self.submit(gen, graph, args, self.core.unix_ns())
             return
         self._busy.add(gid)
         granted: list[bytes] = []
+        horizon = [-1]
         answers = [0]
 
         def claimed(event: Any) -> None:
             answers[0] += 1
             if isinstance(event, lev.Granted):
                 granted.append(event.pid)
+                horizon[0] = max(horizon[0], event.horizon)
             elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.CLOSED:
                 self._recover(gen, event.pid)
             elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.UNKNOWN_PID:
@@ -249,7 +266,8 @@ class Generators:
                         arg.unknown_until_s = math.inf
                         self.counters["args_never_held"] += 1
             if answers[0] == len(args):
-                self._close(gen, graph, args, tuple(p for p in args if p in granted))
+                got = tuple(p for p in args if p in granted)
+                self._close(gen, graph, args, got, horizon[0])
 
         try:
             self.core.lease(lrq.ClaimLeases(args), claimed)
@@ -258,7 +276,11 @@ class Generators:
             self._not_before_s[gid] = self.core.now_s + RETRY_S
 
     def _close(self, gen: Generator, graph: bytes, planned: tuple[bytes, ...],
-               granted: tuple[bytes, ...]) -> None:  # fmt: skip
+               granted: tuple[bytes, ...], horizon: int) -> None:  # fmt: skip
+        """Close each granted arg as the batch's, with the batch's seq: above the
+        series' horizon each granting voter named (then an arg's pin keeps it below
+        the seq at that voter until the batch's workflow is held: generator_defs.py
+        `pinned`), and after every arg's pack."""
         gid = gen.generatorid
         if len(granted) < len(planned):  # raced: give back what we got, try again later
             for pid in granted:
@@ -275,7 +297,10 @@ class Generators:
             self.replan()
             return
         self._failures.pop(gid, None)
-        output = {"batch": graph.hex(), "args": [p.hex() for p in planned]}
+        packed_ns = max(gen.args[p].packed_ns for p in planned if p in gen.args)
+        at_ns = max(self.core.unix_ns(), packed_ns, horizon + 1)
+        batch = Batch(graph, planned, at_ns, tuple(s.nodename for s in gen.specs))
+        output = batch.output()
         committed: list[bytes] = []
         unsure: list[bytes] = []
         left = [len(planned)]
@@ -287,21 +312,21 @@ class Generators:
                 unsure.append(event.pid)  # no verdict: the voters may hold it closed
             left[0] -= 1
             if left[0] == 0:
-                self._settle(gen, graph, planned, committed, unsure, READS_MAX)
+                self._settle(gen, batch, committed, unsure, READS_MAX)
 
         for pid in planned:
             self.core.lease(lrq.CloseProcess(pid, Outcome.SUCCESS, output), closed)
 
-    def _settle(self, gen: Generator, graph: bytes, planned: tuple[bytes, ...],
-                committed: list[bytes], unsure: list[bytes], reads: int) -> None:  # fmt: skip
+    def _settle(self, gen: Generator, batch: Batch, committed: list[bytes],
+                unsure: list[bytes], reads: int) -> None:  # fmt: skip
         """Submit the batch with exactly the args the voters hold closed as its own:
         a close without a verdict is read from a majority first (again, a while later,
         until it answers), never guessed."""
-        gid = gen.generatorid
+        gid, graph = gen.generatorid, batch.graph
         if not unsure or reads <= 0:
-            used = tuple(p for p in planned if p in committed)
+            used = tuple(p for p in batch.args if p in committed)
             if used and not unsure:
-                self._decide(gen, graph, used, DECIDE_TRIES_MAX, taker=True)
+                self._decide(gen, replace(batch, args=used), DECIDE_TRIES_MAX, taker=True)
                 return
             # (reads ran out: the batch is left to a later claimer's recovery, which
             # reads every listed arg)
@@ -310,26 +335,30 @@ class Generators:
             return
         still: list[bytes] = []
         left = [len(unsure)]
+        at_ns = [batch.at_ns]
 
         def read(pid: bytes, event: Any) -> None:
-            out = getattr(getattr(event, "view", None), "output", None)
+            found = batch_of(getattr(getattr(event, "view", None), "output", None))
             if not event.committed:
                 still.append(pid)
-            elif isinstance(out, dict) and out.get("batch") == graph.hex():
+            elif found is not None and found.graph == graph:
                 committed.append(pid)
+                # (another taker's close of the same args, whose own all failed: its
+                # seq is the batch's, as every recoverer reads it)
+                at_ns[0] = found.at_ns
             left[0] -= 1
             if left[0] == 0:
+                then = replace(batch, at_ns=at_ns[0])
                 if still:
                     self.core.at(self.core.now_s + RETRY_S, lambda now_s: self._settle(
-                        gen, graph, planned, committed, still, reads - 1))  # fmt: skip
+                        gen, then, committed, still, reads - 1))  # fmt: skip
                 else:
-                    self._settle(gen, graph, planned, committed, [], reads - 1)
+                    self._settle(gen, then, committed, [], reads - 1)
 
         for pid in unsure:
             self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
 
-    def _decide(self, gen: Generator, graph: bytes, proposed: tuple[bytes, ...],
-                tries: int, *, taker: bool) -> None:  # fmt: skip
+    def _decide(self, gen: Generator, batch: Batch, tries: int, *, taker: bool) -> None:
         """Settle once, for the colony, which args batch `graph` used; then submit it.
 
         Views of the args' closes differ: the taker counts the closes it was told of, a
@@ -339,21 +368,25 @@ class Generators:
         and closed with the proposed set. One close commits; every submission of the
         batch, the taker's or a recoverer's, carries the committed set, and one finding
         the register closed reads it. An arg closed as the batch's and left out of the set
-        goes into a follow-up batch of its own (`_recovered`)."""
-        core, gid = self.core, gen.generatorid
+        goes into a follow-up batch of its own (`_recovered`). Refused COMPACTED, the
+        batch's registers were held and dropped since (pins): it ran."""
+        core, gid, graph = self.core, gen.generatorid, batch.graph
         pid = decision_id(gid, graph)
         self._decisions[pid] = None
         while len(self._decisions) > DECISIONS_KEPT_MAX:
             del self._decisions[next(iter(self._decisions))]
-        output = {"batch": graph.hex(), "args": [p.hex() for p in proposed]}
+        output = batch.output()
 
-        def done(args: tuple[bytes, ...] | None) -> None:
-            if args is not None:
-                self.submit(gen, graph, args, then=None)
+        def done(args: tuple[bytes, ...] | None, compacted: bool = False) -> None:
+            if compacted:
+                self._ran(gen, graph, batch.args)
+                self.counters["batches_compacted"] += 1
+            elif args is not None:
+                self.submit(gen, graph, args, batch.at_ns)
                 self.counters["batches"] += taker
             elif tries > 1:
                 core.at(core.now_s + RETRY_S, lambda now_s: self._decide(
-                    gen, graph, proposed, tries - 1, taker=taker))  # fmt: skip
+                    gen, batch, tries - 1, taker=taker))  # fmt: skip
                 return
             if taker:  # (tries ran out: the batch is left to a later claimer's recovery)
                 self._busy.discard(gid)
@@ -365,7 +398,7 @@ class Generators:
 
         def closed(event: Any) -> None:
             if isinstance(event, lev.Closed) and event.committed:
-                done(proposed)
+                done(batch.args)
             else:  # refused or no verdict: what do the voters hold?
                 core.lease(lrq.ReadRegister(pid), read)
 
@@ -381,29 +414,55 @@ class Generators:
             if event.acked:
                 core.lease(lrq.ClaimLeases((pid,)), claimed)
             else:
-                done(None)
+                done(None, compacted=event.reason is Reason.COMPACTED)
 
-        terms = ProcessTerms(pid, core.node_id, maxretries=-1, tick=pid)
+        terms = ProcessTerms(pid, core.node_id, seq=batch.at_ns, maxretries=-1, tick=pid,
+                             series=gid)  # fmt: skip
         try:
             core.lease(lrq.SubmitProcess(terms), held)
         except ColonyError:  # too many lease requests in flight: later
             done(None)
 
-    def submit(self, gen: Generator, graph: bytes, used: tuple[bytes, ...],
-               then: Submitted | None) -> None:  # fmt: skip
-        """The batch's workflow: ids from the batch, the roots' args its args in order."""
+    def submit(self, gen: Generator, graph: bytes, used: tuple[bytes, ...], at_ns: int,
+               tries: int = SUBMIT_TRIES_MAX) -> None:  # fmt: skip
+        """The batch's workflow: ids from the batch, the roots' args its args in order,
+        its seq the batch's (whoever submits it: the same records). One that is refused
+        COMPACTED ran and was dropped since; one not acknowledged is submitted again."""
         from colonynode.node.core.service import submit_graph
 
         values = [gen.args[p].value for p in used if p in gen.args]
-        for p in used:
-            if p in gen.args:
-                gen.args[p].batch = graph.hex()
+        self._ran(gen, graph, used)
         roots = tuple(s if s.conditions.dependencies else with_args(s, values) for s in gen.specs)
         pids = {s.nodename: batch_id(gen.generatorid, (graph,), s.nodename) for s in roots}
         extra = {"generatorid": gen.generatorid.hex(), "generatorargs": [p.hex() for p in used]}
-        submit_graph(self.core, roots, graph, pids, self.core.unix_ns(),
-                     then or (lambda error, views: None), extra=extra,
-                     tick=batch_id(gen.generatorid, (graph,), "tick"))  # fmt: skip
+
+        def then(error: ColonyError | None, views: list[dict[str, Any]]) -> None:
+            if isinstance(error, NotAcknowledged) and error.reason == Reason.COMPACTED.name:
+                self.counters["batches_compacted"] += 1
+            elif error is not None and tries > 1:
+                self.core.at(self.core.now_s + RETRY_S, lambda now_s: self.submit(
+                    gen, graph, used, at_ns, tries - 1))  # fmt: skip
+
+        submit_graph(self.core, roots, graph, pids, at_ns, then, extra=extra,
+                     tick=batch_id(gen.generatorid, (graph,), "tick"),
+                     series=gen.generatorid)  # fmt: skip
+
+    def _ran(self, gen: Generator, graph: bytes, used: tuple[bytes, ...]) -> None:
+        """Batch `graph` used these args: none is drawn again; each is forgotten
+        USED_KEPT_S later."""
+        for p in used:
+            arg = gen.args.get(p)
+            if arg is not None and arg.batch is None:
+                arg.batch, arg.used_s = graph.hex(), self.core.now_s
+                self._used.append((arg.used_s, gen.generatorid, p))
+        self._forget_used()
+
+    def _forget_used(self) -> None:
+        while self._used and self.core.now_s - self._used[0][0] > USED_KEPT_S:
+            _, gid, p = self._used.popleft()
+            gen = self.generators.get(gid)
+            if gen is not None:
+                gen.args.pop(p, None)
 
     def _recover(self, gen: Generator, pid: bytes) -> None:
         """An arg this node saw open is closed at the voters: which batch took it? If
@@ -414,44 +473,36 @@ class Generators:
 
         def read(event: Any) -> None:
             self._recovering.discard(pid)
-            view = getattr(event, "view", None)
-            out = getattr(view, "output", None)
-            if not event.committed or not isinstance(out, dict):
-                return
-            try:
-                graph = bytes.fromhex(str(out["batch"]))
-                listed = tuple(bytes.fromhex(str(h)) for h in out["args"])
-            except (KeyError, ValueError, TypeError):
-                return
-            self._recovered(gen, pid, graph, listed, wait=True)
+            batch = batch_of(getattr(getattr(event, "view", None), "output", None))
+            if event.committed and batch is not None:
+                self._recovered(gen, pid, batch, wait=True)
 
         self.core.lease(lrq.ReadRegister(pid), read)
 
-    def _recovered(self, gen: Generator, pid: bytes, graph: bytes, listed: tuple[bytes, ...],
-                   *, wait: bool) -> None:  # fmt: skip
+    def _recovered(self, gen: Generator, pid: bytes, batch: Batch, *, wait: bool) -> None:
         """The voters hold arg `pid` closed as batch `graph`'s. If that graph came and
         lists it, the arg is used. If it came without it (the batch's taker could not
         learn that close in time: it committed later, by repair), the arg goes into a
         batch of its own, keyed by (graph, arg): taken once, whoever does it. If the
         graph has not come, wait a while for it, then submit it from the voters' word."""
+        graph = batch.graph
         known = gen.graph_args.get(graph.hex())
-        arg = gen.args.get(pid)
         if known is not None:
             if pid in known:
-                if arg is not None:
-                    arg.batch = graph.hex()
+                self._ran(gen, graph, (pid,))
             else:
                 self.counters["batches_recovered"] += 1
-                self.submit(gen, batch_id(gen.generatorid, (graph, pid)), (pid,), then=None)
+                self.submit(gen, batch_id(gen.generatorid, (graph, pid)), (pid,), batch.at_ns)
         elif wait:
             self.core.at(self.core.now_s + RECOVER_WAIT_S, lambda now_s: self._recovered(
-                gen, pid, graph, listed, wait=False))  # fmt: skip
+                gen, pid, batch, wait=False))  # fmt: skip
         else:
             self.counters["batches_recovered"] += 1
             # Every listed arg the batch closed: the voters hold each as this batch's.
-            self._collect(gen, graph, listed)
+            self._collect(gen, batch)
 
-    def _collect(self, gen: Generator, graph: bytes, listed: tuple[bytes, ...]) -> None:
+    def _collect(self, gen: Generator, batch: Batch) -> None:
+        graph, listed = batch.graph, batch.args
         used: list[bytes] = []
         left = [len(listed)]
 
@@ -461,8 +512,8 @@ class Generators:
                 used.append(pid)
             left[0] -= 1
             if left[0] == 0 and used:
-                self._decide(gen, graph, tuple(p for p in listed if p in used),
-                             DECIDE_TRIES_MAX, taker=False)  # fmt: skip
+                args = tuple(p for p in listed if p in used)
+                self._decide(gen, replace(batch, args=args), DECIDE_TRIES_MAX, taker=False)
 
         for pid in listed:
             self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
@@ -508,8 +559,10 @@ class Generators:
             then(error, None if error else {"generatorid": gid.hex(), "argid": argid.hex()})
 
         # A batch claims the arg's register: unlimited retries, since a lease that ran out
-        # (its taker died) must not make the arg unclaimable for good.
-        hold_definition(core, argid, env, packed_ns, f"arg {argid.hex()}", held, maxretries=-1)
+        # (its taker died) must not make the arg unclaimable for good. A register of the
+        # generator's series: compacted once its batch's workflow is held (pins).
+        hold_definition(core, argid, env, packed_ns, f"arg {argid.hex()}", held, maxretries=-1,
+                        series=gid)  # fmt: skip
 
     def remove(self, gid: bytes) -> None:
         may_submit(self.core)

@@ -52,7 +52,7 @@ from colonynode.gossip.core import OpenBody, Verify
 from colonynode.gossip.events import Accepted
 from colonynode.gossip.messages import CODEC as GOSSIP_CODEC
 from colonynode.gossip.records import open_body
-from colonynode.node.core import colony, service, waits
+from colonynode.node.core import colony, generator_defs, service, waits
 from colonynode.node.core.announce import Announcements
 from colonynode.node.core.crons import CRON_KIND, Crons
 from colonynode.node.core.fs import FS_KIND, FsIndex
@@ -178,6 +178,7 @@ class NodeCore:
             timing=config.timing,
             retention=config.retention,
             unix_ns=unix_ns,
+            pinned=None if config.planted_bug == "generator_unpinned" else generator_defs.pinned,
             planted_bug=config.planted_bug,
         )
         self.dht = DhtCore(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus import ClaimerConfig, ConsensusCore, Timing
-from colonynode.consensus.compaction import Retention
+from colonynode.consensus.compaction import Pinned, Retention
 from colonynode.consensus.voter import HasRole
 from colonynode.core.ids import NodeId
 from colonynode.simulations.stepped import InFlight, SteppedNet
@@ -85,9 +85,11 @@ class Colony:
         has_role: HasRole | None = None,
         retention: Retention | None = None,
         unix_ns: Callable[[], int | None] = lambda: None,
+        pinned: Pinned | None = None,
     ) -> None:
         self.retention = retention
         self.unix_ns = unix_ns
+        self.pinned = pinned
         self.has_role: HasRole = has_role or (lambda node, role: True)
         self.voter_ids = tuple(nid(i) for i in range(voters))
         self.config = config or ClaimerConfig(lease_s=2.0)
@@ -107,6 +109,7 @@ class Colony:
             timing=TIMING,
             retention=self.retention,
             unix_ns=self.unix_ns,
+            pinned=self.pinned,
             planted_bug=self.planted_bug,
         )
 

@@ -242,9 +242,9 @@ def test_an_open_copy_sent_before_the_drop_and_late_is_not_taken() -> None:
 
 
 def test_definitions_and_tick_processes_are_never_dropped_nor_refused() -> None:
-    """A cron's or a generator's register (`kept`) is read back after it closed; a tick's
-    process without a series (a generator's batch) may be submitted again under the same
-    pid, with a new seq: neither is ever dropped, and the horizon does not refuse them."""
+    """A definition (`kept`) is read back after it closed; a tick's process without a
+    series may be submitted again under the same pid, with a new seq: neither is ever
+    dropped, and the horizon does not refuse them."""
     colony = Colony(claimers=1, retention=RETENTION)
     run_to_success(colony, b"p", seq=5_000)
     for pid, kw in ((b"def", {"kept": True}), (b"tick", {"tick": b"t1"})):
@@ -396,3 +396,56 @@ def test_a_voter_back_in_a_later_set_forgets_its_stale_copy_of_a_dropped_process
     change(3, (0, 1, 2))
     assert colony.core(2).voter.serving == 3
     assert not held(colony, 2, b"p") and colony.core(2).voter.compaction.stale == 1
+
+
+def test_a_pinned_register_keeps_its_series_from_its_seq_on_and_the_horizon_below() -> None:
+    """Pins (the application's: a generator's arg waiting for its batch's workflow):
+    a pinned register of a series is kept, with every register of the series at or
+    above its seq, and no voter raises that series' horizon to it, so a first Submit
+    above it (the batch's workflow) is taken; once unpinned, they all go, and a late
+    Submit of one is refused COMPACTED."""
+    pins = {b"b"}
+    colony = Colony(claimers=1, retention=RETENTION,
+                    pinned=lambda voter, reg, now_s: reg.pid in pins)  # fmt: skip
+    for pid, seq in ((b"a", 1_000), (b"b", 2_000), (b"c", 3_000)):
+        assert close_tick(colony, pid, seq, series=b"gen").acked
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    for v in VOTERS:
+        assert not held(colony, v, b"a") and held(colony, v, b"b") and held(colony, v, b"c")
+        assert colony.core(v).voter.compaction.series == {b"gen": 1_000}
+    assert close_tick(colony, b"d", seq=2_500, series=b"gen").acked  # above: taken
+    pins.clear()
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    for v in VOTERS:
+        assert not any(held(colony, v, p) for p in (b"b", b"c", b"d"))
+        assert colony.core(v).voter.compaction.series == {b"gen": 3_000}
+    late = close_tick(colony, b"c", seq=3_000, series=b"gen")
+    assert not late.acked and late.reason is Reason.COMPACTED
+
+
+def test_a_pin_at_one_voter_holds_back_every_voter_and_its_own_horizon() -> None:
+    """Only voter 2 pins (say it alone holds the batch's arg closed): the others ask,
+    voter 2 agrees to nothing at or above its floor and keeps its horizon below it; so
+    nothing of the series there is dropped anywhere, and what is below it is."""
+    colony = Colony(claimers=1, retention=RETENTION,
+                    pinned=lambda voter, reg, now_s: voter.node_id == nid(2)
+                    and reg.pid == b"b")  # fmt: skip
+    for pid, seq in ((b"a", 1_000), (b"b", 2_000), (b"c", 3_000)):
+        assert close_tick(colony, pid, seq, series=b"gen").acked
+    wait(colony, 3 * (RETENTION.retention_s + ASKS_MAX * ASK_AGAIN_S))
+    for v in VOTERS:
+        assert not held(colony, v, b"a") and held(colony, v, b"b") and held(colony, v, b"c")
+    assert colony.core(2).voter.compaction.series == {b"gen": 1_000}
+
+
+def test_a_grant_names_the_series_horizon_at_the_granting_voters() -> None:
+    colony = Colony(claimers=1, retention=RETENTION)
+    assert close_tick(colony, b"a", seq=1_000, series=b"gen").acked
+    wait(colony, RETENTION.retention_s + 2 * ASK_AGAIN_S)
+    terms = ProcessTerms(b"x", nid(C1), seq=5_000, series=b"gen")
+    colony.call(C1, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    colony.call(C1, lambda c, t: c.request(t, ClaimLeases((b"x",))))
+    colony.deliver()
+    grants = {e.pid: e.horizon for e in colony.events(C1, Granted)}
+    assert grants[b"x"] == 1_000

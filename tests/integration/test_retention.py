@@ -23,6 +23,10 @@ def add(a, b):
 @function
 def ticker(*previous):  # a cron's roots get the previous tick's output
     return "ticked"
+
+@function
+def join(*args):  # a generator's batch: its args
+    return "".join(args)
 """
 
 SHORT = {"retention_s": 2.0, "view_retention_s": 2.0}
@@ -102,3 +106,39 @@ def test_a_crons_ticks_are_compacted_and_each_tick_still_runs_once(
         graphs = [p["processgraphid"] for p in runs]
         assert len(graphs) == len(set(graphs)), "a tick's graph ran twice"
         assert client.get_cron(cronid)["lastrun"]
+
+
+def test_a_generators_registers_are_compacted_and_each_arg_is_used_once(
+    setup: tuple[list[Daemon], Executors],
+) -> None:
+    """A generator's packed args, its batches' decisions and their workflows are
+    dropped after the retention once each batch's workflow is held and has run (one
+    series horizon, not one register an arg), and every arg went into exactly one
+    batch."""
+    nodes, ex = setup
+    for d in nodes:
+        short_retention(d)
+    for d in nodes:
+        wait_until(f"{d.name}: mesh", lambda d=d: d.status()["connected_peers"] == 2)
+    ex.start(nodes[1], concurrency=2)
+    spec = {"nodename": "join", "funcname": "join", "conditions": {"executortype": "py"}}
+    with Client(nodes[0].dir) as client:
+        gid = client.add_generator("joiner", [spec], trigger=2)["generatorid"]
+        for i in range(20):
+            with Client(nodes[i % 3].dir) as packer:
+                packer.pack(gid, f"w{i:02d};")
+
+        def retention(d: Daemon) -> dict[str, int]:
+            return d.status()["retention"]  # type: ignore[no-any-return]
+
+        # 20 args, 10 decisions and 10 one-step workflows; the definition is kept
+        for d in nodes:
+            wait_until(f"{d.name}: the generator's registers dropped",
+                       lambda d=d: retention(d)["registers"] == 1
+                       and retention(d)["registers_dropped"] >= 40, timeout_s=90)  # fmt: skip
+            assert retention(d)["series_horizons"] == 1
+        runs = [p for p in client.list("SUCCESS") if p.get("generatorid") == gid]
+        used = sorted(p["output"][0] for p in runs)
+        assert len(runs) == 10 and not client.list("FAILED")
+        assert "".join(used) == "".join(f"w{i:02d};" for i in range(20)), used
+        assert client.get_generator(gid)["used"] == 20

@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
+from colonynode.consensus import ProcessTerms, Reason
+from colonynode.consensus import requests as lrq
+from colonynode.consensus.compaction import Retention
 from colonynode.core.errors import ValidationError
 from colonynode.node.core import NotFound
 from colonynode.node.core import requests as rq
-from colonynode.node.core.generators import batch_id
+from colonynode.node.core.generator_defs import Batch, batch_id
 from colonynode.node.core.processes import PROCESSES_MAX
 from tests.node.colony import Colony
 
@@ -132,9 +135,11 @@ def test_members_that_saw_different_args_for_one_batch_all_submit_the_decided_se
     colony.net.stabilize()
     ids = tuple(a.argid for a in colony.core(3).generators.get(gid).open_args())
     graph = batch_id(gid, ids)
+    at_ns = colony.core(3).unix_ns()
     for n, proposed in ((3, ids), (4, ids[:1])):  # the two members that take batches
-        colony.net.call(n, lambda core, now, proposed=proposed: core.generators._decide(
-            core.generators.get(gid), graph, proposed, 3, taker=False))  # fmt: skip
+        batch = Batch(graph, proposed, at_ns, ("work",))
+        colony.net.call(n, lambda core, now, batch=batch: core.generators._decide(
+            core.generators.get(gid), batch, 3, taker=False))  # fmt: skip
     colony.run_until(lambda: all(batches(colony, n, gid) for n in range(5)), max_s=20)
     colony.net.advance(3.0)
     colony.net.stabilize()
@@ -192,3 +197,76 @@ def test_an_arg_that_was_published_but_never_held_is_left_out_for_good() -> None
     assert batches(colony, 4, gid) == [["a1", "a2"]]
     never = sum(colony.core(i).generators.counters["args_never_held"] for i in range(5))
     assert never >= 1
+
+
+SHORT = Retention(retention_s=3.0, pressed_s=3.0)
+
+
+def generator_registers(colony: Colony, voter: int, gid: bytes) -> dict[str, int]:
+    """What a voter holds of a generator, by kind: its packed args, its batches'
+    decisions and the steps of its batches' workflows."""
+    regs = colony.core(voter).consensus.voter.registers.values()
+    mine = [r for r in regs if r.terms.series == gid]
+    return {"args": sum(not r.terms.tick for r in mine),
+            "decisions": sum(r.terms.tick == r.pid for r in mine),
+            "steps": sum(bool(r.terms.tick) and r.terms.tick != r.pid for r in mine)}  # fmt: skip
+
+
+def let_pass(colony: Colony, seconds: float) -> None:
+    for _ in range(int(seconds)):
+        colony.net.advance(1.0)
+        colony.net.stabilize()
+
+
+def test_a_generators_args_and_decisions_are_compacted_once_its_workflows_are_held() -> None:
+    """#19, bounded state: a packed arg and a batch's decision are registers of the
+    generator's series; once the batch's workflow is held they go after the retention,
+    and a late Submit of a dropped arg is refused COMPACTED (its series' horizon)."""
+    colony = Colony(5, retention=SHORT)
+    gid = add(colony, trigger=2)
+    for i in range(6):
+        pack(colony, i % 5, gid, f"c{i}")
+    colony.run_until(lambda: len(batches(colony, 0, gid)) == 3, max_s=20)
+    assert generator_registers(colony, 0, gid) == {"args": 6, "decisions": 3, "steps": 3}
+    let_pass(colony, 4 * SHORT.retention_s)
+    for v in range(3):  # the voters; the steps wait for an executor: open, kept
+        assert generator_registers(colony, v, gid) == {"args": 0, "decisions": 0, "steps": 3}
+        assert colony.core(v).consensus.voter.compaction.series[gid] > 0
+    assert batches(colony, 0, gid) == [["c0", "c1"], ["c2", "c3"], ["c4", "c5"]]
+    core = colony.core(1)
+    used = sorted(core.generators.get(gid).args.values(), key=lambda a: a.packed_ns)[0]
+    terms = ProcessTerms(used.argid, core.node_id, seq=used.packed_ns, maxretries=-1,
+                         series=gid)  # fmt: skip
+    late: list[Any] = []
+    colony.net.call(1, lambda core, now: core.lease(lrq.SubmitProcess(terms), late.append))
+    colony.run_until(lambda: bool(late))
+    assert not late[0].acked and late[0].reason is Reason.COMPACTED
+
+
+def test_a_batch_whose_taker_died_is_recovered_many_retentions_later() -> None:
+    """The args of a batch whose taker died after closing them, before its workflow
+    was held, are pinned (consensus/compaction.py "Pins"): kept past any retention, and
+    the later registers of the generator with them, so the batch is recovered whenever
+    a member comes to take it, and only then is it all compacted."""
+    colony = Colony(5, retention=SHORT)
+    gid = add(colony, trigger=2)
+    taker = 3
+    gens = [colony.core(n).generators for n in range(5)]
+    for n, g in enumerate(gens):
+        g.started = n == taker
+    colony.core(taker).generators.submit = lambda *a, **kw: None  # type: ignore[method-assign]
+    pack(colony, 0, gid, "p")
+    pack(colony, 1, gid, "q")
+    colony.run_until(lambda: gens[taker].counters["batches"] == 1, max_s=10)
+    colony.net.crash(taker)
+    let_pass(colony, 10 * SHORT.retention_s)
+    for v in range(3):
+        assert generator_registers(colony, v, gid) == {"args": 2, "decisions": 1, "steps": 0}
+    assert batches(colony, 0, gid) == []
+    for n in (0, 1, 2, 4):
+        gens[n].started = True
+        colony.net.call(n, lambda core, now: core.generators.replan())
+    colony.run_until(lambda: batches(colony, 0, gid) == [["p", "q"]], max_s=20)
+    let_pass(colony, 4 * SHORT.retention_s)
+    for v in range(3):
+        assert generator_registers(colony, v, gid) == {"args": 0, "decisions": 0, "steps": 1}

@@ -299,3 +299,21 @@ def test_a_crons_ticks_are_compacted_and_a_late_firing_is_refused_by_the_series_
             assert clean.metrics["dropped_taken_again"] == 0
             return
     raise AssertionError("series_unfenced not caught in 30 seeds")
+
+
+def test_a_generators_args_are_pinned_until_their_batchs_workflow_is_held() -> None:
+    """A generator's args, decisions and batch workflows are compacted like any
+    register, but an arg claimed, or closed as a batch's whose workflow is not held yet,
+    is pinned. The planted bug pins nothing: an arg dropped before its batch's workflow
+    was held (its taker crashed or was cut off) can no longer tell a recoverer its batch,
+    and an acknowledged arg is used by no batch."""
+    for seed in range(1, 11):
+        caught = run(seed, "chaos", retention_s=3.0, generators=2,
+                     planted_bug="generator_unpinned")  # fmt: skip
+        if "liveness" in {v.checker for v in caught.violations}:
+            clean = run(seed, "chaos", retention_s=3.0, generators=2)  # no bug
+            assert_clean(clean)
+            assert clean.metrics["compacted"] > 0
+            assert clean.metrics["generator_registers_held"] < clean.metrics["generator_args_acked"]
+            return
+    raise AssertionError("generator_unpinned not caught in 10 seeds")
