@@ -38,17 +38,15 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.messages import Outcome, ProcessTerms, Reason
-from colonynode.core.errors import ColonyError, ValidationError
-from colonynode.core.ids import NodeId, peer_id_str
-from colonynode.core.process import spec_to_json
-from colonynode.node.core.crons import hold_definition, may_submit, turn_of
+from colonynode.core.errors import ColonyError
+from colonynode.core.ids import NodeId
+from colonynode.node.core.crons import turn_of
 from colonynode.node.core.errors import NotAcknowledged, NotFound
 from colonynode.node.core.generator_defs import (
     Arg,
@@ -91,6 +89,7 @@ NEVER_HELD_S = 45.0
 REPLAN_S_MAX = 30.0
 SUBMIT_TRIES_MAX = 10  # submissions of a batch's workflow not acknowledged, RETRY_S apart
 USED_KEPT_S = 3600.0  # a used arg is forgotten here this long after (its register goes too)
+LISTED_MAX = 100_000  # args a batch's record named before the arg's own record came
 _S_NS = 10**9
 
 
@@ -110,6 +109,7 @@ class Generators:
         self._decisions: dict[bytes, None] = {}  # decision registers this node worked on
         self._timer_at_s: float | None = None
         self._used: deque[tuple[float, bytes, bytes]] = deque()  # (since, generator, arg)
+        self._listed: dict[bytes, bytes] = {}  # arg -> the batch listing it, arg not heard of
         self.counters: dict[str, int] = dict.fromkeys(
             ("batches", "batches_partial", "batches_recovered", "batches_compacted",
              "args_packed", "args_never_held"), 0)  # fmt: skip
@@ -161,16 +161,20 @@ class Generators:
             return
         if sum(len(g.args) for g in self.generators.values()) < ARGS_MAX:
             gen.args[argid] = Arg(argid, value, packed_ns, arrived_s=self.core.now_s)
+            graph = self._listed.pop(argid, None)
+            if graph is not None:  # (a batch's record came first: a restart's replay)
+                self._ran(gen, graph, (argid,))
 
     def on_process(self, body: dict[str, Any], pid: bytes) -> None:
-        """A process record of a batch's graph: its args are used."""
+        """A process record of a batch's graph: its args are used (those not heard of
+        yet, once they come: left open, each would be claimed and found compacted)."""
         try:
             gen = self.generators.get(bytes.fromhex(str(body.get("generatorid"))))
             graph, used = str(body["processgraphid"]), body["generatorargs"]
             graph_id = bytes.fromhex(graph)
         except (KeyError, ValueError, TypeError):
             return
-        if gen is None or not isinstance(used, list):
+        if not isinstance(used, list):
             return
         ids = set()
         for hexid in used:
@@ -179,6 +183,12 @@ class Generators:
             except ValueError:
                 continue
             ids.add(argid)
+            if gen is None or argid not in gen.args:
+                self._listed[argid] = graph_id
+                while len(self._listed) > LISTED_MAX:
+                    del self._listed[next(iter(self._listed))]
+        if gen is None:
+            return
         self._ran(gen, graph_id, tuple(ids))
         if graph not in gen.graph_args:
             gen.graphs.append(graph)
@@ -246,6 +256,7 @@ class Generators:
         self._busy.add(gid)
         granted: list[bytes] = []
         horizon = [-1]
+        raced = [False]  # a refusal other than UNKNOWN_PID (another taker, or a close)
         answers = [0]
 
         def claimed(event: Any) -> None:
@@ -253,9 +264,11 @@ class Generators:
             if isinstance(event, lev.Granted):
                 granted.append(event.pid)
                 horizon[0] = max(horizon[0], event.horizon)
-            elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.CLOSED:
-                self._recover(gen, event.pid)
-            elif isinstance(event, lev.ClaimFailed) and event.reason is Reason.UNKNOWN_PID:
+            elif isinstance(event, lev.ClaimFailed) and event.reason is not Reason.UNKNOWN_PID:
+                raced[0] = True
+                if event.reason is Reason.CLOSED:
+                    self._recover(gen, event.pid)
+            elif isinstance(event, lev.ClaimFailed):
                 arg = gen.args.get(event.pid)  # packed, but no majority holds it (yet)
                 if arg is not None:
                     arg.unknown_until_s = self.core.now_s + UNKNOWN_QUIET_S
@@ -267,7 +280,7 @@ class Generators:
                         self.counters["args_never_held"] += 1
             if answers[0] == len(args):
                 got = tuple(p for p in args if p in granted)
-                self._close(gen, graph, args, got, horizon[0])
+                self._close(gen, graph, args, got, horizon[0], raced[0])
 
         try:
             self.core.lease(lrq.ClaimLeases(args), claimed)
@@ -276,7 +289,7 @@ class Generators:
             self._not_before_s[gid] = self.core.now_s + RETRY_S
 
     def _close(self, gen: Generator, graph: bytes, planned: tuple[bytes, ...],
-               granted: tuple[bytes, ...], horizon: int) -> None:  # fmt: skip
+               granted: tuple[bytes, ...], horizon: int, raced: bool) -> None:  # fmt: skip
         """Close each granted arg as the batch's, with the batch's seq: above the
         series' horizon each granting voter named (then an arg's pin keeps it below
         the seq at that voter until the batch's workflow is held: generator_defs.py
@@ -287,6 +300,9 @@ class Generators:
                 self.core.lease(lrq.ReleaseLease(pid), lambda event: None)
             self._busy.discard(gid)
             self.counters["batches_partial"] += 1
+            if not raced:  # (only args the voters do not hold, left out a while: no race)
+                self.replan()
+                return
             # Back off exponentially, with jitter, the earlier in the turns the sooner:
             # members that split the voters must not retry in step.
             n = self._failures[gid] = self._failures.get(gid, 0) + 1
@@ -518,78 +534,10 @@ class Generators:
         for pid in listed:
             self.core.lease(lrq.ReadRegister(pid), functools.partial(read, pid))
 
-    # -- requests -----------------------------------------------------------------------
-
-    def add(self, body: dict[str, Any],
-            then: Callable[[ColonyError | None, Any], None]) -> None:  # fmt: skip
-        core = self.core
-        may_submit(core)
-        if len(self.generators) >= GENERATORS_MAX:
-            raise ColonyError(f"this colony has {GENERATORS_MAX} generators; remove some first")
-        gid = core.rng.randbytes(16)
-        record = {**body, "generatorid": gid.hex(), "created_ns": core.unix_ns()}
-        _, _, specs = parse_generator(record)
-        record["workflowspec"] = {"functionspecs": [spec_to_json(s) for s in specs]}
-        env = core.publish(GENERATOR_KIND, record)
-        self.on_record(core.node_id, GENERATOR_KIND, record)
-
-        def held(error: ColonyError | None) -> None:
-            gen = self.generators.get(gid)
-            then(error, None if error or gen is None else self.as_json(gen))
-
-        hold_definition(core, gid, env, record["created_ns"], f"generator {gid.hex()}", held)
-
-    def pack(self, gid: bytes, arg: str,
-             then: Callable[[ColonyError | None, Any], None]) -> None:  # fmt: skip
-        """Queue `arg`; answered once a majority of voters holds it."""
-        core = self.core
-        may_submit(core)
-        self.get(gid)
-        if not isinstance(arg, str) or len(arg) > ARG_CHARS_MAX:
-            raise ValidationError(f"arg: a string of at most {ARG_CHARS_MAX} characters")
-        argid, packed_ns = core.rng.randbytes(16), core.unix_ns()
-        record = {"generatorid": gid.hex(), "argid": argid.hex(), "arg": arg,
-                  "packed_ns": packed_ns}  # fmt: skip
-        env = core.publish(GENERATOR_ARG_KIND, record)
-        self.counters["args_packed"] += 1
-
-        def held(error: ColonyError | None) -> None:
-            if error is None:  # queued only once a majority holds it: then it may fire
-                self.on_record(core.node_id, GENERATOR_ARG_KIND, record)
-            then(error, None if error else {"generatorid": gid.hex(), "argid": argid.hex()})
-
-        # A batch claims the arg's register: unlimited retries, since a lease that ran out
-        # (its taker died) must not make the arg unclaimable for good. A register of the
-        # generator's series: compacted once its batch's workflow is held (pins).
-        hold_definition(core, argid, env, packed_ns, f"arg {argid.hex()}", held, maxretries=-1,
-                        series=gid)  # fmt: skip
-
-    def remove(self, gid: bytes) -> None:
-        may_submit(self.core)
-        self.get(gid)
-        body = {"generatorid": gid.hex()}
-        self.core.publish(GENERATOR_REMOVED_KIND, body)
-        self.on_record(self.core.node_id, GENERATOR_REMOVED_KIND, body)
+    # -- requests (generator_requests.py) -----------------------------------------------
 
     def get(self, gid: bytes) -> Generator:
         gen = self.generators.get(gid)
         if gen is None:
             raise NotFound(f"no generator {gid.hex()} on this node (generator ls lists them)")
         return gen
-
-    def as_json(self, gen: Generator) -> dict[str, Any]:
-        author = gen.author
-        member = self.core.membership.member(author) if author is not None else None
-        return {
-            "generatorid": gen.generatorid.hex(),
-            "name": gen.name,
-            "colonyname": self.core.colony(),
-            "trigger": gen.trigger,
-            "timeout": gen.body.get("timeout", -1),
-            "workflowspec": gen.body.get("workflowspec"),
-            "queued": len(gen.open_args()),
-            "used": sum(a.batch is not None for a in gen.args.values()),
-            "processgraphids": list(gen.graphs),
-            "initiatorid": peer_id_str(author) if author is not None else None,
-            "initiatorname": member.name if member is not None else None,
-        }

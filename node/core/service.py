@@ -19,8 +19,8 @@ from colonynode.core.ids import peer_id_str
 from colonynode.core.process import FunctionSpec, State, spec_to_json
 from colonynode.dht import GetResult, PeerRecord
 from colonynode.gossip.records import ENVELOPE_KIND, open_body
+from colonynode.node.core import generator_requests, runs, waits
 from colonynode.node.core import requests as rq
-from colonynode.node.core import runs, waits
 from colonynode.node.core.crons import may_submit
 from colonynode.node.core.errors import NotAcknowledged, NotFound, NotHolder, PermissionDenied
 from colonynode.node.core.fs import fs_handlers
@@ -422,26 +422,29 @@ def run_cron(core: NodeCore, rid: int, req: rq.RunCron) -> None:
 
 
 def add_generator(core: NodeCore, rid: int, req: rq.AddGenerator) -> None:
-    core.generators.add(req.body, lambda error, value: core.answer(rid, value, error))
+    generator_requests.add(core.generators, req.body,
+                           lambda error, value: core.answer(rid, value, error))  # fmt: skip
 
 
 def pack_generator(core: NodeCore, rid: int, req: rq.PackGenerator) -> None:
-    core.generators.pack(req.generatorid, req.arg,
-                         lambda error, value: core.answer(rid, value, error))  # fmt: skip
+    generator_requests.pack(core.generators, req.generatorid, req.arg,
+                            lambda error, value: core.answer(rid, value, error))  # fmt: skip
 
 
 def get_generator(core: NodeCore, rid: int, req: rq.GetGenerator) -> None:
-    core.answer(rid, core.generators.as_json(core.generators.get(req.generatorid)))
+    core.answer(
+        rid, generator_requests.as_json(core.generators, core.generators.get(req.generatorid))
+    )
 
 
 def list_generators(core: NodeCore, rid: int, req: rq.ListGenerators) -> None:
     gens = sorted(core.generators.generators.values(),
                   key=lambda g: (g.body.get("created_ns", 0), g.generatorid))  # fmt: skip
-    core.answer(rid, [core.generators.as_json(g) for g in gens])
+    core.answer(rid, [generator_requests.as_json(core.generators, g) for g in gens])
 
 
 def remove_generator(core: NodeCore, rid: int, req: rq.RemoveGenerator) -> None:
-    core.generators.remove(req.generatorid)
+    generator_requests.remove(core.generators, req.generatorid)
     core.answer(rid, {"generatorid": req.generatorid.hex(), "removed": True})
 
 
