@@ -9,11 +9,12 @@ of the step is sent.
 What the driver provides: `store` (the voter's registers), `rng` (a fresh random stream
 per incarnation: request nonces come from it), `voters` (the roster's voter set at
 construction; a `ChangeVoters` request when the roster changes it), `has_role(node,
-role)` (the roster's membership check), and `now_s` on every call from one monotonic
-clock. The application asks through one entry point, `request(now_s, req) -> id`
-(requests.py); the events answering it carry the id. What the driver does with
-`take_effects()`: persist `writes`, then send `sends`, hand `events` to the
-application, and call `on_tick` at `wake_at_s`.
+role)` (the roster's membership check), `pinned(voter, register, now_s)` (what the
+application still needs of its registers: compaction.py, "Pins"), and `now_s` on every
+call from one monotonic clock. The application asks through one entry point,
+`request(now_s, req) -> id` (requests.py); the events answering it carry the id. What
+the driver does with `take_effects()`: persist `writes`, then send `sends`, hand
+`events` to the application, and call `on_tick` at `wake_at_s`.
 """
 
 from __future__ import annotations

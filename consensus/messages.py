@@ -131,13 +131,14 @@ class ProcessTerms:
     # are the same firing, whoever submitted it (register.same_process).
     tick: bytes = b""
     # A register its submitter reads back after it is closed (a cron's or a generator's
-    # definition, a packed arg: node/core/crons.py `hold_definition`): never compacted.
-    # Nor is one with a `tick` and no `series`: its pid comes from the tick, so the same
-    # process may be submitted again, and only the register says it ran.
+    # definition: node/core/crons.py `hold_definition`): never compacted. Nor is one with
+    # a `tick` and no `series`: its pid comes from the tick, so the same process may be
+    # submitted again, and only the register says it ran.
     kept: bool = False
     # The ticks of one series (a cron's: its id) come in `seq` order (the tick's time):
     # once one is dropped, a Submit of the series at or below its seq is refused
     # COMPACTED (consensus/compaction.py, "series horizons"), so a tick never runs twice.
+    # A generator's registers are its series too (args, batches), held back by pins.
     series: bytes = b""
 
     @property

@@ -313,7 +313,7 @@ class Generators:
             self.replan()
             return
         self._failures.pop(gid, None)
-        packed_ns = max(gen.args[p].packed_ns for p in planned if p in gen.args)
+        packed_ns = max((gen.args[p].packed_ns for p in planned if p in gen.args), default=0)
         at_ns = max(self.core.unix_ns(), packed_ns, horizon + 1)
         batch = Batch(graph, planned, at_ns, tuple(s.nodename for s in gen.specs))
         output = batch.output()
