@@ -263,12 +263,14 @@ class GeneratorLoad:
         return found[:3]
 
     def metrics(self, cores: list[NodeCore]) -> dict[str, int]:
-        """... and the most registers of the generators one voter holds at the end
-        (compacted once each batch's workflow is held: with a short `retention_s`, few)."""
+        """... the most registers of the generators one voter holds at the end, and
+        how many generators some voter compacted (its series has a horizon there)."""
         if not self.count:
             return {}
         gids = set(self.gids)
         held = max((sum(r.terms.series in gids for r in c.consensus.voter.registers.values())
                     for c in cores), default=0)  # fmt: skip
+        compacted = {s for c in cores for s in c.consensus.voter.compaction.series} & gids
         return {"generator_args_packed": self.packs, "generator_args_acked": len(self.acked),
-                "generator_registers_held": held}  # fmt: skip
+                "generator_registers_held": held,
+                "generators_compacted": len(compacted)}  # fmt: skip

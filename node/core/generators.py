@@ -189,7 +189,7 @@ class Generators:
                     del self._listed[next(iter(self._listed))]
         if gen is None:
             return
-        self._ran(gen, graph_id, tuple(ids))
+        self._ran(gen, graph_id, tuple(ids), record=True)
         if graph not in gen.graph_args:
             gen.graphs.append(graph)
             del gen.graphs[:-16]
@@ -463,14 +463,20 @@ class Generators:
                      tick=batch_id(gen.generatorid, (graph,), "tick"),
                      series=gen.generatorid)  # fmt: skip
 
-    def _ran(self, gen: Generator, graph: bytes, used: tuple[bytes, ...]) -> None:
+    def _ran(self, gen: Generator, graph: bytes, used: tuple[bytes, ...], *,
+             record: bool = False) -> None:  # fmt: skip
         """Batch `graph` used these args: none is drawn again; each is forgotten
-        USED_KEPT_S later."""
+        USED_KEPT_S later. (`record`: a batch's record says so; the latest one heard
+        names the batch, as the simulator's checker compares across nodes.)"""
         for p in used:
             arg = gen.args.get(p)
-            if arg is not None and arg.batch is None:
-                arg.batch, arg.used_s = graph.hex(), self.core.now_s
+            if arg is None:
+                continue
+            if arg.batch is None:
+                arg.used_s = self.core.now_s
                 self._used.append((arg.used_s, gen.generatorid, p))
+            if arg.batch is None or record:
+                arg.batch = graph.hex()
         self._forget_used()
 
     def _forget_used(self) -> None:

@@ -251,14 +251,17 @@ def test_crons_and_generators_under_chaos_fire_every_tick_once_and_use_every_arg
 
 
 @pytest.mark.parametrize(
-    ("bug", "caught"),
-    [("cron_own_ids", "graphs for the tick"), ("generator_no_claims", "used by 2 batches")],
-)
+    ("bug", "caught", "faults"),
+    [("cron_own_ids", "graphs for the tick", "lossy"),
+     # (without claims two members' batches share args only when they race: since an
+     # arg a batch's record named first is used, not open, lossy links rarely do it)
+     ("generator_no_claims", "used by 2 batches", "chaos")],
+)  # fmt: skip
 def test_the_cron_checker_catches_a_tick_fired_twice_and_an_arg_used_twice(
-    bug: str, caught: str
+    bug: str, caught: str, faults: str
 ) -> None:
     for seed in range(1, 11):
-        result = run(seed, "lossy", crons=2, generators=1, planted_bug=bug)
+        result = run(seed, faults, crons=2, generators=1, planted_bug=bug)
         if any(caught in v.message for v in result.violations):
             return
     raise AssertionError(f"planted bug {bug} not caught in 10 seeds")
@@ -307,13 +310,13 @@ def test_a_generators_args_are_pinned_until_their_batchs_workflow_is_held() -> N
     is pinned. The planted bug pins nothing: an arg dropped before its batch's workflow
     was held (its taker crashed or was cut off) can no longer tell a recoverer its batch,
     and an acknowledged arg is used by no batch."""
-    for seed in range(1, 11):
+    for seed in range(1, 31):
         caught = run(seed, "chaos", retention_s=3.0, generators=2,
                      planted_bug="generator_unpinned")  # fmt: skip
         if "liveness" in {v.checker for v in caught.violations}:
             clean = run(seed, "chaos", retention_s=3.0, generators=2)  # no bug
             assert_clean(clean)
             assert clean.metrics["compacted"] > 0
-            assert clean.metrics["generator_registers_held"] < clean.metrics["generator_args_acked"]
+            assert clean.metrics["generators_compacted"] == 2  # both dropped registers
             return
-    raise AssertionError("generator_unpinned not caught in 10 seeds")
+    raise AssertionError("generator_unpinned not caught in 30 seeds")
