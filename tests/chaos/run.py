@@ -61,6 +61,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-netns", action="store_true", help="loopback only: kills and pauses")
     p.add_argument("--dir", type=Path, default=None, help="where the data dirs go (kept)")
     p.add_argument("--json", action="store_true", help="the result as one JSON line too")
+    p.add_argument(
+        "--retention-s",
+        type=float,
+        default=None,
+        help="the voters' and views' retention (node.json; default: the node's)",
+    )
     args = p.parse_args(argv)
     if args.seed is None:
         args.seed = random.randrange(1, 1 << 31)
@@ -76,8 +82,10 @@ def say(what: str) -> None:
     print(f"  {time.strftime('%H:%M:%S')} {what}", flush=True)
 
 
-def build(root: Path, names: list[str], voters: list[str], net: Net | None) -> Colony:
-    """The colony: names[0] founds it, the others join through it; `voters` set."""
+def build(root: Path, names: list[str], voters: list[str], net: Net | None,
+          retention_s: float | None = None) -> Colony:  # fmt: skip
+    """The colony: names[0] founds it, the others join through it; `voters` set; with
+    `retention_s`, every node restarted with it (compaction under the faults)."""
     colony = Colony(root)
 
     def placed(name: str) -> Daemon:
@@ -95,6 +103,13 @@ def build(root: Path, names: list[str], voters: list[str], net: Net | None) -> C
     for d in colony.daemons.values():
         wait_until(f"{d.name}: {len(voters)} voters",
                    lambda d=d: sum(m["voter"] for m in d.members()) == len(voters), 60)  # fmt: skip
+    if retention_s is not None:
+        short = {"retention_s": retention_s, "view_retention_s": retention_s}
+        for d in colony.daemons.values():
+            d.stop()
+            settings = json.loads((d.dir / "node.json").read_text())
+            (d.dir / "node.json").write_text(json.dumps({**settings, **short}))
+            d.start()
     return colony
 
 
@@ -110,12 +125,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "voters": args.voters,
                               "duration_s": args.duration_s, "network": network,
-                              "dir": str(root)}  # fmt: skip
+                              "retention_s": args.retention_s, "dir": str(root)}  # fmt: skip
     print(f"chaos: seed {args.seed}, {args.nodes} nodes, {args.voters} voters, "
           f"{args.duration_s:g} s of {', '.join(kinds)}; {network}", flush=True)  # fmt: skip
     colony = executors = None
     try:
-        colony = build(root, names, names[: args.voters], net)
+        colony = build(root, names, names[: args.voters], net, args.retention_s)
         say(f"colony up: {', '.join(names)}; voters {', '.join(names[: args.voters])}")
         executors = Executors(root, FUNCTIONS, concurrency=2)
         for d in colony.daemons.values():
@@ -187,6 +202,8 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
         pass  # check_files reports it
     files_final = read_files(daemons, filer.puts, root, rng)
     final = read_final(daemons, sorted(acked), rng)
+    final.retention = args.retention_s is not None
+    compaction = _compaction(daemons)
     log = Path(exec_log)
     executions = checker.read_executions(log.read_text() if log.exists() else "")
     violations = checker.check(load.history, executions, final)
@@ -209,8 +226,24 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
         "generator_batches": batches,
         "files_put": len(filer.puts),
         "files_acknowledged": len(acked_files),
+        "calls_compacted": final.dropped,  # acknowledged calls the voters had dropped
+        **compaction,
         "violations": violations,
     }
+
+
+def _compaction(daemons: dict[str, Daemon]) -> dict[str, int]:
+    """What the voters dropped (`status` retention): the most registers one node
+    dropped, the most it still holds, and its series horizons (a cron, a generator)."""
+    stats = []
+    for d in daemons.values():
+        try:
+            stats.append(d.status()["retention"])
+        except Exception:  # (a node that does not answer is reported by the checker)
+            continue
+    most = {key: max((s.get(key, 0) for s in stats), default=0)
+            for key in ("registers_dropped", "registers", "series_horizons")}  # fmt: skip
+    return {f"voter_{key}": value for key, value in most.items()}
 
 
 def _heal(daemons: dict[str, Daemon], ex: Executors) -> int:
@@ -240,7 +273,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"{result.get('cron_ticks')} ticks; {result.get('args_acknowledged')} of "
           f"{result.get('args_packed')} packed args acknowledged, in "
           f"{result.get('generator_batches')} batches; {result.get('files_acknowledged')} of "
-          f"{result.get('files_put')} ColonyFS puts acknowledged")  # fmt: skip
+          f"{result.get('files_put')} ColonyFS puts acknowledged; voters dropped up to "
+          f"{result.get('voter_registers_dropped')} registers (holding "
+          f"{result.get('voter_registers')}, {result.get('voter_series_horizons')} series "
+          f"horizons), {result.get('calls_compacted')} acknowledged calls among them")  # fmt: skip
     violations = result.get("violations", [])
     if not violations:
         print("found: no violation")

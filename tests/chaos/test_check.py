@@ -65,6 +65,21 @@ def test_an_acknowledged_call_not_done_or_without_a_majority_read_is_reported() 
     ]
 
 
+def test_with_a_short_retention_a_dropped_register_is_the_views_word() -> None:
+    """Compacted: the majority read finds no register (every voter agreed on its result
+    and dropped it); with `--retention-s` every view's SUCCESS with a run's output
+    stands for it, and is counted. Not when a view disagrees, nor without a retention."""
+    history, executions, final = clean()
+    final.majority["p1"] = {"state": "SUCCESS", "consistent": {"committed": False, "answered": 2}}
+    assert check(history, executions, final) != []  # no retention: a violation
+    final.retention = True
+    assert check(history, executions, final) == [] and final.dropped == 1
+    final.views["b"]["p1"]["state"] = "RUNNING"  # type: ignore[index]
+    assert check(history, executions, final) == ["acknowledged call 1 (p1) is RUNNING at b",
+        "acknowledged call 1 (p1) has no majority read (SUCCESS at epoch None, "
+        "{'committed': False, 'answered': 2})"]  # fmt: skip
+
+
 def test_two_committed_runs_show_as_two_outputs() -> None:
     history, executions, final = clean()
     final.views["b"]["p1"]["output"] = [1, "n1-killed-run"]  # type: ignore[index]
@@ -169,3 +184,19 @@ def test_files_acknowledged_must_be_listed_everywhere_read_back_and_nothing_inve
     assert check_files(puts, made_up) == ["a lists f9 with checksum s9, never put"]
     silent = FilesFinal({"a": {"f0": "s0"}, "b": None}, {"f0": ("s0", "a")})
     assert check_files(puts, silent) == ["node b gave no file listing after healing"]
+
+
+def test_compacted_views_are_read_by_their_outputs() -> None:
+    """A view compacts a closed process to its outcome (no args): a call is known by its
+    output `[i * i, nonce]`, a batch by its output (its args); a made-up one still shows."""
+    history, executions, final = clean()
+    for view in final.views.values():
+        assert view is not None
+        view["p1"] = {**view["p1"], "spec": {"funcname": FUNCNAME}, "compacted": True}
+    assert check(history, executions, final) == []
+    final.views["a"]["p9"] = {"processid": "p9", "state": "SUCCESS", "output": [2, "x"],  # type: ignore[index]
+                              "spec": {"funcname": FUNCNAME}, "compacted": True}  # fmt: skip
+    assert check(history, executions, final) == ["a: process p9 with args None was never submitted"]
+    packs = [Pack("a0", "a", ok=True), Pack("a1", "b", ok=True)]
+    gone = {**batch("x", "g1", []), "output": ["a0", "a1"], "compacted": True}
+    assert check_generator("g1", packs, {"a": {"x": gone}}) == ([], 1)
