@@ -233,8 +233,9 @@ def _inject(args: argparse.Namespace, rng: random.Random, colony: Colony, ex: Ex
 
 
 def _compaction(daemons: dict[str, Daemon]) -> dict[str, int]:
-    """What the voters dropped (`status` retention): the most registers one node
-    dropped, the most it still holds, and its series horizons (a cron, a generator)."""
+    """What the voters hold (`status` retention): the most registers one node holds,
+    the most it dropped since its last start, and its series horizons (a cron, a
+    generator: one number each, not a register a tick or an arg)."""
     stats = []
     for d in daemons.values():
         try:
@@ -273,10 +274,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"{result.get('cron_ticks')} ticks; {result.get('args_acknowledged')} of "
           f"{result.get('args_packed')} packed args acknowledged, in "
           f"{result.get('generator_batches')} batches; {result.get('files_acknowledged')} of "
-          f"{result.get('files_put')} ColonyFS puts acknowledged; voters dropped up to "
-          f"{result.get('voter_registers_dropped')} registers (holding "
-          f"{result.get('voter_registers')}, {result.get('voter_series_horizons')} series "
-          f"horizons), {result.get('calls_compacted')} acknowledged calls among them")  # fmt: skip
+          f"{result.get('files_put')} ColonyFS puts acknowledged; at the end a voter held "
+          f"at most {result.get('voter_registers')} registers and "
+          f"{result.get('voter_series_horizons')} series horizons, and the voters had "
+          f"dropped {result.get('calls_compacted')} acknowledged calls' registers")  # fmt: skip
     violations = result.get("violations", [])
     if not violations:
         print("found: no violation")
