@@ -89,6 +89,7 @@ from colonynode.consensus.events import Compacted
 from colonynode.consensus.messages import (
     COMPACT_PIDS_MAX,
     SERIES_MAX,
+    Cert,
     Compact,
     CompactAnswer,
     Merge,
@@ -159,7 +160,7 @@ class Compaction:
     # the round under way: the pids asked about, the voters that agreed (the same result
     # or none), and those of them that hold the same result
     asked: dict[bytes, set[NodeId]] = field(default_factory=dict)
-    holding: dict[bytes, set[NodeId]] = field(default_factory=dict)
+    holding: dict[bytes, dict[NodeId, bytes]] = field(default_factory=dict)  # -> its sig
     asked_version: int = 0
     asks: int = 0
     ask_again_s: float = 0.0
@@ -409,7 +410,7 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
             raised = c.raise_series(series, seq) or raised
         else:
             pinned.add(series)
-    agree, same = [], []
+    agree, same, sigs = [], [], []
     for pid, result in zip(msg.pids, msg.results, strict=True):
         reg = voter.registers.get(pid)
         if pid in voter.frozen or (reg is not None and not reg.closed):
@@ -427,10 +428,12 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
         agree.append(pid)
         if reg is not None:
             same.append(pid)
+            sigs.append(reg.sig)  # (the asker's certificate of it, if it drops it)
         c.promise(pid, now_s)  # no open copy of it from now on: it may be dropped
     if raised:
         voter.save_meta()  # durable with the answer (it is sent after the writes)
-    voter.effects.sends.append((sender, CompactAnswer(msg.version, tuple(agree), tuple(same))))
+    answer = CompactAnswer(msg.version, tuple(agree), tuple(same), tuple(sigs))
+    voter.effects.sends.append((sender, answer))
 
 
 def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer) -> None:
@@ -441,13 +444,15 @@ def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer
         return
     if msg.version != c.asked_version or msg.version != voter.serving:
         return
-    said, same = set(msg.pids), set(msg.same)
+    said = set(msg.pids)
+    same = dict(zip(msg.same, (*msg.sigs, *[b""] * (len(msg.same) - len(msg.sigs))),
+                    strict=True))  # fmt: skip
     majority = len(voter.vset.voters) // 2 + 1
     for pid, voters in c.asked.items():
         if pid in said:
             voters.add(sender)
             if pid in same:
-                c.holding.setdefault(pid, set()).add(sender)
+                c.holding.setdefault(pid, {})[sender] = same[pid]
         elif (reg := voter.registers.get(pid)) is not None and reg.closed:
             # (held by a majority, this result is the committed one: the voter with
             # another adopts it, split.py leaves a minority's result alone otherwise)
@@ -455,10 +460,11 @@ def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer
             voter.effects.sends.append((sender, Merge(rg.to_copy(reg), voter.serving, held)))
     others = {v for v in voter.vset.voters if v != voter.node_id}
     done = sorted(pid for pid, voters in c.asked.items() if voters >= others)
+    holders = {}
     for pid in done:
         del c.asked[pid]
-        c.holding.pop(pid, None)
-    _drop(voter, now_s, done)
+        holders[pid] = c.holding.pop(pid, {})
+    _drop(voter, now_s, done, holders)
 
 
 def forget_dropped(voter: VoterCore, h: Any) -> None:
@@ -478,10 +484,15 @@ def forget_dropped(voter: VoterCore, h: Any) -> None:
             voter.forget(pid)
 
 
-def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
+def _drop(voter: VoterCore, now_s: float, pids: list[bytes],
+          holders: dict[bytes, dict[NodeId, bytes]] | None = None) -> None:  # fmt: skip
+    """Drop these registers (every other voter agreed); `holders`: the voters that
+    hold each one's result, with their signatures of it (its certificate, with this
+    voter's, for the announcement of a result nobody can read after this)."""
     c = voter.compaction
     dropped: list[bytes] = []
     views: list[RegisterView] = []
+    certs: list[Cert] = []
     floors: dict[bytes, int | None] = {}
     for pid in pids:
         reg = voter.registers.get(pid)
@@ -498,7 +509,11 @@ def _drop(voter: VoterCore, now_s: float, pids: list[bytes]) -> None:
         voter.forget(pid)
         dropped.append(pid)
         views.append(rg.view(reg))
+        held = (holders or {}).get(pid, {})
+        certs.append(tuple((v, sig) for v, sig in ((voter.node_id, reg.sig), *held.items())
+                           if sig))  # fmt: skip
     if dropped:
         c.dropped += len(dropped)
         voter.save_meta()
-        voter.effects.events.append(Compacted(tuple(dropped), voter.serving, tuple(views)))
+        voter.effects.events.append(Compacted(tuple(dropped), voter.serving, tuple(views),
+                                              tuple(certs)))  # fmt: skip

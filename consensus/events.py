@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from colonynode.consensus.messages import Outcome, ProcessTerms, Reason, RegisterView, State
+from colonynode.consensus.messages import (
+    Cert,
+    Outcome,
+    ProcessTerms,
+    Reason,
+    RegisterView,
+    State,
+)
 
 __all__ = [
     "Cancelled",
@@ -101,6 +108,7 @@ class Closed:
     reason: Reason | None = None
     view: RegisterView | None = field(default=None, compare=False)  # committed: a majority's
     reqs: Reqs = field(default=(), compare=False)
+    cert: Cert = field(default=(), compare=False)  # committed: its certificate (certs.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,7 @@ class Expired:
     reason: Reason | None = None
     view: RegisterView | None = field(default=None, compare=False)  # committed: a majority's
     reqs: Reqs = field(default=(), compare=False)
+    cert: Cert = field(default=(), compare=False)  # committed: its certificate (certs.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,7 @@ class Cancelled:
     reason: Reason | None = None
     view: RegisterView | None = field(default=None, compare=False)  # committed: a majority's
     reqs: Reqs = field(default=(), compare=False)
+    cert: Cert = field(default=(), compare=False)  # committed: its certificate (certs.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +152,7 @@ class ReadResult:
     committed: bool
     answered: int
     reqs: Reqs = field(default=(), compare=False)
+    cert: Cert = field(default=(), compare=False)  # committed: its certificate (certs.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,3 +209,4 @@ class Compacted:
     pids: tuple[bytes, ...]
     version: int
     views: tuple[RegisterView, ...] = ()
+    certs: tuple[Cert, ...] = ()  # each view's certificate: the voters that held it (certs.py)

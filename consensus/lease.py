@@ -10,7 +10,8 @@ What the driver provides: `store` (the voter's registers), `rng` (a fresh random
 per incarnation: request nonces come from it), `voters` (the roster's voter set at
 construction; a `ChangeVoters` request when the roster changes it), `has_role(node,
 role)` (the roster's membership check), `pinned(voter, register, now_s)` (what the
-application still needs of its registers: compaction.py, "Pins"), and `now_s` on every
+application still needs of its registers: compaction.py, "Pins"), `sign(message)` (the
+node's signature, for its voter's certificates: certs.py), and `now_s` on every
 call from one monotonic clock. The application asks through one entry point,
 `request(now_s, req) -> id` (requests.py); the events answering it carry the id. What
 the driver does with `take_effects()`: persist `writes`, then send `sends`, hand
@@ -23,6 +24,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from colonynode.consensus.certs import Sign
 from colonynode.consensus.claimer import ClaimerConfig, ClaimerCore
 from colonynode.consensus.compaction import Pinned, Retention
 from colonynode.consensus.events import VotersChanged
@@ -59,6 +61,7 @@ class ConsensusCore:
         retention: Retention | None = None,
         unix_ns: Callable[[], int | None] = lambda: None,
         pinned: Pinned | None = None,
+        sign: Sign | None = None,
         planted_bug: str = "",
     ) -> None:
         self.node_id = node_id
@@ -73,6 +76,7 @@ class ConsensusCore:
             retention=retention,
             unix_ns=unix_ns,
             pinned=pinned,
+            sign=sign,
             retry_s=(config or ClaimerConfig()).retry_s,
             planted_bug=planted_bug,
         )

@@ -23,6 +23,7 @@ __all__ = [
     "CODEC",
     "LEASE_S_MAX",
     "Cancel",
+    "Cert",
     "Claim",
     "ClaimItem",
     "Close",
@@ -288,6 +289,11 @@ class RegisterView:
         _pid(self.pid)
 
 
+# A result's certificate (certs.py): (voter, its signature of the result), a majority
+# of one voter set's.
+Cert = tuple[tuple[NodeId, bytes], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     pid: bytes
@@ -300,6 +306,8 @@ class Verdict:
     # OK, for a register of a series: the voter's horizon of that series (-1: none), so
     # a generator's batch takes a seq above it (node/core/generators.py `_close`)
     horizon: int = -1
+    # a closed register: the voter's signature of its result (certs.py), or b""
+    sig: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -460,8 +468,11 @@ class CompactAnswer:
     version: int
     pids: tuple[bytes, ...]
     same: tuple[bytes, ...] = ()
+    sigs: tuple[bytes, ...] = ()  # this voter's signature of each `same` result (certs.py)
 
     def __post_init__(self) -> None:
+        if len(self.sigs) > len(self.same):
+            raise ValueError("a CompactAnswer signs at most the results it holds")
         if len(self.pids) > COMPACT_PIDS_MAX or len(self.same) > len(self.pids):
             raise ValueError(f"{len(self.pids)} pids in one CompactAnswer, over {COMPACT_PIDS_MAX}")
         for pid in self.pids:

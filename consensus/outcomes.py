@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from colonynode.consensus import certs, repair
 from colonynode.consensus import events as ev
-from colonynode.consensus import repair
 from colonynode.consensus.held import LEASES_MAX
 from colonynode.consensus.messages import Push, Reason, Release, Tag, Verdict
 from colonynode.consensus.register import CLOSED_STATES
@@ -63,16 +63,17 @@ def finish_terminal(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason 
     ok = reason is Reason.OK
     why = None if ok else reason
     view = committed_view(op.verdicts) if ok else None
+    cert = certs.gather(op.verdicts.items(), view)
     if ok:
         repair_committed(claimer, op)
     if op.tag is Tag.CLOSE:
-        claimer._emit(ev.Closed(pid, op.epoch, op.outcome, ok, why, view, reqs))
+        claimer._emit(ev.Closed(pid, op.epoch, op.outcome, ok, why, view, reqs, cert))
     elif op.tag is Tag.EXPIRE:
-        claimer._emit(ev.Expired(pid, ok, why, view, reqs))
+        claimer._emit(ev.Expired(pid, ok, why, view, reqs, cert))
     else:
         if ok:
             claimer.held.end_closed(pid)
-        claimer._emit(ev.Cancelled(pid, op.msg.state, ok, why, view, reqs))
+        claimer._emit(ev.Cancelled(pid, op.msg.state, ok, why, view, reqs, cert))
 
 
 def finish_release(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason | None) -> None:
@@ -91,7 +92,9 @@ def finish_read(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason | No
     answered = len(op.verdicts)
     if committed is None:
         push_split(claimer, pid, op.verdicts)
-    claimer._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered, tuple(op.reqs)))
+    cert = certs.gather(op.verdicts.items(), committed)
+    claimer._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered,
+                                tuple(op.reqs), cert))  # fmt: skip
 
 
 def push_split(claimer: ClaimerCore, pid: bytes, verdicts: dict[NodeId, Verdict]) -> None:

@@ -121,6 +121,7 @@ class Register:
     output: Any = None
     errors: tuple[str, ...] = ()
     claim_nonce: int = 0  # the nonce of the claim that was granted (retransmissions match)
+    sig: bytes = b""  # closed: this voter's signature of its result (certs.py)
     # voter-local monotonic times, not persisted:
     expiry_s: float = 0.0
     started_s: float = 0.0
@@ -417,6 +418,7 @@ def to_record(reg: Register) -> dict[str, Any]:
         "output": reg.output,
         "errors": list(reg.errors),
         "nonce": reg.claim_nonce,
+        "sig": reg.sig,
     }
 
 
@@ -446,6 +448,7 @@ def from_record(record: dict[str, Any]) -> Register:
         output=record["output"],
         errors=tuple(str(e) for e in record["errors"]),
         claim_nonce=int(record.get("nonce", 0)),
+        sig=bytes(record.get("sig", b"")),
     )
 
 
@@ -460,4 +463,5 @@ def durable_change(old: Register, new: Register) -> bool:
         or old.output != new.output
         or old.errors != new.errors
         or old.claim_nonce != new.claim_nonce
+        or old.sig != new.sig
     )

@@ -27,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from colonynode.consensus import certs
 from colonynode.consensus import compaction as cp
 from colonynode.consensus import register as rg
 from colonynode.consensus import settle as st
+from colonynode.consensus.certs import Sign
 from colonynode.consensus.compaction import Compaction, Pinned, Retention
 from colonynode.consensus.events import Registered, VoterCommitted
 from colonynode.consensus.handover import (
@@ -38,11 +40,9 @@ from colonynode.consensus.handover import (
     expected,
     merge_handover,
     page_end,
-    page_of,
 )
 from colonynode.consensus.messages import (
     LEASE_S_MAX,
-    SERIES_MAX,
     Cancel,
     Claim,
     Close,
@@ -65,6 +65,7 @@ from colonynode.consensus.messages import (
 )
 from colonynode.consensus.register import Register, Timing
 from colonynode.consensus.split import SplitResults
+from colonynode.consensus.voter_handover import answer_handover_request
 from colonynode.consensus.voter_invariants import (
     Change,
     assert_epoch,
@@ -115,6 +116,7 @@ class VoterCore:
         retention: Retention | None = None,
         unix_ns: Callable[[], int | None] = lambda: None,
         pinned: Pinned | None = None,
+        sign: Sign | None = None,
         retry_s: float = 0.25,
         planted_bug: str = "",
     ) -> None:
@@ -135,6 +137,7 @@ class VoterCore:
         self.compaction = Compaction(retention or Retention())
         self.unix_ns = unix_ns  # wall-clock time, for compaction (None: not known)
         self.pinned = pinned or cp.unpinned  # the application's (compaction.py, "pins")
+        self.sign = sign  # this voter's signature of a closed result (certs.py)
         if meta is None:
             self.vset = initial
             first = not initial.previous and node_id in initial.voters
@@ -268,35 +271,6 @@ class VoterCore:
         request = HandoverRequest(h.vset.version, h.cursor.get(voter, b""), (),
                                   h.vset.previous_version)  # fmt: skip
         self.effects.sends.append((voter, request))
-
-    def _on_handover_request(self, now_s: float, sender: NodeId, msg: HandoverRequest) -> None:
-        # About frozen processes of an older change (settle.py): sealed past it already
-        # (`set_voters`), this voter only reads them out.
-        late = msg.only if msg.only and msg.version < self.vset.version else ()
-        if not late and (msg.version != self.vset.version or sender not in self.vset.voters):
-            # Only a voter of the newest set this voter knows (from the owner's roster)
-            # may seal it: any member could otherwise seal every voter and stall the
-            # colony. A new voter that asked too early asks again.
-            self.handovers_refused += 1
-            return
-        if msg.version > self.sealed:
-            self.sealed = msg.version  # durable before the registers go out
-            self.save_meta()
-        # A process frozen here is handed over to the voters of the change that froze it
-        # (they settle it alike), not on to a newer set: its result is not this voter's
-        # to give. (It names them, withheld: the new voter freezes them too, rather than
-        # serve a stale copy of its own.) Nor to a later change this voter serves too:
-        # its own copy is its vote in the set before the first change, no result of the
-        # set the asker takes over from (voters chaos seed 271: a double commit).
-        asked = st.asked_of(msg)
-        copies, withheld, done = page_of(self.registers, msg.after, st.hold(self, asked, late=late),
-                                         msg.only, st.unvoted(self, asked))  # fmt: skip
-        c = self.compaction
-        last = done and not msg.only  # (the last page of a handover brings the series')
-        series = tuple(sorted(c.series.items())[: 2 * SERIES_MAX]) if last else ()
-        answer = Handover(msg.version, msg.after, copies, done, withheld, c.horizon, series,
-                          msg.only)  # fmt: skip
-        self.effects.sends.append((sender, answer))
 
     def _on_handover(self, now_s: float, sender: NodeId, msg: Handover) -> None:
         if msg.only:
@@ -466,7 +440,9 @@ class VoterCore:
         if reason is Reason.LEASE_HELD and reg is not None:
             left_s = max(0.0, reg.expiry_s - self.now_s)
         view, horizon = (None, -1) if reg is None else (rg.view(reg), self.compaction.of(reg))
-        return Verdict(pid, epoch, reason, view, left_s, horizon if reason is Reason.OK else -1)
+        sig = reg.sig if reg is not None and reg.closed else b""
+        return Verdict(pid, epoch, reason, view, left_s, horizon if reason is Reason.OK else -1,
+                       sig)  # fmt: skip
 
     def _apply(
         self,
@@ -484,6 +460,7 @@ class VoterCore:
         assert reason is Reason.OK or new is reg, f"a refusal changes nothing ({reason.name})"
         if reason is Reason.OK and rg.durable_change(reg, new):
             self._put(new, now_s, Change.STEP)
+            new = self.registers[pid]  # (signed, if it closed)
         else:
             self.registers[pid] = new  # a renew or a retransmitted claim: memory only
         return self._verdict(pid, epoch, reason, new)
@@ -564,6 +541,8 @@ class VoterCore:
             assert_epoch(old, reg, change, self.planted_bug)
         if change is not Change.STEP and reg.state is State.RUNNING:
             assert_full_lease(self.timing, reg, now_s, reg.lease_s, change.value)
+        if reg.closed and not reg.sig and self.sign is not None:  # (its result, signed once)
+            reg = replace(reg, sig=self.sign(certs.statement(reg.pid, rg.view(reg))))
         self.registers[reg.pid] = reg
         self.compaction.index(reg)
         if reg.closed:
@@ -591,7 +570,7 @@ _ROUTES: dict[type, Route] = {
     Read: Route(Tag.READ, items=one_unfenced, versioned=False, nonce=True, decide=VoterCore._read),
     Push: Route(Tag.PUSH, handle=VoterCore._on_push),
     Merge: Route(Tag.MERGE, handle=VoterCore._on_merge),
-    HandoverRequest: Route(Tag.HANDOVER_REQUEST, handle=VoterCore._on_handover_request),
+    HandoverRequest: Route(Tag.HANDOVER_REQUEST, handle=answer_handover_request),
     Handover: Route(Tag.HANDOVER, handle=VoterCore._on_handover),
     Compact: Route(Tag.COMPACT, handle=cp.on_compact),
     CompactAnswer: Route(Tag.COMPACT_ANSWER, handle=cp.on_answer),

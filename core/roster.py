@@ -36,6 +36,7 @@ ROLES = ("executor", "reader", "submitter")  # sorted
 VOTER_COUNTS = (1, 3, 5)
 MEMBERS_MAX = 4096
 FORMER_MAX = 1024  # removed members whose records stay valid (the oldest drop off)
+PAST_VOTERS_MAX = 64  # voter sets a roster names before its own (certificates of theirs hold)
 SEQ_LIMIT = 2**63  # gossip sequence numbers are below this
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 COLONIES_ROLES = ("colony", "executor", "user")  # who a Colonies key is (ColoniesKey)
@@ -133,6 +134,9 @@ class Roster:
     colonies: tuple[ColoniesKey, ...] = ()
     # removed members, oldest first (appended: a roster signed before decodes with none)
     former: tuple[Former, ...] = ()
+    # the voter sets before this one, oldest first, each (the version that set it, its
+    # voters): whose signatures a result's certificate may carry (node/core/certs.py)
+    past_voters: tuple[tuple[int, tuple[NodeId, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         check_name("colony", self.colony)
@@ -152,6 +156,9 @@ class Roster:
             raise ValidationError("two members share a name")
         if self.owner not in ids:
             raise ValidationError("the owner must be a member")
+        if len(self.past_voters) > PAST_VOTERS_MAX or any(
+                len(v) not in VOTER_COUNTS for _, v in self.past_voters):  # fmt: skip
+            raise ValidationError(f"at most {PAST_VOTERS_MAX} past voter sets of 1, 3 or 5")
         if len(self.voters) not in VOTER_COUNTS:
             raise ValidationError(f"a colony has 1, 3 or 5 voters, not {len(self.voters)}")
         if len(set(self.voters)) != len(self.voters):
@@ -262,8 +269,14 @@ class Roster:
         return replace(self, version=self.version + 1, members=members, former=former)
 
     def with_voters(self, voters: tuple[NodeId, ...]) -> Roster:
+        past = (*self.past_voters, (self.voters_since or self.version, self.voters))
         return replace(self, version=self.version + 1, voters=voters,
-                       voters_since=self.version + 1)  # fmt: skip
+                       voters_since=self.version + 1,
+                       past_voters=past[-PAST_VOTERS_MAX:])  # fmt: skip
+
+    def voter_sets(self) -> list[tuple[NodeId, ...]]:
+        """This roster's voter set and the ones before it that it names, newest first."""
+        return [self.voters, *(voters for _, voters in reversed(self.past_voters))]
 
     def with_colonies_key(self, key: ColoniesKey) -> Roster:
         """`key` added, or in place of the entry with its id."""

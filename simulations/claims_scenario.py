@@ -60,6 +60,7 @@ from colonynode.simulations.claims_checkers import (
     lost_submissions,
 )
 from colonynode.simulations.cron_load import CronLoad
+from colonynode.simulations.forger import Forger
 from colonynode.simulations.gossip_scenario import VerifyMemo
 from colonynode.simulations.memos import OpenMemo, SpecMemo
 from colonynode.simulations.network import random_links
@@ -124,6 +125,7 @@ class ClaimsScenario(Scenario):
         "cron_interval_s": 2,
         "generators": 0,  # generators with args packed through the safety phase
         "retention_s": 0.0,  # voters drop closed registers this long after (0: 600 s)
+        "forgers": 0,  # 1: the last node also publishes forged closing records (forger.py)
     }
     main_series = "closes_per_s"
     headline: ClassVar[tuple[str, ...]] = (
@@ -181,6 +183,7 @@ class ClaimsScenario(Scenario):
         self.executors: SimExecutors | None = None
         self._asks: dict[tuple[int, int, int], Any] = {}  # (node, incarnation, req) -> cb
         self.crons: CronLoad | None = None
+        self.forger: Forger | None = None
 
     # -- build --------------------------------------------------------------------------
 
@@ -281,6 +284,10 @@ class ClaimsScenario(Scenario):
             self.crons = CronLoad(self, self.param_int("crons"), every_s, generators)
             self.crons.start(world)
             world.add_checker(self.crons)
+        if self.param_int("forgers") > 0:
+            self.forger = Forger(world.n - 1, world.rng_for("forger"))
+            self.forger.start(world)
+            self.outsiders.add(world.n - 1)  # (its own view takes what it publishes)
         world.schedule(PEER_REFRESH_S, self._refresh_peers)
 
     def roster_of(self, index: int) -> Any:
@@ -505,6 +512,13 @@ class ClaimsScenario(Scenario):
     def size_of(self, msg: Any) -> int:
         return 96
 
+    def _certs(self, world: World) -> dict[str, Metric]:
+        """Closing items forged, and those the nodes refused or hold uncertified."""
+        cores = [n.core for n in world.nodes if n.core is not None]
+        return {"closes_forged": 0 if self.forger is None else self.forger.forged,
+                "closes_refused": sum(c.counters.get("closes_refused", 0) for c in cores),
+                "closes_held": sum(len(c.held_closes.items) for c in cores)}  # fmt: skip
+
     def metrics(self, world: World) -> dict[str, Metric]:
         latencies = sorted(self.latencies_s)
         assert self.executors is not None
@@ -517,6 +531,7 @@ class ClaimsScenario(Scenario):
             "unfinished_after_liveness": len(self._unfinished()),
             "compacted": len(self.lost.compacted),  # processes some voter dropped closed
             "dropped_taken_again": self.dropped.taken_again,
+            **self._certs(world),
             "submissions": self.submitted,
             "submissions_acked": len(self.acked),
             "claims_committed": self.granted,

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import requests as lrq
+from colonynode.consensus.messages import Cert
 from colonynode.core.process import State
+from colonynode.node.core.certs import to_item
 from colonynode.node.core.processes import CLOSED_KIND, ProcessBook
 
 if TYPE_CHECKING:
@@ -72,28 +74,33 @@ class Closing:
                 self.host.at(self.host.now_s + SETTLE_RETRY_S, lambda now_s: self.settle(pid))
                 return
             self.counters["settled"] += 1
-            self.announce_close(pid, State(view.state), view.output, [], 0, None, view)
+            self.announce_close(pid, State(view.state), view.output, [], 0, None, view,
+                                cert=event.cert)  # fmt: skip
 
         self.host.lease(lrq.ReadRegister(pid), done)
 
-    def compacted(self, pids: tuple[bytes, ...], views: tuple[Any, ...]) -> None:
+    def compacted(self, pids: tuple[bytes, ...], views: tuple[Any, ...],
+                  certs: tuple[Cert, ...] = ()) -> None:  # fmt: skip
         """This node's voter dropped these closed registers (consensus/compaction.py):
         a result its view has not heard of is announced now (nobody can read it later;
         its closing record was lost with the node that committed it), also of a process
         the view does not hold yet (its submission still on the way: voters partitions
         seed 97 with `retention_s=3`, every view WAITING for good)."""
-        for pid, view in zip(pids, views, strict=True):
+        for k, (pid, view) in enumerate(zip(pids, views, strict=True)):
             state = self.book.state_of(pid)
             if state is None or not state.closed:
                 self.counters["settled"] += 1
-                self.announce_close(pid, State(view.state), view.output, [], 0, None, view)
+                cert = certs[k] if k < len(certs) else ()
+                self.announce_close(pid, State(view.state), view.output, [], 0, None, view,
+                                    cert=cert)  # fmt: skip
 
     def expire(self, pid: bytes) -> None:
         """Close FAILED a process whose retries or wait time ran out (any node may)."""
 
         def done(event: Any) -> None:
             if event.committed:
-                self.announce_close(pid, State.FAILED, None, [], 0, None, event.view)
+                self.announce_close(pid, State.FAILED, None, [], 0, None, event.view,
+                                    cert=event.cert)  # fmt: skip
 
         self.host.lease(lrq.ExpireProcess(pid), done)
 
@@ -106,7 +113,8 @@ class Closing:
         def done(event: Any) -> None:
             if event.committed:
                 self.counters["graph_failed"] += 1
-                self.announce_close(pid, State.FAILED, None, list(errors), 0, None, event.view)
+                self.announce_close(pid, State.FAILED, None, list(errors), 0, None, event.view,
+                                    cert=event.cert)  # fmt: skip
 
         self.host.lease(lrq.CancelProcess(pid, State.FAILED, errors), done)
 
@@ -119,10 +127,14 @@ class Closing:
         epoch: int,
         executor: str | None,
         view: Any = None,
+        *,
+        cert: Cert = (),
     ) -> None:
         """Announce a committed outcome: what the voters hold (`view`: their epoch,
         retries and errors) wins over what this node knew. A close by the voters alone
-        (an expiry, a cancel) has no executor of its own: the last run's stays."""
+        (an expiry, a cancel) has no executor of its own: the last run's stays. `cert`:
+        the voters' signatures of the result (certs.py), without which no other node
+        takes the record; with it the record names the result as they signed it."""
         if view is not None:
             errors, epoch = list(view.errors), epoch or view.epoch
         body: dict[str, Any] = {"processid": pid.hex(), "state": state.name,
@@ -130,6 +142,10 @@ class Closing:
                                 "end_ns": self.host.unix_ns()}  # fmt: skip
         if view is not None:
             body["retries"] = view.retries
+            if view.holder is not None:  # (a holder's close: signed with its output)
+                body["holder"], body["output"] = bytes(view.holder), view.output
+        if cert:
+            body["cert"] = to_item(cert)
         started = self.started_ns.pop(pid, None)
         for key, value in (("epoch", epoch), ("executor", executor), ("start_ns", started)):
             if value:

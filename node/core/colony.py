@@ -45,6 +45,7 @@ from colonynode.gossip.events import Accepted
 from colonynode.gossip.records import ENVELOPE_KIND, envelope_from_body, envelope_to_body
 from colonynode.node.core.messages import ADDRS_MAX, Hello, PeerAddrs, RosterUpdate
 from colonynode.node.core.peerset import CANDIDATES_MAX, LINK_GRACE_S, LINKS_MAX, PeerSet
+from colonynode.node.core.processes import CLOSED_KIND
 from colonynode.node.core.requests import Dial, Disconnect, Silenced
 from colonynode.node.core.voters_auto import settings_of
 
@@ -115,6 +116,8 @@ class Links:
             core.lease(lrq.ChangeVoters(since, voters), _ignore)
         self._refresh_peers()
         core.vouches.roster_changed()
+        for author, item in core.held_closes.release(roster.voter_sets(), core.counters):
+            core.book.on_record(author, CLOSED_KIND, item, core.now_s)
         if core.config.dial and core._started:
             self.dial_soon(core.now_s)
 

@@ -121,9 +121,8 @@ def close_run(s: Scheduler, req_id: int, req: CloseRun) -> None:
     def done(event: Any) -> None:
         if event.committed:
             state = State.SUCCESS if req.success else State.FAILED
-            s.closing.announce_close(
-                pid, state, req.output, list(req.errors), epoch, ex.advert.name, event.view
-            )
+            s.closing.announce_close(pid, state, req.output, list(req.errors), epoch,
+                                     ex.advert.name, event.view, cert=event.cert)  # fmt: skip
         reason = None if event.reason is None else Reason(event.reason).name
         known = s.book.state_of(pid)  # refused as CLOSED: this says by what, once heard
         s.host.answer(req_id, {"processid": pid.hex(), "committed": event.committed,
@@ -139,7 +138,8 @@ def cancel(s: Scheduler, req_id: int, pid: bytes, by: str) -> None:
 
     def done(event: Any) -> None:
         if event.committed:
-            s.closing.announce_close(pid, State.CANCELLED, None, list(errors), 0, None, event.view)
+            s.closing.announce_close(pid, State.CANCELLED, None, list(errors), 0, None, event.view,
+                                     cert=event.cert)  # fmt: skip
         elif event.reason == Reason.CLOSED:
             s.book.mark_closed_elsewhere(pid)
             s.closing.settle_later(pid)

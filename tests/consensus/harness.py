@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from colonynode.consensus import ClaimerConfig, ConsensusCore, Timing
+from colonynode.consensus.certs import Sign
 from colonynode.consensus.compaction import Pinned, Retention
 from colonynode.consensus.voter import HasRole
 from colonynode.core.ids import NodeId
@@ -86,10 +87,12 @@ class Colony:
         retention: Retention | None = None,
         unix_ns: Callable[[], int | None] = lambda: None,
         pinned: Pinned | None = None,
+        sign_with: Callable[[int], Sign] | None = None,
     ) -> None:
         self.retention = retention
         self.unix_ns = unix_ns
         self.pinned = pinned
+        self.sign_with = sign_with  # node i's signing key (None: voters sign nothing)
         self.has_role: HasRole = has_role or (lambda node, role: True)
         self.voter_ids = tuple(nid(i) for i in range(voters))
         self.config = config or ClaimerConfig(lease_s=2.0)
@@ -110,6 +113,7 @@ class Colony:
             retention=self.retention,
             unix_ns=self.unix_ns,
             pinned=self.pinned,
+            sign=None if self.sign_with is None else self.sign_with(i),
             planted_bug=self.planted_bug,
         )
 

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from colonynode.consensus.certs import statement
 from colonynode.core.envelope import Envelope
 from colonynode.core.identity import Identity
 from colonynode.core.process import parse_spec
@@ -112,3 +113,10 @@ def spec(**kw: Any) -> Any:
 def submit(colony: Colony, node: int, **kw: Any) -> bytes:
     view = colony.result(node, rq.SubmitProcess(spec(**kw)))
     return bytes.fromhex(view["processid"])
+
+
+def cert_of(pid: bytes, view: Any, voters: tuple[int, ...] = (0, 1)) -> Any:
+    """A certificate of `view`'s result, signed by these voters (the colony's first
+    nodes are its voters): what the voters give a claimer whose close committed."""
+    message = statement(pid, view)
+    return tuple((identity(v).node_id, identity(v).sign(message)) for v in voters)

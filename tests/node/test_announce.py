@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from colonynode.consensus.messages import RegisterView
 from colonynode.core.process import State
 from colonynode.core.scheduling import ExecutorAdvert
 from colonynode.gossip.records import open_body
@@ -17,7 +18,7 @@ from colonynode.node.core.processes import (
     RUNNING_KIND,
     ProcessBook,
 )
-from tests.node.colony import Colony, identity, submit
+from tests.node.colony import Colony, cert_of, identity, submit
 
 
 def records_of(colony: Colony, node: int, kind: str) -> list[Any]:
@@ -68,10 +69,26 @@ def test_a_run_closed_before_its_running_was_announced_is_announced_closed_only(
     assert colony.core(3).announcements.counters["running_unannounced"] == 1
 
 
+HOLDER = identity(3).node_id
+
+
+def run_by_3(pid: bytes, output: Any, state: State = State.SUCCESS) -> RegisterView:
+    """The voters' register of a run node 3 held at epoch 1 and closed with `output`."""
+    return RegisterView(pid, state, 1, HOLDER, 0, output)
+
+
+def closing_item(pid: bytes, output: Any, cert: Any = None) -> dict[str, Any]:
+    """A closing record's item of node 3's run, certified by a majority of the voters
+    unless `cert` says otherwise."""
+    cert = cert_of(pid, run_by_3(pid, output)) if cert is None else cert
+    return {"processid": pid.hex(), "state": "SUCCESS", "output": output, "epoch": 1,
+            "holder": bytes(HOLDER), "cert": [[bytes(v), sig] for v, sig in cert]}  # fmt: skip
+
+
 def test_the_closes_announced_in_one_step_go_out_in_one_record() -> None:
     colony = Colony(5)
     pids = [submit(colony, 0) for _ in range(2)]
-    items = [{"processid": p.hex(), "state": "SUCCESS", "output": [i]} for i, p in enumerate(pids)]
+    items = [closing_item(p, [i]) for i, p in enumerate(pids)]
     colony.net.call(3, lambda core, now: [core.announce(CLOSED_KIND, i) for i in items])
     colony.run_until(lambda: all(
         colony.core(n).book.state_of(p).closed  # type: ignore[union-attr]
@@ -102,3 +119,34 @@ def test_a_view_takes_a_single_record_and_a_batch_alike_and_bounds_a_batch() -> 
     closing = [{"processid": pid.hex(), "state": "SUCCESS"} for pid in more]
     book.on_record(author, CLOSED_KIND, {"processes": closing})  # more than a node sends
     assert len(book.list(State.SUCCESS, 1000)) == ANNOUNCE_ITEMS_MAX  # the rest is ignored
+
+
+def test_a_close_without_a_voter_majoritys_certificate_is_refused_and_counted() -> None:
+    """#18: a member that announces a result the voters never signed (no certificate,
+    one voter's signature only, the signatures of another output or state, a
+    non-voter's, a forged one) is refused by every other node and counted; the process
+    stays as it was there (an item with good signatures of too few voters here is held:
+    a newer roster may make them a majority). With a majority's, it is taken."""
+    colony = Colony(5)
+    pids = [submit(colony, 0) for _ in range(6)]
+    signed = cert_of(pids[5], run_by_3(pids[5], ["z"]))
+    forged = [
+        {"processid": pids[0].hex(), "state": "SUCCESS", "output": ["made up"]},
+        closing_item(pids[1], ["a"], cert_of(pids[1], run_by_3(pids[1], ["a"]), voters=(0,))),
+        closing_item(pids[2], ["b"], cert_of(pids[2], run_by_3(pids[2], ["real"]))),
+        closing_item(pids[3], ["c"], cert_of(pids[3], run_by_3(pids[3], ["c"], State.FAILED))),
+        closing_item(pids[4], ["d"], cert_of(pids[4], run_by_3(pids[4], ["d"]), voters=(3, 4))),
+        closing_item(pids[5], ["z"], (signed[0], (signed[1][0], b"\0" * 64))),
+    ]
+    colony.net.call(4, lambda core, now: [core.announce(CLOSED_KIND, i) for i in forged])
+    colony.net.stabilize()
+    for n in range(4):
+        assert [colony.core(n).book.state_of(p).name for p in pids] == ["WAITING"] * 6  # type: ignore[union-attr]
+        # (good signatures, too few or of nodes no roster here names as voters: held
+        # until a newer roster makes them a majority of its set, or for good)
+        assert colony.core(n).counters["closes_refused"] == 4
+        assert list(colony.core(n).held_closes.items) == [pids[1], pids[4]]
+    good = closing_item(pids[0], ["real"])
+    colony.net.call(4, lambda core, now: core.announce(CLOSED_KIND, good))
+    colony.run_until(lambda: all(colony.core(n).book.state_of(pids[0]) is State.SUCCESS
+                                 for n in range(5)))  # fmt: skip

@@ -19,7 +19,7 @@ from colonynode.node.core import requests as rq
 from colonynode.node.core.messages import Hello
 from colonynode.node.core.processes import OWN_CLAIM_QUIET_S
 from colonynode.node.core.vouch import VOUCH_KIND
-from tests.node.colony import Colony, identity, spec, submit
+from tests.node.colony import Colony, cert_of, identity, spec, submit
 
 PY = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
 
@@ -287,10 +287,12 @@ def test_a_result_compacted_before_the_view_held_its_process_is_still_announced(
     view showed the process WAITING for good. The result goes out whatever the view."""
     colony = Colony(5)
     pid = bytes(range(16))
-    closed = Register(ProcessTerms(pid, colony.identities[4].node_id), State.SUCCESS, 1)
+    runner = colony.identities[4].node_id
+    closed = Register(ProcessTerms(pid, runner), State.SUCCESS, 1, runner)
     core = colony.core(0)
     assert core.book.state_of(pid) is None
-    core.scheduler.closing.compacted((pid,), (rg.view(replace(closed, output=[7])),))
+    view = rg.view(replace(closed, output=[7]))
+    core.scheduler.closing.compacted((pid,), (view,), (cert_of(pid, view),))
     colony.net.stabilize()
     body = {"processid": pid.hex(), "spec": {"funcname": "f", "conditions": {"executortype": "py"}},
             "submission_ns": 1}  # fmt: skip

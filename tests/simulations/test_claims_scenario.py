@@ -320,3 +320,16 @@ def test_a_generators_args_are_pinned_until_their_batchs_workflow_is_held() -> N
             assert clean.metrics["generators_compacted"] == 2  # both dropped registers
             return
     raise AssertionError("generator_unpinned not caught in 30 seeds")
+
+
+def test_a_member_that_forges_closing_records_is_refused_by_every_other_node() -> None:
+    """#18, quorum certificates: the last node publishes closing records that turn
+    results around, each certified by its own signature only. Every other node refuses
+    or holds them (never takes one: every view ends as the voters committed). The
+    planted bug takes records without checking their certificates: caught."""
+    clean = run(1, "chaos", forgers=1)
+    assert_clean(clean)
+    assert clean.metrics["closes_forged"] > 10
+    assert clean.metrics["closes_held"] + clean.metrics["closes_refused"] > 0
+    caught = run(1, "chaos", forgers=1, planted_bug="uncertified_closes")
+    assert "liveness" in {v.checker for v in caught.violations}

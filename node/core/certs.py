@@ -1,0 +1,137 @@
+"""Quorum certificates on closing records (DESIGN.md §6; consensus/certs.py).
+
+A node announces a committed result (a close, an expiry, a cancel, a result it read or
+its voter dropped) with the certificate the voters gave it: a majority of one voter
+set's signatures of that result. A node takes a closing record from another member only
+when its certificate holds against a voter set the owner's roster names (the current
+one or one of the PAST_VOTERS_MAX before it, `Roster.past_voters`): any member could
+otherwise tell every view that a process succeeded with an output it made up, or that a
+workflow's parent succeeded when it did not. Refused items are counted
+(`closes_refused`). Pure: signature checks and the roster; no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from colonynode.consensus.certs import statement
+from colonynode.consensus.messages import Cert, RegisterView
+from colonynode.core.errors import SignatureError
+from colonynode.core.identity import verify
+from colonynode.core.ids import NODE_ID_BYTES, NodeId
+from colonynode.core.process import State
+from colonynode.node.core.processes import ANNOUNCE_ITEMS_MAX
+
+__all__ = ["CERT_SIGS_MAX", "HELD_MAX", "HeldCloses", "certified", "check", "to_item",
+           "view_of_item"]  # fmt: skip
+
+CERT_SIGS_MAX = 5  # a certificate names at most one voter set's voters
+HELD_MAX = 10_000  # closing items held for a roster that names their signers
+
+
+def to_item(cert: Cert) -> list[list[bytes]]:
+    """A certificate as a closing record's item carries it (`cert`)."""
+    return [[bytes(voter), sig] for voter, sig in cert[:CERT_SIGS_MAX]]
+
+
+def view_of_item(item: dict[str, Any], pid: bytes) -> RegisterView | None:
+    """The result a closing record's item claims, as the voters signed it (None: not one
+    a certificate can name)."""
+    state = item.get("state")
+    if not isinstance(state, str) or state not in State.__members__:
+        return None
+    holder = item.get("holder")
+    epoch = item.get("epoch", 0)
+    if holder is not None and (not isinstance(holder, bytes) or len(holder) != NODE_ID_BYTES):
+        return None
+    if not isinstance(epoch, int):
+        return None
+    return RegisterView(pid, State[state], epoch, None if holder is None else NodeId(holder),
+                        0, item.get("output"))  # fmt: skip
+
+
+def check(item: dict[str, Any], pid: bytes, voter_sets: list[tuple[NodeId, ...]]) -> str:
+    """The item's certificate against `voter_sets`: "ok" (a majority of one of them
+    signed the result it claims), "refused" (no certificate, or a signature that is not
+    its signer's of that result: forged), or "unknown" (every signature good, but no
+    majority of a set here: they may be one of a newer set, whose roster has not come
+    yet)."""
+    view = view_of_item(item, pid)
+    raw = item.get("cert")
+    if view is None or view.state not in (State.SUCCESS, State.FAILED, State.CANCELLED):
+        return "refused"
+    if view.holder is None and item.get("output"):
+        return "refused"  # (an expiry's or a cancel's result has no output to certify)
+    if not isinstance(raw, list) or not 0 < len(raw) <= CERT_SIGS_MAX:
+        return "refused"
+    message = statement(pid, view)
+    signed: set[NodeId] = set()
+    for pair in raw:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], bytes)
+                and isinstance(pair[1], bytes) and len(pair[0]) == NODE_ID_BYTES):  # fmt: skip
+            return "refused"
+        voter = NodeId(pair[0])
+        if voter in signed:
+            continue
+        try:
+            verify(voter, message, pair[1])
+        except SignatureError:
+            return "refused"  # (a forged signature: the whole item is refused)
+        signed.add(voter)
+    if any(len(signed & set(vs)) >= len(vs) // 2 + 1 for vs in voter_sets):
+        return "ok"
+    return "unknown"
+
+
+def certified(item: dict[str, Any], pid: bytes, voter_sets: list[tuple[NodeId, ...]]) -> bool:
+    return check(item, pid, voter_sets) == "ok"
+
+
+Held = tuple[NodeId | None, dict[str, Any]]  # (the record's author, an item of it)
+
+
+class HeldCloses:
+    """Closing items certified by voters this node's roster does not name yet (a set
+    newer than its roster): held, HELD_MAX at most, the oldest dropped, and judged again
+    when a roster comes (`release`)."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[bytes, Held] = OrderedDict()
+
+    def keep(self, author: NodeId | None, body: Any, voter_sets: list[tuple[NodeId, ...]],
+             counters: dict[str, int]) -> Any:  # fmt: skip
+        """A closing record's body with only the items whose certificate holds; those
+        that may hold under a newer roster are held, the others counted refused."""
+        if not isinstance(body, dict):
+            return body
+        items = body.get("processes")
+        if type(items) is not list:
+            items = [body]
+        kept = []
+        for item in items[:ANNOUNCE_ITEMS_MAX]:
+            try:
+                pid = bytes.fromhex(str(item["processid"]))
+            except (KeyError, ValueError, TypeError):
+                continue
+            verdict = check(item, pid, voter_sets)
+            if verdict == "ok":
+                kept.append(item)
+            elif verdict == "unknown":
+                self.items.pop(pid, None)
+                self.items[pid] = (author, item)
+                while len(self.items) > HELD_MAX:
+                    self.items.popitem(last=False)
+            else:
+                counters["closes_refused"] = counters.get("closes_refused", 0) + 1
+        return {"processes": kept}
+
+    def release(self, voter_sets: list[tuple[NodeId, ...]],
+                counters: dict[str, int]) -> list[Held]:  # fmt: skip
+        """The held items a roster now certifies (the others held still, or refused)."""
+        held, self.items = self.items, OrderedDict()
+        out = []
+        for author, item in held.values():
+            body = self.keep(author, item, voter_sets, counters)
+            out += [(author, kept) for kept in body["processes"]]
+        return out

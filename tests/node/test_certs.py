@@ -1,0 +1,84 @@
+"""Quorum certificates (consensus/certs.py, node/core/certs.py): voters sign the results
+they hold closed, a claimer gathers a majority's signatures, and a certificate holds
+against the voter sets the roster names, now or before (#18)."""
+
+from __future__ import annotations
+
+from colonynode.consensus import Outcome, ProcessTerms
+from colonynode.consensus.certs import statement
+from colonynode.consensus.events import Closed, Granted, Submitted
+from colonynode.consensus.messages import RegisterView
+from colonynode.consensus.register import view
+from colonynode.consensus.requests import ClaimLeases, CloseProcess, SubmitProcess
+from colonynode.core.identity import Identity, verify
+from colonynode.core.process import State
+from colonynode.core.roster import Member, genesis_roster
+from colonynode.node.core.certs import HeldCloses, check, to_item
+from tests.consensus.harness import Colony, nid
+
+
+def signer(i: int) -> Identity:
+    return Identity(bytes([i + 1]) * 32)
+
+
+def test_voters_sign_a_committed_close_and_the_claimer_gathers_a_majority() -> None:
+    """Each voter signs the result it holds closed, once, and keeps the signature with
+    the register (across a restart); the close's event carries a majority's."""
+    colony = Colony(claimers=1, sign_with=lambda i: signer(i).sign)
+    terms = ProcessTerms(b"p", nid(3), seq=1)
+    colony.call(3, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    assert [e.acked for e in colony.events(3, Submitted)] == [True]
+    colony.call(3, lambda c, t: c.request(t, ClaimLeases((b"p",))))
+    colony.deliver()
+    assert colony.events(3, Granted)
+    colony.call(3, lambda c, t: c.request(t, CloseProcess(b"p", Outcome.SUCCESS, [7])))
+    colony.deliver()
+    closed = colony.events(3, Closed)[-1]
+    assert closed.committed and closed.view is not None and len(closed.cert) >= 2
+    message = statement(b"p", closed.view)
+    for voter, sig in closed.cert:  # (the harness's ids are not keys: node i signs as i)
+        verify(signer(voter[0] - 1).node_id, message, sig)
+    reg = colony.core(0).voter.register(b"p")
+    assert reg is not None and reg.sig
+    colony.crash(0)
+    colony.restart(0)
+    again = colony.core(0).voter.register(b"p")
+    assert again is not None and again.sig == reg.sig and view(again) == view(reg)
+
+
+def item(pid: bytes, cert: tuple[tuple[bytes, bytes], ...]) -> dict[str, object]:
+    return {
+        "processid": pid.hex(),
+        "state": "SUCCESS",
+        "output": [1],
+        "epoch": 1,
+        "holder": bytes(signer(9).node_id),
+        "cert": to_item(cert),
+    }  # type: ignore[arg-type]
+
+
+def signed(pid: bytes, voters: tuple[int, ...]) -> tuple[tuple[bytes, bytes], ...]:
+    v = RegisterView(pid, State.SUCCESS, 1, signer(9).node_id, 0, [1])
+    return tuple((signer(i).node_id, signer(i).sign(statement(pid, v))) for i in voters)
+
+
+def test_a_certificate_of_a_past_voter_set_holds_and_of_a_newer_one_waits() -> None:
+    """The roster names its voter sets before the current one (`past_voters`): a
+    certificate of the set before still holds after a change. One of a set this node
+    has no roster of yet is held, and taken once a roster names that set."""
+    roster = genesis_roster(signer(0), "lab", "n0")
+    for i in range(1, 5):
+        roster = roster.with_member(Member(signer(i).node_id, f"n{i}", ("executor",)))
+    first = roster.with_voters(tuple(signer(i).node_id for i in (0, 1, 2)))
+    second = first.with_voters(tuple(signer(i).node_id for i in (2, 3, 4)))
+    assert second.voter_sets()[1] == first.voters
+    pid = b"q" * 16
+    assert check(item(pid, signed(pid, (0, 1))), pid, second.voter_sets()) == "ok"
+    assert check(item(pid, signed(pid, (3, 4))), pid, first.voter_sets()) == "unknown"
+    held, counters = HeldCloses(), {}
+    assert held.keep(None, item(pid, signed(pid, (3, 4))), first.voter_sets(),
+                     counters) == {"processes": []}  # fmt: skip
+    assert held.release(first.voter_sets(), counters) == []  # (still not a majority)
+    assert [i["processid"] for _, i in held.release(second.voter_sets(), counters)] == [pid.hex()]
+    assert not held.items and not counters
