@@ -13,7 +13,7 @@ workflow's parent succeeded when it did not. Refused items are counted
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus.certs import statement
 from colonynode.consensus.messages import Cert, RegisterView
@@ -21,10 +21,13 @@ from colonynode.core.errors import SignatureError
 from colonynode.core.identity import verify
 from colonynode.core.ids import NODE_ID_BYTES, NodeId
 from colonynode.core.process import State
-from colonynode.node.core.processes import ANNOUNCE_ITEMS_MAX
+from colonynode.node.core.processes import ANNOUNCE_ITEMS_MAX, CLOSED_KIND
 
-__all__ = ["CERT_SIGS_MAX", "HELD_MAX", "HeldCloses", "certified", "check", "to_item",
-           "view_of_item"]  # fmt: skip
+if TYPE_CHECKING:
+    from colonynode.node.core.nodecore import NodeCore
+
+__all__ = ["CERT_SIGS_MAX", "HELD_MAX", "HeldCloses", "certified", "certified_body", "check",
+           "to_item", "view_of_item"]  # fmt: skip
 
 CERT_SIGS_MAX = 5  # a certificate names at most one voter set's voters
 HELD_MAX = 10_000  # closing items held for a roster that names their signers
@@ -135,3 +138,14 @@ class HeldCloses:
             body = self.keep(author, item, voter_sets, counters)
             out += [(author, kept) for kept in body["processes"]]
         return out
+
+
+def certified_body(core: NodeCore, author: NodeId | None, kind: str, body: Any) -> Any:
+    """A record for the view: another member's closing record with only its items whose
+    certificate holds (the others held or refused, as `HeldCloses.keep` says)."""
+    roster = core.membership.roster
+    if kind != CLOSED_KIND or author == core.node_id or roster is None:
+        return body
+    if core.config.planted_bug == "uncertified_closes":  # (the checkers' test)
+        return body
+    return core.held_closes.keep(author, body, roster.voter_sets(), core.counters)
