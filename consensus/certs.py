@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 
 from colonynode.consensus.messages import Cert, RegisterView, Verdict
 from colonynode.consensus.register import commit_key
-from colonynode.core.codec import encode
 from colonynode.core.ids import NodeId
 
 __all__ = ["Cert", "Sign", "gather", "statement"]
@@ -35,20 +34,26 @@ Sign = Callable[[bytes], bytes]
 
 def statement(pid: bytes, view: RegisterView) -> bytes:
     """What a voter signs for a closed register: a digest of the pid and its result (a
-    holder's close: state, epoch, holder, output; an expiry or abort: state alone)."""
+    holder's close: state, epoch, holder, output in canonical CBOR; an expiry or abort:
+    state alone), each part of fixed length or length-prefixed."""
     key = commit_key(view)
     assert key is not None, "only a closed register has a result to sign"
-    state, *rest = key
-    fields = [int(state), *(bytes(r) if isinstance(r, bytes) else r for r in rest)]
-    return hashlib.sha256(DOMAIN + encode([pid, fields])).digest()
+    h = hashlib.sha256(DOMAIN)
+    h.update(len(pid).to_bytes(1, "big") + pid + int(key[0]).to_bytes(1, "big"))
+    if len(key) == 4:  # (state, epoch, holder, encoded output)
+        _, epoch, holder, output = key
+        h.update(int(epoch).to_bytes(8, "big") + bytes(holder) + output)
+    return h.digest()
 
 
-def gather(verdicts: Iterable[tuple[NodeId, Verdict]], view: RegisterView | None) -> Cert:
-    """The signatures of the verdicts that hold `view`'s result (none: no result)."""
+def gather(verdicts: Iterable[tuple[NodeId, Verdict]], view: RegisterView | None,
+           need: int) -> Cert:  # fmt: skip
+    """The signatures of the verdicts that hold `view`'s result (none: no result), the
+    first `need` of them (a majority: every node that takes the record checks each)."""
     if view is None:
         return ()
     key = commit_key(view)
     if key is None:
         return ()
     return tuple((voter, v.sig) for voter, v in verdicts
-                 if v.sig and v.view is not None and commit_key(v.view) == key)  # fmt: skip
+                 if v.sig and v.view is not None and commit_key(v.view) == key)[:need]  # fmt: skip

@@ -63,7 +63,7 @@ def finish_terminal(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason 
     ok = reason is Reason.OK
     why = None if ok else reason
     view = committed_view(op.verdicts) if ok else None
-    cert = certs.gather(op.verdicts.items(), view)
+    cert = certs.gather(op.verdicts.items(), view, len(claimer.voters()) // 2 + 1)
     if ok:
         repair_committed(claimer, op)
     if op.tag is Tag.CLOSE:
@@ -92,7 +92,7 @@ def finish_read(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason | No
     answered = len(op.verdicts)
     if committed is None:
         push_split(claimer, pid, op.verdicts)
-    cert = certs.gather(op.verdicts.items(), committed)
+    cert = certs.gather(op.verdicts.items(), committed, len(claimer.voters()) // 2 + 1)
     claimer._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered,
                                 tuple(op.reqs), cert))  # fmt: skip
 
