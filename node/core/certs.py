@@ -16,7 +16,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus.certs import statement
-from colonynode.consensus.messages import Cert, RegisterView
+from colonynode.consensus.messages import PID_BYTES_MAX, Cert, RegisterView
 from colonynode.core.errors import SignatureError
 from colonynode.core.identity import verify
 from colonynode.core.ids import NODE_ID_BYTES, NodeId
@@ -30,6 +30,7 @@ __all__ = ["CERT_SIGS_MAX", "HELD_MAX", "HeldCloses", "certified", "certified_bo
            "to_item", "view_of_item"]  # fmt: skip
 
 CERT_SIGS_MAX = 5  # a certificate names at most one voter set's voters
+EPOCH_LIMIT = 1 << 63  # epochs a statement takes (8 bytes)
 HELD_MAX = 1024  # closing items held for a roster that names their signers (each costs
 # its signature checks again at every roster change)
 
@@ -49,8 +50,8 @@ def view_of_item(item: dict[str, Any], pid: bytes) -> RegisterView | None:
     epoch = item.get("epoch", 0)
     if holder is not None and (not isinstance(holder, bytes) or len(holder) != NODE_ID_BYTES):
         return None
-    if not isinstance(epoch, int):
-        return None
+    if type(epoch) is not int or not 0 <= epoch < EPOCH_LIMIT or not 0 < len(pid) <= PID_BYTES_MAX:
+        return None  # (no register has it: a statement could not even be made of it)
     return RegisterView(pid, State[state], epoch, None if holder is None else NodeId(holder),
                         0, item.get("output"))  # fmt: skip
 

@@ -82,3 +82,18 @@ def test_a_certificate_of_a_past_voter_set_holds_and_of_a_newer_one_waits() -> N
     assert held.release(first.voter_sets(), counters) == []  # (still not a majority)
     assert [i["processid"] for _, i in held.release(second.voter_sets(), counters)] == [pid.hex()]
     assert not held.items and not counters
+
+
+def test_a_malformed_certified_item_is_refused_not_a_crash() -> None:
+    """Bad input from gossip: an epoch out of range, an over-long pid, a holder of the
+    wrong size, a certificate of the wrong shape: each refused, nothing raised."""
+    pid = b"q" * 16
+    good = item(pid, signed(pid, (0, 1)))
+    sets = [tuple(signer(i).node_id for i in (0, 1, 2))]
+    assert check(good, pid, sets) == "ok"
+    for bad in ({"epoch": -1}, {"epoch": 1 << 64}, {"epoch": True}, {"holder": b"x"},
+                {"cert": [[b"x", b"y"]]}, {"cert": "no"}, {"cert": []}, {"state": "RUNNING"},
+                {"cert": [[bytes(signer(0).node_id), b"\0" * 64]] * 6}):  # fmt: skip
+        assert check({**good, **bad}, pid, sets) == "refused", bad
+    long = b"p" * 300  # (a statement has no room for it)
+    assert check(item(long, ((signer(0).node_id, b"\0" * 64),)), long, sets) == "refused"
