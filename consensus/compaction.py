@@ -215,14 +215,10 @@ class Compaction:
                 self.unpinned.add(pid)
         return min(seqs) if seqs else None
 
-    def below_floor(self, voter: VoterCore, terms: ProcessTerms, now_s: float,
-                    floors: dict[bytes, int | None]) -> bool:  # fmt: skip
-        """May a register with these terms go, as far as pins go: not of a series, or
-        below its series' floor? (`floors`: the floors found so far, this step.)"""
-        return self.below(voter, terms.series, terms.seq, now_s, floors)
-
     def below(self, voter: VoterCore, series: bytes, seq: int, now_s: float,
               floors: dict[bytes, int | None]) -> bool:  # fmt: skip
+        """May a register at `seq` of `series` go, as far as pins go: not of a series,
+        or below its series' floor? (`floors`: the floors found so far, this step.)"""
         if not series or series not in self.by_series:
             return True
         if series not in floors:
@@ -323,7 +319,7 @@ class Compaction:
             reg = voter.registers.get(pid)
             if reg is None or not reg.closed:
                 gone.append(pid)
-            elif pid in voter.frozen or not self.below_floor(voter, reg.terms, now_s, floors):
+            elif pid in voter.frozen or not self.below(voter, *_at(reg), now_s, floors):
                 later.append(pid)  # (a retention later: its wake must move on)
             else:
                 out.append(pid)
@@ -367,6 +363,10 @@ def on_tick(voter: VoterCore, now_s: float) -> None:
     c.asked_version = voter.serving
     c.asks = 0
     _ask(voter, now_s, pids)
+
+
+def _at(reg: Register) -> tuple[bytes, int]:
+    return reg.terms.series, reg.terms.seq
 
 
 def result_of(reg: Register) -> bytes:
@@ -422,7 +422,7 @@ def on_compact(voter: VoterCore, now_s: float, sender: NodeId, msg: Compact) -> 
         if reg is not None and result_of(reg) != result:
             continue
         if reg is not None and reg.terms.series in pinned:
-            if not c.below_floor(voter, reg.terms, now_s, floors):
+            if not c.below(voter, *_at(reg), now_s, floors):
                 continue
             raised = c.raise_of(reg.terms) or raised  # (only as far as it agrees)
         agree.append(pid)
@@ -501,7 +501,7 @@ def _drop(voter: VoterCore, now_s: float, pids: list[bytes],
             continue
         if not c.has_room(reg.terms.series):
             continue  # (its series' horizon could not be kept: it stays)
-        if not c.below_floor(voter, reg.terms, now_s, floors):
+        if not c.below(voter, *_at(reg), now_s, floors):
             c.closed_s[pid] = now_s  # (pinned since it was asked about: a retention later)
             continue
         c.raise_of(reg.terms)

@@ -11,6 +11,7 @@ from colonynode.consensus import certs, repair
 from colonynode.consensus import events as ev
 from colonynode.consensus.held import LEASES_MAX
 from colonynode.consensus.messages import Push, Reason, Release, Tag, Verdict
+from colonynode.consensus.quorum import majority
 from colonynode.consensus.register import CLOSED_STATES
 from colonynode.consensus.verdicts import committed_view, read_outcome, shows_waiting
 from colonynode.core.ids import NodeId
@@ -63,7 +64,7 @@ def finish_terminal(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason 
     ok = reason is Reason.OK
     why = None if ok else reason
     view = committed_view(op.verdicts) if ok else None
-    cert = certs.gather(op.verdicts.items(), view, len(claimer.voters()) // 2 + 1)
+    cert = certs.gather(op.verdicts.items(), view, majority(claimer.voters()))
     if ok:
         repair_committed(claimer, op)
     if op.tag is Tag.CLOSE:
@@ -92,7 +93,7 @@ def finish_read(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason | No
     answered = len(op.verdicts)
     if committed is None:
         push_split(claimer, pid, op.verdicts)
-    cert = certs.gather(op.verdicts.items(), committed, len(claimer.voters()) // 2 + 1)
+    cert = certs.gather(op.verdicts.items(), committed, majority(claimer.voters()))
     claimer._emit(ev.ReadResult(pid, nonce, best, committed is not None, answered,
                                 tuple(op.reqs), cert))  # fmt: skip
 

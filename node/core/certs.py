@@ -26,8 +26,8 @@ from colonynode.node.core.processes import ANNOUNCE_ITEMS_MAX, CLOSED_KIND
 if TYPE_CHECKING:
     from colonynode.node.core.nodecore import NodeCore
 
-__all__ = ["CERT_SIGS_MAX", "HELD_MAX", "HeldCloses", "certified", "certified_body", "check",
-           "to_item", "view_of_item"]  # fmt: skip
+__all__ = ["CERT_SIGS_MAX", "HELD_MAX", "HeldCloses", "certified_body", "check", "to_item",
+           "view_of_item"]  # fmt: skip
 
 CERT_SIGS_MAX = 5  # a certificate names at most one voter set's voters
 EPOCH_LIMIT = 1 << 63  # epochs a statement takes (8 bytes)
@@ -87,10 +87,6 @@ def check(item: dict[str, Any], pid: bytes, voter_sets: list[tuple[NodeId, ...]]
         if any(sum(v in signed for v in vs) > len(vs) // 2 for vs in voter_sets):
             return "ok"  # (a majority verified: the rest need no check)
     return "unknown"
-
-
-def certified(item: dict[str, Any], pid: bytes, voter_sets: list[tuple[NodeId, ...]]) -> bool:
-    return check(item, pid, voter_sets) == "ok"
 
 
 Held = tuple[NodeId | None, dict[str, Any]]  # (the record's author, an item of it)

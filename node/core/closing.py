@@ -80,17 +80,16 @@ class Closing:
         self.host.lease(lrq.ReadRegister(pid), done)
 
     def compacted(self, pids: tuple[bytes, ...], views: tuple[Any, ...],
-                  certs: tuple[Cert, ...] = ()) -> None:  # fmt: skip
+                  certs: tuple[Cert, ...]) -> None:  # fmt: skip
         """This node's voter dropped these closed registers (consensus/compaction.py):
         a result its view has not heard of is announced now (nobody can read it later;
         its closing record was lost with the node that committed it), also of a process
         the view does not hold yet (its submission still on the way: voters partitions
         seed 97 with `retention_s=3`, every view WAITING for good)."""
-        for k, (pid, view) in enumerate(zip(pids, views, strict=True)):
+        for pid, view, cert in zip(pids, views, certs, strict=True):
             state = self.book.state_of(pid)
             if state is None or not state.closed:
                 self.counters["settled"] += 1
-                cert = certs[k] if k < len(certs) else ()
                 self.announce_close(pid, State(view.state), view.output, [], 0, None, view,
                                     cert=cert)  # fmt: skip
 

@@ -143,6 +143,13 @@ def hold_definition(
     core.lease(lrq.SubmitProcess(terms), done)
 
 
+def initiator(core: NodeCore, author: NodeId | None) -> dict[str, str | None]:
+    """Who added a cron or a generator, as ColonyOS names it (`initiatorid`, `-name`)."""
+    member = core.membership.member(author) if author is not None else None
+    return {"initiatorid": peer_id_str(author) if author is not None else None,
+            "initiatorname": member.name if member is not None else None}  # fmt: skip
+
+
 def check_definition(body: Any, what: str, fields: frozenset[str]) -> dict[str, Any]:
     """A definition record's body (a cron's, a generator's): an object of known fields
     with a name of 1 to NAME_MAX characters, or a ValidationError naming the field."""
@@ -390,8 +397,6 @@ class Crons:
         now_ns = self.core.unix_ns()
         body = cron.body
         last = cron.last_fired()
-        author = cron.author
-        member = self.core.membership.member(author) if author is not None else None
         return {
             "cronid": cron.cronid.hex(),
             "name": cron.name,
@@ -404,7 +409,6 @@ class Crons:
             "nextrun": iso_time(cron.schedule.next_ns(cron.created_ns, now_ns)),
             "lastrun": iso_time(last[0]) if last else None,
             "prevprocessgraphid": last[1] if last else None,
-            "initiatorid": peer_id_str(author) if author is not None else None,
-            "initiatorname": member.name if member is not None else None,
+            **initiator(self.core, cron.author),
             "created": iso_time(cron.created_ns),
         }

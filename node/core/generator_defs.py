@@ -143,12 +143,8 @@ def parse_generator(body: Any) -> tuple[int, float, tuple[FunctionSpec, ...]]:
 
 def listed(out: Any, graph: bytes) -> tuple[bytes, ...] | None:
     """The args a closed register's output gives batch `graph`, if it is that batch's."""
-    if not isinstance(out, dict) or out.get("batch") != graph.hex():
-        return None
-    try:
-        return tuple(bytes.fromhex(str(h)) for h in out["args"])
-    except (KeyError, ValueError, TypeError):
-        return None
+    batch = batch_of(out)
+    return batch.args if batch is not None and batch.graph == graph else None
 
 
 def with_args(spec: FunctionSpec, values: list[str]) -> FunctionSpec:

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from colonynode.core.errors import ColonyError, ValidationError
-from colonynode.core.ids import peer_id_str
 from colonynode.core.process import spec_to_json
-from colonynode.node.core.crons import hold_definition, may_submit
+from colonynode.node.core.crons import hold_definition, initiator, may_submit
 from colonynode.node.core.generator_defs import Generator, parse_generator
 from colonynode.node.core.generators import (
     ARG_CHARS_MAX,
@@ -78,8 +77,6 @@ def remove(gens: Generators, gid: bytes) -> None:
 
 
 def as_json(gens: Generators, gen: Generator) -> dict[str, Any]:
-    author = gen.author
-    member = gens.core.membership.member(author) if author is not None else None
     return {
         "generatorid": gen.generatorid.hex(),
         "name": gen.name,
@@ -90,6 +87,5 @@ def as_json(gens: Generators, gen: Generator) -> dict[str, Any]:
         "queued": len(gen.open_args()),
         "used": sum(a.batch is not None for a in gen.args.values()),
         "processgraphids": list(gen.graphs),
-        "initiatorid": peer_id_str(author) if author is not None else None,
-        "initiatorname": member.name if member is not None else None,
+        **initiator(gens.core, gen.author),
     }
