@@ -565,6 +565,10 @@ class NodeCore:
                 "snapshots": len(self.fs.snapshots),
                 **self.fs.counters,
             },
+            "certs": {
+                "closes_refused": self.counters["closes_refused"],  # (certs.py)
+                "closes_held": len(self.held_closes.items),
+            },
             "counters": dict(self.counters),
         }
 

@@ -142,6 +142,7 @@ class Daemon:
         self.log_path = data_dir.parent / f"{name}.log"
         self.started_at = 0.0
         self.prefix: list[str] = []  # e.g. `ip netns exec NS` (tests/chaos/netns.py)
+        self.program = [CLI]  # or another entry point, e.g. tests/integration/forging_member.py
         self.extra: list[str] = []  # more `start`/`join` options, e.g. --colonies-port 0
         self.listen = LISTEN
 
@@ -154,7 +155,8 @@ class Daemon:
         log = self.log_path.open("ab")
         env = {**os.environ, "COLONYNODE_LOG": "INFO"}
         self.started_at = time.monotonic()
-        argv = [*self.prefix, CLI, *args, "--data-dir", str(self.dir), "--name", self.name]
+        argv = [*self.prefix, *self.program, *args, "--data-dir", str(self.dir)]
+        argv += ["--name", self.name]
         self.proc = subprocess.Popen(
             [*argv, "--listen", self.listen, *self.extra],
             stdout=log,
