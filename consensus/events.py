@@ -60,6 +60,7 @@ class Granted:
     deadline_s: float
     reqs: Reqs = field(default=(), compare=False)
     horizon: int = -1  # the highest series horizon a granting voter named (Verdict.horizon)
+    cert: Cert = field(default=(), compare=False)  # a majority's signatures of the grant
 
 
 @dataclass(frozen=True, slots=True)

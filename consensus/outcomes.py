@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from colonynode.consensus import certs, repair
 from colonynode.consensus import events as ev
 from colonynode.consensus.held import LEASES_MAX
-from colonynode.consensus.messages import Push, Reason, Release, Tag, Verdict
+from colonynode.consensus.messages import Push, Reason, RegisterView, Release, State, Tag, Verdict
 from colonynode.consensus.quorum import majority
 from colonynode.consensus.register import CLOSED_STATES
 from colonynode.consensus.verdicts import committed_view, read_outcome, shows_waiting
@@ -39,7 +39,9 @@ def finish_claim(claimer: ClaimerCore, now_s: float, op: _Op, reason: Reason | N
     if ok and in_time and len(claimer.held) < LEASES_MAX:
         deadline_s = claimer.held.grant(pid, op.epoch, lease_s, op.sent_s)
         horizon = max((v.horizon for v in op.verdicts.values() if v.ok), default=-1)
-        claimer._emit(ev.Granted(pid, op.epoch, deadline_s, reqs, horizon))
+        grant = RegisterView(pid, State.RUNNING, op.epoch, claimer.node_id, 0)
+        cert = certs.gather(op.verdicts.items(), grant, majority(claimer.voters()))
+        claimer._emit(ev.Granted(pid, op.epoch, deadline_s, reqs, horizon, cert))
         return
     for voter, verdict in op.verdicts.items():
         if verdict.ok:

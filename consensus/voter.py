@@ -346,9 +346,9 @@ class VoterCore:
                 self._verdict(pid, epoch, Reason.NOT_ALLOWED, None) for pid, epoch in items
             )
         elif route.transition is not None:
-            step = route.transition
+            step, grants = route.transition, route.tag is Tag.CLAIM
             verdicts = tuple(
-                self._apply(now_s, sender, msg, pid, epoch, step) for pid, epoch in items
+                self._apply(now_s, sender, msg, pid, epoch, step, grants) for pid, epoch in items
             )
         else:
             assert route.decide is not None, f"{route.tag.name}: no transition and no decide"
@@ -433,7 +433,9 @@ class VoterCore:
     def _reply(self, to: NodeId, msg: Any) -> None:
         self.effects.sends.append((to, msg))
 
-    def _verdict(self, pid: bytes, epoch: int, reason: Reason, reg: Register | None) -> Verdict:
+    def _verdict(self, pid: bytes, epoch: int, reason: Reason, reg: Register | None,
+                 grant: bool = False) -> Verdict:  # fmt: skip
+        """`grant`: the verdict of a claim, whose lease (if granted) it signs (certs.py)."""
         if reason is not Reason.OK:
             self.refused += 1
         left_s = 0.0
@@ -441,6 +443,8 @@ class VoterCore:
             left_s = max(0.0, reg.expiry_s - self.now_s)
         view, horizon = (None, -1) if reg is None else (rg.view(reg), self.compaction.of(reg))
         sig = reg.sig if reg is not None and reg.closed else b""
+        if grant and reason is Reason.OK and view is not None and self.sign is not None:
+            sig = self.sign(certs.statement(pid, view))  # (RUNNING, epoch, the claimer)
         return Verdict(pid, epoch, reason, view, left_s, horizon if reason is Reason.OK else -1,
                        sig)  # fmt: skip
 
@@ -452,6 +456,7 @@ class VoterCore:
         pid: bytes,
         epoch: int,
         transition: Transition,
+        grants: bool = False,
     ) -> Verdict:
         reg = self.registers.get(pid)
         if reg is None:
@@ -463,7 +468,7 @@ class VoterCore:
             new = self.registers[pid]  # (signed, if it closed)
         else:
             self.registers[pid] = new  # a renew or a retransmitted claim: memory only
-        return self._verdict(pid, epoch, reason, new)
+        return self._verdict(pid, epoch, reason, new, grants)
 
     def _submit(self, now_s: float, sender: NodeId, msg: Submit, pid: bytes, _: int) -> Verdict:
         terms = msg.terms

@@ -513,10 +513,13 @@ class ClaimsScenario(Scenario):
         return 96
 
     def _certs(self, world: World) -> dict[str, Metric]:
-        """Closing items forged, and those the nodes refused or hold uncertified."""
+        """Closing and RUNNING items forged, and those the nodes refused or hold."""
         cores = [n.core for n in world.nodes if n.core is not None]
-        return {"closes_forged": 0 if self.forger is None else self.forger.forged,
+        forger = self.forger
+        return {"closes_forged": 0 if forger is None else forger.forged,
+                "running_forged": 0 if forger is None else forger.running_forged,
                 "closes_refused": sum(c.counters.get("closes_refused", 0) for c in cores),
+                "running_refused": sum(c.counters.get("running_refused", 0) for c in cores),
                 "closes_held": sum(len(c.held_closes.items) for c in cores)}  # fmt: skip
 
     def metrics(self, world: World) -> dict[str, Metric]:

@@ -148,7 +148,7 @@ class NodeCore:
         self._fx = Effects()
         self.counters: dict[str, int] = dict.fromkeys(
             ("refused_streams", "joins_refused", "requests", "answers", "non_member_messages",
-             "closes_refused"), 0)  # fmt: skip
+             "closes_refused", "running_refused"), 0)  # fmt: skip
         self.membership = Membership.load(identity, store)
         self.held_closes = HeldCloses()  # certified by voters of a roster not here yet
         if roster is not None:
@@ -567,6 +567,7 @@ class NodeCore:
             },
             "certs": {
                 "closes_refused": self.counters["closes_refused"],  # (certs.py)
+                "running_refused": self.counters["running_refused"],
                 "closes_held": len(self.held_closes.items),
             },
             "counters": dict(self.counters),

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from colonynode.consensus import events as lev
 from colonynode.consensus import requests as lrq
 from colonynode.consensus.held import CLAIM_BATCH_MAX, LEASES_MAX
-from colonynode.consensus.messages import LEASE_S_MAX, Reason
+from colonynode.consensus.messages import LEASE_S_MAX, Cert, Reason
 from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId
 from colonynode.core.process import FunctionSpec, State, priority_time_ns
@@ -54,6 +54,7 @@ from colonynode.core.scheduling import (
     plan_claims,
     ranked_claim_delay_s,
 )
+from colonynode.node.core.certs import to_item
 from colonynode.node.core.closing import Closing
 from colonynode.node.core.executors import EXECUTOR_SILENT_S, Executor, Ready, Slots, hold_s
 from colonynode.node.core.processes import RUNNING_KIND, ProcessBook
@@ -391,7 +392,7 @@ class Scheduler:
                 rtt_s if not self.claim_rtt_s else 0.8 * self.claim_rtt_s + 0.2 * rtt_s
             )
         if isinstance(event, lev.Granted):
-            self._granted(now, ex, pid, event.epoch)
+            self._granted(now, ex, pid, event.epoch, event.cert)
         else:
             self._refused(now, pid, event.reason, event.retry_after_s)
         if self.slots.wants_claims(self.refill_s):
@@ -426,8 +427,9 @@ class Scheduler:
             self.book.mark_closed_elsewhere(pid)
             self.closing.settle_later(pid)
 
-    def _granted(self, now_s: float, ex: Executor, pid: bytes, epoch: int) -> None:
-        """Announce a granted process RUNNING and queue it for its executor, whose
+    def _granted(self, now_s: float, ex: Executor, pid: bytes, epoch: int, cert: Cert) -> None:
+        """Announce a granted process RUNNING (with the voters' certificate of the grant,
+        without which no other node takes it) and queue it for its executor, whose
         waiting slot (if any) takes it at once. If the executor left meanwhile, release
         the lease at once; a grant for a process this node already knows closed (its
         cancel's record came first) is given back too."""
@@ -439,7 +441,8 @@ class Scheduler:
         self.started_ns[pid] = start_ns
         self.host.announce(RUNNING_KIND, {"processid": pid.hex(), "epoch": epoch,
                                          "executor": ex.advert.name, "start_ns": start_ns,
-                                         "lease_s": self.lease_s})  # fmt: skip
+                                         "lease_s": self.lease_s,
+                                         "cert": to_item(cert)})  # fmt: skip
         ex.ready[pid] = Ready(epoch, now_s + hold_s(self.book.spec_of(pid)))
         self.slots.feed(ex)
         if pid in ex.ready:  # claimed ahead: no slot is free for it yet

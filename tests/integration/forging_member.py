@@ -15,6 +15,10 @@ output it made up. Each lie goes out four ways, one record each:
 - ``stolen``: with the voters' real certificate of the true result, taken from the
   closing records it received: refused (the signatures are of another result).
 
+And each process its view holds waiting it announces RUNNING under a lease of an hour it
+was never granted (which, taken, would keep every other node from claiming it), self-
+certified (``running-self``) and bare (``running-bare``): refused.
+
 It counts the items it published in its status (`forged`, by kind). Nothing here is used by
 the product: it exists so a test can show that real daemons refuse such records.
 """
@@ -29,11 +33,11 @@ from colonynode.consensus.messages import RegisterView
 from colonynode.core.process import State
 from colonynode.node.core.certs import HeldCloses
 from colonynode.node.core.nodecore import NodeCore
-from colonynode.node.core.processes import CLOSED_KIND
+from colonynode.node.core.processes import CLOSED_KIND, RUNNING_KIND
 
 FORGE_EVERY_S = 1.0
 ITEMS_MAX = 16  # closed processes lied about per record
-KINDS = ("self", "bare", "impostor", "stolen")
+KINDS = ("self", "bare", "impostor", "stolen", "running-self", "running-bare")
 
 genuine: dict[bytes, list[list[bytes]]] = {}  # pid -> a real certificate it received
 truth: dict[bytes, str] = {}  # pid -> the state its view held before its own lies
@@ -56,7 +60,21 @@ def _forge(core: NodeCore, now_s: float) -> None:
     voters = roster.voter_sets()[0] if roster is not None else ()
     closed = core.book.list(None, ITEMS_MAX, match=lambda e: e["state"].name in
                             ("SUCCESS", "FAILED", "CANCELLED"))  # fmt: skip
-    for kind in KINDS:
+    waiting = core.book.list(None, ITEMS_MAX, match=lambda e: not e["state"].closed)
+    for kind in ("running-self", "running-bare"):
+        lies = []
+        for entry in waiting:
+            pid = bytes.fromhex(entry["processid"])
+            lie: dict[str, Any] = {"processid": pid.hex(), "epoch": 99, "executor": "mallory",
+                                   "lease_s": 3600.0}  # fmt: skip
+            if kind == "running-self":
+                grant = RegisterView(pid, State.RUNNING, 99, core.node_id, 0)
+                lie["cert"] = [[bytes(core.node_id), core.identity.sign(statement(pid, grant))]]
+            lies.append(lie)
+        if lies:
+            core.publish(RUNNING_KIND, {"processes": lies})
+            forged[kind] += len(lies)
+    for kind in KINDS[:4]:
         items = []
         for entry in closed:
             pid, item, view = _lie(core, entry)

@@ -1,11 +1,12 @@
 """A member that forges closing records, against real daemons (#18, quorum certificates).
 
-Three voters run two processes (one succeeds, one fails); then a fourth member joins
-whose daemon forges closing records of both, turned around, four ways
-(tests/integration/forging_member.py), over the real gossip links. Every honest node
-keeps what the voters committed, refuses the records it can tell are forged and counts
-them (`certs.closes_refused` in `status --json`), and holds the self-certified ones
-without taking them."""
+Three voters run two processes (one succeeds, one fails) and hold a third that waits
+(no executor of its type); then a fourth member joins whose daemon forges closing
+records of the first two, turned around, four ways, and RUNNING records of the third
+under leases nobody granted (tests/integration/forging_member.py), over the real gossip
+links. Every honest node keeps what the voters committed, refuses the records it can
+tell are forged and counts them (`certs` in `status --json`), and holds the self-
+certified closes without taking them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Daemon, Executors, cli, wait_until
+from tests.integration.harness import Daemon, Executors, cli, state_of, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,12 @@ def test_forged_closing_records_are_refused_by_real_daemons(
     ex.start(c)
     ok, failed = run(a, "add", "1", "2"), run(a, "boom")
     assert (ok["state"], ok["output"], failed["state"]) == ("SUCCESS", [3], "FAILED")
-    pids = (ok["processid"], failed["processid"])
+    waits = cli(
+        "run", "add", "5", "6", "--executortype", "nobody", "--data-dir", str(a.dir)
+    ).stdout.strip()  # (no executor of that type: it waits)
+    pids = (ok["processid"], failed["processid"], waits)
+    wait_until("every view to hold the waiting one",
+               lambda: all(state_of(d, waits) == "WAITING" for d in (a, b, c)))  # fmt: skip
     truth = {pid: result(get(a, pid)) for pid in pids}
     for d in (b, c):
         assert {pid: result(get(d, pid)) for pid in pids} == truth
@@ -70,17 +76,18 @@ def test_forged_closing_records_are_refused_by_real_daemons(
     def forged() -> dict[str, int]:
         return forger.status()["forged"]  # type: ignore[no-any-return]
 
-    # Each of the four ways, for both processes, three rounds (the stolen one once it
-    # has received a real certificate of each)
+    # Each way, for each process, three rounds (the stolen one once it has received a
+    # real certificate of each closed one; RUNNING for the waiting one)
     wait_until("mallory to forge three rounds", lambda: min(forged().values()) >= 6, 60)
     for d in (a, b, c):
         # 2 processes x (bare, impostor, stolen), at least once each; the self-certified
         # ones held (a roster could yet make their signer a voter), none taken
         wait_until(f"{d.name} hearing the forgeries",
-                   lambda d=d: sum(d.status()["certs"].values()) >= 8, 30)  # fmt: skip
+                   lambda d=d: sum(d.status()["certs"].values()) >= 10, 30)  # fmt: skip
         for pid in pids:
             assert result(get(d, pid)) == truth[pid], (d.name, get(d, pid))
-        assert d.status()["certs"]["closes_held"] == 2
-        assert d.status()["certs"]["closes_refused"] >= 6
+        certs = d.status()["certs"]
+        assert certs["closes_held"] == 2 and certs["closes_refused"] >= 6
+        assert certs["running_refused"] >= 2  # (still WAITING above: nobody was kept off)
     # (What mallory tells itself is its own business: its view took its own lies.)
     assert get(forger, ok["processid"])["state"] == "FAILED"

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from colonynode.consensus.certs import statement
 from colonynode.consensus.messages import RegisterView
 from colonynode.core.process import State
 from colonynode.core.scheduling import ExecutorAdvert
 from colonynode.gossip.records import open_body
 from colonynode.node.core import requests as rq
 from colonynode.node.core.announce import RUNNING_DELAY_S
+from colonynode.node.core.certs import certified_body
 from colonynode.node.core.processes import (
     ANNOUNCE_ITEMS_MAX,
     CLOSED_KIND,
@@ -150,3 +152,68 @@ def test_a_close_without_a_voter_majoritys_certificate_is_refused_and_counted() 
     colony.net.call(4, lambda core, now: core.announce(CLOSED_KIND, good))
     colony.run_until(lambda: all(colony.core(n).book.state_of(pids[0]) is State.SUCCESS
                                  for n in range(5)))  # fmt: skip
+
+
+def test_a_running_record_without_the_voters_grant_is_refused_and_counted() -> None:
+    """#18: a member that announces a process RUNNING under a lease the voters never
+    granted it (no certificate, its own signature, one voter's, the grant of another
+    epoch, or of another holder) is refused by every other node and counted: their
+    views keep the process waiting, so they still claim it (a view leaves a RUNNING
+    process to its holder for the lease the item names, here an hour). With a
+    majority's signatures of its grant, it is taken."""
+    colony = Colony(5)
+    pids = [submit(colony, 0) for _ in range(6)]
+    me = identity(4)
+
+    def grant(pid: bytes, epoch: int = 7, holder: int = 4) -> RegisterView:
+        return RegisterView(pid, State.RUNNING, epoch, identity(holder).node_id, 0)
+
+    def item(pid: bytes, cert: Any) -> dict[str, Any]:
+        return {"processid": pid.hex(), "epoch": 7, "executor": "x", "lease_s": 3600.0,
+                "cert": [[bytes(v), sig] for v, sig in cert]}  # fmt: skip
+
+    own = statement(pids[1], grant(pids[1]))
+    forged = [
+        {"processid": pids[0].hex(), "epoch": 7, "lease_s": 3600.0},
+        item(pids[1], ((me.node_id, me.sign(own)),)),
+        item(pids[2], cert_of(pids[2], grant(pids[2]), voters=(0,))),
+        item(pids[3], cert_of(pids[3], grant(pids[3], epoch=6))),
+        item(pids[4], cert_of(pids[4], grant(pids[4], holder=3))),
+    ]
+    colony.net.call(4, lambda core, now: [core.announce(RUNNING_KIND, i) for i in forged])
+    colony.run_until(lambda: colony.core(0).counters["running_refused"] == 5)
+    colony.net.stabilize()
+    for n in range(4):
+        assert [colony.core(n).book.state_of(p).name for p in pids] == ["WAITING"] * 6  # type: ignore[union-attr]
+        assert colony.core(n).counters["running_refused"] == 5
+    good = item(pids[5], cert_of(pids[5], grant(pids[5])))
+    colony.net.call(4, lambda core, now: core.announce(RUNNING_KIND, good))
+    colony.run_until(lambda: all(colony.core(n).book.state_of(pids[5]) is State.RUNNING
+                                 for n in range(5)))  # fmt: skip
+    assert all(colony.core(n).counters["running_refused"] == 5 for n in range(4))
+
+
+def test_a_voter_counts_its_own_register_as_its_signature() -> None:
+    """A node whose voter holds the very result (or grant) an item claims counts its own
+    vote without a signature: one Ed25519 check less per item (#14). A certificate of
+    one other voter's signature is then a majority at that voter, and not at a node
+    that is no voter (it holds it: a newer roster may make that one signer a majority)."""
+    colony = Colony(5)
+    pid = submit(colony, 0)
+    advert = ExecutorAdvert("e", "py", cpu_millis=10**9, mem_bytes=10**15)
+    executor = colony.result(3, rq.RegisterExecutor(advert))["executor_id"]
+    colony.result(3, rq.Assign(executor, timeout_s=5))
+    colony.ask(3, rq.CloseRun(executor, pid, True, [7]))
+    colony.run_until(lambda: all(colony.core(n).book.state_of(pid) is State.SUCCESS
+                                 for n in range(5)))  # fmt: skip
+    reg = colony.core(0).consensus.voter.register(pid)
+    assert reg is not None and reg.state is State.SUCCESS
+    committed = RegisterView(pid, reg.state, reg.epoch, reg.holder, 0, reg.output)
+    one = cert_of(pid, committed, voters=(1,))
+    item = {"processid": pid.hex(), "state": "SUCCESS", "output": [7], "epoch": reg.epoch,
+            "holder": bytes(HOLDER), "cert": [[bytes(v), sig] for v, sig in one]}  # fmt: skip
+    body = {"processes": [item]}
+    at_voter = certified_body(colony.core(0), HOLDER, CLOSED_KIND, body)
+    at_member = certified_body(colony.core(4), HOLDER, CLOSED_KIND, body)
+    assert at_voter == body and at_member == {"processes": []}
+    assert pid in colony.core(4).held_closes.items

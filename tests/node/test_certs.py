@@ -21,9 +21,10 @@ def signer(i: int) -> Identity:
     return Identity(bytes([i + 1]) * 32)
 
 
-def test_voters_sign_a_committed_close_and_the_claimer_gathers_a_majority() -> None:
-    """Each voter signs the result it holds closed, once, and keeps the signature with
-    the register (across a restart); the close's event carries a majority's."""
+def test_voters_sign_a_grant_and_a_committed_close_and_the_claimer_gathers_a_majority() -> None:
+    """Each voter signs the lease it grants, and the result it holds closed, once,
+    keeping that signature with the register (across a restart); the grant's and the
+    close's events carry a majority's."""
     colony = Colony(claimers=1, sign_with=lambda i: signer(i).sign)
     terms = ProcessTerms(b"p", nid(3), seq=1)
     colony.call(3, lambda c, t: c.request(t, SubmitProcess(terms)))
@@ -31,7 +32,11 @@ def test_voters_sign_a_committed_close_and_the_claimer_gathers_a_majority() -> N
     assert [e.acked for e in colony.events(3, Submitted)] == [True]
     colony.call(3, lambda c, t: c.request(t, ClaimLeases((b"p",))))
     colony.deliver()
-    assert colony.events(3, Granted)
+    granted = colony.events(3, Granted)[-1]  # (and the grant's: RUNNING, its epoch, node 3)
+    grant = statement(b"p", RegisterView(b"p", State.RUNNING, granted.epoch, nid(3), 0))
+    assert len(granted.cert) >= 2
+    for voter, sig in granted.cert:
+        verify(signer(voter[0] - 1).node_id, grant, sig)
     colony.call(3, lambda c, t: c.request(t, CloseProcess(b"p", Outcome.SUCCESS, [7])))
     colony.deliver()
     closed = colony.events(3, Closed)[-1]
