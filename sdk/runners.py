@@ -59,6 +59,47 @@ class Run:
         return not self._thread.is_alive()
 
 
+class _PipeRun(Run):
+    """A call in the worker process, relayed by whoever waits for it (`join`), not by a
+    thread of its own: waking a relay thread and then its joiner cost a no-op call 4 ms
+    in one run of ten on this 2-core machine (p90 4.0 ms against 0.04 ms inline)."""
+
+    def __init__(self, runner: ProcessRunner, proc: _Worker, conn: Connection,
+                 ctx: ProcessContext) -> None:  # fmt: skip
+        self.outcome = {}
+        self._runner, self._proc, self._conn, self._ctx = runner, proc, conn, ctx
+        self._done = False
+
+    def join(self, timeout_s: float | None) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._done:
+            left_s = None if deadline is None else deadline - time.monotonic()
+            if left_s is not None and left_s <= 0:
+                return
+            try:
+                if not self._conn.poll(left_s):
+                    return
+                kind, *rest = self._conn.recv()
+            except (EOFError, OSError):
+                self._proc.join(WORKER_STOP_S)
+                self.outcome["error"] = (f"the worker process died (exit code"
+                                         f" {self._proc.exitcode})")  # fmt: skip
+                self._runner._died(self._proc)
+                self._done = True
+                return
+            if kind == "write":
+                self._ctx.write(rest[0])
+            elif kind == "attribute":
+                self._ctx.add_attribute(rest[0], rest[1])
+            elif kind == "done":
+                self.outcome.update(rest[0])
+                self._done = True
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
 class ThreadRunner:
     """Calls functions on a thread of this process (`--in-process`)."""
 
@@ -129,25 +170,11 @@ class ProcessRunner:
         assert conn is not None and proc is not None
         conn.send(("run", ctx.spec["funcname"], args, kwargs, ctx.processid, ctx.spec,
                    ctx.input, ctx.fs_dir))  # fmt: skip
+        return _PipeRun(self, proc, conn, ctx)
 
-        def relay(run: Run) -> None:
-            try:
-                while True:
-                    kind, *rest = conn.recv()
-                    if kind == "write":
-                        ctx.write(rest[0])
-                    elif kind == "attribute":
-                        ctx.add_attribute(rest[0], rest[1])
-                    elif kind == "done":
-                        run.outcome.update(rest[0])
-                        return
-            except (EOFError, OSError):
-                proc.join(WORKER_STOP_S)
-                run.outcome["error"] = f"the worker process died (exit code {proc.exitcode})"
-                if self._proc is proc:
-                    self._proc = self._conn = None
-
-        return Run(relay, f"relay-{ctx.processid[:8]}")
+    def _died(self, proc: _Worker) -> None:
+        if self._proc is proc:
+            self._proc = self._conn = None
 
     def stop(self, run: Run) -> bool:
         """Kill the worker (the call with it); the next run starts a new one."""
