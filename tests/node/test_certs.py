@@ -13,7 +13,7 @@ from colonynode.consensus.requests import ClaimLeases, CloseProcess, SubmitProce
 from colonynode.core.identity import Identity, verify
 from colonynode.core.process import State
 from colonynode.core.roster import Member, genesis_roster
-from colonynode.node.core.certs import HeldCloses, check, to_item
+from colonynode.node.core.certs import HeldCloses, check, check_cert, to_item
 from tests.consensus.harness import Colony, nid
 
 
@@ -102,3 +102,20 @@ def test_a_malformed_certified_item_is_refused_not_a_crash() -> None:
         assert check({**good, **bad}, pid, sets) == "refused", bad
     long = b"p" * 300  # (a statement has no room for it)
     assert check(item(long, ((signer(0).node_id, b"\0" * 64),)), long, sets) == "refused"
+
+
+def test_a_voters_own_word_counts_toward_the_majority_and_may_be_all_of_it() -> None:
+    """`known` (a node's own voter holding that result) counts as a signature: with one
+    other voter's, a majority of three; alone, the majority of a one-voter set (a
+    two-node colony whose founder is its only voter: the dashboard's test found a
+    RUNNING item held back there, its known majority never counted)."""
+    pid = b"k" * 16
+    v = RegisterView(pid, State.SUCCESS, 1, signer(9).node_id, 0, [1])
+    three = [tuple(signer(i).node_id for i in (0, 1, 2))]
+    one = [(signer(0).node_id,)]
+    cert = to_item(signed(pid, (1,)))
+    assert check_cert(cert, pid, v, three) == "unknown"
+    assert check_cert(cert, pid, v, three, signer(0).node_id) == "ok"
+    assert check_cert(to_item(signed(pid, (0,))), pid, v, one, signer(0).node_id) == "ok"
+    forged = [[bytes(signer(1).node_id), b"\0" * 64]]
+    assert check_cert(forged, pid, v, three, signer(0).node_id) == "refused"
