@@ -15,7 +15,7 @@ no clock.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +113,19 @@ def check_cert(raw: Any, pid: bytes, view: RegisterView, voter_sets: list[tuple[
 Held = tuple[NodeId | None, dict[str, Any]]  # (the record's author, an item of it)
 
 
+def _items(body: dict[str, Any]) -> Iterator[tuple[bytes, Any]]:
+    """A record's items (one step's batch, or one item alone), ANNOUNCE_ITEMS_MAX at
+    most, each with its pid; an item without a readable pid is skipped."""
+    items = body.get("processes")
+    if type(items) is not list:
+        items = [body]
+    for item in items[:ANNOUNCE_ITEMS_MAX]:
+        try:
+            yield bytes.fromhex(str(item["processid"])), item
+        except (KeyError, ValueError, TypeError):
+            continue
+
+
 class HeldCloses:
     """Closing items certified by voters this node's roster does not name yet (a set
     newer than its roster): held, HELD_MAX at most, the oldest dropped, and judged again
@@ -127,15 +140,8 @@ class HeldCloses:
         that may hold under a newer roster are held, the others counted refused."""
         if not isinstance(body, dict):
             return body
-        items = body.get("processes")
-        if type(items) is not list:
-            items = [body]
         kept = []
-        for item in items[:ANNOUNCE_ITEMS_MAX]:
-            try:
-                pid = bytes.fromhex(str(item["processid"]))
-            except (KeyError, ValueError, TypeError):
-                continue
+        for pid, item in _items(body):
             verdict = check(item, pid, voter_sets, known)
             if verdict == "ok":
                 kept.append(item)
@@ -194,15 +200,8 @@ def running(core: NodeCore, author: NodeId | None, body: Any,
     comes). Items of processes the view holds closed change nothing: dropped unchecked."""
     if not isinstance(body, dict):
         return body
-    items = body.get("processes")
-    if type(items) is not list:
-        items = [body]
     kept = []
-    for item in items[:ANNOUNCE_ITEMS_MAX]:
-        try:
-            pid = bytes.fromhex(str(item["processid"]))
-        except (KeyError, ValueError, TypeError):
-            continue
+    for pid, item in _items(body):
         state = core.book.state_of(pid)
         if state is not None and state.closed:
             continue
