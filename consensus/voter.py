@@ -253,7 +253,11 @@ class VoterCore:
 
     def keep(self, reg: Register) -> None:
         """Hold a register as it is, durably: no transition (a frozen process's own
-        vote, settle.py)."""
+        vote, settle.py). A closed one is signed, as `_put` signs: the copy it comes
+        from (a handover's) carries no signature, and once the process settles every
+        verdict of it must (replace seeds 793, 1122, 1317: a committed result whose
+        certificate stayed one signature short, so no node took its closing record)."""
+        reg = self._signed(reg)
         self.registers[reg.pid] = reg
         self.compaction.index(reg)
         self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
@@ -442,7 +446,9 @@ class VoterCore:
         if reason is Reason.LEASE_HELD and reg is not None:
             left_s = max(0.0, reg.expiry_s - self.now_s)
         view, horizon = (None, -1) if reg is None else (rg.view(reg), self.compaction.of(reg))
-        sig = reg.sig if reg is not None and reg.closed else b""
+        sig = b""
+        if reg is not None and reg.closed:  # (one written before certificates: signed now)
+            sig = reg.sig or self._signed(reg).sig
         if grant and reason is Reason.OK and view is not None and self.sign is not None:
             sig = self.sign(certs.statement(pid, view))  # (RUNNING, epoch, the claimer)
         return Verdict(pid, epoch, reason, view, left_s, horizon if reason is Reason.OK else -1,
@@ -546,8 +552,7 @@ class VoterCore:
             assert_epoch(old, reg, change, self.planted_bug)
         if change is not Change.STEP and reg.state is State.RUNNING:
             assert_full_lease(self.timing, reg, now_s, reg.lease_s, change.value)
-        if reg.closed and not reg.sig and self.sign is not None:  # (its result, signed once)
-            reg = replace(reg, sig=self.sign(certs.statement(reg.pid, rg.view(reg))))
+        reg = self._signed(reg)
         self.registers[reg.pid] = reg
         self.compaction.index(reg)
         if reg.closed:
@@ -557,6 +562,12 @@ class VoterCore:
             self.effects.events.append(VoterCommitted(reg.pid, rg.view(reg), self.serving))
         if self.planted_bug != "skip_persist":
             self.effects.writes.append((REGISTERS_TABLE, reg.pid, rg.to_record(reg)))
+
+    def _signed(self, reg: Register) -> Register:
+        """`reg`, with this voter's signature of its result if it is closed (once)."""
+        if reg.closed and not reg.sig and self.sign is not None:
+            reg = replace(reg, sig=self.sign(certs.statement(reg.pid, rg.view(reg))))
+        return reg
 
     # -- reads for tests and checkers ---------------------------------------------------
 

@@ -74,8 +74,9 @@ def with_frozen(voter: VoterCore, now_s: float, sender: NodeId, msg: Any, route:
             out.append(voter._verdict(pid, epoch, Reason.FROZEN, None))
         elif route.role and not voter.has_role(sender, route.role):
             out.append(voter._verdict(pid, epoch, Reason.NOT_ALLOWED, None))
-        elif route.transition is not None:
-            out.append(voter._apply(now_s, sender, msg, pid, epoch, route.transition))
+        elif route.transition is not None:  # (a claim's grants are signed: certs.py)
+            grants = route.tag is Tag.CLAIM
+            out.append(voter._apply(now_s, sender, msg, pid, epoch, route.transition, grants))
         else:
             assert route.decide is not None
             out.append(route.decide(voter, now_s, sender, msg, pid, epoch))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from colonynode.consensus import Outcome, ProcessTerms
 from colonynode.consensus.certs import statement
-from colonynode.consensus.events import Closed, Granted, Submitted
+from colonynode.consensus.events import Closed, Granted, ReadResult, Submitted
 from colonynode.consensus.messages import RegisterView
-from colonynode.consensus.register import view
-from colonynode.consensus.requests import ClaimLeases, CloseProcess, SubmitProcess
+from colonynode.consensus.register import Register, view
+from colonynode.consensus.requests import ClaimLeases, CloseProcess, ReadRegister, SubmitProcess
 from colonynode.core.identity import Identity, verify
 from colonynode.core.process import State
 from colonynode.core.roster import Member, genesis_roster
@@ -119,3 +119,28 @@ def test_a_voters_own_word_counts_toward_the_majority_and_may_be_all_of_it() -> 
     assert check_cert(to_item(signed(pid, (0,))), pid, v, one, signer(0).node_id) == "ok"
     forged = [[bytes(signer(1).node_id), b"\0" * 64]]
     assert check_cert(forged, pid, v, three, signer(0).node_id) == "refused"
+
+
+def test_a_kept_register_is_signed_and_a_read_of_it_certified() -> None:
+    """A register a voter keeps as it is (a frozen process's own vote, settle.py) comes
+    from a handover copy, which carries no signature: it is signed when kept, and a
+    closed register with none (written before certificates) is signed in its verdict.
+    Before, such a process's committed result got a certificate one signature short
+    once it settled, and no node took its closing record (replace seeds 793, 1122)."""
+    colony = Colony(claimers=1, sign_with=lambda i: signer(i).sign)
+    terms = ProcessTerms(b"k", nid(3), seq=1)
+    colony.call(3, lambda c, t: c.request(t, SubmitProcess(terms)))
+    colony.deliver()
+    closed = Register(terms, State.SUCCESS, 1, nid(3), output=[2])  # (no signature)
+    colony.core(0).voter.keep(closed)
+    colony.core(1).voter.registers[b"k"] = closed  # (as if stored before certificates)
+    kept = colony.core(0).voter.register(b"k")
+    assert kept is not None and kept.sig
+    verify(signer(0).node_id, statement(b"k", view(kept)), kept.sig)
+    colony.call(3, lambda c, t: c.request(t, ReadRegister(b"k")))
+    colony.deliver()
+    read = colony.events(3, ReadResult)[-1]
+    assert read.committed and read.view is not None and read.view.output == [2]
+    assert sorted(v[0] for v, _ in read.cert) == [1, 2]  # (voters 0 and 1: ids 1 and 2)
+    for voter, sig in read.cert:
+        verify(signer(voter[0] - 1).node_id, statement(b"k", read.view), sig)
