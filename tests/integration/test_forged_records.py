@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Daemon, Executors, cli, state_of, wait_until
+from tests.integration.harness import Colony, Daemon, Executors, cli, state_of, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def run(d: Daemon, *args: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_forged_closing_records_are_refused_by_real_daemons(
-    setup: tuple[list[Daemon], Executors], monkeypatch: pytest.MonkeyPatch
+    colony: Colony, setup: tuple[list[Daemon], Executors], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (a, b, c), ex = setup
     ex.start(b)
@@ -69,7 +69,7 @@ def test_forged_closing_records_are_refused_by_real_daemons(
         assert {pid: result(get(d, pid)) for pid in pids} == truth
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # (the forger's module is a test's)
-    forger = Daemon(a.dir.parent / "mallory", "mallory")
+    forger = colony.daemon("mallory")  # (stopped with the others at the end)
     forger.program = FORGER
     forger.join(a.addr(), a.invite("executor,submitter"))
 
