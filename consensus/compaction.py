@@ -82,6 +82,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from colonynode.consensus import register as rg
@@ -445,8 +446,7 @@ def on_answer(voter: VoterCore, now_s: float, sender: NodeId, msg: CompactAnswer
     if msg.version != c.asked_version or msg.version != voter.serving:
         return
     said = set(msg.pids)
-    same = dict(zip(msg.same, (*msg.sigs, *[b""] * (len(msg.same) - len(msg.sigs))),
-                    strict=True))  # fmt: skip
+    same = dict(zip_longest(msg.same, msg.sigs, fillvalue=b""))  # (an older voter's: none)
     majority = len(voter.vset.voters) // 2 + 1
     for pid, voters in c.asked.items():
         if pid in said:

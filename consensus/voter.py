@@ -75,7 +75,6 @@ from colonynode.consensus.voter_invariants import (
 from colonynode.consensus.voter_routes import (  # noqa: F401 (CLAIM_ITEMS_MAX: re-exported)
     CLAIM_ITEMS_MAX,
     Route,
-    Transition,
     batch,
     one_unfenced,
     submitted,
@@ -350,9 +349,8 @@ class VoterCore:
                 self._verdict(pid, epoch, Reason.NOT_ALLOWED, None) for pid, epoch in items
             )
         elif route.transition is not None:
-            step, grants = route.transition, route.tag is Tag.CLAIM
             verdicts = tuple(
-                self._apply(now_s, sender, msg, pid, epoch, step, grants) for pid, epoch in items
+                self._apply(now_s, sender, msg, pid, epoch, route) for pid, epoch in items
             )
         else:
             assert route.decide is not None, f"{route.tag.name}: no transition and no decide"
@@ -448,7 +446,7 @@ class VoterCore:
         view, horizon = (None, -1) if reg is None else (rg.view(reg), self.compaction.of(reg))
         sig = b""
         if reg is not None and reg.closed:  # (one written before certificates: signed now)
-            sig = reg.sig or self._signed(reg).sig
+            sig = self._signed(reg).sig
         if grant and reason is Reason.OK and view is not None and self.sign is not None:
             sig = self.sign(certs.statement(pid, view))  # (RUNNING, epoch, the claimer)
         return Verdict(pid, epoch, reason, view, left_s, horizon if reason is Reason.OK else -1,
@@ -461,20 +459,20 @@ class VoterCore:
         msg: Any,
         pid: bytes,
         epoch: int,
-        transition: Transition,
-        grants: bool = False,
+        route: Route,
     ) -> Verdict:
         reg = self.registers.get(pid)
         if reg is None:
             return self._verdict(pid, epoch, Reason.UNKNOWN_PID, None)
-        new, reason = transition(self, reg, now_s, sender, msg, epoch)
+        assert route.transition is not None
+        new, reason = route.transition(self, reg, now_s, sender, msg, epoch)
         assert reason is Reason.OK or new is reg, f"a refusal changes nothing ({reason.name})"
         if reason is Reason.OK and rg.durable_change(reg, new):
             self._put(new, now_s, Change.STEP)
             new = self.registers[pid]  # (signed, if it closed)
         else:
             self.registers[pid] = new  # a renew or a retransmitted claim: memory only
-        return self._verdict(pid, epoch, reason, new, grants)
+        return self._verdict(pid, epoch, reason, new, route.grants)
 
     def _submit(self, now_s: float, sender: NodeId, msg: Submit, pid: bytes, _: int) -> Verdict:
         terms = msg.terms
@@ -577,7 +575,14 @@ class VoterCore:
 
 _ROUTES: dict[type, Route] = {
     Submit: Route(Tag.SUBMIT, items=submitted, decide=VoterCore._submit),
-    Claim: Route(Tag.CLAIM, items=batch, nonce=True, role="executor", transition=VoterCore._claim),
+    Claim: Route(
+        Tag.CLAIM,
+        items=batch,
+        nonce=True,
+        role="executor",
+        transition=VoterCore._claim,
+        grants=True,
+    ),
     Renew: Route(Tag.RENEW, items=batch, nonce=True, role="executor", transition=VoterCore._renew),
     Close: Route(Tag.CLOSE, transition=VoterCore._close),
     Release: Route(Tag.RELEASE, transition=VoterCore._release),

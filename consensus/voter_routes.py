@@ -61,6 +61,7 @@ class Route:
     role: str = ""
     transition: Transition | None = None
     decide: Decide | None = None
+    grants: bool = False  # its verdicts sign the leases they grant (certs.py: a claim's)
 
 
 def with_frozen(voter: VoterCore, now_s: float, sender: NodeId, msg: Any, route: Route,
@@ -74,9 +75,8 @@ def with_frozen(voter: VoterCore, now_s: float, sender: NodeId, msg: Any, route:
             out.append(voter._verdict(pid, epoch, Reason.FROZEN, None))
         elif route.role and not voter.has_role(sender, route.role):
             out.append(voter._verdict(pid, epoch, Reason.NOT_ALLOWED, None))
-        elif route.transition is not None:  # (a claim's grants are signed: certs.py)
-            grants = route.tag is Tag.CLAIM
-            out.append(voter._apply(now_s, sender, msg, pid, epoch, route.transition, grants))
+        elif route.transition is not None:
+            out.append(voter._apply(now_s, sender, msg, pid, epoch, route))
         else:
             assert route.decide is not None
             out.append(route.decide(voter, now_s, sender, msg, pid, epoch))

@@ -206,13 +206,12 @@ def running(core: NodeCore, author: NodeId | None, body: Any,
         if state is not None and state.closed:
             continue
         epoch = item.get("epoch")
-        ok = (author is not None and type(epoch) is int and 0 < epoch < EPOCH_LIMIT
-              and 0 < len(pid) <= PID_BYTES_MAX)  # fmt: skip
-        grant = RegisterView(pid, State.RUNNING, epoch, author, 0) if ok else None
-        mine = None if grant is None else own_vote(core, pid, grant)
-        if grant is not None and check_cert(item.get("cert"), pid, grant, voter_sets,
-                                            mine) == "ok":  # fmt: skip
-            kept.append(item)
-        else:
-            core.counters["running_refused"] += 1
+        if (author is not None and type(epoch) is int and 0 < epoch < EPOCH_LIMIT
+                and 0 < len(pid) <= PID_BYTES_MAX):  # fmt: skip
+            grant = RegisterView(pid, State.RUNNING, epoch, author, 0)
+            mine = own_vote(core, pid, grant)
+            if check_cert(item.get("cert"), pid, grant, voter_sets, mine) == "ok":
+                kept.append(item)
+                continue
+        core.counters["running_refused"] += 1
     return {"processes": kept}
