@@ -14,15 +14,26 @@ repair copy competes with a transfer or refills b's store.
 Phases, each a transfer started with `detach` and polled every POLL_S:
 
 1. put: a file of --size-mib random MiB, on a;
-2. get on b, its chunks local (R = 2), into an empty directory; sha256 checked;
-3. plain: the same bytes over one loopback TCP connection in this process (sendfile to
+2. plain: the same bytes over one loopback TCP connection in this process (sendfile to
    recv_into a 1 MiB buffer, written to a file): the limit the get is measured against;
+3. get on b, its chunks local (R = 2), into an empty directory; sha256 checked; twice,
+   then the plain copy again;
 4. sync up on a of a directory of --files files of 1-4 KiB in DIRS subdirectories, then a
    re-sync of it unchanged (must upload nothing);
-5. b restarted with an empty chunk store: get on b over the link, then sync down on b
+5. b restarted with an empty chunk store: get on b over the link (twice), then sync down on b
    into an empty directory; every byte checked. If b never lists the synced files (their
    gossip records did not reach it within LISTED_S), the sync down runs on a instead
    and the JSON says so (`sync_down.node`, `b_listed`).
+
+Why each get and the plain copy run twice, "first" then again: on this kind of machine (a
+virtual machine) writing a file into memory the guest has not touched lately costs about
+5 times what writing into memory freed a moment ago does: the host backs the guest's
+fresh pages on first touch (measured: the plain copy of 512 MiB, run first after the put,
+370 MB/s; run again right after, 1,980 MB/s). Whichever ran first paid for it, so a plain
+copy run after a get, into the pages the get's deleted output freed, looked 5 times
+faster than the get. The second run of each writes into memory just freed by the first,
+the same for both; the targets are judged on the second runs, and the first runs' ratio
+is printed beside them.
 
 "bytes done s": when a poll first saw every byte of the transfer done (for a put, the
 chunks sent; the rest is the stores' flush and the commit).
@@ -335,12 +346,18 @@ class Bench:
         body = {"path": str(src), "label": BIG_LABEL, "name": "big.bin"}
         self.phase("put", size_bytes, lambda w: p.transfer("a", "/v1/fs/put", body, w))
         self.wait_big()
+        self.plain("plain_first", src)
+        self._get("get_local_first", size_bytes, digest)
         self._get("get_local", size_bytes, digest)
-        took = tcp_copy(src, self.root / "plain.bin")
-        self.rows["plain"] = {"s": took, "bytes": size_bytes, "mb_s": size_bytes / took / 1e6}
-        print(f"  plain: {took:.2f} s", flush=True)
-        (self.root / "plain.bin").unlink()
+        self.plain("plain", src)
         self.digest = digest
+
+    def plain(self, name: str, src: Path) -> None:
+        took = tcp_copy(src, self.root / "plain.bin")
+        size = src.stat().st_size
+        self.rows[name] = {"s": took, "bytes": size, "mb_s": size / took / 1e6}
+        print(f"  {name}: {took:.2f} s", flush=True)
+        (self.root / "plain.bin").unlink()
 
     def wait_big(self) -> None:
         def listed() -> bool:
@@ -392,9 +409,10 @@ class Bench:
         p = self.pair
         p.restart_b_empty()
         self.wait_big()
-        fetched0 = p.fs_stats("b").get("chunks_fetched", 0)
-        self._get("get_net", size_bytes, self.digest)
-        self.rows["get_net"]["chunks_fetched"] = p.fs_stats("b").get("chunks_fetched", 0) - fetched0
+        for name in ("get_net_first", "get_net"):
+            fetched0 = p.fs_stats("b").get("chunks_fetched", 0)
+            self._get(name, size_bytes, self.digest)
+            self.rows[name]["chunks_fetched"] = p.fs_stats("b").get("chunks_fetched", 0) - fetched0
         node = "b" if self.listed == n and self.wait_listed(n) == n else "a"
         down = self.root / "tree-down"
         body = {"label": SYNC_LABEL, "dir": str(down), "keeplocal": True, "dry": False}
@@ -415,8 +433,11 @@ class Bench:
 
 LABELS = {
     "put": "put (a; chunks to a and b)",
+    "plain_first": "plain TCP copy, first",
+    "get_local_first": "get (b; chunks local), first",
     "get_local": "get (b; chunks local)",
     "plain": "plain TCP copy",
+    "get_net_first": "get (b; chunks from a), first",
     "get_net": "get (b; chunks from a)",
     "sync_up": "sync up (a)",
     "resync": "re-sync unchanged (a)",
@@ -443,6 +464,7 @@ def report(rows: dict[str, dict[str, Any]], verdict: dict[str, Any]) -> None:
 def targets(rows: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
     get_mb_s = rows["get_net"]["mb_s"]
     ratio = get_mb_s / rows["plain"]["mb_s"]
+    first = rows["get_net_first"]["mb_s"] / rows["plain_first"]["mb_s"]
     rss = max(r[k] for r in rows.values() for k in ("rss_growth_mb_a", "rss_growth_mb_b")
               if k in r)  # fmt: skip
     resync_s = rows["resync"]["s"] * 10_000 / n  # scaled to the issue's 10,000 files
@@ -450,6 +472,8 @@ def targets(rows: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
         "get MB/s (over the link)": (get_mb_s, f">= {TARGET_GET_MB_S:.0f}",
                                      get_mb_s >= TARGET_GET_MB_S),
         "get / plain copy": (ratio, f">= {TARGET_GET_RATIO:.2f}", ratio >= TARGET_GET_RATIO),
+        "the same, first runs": (first, f">= {TARGET_GET_RATIO:.2f}",
+                                 first >= TARGET_GET_RATIO),
         "peak RSS growth MB (max)": (rss, f"<= {TARGET_RSS_MB:.0f}", rss <= TARGET_RSS_MB),
         "re-sync s per 10,000 files": (resync_s, f"<= {TARGET_RESYNC_S:.0f}",
                                        resync_s <= TARGET_RESYNC_S),

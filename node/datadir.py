@@ -74,6 +74,8 @@ class NodeSettings:
     fs_repair_s: float = 30.0  # how often ColonyFS checks its chunks' copies (repair.py)
     fs_grace_s: float = 300.0  # a member away longer no longer counts as a chunk's holder
     fs_gc_grace_s: float = 600.0  # an unreferenced chunk is kept at least this long
+    fs_bulk: bool = True  # serve gets on a port of their own (node/daemon/fs/bulk.py)
+    fs_bulk_port: int = 0  # that port (0: any free one)
     retention_s: float = 600.0  # a voter keeps a closed process's register this long
     view_retention_s: float = 3600.0  # the view keeps a closed process whole this long
 

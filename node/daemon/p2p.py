@@ -210,6 +210,17 @@ class P2PTransport:
         self._nursery.start_soon(self._read, link)
         return peer
 
+    def remote_host(self, nid: NodeId) -> str | None:
+        """The address a link to `nid` reaches it at (None without a link)."""
+        link = self._link_to(nid)
+        if link is None:
+            return None
+        try:
+            host: str = link.sock.socket.getpeername()[0]
+        except OSError:
+            return None
+        return host
+
     async def disconnect(self, nid: NodeId) -> None:
         for link in list(self._links.get(nid, ())):
             await link.aclose()

@@ -53,7 +53,7 @@ from colonynode.node.daemon.http import api_routes, build_app, nid_of
 from colonynode.node.daemon.joining import JOIN_PROTOCOL, JoinFailed, join, serve_join
 from colonynode.node.daemon.lan import Advert, Lan, find_owner
 from colonynode.node.daemon.local_api import SOCKET_NAME, SOCKET_PATH_MAX, LocalApi
-from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport
+from colonynode.node.daemon.p2p import Channel, DialError, P2PTransport, parse_addr
 from colonynode.node.daemon.ports import remember, sticky
 from colonynode.node.datadir import DataDir, NodeSettings
 from colonynode.node.logs import set_node_id
@@ -297,9 +297,14 @@ class Node:
             self._channels(transport)
             transport.set_stream_handler("join", partial(serve_join, self))
             fs = self.fs
-            transport.set_stream_handler("fs", partial(serve_chunks, fs.store, fs.counters))
+            transport.set_stream_handler(
+                "fs", partial(serve_chunks, fs.store, fs.counters, fs.bulk)
+            )
             await nursery.start(fs.run)
             await transport.listen(listen)
+            if self.settings.fs_bulk:
+                host = parse_addr(transport.addrs()[0])[0]
+                await nursery.start(fs.bulk.run, host, self.settings.fs_bulk_port)
             self._driver = NodeDriver(self.core, transport, writer, on_notice=self._on_notice)
             try:
                 await nursery.start(self.driver.run)

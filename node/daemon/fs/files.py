@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from colonynode.core.errors import ColonyError
+from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.ids import NodeId, short_id
 from colonynode.node.core import requests as rq
 from colonynode.node.core.crons import may_submit
@@ -41,6 +41,7 @@ from colonynode.node.core.fs import (
     placement,
     runs,
 )
+from colonynode.node.daemon.fs.bulk import IDS_MAX, BulkClient
 from colonynode.node.daemon.fs.chunks import chunk_id
 from colonynode.node.daemon.fs.transfer import BATCH_BYTES, FsPeer
 from colonynode.node.daemon.wire import RemoteError, StreamClosed
@@ -54,6 +55,7 @@ QUEUE_BATCHES = 4  # batches waiting for one peer at most
 SENDERS_A_PEER = 2  # store requests in flight to one peer (a stream each)
 READ_CHUNKS = 4  # chunks read from a file in one thread hop
 FETCHERS = 6  # requests in flight for a get (a stream each; a link has 16)
+GET_BATCH_BYTES = 4 * BATCH_BYTES  # the chunk bytes a get asks a holder for at once
 HOLDERS_TRIED = 8  # connected holders asked for a chunk, in placement order
 
 
@@ -255,6 +257,75 @@ async def upload(
 # -- download ----------------------------------------------------------------------------
 
 
+class Clients:
+    """One fetcher's connections to holders: a link stream a peer, and a bulk connection
+    (bulk.py) to each peer that has a bulk path; the link stream where it has none."""
+
+    def __init__(self, fs: FsService) -> None:
+        self.fs = fs
+        self.peers: dict[NodeId, FsPeer] = {}
+        self.bulks: dict[NodeId, BulkClient] = {}
+        self.no_bulk: set[NodeId] = set()
+
+    async def _peer(self, peer: NodeId) -> FsPeer:
+        client = self.peers.get(peer) or await self.fs.open_peer(peer)
+        self.peers[peer] = client
+        return client
+
+    async def fetch(self, peer: NodeId, ids: list[bytes], take: Take) -> tuple[set[bytes], int]:
+        """`take` (off the Trio thread) of what `peer` sends of `ids`: (the ids taken, how
+        many chunks were refused)."""
+        bulk = self.bulks.get(peer)
+        if bulk is None and peer not in self.no_bulk:
+            bulk = await self.fs.open_bulk(peer, await self._peer(peer))
+            if bulk is None:
+                self.no_bulk.add(peer)
+            else:
+                self.bulks[peer] = bulk
+        if bulk is None:
+            return await self._fetch_on_link(peer, ids, take)
+        try:
+            taken, bad, suspect = await trio.to_thread.run_sync(bulk.fetch_and, ids, take)
+        except (OSError, DecodeError, StreamClosed) as exc:
+            del self.bulks[peer]
+            bulk.close()
+            raise StreamClosed(f"the bulk connection failed: {exc}") from None
+        self.fs.counters["bulk_fetches"] += 1
+        if suspect:  # the holder reads them again and deletes what is corrupt
+            self.fs.counters["bad_chunks_reported"] += len(suspect)
+            await (await self._peer(peer)).verify(suspect)
+        return taken, bad
+
+    async def _fetch_on_link(
+        self, peer: NodeId, ids: list[bytes], take: Take
+    ) -> tuple[set[bytes], int]:
+        """The link's Fetch, which answers at most BATCH_BYTES: asked again for the rest
+        while an answer brings some."""
+        taken: set[bytes] = set()
+        bad = 0
+        rest = ids
+        while rest:
+            chunks = await (await self._peer(peer)).fetch(rest)
+            got, refused = await trio.to_thread.run_sync(take, chunks.chunks, frozenset(rest))
+            taken |= got
+            bad += refused
+            if not got or not chunks.missing:
+                break
+            rest = [c for c in rest if c not in taken]
+        return taken, bad
+
+    async def drop(self, peer: NodeId) -> None:
+        old = self.peers.pop(peer, None)
+        if old is not None:
+            await old.close()
+
+    async def close(self) -> None:
+        for bulk in self.bulks.values():
+            bulk.close()
+        for client in self.peers.values():
+            await client.close()
+
+
 @dataclass
 class _Target:
     path: Path
@@ -276,26 +347,25 @@ async def chunk_ids(fs: FsService, rev: Revision) -> list[bytes]:
 async def fetch_chunks(fs: FsService, ids: list[bytes]) -> list[bytes]:
     """The verified bytes of `ids` (small lists: manifests, a snapshot's few chunks)."""
     out: dict[bytes, bytes] = {}
-    clients: dict[NodeId, FsPeer] = {}
+    clients = Clients(fs)
     try:
         for cid in dict.fromkeys(ids):  # one a request: each may be a whole chunk
-            await _fetch_into(fs, [cid], out.__setitem__, clients)
+            await _fetch_into(fs, [cid], lambda c, d: out.__setitem__(c, bytes(d)), clients)
     finally:
-        for client in clients.values():
-            await client.close()
+        await clients.close()
     return [out[c] for c in ids]
 
 
-Take = Callable[[tuple[bytes, ...], frozenset[bytes]], tuple[set[bytes], int]]
+Take = Callable[[tuple[Any, ...], frozenset[bytes]], tuple[set[bytes], int]]
 
 
 async def _fetch_into(
     fs: FsService,
     ids: list[bytes],
-    put: Callable[[bytes, bytes], None],
-    clients: dict[NodeId, FsPeer],
+    put: Callable[[bytes, Any], None],
+    clients: Clients,
 ) -> None:
-    """Each chunk of `ids` (together at most BATCH_BYTES): from the local store, else
+    """Each chunk of `ids` (together at most GET_BATCH_BYTES): from the local store, else
     from its holders; `put(cid, data)` for each, verified."""
     left = list(dict.fromkeys(ids))
     local = await fs.store.get(left)
@@ -304,7 +374,7 @@ async def _fetch_into(
             put(cid, data)
             left.remove(cid)
 
-    def take(chunks: tuple[bytes, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
+    def take(chunks: tuple[Any, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
         taken: set[bytes] = set()
         for data in chunks:
             cid = chunk_id(data)
@@ -316,9 +386,7 @@ async def _fetch_into(
     await _fetch_remote(fs, left, clients, take)
 
 
-async def _fetch_remote(
-    fs: FsService, left: list[bytes], clients: dict[NodeId, FsPeer], take: Take
-) -> None:
+async def _fetch_remote(fs: FsService, left: list[bytes], clients: Clients, take: Take) -> None:
     """The chunks of `left` from their holders: the first connected one in placement
     order not yet asked, then the DHT's providers, then any member; each answer handed
     to `take` off the Trio thread (it verifies each chunk's bytes against the ids asked
@@ -334,20 +402,16 @@ async def _fetch_remote(
                 f"chunk {left[0].hex()[:16]} is on no member this node can reach "
                 f"(asked {len(asked)})"
             )
-        for cid in left:
+        ask = left[:IDS_MAX]
+        for cid in ask:
             tried[cid].add(peer)
         try:
-            client = clients.get(peer) or await fs.open_peer(peer)
-            clients[peer] = client
-            got = await client.fetch(left)
+            taken, bad = await clients.fetch(peer, ask, take)
         except (StreamClosed, RemoteError, ColonyError) as exc:
             fs.counters["fetch_failures"] += 1
             fs.log.info("fetch from %s failed: %s", short_id(peer), exc)
-            old = clients.pop(peer, None)
-            if old is not None:
-                await old.close()
+            await clients.drop(peer)
             continue
-        taken, bad = await trio.to_thread.run_sync(take, got.chunks, frozenset(left))
         fs.counters["bad_chunks"] += bad
         fs.counters["chunks_fetched"] += len(taken)
         left = [c for c in left if c not in taken]
@@ -387,7 +451,7 @@ async def download(
             for i, cid in enumerate(ids):
                 size = min(CHUNK_BYTES, rev.size - i * CHUNK_BYTES)
                 work.append((len(targets) - 1, i * CHUNK_BYTES, cid, size))
-        batches = runs(_by_holder(fs, work), lambda item: item[3], BATCH_BYTES)
+        batches = runs(_by_holder(fs, work), lambda item: item[3], GET_BATCH_BYTES)
         send, receive = trio.open_memory_channel[list[tuple[int, int, bytes, int]]](len(batches))
         for batch in batches:
             send.send_nowait(batch)
@@ -415,7 +479,7 @@ async def _fetch_batch(
     fs: FsService,
     batch: list[tuple[int, int, bytes, int]],
     targets: list[_Target],
-    clients: dict[NodeId, FsPeer],
+    clients: Clients,
 ) -> None:
     """Write one batch's chunks at their offsets: those this node holds, then the rest
     from their holders in placement order; each step's reads, hashing and writes in one
@@ -441,14 +505,14 @@ async def _fetch_batch(
     left, freed = await trio.to_thread.run_sync(local)
     store.count_bad(freed)
 
-    def take(chunks: tuple[bytes, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
+    def take(chunks: tuple[Any, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
         return _verify_and_write(chunks, wanted, where, targets)
 
     await _fetch_remote(fs, left, clients, take)
 
 
 def _verify_and_write(
-    chunks: tuple[bytes, ...],
+    chunks: tuple[Any, ...],
     wanted: frozenset[bytes],
     where: dict[bytes, list[tuple[int, int]]],
     targets: list[_Target],
@@ -474,12 +538,11 @@ async def _fetcher(
     targets: list[_Target],
     progress: Progress,
 ) -> None:
-    clients: dict[NodeId, FsPeer] = {}
+    clients = Clients(fs)
     try:
         async with queue:
             async for batch in queue:
                 await _fetch_batch(fs, batch, targets, clients)
                 progress.bytes_done += sum(b[3] for b in batch)
     finally:
-        for client in clients.values():
-            await client.close()
+        await clients.close()

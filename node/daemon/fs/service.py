@@ -21,6 +21,7 @@ from colonynode.core.ids import NodeId, short_id
 from colonynode.node.core import requests as rq
 from colonynode.node.core.errors import NotFound
 from colonynode.node.core.fs import (
+    CHUNK_BYTES,
     FsIndex,
     Revision,
     Snapshot,
@@ -29,12 +30,13 @@ from colonynode.node.core.fs import (
     placement,
 )
 from colonynode.node.daemon.fs import dirsync, files
+from colonynode.node.daemon.fs.bulk import BulkClient, BulkServer
 from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.fs.dirsync import relative_label, safe_join
 from colonynode.node.daemon.fs.files import Progress
 from colonynode.node.daemon.fs.repair import Repair
 from colonynode.node.daemon.fs.transfer import FsPeer
-from colonynode.node.daemon.p2p import DialError
+from colonynode.node.daemon.p2p import DialError, parse_addr
 from colonynode.node.daemon.wire import StreamClosed
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ DIAL_S = 3.0  # a member that does not answer a dial this fast counts as away
 UNREACHABLE_S = 30.0  # ... and is not dialled again for this long
 UNREACHABLE_MAX = 4096
 DIALS_AT_ONCE = 8
+NO_BULK_S = 300.0  # a member whose bulk port did not answer is fetched from on the link
 
 
 class FsService:
@@ -63,9 +66,11 @@ class FsService:
                              gc_grace_s=settings.fs_gc_grace_s)  # fmt: skip
         self.log = logging.getLogger("colonynode.fs")
         self.counters: dict[str, int] = defaultdict(int)
+        self.bulk = BulkServer(self.store, self.counters, CHUNK_BYTES, files.GET_BATCH_BYTES)
         self.transfers: OrderedDict[str, Progress] = OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._unreachable: dict[NodeId, float] = {}  # member -> not dialled before (trio time)
+        self._no_bulk: dict[NodeId, float] = {}  # member -> its bulk port not tried before
         self._dials = trio.CapacityLimiter(DIALS_AT_ONCE)
         self._done: dict[str, trio.Event] = {}
 
@@ -153,6 +158,37 @@ class FsService:
         if not await self.reach([peer]):
             raise StreamClosed(f"{short_id(peer)} cannot be reached")
         return FsPeer(await self.node.transport.open(peer, "fs"))
+
+    async def open_bulk(self, peer: NodeId, client: FsPeer) -> BulkClient | None:
+        """A connection to `peer`'s bulk port, with a ticket asked for on `client` (its
+        link's stream); None when the peer has no bulk path or it cannot be reached."""
+        if self._no_bulk.get(peer, -1.0) > trio.current_time():
+            return None
+        ticket = await client.bulk_ticket()
+        if not ticket.port:
+            return None
+        linked = self.node.transport.remote_host(peer)
+        hosts = [linked] if linked else []
+        for addr in self.node.core.membership.addrs.get(peer, ()):
+            try:
+                hosts.append(parse_addr(addr)[0])
+            except DialError:
+                continue
+        hosts = list(dict.fromkeys(hosts))
+        try:
+            bulk = await trio.to_thread.run_sync(
+                BulkClient.connect, hosts, ticket.port, ticket.token, ticket.key,
+                CHUNK_BYTES,
+            )  # fmt: skip
+        except OSError as exc:  # a firewall, say: the link serves it for NO_BULK_S
+            if len(self._no_bulk) >= UNREACHABLE_MAX:
+                self._no_bulk.clear()
+            self._no_bulk[peer] = trio.current_time() + NO_BULK_S
+            self.counters["bulk_dials_failed"] += 1
+            self.log.info("no bulk connection to %s: %s", short_id(peer), exc)
+            return None
+        self.counters["bulk_connections"] += 1
+        return bulk
 
     # -- transfers ----------------------------------------------------------------------
 

@@ -4,6 +4,9 @@
     Flush()        -> Flushed()       make every chunk this stream stored durable
     Fetch(ids)     -> Chunks(chunks, missing)
     Has(ids)       -> Holding(ids)    which of these this node holds durably
+    Verify(ids)    -> Holding(ids)    read these again (a getter found one corrupt): each
+                                      copy that is is deleted; the ids still held
+    BulkAsk()      -> BulkTicket(port, token, key)   a connection to the bulk port (bulk.py)
 
 A client keeps one stream a peer for an operation and at most one request in flight on
 it (a stream holds STREAM_FRAMES_MAX unread frames; a reader that runs behind never
@@ -24,15 +27,15 @@ from colonynode.core.codec import MessageCodec
 from colonynode.core.errors import ColonyError, DecodeError
 from colonynode.core.limits import WIRE
 from colonynode.node.core.fs import CHUNK_BYTES
+from colonynode.node.daemon.fs.bulk import IDS_MAX, BulkServer
 from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 
-__all__ = ["BATCH_BYTES", "FS_CODEC", "FsPeer", "serve_chunks"]
+__all__ = ["BATCH_BYTES", "FS_CODEC", "IDS_MAX", "FsPeer", "serve_chunks"]
 
 log = logging.getLogger("colonynode.fs")
 
 BATCH_BYTES = 3 * CHUNK_BYTES  # the chunk bytes of one request or answer at most
-IDS_MAX = 4096
 REQUEST_S = 60.0  # a request's answer at most this late
 FLUSH_S = 600.0  # a flush's: it syncs a disk (gigabytes, on an SD card, take minutes)
 
@@ -78,11 +81,29 @@ class Holding:
     ids: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BulkAsk:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkTicket:
+    port: int  # 0: this node has no bulk path
+    token: bytes
+    key: bytes
+
+
 FS_CODEC = MessageCodec(
     "fs",
-    {1: Store, 2: Stored, 3: Flush, 4: Flushed, 5: Fetch, 6: Chunks, 7: Has, 8: Holding},
+    {1: Store, 2: Stored, 3: Flush, 4: Flushed, 5: Fetch, 6: Chunks, 7: Has, 8: Holding,
+     9: BulkAsk, 10: BulkTicket, 11: Verify},
     WIRE,
-)
+)  # fmt: skip
 assert WIRE.str_bytes_max >= CHUNK_BYTES and WIRE.frame_bytes_max >= BATCH_BYTES + 64 * 1024
 
 
@@ -92,7 +113,9 @@ def _one(msgs: list[Any], kind: type) -> Any:
     return msgs[0]
 
 
-async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any) -> None:
+async def serve_chunks(
+    store: ChunkStore, counters: dict[str, int], bulk: BulkServer, stream: Any
+) -> None:
     """Answer one peer's requests on one stream until it ends."""
     frames = FrameStream(stream, FS_CODEC)
     try:
@@ -123,6 +146,12 @@ async def serve_chunks(store: ChunkStore, counters: dict[str, int], stream: Any)
                 await store.flush()  # what it says it holds is durable, not just written
                 held = await trio.to_thread.run_sync(_held, store, msg.ids)
                 await frames.write_batch([Holding(held)])
+            elif isinstance(msg, Verify):
+                good = await store.get(list(msg.ids[:IDS_MAX]))  # deletes what is corrupt
+                held = tuple(c for c, data in zip(msg.ids, good, strict=False) if data)
+                await frames.write_batch([Holding(held)])
+            elif isinstance(msg, BulkAsk):
+                await frames.write_batch([BulkTicket(*bulk.ticket())])
             else:
                 raise DecodeError(f"{type(msg).__name__} is not a request")
     except (DecodeError, RemoteError) as exc:
@@ -174,6 +203,14 @@ class FsPeer:
     async def fetch(self, ids: list[bytes]) -> Chunks:
         got: Chunks = await self._ask(Fetch(tuple(ids)), Chunks)
         return got
+
+    async def bulk_ticket(self) -> BulkTicket:
+        got: BulkTicket = await self._ask(BulkAsk(), BulkTicket)
+        return got
+
+    async def verify(self, ids: list[bytes]) -> set[bytes]:
+        got: Holding = await self._ask(Verify(tuple(ids)), Holding)
+        return set(got.ids)
 
     async def has(self, ids: list[bytes]) -> set[bytes]:
         got: Holding = await self._ask(Has(tuple(ids)), Holding)
