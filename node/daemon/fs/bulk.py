@@ -134,6 +134,7 @@ class BulkServer:
         self._tickets: dict[bytes, tuple[bytes, float]] = {}  # token -> (key, good until)
         self._lock = threading.Lock()  # the tickets, taken in the serving threads
         self._conns = 0  # connections being served
+        self._limiter = trio.CapacityLimiter(CONNS_MAX)  # their threads: not the default pool
         self._trio: trio.lowlevel.TrioToken | None = None
 
     def ticket(self) -> tuple[int, bytes, bytes]:
@@ -186,7 +187,12 @@ class BulkServer:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             # trio_typing's stubs predate abandon_on_cancel (trio >= 0.23)
-            await trio.to_thread.run_sync(self._connection, raw, abandon_on_cancel=True)  # type: ignore[call-arg]
+            await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                self._connection, raw, abandon_on_cancel=True, limiter=self._limiter
+            )
+        except Exception:  # a bug: this connection ends, the node serves on
+            self.counters["bulk_errors"] += 1
+            log.exception("serving a bulk connection failed")
         finally:
             self._conns -= 1
             _close(raw)

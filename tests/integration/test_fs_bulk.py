@@ -1,0 +1,73 @@
+"""ColonyFS gets over the bulk path between real daemons (node/daemon/fs/bulk.py): a get
+takes it; a corrupt copy at the holder it fetches from is refused, fetched from another
+holder, named back and deleted there; a holder without a bulk port is read on the link."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from colonynode.node.core.fs import CHUNK_BYTES, placement
+from colonynode.node.daemon.fs.chunks import chunk_id
+from colonynode.node.daemon.p2p import parse_addr
+from tests.integration.harness import Colony, Daemon, three_voters, wait_until
+from tests.integration.test_fs import get, put, sees
+
+pytestmark = pytest.mark.integration
+
+
+def node_id(d: Daemon) -> bytes:
+    nid = parse_addr(d.status()["addrs"][0])[2]
+    assert nid is not None
+    return bytes(nid)
+
+
+def fs(d: Daemon) -> dict[str, int]:
+    return dict(d.status()["fs"])
+
+
+def test_a_corrupt_copy_met_on_the_bulk_path_is_refused_fetched_elsewhere_and_deleted(
+    colony: Colony, tmp_path: Path
+) -> None:
+    a, b, c = three_voters(colony)
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(CHUNK_BYTES))  # one chunk, held by all three (R = 3)
+    rev = put(a, data, "/d")
+    wait_until("b sees it", lambda: sees(b, "/d", "data.bin", rev["checksum"]))
+    cid = chunk_id(data.read_bytes())
+    by_id = {node_id(d): d for d in (a, b, c)}
+    first, other = [by_id[m] for m in placement(cid, list(by_id), 3) if by_id[m] is not b]  # type: ignore[misc]
+    (b.dir / "chunks" / cid.hex()[:2] / cid.hex()).unlink()  # b reads it from a holder
+    spoiled = first.dir / "chunks" / cid.hex()[:2] / cid.hex()
+    spoiled.write_bytes(b"rot" + spoiled.read_bytes()[3:])  # where b asks first
+
+    assert get(b, "/d", "data.bin", tmp_path / "out").read_bytes() == data.read_bytes()
+    assert fs(b)["bulk_fetches"] >= 2  # from the first holder, then the other
+    assert fs(b)["bad_chunks"] == 1 and fs(b)["bad_chunks_reported"] == 1
+    assert fs(other)["bulk_chunks_served"] == 1
+    wait_until("the holder deleted its corrupt copy", lambda: not spoiled.exists())
+    assert fs(first)["bad"] == 1  # read again on b's word, found corrupt, counted
+
+
+def test_a_holder_without_a_bulk_port_is_read_on_the_link(colony: Colony, tmp_path: Path) -> None:
+    a = colony.founder("a")
+    settings = json.loads((a.dir / "node.json").read_text())
+    a.stop()
+    (a.dir / "node.json").write_text(json.dumps({**settings, "fs_bulk": False}))
+    a.start()
+    b = colony.joined("b", via=a)
+    wait_until("a and b linked", lambda: a.status()["connected_peers"] == 1)
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(14 * CHUNK_BYTES + 99))  # more than a get asks for at once
+    rev = put(a, data, "/d")
+    wait_until("b sees it", lambda: sees(b, "/d", "data.bin", rev["checksum"]))
+    for path in (b.dir / "chunks").rglob("*"):
+        if path.is_file():
+            path.unlink()  # b holds nothing: every chunk comes from a
+
+    assert get(b, "/d", "data.bin", tmp_path / "out").read_bytes() == data.read_bytes()
+    assert fs(b)["chunks_fetched"] == 15 and fs(b).get("bulk_fetches", 0) == 0
+    assert fs(a)["chunks_served"] == 15 and fs(a).get("bulk_chunks_served", 0) == 0

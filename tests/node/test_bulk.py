@@ -1,0 +1,232 @@
+"""The bulk path (node/daemon/fs/bulk.py): a real holder's port on 127.0.0.1, real sockets,
+a real chunk store; the getter's side in a thread, as a get runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from colonynode.core.errors import DecodeError
+from colonynode.node.daemon.fs import bulk
+from colonynode.node.daemon.fs.bulk import BulkClient, BulkServer
+from colonynode.node.daemon.fs.chunks import ChunkStore, chunk_id
+from colonynode.node.daemon.wire import StreamClosed
+
+CHUNK = 1024
+Take = Callable[[tuple[Any, ...], frozenset[bytes]], tuple[set[bytes], int]]
+
+
+def taker(into: dict[bytes, bytes]) -> Take:
+    """What a get's `take` does: keep each chunk that hashes to an id asked for."""
+
+    def take(chunks: tuple[Any, ...], wanted: frozenset[bytes]) -> tuple[set[bytes], int]:
+        got = set()
+        for data in chunks:
+            cid = chunk_id(data)
+            if cid in wanted:
+                into[cid] = bytes(data)
+                got.add(cid)
+        return got, len(chunks) - len(got)
+
+    return take
+
+
+def holder(
+    tmp_path: Path, test: Callable[[BulkServer, ChunkStore, list[bytes]], Awaitable[None]],
+    batch_bytes: int = 64 * CHUNK,
+) -> None:  # fmt: skip
+    """Run `test` beside a holder serving three chunks of CHUNK bytes."""
+
+    async def main() -> None:
+        store = ChunkStore(tmp_path / "chunks")
+        datas = [os.urandom(CHUNK) for _ in range(3)]
+        ids = await store.put(datas)
+        server = BulkServer(store, defaultdict(int), CHUNK, batch_bytes)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run, "127.0.0.1")
+            await test(server, store, ids)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def connect(server: BulkServer, ticket: tuple[int, bytes, bytes] | None = None) -> BulkClient:
+    port, token, key = ticket or server.ticket()
+    return await trio.to_thread.run_sync(BulkClient.connect, ["127.0.0.1"], port, token, key, CHUNK)
+
+
+async def until(what: str, ok: Callable[[], bool]) -> None:
+    with trio.fail_after(10):
+        while not ok():  # noqa: ASYNC110 (set by a serving thread, through run_sync_soon)
+            await trio.sleep(0.01)
+    assert ok(), what
+
+
+def test_a_getter_takes_each_chunk_in_order_and_what_the_holder_lacks_is_not_sent(
+    tmp_path: Path,
+) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        client = await connect(server)
+        got: dict[bytes, bytes] = {}
+        lacking = chunk_id(b"nobody holds this")
+        asked = [ids[2], lacking, ids[0]]
+        taken, bad, suspect = await trio.to_thread.run_sync(client.fetch_and, asked, taker(got))
+        assert taken == {ids[2], ids[0]} and bad == 0 and suspect == []
+        assert got[ids[0]] == store.path(ids[0]).read_bytes()
+        again, _, _ = await trio.to_thread.run_sync(client.fetch_and, [ids[1]], taker(got))
+        assert again == {ids[1]}  # one connection serves request after request
+        client.close()
+        await until("served counted", lambda: server.counters["bulk_chunks_served"] == 3)
+
+    holder(tmp_path, test)
+
+
+def test_an_answer_keeps_to_the_holders_batch_bytes(tmp_path: Path) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        client = await connect(server)
+        taken, _, _ = await trio.to_thread.run_sync(client.fetch_and, ids, taker({}))
+        assert taken == set(ids[:2])  # the third would pass 2 chunks' bytes
+        client.close()
+
+    holder(tmp_path, test, batch_bytes=2 * CHUNK)
+
+
+def test_a_corrupt_copy_is_sent_unhashed_refused_by_the_getter_and_named_back(
+    tmp_path: Path,
+) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        path = store.path(ids[1])
+        path.write_bytes(b"rot" + path.read_bytes()[3:])
+        client = await connect(server)
+        taken, bad, suspect = await trio.to_thread.run_sync(client.fetch_and, ids, taker({}))
+        assert taken == {ids[0], ids[2]} and bad == 1 and suspect == [ids[1]]
+        # bytes of another chunk asked for, sent in its place, are refused there too
+        os.replace(store.path(ids[0]), path)
+        taken, bad, suspect = await trio.to_thread.run_sync(client.fetch_and, [ids[1]], taker({}))
+        assert (taken, bad, suspect) == (set(), 1, [ids[1]])
+        client.close()
+
+    holder(tmp_path, test)
+
+
+def test_a_ticket_opens_one_connection_and_a_stale_or_unknown_token_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(server: BulkServer, ticket: tuple[int, bytes, bytes]) -> None:
+        client = await connect(server, ticket)  # the token goes; the holder closes on it
+        with pytest.raises((StreamClosed, OSError)):
+            await trio.to_thread.run_sync(client.fetch_and, [b"\0" * 32], taker({}))
+        client.close()
+
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        ticket = server.ticket()
+        first = await connect(server, ticket)
+        taken, _, _ = await trio.to_thread.run_sync(first.fetch_and, ids, taker({}))
+        assert taken == set(ids)  # served: its token was taken
+        first.close()
+        await refused(server, ticket)  # used once already
+        await refused(server, (ticket[0], os.urandom(16), ticket[2]))  # never given
+        monkeypatch.setattr(bulk, "TICKET_S", -1.0)
+        await refused(server, server.ticket())  # out of date
+        await until("refusals counted", lambda: server.counters["bulk_refused"] == 3)
+
+    holder(tmp_path, test)
+
+
+def sealed(key: bytes, counter: int, body: bytes) -> bytes:
+    frame = ChaCha20Poly1305(key).encrypt(struct.pack(">IQ", bulk.TO_HOLDER, counter), body, None)
+    return struct.pack(">I", len(frame)) + frame
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        lambda key, ask: [sealed(os.urandom(32), 1, ask)],  # another key
+        lambda key, ask: [sealed(key, 1, ask), sealed(key, 1, ask)],  # replayed
+        lambda key, ask: [sealed(key, 2, ask)],  # out of order
+        lambda key, ask: [struct.pack(">I", 1 << 30) + b"x" * 64],  # over the cap
+        lambda key, ask: [sealed(key, 1, ask[:31])],  # not a list of ids
+        lambda key, ask: [
+            ChaCha20Poly1305(key).encrypt(struct.pack(">IQ", bulk.TO_GETTER, 1), ask, None)
+        ],  # sent the other way (and no length)
+    ],
+)
+def test_a_frame_changed_replayed_or_malformed_ends_the_connection(
+    tmp_path: Path, frames: Callable[[bytes, bytes], list[bytes]]
+) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        port, token, key = server.ticket()
+
+        def attack() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(token)
+                for frame in frames(key, ids[0]):
+                    sock.sendall(frame)
+                sock.shutdown(socket.SHUT_WR)
+                received = b""
+                while chunk := sock.recv(65536):
+                    received += chunk
+                return received
+
+        received = await trio.to_thread.run_sync(attack)
+        assert store.path(ids[0]).read_bytes() not in received  # no chunk went out
+        assert len(received) <= 4 + CHUNK + 16  # at most the first, honest request's
+        await until("counted", lambda: server.counters["bulk_bad_requests"] == 1)
+
+    holder(tmp_path, test)
+
+
+def test_a_holder_serves_a_bounded_number_of_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "CONNS_MAX", 1)
+
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        first = await connect(server)
+        await until("the first served", lambda: server._conns == 1)
+        second = await connect(server)
+        with pytest.raises((StreamClosed, OSError)):
+            await trio.to_thread.run_sync(second.fetch_and, ids, taker({}))
+        assert server.counters["bulk_refused"] == 1
+        taken, _, _ = await trio.to_thread.run_sync(first.fetch_and, ids, taker({}))
+        assert taken == set(ids)  # the first is served all along
+        first.close()
+        second.close()
+
+    holder(tmp_path, test)
+
+
+def test_a_getter_refuses_an_answer_that_is_not_its_holders() -> None:
+    """The getter's side alone: a 'holder' that answers under another key."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    key = os.urandom(32)
+
+    def fake() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            frame = ChaCha20Poly1305(os.urandom(32)).encrypt(
+                struct.pack(">IQ", bulk.TO_GETTER, 1), b"y" * CHUNK, None
+            )
+            conn.sendall(struct.pack(">I", len(frame)) + frame)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, fake)
+            port = listener.getsockname()[1]
+            client = await connect(None, (port, os.urandom(16), key))  # type: ignore[arg-type]
+            with pytest.raises(DecodeError, match="does not open"):
+                await trio.to_thread.run_sync(client.fetch_and, [b"\1" * 32], taker({}))
+            client.close()
+
+    trio.run(main)
+    listener.close()
