@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from tests.integration.harness import Colony, Daemon, three_voters, wait_until
 from tests.integration.test_fs import get, put, sees
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def node_id(d: Daemon) -> bytes:
@@ -52,22 +55,34 @@ def test_a_corrupt_copy_met_on_the_bulk_path_is_refused_fetched_elsewhere_and_de
     assert fs(first)["bad"] == 1  # read again on b's word, found corrupt, counted
 
 
-def test_a_holder_without_a_bulk_port_is_read_on_the_link(colony: Colony, tmp_path: Path) -> None:
-    a = colony.founder("a")
-    settings = json.loads((a.dir / "node.json").read_text())
-    a.stop()
-    (a.dir / "node.json").write_text(json.dumps({**settings, "fs_bulk": False}))
-    a.start()
-    b = colony.joined("b", via=a)
-    wait_until("a and b linked", lambda: a.status()["connected_peers"] == 1)
+OLDER = [sys.executable, "-m", "tests.integration.older_holder"]
+
+
+@pytest.mark.parametrize("why", ["fs_bulk false", "an older version"])
+def test_a_holder_without_a_bulk_path_is_read_on_the_link(
+    colony: Colony, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    getter = colony.founder("g")
+    holder = colony.daemon("h")
+    if why == "an older version":
+        monkeypatch.setenv("PYTHONPATH", str(ROOT))  # (the holder's module is a test's)
+        holder.program = OLDER
+    holder.join(getter.addr(), getter.invite("executor,submitter"))
+    if why == "fs_bulk false":
+        settings = json.loads((holder.dir / "node.json").read_text())
+        holder.stop()
+        (holder.dir / "node.json").write_text(json.dumps({**settings, "fs_bulk": False}))
+        holder.start()
+    wait_until("linked", lambda: getter.status()["connected_peers"] == 1)
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(14 * CHUNK_BYTES + 99))  # more than a get asks for at once
-    rev = put(a, data, "/d")
-    wait_until("b sees it", lambda: sees(b, "/d", "data.bin", rev["checksum"]))
-    for path in (b.dir / "chunks").rglob("*"):
+    rev = put(holder, data, "/d")
+    wait_until("the getter sees it", lambda: sees(getter, "/d", "data.bin", rev["checksum"]))
+    for path in (getter.dir / "chunks").rglob("*"):
         if path.is_file():
-            path.unlink()  # b holds nothing: every chunk comes from a
+            path.unlink()  # the getter holds nothing: every chunk comes from the holder
 
-    assert get(b, "/d", "data.bin", tmp_path / "out").read_bytes() == data.read_bytes()
-    assert fs(b)["chunks_fetched"] == 15 and fs(b).get("bulk_fetches", 0) == 0
-    assert fs(a)["chunks_served"] == 15 and fs(a).get("bulk_chunks_served", 0) == 0
+    out = get(getter, "/d", "data.bin", tmp_path / "out")
+    assert out.read_bytes() == data.read_bytes()
+    assert fs(getter)["chunks_fetched"] == 15 and fs(getter).get("bulk_fetches", 0) == 0
+    assert fs(holder)["chunks_served"] == 15 and fs(holder).get("bulk_chunks_served", 0) == 0

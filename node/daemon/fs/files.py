@@ -277,7 +277,10 @@ class Clients:
         many chunks were refused)."""
         bulk = self.bulks.get(peer)
         if bulk is None and peer not in self.no_bulk:
-            bulk = await self.fs.open_bulk(peer, await self._peer(peer))
+            try:
+                bulk = await self.fs.open_bulk(peer, await self._peer(peer))
+            except (StreamClosed, RemoteError):  # a holder that knows no tickets (older)
+                await self.drop(peer)
             if bulk is None:
                 self.no_bulk.add(peer)
             else:
@@ -293,7 +296,11 @@ class Clients:
         self.fs.counters["bulk_fetches"] += 1
         if suspect:  # the holder reads them again and deletes what is corrupt
             self.fs.counters["bad_chunks_reported"] += len(suspect)
-            await (await self._peer(peer)).verify(suspect)
+            try:
+                await (await self._peer(peer)).verify(suspect)
+            except (StreamClosed, RemoteError) as exc:  # what was taken stays taken
+                self.fs.log.info("naming corrupt copies to %s failed: %s", short_id(peer), exc)
+                await self.drop(peer)
         return taken, bad
 
     async def _fetch_on_link(
