@@ -1,5 +1,5 @@
-"""ColonyFS gets over the bulk path between real daemons (node/daemon/fs/bulk.py): a get
-takes it; a corrupt copy at the holder it fetches from is refused, fetched from another
+"""ColonyFS puts and gets over the bulk path between real daemons (node/daemon/fs/bulk.py):
+both take it; a corrupt copy at the holder it fetches from is refused, fetched from another
 holder, named back and deleted there; a holder without a bulk port is read on the link."""
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def test_a_corrupt_copy_met_on_the_bulk_path_is_refused_fetched_elsewhere_and_de
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(CHUNK_BYTES))  # one chunk, held by all three (R = 3)
     rev = put(a, data, "/d")
+    assert fs(b)["bulk_chunks_received"] == fs(c)["bulk_chunks_received"] == 1  # a put's too
     wait_until("b sees it", lambda: sees(b, "/d", "data.bin", rev["checksum"]))
     cid = chunk_id(data.read_bytes())
     by_id = {node_id(d): d for d in (a, b, c)}

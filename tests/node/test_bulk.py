@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from colonynode.core.errors import DecodeError
 from colonynode.node.daemon.fs import bulk
 from colonynode.node.daemon.fs.bulk import BulkClient, BulkServer
-from colonynode.node.daemon.fs.chunks import ChunkStore, chunk_id
+from colonynode.node.daemon.fs.chunks import ChunkStore, QuotaExceeded, chunk_id
 from colonynode.node.daemon.wire import StreamClosed
 
 CHUNK = 1024
@@ -42,12 +42,12 @@ def taker(into: dict[bytes, bytes]) -> Take:
 
 def holder(
     tmp_path: Path, test: Callable[[BulkServer, ChunkStore, list[bytes]], Awaitable[None]],
-    batch_bytes: int = 64 * CHUNK,
+    batch_bytes: int = 64 * CHUNK, quota_bytes: int = 1 << 20,
 ) -> None:  # fmt: skip
     """Run `test` beside a holder serving three chunks of CHUNK bytes."""
 
     async def main() -> None:
-        store = ChunkStore(tmp_path / "chunks")
+        store = ChunkStore(tmp_path / "chunks", quota_bytes)
         datas = [os.urandom(CHUNK) for _ in range(3)]
         ids = await store.put(datas)
         server = BulkServer(store, defaultdict(int), CHUNK, batch_bytes)
@@ -118,6 +118,61 @@ def test_a_corrupt_copy_is_sent_unhashed_refused_by_the_getter_and_named_back(
     holder(tmp_path, test)
 
 
+def test_a_put_stores_chunks_hashed_by_the_holder_and_a_flush_answers_once_durable(
+    tmp_path: Path,
+) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        client = await connect(server)
+        datas = [os.urandom(CHUNK), os.urandom(10)]
+        chunks = [(chunk_id(d), d) for d in datas]
+        kept = await trio.to_thread.run_sync(client.store, chunks)
+        assert kept == [c for c, _ in chunks]
+        assert [store.path(c).read_bytes() for c in kept] == datas
+        await trio.to_thread.run_sync(client.flush)
+        used = 3 * CHUNK + CHUNK + 10
+        await until("counted", lambda: (store.used_bytes, store.chunks) == (used, 5))
+        assert server.counters["bulk_chunks_received"] == 2
+        again = await trio.to_thread.run_sync(client.store, chunks[:1])  # held already
+        assert again == kept[:1]
+        taken, _, _ = await trio.to_thread.run_sync(client.fetch_and, kept, taker({}))
+        assert taken == set(kept)  # what a put kept, a get reads, on one connection
+        client.close()
+
+    holder(tmp_path, test)
+
+
+def test_a_full_quota_refuses_a_put_on_the_bulk_path_and_keeps_nothing(tmp_path: Path) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        client = await connect(server)
+        data = os.urandom(CHUNK)
+        with pytest.raises(QuotaExceeded, match="quota"):
+            await trio.to_thread.run_sync(client.store, [(chunk_id(data), data)])
+        assert not store.has(chunk_id(data)) and store.counters["quota_refused"] == 1
+        taken, _, _ = await trio.to_thread.run_sync(client.fetch_and, ids, taker({}))
+        assert taken == set(ids)  # the connection serves on
+
+    holder(tmp_path, test, quota_bytes=3 * CHUNK + 100)
+
+
+def test_a_put_whose_chunks_are_not_the_bytes_it_announced_ends_the_connection(
+    tmp_path: Path,
+) -> None:
+    async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
+        port, token, key = server.ticket()
+
+        def lie() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(token + sealed(key, 1, struct.pack(">cIQ", bulk.STORE, 1, 10)))
+                sock.sendall(sealed(key, 2, b"x" * 20))  # 20 bytes where it announced 10
+                return sock.recv(65536)
+
+        assert await trio.to_thread.run_sync(lie) == b""  # closed, nothing answered
+        await until("counted", lambda: server.counters["bulk_bad_requests"] == 1)
+        assert not store.has(chunk_id(b"x" * 20))
+
+    holder(tmp_path, test)
+
+
 def test_a_ticket_opens_one_connection_and_a_stale_or_unknown_token_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,7 +209,7 @@ def sealed(key: bytes, counter: int, body: bytes) -> bytes:
         lambda key, ask: [sealed(key, 1, ask), sealed(key, 1, ask)],  # replayed
         lambda key, ask: [sealed(key, 2, ask)],  # out of order
         lambda key, ask: [struct.pack(">I", 1 << 30) + b"x" * 64],  # over the cap
-        lambda key, ask: [sealed(key, 1, ask[:31])],  # not a list of ids
+        lambda key, ask: [sealed(key, 1, ask[:32])],  # not a list of ids
         lambda key, ask: [
             ChaCha20Poly1305(key).encrypt(struct.pack(">IQ", bulk.TO_GETTER, 1), ask, None)
         ],  # sent the other way (and no length)
@@ -167,15 +222,18 @@ def test_a_frame_changed_replayed_or_malformed_ends_the_connection(
         port, token, key = server.ticket()
 
         def attack() -> bytes:
+            received = b""
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                sock.sendall(token)
-                for frame in frames(key, ids[0]):
-                    sock.sendall(frame)
-                sock.shutdown(socket.SHUT_WR)
-                received = b""
-                while chunk := sock.recv(65536):
-                    received += chunk
-                return received
+                try:
+                    sock.sendall(token)
+                    for frame in frames(key, bulk.FETCH + ids[0]):
+                        sock.sendall(frame)
+                    sock.shutdown(socket.SHUT_WR)
+                    while chunk := sock.recv(65536):
+                        received += chunk
+                except OSError:  # the holder ended the connection first
+                    pass
+            return received
 
         received = await trio.to_thread.run_sync(attack)
         assert store.path(ids[0]).read_bytes() not in received  # no chunk went out

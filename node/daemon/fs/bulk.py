@@ -19,10 +19,17 @@ How a getter comes by a connection:
    connection. Only the two ends of the link know the key: what the bulk connection says
    is as authenticated and private as the link.
 
-A request's body is the ids asked for (32 bytes each, at most IDS_MAX). Its answer is a
-frame for each id, in order: the chunk's bytes, or none when the holder sends none (it
-lacks it, or the request's chunks passed the holder's batch bytes, GET_BATCH_BYTES; no
-chunk is empty). So a connection's buffers are a chunk's size, whatever the batch.
+Requests, each a frame whose first byte says which (a connection's buffers are a chunk's
+size, whatever the batch):
+
+    F ids                  a frame for each id (at most IDS_MAX), in order: the chunk's
+                           bytes, or none when the holder sends none (it lacks it, or the
+                           request's chunks passed the holder's batch bytes,
+                           GET_BATCH_BYTES; no chunk is empty)
+    S n bytes, n frames    keep these n chunks (a put's; at most IDS_MAX, and the batch
+                           bytes): answered 0 ids (the holder's own hashes), or 1 reason
+                           (its quota is full; nothing kept)
+    L                      make every chunk kept so far durable (syncfs): answered 0
 
 The getter verifies every chunk against its id; the holder sends its copies as they are,
 unhashed (hashing on both ends cost a sixth of the throughput). A chunk whose bytes do not
@@ -50,7 +57,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from colonynode.core.errors import DecodeError
 from colonynode.node.core.fs import HASH_BYTES
-from colonynode.node.daemon.fs.chunks import ChunkStore
+from colonynode.node.daemon.fs.chunks import ChunkStore, QuotaExceeded, chunk_id
 from colonynode.node.daemon.wire import StreamClosed
 
 __all__ = ["BulkClient", "BulkServer"]
@@ -66,6 +73,10 @@ IDLE_S = 60.0  # a connection with no request (or answer) this long ends
 CONNECT_S = 3.0
 IDS_MAX = 4096  # ids in one request
 _U32 = struct.Struct(">I")
+_STORE = struct.Struct(">cIQ")  # S, chunks, their bytes
+FETCH, STORE, FLUSH = b"F", b"S", b"L"
+DONE, REFUSED = b"\0", b"\1"
+FLUSH_S = 600.0  # a flush's answer at most this late (gigabytes, on an SD card, take minutes)
 _NONCE = struct.Struct(">IQ")  # direction, counter
 _TAG = 16
 TO_HOLDER, TO_GETTER = 1, 2
@@ -118,6 +129,11 @@ def _exactly(sock: socket.socket, view: memoryview) -> memoryview:
             raise StreamClosed("the bulk connection ended")
         got += k
     return view
+
+
+def frame_bytes_max(chunk_bytes: int) -> int:
+    """A frame's body at most, either way: a chunk, or a request or answer naming ids."""
+    return max(chunk_bytes, 1 + IDS_MAX * HASH_BYTES)
 
 
 class BulkServer:
@@ -204,18 +220,27 @@ class BulkServer:
             if key is None:
                 self._tell(self._count, "bulk_refused", 1)
                 return
-            frames = _Frames(raw, key, TO_GETTER, IDS_MAX * HASH_BYTES, self.chunk_bytes)
+            cap = frame_bytes_max(self.chunk_bytes)
+            frames = _Frames(raw, key, TO_GETTER, cap, cap)
             chunk = memoryview(bytearray(self.chunk_bytes))
             while True:
                 try:
                     body = frames.receive()
                 except StreamClosed:
                     return
-                if len(body) % HASH_BYTES:
-                    raise DecodeError("a bulk request that is not a list of ids")
-                ids = [bytes(body[i : i + HASH_BYTES]) for i in range(0, len(body), HASH_BYTES)]
-                self._tell(self._served, self._answer(ids, frames, chunk))
-        except (DecodeError, OSError) as exc:  # a bad or broken getter: this connection ends
+                kind = bytes(body[:1])
+                if kind == FETCH and len(body) % HASH_BYTES == 1:
+                    ids = [bytes(body[i : i + HASH_BYTES]) for i in range(1, len(body), HASH_BYTES)]
+                    self._tell(self._served, self._answer(ids, frames, chunk))
+                elif kind == STORE and len(body) == _STORE.size:
+                    _, n, size = _STORE.unpack(body)
+                    self._keep(frames, n, size)
+                elif kind == FLUSH and len(body) == 1:
+                    self.store.sync()
+                    frames.send(DONE)
+                else:
+                    raise DecodeError("a bulk request of no known kind")
+        except (DecodeError, OSError, StreamClosed) as exc:  # a bad, broken or gone getter
             self._tell(self._count, "bulk_bad_requests", 1)
             log.info("a bulk connection ended: %s", exc)
 
@@ -240,6 +265,35 @@ class BulkServer:
                 served += 1
         return served
 
+    def _keep(self, frames: _Frames, n: int, size: int) -> None:
+        """Keep the `n` chunks of `size` bytes that come next, hashed here."""
+        if not 0 < n <= IDS_MAX or size > self.batch_bytes:
+            raise DecodeError(f"a store of {n} chunks, {size} bytes")
+        full = trio.from_thread.run_sync(self.store.room, size, trio_token=self._trio)
+        ids: list[bytes] = []
+        got = new = added = 0
+        for _ in range(n):
+            data = frames.receive()
+            got += len(data)
+            if not data or got > size:
+                raise DecodeError("a store's chunks are not the bytes it announced")
+            if not full:
+                cid = chunk_id(data)
+                if self.store.write(cid, data):
+                    new += 1
+                    added += len(data)
+                ids.append(cid)
+        if full:
+            frames.send(REFUSED + full.encode())
+            return
+        self._tell(self._kept, n, new, added)
+        frames.send(DONE + b"".join(ids))
+
+    def _kept(self, n: int, new: int, added: int) -> None:
+        self.store.added(new, added)
+        self.counters["chunks_received"] += n
+        self.counters["bulk_chunks_received"] += n
+
     def _count(self, name: str, n: int) -> None:
         self.counters[name] += n
 
@@ -253,7 +307,8 @@ class BulkClient:
 
     def __init__(self, sock: socket.socket, key: bytes, chunk_bytes: int) -> None:
         self.sock = sock
-        self._frames = _Frames(sock, key, TO_HOLDER, chunk_bytes, IDS_MAX * HASH_BYTES)
+        cap = frame_bytes_max(chunk_bytes)
+        self._frames = _Frames(sock, key, TO_HOLDER, cap, cap)
 
     @classmethod
     def connect(
@@ -287,7 +342,7 @@ class BulkClient:
         ids whose bytes it refused: the holder's copies of them are corrupt)."""
         if not 0 < len(ids) <= IDS_MAX:
             raise ValueError(f"{len(ids)} ids in one bulk request")
-        self._frames.send(b"".join(ids))
+        self._frames.send(FETCH + b"".join(ids))
         wanted = frozenset(ids)
         taken: set[bytes] = set()
         bad = 0
@@ -302,6 +357,31 @@ class BulkClient:
                 bad += 1
                 suspect.append(cid)
         return taken, bad, suspect
+
+    def store(self, chunks: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """Have the holder keep `chunks` ((id, bytes)): the ids it kept, its own hashes.
+        QuotaExceeded when its quota is full (it kept none)."""
+        if not 0 < len(chunks) <= IDS_MAX:
+            raise ValueError(f"{len(chunks)} chunks in one bulk store")
+        self._frames.send(_STORE.pack(STORE, len(chunks), sum(len(d) for _, d in chunks)))
+        for _, data in chunks:
+            self._frames.send(data)
+        answer = self._frames.receive()
+        if bytes(answer[:1]) == REFUSED:
+            raise QuotaExceeded(bytes(answer[1:]).decode(errors="replace"))
+        if bytes(answer[:1]) != DONE or len(answer) != 1 + HASH_BYTES * len(chunks):
+            raise DecodeError("a store's answer does not name its chunks")
+        return [bytes(answer[i : i + HASH_BYTES]) for i in range(1, len(answer), HASH_BYTES)]
+
+    def flush(self) -> None:
+        """Every chunk the holder kept for this connection is durable when this returns."""
+        self.sock.settimeout(FLUSH_S)
+        try:
+            self._frames.send(FLUSH)
+            if bytes(self._frames.receive()) != DONE:
+                raise DecodeError("a flush's answer is not done")
+        finally:
+            self.sock.settimeout(IDLE_S)
 
     def close(self) -> None:
         _close(self.sock)

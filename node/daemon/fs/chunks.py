@@ -89,7 +89,7 @@ class ChunkStore:
 
     # -- blocking parts (run in a thread) -----------------------------------------------
 
-    def _write(self, cid: bytes, data: bytes) -> bool:
+    def _write(self, cid: bytes, data: bytes | memoryview) -> bool:
         path = self.path(cid)
         if path.exists():
             os.utime(path)  # stored again: young for collection's grace (repair.py)
@@ -145,13 +145,9 @@ class ChunkStore:
     async def put(self, datas: list[bytes], ids: list[bytes] | None = None) -> list[bytes]:
         """Keep chunks (their `ids` when the caller hashed them, else hashed here, off the
         Trio thread): their ids. QuotaExceeded when full. Not durable until `flush`."""
-        size = sum(len(d) for d in datas)
-        if self.used_bytes + size > self.quota_bytes:
-            self.counters["quota_refused"] += 1
-            raise QuotaExceeded(
-                f"this node's ColonyFS quota of {self.quota_bytes} bytes is full "
-                f"({self.used_bytes} held); free space or raise fs_quota_bytes"
-            )
+        full = self.room(sum(len(d) for d in datas))
+        if full:
+            raise QuotaExceeded(full)
 
         def write_all() -> tuple[list[bytes], int, int]:
             cids = ids if ids is not None else [chunk_id(d) for d in datas]
@@ -163,11 +159,33 @@ class ChunkStore:
             return cids, n, added
 
         cids, n, added = await trio.to_thread.run_sync(write_all)
-        self.used_bytes += added
+        self.added(n, added)
+        return cids
+
+    def room(self, size: int) -> str:
+        """ "" when `size` more bytes fit the quota; else why not (counted)."""
+        if self.used_bytes + size <= self.quota_bytes:
+            return ""
+        self.counters["quota_refused"] += 1
+        return (
+            f"this node's ColonyFS quota of {self.quota_bytes} bytes is full "
+            f"({self.used_bytes} held); free space or raise fs_quota_bytes"
+        )
+
+    def write(self, cid: bytes, data: bytes | memoryview) -> bool:
+        """Keep one chunk (off the Trio thread; `added` after): whether it is new here."""
+        return self._write(cid, data)
+
+    def added(self, n: int, size: int) -> None:
+        """`n` new chunks of `size` bytes written (on the Trio thread)."""
+        self.used_bytes += size
         self.chunks += n
         self.counters["stored"] += n
         self._unsynced += n
-        return cids
+
+    def sync(self) -> None:
+        """`flush`, blocking (off the Trio thread only)."""
+        _syncfs(self.root)
 
     async def flush(self) -> None:
         """Everything written so far is durable when this returns."""

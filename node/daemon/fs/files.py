@@ -105,8 +105,9 @@ class _Pushes:
                 await self._send(peer)
             self.pending.setdefault(peer, []).append((cid, data))
             self.pending_bytes[peer] = self.pending_bytes.get(peer, 0) + len(data)
-            if self.pending_bytes[peer] + CHUNK_BYTES > BATCH_BYTES:  # the next may not fit
-                await self._send(peer)
+            full = len(self.pending[peer]) >= IDS_MAX  # a request names at most these
+            if full or self.pending_bytes[peer] + CHUNK_BYTES > BATCH_BYTES:  # or the next
+                await self._send(peer)  # may not fit
 
     async def _send(self, peer: NodeId) -> None:
         batch = self.pending.pop(peer, [])
@@ -136,6 +137,7 @@ class _Pushes:
         dead peer)."""
         fs = self.fs
         client: FsPeer | None = None
+        bulk: BulkClient | None = None
         stored: list[bytes] = []
         try:
             async with queue:
@@ -143,12 +145,17 @@ class _Pushes:
                     if peer in self.errors:
                         continue
                     try:
-                        datas = [d for _, d in batch]
                         if peer == fs.me:
-                            stored += await fs.store.put(datas, [c for c, _ in batch])
+                            stored += await fs.store.put(
+                                [d for _, d in batch], [c for c, _ in batch]
+                            )
                         else:
-                            client = client or await fs.open_peer(peer)
-                            stored += await client.store(datas)
+                            if client is None:
+                                client, bulk = await fs.bulk_or_link(peer, None)
+                            if bulk is not None:
+                                stored += await trio.to_thread.run_sync(bulk.store, batch)
+                            else:
+                                stored += await client.store([d for _, d in batch])
                         fs.counters["chunks_sent"] += len(batch)
                     except (StreamClosed, RemoteError, ColonyError, OSError) as exc:
                         self._failed(peer, exc)
@@ -156,6 +163,8 @@ class _Pushes:
                 try:
                     if peer == fs.me:
                         await fs.store.flush()
+                    elif bulk is not None:
+                        await trio.to_thread.run_sync(bulk.flush)
                     elif client is not None:
                         await client.flush()
                 except (StreamClosed, RemoteError, ColonyError, OSError) as exc:
@@ -164,6 +173,8 @@ class _Pushes:
                 for cid in stored:
                     self.copies.setdefault(cid, set()).add(peer)
         finally:
+            if bulk is not None:
+                bulk.close()
             if client is not None:
                 await client.close()
 
@@ -277,10 +288,7 @@ class Clients:
         many chunks were refused)."""
         bulk = self.bulks.get(peer)
         if bulk is None and peer not in self.no_bulk:
-            try:
-                bulk = await self.fs.open_bulk(peer, await self._peer(peer))
-            except (StreamClosed, RemoteError):  # a holder that knows no tickets (older)
-                await self.drop(peer)
+            self.peers[peer], bulk = await self.fs.bulk_or_link(peer, self.peers.get(peer))
             if bulk is None:
                 self.no_bulk.add(peer)
             else:

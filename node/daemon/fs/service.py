@@ -37,7 +37,7 @@ from colonynode.node.daemon.fs.files import Progress
 from colonynode.node.daemon.fs.repair import Repair
 from colonynode.node.daemon.fs.transfer import FsPeer
 from colonynode.node.daemon.p2p import DialError, parse_addr
-from colonynode.node.daemon.wire import StreamClosed
+from colonynode.node.daemon.wire import RemoteError, StreamClosed
 
 if TYPE_CHECKING:
     from colonynode.node.daemon.run import Node
@@ -159,9 +159,19 @@ class FsService:
             raise StreamClosed(f"{short_id(peer)} cannot be reached")
         return FsPeer(await self.node.transport.open(peer, "fs"))
 
-    async def open_bulk(self, peer: NodeId, client: FsPeer) -> BulkClient | None:
-        """A connection to `peer`'s bulk port, with a ticket asked for on `client` (its
-        link's stream); None when the peer has no bulk path or it cannot be reached."""
+    async def bulk_or_link(
+        self, peer: NodeId, client: FsPeer | None
+    ) -> tuple[FsPeer, BulkClient | None]:
+        """A stream to `peer` on the link (`client`, or a new one), and a connection to its
+        bulk port where it has one, with a ticket asked for on that stream."""
+        client = client or await self.open_peer(peer)
+        try:
+            return client, await self._open_bulk(peer, client)
+        except (StreamClosed, RemoteError):  # a member that knows no tickets (older)
+            await client.close()  # its end reset the stream
+            return await self.open_peer(peer), None
+
+    async def _open_bulk(self, peer: NodeId, client: FsPeer) -> BulkClient | None:
         if self._no_bulk.get(peer, -1.0) > trio.current_time():
             return None
         ticket = await client.bulk_ticket()
