@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -288,3 +289,28 @@ def test_a_getter_refuses_an_answer_that_is_not_its_holders() -> None:
 
     trio.run(main)
     listener.close()
+
+
+def test_a_frame_arrives_whole_through_a_link_too_slow_to_take_it_at_once() -> None:
+    """A socket with a timeout sends what its buffer takes; a frame bigger than that goes
+    out in pieces (chaos found it: a slowed link, frames that no longer opened)."""
+    key, size = os.urandom(32), 512 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sender = socket.create_connection(listener.getsockname(), timeout=10)
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    receiver, _ = listener.accept()
+    receiver.settimeout(10)
+    body = os.urandom(size)
+    got: list[bytes] = []
+
+    def receive() -> None:
+        got.append(bytes(bulk._Frames(receiver, key, bulk.TO_GETTER, size, size).receive()))
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    bulk._Frames(sender, key, bulk.TO_HOLDER, size, size).send(body)
+    reader.join(timeout=30)
+    assert got == [body]
+    for s in (sender, receiver, listener):
+        s.close()

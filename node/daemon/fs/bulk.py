@@ -103,7 +103,7 @@ class _Frames:
         n = len(body) + _TAG
         sealed = self._sealed_out[:n]
         self._aead.encrypt_into(_NONCE.pack(self._sends, self._sent), body, None, sealed)
-        self.sock.sendmsg([_U32.pack(n), sealed])
+        _send_all(self.sock, [memoryview(_U32.pack(n)), sealed])
 
     def receive(self) -> memoryview:
         """The next frame's body: valid until the next `receive`."""
@@ -119,6 +119,18 @@ class _Frames:
         except InvalidTag:
             raise DecodeError("a bulk frame that does not open under its key") from None
         return body
+
+
+def _send_all(sock: socket.socket, parts: list[memoryview]) -> None:
+    """Every byte of `parts`, in one system call when the socket takes them (sendmsg, like
+    send, may take only some: through a slow link, a full buffer)."""
+    while parts:
+        sent = sock.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            parts = parts[1:]
+        if parts:
+            parts[0] = parts[0][sent:]
 
 
 def _exactly(sock: socket.socket, view: memoryview) -> memoryview:
