@@ -154,6 +154,8 @@ async def serve_chunks(
                 await frames.write_batch([BulkTicket(*bulk.ticket())])
             else:
                 raise DecodeError(f"{type(msg).__name__} is not a request")
+    except StreamClosed:  # the link went while an answer was written: nobody to tell
+        return
     except (DecodeError, RemoteError) as exc:
         counters["bad_requests"] += 1
         log.info("a bad chunk request: %s", exc)
