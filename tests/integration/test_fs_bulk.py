@@ -87,3 +87,33 @@ def test_a_holder_without_a_bulk_path_is_read_on_the_link(
     assert out.read_bytes() == data.read_bytes()
     assert fs(getter)["chunks_fetched"] == 15 and fs(getter).get("bulk_fetches", 0) == 0
     assert fs(holder)["chunks_served"] == 15 and fs(holder).get("bulk_chunks_served", 0) == 0
+
+
+ODD = [sys.executable, "-m", "tests.integration.odd_holder"]
+
+
+@pytest.mark.parametrize("how", ["closed-port", "slams"])
+def test_a_holder_whose_bulk_port_fails_is_written_to_and_read_on_the_link(
+    colony: Colony, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    writer = colony.founder("w")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # (the holder's module is a test's)
+    monkeypatch.setenv("COLONYNODE_TEST_BULK", how)  # (the writer runs already)
+    holder = colony.daemon("h")
+    holder.program = ODD
+    holder.join(writer.addr(), writer.invite("executor,submitter"))
+    wait_until("linked", lambda: writer.status()["connected_peers"] == 1)
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(14 * CHUNK_BYTES + 99))
+    rev = put(writer, data, "/d")  # to the holder, on the link
+    assert fs(holder)["chunks_received"] == 15 and fs(holder).get("bulk_chunks_received", 0) == 0
+    assert sees(writer, "/d", "data.bin", rev["checksum"])
+    for path in (writer.dir / "chunks").rglob("*"):
+        if path.is_file():
+            path.unlink()  # the writer holds nothing now: every chunk comes from the holder
+
+    out = get(writer, "/d", "data.bin", tmp_path / "out")
+    assert out.read_bytes() == data.read_bytes()
+    assert fs(writer)["chunks_fetched"] == 15 and fs(holder)["chunks_served"] == 15
+    gave_up = fs(writer).get("bulk_dials_failed" if how == "closed-port" else "bulk_fallbacks", 0)
+    assert gave_up >= 1

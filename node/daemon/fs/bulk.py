@@ -19,6 +19,10 @@ How a getter comes by a connection:
    connection. Only the two ends of the link know the key: what the bulk connection says
    is as authenticated and private as the link.
 
+The bulk path only ever speeds a transfer up: a getter or writer whose bulk connection to
+a holder cannot be made, or ends other than by a timeout (a port full of strangers'
+connections, say), goes on with that holder on the link (files.py, `Clients.fetch`).
+
 Requests, each a frame whose first byte says which (a connection's buffers are a chunk's
 size, whatever the batch):
 
@@ -70,6 +74,7 @@ TICKETS_MAX = 256  # tickets a holder keeps at a time
 TICKET_S = 30.0  # a ticket is good this long after it is given
 CONNS_MAX = 16  # connections a holder serves at a time
 IDLE_S = 60.0  # a connection with no request (or answer) this long ends
+TOKEN_S = 5.0  # ... and one without its token this long (a slot is held only so long)
 CONNECT_S = 3.0
 IDS_MAX = 4096  # ids in one request
 _U32 = struct.Struct(">I")
@@ -211,7 +216,7 @@ class BulkServer:
 
     async def _serve(self, raw: socket.socket) -> None:
         raw.setblocking(True)
-        raw.settimeout(IDLE_S)
+        raw.settimeout(TOKEN_S)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             # trio_typing's stubs predate abandon_on_cancel (trio >= 0.23)
@@ -229,6 +234,7 @@ class BulkServer:
         """One getter's requests until it goes (in a worker thread)."""
         try:
             key = self._take(bytes(_exactly(raw, memoryview(bytearray(TOKEN_BYTES)))))
+            raw.settimeout(IDLE_S)
             if key is None:
                 self._tell(self._count, "bulk_refused", 1)
                 return

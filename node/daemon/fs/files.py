@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from colonynode.core.errors import ColonyError, DecodeError
+from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, short_id
 from colonynode.node.core import requests as rq
 from colonynode.node.core.crons import may_submit
@@ -41,9 +41,10 @@ from colonynode.node.core.fs import (
     placement,
     runs,
 )
-from colonynode.node.daemon.fs.bulk import IDS_MAX, BulkClient
+from colonynode.node.daemon.fs.bulk import IDS_MAX
 from colonynode.node.daemon.fs.chunks import chunk_id
-from colonynode.node.daemon.fs.transfer import BATCH_BYTES, FsPeer
+from colonynode.node.daemon.fs.peers import Clients, PutLine, Take
+from colonynode.node.daemon.fs.transfer import BATCH_BYTES
 from colonynode.node.daemon.wire import RemoteError, StreamClosed
 
 if TYPE_CHECKING:
@@ -136,8 +137,7 @@ class _Pushes:
         then. After a failure the queue is drained (the producer must not wait on a
         dead peer)."""
         fs = self.fs
-        client: FsPeer | None = None
-        bulk: BulkClient | None = None
+        line = None if peer == fs.me else PutLine(fs, peer)
         stored: list[bytes] = []
         try:
             async with queue:
@@ -145,38 +145,25 @@ class _Pushes:
                     if peer in self.errors:
                         continue
                     try:
-                        if peer == fs.me:
-                            stored += await fs.store.put(
-                                [d for _, d in batch], [c for c, _ in batch]
-                            )
+                        if line is None:
+                            datas, ids = [d for _, d in batch], [c for c, _ in batch]
+                            stored += await fs.store.put(datas, ids)
                         else:
-                            if client is None:
-                                client, bulk = await fs.bulk_or_link(peer, None)
-                            if bulk is not None:
-                                stored += await trio.to_thread.run_sync(bulk.store, batch)
-                            else:
-                                stored += await client.store([d for _, d in batch])
+                            stored += await line.store(batch)
                         fs.counters["chunks_sent"] += len(batch)
                     except (StreamClosed, RemoteError, ColonyError, OSError) as exc:
                         self._failed(peer, exc)
             if peer not in self.errors:
                 try:
-                    if peer == fs.me:
-                        await fs.store.flush()
-                    elif bulk is not None:
-                        await trio.to_thread.run_sync(bulk.flush)
-                    elif client is not None:
-                        await client.flush()
+                    await (fs.store.flush() if line is None else line.flush())
                 except (StreamClosed, RemoteError, ColonyError, OSError) as exc:
                     self._failed(peer, exc)
             if peer not in self.errors:
                 for cid in stored:
                     self.copies.setdefault(cid, set()).add(peer)
         finally:
-            if bulk is not None:
-                bulk.close()
-            if client is not None:
-                await client.close()
+            if line is not None:
+                await line.close()
 
     def _failed(self, peer: NodeId, exc: BaseException) -> None:
         self.errors[peer] = str(exc) or type(exc).__name__
@@ -268,79 +255,6 @@ async def upload(
 # -- download ----------------------------------------------------------------------------
 
 
-class Clients:
-    """One fetcher's connections to holders: a link stream a peer, and a bulk connection
-    (bulk.py) to each peer that has a bulk path; the link stream where it has none."""
-
-    def __init__(self, fs: FsService) -> None:
-        self.fs = fs
-        self.peers: dict[NodeId, FsPeer] = {}
-        self.bulks: dict[NodeId, BulkClient] = {}
-        self.no_bulk: set[NodeId] = set()
-
-    async def _peer(self, peer: NodeId) -> FsPeer:
-        client = self.peers.get(peer) or await self.fs.open_peer(peer)
-        self.peers[peer] = client
-        return client
-
-    async def fetch(self, peer: NodeId, ids: list[bytes], take: Take) -> tuple[set[bytes], int]:
-        """`take` (off the Trio thread) of what `peer` sends of `ids`: (the ids taken, how
-        many chunks were refused)."""
-        bulk = self.bulks.get(peer)
-        if bulk is None and peer not in self.no_bulk:
-            self.peers[peer], bulk = await self.fs.bulk_or_link(peer, self.peers.get(peer))
-            if bulk is None:
-                self.no_bulk.add(peer)
-            else:
-                self.bulks[peer] = bulk
-        if bulk is None:
-            return await self._fetch_on_link(peer, ids, take)
-        try:
-            taken, bad, suspect = await trio.to_thread.run_sync(bulk.fetch_and, ids, take)
-        except (OSError, DecodeError, StreamClosed) as exc:
-            del self.bulks[peer]
-            bulk.close()
-            raise StreamClosed(f"the bulk connection failed: {exc}") from None
-        self.fs.counters["bulk_fetches"] += 1
-        if suspect:  # the holder reads them again and deletes what is corrupt
-            self.fs.counters["bad_chunks_reported"] += len(suspect)
-            try:
-                await (await self._peer(peer)).verify(suspect)
-            except (StreamClosed, RemoteError) as exc:  # what was taken stays taken
-                self.fs.log.info("naming corrupt copies to %s failed: %s", short_id(peer), exc)
-                await self.drop(peer)
-        return taken, bad
-
-    async def _fetch_on_link(
-        self, peer: NodeId, ids: list[bytes], take: Take
-    ) -> tuple[set[bytes], int]:
-        """The link's Fetch, which answers at most BATCH_BYTES: asked again for the rest
-        while an answer brings some."""
-        taken: set[bytes] = set()
-        bad = 0
-        rest = ids
-        while rest:
-            chunks = await (await self._peer(peer)).fetch(rest)
-            got, refused = await trio.to_thread.run_sync(take, chunks.chunks, frozenset(rest))
-            taken |= got
-            bad += refused
-            if not got or not chunks.missing:
-                break
-            rest = [c for c in rest if c not in taken]
-        return taken, bad
-
-    async def drop(self, peer: NodeId) -> None:
-        old = self.peers.pop(peer, None)
-        if old is not None:
-            await old.close()
-
-    async def close(self) -> None:
-        for bulk in self.bulks.values():
-            bulk.close()
-        for client in self.peers.values():
-            await client.close()
-
-
 @dataclass
 class _Target:
     path: Path
@@ -369,9 +283,6 @@ async def fetch_chunks(fs: FsService, ids: list[bytes]) -> list[bytes]:
     finally:
         await clients.close()
     return [out[c] for c in ids]
-
-
-Take = Callable[[tuple[Any, ...], frozenset[bytes]], tuple[set[bytes], int]]
 
 
 async def _fetch_into(
