@@ -76,6 +76,7 @@ class NodeSettings:
     fs_gc_grace_s: float = 600.0  # an unreferenced chunk is kept at least this long
     fs_bulk: bool = True  # serve gets on a port of their own (node/daemon/fs/bulk.py)
     fs_bulk_port: int = 0  # that port (0: any free one)
+    fs_request_s: float = 60.0  # a peer that answers no ColonyFS request this fast hangs
     retention_s: float = 600.0  # a voter keeps a closed process's register this long
     view_retention_s: float = 3600.0  # the view keeps a closed process whole this long
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,32 @@ def test_a_holder_whose_bulk_port_fails_is_written_to_and_read_on_the_link(
     assert fs(writer)["chunks_fetched"] == 15 and fs(holder)["chunks_served"] == 15
     gave_up = fs(writer).get("bulk_dials_failed" if how == "closed-port" else "bulk_fallbacks", 0)
     assert gave_up >= 1
+
+
+def test_a_get_goes_past_a_holder_that_hangs_with_its_link_up(
+    colony: Colony, tmp_path: Path
+) -> None:
+    a, b, c = three_voters(colony)
+    settings = json.loads((b.dir / "node.json").read_text())
+    b.stop()
+    (b.dir / "node.json").write_text(json.dumps({**settings, "fs_request_s": 2.0}))
+    b.start()
+    wait_until("b linked again", lambda: b.status()["connected_peers"] == 2)
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(CHUNK_BYTES))
+    rev = put(a, data, "/d")
+    wait_until("b sees it", lambda: sees(b, "/d", "data.bin", rev["checksum"]))
+    cid = chunk_id(data.read_bytes())
+    by_id = {node_id(d): d for d in (a, b, c)}
+    first = next(by_id[m] for m in placement(cid, list(by_id), 3) if by_id[m] is not b)
+    (b.dir / "chunks" / cid.hex()[:2] / cid.hex()).unlink()
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGSTOP)  # its links stay up; it answers nothing
+    try:
+        t0 = time.monotonic()
+        assert get(b, "/d", "data.bin", tmp_path / "out").read_bytes() == data.read_bytes()
+        # b's own deadline (2 s a request), not the default's 60 s: a bound, not a speed
+        assert time.monotonic() - t0 < 30
+        assert fs(b)["fetch_failures"] >= 1  # the hung holder's request timed out
+    finally:
+        first.proc.send_signal(signal.SIGCONT)

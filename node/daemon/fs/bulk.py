@@ -323,15 +323,19 @@ class BulkServer:
 class BulkClient:
     """A getter's connection to one holder's bulk port. Blocking: use it in a thread."""
 
-    def __init__(self, sock: socket.socket, key: bytes, chunk_bytes: int) -> None:
+    def __init__(
+        self, sock: socket.socket, key: bytes, chunk_bytes: int, timeout_s: float = IDLE_S
+    ) -> None:
         self.sock = sock
+        self.timeout_s = timeout_s  # an answer at most this late (a hung holder)
         cap = frame_bytes_max(chunk_bytes)
         self._frames = _Frames(sock, key, TO_HOLDER, cap, cap)
 
     @classmethod
     def connect(
-        cls, hosts: list[str], port: int, token: bytes, key: bytes, chunk_bytes: int
-    ) -> BulkClient:
+        cls, hosts: list[str], port: int, token: bytes, key: bytes, chunk_bytes: int,
+        timeout_s: float = IDLE_S,
+    ) -> BulkClient:  # fmt: skip
         """Connected to the first of `hosts` that answers on `port` (OSError if none)."""
         error: OSError = OSError("no address to reach the holder's bulk port at")
         for host in hosts:
@@ -340,14 +344,14 @@ class BulkClient:
             except OSError as exc:
                 error = exc
                 continue
-            sock.settimeout(IDLE_S)
+            sock.settimeout(timeout_s)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 sock.sendall(token)
             except OSError:
                 _close(sock)
                 raise
-            return cls(sock, key, chunk_bytes)
+            return cls(sock, key, chunk_bytes, timeout_s)
         raise error
 
     def fetch_and(
@@ -399,7 +403,7 @@ class BulkClient:
             if bytes(self._frames.receive()) != DONE:
                 raise DecodeError("a flush's answer is not done")
         finally:
-            self.sock.settimeout(IDLE_S)
+            self.sock.settimeout(self.timeout_s)
 
     def close(self) -> None:
         _close(self.sock)

@@ -45,7 +45,8 @@ class Clients:
         many chunks were refused)."""
         bulk = self.bulks.get(peer)
         if bulk is None and peer not in self.no_bulk:
-            self.peers[peer], bulk = await self.fs.bulk_or_link(peer, self.peers.get(peer))
+            client = self.peers.pop(peer, None)  # (closed if this raises)
+            self.peers[peer], bulk = await self.fs.bulk_or_link(peer, client)
             if bulk is None:
                 self.no_bulk.add(peer)
             else:

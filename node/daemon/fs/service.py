@@ -35,7 +35,7 @@ from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.fs.dirsync import relative_label, safe_join
 from colonynode.node.daemon.fs.files import Progress
 from colonynode.node.daemon.fs.repair import Repair
-from colonynode.node.daemon.fs.transfer import FsPeer
+from colonynode.node.daemon.fs.transfer import FsPeer, NoAnswer
 from colonynode.node.daemon.p2p import DialError, parse_addr
 from colonynode.node.daemon.wire import RemoteError, StreamClosed
 
@@ -66,6 +66,7 @@ class FsService:
                              gc_grace_s=settings.fs_gc_grace_s)  # fmt: skip
         self.log = logging.getLogger("colonynode.fs")
         self.counters: dict[str, int] = defaultdict(int)
+        self.request_s = settings.fs_request_s
         self.bulk = BulkServer(self.store, self.counters, CHUNK_BYTES, files.GET_BATCH_BYTES)
         self.transfers: OrderedDict[str, Progress] = OrderedDict()
         self._nursery: trio.Nursery | None = None
@@ -157,7 +158,7 @@ class FsService:
         to it."""
         if not await self.reach([peer]):
             raise StreamClosed(f"{short_id(peer)} cannot be reached")
-        return FsPeer(await self.node.transport.open(peer, "fs"))
+        return FsPeer(await self.node.transport.open(peer, "fs"), self.request_s)
 
     async def bulk_or_link(
         self, peer: NodeId, client: FsPeer | None
@@ -167,6 +168,9 @@ class FsService:
         client = client or await self.open_peer(peer)
         try:
             return client, await self._open_bulk(peer, client)
+        except NoAnswer:  # it hangs: the link would wait as long (the caller moves on)
+            await client.close()
+            raise
         except (StreamClosed, RemoteError):  # a member that knows no tickets (older)
             await client.close()  # its end reset the stream
             return await self.open_peer(peer), None
@@ -188,7 +192,7 @@ class FsService:
         try:
             bulk = await trio.to_thread.run_sync(
                 BulkClient.connect, hosts, ticket.port, ticket.token, ticket.key,
-                CHUNK_BYTES,
+                CHUNK_BYTES, self.request_s,
             )  # fmt: skip
         except OSError as exc:  # a firewall, say: the link serves it for NO_BULK_S
             if len(self._no_bulk) >= UNREACHABLE_MAX:

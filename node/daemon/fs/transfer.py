@@ -31,7 +31,7 @@ from colonynode.node.daemon.fs.bulk import IDS_MAX, BulkServer
 from colonynode.node.daemon.fs.chunks import ChunkStore
 from colonynode.node.daemon.wire import FrameStream, RemoteError, StreamClosed
 
-__all__ = ["BATCH_BYTES", "FS_CODEC", "IDS_MAX", "FsPeer", "serve_chunks"]
+__all__ = ["BATCH_BYTES", "FS_CODEC", "IDS_MAX", "FsPeer", "NoAnswer", "serve_chunks"]
 
 log = logging.getLogger("colonynode.fs")
 
@@ -181,19 +181,26 @@ async def _fetch(store: ChunkStore, ids: tuple[bytes, ...], counters: dict[str, 
     return Chunks(tuple(chunks), tuple(missing))
 
 
+class NoAnswer(StreamClosed):
+    """A peer answered no request in time: it hangs (with its link up, or not)."""
+
+
 class FsPeer:
     """A client's stream to one peer for one operation: one request at a time, each
-    answered within REQUEST_S (a peer that hangs with its link up fails the request)."""
+    answered within `request_s` (REQUEST_S, or node.json's `fs_request_s`): a peer that
+    hangs with its link up fails the request."""
 
-    def __init__(self, frames: FrameStream) -> None:
+    def __init__(self, frames: FrameStream, request_s: float = REQUEST_S) -> None:
         self.frames = frames
+        self.request_s = request_s
 
-    async def _ask(self, msg: Any, kind: type, within_s: float = REQUEST_S) -> Any:
+    async def _ask(self, msg: Any, kind: type, within_s: float | None = None) -> Any:
+        within_s = within_s or self.request_s
         with trio.move_on_after(within_s):
             await self.frames.write_batch([msg])
             return _one(await self.frames.read_batch(), kind)
         await self.frames.reset()
-        raise StreamClosed(f"no answer to {type(msg).__name__} within {within_s:.0f} s")
+        raise NoAnswer(f"no answer to {type(msg).__name__} within {within_s:.0f} s")
 
     async def store(self, chunks: list[bytes]) -> tuple[bytes, ...]:
         got: Stored = await self._ask(Store(tuple(chunks)), Stored)
