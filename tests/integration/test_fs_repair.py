@@ -56,10 +56,14 @@ def test_copies_return_to_r_after_a_holder_stays_away_and_removed_files_are_coll
     away = next(d for d in nodes[1:] if any(d.name in holders(nodes, c) for c in cids))
     away.stop(signal.SIGKILL)
     up = [d for d in nodes if d is not away]
+    bulk0 = sum(d.status()["fs"].get("bulk_chunks_received", 0) for d in up)
     wait_until("three copies again among the members up",
                lambda: all(holders(up, c) == {d.name for d in up} for c in cids),
                timeout_s=40)  # fmt: skip
-    assert sum(d.status()["fs"].get("chunks_repaired", 0) for d in up) >= 1
+    repaired = sum(d.status()["fs"].get("chunks_repaired", 0) for d in up)
+    assert repaired >= 1
+    bulk = sum(d.status()["fs"].get("bulk_chunks_received", 0) for d in up) - bulk0
+    assert bulk >= repaired  # the copies went on the bulk path
 
     ApiClient.for_data_dir(a.dir).post("/v1/fs/remove", {"label": "/r", "name": "six.bin"})
     wait_until("every copy collected", lambda: all(not holders(up, c) for c in cids),

@@ -32,7 +32,8 @@ from colonynode.core.errors import ColonyError
 from colonynode.core.ids import NodeId, short_id
 from colonynode.node.core import requests as rq
 from colonynode.node.core.fs import HASH_BYTES, REPLICAS, placement, plan_repair
-from colonynode.node.daemon.fs.transfer import BATCH_BYTES, IDS_MAX, FsPeer
+from colonynode.node.daemon.fs.peers import PutLine
+from colonynode.node.daemon.fs.transfer import BATCH_BYTES, IDS_MAX
 from colonynode.node.daemon.wire import RemoteError, StreamClosed
 
 if TYPE_CHECKING:
@@ -139,34 +140,36 @@ class Repair:
         async with limit:
             try:
                 client = await fs.open_peer(peer)
+                line = PutLine(fs, peer)  # the copies go as a put's: bulk path, else link
                 try:
                     holding: set[bytes] = set()
                     for i in range(0, len(ids), IDS_MAX):
                         holding |= await client.has(ids[i : i + IDS_MAX])
-                    await self._copy(client, [c for c in ids if c not in holding])
+                    await self._copy(line, [c for c in ids if c not in holding])
                 finally:
+                    await line.close()
                     await client.close()
             except (StreamClosed, RemoteError, ColonyError) as exc:
                 fs.counters["repair_failures"] += 1
                 fs.log.info("repairing copies on %s failed: %s", short_id(peer), exc)
 
-    async def _copy(self, client: FsPeer, missing: list[bytes]) -> None:
+    async def _copy(self, line: PutLine, missing: list[bytes]) -> None:
         fs = self.fs
-        batch: list[bytes] = []
+        batch: list[tuple[bytes, bytes]] = []
         size = 0
         for cid in missing:
             (data,) = await fs.store.get([cid])
             if data is None:
                 continue
-            if batch and size + len(data) > BATCH_BYTES:
-                await client.store(batch)
+            if batch and (size + len(data) > BATCH_BYTES or len(batch) >= IDS_MAX):
+                await line.store(batch)
                 batch, size = [], 0
-            batch.append(data)
+            batch.append((cid, data))
             size += len(data)
         if batch:
-            await client.store(batch)
+            await line.store(batch)
         if missing:
-            await client.flush()
+            await line.flush()
             fs.counters["chunks_repaired"] += len(missing)
             fs.log.info("copied %d chunks to keep %d copies", len(missing), REPLICAS)
 
