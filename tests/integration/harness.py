@@ -218,6 +218,13 @@ class Daemon:
             self.proc.kill()
             return self.proc.wait(timeout=timeout_s)
 
+    def restart_with(self, **settings: Any) -> Daemon:
+        """Stopped, `settings` written into its node.json, started again."""
+        self.stop()
+        path = self.dir / "node.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **settings}))
+        return self.start()
+
     def wait_exit(self, timeout_s: float = 30.0) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout_s)

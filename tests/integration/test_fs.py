@@ -6,7 +6,6 @@ holder, a full quota refused with nothing committed."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 from pathlib import Path
@@ -209,10 +208,7 @@ def test_a_full_quota_is_a_clear_error_and_nothing_is_committed(
     b = colony.daemon("b")
     token = a.invite()
     b.join(a.addr(), token)
-    settings = json.loads((b.dir / "node.json").read_text())
-    b.stop()
-    (b.dir / "node.json").write_text(json.dumps({**settings, "fs_quota_bytes": CHUNK_BYTES}))
-    b.start()
+    b.restart_with(fs_quota_bytes=CHUNK_BYTES)
     wait_until("a and b connected", lambda: a.status()["connected_peers"] == 1)
     f = tmp_path / "f.bin"
     f.write_bytes(os.urandom(3 * CHUNK_BYTES))

@@ -4,7 +4,6 @@ holder, named back and deleted there; a holder without a bulk port is read on th
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -28,6 +27,13 @@ def node_id(d: Daemon) -> bytes:
     nid = parse_addr(d.status()["addrs"][0])[2]
     assert nid is not None
     return bytes(nid)
+
+
+def empty_store(d: Daemon) -> None:
+    """Delete every chunk file `d` holds (its daemon runs on, unaware)."""
+    for path in (d.dir / "chunks").rglob("*"):
+        if path.is_file():
+            path.unlink()
 
 
 def fs(d: Daemon) -> dict[str, int]:
@@ -72,18 +78,13 @@ def test_a_holder_without_a_bulk_path_is_read_on_the_link(
         holder.program = OLDER
     holder.join(getter.addr(), getter.invite("executor,submitter"))
     if why == "fs_bulk false":
-        settings = json.loads((holder.dir / "node.json").read_text())
-        holder.stop()
-        (holder.dir / "node.json").write_text(json.dumps({**settings, "fs_bulk": False}))
-        holder.start()
+        holder.restart_with(fs_bulk=False)
     wait_until("linked", lambda: getter.status()["connected_peers"] == 1)
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(14 * CHUNK_BYTES + 99))  # more than a get asks for at once
     rev = put(holder, data, "/d")
     wait_until("the getter sees it", lambda: sees(getter, "/d", "data.bin", rev["checksum"]))
-    for path in (getter.dir / "chunks").rglob("*"):
-        if path.is_file():
-            path.unlink()  # the getter holds nothing: every chunk comes from the holder
+    empty_store(getter)  # every chunk comes from the holder
 
     out = get(getter, "/d", "data.bin", tmp_path / "out")
     assert out.read_bytes() == data.read_bytes()
@@ -110,9 +111,7 @@ def test_a_holder_whose_bulk_port_fails_is_written_to_and_read_on_the_link(
     rev = put(writer, data, "/d")  # to the holder, on the link
     assert fs(holder)["chunks_received"] == 15 and fs(holder).get("bulk_chunks_received", 0) == 0
     assert sees(writer, "/d", "data.bin", rev["checksum"])
-    for path in (writer.dir / "chunks").rglob("*"):
-        if path.is_file():
-            path.unlink()  # the writer holds nothing now: every chunk comes from the holder
+    empty_store(writer)  # every chunk comes from the holder now
 
     out = get(writer, "/d", "data.bin", tmp_path / "out")
     assert out.read_bytes() == data.read_bytes()
@@ -125,10 +124,7 @@ def test_a_get_goes_past_a_holder_that_hangs_with_its_link_up(
     colony: Colony, tmp_path: Path
 ) -> None:
     a, b, c = three_voters(colony)
-    settings = json.loads((b.dir / "node.json").read_text())
-    b.stop()
-    (b.dir / "node.json").write_text(json.dumps({**settings, "fs_request_s": 2.0}))
-    b.start()
+    b.restart_with(fs_request_s=2.0)
     wait_until("b linked again", lambda: b.status()["connected_peers"] == 2)
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(CHUNK_BYTES))

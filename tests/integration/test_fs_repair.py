@@ -4,7 +4,6 @@ collected on every node."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -23,10 +22,7 @@ FAST = {"fs_repair_s": 0.5, "fs_grace_s": 3.0, "fs_gc_grace_s": 0.0}
 
 def fast(d: Daemon) -> None:
     """Restart `d` with repair passes every half second and short graces."""
-    d.stop()
-    settings = json.loads((d.dir / "node.json").read_text())
-    (d.dir / "node.json").write_text(json.dumps({**settings, **FAST}))
-    d.start()
+    d.restart_with(**FAST)
 
 
 def holders(nodes: list[Daemon], cid: bytes) -> set[str]:

@@ -51,7 +51,7 @@ def holder(
         store = ChunkStore(tmp_path / "chunks", quota_bytes)
         datas = [os.urandom(CHUNK) for _ in range(3)]
         ids = await store.put(datas)
-        server = BulkServer(store, defaultdict(int), CHUNK, batch_bytes)
+        server = BulkServer(store, Counters(), CHUNK, batch_bytes)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run, "127.0.0.1")
             await test(server, store, ids)
@@ -65,10 +65,27 @@ async def connect(server: BulkServer, ticket: tuple[int, bytes, bytes] | None = 
     return await trio.to_thread.run_sync(BulkClient.connect, ["127.0.0.1"], port, token, key, CHUNK)
 
 
-async def until(what: str, ok: Callable[[], bool]) -> None:
+class Counters(defaultdict[str, int]):
+    """A holder's counters that wake a test waiting on them: a serving thread changes
+    them on the Trio thread (run_sync_soon), so a check and its wait never miss one."""
+
+    def __init__(self) -> None:
+        super().__init__(int)
+        self.changed = trio.Event()
+
+    def __setitem__(self, key: str, value: int) -> None:
+        super().__setitem__(key, value)
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+async def until(server: BulkServer, what: str, ok: Callable[[], bool]) -> None:
+    """Until `ok()`, checked at each change of the holder's counters (10 s at most)."""
+    counters = server.counters
+    assert isinstance(counters, Counters)
     with trio.fail_after(10):
-        while not ok():  # noqa: ASYNC110 (set by a serving thread, through run_sync_soon)
-            await trio.sleep(0.01)
+        while not ok():
+            await counters.changed.wait()
     assert ok(), what
 
 
@@ -86,7 +103,7 @@ def test_a_getter_takes_each_chunk_in_order_and_what_the_holder_lacks_is_not_sen
         again, _, _ = await trio.to_thread.run_sync(client.fetch_and, [ids[1]], taker(got))
         assert again == {ids[1]}  # one connection serves request after request
         client.close()
-        await until("served counted", lambda: server.counters["bulk_chunks_served"] == 3)
+        await until(server, "served counted", lambda: server.counters["bulk_chunks_served"] == 3)
 
     holder(tmp_path, test)
 
@@ -131,7 +148,7 @@ def test_a_put_stores_chunks_hashed_by_the_holder_and_a_flush_answers_once_durab
         assert [store.path(c).read_bytes() for c in kept] == datas
         await trio.to_thread.run_sync(client.flush)
         used = 3 * CHUNK + CHUNK + 10
-        await until("counted", lambda: (store.used_bytes, store.chunks) == (used, 5))
+        await until(server, "counted", lambda: (store.used_bytes, store.chunks) == (used, 5))
         assert server.counters["bulk_chunks_received"] == 2
         again = await trio.to_thread.run_sync(client.store, chunks[:1])  # held already
         assert again == kept[:1]
@@ -168,7 +185,7 @@ def test_a_put_whose_chunks_are_not_the_bytes_it_announced_ends_the_connection(
                 return sock.recv(65536)
 
         assert await trio.to_thread.run_sync(lie) == b""  # closed, nothing answered
-        await until("counted", lambda: server.counters["bulk_bad_requests"] == 1)
+        await until(server, "counted", lambda: server.counters["bulk_bad_requests"] == 1)
         assert not store.has(chunk_id(b"x" * 20))
 
     holder(tmp_path, test)
@@ -193,7 +210,7 @@ def test_a_ticket_opens_one_connection_and_a_stale_or_unknown_token_is_refused(
         await refused(server, (ticket[0], os.urandom(16), ticket[2]))  # never given
         monkeypatch.setattr(bulk, "TICKET_S", -1.0)
         await refused(server, server.ticket())  # out of date
-        await until("refusals counted", lambda: server.counters["bulk_refused"] == 3)
+        await until(server, "refusals counted", lambda: server.counters["bulk_refused"] == 3)
 
     holder(tmp_path, test)
 
@@ -239,7 +256,7 @@ def test_a_frame_changed_replayed_or_malformed_ends_the_connection(
         received = await trio.to_thread.run_sync(attack)
         assert store.path(ids[0]).read_bytes() not in received  # no chunk went out
         assert len(received) <= 4 + CHUNK + 16  # at most the first, honest request's
-        await until("counted", lambda: server.counters["bulk_bad_requests"] == 1)
+        await until(server, "counted", lambda: server.counters["bulk_bad_requests"] == 1)
 
     holder(tmp_path, test)
 
@@ -251,7 +268,8 @@ def test_a_holder_serves_a_bounded_number_of_connections(
 
     async def test(server: BulkServer, store: ChunkStore, ids: list[bytes]) -> None:
         first = await connect(server)
-        await until("the first served", lambda: server._conns == 1)
+        taken, _, _ = await trio.to_thread.run_sync(first.fetch_and, ids, taker({}))
+        assert taken == set(ids) and server._conns == 1  # served: it holds the one slot
         second = await connect(server)
         with pytest.raises((StreamClosed, OSError)):
             await trio.to_thread.run_sync(second.fetch_and, ids, taker({}))

@@ -21,7 +21,7 @@ How a getter comes by a connection:
 
 The bulk path only ever speeds a transfer up: a getter or writer whose bulk connection to
 a holder cannot be made, or ends other than by a timeout (a port full of strangers'
-connections, say), goes on with that holder on the link (files.py, `Clients.fetch`).
+connections, say), goes on with that holder on the link (peers.py).
 
 Requests, each a frame whose first byte says which (a connection's buffers are a chunk's
 size, whatever the batch):

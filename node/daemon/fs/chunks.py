@@ -89,7 +89,8 @@ class ChunkStore:
 
     # -- blocking parts (run in a thread) -----------------------------------------------
 
-    def _write(self, cid: bytes, data: bytes | memoryview) -> bool:
+    def write(self, cid: bytes, data: bytes | memoryview) -> bool:
+        """Keep one chunk (off the Trio thread; `added` after): whether it is new here."""
         path = self.path(cid)
         if path.exists():
             os.utime(path)  # stored again: young for collection's grace (repair.py)
@@ -153,7 +154,7 @@ class ChunkStore:
             cids = ids if ids is not None else [chunk_id(d) for d in datas]
             n = added = 0
             for cid, data in zip(cids, datas, strict=True):
-                if self._write(cid, data):
+                if self.write(cid, data):
                     n += 1
                     added += len(data)
             return cids, n, added
@@ -171,10 +172,6 @@ class ChunkStore:
             f"this node's ColonyFS quota of {self.quota_bytes} bytes is full "
             f"({self.used_bytes} held); free space or raise fs_quota_bytes"
         )
-
-    def write(self, cid: bytes, data: bytes | memoryview) -> bool:
-        """Keep one chunk (off the Trio thread; `added` after): whether it is new here."""
-        return self._write(cid, data)
 
     def added(self, n: int, size: int) -> None:
         """`n` new chunks of `size` bytes written (on the Trio thread)."""

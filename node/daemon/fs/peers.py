@@ -57,11 +57,8 @@ class Clients:
             taken, bad, suspect = await trio.to_thread.run_sync(bulk.fetch_and, ids, take)
         except (OSError, DecodeError, StreamClosed) as exc:
             del self.bulks[peer]
-            bulk.close()
-            if isinstance(exc, TimeoutError):  # the holder hangs: ask the next one
-                raise StreamClosed(f"the bulk connection failed: {exc}") from None
+            _give_up(self.fs, bulk, exc)
             self.no_bulk.add(peer)  # refused or broken: this holder on the link
-            self.fs.counters["bulk_fallbacks"] += 1
             return await self._fetch_on_link(peer, ids, take)
         self.fs.counters["bulk_fetches"] += 1
         if suspect:  # the holder reads them again and deletes what is corrupt
@@ -135,14 +132,20 @@ class PutLine:
 
     def _off_bulk(self, exc: Exception) -> None:
         assert self.bulk is not None
-        self.bulk.close()
-        self.bulk = None
-        if isinstance(exc, TimeoutError):  # the peer hangs: the link would wait as long
-            raise StreamClosed(f"the bulk connection failed: {exc}") from None
-        self.fs.counters["bulk_fallbacks"] += 1
+        bulk, self.bulk = self.bulk, None
+        _give_up(self.fs, bulk, exc)
 
     async def close(self) -> None:
         if self.bulk is not None:
             self.bulk.close()
         if self.client is not None:
             await self.client.close()
+
+
+def _give_up(fs: FsService, bulk: BulkClient, exc: Exception) -> None:
+    """A bulk connection that failed is closed; the peer goes on on the link, but one
+    that timed out hangs (the link would wait as long): StreamClosed, for the next peer."""
+    bulk.close()
+    if isinstance(exc, TimeoutError):
+        raise StreamClosed(f"the bulk connection failed: {exc}") from None
+    fs.counters["bulk_fallbacks"] += 1
