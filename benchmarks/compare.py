@@ -10,7 +10,10 @@ Each does `--calls` no-op calls through its map API (`Client.map`; `client.map` 
 `gather`), then `--sequential` calls one after another (submit, wait for the result),
 and we read the stack's RSS (this process and every process under it). Then the curve:
 colonynode's map throughput with 1, 3 and 5 nodes (3 voters where there are 3). Prints
-a table and the ratios, and the same as one JSON line (the last line).
+a table and the ratios, and the same as one JSON line (the last line). With them, the CPU
+a call costs the whole stack (this process and every process under it, from /proc), in
+the map and in the sequential calls, colonynode's by role: on a shared 2-core machine
+the wall-clock figures move with the neighbours, the CPU a call costs much less.
 """
 
 from __future__ import annotations
@@ -54,6 +57,52 @@ def descendants(pids: list[int]) -> list[int]:
         out.append(pid)
         todo += children.get(pid, [])
     return out
+
+
+TICKS_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system, every thread) of this process and each one under
+    it, with its command line, from /proc."""
+    out = {}
+    for pid in descendants([os.getpid()]):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[pid] = (cmd, (int(fields[11]) + int(fields[12])) / TICKS_S)
+    return out
+
+
+def role(pid: int, cmd: str) -> str:
+    """Whose CPU a process's is, for the per-call table."""
+    if pid == os.getpid():
+        return "client"  # (Dask's: its client and its scheduler, which run here)
+    roles = ((" start ", "daemons"), (" join ", "daemons"), (" executor run ", "executors"),
+             ("runners import _main", "workers"))  # fmt: skip
+    for word, name in roles:
+        if word in cmd:
+            return name
+    return "workers" if "multiprocessing" in cmd or "spawn" in cmd else "other"
+
+
+def cpu_per_call(work: Any, n: int) -> tuple[Any, dict[str, float]]:
+    """`work()`'s result, and the stack's CPU milliseconds a call while it ran, by role
+    and in all ("all"). A benchmark's wall clock on a shared 2-core machine moves with
+    its neighbours; the CPU a call costs moves much less (docs/performance.md)."""
+    before = cpu_by_process()
+    result = work()
+    after = cpu_by_process()
+    roles: dict[str, float] = {}
+    for pid, (cmd, spent) in after.items():
+        delta = spent - before.get(pid, (cmd, 0.0))[1]
+        name = role(pid, cmd)
+        roles[name] = roles.get(name, 0.0) + 1000 * delta / n
+    roles["all"] = sum(roles.values())
+    return result, roles
 
 
 def rss_mib() -> float:
@@ -143,9 +192,12 @@ def run_colonynode(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     stack = ColonyStack(root / "three", 3, args.concurrency)
     try:
         stack.map(min(100, args.calls))  # warm: imports, connections, the worker processes
-        out = {"throughput_per_s": stack.map(args.calls)}
-        out.update(latencies(stack.one, args.sequential))
+        rate, map_cpu = cpu_per_call(lambda: stack.map(args.calls), args.calls)
+        out: dict[str, Any] = {"throughput_per_s": rate}
+        lat, seq_cpu = cpu_per_call(lambda: latencies(stack.one, args.sequential), args.sequential)
+        out.update(lat)
         out["rss_mib"] = rss_mib()
+        out["cpu_ms_per_call"] = {"map": map_cpu, "sequential": seq_cpu}
     finally:
         stack.close()
     curve = {}
@@ -174,12 +226,20 @@ def run_dask(args: argparse.Namespace) -> dict[str, Any] | None:
                            dashboard_address=None)  # fmt: skip
     with cluster, DaskClient(cluster) as client:
         client.gather(client.map(noop, range(min(100, args.calls)), pure=False))  # warm
-        t0 = time.perf_counter()
-        client.gather(client.map(noop, range(args.calls), pure=False))
-        out: dict[str, Any] = {"throughput_per_s": args.calls / (time.perf_counter() - t0)}
-        out.update(latencies(lambda i: client.submit(noop, i, pure=False).result(),
-                             args.sequential))  # fmt: skip
+
+        def many() -> float:
+            t0 = time.perf_counter()
+            client.gather(client.map(noop, range(args.calls), pure=False))
+            return args.calls / (time.perf_counter() - t0)
+
+        rate, map_cpu = cpu_per_call(many, args.calls)
+        out: dict[str, Any] = {"throughput_per_s": rate}
+        lat, seq_cpu = cpu_per_call(
+            lambda: latencies(lambda i: client.submit(noop, i, pure=False).result(),
+                              args.sequential), args.sequential)  # fmt: skip
+        out.update(lat)
         out["rss_mib"] = rss_mib()
+        out["cpu_ms_per_call"] = {"map": map_cpu, "sequential": seq_cpu}
     return out
 
 
@@ -199,6 +259,7 @@ def main() -> None:
             ("sequential call p50 (ms)", "p50_ms", False),
             ("sequential call p99 (ms)", "p99_ms", False),
             ("stack RSS (MiB)", "rss_mib", False)]  # fmt: skip
+    nan = float("nan")
     print(f"{'':28} {'colonynode':>12} {'dask':>10} {'ratio':>8}")
     ratios = {}
     for label, key, higher_better in rows:
@@ -207,6 +268,16 @@ def main() -> None:
         ratios[key] = ratio
         better = "(higher is better)" if higher_better else ""
         print(f"{label:28} {ours[key]:12.1f} {theirs:10.1f} {ratio:7.2f}x {better}")
+    for phase in ("map", "sequential"):
+        mine = ours["cpu_ms_per_call"][phase]
+        theirs = dask["cpu_ms_per_call"][phase] if dask else {}
+        ratio = f"{mine['all'] / theirs['all']:7.2f}x" if dask else ""
+        label = f"CPU ms a call, {phase}"
+        print(f"{label:28} {mine['all']:12.2f} {theirs.get('all', nan):10.2f} {ratio}")
+        for name in ("daemons", "executors", "workers", "client"):
+            if name in mine or name in theirs:
+                cells = [f"{x[name]:.2f}" if name in x else "-" for x in (mine, theirs)]
+                print(f"{'  ' + name:28} {cells[0]:>12} {cells[1]:>10}")
     for n, per_s in ours["curve_per_s"].items():
         print(f"colonynode, {n} node(s): {per_s:.1f} calls/s ({args.curve_calls} calls)")
     print(json.dumps({"calls": args.calls, "sequential": args.sequential,
