@@ -15,7 +15,7 @@ import pytest
 from colonynode.node.core.fs import CHUNK_BYTES, placement
 from colonynode.node.daemon.fs.chunks import chunk_id
 from colonynode.node.daemon.p2p import parse_addr
-from tests.integration.harness import Colony, Daemon, three_voters, wait_until
+from tests.integration.harness import CLI, Colony, Daemon, three_voters, wait_until
 from tests.integration.test_fs import get, put, sees
 
 pytestmark = pytest.mark.integration
@@ -95,17 +95,23 @@ def test_a_holder_without_a_bulk_path_is_read_on_the_link(
 ODD = [sys.executable, "-m", "tests.integration.odd_holder"]
 
 
-@pytest.mark.parametrize("how", ["closed-port", "slams"])
-def test_a_holder_whose_bulk_port_fails_is_written_to_and_read_on_the_link(
-    colony: Colony, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
-    writer = colony.founder("w")
+def odd_holder(colony: Colony, writer: Daemon, monkeypatch: pytest.MonkeyPatch, how: str) -> Daemon:
+    """A member whose bulk port fails `how` (tests/integration/odd_holder.py)."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # (the holder's module is a test's)
     monkeypatch.setenv("COLONYNODE_TEST_BULK", how)  # (the writer runs already)
     holder = colony.daemon("h")
     holder.program = ODD
     holder.join(writer.addr(), writer.invite("executor,submitter"))
     wait_until("linked", lambda: writer.status()["connected_peers"] == 1)
+    return holder
+
+
+@pytest.mark.parametrize("how", ["closed-port", "slams"])
+def test_a_holder_whose_bulk_port_fails_is_written_to_and_read_on_the_link(
+    colony: Colony, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    writer = colony.founder("w")
+    holder = odd_holder(colony, writer, monkeypatch, how)
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(14 * CHUNK_BYTES + 99))
     rev = put(writer, data, "/d")  # to the holder, on the link
@@ -118,6 +124,36 @@ def test_a_holder_whose_bulk_port_fails_is_written_to_and_read_on_the_link(
     assert fs(writer)["chunks_fetched"] == 15 and fs(holder)["chunks_served"] == 15
     gave_up = fs(writer).get("bulk_dials_failed" if how == "closed-port" else "bulk_fallbacks", 0)
     assert gave_up >= 1
+
+
+def test_a_holder_whose_bulk_port_refused_is_dialled_again_once_it_has_another(
+    colony: Colony, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused port is left to the link for NO_BULK_S, that port only: the member
+    restarted (a new bulk port) is read on the bulk path at the next get."""
+    writer = colony.founder("w")
+    holder = odd_holder(colony, writer, monkeypatch, "closed-port")
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(6 * CHUNK_BYTES + 5))
+    rev = put(writer, data, "/d")
+    assert sees(writer, "/d", "data.bin", rev["checksum"])
+    empty_store(writer)
+    assert get(writer, "/d", "data.bin", tmp_path / "one").read_bytes() == data.read_bytes()
+    failed = fs(writer)["bulk_dials_failed"]  # (the put's batches may each have dialled)
+    assert failed >= 1 and fs(writer).get("bulk_connections", 0) == 0
+
+    empty_store(writer)
+    get(writer, "/d", "data.bin", tmp_path / "two")  # the same port: not dialled again
+    assert fs(writer)["chunks_fetched"] == 14 and fs(writer)["bulk_dials_failed"] == failed
+
+    holder.program = [CLI]
+    holder.restart_with()  # the product's daemon: a bulk port that works
+    wait_until("linked", lambda: holder.status()["connected_peers"] == 1)
+    empty_store(writer)
+    out = get(writer, "/d", "data.bin", tmp_path / "three")
+    assert out.read_bytes() == data.read_bytes()
+    assert fs(writer)["chunks_fetched"] == 21 and fs(writer)["bulk_dials_failed"] == failed
+    assert fs(writer)["bulk_connections"] == 1 and fs(holder)["bulk_chunks_served"] == 7
 
 
 def test_a_get_goes_past_a_holder_that_hangs_with_its_link_up(

@@ -54,7 +54,7 @@ DIAL_S = 3.0  # a member that does not answer a dial this fast counts as away
 UNREACHABLE_S = 30.0  # ... and is not dialled again for this long
 UNREACHABLE_MAX = 4096
 DIALS_AT_ONCE = 8
-NO_BULK_S = 300.0  # a member whose bulk port did not answer is fetched from on the link
+NO_BULK_S = 300.0  # a bulk port that did not answer is not dialled again for this long
 
 
 class FsService:
@@ -71,7 +71,9 @@ class FsService:
         self.transfers: OrderedDict[str, Progress] = OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._unreachable: dict[NodeId, float] = {}  # member -> not dialled before (trio time)
-        self._no_bulk: dict[NodeId, float] = {}  # member -> its bulk port not tried before
+        # member -> (until when, the bulk port of its that did not answer): that port is
+        # not dialled again before then; a new one (the member restarted) is
+        self._no_bulk: dict[NodeId, tuple[float, int]] = {}
         self._dials = trio.CapacityLimiter(DIALS_AT_ONCE)
         self._done: dict[str, trio.Event] = {}
 
@@ -176,11 +178,12 @@ class FsService:
             return await self.open_peer(peer), None
 
     async def _open_bulk(self, peer: NodeId, client: FsPeer) -> BulkClient | None:
-        if self._no_bulk.get(peer, -1.0) > trio.current_time():
-            return None
         ticket = await client.bulk_ticket()
         if not ticket.port:
             return None
+        until, port = self._no_bulk.get(peer, (-1.0, 0))
+        if port == ticket.port and until > trio.current_time():
+            return None  # it did not answer there lately: the link (no dial to wait out)
         linked = self.node.transport.remote_host(peer)
         hosts = [linked] if linked else []
         for addr in self.node.core.membership.addrs.get(peer, ()):
@@ -197,7 +200,7 @@ class FsService:
         except OSError as exc:  # a firewall, say: the link serves it for NO_BULK_S
             if len(self._no_bulk) >= UNREACHABLE_MAX:
                 self._no_bulk.clear()
-            self._no_bulk[peer] = trio.current_time() + NO_BULK_S
+            self._no_bulk[peer] = (trio.current_time() + NO_BULK_S, ticket.port)
             self.counters["bulk_dials_failed"] += 1
             self.log.info("no bulk connection to %s: %s", short_id(peer), exc)
             return None
