@@ -40,6 +40,7 @@ class GetResult:
     quorum: bool  # at least get_quorum peers answered
     hops: int | None
     repaired: int  # peers sent the best record because they held an older one or none
+    expired: bool = False  # the lookup ended at its deadline, not having asked the k closest
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,9 @@ class Op:
             seq = max(h.seq for h in self.heads) if self.heads else None
             quorum = answers >= get_quorum
             key = self.key or ""
-            return GetResult(self.op_id, key, value, seq, answers, quorum, hops, self.repaired)
+            expired = lookup is not None and lookup.expired
+            return GetResult(self.op_id, key, value, seq, answers, quorum, hops, self.repaired,
+                             expired)  # fmt: skip
         if self.kind == PUT:
             ok = not self.reason and self.stored >= put_quorum
             reason = self.reason or ("" if ok else f"{self.stored} stores acknowledged")

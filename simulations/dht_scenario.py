@@ -134,6 +134,7 @@ class DhtScenario(Scenario):
         self.read_count = 0
         self.reads_racing = 0
         self.stale = 0
+        self.empty = self.empty_expired = self.empty_no_quorum = 0  # stale reads of nothing
         self.stale_examples: list[str] = []
         self.put_failures = 0
         self.survival: dict[tuple[int, int], str] = {}  # (node, req) -> key
@@ -368,6 +369,10 @@ class DhtScenario(Scenario):
             self.reads_racing += 1
             return
         self.read_count += 1
+        if event.seq is None:  # nothing found: why (docs/dht.md)
+            self.empty += 1
+            self.empty_expired += event.expired
+            self.empty_no_quorum += not event.quorum
         if event.seq is None or event.seq < tracked.seq or not self._has_newest(key, event):
             self.stale += 1
             if len(self.stale_examples) < 3:
@@ -395,6 +400,9 @@ class DhtScenario(Scenario):
             "reads_racing": self.reads_racing,
             "stale_reads": self.stale,
             "stale_example": "; ".join(self.stale_examples),
+            "empty_reads": self.empty,  # (of stale_reads) found nothing; of them:
+            "empty_reads_expired": self.empty_expired,  # the lookup's deadline ended it
+            "empty_reads_no_quorum": self.empty_no_quorum,  # fewer than get_quorum answered
             "put_failures": self.put_failures,
             "records_checked": len(self.survival_found),
             "lost_records": lost,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from hashlib import sha256
 
@@ -104,6 +105,20 @@ def test_a_get_never_answers_from_the_local_copy_alone() -> None:
     net.advance(net.config.query_timeout_s * 20)  # every peer, alpha at a time, times out
     [result] = [r for r in net.results(GetResult, reader) if r.req_id == req]
     assert not result.quorum and result.answers == 0  # the caller learns nobody answered
+    assert not result.expired  # every peer was asked, and failed, before the deadline
+
+
+def test_a_get_cut_short_by_its_deadline_says_so() -> None:
+    config = dataclasses.replace(DhtConfig.local(), lookup_timeout_s=2.5)
+    net = Net(20, config)
+    net.join_all()
+    key = peer_key(NodeId(sha256(b"no one wrote it").digest()))
+    reader = 7
+    net.down |= {i for i in range(20) if i != reader}  # each query waits 1 s, 3 at a time
+    req = net.call(reader, lambda core, now_s: core.get(now_s, key))
+    net.advance(config.query_timeout_s * 20)
+    [result] = [r for r in net.results(GetResult, reader) if r.req_id == req]
+    assert result.expired and result.seq is None and result.answers == 0
 
 
 def test_records_expire_at_their_ttl() -> None:
