@@ -30,6 +30,7 @@ FIGURES = (
     "empty_reads",
     "empty_reads_expired",
     "empty_reads_no_quorum",
+    "empty_reads_held_near",
     "records_checked",
     "lost_records",
     "net_messages_sent",

@@ -135,6 +135,7 @@ class DhtScenario(Scenario):
         self.reads_racing = 0
         self.stale = 0
         self.empty = self.empty_expired = self.empty_no_quorum = 0  # stale reads of nothing
+        self.empty_held_near = 0  # ... while one of the key's k closest live nodes held it
         self.stale_examples: list[str] = []
         self.put_failures = 0
         self.survival: dict[tuple[int, int], str] = {}  # (node, req) -> key
@@ -373,12 +374,21 @@ class DhtScenario(Scenario):
             self.empty += 1
             self.empty_expired += event.expired
             self.empty_no_quorum += not event.quorum
+            self.empty_held_near += self._held_near(world, key) > 0
         if event.seq is None or event.seq < tracked.seq or not self._has_newest(key, event):
             self.stale += 1
             if len(self.stale_examples) < 3:
                 self.stale_examples.append(
                     f"node {i} read {key} at seq {event.seq}, newest acknowledged {tracked.seq}"
                 )
+
+    def _held_near(self, world: World, key: str) -> int:
+        """How many of the key's k closest live nodes hold a record under it now (brute
+        force: for the rare empty read)."""
+        t = key_of(key.encode())
+        alive = [j for j in range(world.n) if world.nodes[j].alive]
+        near = sorted(alive, key=lambda j: self.keys[j] ^ t)[: DhtConfig.local().k]
+        return sum(1 for j in near if (core := world.nodes[j].core) and core.records.get(key))
 
     def _has_newest(self, key: str, event: GetResult) -> bool:
         """An /fs/ read holds both revisions, the second as the latest."""
@@ -403,6 +413,7 @@ class DhtScenario(Scenario):
             "empty_reads": self.empty,  # (of stale_reads) found nothing; of them:
             "empty_reads_expired": self.empty_expired,  # the lookup's deadline ended it
             "empty_reads_no_quorum": self.empty_no_quorum,  # fewer than get_quorum answered
+            "empty_reads_held_near": self.empty_held_near,  # the key's k closest held it
             "put_failures": self.put_failures,
             "records_checked": len(self.survival_found),
             "lost_records": lost,
