@@ -163,6 +163,7 @@ class DhtScenario(Scenario):
     def build(self, world: World) -> None:
         self.world_now_s = lambda: world.now_s
         config = DhtConfig.local().with_(refresh_on_join_max=self.param_int("join_refreshes"))
+        self.k = config.k  # (the nodes' k: `_held_near`)
         ids = world.ids
         self.keys = [key_of(i) for i in ids]
         index_of = world.network.index_of
@@ -374,7 +375,7 @@ class DhtScenario(Scenario):
             self.empty += 1
             self.empty_expired += event.expired
             self.empty_no_quorum += not event.quorum
-            self.empty_held_near += self._held_near(world, key) > 0
+            self.empty_held_near += self._held_near(world, key)
         if event.seq is None or event.seq < tracked.seq or not self._has_newest(key, event):
             self.stale += 1
             if len(self.stale_examples) < 3:
@@ -382,13 +383,13 @@ class DhtScenario(Scenario):
                     f"node {i} read {key} at seq {event.seq}, newest acknowledged {tracked.seq}"
                 )
 
-    def _held_near(self, world: World, key: str) -> int:
-        """How many of the key's k closest live nodes hold a record under it now (brute
-        force: for the rare empty read)."""
+    def _held_near(self, world: World, key: str) -> bool:
+        """Whether one of the key's k closest live nodes holds a record under it now
+        (brute force: for the rare empty read)."""
         t = key_of(key.encode())
         alive = [j for j in range(world.n) if world.nodes[j].alive]
-        near = sorted(alive, key=lambda j: self.keys[j] ^ t)[: DhtConfig.local().k]
-        return sum(1 for j in near if (core := world.nodes[j].core) and core.records.get(key))
+        near = sorted(alive, key=lambda j: self.keys[j] ^ t)[: self.k]
+        return any((core := world.nodes[j].core) and core.records.get(key) for j in near)
 
     def _has_newest(self, key: str, event: GetResult) -> bool:
         """An /fs/ read holds both revisions, the second as the latest."""
