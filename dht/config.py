@@ -31,6 +31,11 @@ class DhtConfig:
     # After its self-lookup a join refreshes the farthest buckets that are not full, at most
     # this many: they cover 1/2, 1/4, 1/8 of the network; periodic refreshes do the rest.
     refresh_on_join_max: int = 3
+    # ... and first the buckets at the edge of its k closest, deepest first, at most this
+    # many: a self-lookup learns only the k closest, so a neighbouring subtree of about k
+    # nodes just past them stayed unknown, and lookups for keys in it ended short of it
+    # (docs/dht.md, "Empty reads").
+    refresh_edge_on_join_max: int = 2
     table_save_interval_s: float = 60.0  # contacts saved for a restart this often
     saved_contacts_max: int = 64
     # -- records ------------------------------------------------------------------------
@@ -74,6 +79,8 @@ class DhtConfig:
             raise ValueError("a lookup keeps at least k candidates")
         if not 1 <= self.get_quorum <= self.k or not 1 <= self.put_quorum <= self.k:
             raise ValueError("quorums are between 1 and k")
+        if self.refresh_on_join_max < 0 or self.refresh_edge_on_join_max < 0:
+            raise ValueError("a join refreshes zero buckets or more")
 
     @property
     def republish_s(self) -> float:

@@ -478,18 +478,26 @@ class DhtCore(DhtAnswers):
         self._table_dirty = True
         self._save_contacts()
         self._effects.events.append(Joined(len(self.table), lookup.hops))
-        nearest = self.table.closest(self.table.self_key, 1)
-        depth = common_prefix_len(self.table.self_key, nearest[0].key) if nearest else 0
-        refreshed = 0
-        for index in range(depth):  # the buckets farther than our nearest neighbour
-            full = (
-                index < len(self.table.buckets) and len(self.table.buckets[index]) >= self.config.k
-            )
-            if not full and refreshed < self.config.refresh_on_join_max:
-                refreshed += 1
-                self._refresh(now_s, index)
+        for index in self._join_refreshes():
+            self._refresh(now_s, index)
         if not was_joined and self.addrs and self.identity is not None:
             self.set_addrs(now_s, self.addrs)
+
+    def _join_refreshes(self) -> list[int]:
+        """The buckets a join refreshes, of those farther than our nearest neighbour and
+        not full: first the ones at the edge of our k closest (the self-lookup learned
+        only those k: the subtree just past them, about k nodes, is unknown to all of
+        them unless someone looks there), deepest first; then the farthest."""
+        table, k = self.table, self.config.k
+        nearest = table.closest(table.self_key, k)
+        if not nearest:
+            return []
+        depth = common_prefix_len(table.self_key, nearest[0].key)
+        edge = common_prefix_len(table.self_key, nearest[-1].key) if len(nearest) >= k else depth
+        open_ = [i for i in range(depth) if i >= len(table.buckets) or len(table.buckets[i]) < k]
+        chosen = [i for i in reversed(open_) if i <= edge][: self.config.refresh_edge_on_join_max]
+        far = [i for i in open_ if i not in chosen][: self.config.refresh_on_join_max]
+        return chosen + far
 
     def _refresh(self, now_s: float, index: int) -> None:
         target = self.table.random_key_in_bucket(index, self.rng)

@@ -116,6 +116,8 @@ class DhtScenario(Scenario):
         "readers": 5,
         "publish_peers": True,
         "join_refreshes": DhtConfig().refresh_on_join_max,
+        "edge_refreshes": DhtConfig().refresh_edge_on_join_max,
+        "k": DhtConfig().k,
     }
     main_series = "messages_per_s"
     headline = ("lookup_hops_median", "lookup_hops_p99", "stale_reads", "lost_records")
@@ -162,7 +164,11 @@ class DhtScenario(Scenario):
 
     def build(self, world: World) -> None:
         self.world_now_s = lambda: world.now_s
-        config = DhtConfig.local().with_(refresh_on_join_max=self.param_int("join_refreshes"))
+        config = DhtConfig.local().with_(
+            refresh_on_join_max=self.param_int("join_refreshes"),
+            refresh_edge_on_join_max=self.param_int("edge_refreshes"),
+            k=self.param_int("k"),
+        )
         self.k = config.k  # (the nodes' k: `_held_near`)
         ids = world.ids
         self.keys = [key_of(i) for i in ids]
