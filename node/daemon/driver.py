@@ -62,6 +62,7 @@ ANSWER_S = 90.0  # longer than any deadline of the core's own: it always answers
 AWAITERS_MAX = 100_000
 NOTICES = (Dial, Disconnect, Silenced, RunStopped)  # what NodeCore asks the daemon to do
 DEFER_S = 0.05  # the longest lazy writes wait for a batch that commits them
+DRAIN_S = 0.002  # an inline commit waits at most this long for its early frames to leave
 EARLY_SENDS_MAX = 8  # a batch of more sends waits for its commit whole (one frame a peer)
 DEFERRED_WRITES_MAX = 4096  # ... or this many
 
@@ -191,6 +192,9 @@ class CoreDriver:
                 self._send(early)
                 gone = {id(msg) for _, msg in early}
                 effects.sends = [(to, m) for to, m in sends if id(m) not in gone]
+                drain = getattr(self.transport, "drain", None)
+                if not self.writer.off_loop and drain is not None:
+                    await drain({to for to, _ in early}, DRAIN_S)  # out before the loop blocks
             await self._commit(writes, sync=self.sync)  # persist before send
         if TRACE:
             self._trace(t0, t1, effects, level)

@@ -108,6 +108,8 @@ class P2PTransport:
         self._handlers: dict[str, StreamHandler] = {}
         self._links: dict[NodeId, list[Link]] = {}
         self._outboxes: dict[NodeId, trio.MemorySendChannel[tuple[str, Sequence[Any]]]] = {}
+        self._unwritten: Counter[NodeId] = Counter()  # batches queued, not yet on the socket
+        self._written = trio.Event()  # set when a writer has written what it took
         self._serving = trio.CancelScope()  # the listeners' accept loops
         self._handshakes = 0  # inbound, in progress
         self._listen_addrs: list[str] = []
@@ -140,7 +142,15 @@ class P2PTransport:
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self.counters["send_dropped"] += 1
             return False
+        self._unwritten[dest] += 1
         return True
+
+    async def drain(self, dests: Collection[NodeId], timeout_s: float) -> None:
+        """Until what was queued for `dests` is on their sockets (or `timeout_s`): a
+        caller about to hold the loop lets its frames leave first."""
+        with trio.move_on_after(timeout_s):
+            while any(self._unwritten[d] for d in dests if d in self._outboxes):
+                await self._written.wait()
 
     def peers(self) -> Collection[NodeId]:
         return list(self._links)
@@ -281,6 +291,7 @@ class P2PTransport:
     def _drop_peer(self, nid: NodeId) -> None:
         self._links.pop(nid, None)
         outbox = self._outboxes.pop(nid, None)
+        self._unwritten.pop(nid, None)
         if outbox is not None:
             outbox.close()
         if self._on_change is not None:
@@ -415,21 +426,31 @@ class P2PTransport:
                         break
                     items.append(item)
                     n += len(item[1])
-                by_channel: dict[str, list[Any]] = {}
-                for name, msgs in items:
-                    by_channel.setdefault(name, []).extend(msgs)
-                data = b"".join(self._frames(name, msgs) for name, msgs in by_channel.items())
-                link = self._link_to(dest)
-                if link is None:
-                    self.counters["stream_failures"] += 1
-                    continue
-                if not data:
-                    continue
                 try:
-                    await link.write(data)
-                except StreamClosed as exc:
-                    self.counters["stream_failures"] += 1
-                    log.debug("link to %s ended: %s", short_id(dest), exc)
+                    await self._write_items(dest, items)
+                finally:
+                    left = self._unwritten.pop(dest, 0) - len(items)
+                    if left > 0:
+                        self._unwritten[dest] = left
+                    self._written.set()
+                    self._written = trio.Event()
+
+    async def _write_items(self, dest: NodeId, items: list[tuple[str, Sequence[Any]]]) -> None:
+        by_channel: dict[str, list[Any]] = {}
+        for name, msgs in items:
+            by_channel.setdefault(name, []).extend(msgs)
+        data = b"".join(self._frames(name, msgs) for name, msgs in by_channel.items())
+        link = self._link_to(dest)
+        if link is None:
+            self.counters["stream_failures"] += 1
+            return
+        if not data:
+            return
+        try:
+            await link.write(data)
+        except StreamClosed as exc:
+            self.counters["stream_failures"] += 1
+            log.debug("link to %s ended: %s", short_id(dest), exc)
 
     def _frames(self, name: str, msgs: list[Any]) -> bytes:
         """`msgs` as one frame, or halves of it while a frame would be too big."""

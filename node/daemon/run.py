@@ -138,7 +138,7 @@ class Node:
         if self.gateway is not None:
             st["colonies"] = {"url": self.gateway_url, **self.gateway.counters,
                               **self.gateway.executors.counters}  # fmt: skip
-        st["driver"] = dict(self.driver.counters)
+        st["driver"] = {**self.driver.counters, **self.driver.writer.figures()}
         st["connected_peers"] = len(transport.peers()) if transport else 0
         st["uptime_s"] = round(trio.current_time() - self.started_s, 3)
         core_counters = st.pop("counters")
@@ -276,7 +276,7 @@ class Node:
         join_with: tuple[str, str] | None = None,
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        writer = StoreWriter(self.store)
+        writer = StoreWriter(self.store, off_loop=False, adaptive=True)
         try:
             await self._run(writer, join_with, task_status)
         finally:

@@ -241,3 +241,24 @@ async def test_a_links_socket_gives_up_on_a_silent_peer_within_seconds() -> None
             assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
             assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
             assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 15
+
+
+async def test_drain_returns_once_the_queued_batches_are_written() -> None:
+    # The driver drains a turn's early frames before it commits on the loop, so the
+    # voters start while this node's disk works.
+    got: list[int] = []
+    done = trio.Event()
+    async with transports(2) as (ids, ts):
+        ts[1].set_receiver("blob", collect(got, done, 2))
+        await ts[0].connect(ts[1].addrs()[0])
+        to = ids[1].node_id
+        assert ts[0].send(to, "blob", [Blob(1, b"")]) and ts[0].send(to, "blob", [Blob(2, b"")])
+        assert ts[0].counters["frames_out_blob"] == 0  # queued: the writer has not run yet
+        with trio.fail_after(5):
+            await ts[0].drain({to}, timeout_s=5.0)
+        assert ts[0].counters["frames_out_blob"] >= 1 and not ts[0]._unwritten
+        with trio.fail_after(5):
+            await done.wait()
+        assert got == [1, 2]
+        with trio.fail_after(1):  # nothing queued (and a peer with no link): at once
+            await ts[0].drain({to, Identity.generate().node_id}, timeout_s=5.0)

@@ -71,3 +71,46 @@ async def test_a_started_commit_completes_even_if_the_caller_is_cancelled() -> N
     assert store.get("t", b"k") == "durable"
     assert store.crash() == 0  # it was a synced batch: a crash keeps it
     assert store.get("t", b"k") == "durable"
+
+
+class TimedStore(WatchedStore):
+    """A disk whose synced commits take `sync_s` of its own clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now_s = 0.0
+        self.sync_s = 0.0
+
+    def clock(self) -> float:
+        return self.now_s
+
+    def apply(self, batch: Sequence[Write], *, sync: bool = True) -> None:
+        super().apply(batch, sync=sync)
+        self.now_s += self.sync_s if sync else 0.0
+
+
+async def test_commits_leave_the_loop_while_the_disk_is_slow_and_come_back() -> None:
+    store = TimedStore()
+    writer = StoreWriter(store, off_loop=False, adaptive=True, clock=store.clock)
+    loop_thread = threading.get_ident()
+
+    async def commits(n: int, sync: bool = True) -> set[bool]:
+        """Where each of `n` commits ran (True: on a thread of its own)."""
+        where = set()
+        for i in range(n):
+            store.apply_threads.clear()
+            await writer.apply([("t", b"k", i)], sync=sync)
+            where.add(loop_thread not in store.apply_threads)
+        return where
+
+    store.sync_s = 0.0002  # a fast disk: every commit on the loop
+    assert await commits(30) == {False}
+    store.sync_s = 0.020  # a slow one: three commits to notice, then on the thread
+    assert await commits(3) == {False} and await commits(30) == {True}
+    assert await commits(10, sync=False) == {True}  # unsynced ones tell nothing
+    store.sync_s = 0.0002  # fast again: the probes (one commit in 50) see it
+    assert await commits(300) == {True, False} and await commits(50) == {False}
+    figures = writer.figures()
+    assert figures["commits_on_loop"] > 0 and figures["commits_on_thread"] > 0
+    assert figures["sync_ms"] < 1.0
+    writer.close()
