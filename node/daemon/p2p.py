@@ -136,6 +136,7 @@ class P2PTransport:
                 OUTBOX_BATCHES_MAX
             )
             self._outboxes[dest] = outbox = send_ch
+            self._unwritten.pop(dest, None)  # (a writer that failed left its count)
             self._nursery.start_soon(self._writer, dest, recv_ch)
         try:
             outbox.send_nowait((channel, msgs))
