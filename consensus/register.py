@@ -336,13 +336,26 @@ def merge(reg: Register | None, incoming: Register, now_s: float, timing: Timing
     """Another voter's register for the same process (repair). A missing process is
     adopted, a RUNNING one as a full lease from now (lengthening a lease at a voter is
     always safe); a closed register replaces an open one (each voter still changes its
-    terminal value at most once, so two majorities cannot commit two results). Anything
-    else is left alone: an open register never replaces another (that could drop a
-    lease this voter granted)."""
+    terminal value at most once, so two majorities cannot commit two results). A lease
+    that ran out here gives way to a WAITING register of a higher epoch: the lease was
+    given back where that epoch was granted, and this voter missed the Release (with its
+    retries spent, it would refuse every claim as RETRIES_SPENT while the others grant:
+    with a voter down, no majority either way; docs/consensus.md). Anything else is left
+    alone: an open register never replaces another (that could drop a lease this voter
+    granted)."""
     if reg is None:
         return restarted(incoming, now_s, timing), Reason.OK
-    if incoming.closed and not reg.closed and same_process(incoming.terms, reg.terms):
+    if not same_process(incoming.terms, reg.terms):
+        return reg, Reason.CLOSED if reg.closed else Reason.LEASE_HELD
+    if incoming.closed and not reg.closed:
         return replace(incoming, expiry_s=0.0, started_s=0.0), Reason.OK
+    if (
+        incoming.state is State.WAITING
+        and incoming.epoch > reg.epoch
+        and lease_expired(reg, now_s)
+    ):
+        retries = max(reg.retries, incoming.retries)  # (counted at each voter: keep the most)
+        return replace(incoming, retries=retries, waiting_since_s=now_s), Reason.OK
     return reg, Reason.CLOSED if reg.closed else Reason.LEASE_HELD
 
 

@@ -63,8 +63,28 @@ def after_failed_claim(
     missing = [v for v in voters if v in verdicts and verdicts[v].view is None]
     source = closed[0] if closed else (holding[0] if missing and holding else None)
     if source is None:
-        return None
+        return behind_a_release(pid, voters, verdicts)
     to = tuple(v for v in voters if v != source and not is_closed(verdicts.get(v)))
+    return (source, Push(pid, to)) if to else None
+
+
+def behind_a_release(
+    pid: bytes, voters: Sequence[NodeId], verdicts: Mapping[NodeId, Verdict]
+) -> tuple[NodeId, Push] | None:
+    """Some voters refused the claim RETRIES_SPENT (a lease of theirs ran out) while
+    another granted it at a higher epoch (so it held the process WAITING: a Release they
+    missed). The voter of the highest epoch hands its register to them; it gives the
+    Release of this claim first, so they take it WAITING (register.merge)."""
+    spent = [
+        v for v in voters
+        if (d := verdicts.get(v)) is not None and d.reason is Reason.RETRIES_SPENT and known(d)
+    ]  # fmt: skip
+    granted = [v for v in voters if (d := verdicts.get(v)) is not None and d.ok and known(d)]
+    if not spent or not granted:
+        return None
+    source = max(granted, key=lambda v: verdicts[v].view.epoch)  # type: ignore[union-attr]
+    top = verdicts[source].view.epoch  # type: ignore[union-attr]
+    to = tuple(v for v in spent if verdicts[v].view.epoch < top)  # type: ignore[union-attr]
     return (source, Push(pid, to)) if to else None
 
 

@@ -391,3 +391,22 @@ def test_property_claimer_deadline_precedes_every_voter_expiry_in_real_time(
     deadline_g = deadline_local / rate_c
     expiry_g = (expiry_local - 7.0) / rate_v
     assert deadline_g <= expiry_g + 1e-9
+
+
+def test_merge_a_lease_that_ran_out_gives_way_to_a_release_at_a_higher_epoch() -> None:
+    # This voter missed the Release of epoch 1 (`voters` chaos seed 581): with its
+    # retries spent it refused every claim RETRIES_SPENT while another voter granted
+    # them, and with the third voter down no claim had a majority, for good.
+    ran_out = replace(granted(waiting(maxretries=1), 1, A, 0.0), retries=1)
+    assert rg.claim(ran_out, 2, B, LEASE_S, "", 10.0, T)[1] is Reason.RETRIES_SPENT
+    elsewhere = granted(replace(waiting(maxretries=1), epoch=1), 5, B, 8.0)
+    released = rg.release(elsewhere, 5, B, 9.0)[0]
+    merged, reason = rg.merge(ran_out, released, 10.0, T)
+    assert reason is Reason.OK
+    assert (merged.state, merged.epoch, merged.holder, merged.retries) == (
+        State.WAITING, 5, None, 1)  # fmt: skip
+    assert rg.claim(merged, 6, B, LEASE_S, "", 10.0, T)[1] is Reason.OK
+    # Not while its lease runs here, not from a lower epoch, never a RUNNING copy.
+    assert rg.merge(ran_out, released, 1.0, T)[0] == ran_out
+    assert rg.merge(ran_out, replace(released, epoch=1), 10.0, T)[0] == ran_out
+    assert rg.merge(ran_out, elsewhere, 10.0, T)[0] == ran_out

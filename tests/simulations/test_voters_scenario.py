@@ -57,3 +57,12 @@ def test_planted_bugs_are_caught(bug: str, faults: str, seed: int, checker: str)
     result = run(seed, faults, planted_bug=bug)
     assert not result.ok
     assert checker in {v.checker for v in result.violations}, result.violations
+
+
+@pytest.mark.parametrize("seed", [581, 590])
+def test_a_voter_that_missed_a_release_is_repaired_and_the_process_closes(seed: int) -> None:
+    """These seeds left processes RUNNING for good: a voter that missed the holder's
+    Release refused every claim RETRIES_SPENT while another granted it, with the third
+    voter down (docs/consensus.md). Repair now hands it the register of the voter that
+    granted, WAITING at the higher epoch."""
+    assert_clean(run(seed, "chaos"))
