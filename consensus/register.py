@@ -349,11 +349,7 @@ def merge(reg: Register | None, incoming: Register, now_s: float, timing: Timing
         return reg, Reason.CLOSED if reg.closed else Reason.LEASE_HELD
     if incoming.closed and not reg.closed:
         return replace(incoming, expiry_s=0.0, started_s=0.0), Reason.OK
-    if (
-        incoming.state is State.WAITING
-        and incoming.epoch > reg.epoch
-        and lease_expired(reg, now_s)
-    ):
+    if incoming.state is State.WAITING and incoming.epoch > reg.epoch and lease_expired(reg, now_s):
         retries = max(reg.retries, incoming.retries)  # (counted at each voter: keep the most)
         return replace(incoming, retries=retries, waiting_since_s=now_s), Reason.OK
     return reg, Reason.CLOSED if reg.closed else Reason.LEASE_HELD

@@ -19,10 +19,11 @@ on the loop, timed, and the commits come back once the average is under FAST_SYN
 commit timed on the thread would count its waits for the GIL). Under the benchmark's
 load here (three daemons sharing one disk and two cores) commits on the loop average
 1.1-1.2 ms.
+
 Measured on three daemons on this 2-core machine (`Client.map` of 3,000 no-op calls,
-alternating runs, 2026-12-08): 552, 528, 545 calls/s on the loop against 496, 457,
-484 on the thread, and 3.2-3.4 ms of CPU a call against 3.7-4.0; sequential calls and
-submissions as fast either way (docs/performance.md).
+alternating runs against the thread, 2026-12-08): 504-515 calls/s against 465-485,
+3.55-3.62 ms of CPU a call against 3.77-3.95, sequential p50 8.0-8.5 against
+8.6-9.4 ms (docs/performance.md).
 
 Batches are applied one at a time in the order `apply` was called (trio.Lock is FIFO),
 so the driver may call it from several tasks. A commit that has started is never
