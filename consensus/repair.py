@@ -75,16 +75,13 @@ def behind_a_release(
     another granted it at a higher epoch (so it held the process WAITING: a Release they
     missed). The voter of the highest epoch hands its register to them; it gives the
     Release of this claim first, so they take it WAITING (register.merge)."""
-    spent = [
-        v for v in voters
-        if (d := verdicts.get(v)) is not None and d.reason is Reason.RETRIES_SPENT and known(d)
-    ]  # fmt: skip
-    granted = [v for v in voters if (d := verdicts.get(v)) is not None and d.ok and known(d)]
+    epochs = {v: d.view.epoch for v, d in verdicts.items() if d.view is not None}
+    spent = [v for v in voters if v in epochs and verdicts[v].reason is Reason.RETRIES_SPENT]
+    granted = [v for v in voters if v in epochs and verdicts[v].ok]
     if not spent or not granted:
         return None
-    source = max(granted, key=lambda v: verdicts[v].view.epoch)  # type: ignore[union-attr]
-    top = verdicts[source].view.epoch  # type: ignore[union-attr]
-    to = tuple(v for v in spent if verdicts[v].view.epoch < top)  # type: ignore[union-attr]
+    source = max(granted, key=epochs.__getitem__)
+    to = tuple(v for v in spent if epochs[v] < epochs[source])
     return (source, Push(pid, to)) if to else None
 
 

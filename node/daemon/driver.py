@@ -92,6 +92,8 @@ class CoreDriver:
         self.writer = writer
         self.on_events = on_events
         self.early = early  # the sends of a batch that may leave before its commit
+        # the transport's wait for queued frames to be written (the daemon's P2PTransport)
+        self._drain = getattr(transport, "drain", None)
         self.sync = sync
         self.counters: Counter[str] = Counter()
         send, recv = trio.open_memory_channel[tuple[NodeId, Sequence[Any]]](INBOX_FRAMES_MAX)
@@ -192,9 +194,8 @@ class CoreDriver:
                 self._send(early)
                 gone = {id(msg) for _, msg in early}
                 effects.sends = [(to, m) for to, m in sends if id(m) not in gone]
-                drain = getattr(self.transport, "drain", None)
-                if not self.writer.off_loop and drain is not None:
-                    await drain({to for to, _ in early}, DRAIN_S)  # out before the loop blocks
+                if not self.writer.off_loop and self._drain is not None:  # out before it blocks
+                    await self._drain({to for to, _ in early}, DRAIN_S)
             await self._commit(writes, sync=self.sync)  # persist before send
         if TRACE:
             self._trace(t0, t1, effects, level)
